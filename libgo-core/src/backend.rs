@@ -1,0 +1,330 @@
+//! The traits a backend implements. All are object safe: `Arc<dyn Backend>` is the usual
+//! handle.
+//!
+//! Optional operations have default bodies that return [`ErrorKind::Unsupported`]; a backend
+//! overrides what it supports and says so in [`Backend::capabilities`].
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::*;
+
+/// A boxed stream of results, as returned by logs, stats, events and consoles.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T>> + Send + 'static>>;
+
+/// An interactive console: what the instance prints, and a writer to type into it.
+pub struct ConsoleSession {
+    /// Output of the instance.
+    pub output: BoxStream<Bytes>,
+    /// Input to the instance.
+    pub input: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for ConsoleSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsoleSession")
+    }
+}
+
+pub(crate) fn unsupported<T>(what: &str) -> Result<T> {
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        format!("{what} is not supported by this backend"),
+    ))
+}
+
+/// Instances: life cycle, observation, snapshots and export.
+///
+/// `id` arguments take an instance id or its name. `create` validates its spec with
+/// [`crate::validate::instance_spec`] before touching the engine, and leaves nothing behind
+/// when any step fails.
+#[async_trait]
+pub trait Compute: Send + Sync {
+    /// Creates an instance (and starts it when `spec.start`).
+    async fn create(&self, spec: &InstanceSpec) -> Result<Instance>;
+    /// One instance by id or name.
+    async fn get(&self, id: &str) -> Result<Instance>;
+    /// Every instance that passes `filter`, in one engine call.
+    async fn list(&self, filter: &InstanceFilter) -> Result<Vec<Instance>>;
+    /// Starts a stopped instance.
+    async fn start(&self, id: &str) -> Result<()>;
+    /// Stops gracefully within the timeout, then forcibly; or forcibly at once.
+    async fn stop(&self, id: &str, options: StopOptions) -> Result<()>;
+    /// Restarts.
+    async fn restart(&self, id: &str, options: StopOptions) -> Result<()>;
+    /// Sends a signal (containers) or pulls the plug (VMs).
+    async fn kill(&self, id: &str, signal: Option<&str>) -> Result<()>;
+    /// Freezes a running instance.
+    async fn pause(&self, id: &str) -> Result<()>;
+    /// Thaws a paused instance.
+    async fn resume(&self, id: &str) -> Result<()>;
+    /// Deletes the instance and what it created for itself; `force` stops it first.
+    async fn delete(&self, id: &str, force: bool) -> Result<()>;
+    /// Changes CPU and memory limits.
+    async fn update(&self, id: &str, update: ResourceUpdate) -> Result<Instance>;
+    /// One normalised stats sample.
+    async fn stats(&self, id: &str) -> Result<Stats>;
+    /// A stream of stats samples, about one a second.
+    async fn stats_stream(&self, id: &str) -> Result<BoxStream<Stats>>;
+    /// Log lines (container output, VM serial log).
+    async fn logs(&self, id: &str, options: LogOptions) -> Result<BoxStream<LogEntry>>;
+    /// Runs a command inside and waits for it.
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecResult> {
+        let _ = (id, spec);
+        unsupported("exec")
+    }
+    /// An interactive console (container tty, VM serial console).
+    async fn console(&self, id: &str) -> Result<ConsoleSession> {
+        let _ = id;
+        unsupported("console")
+    }
+    /// The VNC display of a VM.
+    async fn vnc_display(&self, id: &str) -> Result<VncDisplay> {
+        let _ = id;
+        unsupported("VNC display")
+    }
+    /// A PNG screenshot of a VM's display.
+    async fn screenshot(&self, id: &str) -> Result<Vec<u8>> {
+        let _ = id;
+        unsupported("screenshot")
+    }
+    /// Takes a snapshot.
+    async fn snapshot_create(&self, id: &str, spec: &SnapshotSpec) -> Result<Snapshot> {
+        let _ = (id, spec);
+        unsupported("snapshots")
+    }
+    /// Snapshots of an instance, oldest first.
+    async fn snapshot_list(&self, id: &str) -> Result<Vec<Snapshot>> {
+        let _ = id;
+        unsupported("snapshots")
+    }
+    /// Returns the instance to a snapshot.
+    async fn snapshot_revert(&self, id: &str, snapshot: &str) -> Result<()> {
+        let _ = (id, snapshot);
+        unsupported("snapshots")
+    }
+    /// Deletes a snapshot.
+    async fn snapshot_delete(&self, id: &str, snapshot: &str) -> Result<()> {
+        let _ = (id, snapshot);
+        unsupported("snapshots")
+    }
+    /// Writes the instance to a file.
+    async fn export(
+        &self,
+        id: &str,
+        spec: &ExportSpec,
+        progress: ProgressSink,
+    ) -> Result<ExportResult> {
+        let _ = (id, spec, progress);
+        unsupported("export")
+    }
+    /// Lifecycle events of every instance of the backend, whoever caused them.
+    async fn events(&self) -> Result<BoxStream<Event>>;
+    /// VM templates.
+    async fn template_list(&self) -> Result<Vec<Template>> {
+        unsupported("templates")
+    }
+    /// Saves a template (replacing one of the same name is a conflict).
+    async fn template_create(&self, template: &Template) -> Result<Template> {
+        let _ = template;
+        unsupported("templates")
+    }
+    /// One template.
+    async fn template_get(&self, name: &str) -> Result<Template> {
+        let _ = name;
+        unsupported("templates")
+    }
+    /// Deletes a template.
+    async fn template_delete(&self, name: &str) -> Result<()> {
+        let _ = name;
+        unsupported("templates")
+    }
+}
+
+/// Images: container images, or VM base images and ISO media.
+#[async_trait]
+pub trait Images: Send + Sync {
+    /// Every image.
+    async fn image_list(&self) -> Result<Vec<Image>>;
+    /// One image by id or reference.
+    async fn image_inspect(&self, id: &str) -> Result<Image>;
+    /// Pulls from a registry.
+    async fn image_pull(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: ProgressSink,
+    ) -> Result<Image> {
+        let _ = (reference, auth, progress);
+        unsupported("image pull")
+    }
+    /// Pushes to a registry.
+    async fn image_push(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: ProgressSink,
+    ) -> Result<()> {
+        let _ = (reference, auth, progress);
+        unsupported("image push")
+    }
+    /// Builds from a context tar.
+    async fn image_build(&self, spec: &BuildSpec, progress: ProgressSink) -> Result<Image> {
+        let _ = (spec, progress);
+        unsupported("image build")
+    }
+    /// Gives `source` the reference `target`.
+    async fn image_tag(&self, source: &str, target: &str) -> Result<()> {
+        let _ = (source, target);
+        unsupported("image tag")
+    }
+    /// Removes an image.
+    async fn image_remove(&self, id: &str, force: bool) -> Result<()>;
+    /// Removes unused images.
+    async fn image_prune(&self) -> Result<PruneReport> {
+        unsupported("image prune")
+    }
+    /// Writes an image to a tar file.
+    async fn image_save(&self, id: &str, destination: &std::path::Path) -> Result<ExportResult> {
+        let _ = (id, destination);
+        unsupported("image save")
+    }
+}
+
+/// Networks.
+#[async_trait]
+pub trait Networks: Send + Sync {
+    /// Every network.
+    async fn network_list(&self) -> Result<Vec<Network>> {
+        unsupported("networks")
+    }
+    /// Creates a network.
+    async fn network_create(&self, spec: &NetworkSpec) -> Result<Network> {
+        let _ = spec;
+        unsupported("networks")
+    }
+    /// One network by id or name.
+    async fn network_inspect(&self, id: &str) -> Result<Network> {
+        let _ = id;
+        unsupported("networks")
+    }
+    /// Deletes a network.
+    async fn network_delete(&self, id: &str) -> Result<()> {
+        let _ = id;
+        unsupported("networks")
+    }
+    /// Activates a defined network (libvirt).
+    async fn network_start(&self, id: &str) -> Result<()> {
+        let _ = id;
+        unsupported("network start")
+    }
+    /// Deactivates a network (libvirt).
+    async fn network_stop(&self, id: &str) -> Result<()> {
+        let _ = id;
+        unsupported("network stop")
+    }
+    /// Attaches an instance.
+    async fn network_connect(&self, network: &str, instance: &str) -> Result<()> {
+        let _ = (network, instance);
+        unsupported("network connect")
+    }
+    /// Detaches an instance.
+    async fn network_disconnect(&self, network: &str, instance: &str) -> Result<()> {
+        let _ = (network, instance);
+        unsupported("network disconnect")
+    }
+}
+
+/// Volumes and, for VMs, storage pools.
+#[async_trait]
+pub trait Volumes: Send + Sync {
+    /// Every volume.
+    async fn volume_list(&self) -> Result<Vec<Volume>> {
+        unsupported("volumes")
+    }
+    /// Creates a volume.
+    async fn volume_create(&self, spec: &VolumeSpec) -> Result<Volume> {
+        let _ = spec;
+        unsupported("volumes")
+    }
+    /// One volume by name (`pool/name` for VM volumes outside the default pool).
+    async fn volume_inspect(&self, name: &str) -> Result<Volume> {
+        let _ = name;
+        unsupported("volumes")
+    }
+    /// Deletes a volume.
+    async fn volume_delete(&self, name: &str, force: bool) -> Result<()> {
+        let _ = (name, force);
+        unsupported("volumes")
+    }
+    /// Deletes unused volumes.
+    async fn volume_prune(&self) -> Result<PruneReport> {
+        unsupported("volume prune")
+    }
+    /// Grows a VM volume.
+    async fn volume_resize(&self, name: &str, size_bytes: u64) -> Result<Volume> {
+        let _ = (name, size_bytes);
+        unsupported("volume resize")
+    }
+    /// Overwrites a VM volume with zeros.
+    async fn volume_wipe(&self, name: &str) -> Result<()> {
+        let _ = name;
+        unsupported("volume wipe")
+    }
+    /// Copies a VM volume.
+    async fn volume_clone(&self, source: &str, target: &str) -> Result<Volume> {
+        let _ = (source, target);
+        unsupported("volume clone")
+    }
+    /// Fills a VM volume from an image file on the host.
+    async fn volume_upload(&self, name: &str, file: &std::path::Path) -> Result<Volume> {
+        let _ = (name, file);
+        unsupported("volume upload")
+    }
+    /// Storage pools.
+    async fn pool_list(&self) -> Result<Vec<StoragePool>> {
+        unsupported("storage pools")
+    }
+    /// Creates (defines, builds and starts) a pool.
+    async fn pool_create(&self, spec: &StoragePoolSpec) -> Result<StoragePool> {
+        let _ = spec;
+        unsupported("storage pools")
+    }
+    /// One pool.
+    async fn pool_inspect(&self, name: &str) -> Result<StoragePool> {
+        let _ = name;
+        unsupported("storage pools")
+    }
+    /// Starts a pool.
+    async fn pool_activate(&self, name: &str) -> Result<()> {
+        let _ = name;
+        unsupported("storage pools")
+    }
+    /// Stops a pool.
+    async fn pool_deactivate(&self, name: &str) -> Result<()> {
+        let _ = name;
+        unsupported("storage pools")
+    }
+    /// Deletes a pool (it must be empty).
+    async fn pool_delete(&self, name: &str) -> Result<()> {
+        let _ = name;
+        unsupported("storage pools")
+    }
+}
+
+/// An engine: instances, images, networks and volumes, plus what it is and supports.
+#[async_trait]
+pub trait Backend: Compute + Images + Networks + Volumes {
+    /// The name it was registered under (`docker`, `kvm`, `host2-docker`…).
+    fn name(&self) -> &str;
+    /// What it supports.
+    fn capabilities(&self) -> Capabilities;
+    /// Engine and version.
+    async fn info(&self) -> Result<BackendInfo>;
+    /// Whether the engine answers now.
+    async fn health(&self) -> Health;
+}

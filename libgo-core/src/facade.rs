@@ -1,0 +1,873 @@
+//! [`LibGo`]: one handle over every registered backend.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use futures::future::{BoxFuture, join_all};
+use futures::{FutureExt, StreamExt};
+
+use crate::backend::{Backend, BoxStream, ConsoleSession};
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::*;
+use crate::validate;
+
+/// The facade every front end uses: it holds named backends and routes each call.
+///
+/// - `create` goes to the backend named in the spec, else the first one of the spec's kind.
+/// - Calls on an instance find it by id or unique name on whichever backend holds it.
+/// - `list` asks every backend at once, merges, filters and paginates.
+/// - Instance names are unique across backends.
+///
+/// ```no_run
+/// # async fn demo(docker: std::sync::Arc<dyn libgo_core::Backend>) -> libgo_core::Result<()> {
+/// use libgo_core::{InstanceFilter, InstanceSpec, LibGo, Pagination};
+/// let libgo = LibGo::new();
+/// libgo.register(docker)?;
+/// let web = libgo.create(&InstanceSpec::container("web", "busybox:latest")).await?;
+/// libgo.start(&web.id).await?;
+/// let page = libgo.list(&InstanceFilter::default(), Pagination::default()).await?;
+/// assert!(page.items.iter().any(|i| i.name == "web"));
+/// # Ok(()) }
+/// ```
+#[derive(Default)]
+pub struct LibGo {
+    backends: RwLock<Vec<Arc<dyn Backend>>>,
+}
+
+impl std::fmt::Debug for LibGo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibGo")
+            .field("backends", &self.backend_names())
+            .finish()
+    }
+}
+
+/// Picks a resource-capable backend for an operation on a named object.
+type Probe<'a, T> = &'a (dyn Fn(Arc<dyn Backend>) -> BoxFuture<'static, Result<T>> + Sync);
+
+impl LibGo {
+    /// A facade with no backends.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a backend under its own [`Backend::name`]. A second backend of the same name is
+    /// a conflict.
+    pub fn register(&self, backend: Arc<dyn Backend>) -> Result<()> {
+        validate::name("backend name", backend.name())?;
+        let mut backends = self.write();
+        if backends.iter().any(|b| b.name() == backend.name()) {
+            return Err(Error::conflict(format!(
+                "a backend named {:?} is registered already",
+                backend.name()
+            )));
+        }
+        backends.push(backend);
+        Ok(())
+    }
+
+    /// Removes a backend.
+    pub fn unregister(&self, name: &str) -> Result<Arc<dyn Backend>> {
+        let mut backends = self.write();
+        let pos = backends
+            .iter()
+            .position(|b| b.name() == name)
+            .ok_or_else(|| Error::not_found(format!("no backend named {name:?}")))?;
+        Ok(backends.remove(pos))
+    }
+
+    /// The backends, in registration order.
+    pub fn backends(&self) -> Vec<Arc<dyn Backend>> {
+        self.read().clone()
+    }
+
+    /// Names of the backends, in registration order.
+    pub fn backend_names(&self) -> Vec<String> {
+        self.read().iter().map(|b| b.name().to_string()).collect()
+    }
+
+    /// One backend by name.
+    pub fn backend(&self, name: &str) -> Result<Arc<dyn Backend>> {
+        self.read()
+            .iter()
+            .find(|b| b.name() == name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("no backend named {name:?}")))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<dyn Backend>>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the Vec is intact.
+        self.backends.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<dyn Backend>>> {
+        self.backends.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The backend named `name`, or else the first whose capabilities pass `wanted`.
+    fn pick(
+        &self,
+        name: Option<&str>,
+        wanted: impl Fn(&Capabilities) -> bool,
+        what: &str,
+    ) -> Result<Arc<dyn Backend>> {
+        match name {
+            Some(n) => {
+                let b = self.backend(n)?;
+                if !wanted(&b.capabilities()) {
+                    return Err(Error::unsupported(format!(
+                        "backend {n:?} does not support {what}"
+                    )));
+                }
+                Ok(b)
+            }
+            None => self
+                .read()
+                .iter()
+                .find(|b| wanted(&b.capabilities()))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::unavailable(format!("no registered backend supports {what}"))
+                }),
+        }
+    }
+
+    /// Asks each candidate backend with `probe` at once; exactly one must find the object.
+    async fn find<T: Send + 'static>(
+        &self,
+        backend: Option<&str>,
+        wanted: impl Fn(&Capabilities) -> bool,
+        what: &str,
+        id: &str,
+        probe: Probe<'_, T>,
+    ) -> Result<(Arc<dyn Backend>, T)> {
+        let candidates: Vec<_> = match backend {
+            Some(n) => vec![self.backend(n)?],
+            None => self
+                .read()
+                .iter()
+                .filter(|b| wanted(&b.capabilities()))
+                .cloned()
+                .collect(),
+        };
+        if candidates.is_empty() {
+            return Err(Error::unavailable(format!(
+                "no registered backend supports {what}"
+            )));
+        }
+        let answers = join_all(candidates.iter().map(|b| probe(b.clone()))).await;
+        let mut found = Vec::new();
+        let mut failure = None;
+        for (b, answer) in candidates.into_iter().zip(answers) {
+            match answer {
+                Ok(v) => found.push((b, v)),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(backend = b.name(), error = %e, "lookup of {what} {id:?} failed");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(failure.unwrap_or_else(|| {
+                Error::not_found(format!("no {what} {id:?}")).with_context("id", id)
+            })),
+            _ => {
+                let names: Vec<_> = found.iter().map(|(b, _)| b.name().to_string()).collect();
+                Err(Error::conflict(format!(
+                    "{what} {id:?} exists on several backends ({}); name the backend",
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// The backend holding instance `id` (an id or a name), and the instance.
+    pub async fn locate(&self, id: &str) -> Result<(Arc<dyn Backend>, Instance)> {
+        let key = id.to_string();
+        let probe = move |b: Arc<dyn Backend>| {
+            let key = key.clone();
+            async move { b.get(&key).await }.boxed()
+        };
+        self.find(None, |_| true, "instance", id, &probe).await
+    }
+
+    // ---- instances ----
+
+    /// Creates an instance on the spec's backend, or the first backend of its kind.
+    pub async fn create(&self, spec: &InstanceSpec) -> Result<Instance> {
+        let backend = match (spec.backend.as_deref(), spec.kind) {
+            (None, None) => {
+                return Err(Error::invalid(
+                    "the spec needs a kind (\"vm\" or \"container\") or a backend",
+                ));
+            }
+            (name, kind) => self.pick(
+                name,
+                |c| kind.is_none_or(|k| c.kinds.contains(&k)),
+                &format!("{} instances", kind.map_or("these", InstanceKind::as_str)),
+            )?,
+        };
+        let kind = match spec.kind {
+            Some(k) => k,
+            None => *backend.capabilities().kinds.first().ok_or_else(|| {
+                Error::unsupported(format!("backend {:?} manages no instances", backend.name()))
+            })?,
+        };
+        validate::instance_spec(spec, kind)?;
+        match self.locate(&spec.name).await {
+            Ok((b, _)) => {
+                return Err(Error::conflict(format!(
+                    "an instance named {:?} exists already on backend {:?}",
+                    spec.name,
+                    b.name()
+                )));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => return Err(e),
+            // An unreachable other backend must not block creating on a reachable one.
+            Err(e) => tracing::warn!(error = %e, "name check incomplete"),
+        }
+        let mut spec = spec.clone();
+        spec.kind = Some(kind);
+        backend.create(&spec).await
+    }
+
+    /// One instance by id or name.
+    pub async fn get(&self, id: &str) -> Result<Instance> {
+        Ok(self.locate(id).await?.1)
+    }
+
+    /// Every instance of every backend that passes `filter`, sorted by name.
+    ///
+    /// Backends are asked concurrently, one engine call each. A backend that fails is left
+    /// out with a warning, unless every backend fails.
+    pub async fn list_all(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
+        let backends: Vec<_> = self
+            .backends()
+            .into_iter()
+            .filter(|b| filter.backend.as_deref().is_none_or(|n| n == b.name()))
+            .filter(|b| {
+                filter
+                    .kind
+                    .is_none_or(|k| b.capabilities().kinds.contains(&k))
+            })
+            .collect();
+        let answers = join_all(backends.iter().map(|b| b.list(filter))).await;
+        let mut items = Vec::new();
+        let mut failures = Vec::new();
+        for (b, answer) in backends.iter().zip(answers) {
+            match answer {
+                Ok(list) => items.extend(list.into_iter().filter(|i| filter.matches(i))),
+                Err(e) => {
+                    tracing::warn!(backend = b.name(), error = %e, "listing failed");
+                    failures.push(e);
+                }
+            }
+        }
+        if !failures.is_empty() && failures.len() == backends.len() {
+            return Err(failures.remove(0));
+        }
+        items.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.backend.cmp(&b.backend)));
+        Ok(items)
+    }
+
+    /// One page of [`LibGo::list_all`].
+    pub async fn list(&self, filter: &InstanceFilter, page: Pagination) -> Result<Page<Instance>> {
+        validate::pagination(page)?;
+        Ok(paginate(self.list_all(filter).await?, page))
+    }
+
+    /// Starts an instance.
+    pub async fn start(&self, id: &str) -> Result<()> {
+        let (b, i) = self.locate(id).await?;
+        b.start(&i.id).await
+    }
+
+    /// Stops an instance.
+    pub async fn stop(&self, id: &str, options: StopOptions) -> Result<()> {
+        let (b, i) = self.locate(id).await?;
+        b.stop(&i.id, options).await
+    }
+
+    /// Restarts an instance.
+    pub async fn restart(&self, id: &str, options: StopOptions) -> Result<()> {
+        let (b, i) = self.locate(id).await?;
+        b.restart(&i.id, options).await
+    }
+
+    /// Sends a signal to, or powers off, an instance.
+    pub async fn kill(&self, id: &str, signal: Option<&str>) -> Result<()> {
+        let (b, i) = self.locate(id).await?;
+        b.kill(&i.id, signal).await
+    }
+
+    /// Pauses an instance.
+    pub async fn pause(&self, id: &str) -> Result<()> {
+        let (b, i) = self.locate(id).await?;
+        b.pause(&i.id).await
+    }
+
+    /// Resumes a paused instance.
+    pub async fn resume(&self, id: &str) -> Result<()> {
+        let (b, i) = self.locate(id).await?;
+        b.resume(&i.id).await
+    }
+
+    /// Deletes an instance; `force` stops it first.
+    pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let (b, i) = self.locate(id).await?;
+        b.delete(&i.id, force).await
+    }
+
+    /// Changes CPU and memory.
+    pub async fn update(&self, id: &str, update: ResourceUpdate) -> Result<Instance> {
+        if let Some(c) = update.cpus {
+            validate::cpus(c)?;
+        }
+        if let Some(m) = update.memory_bytes {
+            validate::memory(m)?;
+        }
+        let (b, i) = self.locate(id).await?;
+        b.update(&i.id, update).await
+    }
+
+    /// One stats sample.
+    pub async fn stats(&self, id: &str) -> Result<Stats> {
+        let (b, i) = self.locate(id).await?;
+        b.stats(&i.id).await
+    }
+
+    /// A stream of stats samples.
+    pub async fn stats_stream(&self, id: &str) -> Result<BoxStream<Stats>> {
+        let (b, i) = self.locate(id).await?;
+        b.stats_stream(&i.id).await
+    }
+
+    /// Log lines.
+    pub async fn logs(&self, id: &str, options: LogOptions) -> Result<BoxStream<LogEntry>> {
+        if let (Some(s), Some(u)) = (options.since, options.until)
+            && s > u
+        {
+            return Err(Error::invalid("logs: since is after until"));
+        }
+        let (b, i) = self.locate(id).await?;
+        b.logs(&i.id, options).await
+    }
+
+    /// Runs a command inside an instance.
+    pub async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecResult> {
+        validate::exec_spec(spec)?;
+        let (b, i) = self.locate(id).await?;
+        b.exec(&i.id, spec).await
+    }
+
+    /// An interactive console.
+    pub async fn console(&self, id: &str) -> Result<ConsoleSession> {
+        let (b, i) = self.locate(id).await?;
+        b.console(&i.id).await
+    }
+
+    /// The VNC display of a VM.
+    pub async fn vnc_display(&self, id: &str) -> Result<VncDisplay> {
+        let (b, i) = self.locate(id).await?;
+        b.vnc_display(&i.id).await
+    }
+
+    /// A PNG screenshot of a VM.
+    pub async fn screenshot(&self, id: &str) -> Result<Vec<u8>> {
+        let (b, i) = self.locate(id).await?;
+        b.screenshot(&i.id).await
+    }
+
+    /// Takes a snapshot.
+    pub async fn snapshot_create(&self, id: &str, spec: &SnapshotSpec) -> Result<Snapshot> {
+        validate::snapshot_spec(spec)?;
+        let (b, i) = self.locate(id).await?;
+        b.snapshot_create(&i.id, spec).await
+    }
+
+    /// Snapshots of an instance.
+    pub async fn snapshot_list(&self, id: &str) -> Result<Vec<Snapshot>> {
+        let (b, i) = self.locate(id).await?;
+        b.snapshot_list(&i.id).await
+    }
+
+    /// Reverts an instance to a snapshot.
+    pub async fn snapshot_revert(&self, id: &str, snapshot: &str) -> Result<()> {
+        validate::name("snapshot name", snapshot)?;
+        let (b, i) = self.locate(id).await?;
+        b.snapshot_revert(&i.id, snapshot).await
+    }
+
+    /// Deletes a snapshot.
+    pub async fn snapshot_delete(&self, id: &str, snapshot: &str) -> Result<()> {
+        validate::name("snapshot name", snapshot)?;
+        let (b, i) = self.locate(id).await?;
+        b.snapshot_delete(&i.id, snapshot).await
+    }
+
+    /// Exports an instance to a file.
+    pub async fn export(
+        &self,
+        id: &str,
+        spec: &ExportSpec,
+        progress: ProgressSink,
+    ) -> Result<ExportResult> {
+        validate::export_spec(spec)?;
+        let (b, i) = self.locate(id).await?;
+        if !b.capabilities().export_formats.contains(&spec.format) {
+            return Err(Error::unsupported(format!(
+                "backend {:?} cannot export to {:?}",
+                b.name(),
+                spec.format
+            )));
+        }
+        b.export(&i.id, spec, progress).await
+    }
+
+    /// Lifecycle events from every backend, merged, that pass `filter`.
+    pub async fn events(&self, filter: EventFilter) -> Result<BoxStream<Event>> {
+        let backends: Vec<_> = self
+            .backends()
+            .into_iter()
+            .filter(|b| filter.backend.as_deref().is_none_or(|n| n == b.name()))
+            .collect();
+        let answers = join_all(backends.iter().map(|b| b.events())).await;
+        let mut streams = Vec::new();
+        let mut failure = None;
+        for (b, answer) in backends.iter().zip(answers) {
+            match answer {
+                Ok(s) => streams.push(s),
+                Err(e) => {
+                    tracing::warn!(backend = b.name(), error = %e, "event stream unavailable");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if streams.is_empty()
+            && let Some(e) = failure
+        {
+            return Err(e);
+        }
+        let merged = futures::stream::select_all(streams).filter(move |e| {
+            let keep = e.as_ref().map_or(true, |e| filter.matches(e));
+            async move { keep }
+        });
+        Ok(Box::pin(merged))
+    }
+
+    // ---- templates ----
+
+    /// Templates of every backend that has them.
+    pub async fn template_list(&self) -> Result<Vec<Template>> {
+        self.merge(|c| c.templates, |b| async move { b.template_list().await }.boxed())
+            .await
+    }
+
+    /// Saves a template on the named backend or the first with templates.
+    pub async fn template_create(&self, backend: Option<&str>, t: &Template) -> Result<Template> {
+        validate::template(t)?;
+        self.pick(backend, |c| c.templates, "templates")?
+            .template_create(t)
+            .await
+    }
+
+    /// One template.
+    pub async fn template_get(&self, backend: Option<&str>, name: &str) -> Result<Template> {
+        Ok(self.find_template(backend, name).await?.1)
+    }
+
+    /// Deletes a template.
+    pub async fn template_delete(&self, backend: Option<&str>, name: &str) -> Result<()> {
+        let (b, t) = self.find_template(backend, name).await?;
+        b.template_delete(&t.name).await
+    }
+
+    async fn find_template(
+        &self,
+        backend: Option<&str>,
+        name: &str,
+    ) -> Result<(Arc<dyn Backend>, Template)> {
+        let key = name.to_string();
+        let probe = move |b: Arc<dyn Backend>| {
+            let key = key.clone();
+            async move { b.template_get(&key).await }.boxed()
+        };
+        self.find(backend, |c| c.templates, "template", name, &probe).await
+    }
+
+    /// Lists one resource from every backend with `wanted`, concurrently; fails only when
+    /// every backend fails.
+    async fn merge<T: Send + 'static>(
+        &self,
+        wanted: impl Fn(&Capabilities) -> bool,
+        list: impl Fn(Arc<dyn Backend>) -> BoxFuture<'static, Result<Vec<T>>>,
+    ) -> Result<Vec<T>> {
+        let backends: Vec<_> = self
+            .backends()
+            .into_iter()
+            .filter(|b| wanted(&b.capabilities()))
+            .collect();
+        let answers = join_all(backends.iter().map(|b| list(b.clone()))).await;
+        let mut items = Vec::new();
+        let mut failures = Vec::new();
+        for (b, answer) in backends.iter().zip(answers) {
+            match answer {
+                Ok(v) => items.extend(v),
+                Err(e) => {
+                    tracing::warn!(backend = b.name(), error = %e, "listing failed");
+                    failures.push(e);
+                }
+            }
+        }
+        if !failures.is_empty() && failures.len() == backends.len() {
+            return Err(failures.remove(0));
+        }
+        Ok(items)
+    }
+
+    // ---- images ----
+
+    /// Images of every backend.
+    pub async fn image_list(&self) -> Result<Vec<Image>> {
+        self.merge(|_| true, |b| async move { b.image_list().await }.boxed())
+            .await
+    }
+
+    /// Finds an image by id or reference on the named backend, or on the one backend that has it.
+    pub async fn image_inspect(&self, backend: Option<&str>, id: &str) -> Result<Image> {
+        Ok(self.find_image(backend, id).await?.1)
+    }
+
+    async fn find_image(&self, backend: Option<&str>, id: &str) -> Result<(Arc<dyn Backend>, Image)> {
+        validate::image_reference(id)?;
+        let key = id.to_string();
+        let probe = move |b: Arc<dyn Backend>| {
+            let key = key.clone();
+            async move { b.image_inspect(&key).await }.boxed()
+        };
+        self.find(backend, |_| true, "image", id, &probe).await
+    }
+
+    /// Pulls an image on the named backend or the first that pulls images.
+    pub async fn image_pull(
+        &self,
+        backend: Option<&str>,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: ProgressSink,
+    ) -> Result<Image> {
+        validate::image_reference(reference)?;
+        self.pick(backend, |c| c.image_registry, "image pull")?
+            .image_pull(reference, auth, progress)
+            .await
+    }
+
+    /// Pushes an image.
+    pub async fn image_push(
+        &self,
+        backend: Option<&str>,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: ProgressSink,
+    ) -> Result<()> {
+        validate::image_reference(reference)?;
+        self.pick(backend, |c| c.image_registry, "image push")?
+            .image_push(reference, auth, progress)
+            .await
+    }
+
+    /// Builds an image.
+    pub async fn image_build(
+        &self,
+        backend: Option<&str>,
+        spec: &BuildSpec,
+        progress: ProgressSink,
+    ) -> Result<Image> {
+        if spec.context_tar.is_empty() {
+            return Err(Error::invalid("an image build needs a context tar"));
+        }
+        for t in &spec.tags {
+            validate::image_reference(t)?;
+        }
+        self.pick(backend, |c| c.image_build, "image build")?
+            .image_build(spec, progress)
+            .await
+    }
+
+    /// Tags an image.
+    pub async fn image_tag(&self, backend: Option<&str>, source: &str, target: &str) -> Result<()> {
+        validate::image_reference(target)?;
+        let (b, _) = self.find_image(backend, source).await?;
+        b.image_tag(source, target).await
+    }
+
+    /// Removes an image.
+    pub async fn image_remove(&self, backend: Option<&str>, id: &str, force: bool) -> Result<()> {
+        let (b, _) = self.find_image(backend, id).await?;
+        b.image_remove(id, force).await
+    }
+
+    /// Removes unused images on the named backend or every backend that can.
+    pub async fn image_prune(&self, backend: Option<&str>) -> Result<PruneReport> {
+        let reports = match backend {
+            Some(n) => vec![self.backend(n)?.image_prune().await?],
+            None => {
+                self.merge(
+                    |c| c.image_registry,
+                    |b| async move { b.image_prune().await.map(|r| vec![r]) }.boxed(),
+                )
+                .await?
+            }
+        };
+        Ok(reports.into_iter().fold(PruneReport::default(), |mut acc, r| {
+            acc.deleted.extend(r.deleted);
+            acc.space_reclaimed_bytes += r.space_reclaimed_bytes;
+            acc
+        }))
+    }
+
+    /// Saves an image to a tar file.
+    pub async fn image_save(
+        &self,
+        backend: Option<&str>,
+        id: &str,
+        destination: &Path,
+    ) -> Result<ExportResult> {
+        validate::export_spec(&ExportSpec {
+            format: ExportFormat::ImageTar,
+            destination: destination.to_path_buf(),
+        })?;
+        let (b, _) = self.find_image(backend, id).await?;
+        b.image_save(id, destination).await
+    }
+
+    // ---- networks ----
+
+    /// Networks of every backend.
+    pub async fn network_list(&self) -> Result<Vec<Network>> {
+        self.merge(|c| c.networks, |b| async move { b.network_list().await }.boxed())
+            .await
+    }
+
+    /// Creates a network on the spec's backend or the first with networks.
+    pub async fn network_create(&self, spec: &NetworkSpec) -> Result<Network> {
+        validate::network_spec(spec)?;
+        self.pick(spec.backend.as_deref(), |c| c.networks, "networks")?
+            .network_create(spec)
+            .await
+    }
+
+    async fn find_network(&self, backend: Option<&str>, id: &str) -> Result<(Arc<dyn Backend>, Network)> {
+        let key = id.to_string();
+        let probe = move |b: Arc<dyn Backend>| {
+            let key = key.clone();
+            async move { b.network_inspect(&key).await }.boxed()
+        };
+        self.find(backend, |c| c.networks, "network", id, &probe).await
+    }
+
+    /// One network by id or name.
+    pub async fn network_inspect(&self, backend: Option<&str>, id: &str) -> Result<Network> {
+        Ok(self.find_network(backend, id).await?.1)
+    }
+
+    /// Deletes a network.
+    pub async fn network_delete(&self, backend: Option<&str>, id: &str) -> Result<()> {
+        let (b, n) = self.find_network(backend, id).await?;
+        b.network_delete(&n.id).await
+    }
+
+    /// Activates a network (libvirt).
+    pub async fn network_start(&self, backend: Option<&str>, id: &str) -> Result<()> {
+        let (b, n) = self.find_network(backend, id).await?;
+        b.network_start(&n.id).await
+    }
+
+    /// Deactivates a network (libvirt).
+    pub async fn network_stop(&self, backend: Option<&str>, id: &str) -> Result<()> {
+        let (b, n) = self.find_network(backend, id).await?;
+        b.network_stop(&n.id).await
+    }
+
+    /// Attaches an instance to a network of its own backend.
+    pub async fn network_connect(&self, network: &str, instance: &str) -> Result<()> {
+        let (b, i) = self.locate(instance).await?;
+        let n = b.network_inspect(network).await?;
+        b.network_connect(&n.id, &i.id).await
+    }
+
+    /// Detaches an instance from a network.
+    pub async fn network_disconnect(&self, network: &str, instance: &str) -> Result<()> {
+        let (b, i) = self.locate(instance).await?;
+        let n = b.network_inspect(network).await?;
+        b.network_disconnect(&n.id, &i.id).await
+    }
+
+    // ---- volumes and pools ----
+
+    /// Volumes of every backend.
+    pub async fn volume_list(&self) -> Result<Vec<Volume>> {
+        self.merge(|c| c.volumes, |b| async move { b.volume_list().await }.boxed())
+            .await
+    }
+
+    /// Creates a volume on the spec's backend or the first with volumes.
+    pub async fn volume_create(&self, spec: &VolumeSpec) -> Result<Volume> {
+        validate::volume_spec(spec)?;
+        self.pick(spec.backend.as_deref(), |c| c.volumes, "volumes")?
+            .volume_create(spec)
+            .await
+    }
+
+    async fn find_volume(&self, backend: Option<&str>, name: &str) -> Result<(Arc<dyn Backend>, Volume)> {
+        validate::volume_name(name)?;
+        let key = name.to_string();
+        let probe = move |b: Arc<dyn Backend>| {
+            let key = key.clone();
+            async move { b.volume_inspect(&key).await }.boxed()
+        };
+        self.find(backend, |c| c.volumes, "volume", name, &probe).await
+    }
+
+    /// One volume.
+    pub async fn volume_inspect(&self, backend: Option<&str>, name: &str) -> Result<Volume> {
+        Ok(self.find_volume(backend, name).await?.1)
+    }
+
+    /// Deletes a volume.
+    pub async fn volume_delete(&self, backend: Option<&str>, name: &str, force: bool) -> Result<()> {
+        let (b, _) = self.find_volume(backend, name).await?;
+        b.volume_delete(name, force).await
+    }
+
+    /// Removes unused volumes on the named backend or the first with volumes.
+    pub async fn volume_prune(&self, backend: Option<&str>) -> Result<PruneReport> {
+        self.pick(backend, |c| c.volumes, "volumes")?.volume_prune().await
+    }
+
+    /// Grows a VM volume.
+    pub async fn volume_resize(&self, backend: Option<&str>, name: &str, size_bytes: u64) -> Result<Volume> {
+        validate::disk_size(size_bytes)?;
+        let (b, _) = self.find_volume(backend, name).await?;
+        b.volume_resize(name, size_bytes).await
+    }
+
+    /// Zeroes a VM volume.
+    pub async fn volume_wipe(&self, backend: Option<&str>, name: &str) -> Result<()> {
+        let (b, _) = self.find_volume(backend, name).await?;
+        b.volume_wipe(name).await
+    }
+
+    /// Copies a VM volume.
+    pub async fn volume_clone(&self, backend: Option<&str>, source: &str, target: &str) -> Result<Volume> {
+        validate::volume_name(target)?;
+        let (b, _) = self.find_volume(backend, source).await?;
+        b.volume_clone(source, target).await
+    }
+
+    /// Fills a VM volume from a host file.
+    pub async fn volume_upload(&self, backend: Option<&str>, name: &str, file: &Path) -> Result<Volume> {
+        let path = file
+            .to_str()
+            .ok_or_else(|| Error::invalid("upload file path must be valid UTF-8"))?;
+        validate::absolute_path("upload file", path)?;
+        let (b, _) = self.find_volume(backend, name).await?;
+        b.volume_upload(name, file).await
+    }
+
+    /// Storage pools of every backend.
+    pub async fn pool_list(&self) -> Result<Vec<StoragePool>> {
+        self.merge(|c| c.storage_pools, |b| async move { b.pool_list().await }.boxed())
+            .await
+    }
+
+    /// Creates a storage pool.
+    pub async fn pool_create(&self, spec: &StoragePoolSpec) -> Result<StoragePool> {
+        validate::pool_spec(spec)?;
+        self.pick(spec.backend.as_deref(), |c| c.storage_pools, "storage pools")?
+            .pool_create(spec)
+            .await
+    }
+
+    async fn find_pool(&self, backend: Option<&str>, name: &str) -> Result<(Arc<dyn Backend>, StoragePool)> {
+        validate::name("pool name", name)?;
+        let key = name.to_string();
+        let probe = move |b: Arc<dyn Backend>| {
+            let key = key.clone();
+            async move { b.pool_inspect(&key).await }.boxed()
+        };
+        self.find(backend, |c| c.storage_pools, "storage pool", name, &probe).await
+    }
+
+    /// One storage pool.
+    pub async fn pool_inspect(&self, backend: Option<&str>, name: &str) -> Result<StoragePool> {
+        Ok(self.find_pool(backend, name).await?.1)
+    }
+
+    /// Starts a storage pool.
+    pub async fn pool_activate(&self, backend: Option<&str>, name: &str) -> Result<()> {
+        let (b, _) = self.find_pool(backend, name).await?;
+        b.pool_activate(name).await
+    }
+
+    /// Stops a storage pool.
+    pub async fn pool_deactivate(&self, backend: Option<&str>, name: &str) -> Result<()> {
+        let (b, _) = self.find_pool(backend, name).await?;
+        b.pool_deactivate(name).await
+    }
+
+    /// Deletes a storage pool.
+    pub async fn pool_delete(&self, backend: Option<&str>, name: &str) -> Result<()> {
+        let (b, _) = self.find_pool(backend, name).await?;
+        b.pool_delete(name).await
+    }
+
+    // ---- backends ----
+
+    /// Health of every backend, asked concurrently.
+    pub async fn health(&self) -> Vec<Health> {
+        let backends = self.backends();
+        join_all(backends.iter().map(|b| b.health())).await
+    }
+
+    /// Info of every backend that answers.
+    pub async fn info(&self) -> Vec<Result<BackendInfo>> {
+        let backends = self.backends();
+        join_all(backends.iter().map(|b| b.info())).await
+    }
+}
+
+/// Cuts one page out of `items`.
+pub fn paginate<T>(items: Vec<T>, page: Pagination) -> Page<T> {
+    let count = items.len();
+    let start = (page.page.saturating_sub(1) as usize).saturating_mul(page.page_size as usize);
+    let items = items
+        .into_iter()
+        .skip(start)
+        .take(page.page_size as usize)
+        .collect();
+    Page {
+        items,
+        count,
+        page: page.page,
+        page_size: page.page_size,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paginate_cuts_pages() {
+        let p = paginate((1..=7).collect(), Pagination { page: 2, page_size: 3 });
+        assert_eq!(p.items, vec![4, 5, 6]);
+        assert_eq!(p.count, 7);
+        let p = paginate((1..=7).collect::<Vec<i32>>(), Pagination { page: 4, page_size: 3 });
+        assert!(p.items.is_empty());
+        assert_eq!(p.count, 7);
+    }
+}

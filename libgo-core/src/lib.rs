@@ -1,0 +1,41 @@
+//! # libgo-core
+//!
+//! One API for virtual machines and containers. This crate knows no engine: it holds the
+//! types, the traits a backend implements ([`Compute`], [`Images`], [`Networks`],
+//! [`Volumes`], bundled as [`Backend`]), the [`Error`] type, validation of specs, and the
+//! [`LibGo`] facade that routes calls across named backends.
+//!
+//! Backends live in their own crates: `libgo-docker` (Docker, through bollard) and
+//! `libgo-kvm` (libvirt). With the `conformance` feature, [`conformance`] holds the test
+//! suite every backend runs against its real engine.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use libgo_core::{InstanceSpec, LibGo, StopOptions};
+//!
+//! # async fn demo(docker: Arc<dyn libgo_core::Backend>) -> libgo_core::Result<()> {
+//! let libgo = LibGo::new();
+//! libgo.register(docker)?;
+//! let mut spec = InstanceSpec::container("hello", "busybox:latest");
+//! spec.command = vec!["sleep".into(), "60".into()];
+//! let hello = libgo.create(&spec).await?;
+//! libgo.start(&hello.id).await?;
+//! libgo.stop("hello", StopOptions::default()).await?;
+//! libgo.delete("hello", false).await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod backend;
+mod error;
+mod facade;
+mod types;
+pub mod validate;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use backend::{Backend, BoxStream, Compute, ConsoleSession, Images, Networks, Volumes};
+pub use error::{Error, ErrorKind, Result};
+pub use facade::{LibGo, paginate};
+pub use types::*;

@@ -1,0 +1,1174 @@
+//! The data types of the API. Their serde form (camelCase JSON) is the JSON of the REST API
+//! and of the bindings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What an instance is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceKind {
+    /// A virtual machine (libvirt).
+    Vm,
+    /// A container (Docker).
+    Container,
+}
+
+impl InstanceKind {
+    /// `"vm"` or `"container"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceKind::Vm => "vm",
+            InstanceKind::Container => "container",
+        }
+    }
+}
+
+impl std::str::FromStr for InstanceKind {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "vm" => Ok(InstanceKind::Vm),
+            "container" => Ok(InstanceKind::Container),
+            other => Err(crate::Error::invalid(format!(
+                "unknown instance kind {other:?}: expected \"vm\" or \"container\""
+            ))),
+        }
+    }
+}
+
+/// One state vocabulary for VMs and containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    /// Being created, or starting.
+    Creating,
+    /// Running.
+    Running,
+    /// Frozen: paused container, suspended VM.
+    Paused,
+    /// Defined but not running (created, exited, shut off).
+    Stopped,
+    /// Crashed or dead.
+    Error,
+    /// The engine reported something LibGo does not know.
+    Unknown,
+}
+
+impl InstanceState {
+    /// The lowercase name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Creating => "creating",
+            InstanceState::Running => "running",
+            InstanceState::Paused => "paused",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Error => "error",
+            InstanceState::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::str::FromStr for InstanceState {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        Ok(match s {
+            "creating" => InstanceState::Creating,
+            "running" => InstanceState::Running,
+            "paused" => InstanceState::Paused,
+            "stopped" => InstanceState::Stopped,
+            "error" => InstanceState::Error,
+            "unknown" => InstanceState::Unknown,
+            other => {
+                return Err(crate::Error::invalid(format!(
+                    "unknown instance state {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// `"tcp"` or `"udp"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A port of the instance published on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    /// Port inside the instance.
+    pub container_port: u16,
+    /// Port on the host; `None` lets the engine choose.
+    #[serde(default)]
+    pub host_port: Option<u16>,
+    /// Host address to bind; `None` binds every address.
+    #[serde(default)]
+    pub host_ip: Option<String>,
+    /// Protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// What a mount's source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A named volume of the backend.
+    #[default]
+    Volume,
+    /// A host path. Only administrators may ask for one.
+    Bind,
+    /// A memory file system; `source` is ignored.
+    Tmpfs,
+}
+
+/// A file system mounted into the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountSpec {
+    /// Kind of source.
+    #[serde(default)]
+    pub kind: MountKind,
+    /// Volume name or host path.
+    #[serde(default)]
+    pub source: String,
+    /// Absolute path inside the instance.
+    pub target: String,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// Disk image formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFormat {
+    /// QEMU copy-on-write v2.
+    Qcow2,
+    /// Raw bytes.
+    Raw,
+    /// VMware.
+    Vmdk,
+    /// VirtualBox.
+    Vdi,
+    /// An ISO 9660 image.
+    Iso,
+}
+
+impl DiskFormat {
+    /// The name qemu-img and libvirt use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskFormat::Qcow2 => "qcow2",
+            DiskFormat::Raw => "raw",
+            DiskFormat::Vmdk => "vmdk",
+            DiskFormat::Vdi => "vdi",
+            DiskFormat::Iso => "iso",
+        }
+    }
+}
+
+/// A VM disk: a new blank disk (`size_bytes`), an overlay on a base image (`base_image`),
+/// or an existing volume (`volume`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskSpec {
+    /// Size of a new disk, or the virtual size of an overlay (at least the base's).
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
+    /// Base image (name in a pool, or path) to put a copy-on-write overlay on.
+    #[serde(default)]
+    pub base_image: Option<String>,
+    /// An existing volume to attach as it is. It is not deleted with the instance.
+    #[serde(default)]
+    pub volume: Option<String>,
+    /// Storage pool for new volumes; the backend's default when `None`.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Format of a new volume; qcow2 when `None`.
+    #[serde(default)]
+    pub format: Option<DiskFormat>,
+}
+
+/// A user created by cloud-init.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudInitUser {
+    /// Login name.
+    pub name: String,
+    /// SSH public keys.
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<String>,
+    /// Plain password. A secret: never logged.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    /// Sudo rule, e.g. `ALL=(ALL) NOPASSWD:ALL`.
+    #[serde(default)]
+    pub sudo: Option<String>,
+    /// Login shell.
+    #[serde(default)]
+    pub shell: Option<String>,
+}
+
+/// A file cloud-init writes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudInitFile {
+    /// Absolute path in the guest.
+    pub path: String,
+    /// Content.
+    pub content: String,
+    /// Octal mode such as `0644`.
+    #[serde(default)]
+    pub permissions: Option<String>,
+}
+
+/// A NoCloud seed for a VM. Secrets in it are never serialised back out nor logged.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudInit {
+    /// Guest hostname (`local-hostname`).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Users to create.
+    #[serde(default)]
+    pub users: Vec<CloudInitUser>,
+    /// Keys for the default user.
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<String>,
+    /// Password of the default user. A secret: never serialised back out.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    /// Commands run at first boot.
+    #[serde(default)]
+    pub runcmd: Vec<String>,
+    /// Files written at first boot.
+    #[serde(default)]
+    pub write_files: Vec<CloudInitFile>,
+    /// Raw user-data; replaces the generated one when set.
+    #[serde(default, skip_serializing)]
+    pub user_data: Option<String>,
+    /// Raw network-config (v2 YAML).
+    #[serde(default)]
+    pub network_config: Option<String>,
+}
+
+/// Restart policy of a container (VMs use `autostart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never restart.
+    #[default]
+    No,
+    /// Restart whenever it stops.
+    Always,
+    /// Restart unless stopped by the user.
+    UnlessStopped,
+    /// Restart when it exits non-zero.
+    OnFailure,
+}
+
+/// Everything needed to create an instance of either kind. Fields a backend does not use
+/// must be left empty; a backend rejects those it cannot honour with `Unsupported`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSpec {
+    /// Unique name, DNS-label-like.
+    pub name: String,
+    /// VM or container.
+    pub kind: Option<InstanceKind>,
+    /// Backend to create it on; the first backend of `kind` when `None`.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Container image, or VM base image for the first disk.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// VM template to start from (its values fill what the spec leaves empty).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Virtual CPUs (VM) or CPU limit (container).
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// Memory in bytes.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// VM disks.
+    #[serde(default)]
+    pub disks: Vec<DiskSpec>,
+    /// ISO attached as a CD-ROM (VMs).
+    #[serde(default)]
+    pub cdrom: Option<String>,
+    /// Networks to attach.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// Published ports (containers).
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    /// Environment variables (containers).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Mounts (containers).
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// Command and arguments (containers).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Entry point override (containers).
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Working directory (containers).
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Allocate a TTY (containers).
+    #[serde(default)]
+    pub tty: bool,
+    /// Cloud-init seed (VMs).
+    #[serde(default)]
+    pub cloud_init: Option<CloudInit>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Restart policy (containers).
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicy>,
+    /// Start with the host (VMs).
+    #[serde(default)]
+    pub autostart: bool,
+    /// Privileged container: only administrators may ask for one.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Host devices to pass through: only administrators may ask for them.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Start the instance once created.
+    #[serde(default)]
+    pub start: bool,
+}
+
+impl InstanceSpec {
+    /// A container spec with a name and an image.
+    pub fn container(name: impl Into<String>, image: impl Into<String>) -> Self {
+        InstanceSpec {
+            name: name.into(),
+            kind: Some(InstanceKind::Container),
+            image: Some(image.into()),
+            ..Default::default()
+        }
+    }
+
+    /// A VM spec with a name.
+    pub fn vm(name: impl Into<String>) -> Self {
+        InstanceSpec {
+            name: name.into(),
+            kind: Some(InstanceKind::Vm),
+            ..Default::default()
+        }
+    }
+
+    /// Whether the spec asks for something that makes its owner root on the host
+    /// (privileged mode, a host bind mount, a host device).
+    pub fn needs_host_privileges(&self) -> bool {
+        self.privileged
+            || !self.devices.is_empty()
+            || self.mounts.iter().any(|m| m.kind == MountKind::Bind)
+    }
+}
+
+/// An instance as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Instance {
+    /// Engine id (container id, domain UUID).
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// VM or container.
+    pub kind: InstanceKind,
+    /// Name of the backend it lives on.
+    pub backend: String,
+    /// State.
+    pub state: InstanceState,
+    /// Image it was made from, where known.
+    pub image: Option<String>,
+    /// CPUs (VM) or CPU limit (container), where set.
+    pub cpus: Option<f64>,
+    /// Memory limit in bytes, where set.
+    pub memory_bytes: Option<u64>,
+    /// Creation time, where known.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Published ports.
+    pub ports: Vec<PortMapping>,
+    /// Networks it is attached to.
+    pub networks: Vec<String>,
+    /// IP addresses, where known.
+    pub ip_addresses: Vec<String>,
+    /// Exit code of a stopped container, where known.
+    pub exit_code: Option<i64>,
+}
+
+/// Filters for [`crate::Compute::list`]. Empty fields match everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceFilter {
+    /// Only this kind.
+    #[serde(default)]
+    pub kind: Option<InstanceKind>,
+    /// Only this state.
+    #[serde(default)]
+    pub state: Option<InstanceState>,
+    /// Names containing this text.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Labels that must all be present with these values.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Only this backend.
+    #[serde(default)]
+    pub backend: Option<String>,
+}
+
+impl InstanceFilter {
+    /// Whether `instance` passes the filter.
+    pub fn matches(&self, instance: &Instance) -> bool {
+        self.kind.is_none_or(|k| k == instance.kind)
+            && self.state.is_none_or(|s| s == instance.state)
+            && self
+                .name
+                .as_deref()
+                .is_none_or(|n| instance.name.contains(n))
+            && self.backend.as_deref().is_none_or(|b| b == instance.backend)
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| instance.labels.get(k) == Some(v))
+    }
+}
+
+/// A page request: `page` from 1, `page_size` from 1 to [`Pagination::MAX_PAGE_SIZE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pagination {
+    /// Page number, from 1.
+    pub page: u32,
+    /// Items per page.
+    pub page_size: u32,
+}
+
+impl Pagination {
+    /// Largest page size.
+    pub const MAX_PAGE_SIZE: u32 = 100;
+    /// Page size when none is given.
+    pub const DEFAULT_PAGE_SIZE: u32 = 50;
+}
+
+impl Default for Pagination {
+    fn default() -> Self {
+        Pagination {
+            page: 1,
+            page_size: Self::DEFAULT_PAGE_SIZE,
+        }
+    }
+}
+
+/// One page of a list and the total count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    /// Items of this page.
+    pub items: Vec<T>,
+    /// Items in all pages.
+    pub count: usize,
+    /// Page number, from 1.
+    pub page: u32,
+    /// Items per page.
+    pub page_size: u32,
+}
+
+/// New resource limits for a created instance. `None` leaves a value as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceUpdate {
+    /// CPUs.
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// Memory in bytes.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+}
+
+/// Resource usage, normalised across engines.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// When the sample was taken.
+    pub timestamp: DateTime<Utc>,
+    /// CPU use in percent of one CPU (200 = two CPUs busy).
+    pub cpu_percent: f64,
+    /// Memory in use, in bytes.
+    pub memory_bytes: u64,
+    /// Memory limit in bytes (0 when unknown).
+    pub memory_limit_bytes: u64,
+    /// Bytes read from block devices.
+    pub block_read_bytes: u64,
+    /// Bytes written to block devices.
+    pub block_write_bytes: u64,
+    /// Bytes received on every interface.
+    pub net_rx_bytes: u64,
+    /// Bytes sent on every interface.
+    pub net_tx_bytes: u64,
+    /// Processes (containers), where known.
+    pub pids: Option<u64>,
+}
+
+/// What to read from an instance's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogOptions {
+    /// Only the last N lines.
+    #[serde(default)]
+    pub tail: Option<usize>,
+    /// Only lines at or after this time.
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only lines before this time.
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
+    /// Keep streaming new lines.
+    #[serde(default)]
+    pub follow: bool,
+    /// Prefix each line with its time where the engine records one.
+    #[serde(default)]
+    pub timestamps: bool,
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A VM's serial console.
+    Console,
+}
+
+/// A chunk of log output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    /// Source stream.
+    pub stream: LogStream,
+    /// Time of the line, where the engine records one.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The text (lossy UTF-8).
+    pub message: String,
+}
+
+/// A command to run inside an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecSpec {
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Extra environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// User to run as.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Allocate a TTY (stdout and stderr are merged).
+    #[serde(default)]
+    pub tty: bool,
+}
+
+/// The outcome of an [`ExecSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecResult {
+    /// Exit code of the command.
+    pub exit_code: i64,
+    /// Standard output (lossy UTF-8).
+    pub stdout: String,
+    /// Standard error (lossy UTF-8; empty with a TTY).
+    pub stderr: String,
+}
+
+/// A point-in-time copy of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// Name, unique per instance.
+    pub name: String,
+    /// Instance id.
+    pub instance_id: String,
+    /// When it was taken.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Whether memory state is included (running VMs).
+    pub includes_memory: bool,
+    /// Engine reference (the committed image id of a container snapshot).
+    pub reference: Option<String>,
+}
+
+/// A snapshot to take.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotSpec {
+    /// Name, DNS-label-like.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Formats an instance can be exported to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// VM disk as qcow2.
+    Qcow2,
+    /// VM disk as VMDK.
+    Vmdk,
+    /// VM disk as VDI.
+    Vdi,
+    /// VM disk as raw bytes.
+    Raw,
+    /// VM as an OVA: OVF descriptor, stream-optimised VMDK and manifest in a tar.
+    Ova,
+    /// A container's file system as a tar.
+    Tar,
+    /// A container's image as `docker save` writes it.
+    ImageTar,
+}
+
+/// Where and how to export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportSpec {
+    /// Format.
+    pub format: ExportFormat,
+    /// File to write. It must not exist.
+    pub destination: PathBuf,
+}
+
+/// A finished export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportResult {
+    /// The file written.
+    pub path: PathBuf,
+    /// Format.
+    pub format: ExportFormat,
+    /// Bytes written.
+    pub size_bytes: u64,
+}
+
+/// Progress of a long operation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// 0–100 where known.
+    pub percent: Option<f64>,
+    /// What is happening.
+    pub message: String,
+    /// Which part (an image layer id, a disk).
+    pub id: Option<String>,
+}
+
+/// Receives [`Progress`] from a long operation. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct ProgressSink(Option<Arc<dyn Fn(Progress) + Send + Sync>>);
+
+impl ProgressSink {
+    /// A sink calling `f` for every report.
+    pub fn new(f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        ProgressSink(Some(Arc::new(f)))
+    }
+
+    /// A sink that drops every report.
+    pub fn none() -> Self {
+        ProgressSink(None)
+    }
+
+    /// Reports progress.
+    pub fn report(&self, progress: Progress) {
+        if let Some(f) = &self.0 {
+            f(progress)
+        }
+    }
+}
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink")
+    }
+}
+
+/// Kinds of images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageKind {
+    /// An OCI/Docker image.
+    Container,
+    /// A VM disk image (base image).
+    Disk,
+    /// Installation media.
+    Iso,
+}
+
+/// An image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    /// Engine id (image digest, volume key).
+    pub id: String,
+    /// References (`repo:tag`) or the volume name.
+    pub tags: Vec<String>,
+    /// Kind.
+    pub kind: ImageKind,
+    /// Backend it lives on.
+    pub backend: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Creation time, where known.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Disk format, for disk images.
+    pub format: Option<DiskFormat>,
+}
+
+/// Credentials for a registry.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryAuth {
+    /// User name.
+    pub username: String,
+    /// Password or token. A secret: never serialised back out.
+    #[serde(skip_serializing)]
+    pub password: String,
+    /// Registry address; taken from the reference when `None`.
+    #[serde(default)]
+    pub server: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+/// An image build.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildSpec {
+    /// The build context as a tar archive.
+    #[serde(skip)]
+    pub context_tar: Vec<u8>,
+    /// Dockerfile path inside the context (`Dockerfile` when `None`).
+    #[serde(default)]
+    pub dockerfile: Option<String>,
+    /// Tags to give the result.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Build arguments.
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for BuildSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildSpec")
+            .field("context_tar", &format_args!("{} bytes", self.context_tar.len()))
+            .field("dockerfile", &self.dockerfile)
+            .field("tags", &self.tags)
+            .finish()
+    }
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneReport {
+    /// Removed ids or names.
+    pub deleted: Vec<String>,
+    /// Bytes freed.
+    pub space_reclaimed_bytes: u64,
+}
+
+/// A network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Network {
+    /// Engine id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Backend it lives on.
+    pub backend: String,
+    /// Driver or mode (bridge, nat, isolated, ovs…).
+    pub driver: String,
+    /// Subnet in CIDR form.
+    pub subnet: Option<String>,
+    /// Gateway address.
+    pub gateway: Option<String>,
+    /// No route to the outside.
+    pub internal: bool,
+    /// Active (libvirt) — always true for Docker.
+    pub active: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Ids of attached instances, where the engine reports them.
+    pub instances: Vec<String>,
+}
+
+/// A network to create.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Name, DNS-label-like.
+    pub name: String,
+    /// Backend to create it on.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Driver or mode; the backend's default when `None`.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Subnet in CIDR form.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    /// Gateway address inside the subnet.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// No route to the outside.
+    #[serde(default)]
+    pub internal: bool,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    /// Name.
+    pub name: String,
+    /// Backend it lives on.
+    pub backend: String,
+    /// Driver (Docker) or storage pool (libvirt).
+    pub driver: String,
+    /// Storage pool, for VM volumes.
+    pub pool: Option<String>,
+    /// Path or mount point on the host.
+    pub path: Option<String>,
+    /// Format, for VM volumes.
+    pub format: Option<DiskFormat>,
+    /// Virtual size in bytes, where known.
+    pub capacity_bytes: Option<u64>,
+    /// Bytes used on the host, where known.
+    pub allocation_bytes: Option<u64>,
+    /// Creation time, where known.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A volume to create.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    /// Name, DNS-label-like (a file extension is allowed for VM volumes).
+    pub name: String,
+    /// Backend to create it on.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Volume driver (Docker).
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Storage pool (libvirt).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Size in bytes (libvirt).
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
+    /// Format (libvirt).
+    #[serde(default)]
+    pub format: Option<DiskFormat>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A storage pool (libvirt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoragePool {
+    /// Name.
+    pub name: String,
+    /// Backend it lives on.
+    pub backend: String,
+    /// Pool type (`dir`, …).
+    pub pool_type: String,
+    /// Target path.
+    pub path: Option<String>,
+    /// Active.
+    pub active: bool,
+    /// Autostart.
+    pub autostart: bool,
+    /// Total bytes.
+    pub capacity_bytes: u64,
+    /// Bytes allocated.
+    pub allocation_bytes: u64,
+    /// Bytes free.
+    pub available_bytes: u64,
+}
+
+/// A storage pool to create.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoragePoolSpec {
+    /// Name, DNS-label-like.
+    pub name: String,
+    /// Backend to create it on.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Pool type; `dir` when `None`.
+    #[serde(default)]
+    pub pool_type: Option<String>,
+    /// Target directory (absolute).
+    pub path: String,
+    /// Start with the host.
+    #[serde(default)]
+    pub autostart: bool,
+}
+
+/// What happened to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventAction {
+    /// Created.
+    Created,
+    /// Started.
+    Started,
+    /// Stopped by request.
+    Stopped,
+    /// Paused.
+    Paused,
+    /// Resumed.
+    Resumed,
+    /// Ended on its own or crashed.
+    Died,
+    /// Deleted.
+    Deleted,
+}
+
+/// A lifecycle event, from whatever caused it — LibGo or another tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// When the engine saw it.
+    pub time: DateTime<Utc>,
+    /// Backend name.
+    pub backend: String,
+    /// Instance kind.
+    pub kind: InstanceKind,
+    /// Instance id.
+    pub instance_id: String,
+    /// Instance name, where known.
+    pub instance_name: Option<String>,
+    /// What happened.
+    pub action: EventAction,
+    /// Engine details (exit code, reason…).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// What the engine behind a backend is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendInfo {
+    /// Registered name.
+    pub name: String,
+    /// Engine (`docker`, `libvirt`).
+    pub engine: String,
+    /// Engine version.
+    pub version: String,
+    /// Negotiated API version, where there is one.
+    pub api_version: Option<String>,
+    /// Where it is reached (socket, URI).
+    pub endpoint: String,
+    /// Instance kinds it manages.
+    pub kinds: Vec<InstanceKind>,
+}
+
+/// Whether a backend answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// Registered name.
+    pub backend: String,
+    /// It answered.
+    pub up: bool,
+    /// Why not, or the engine version.
+    pub message: String,
+    /// Round trip in milliseconds.
+    pub latency_ms: u64,
+}
+
+/// What a backend supports. An unsupported call returns [`crate::ErrorKind::Unsupported`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// Instance kinds it manages.
+    pub kinds: Vec<InstanceKind>,
+    /// Pause and resume.
+    pub pause: bool,
+    /// Exec inside the instance.
+    pub exec: bool,
+    /// Interactive console stream.
+    pub console: bool,
+    /// VNC display.
+    pub console_vnc: bool,
+    /// Snapshots.
+    pub snapshots: bool,
+    /// Snapshots of a running instance include memory.
+    pub live_snapshot: bool,
+    /// Cloud-init seeds.
+    pub cloud_init: bool,
+    /// Export formats.
+    pub export_formats: Vec<ExportFormat>,
+    /// Live resource updates.
+    pub live_update: bool,
+    /// Image pull/push/build.
+    pub image_registry: bool,
+    /// Image build.
+    pub image_build: bool,
+    /// Networks.
+    pub networks: bool,
+    /// Volumes.
+    pub volumes: bool,
+    /// Storage pools.
+    pub storage_pools: bool,
+    /// Templates.
+    pub templates: bool,
+}
+
+/// How to stop an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopOptions {
+    /// Seconds to wait for a graceful stop before forcing it; the backend's default
+    /// (10 s) when `None`.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// Skip the graceful stop.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Where a VM's graphical display listens, for a VNC client or WebSocket proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VncDisplay {
+    /// Listen address (loopback).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// A named VM template (Kimchi): values VMs are created from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// Name, DNS-label-like.
+    pub name: String,
+    /// Backend it lives on (set by the backend).
+    #[serde(default)]
+    pub backend: String,
+    /// Free-form OS name (`debian12`, …).
+    #[serde(default)]
+    pub os: Option<String>,
+    /// Base image of the first disk.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Virtual CPUs.
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// Memory in bytes.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// Disks.
+    #[serde(default)]
+    pub disks: Vec<DiskSpec>,
+    /// Networks.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// Cloud-init defaults.
+    #[serde(default)]
+    pub cloud_init: Option<CloudInit>,
+}
+
+/// Which events to receive. Empty fields match everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventFilter {
+    /// Only this kind.
+    #[serde(default)]
+    pub kind: Option<InstanceKind>,
+    /// Only this backend.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Only this instance (id or name).
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// Only these actions.
+    #[serde(default)]
+    pub actions: Vec<EventAction>,
+}
+
+impl EventFilter {
+    /// Whether `event` passes the filter.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.kind.is_none_or(|k| k == event.kind)
+            && self.backend.as_deref().is_none_or(|b| b == event.backend)
+            && self.instance.as_deref().is_none_or(|i| {
+                i == event.instance_id || event.instance_name.as_deref() == Some(i)
+            })
+            && (self.actions.is_empty() || self.actions.contains(&event.action))
+    }
+}

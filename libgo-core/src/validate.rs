@@ -1,0 +1,540 @@
+//! Validation of everything a caller hands LibGo, shared by every backend and front end.
+//!
+//! Each function returns [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) (or
+//! `Unsupported` for a field that does not apply to the instance kind) with a message that
+//! names the field.
+
+use std::net::IpAddr;
+
+use crate::error::{Error, Result};
+use crate::types::*;
+
+/// Smallest memory an instance may have: 6 MiB, Docker's own minimum.
+pub const MIN_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
+/// Largest memory an instance may have: 4 TiB.
+pub const MAX_MEMORY_BYTES: u64 = 4 << 40;
+/// Most CPUs an instance may have.
+pub const MAX_CPUS: u32 = 512;
+/// Smallest disk: 1 MiB.
+pub const MIN_DISK_BYTES: u64 = 1 << 20;
+/// Largest disk: 64 TiB.
+pub const MAX_DISK_BYTES: u64 = 64 << 40;
+
+/// A name of an instance, network, snapshot, pool or template: 1–63 characters of
+/// lowercase letters, digits and inner hyphens, like a DNS label.
+pub fn name(field: &str, value: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::invalid(format!("{field} {value:?} is invalid: {why}")));
+    if value.is_empty() || value.len() > 63 {
+        return bad("it must be 1 to 63 characters long");
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return bad("only lowercase letters, digits and '-' are allowed");
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return bad("it must start and end with a letter or digit");
+    }
+    Ok(())
+}
+
+/// A volume name: 1–128 characters of letters, digits, `_`, `.` and `-`, starting with a
+/// letter or digit (VM volumes carry a file extension such as `.qcow2`), optionally after a
+/// `pool/` prefix.
+pub fn volume_name(value: &str) -> Result<()> {
+    let plain = value.split_once('/').map_or(value, |(pool, vol)| {
+        if name("pool", pool).is_err() {
+            // Keep the whole value so the message below names it.
+            return value;
+        }
+        vol
+    });
+    let ok = !plain.is_empty()
+        && plain.len() <= 128
+        && plain.as_bytes()[0].is_ascii_alphanumeric()
+        && plain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "volume name {value:?} is invalid: use 1 to 128 letters, digits, '_', '.' or '-', \
+             starting with a letter or digit, optionally after a 'pool/' prefix"
+        )))
+    }
+}
+
+/// An image reference (`repo[:tag]`, `registry/repo@digest`, or a base image name).
+pub fn image_reference(value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 512
+        && !value.starts_with(['-', ':', '@', '/'])
+        && value.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "image reference {value:?} is invalid: it must be 1 to 512 printable characters \
+             without spaces"
+        )))
+    }
+}
+
+/// An environment variable name: a letter or `_`, then letters, digits and `_`.
+pub fn env_key(key: &str) -> Result<()> {
+    let mut bytes = key.bytes();
+    let ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "environment variable name {key:?} is invalid: use letters, digits and '_', not \
+             starting with a digit"
+        )))
+    }
+}
+
+/// An absolute path without NUL bytes or `..` components.
+pub fn absolute_path(field: &str, value: &str) -> Result<()> {
+    if !value.starts_with('/') || value.contains('\0') || value.split('/').any(|c| c == "..") {
+        return Err(Error::invalid(format!(
+            "{field} {value:?} must be an absolute path without '..'"
+        )));
+    }
+    Ok(())
+}
+
+fn no_nul(field: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::invalid(format!("{field} must not contain NUL bytes")));
+    }
+    Ok(())
+}
+
+fn labels(map: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in map {
+        if k.is_empty() || k.len() > 255 || k.chars().any(|c| c.is_whitespace() || c == '\0') {
+            return Err(Error::invalid(format!(
+                "label key {k:?} is invalid: 1 to 255 characters without spaces"
+            )));
+        }
+        no_nul("label value", v)?;
+    }
+    Ok(())
+}
+
+/// CPU count.
+pub fn cpus(value: u32) -> Result<()> {
+    if value == 0 || value > MAX_CPUS {
+        return Err(Error::invalid(format!(
+            "cpus must be between 1 and {MAX_CPUS}, got {value}"
+        )));
+    }
+    Ok(())
+}
+
+/// Memory size in bytes.
+pub fn memory(value: u64) -> Result<()> {
+    if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&value) {
+        return Err(Error::invalid(format!(
+            "memoryBytes must be between {MIN_MEMORY_BYTES} (6 MiB) and {MAX_MEMORY_BYTES} \
+             (4 TiB), got {value}"
+        )));
+    }
+    Ok(())
+}
+
+/// Disk size in bytes.
+pub fn disk_size(value: u64) -> Result<()> {
+    if !(MIN_DISK_BYTES..=MAX_DISK_BYTES).contains(&value) {
+        return Err(Error::invalid(format!(
+            "disk sizeBytes must be between {MIN_DISK_BYTES} (1 MiB) and {MAX_DISK_BYTES} \
+             (64 TiB), got {value}"
+        )));
+    }
+    Ok(())
+}
+
+fn port(p: &PortMapping) -> Result<()> {
+    if p.container_port == 0 {
+        return Err(Error::invalid("containerPort must be between 1 and 65535"));
+    }
+    if p.host_port == Some(0) {
+        return Err(Error::invalid("hostPort must be between 1 and 65535"));
+    }
+    if let Some(ip) = &p.host_ip {
+        ip.parse::<IpAddr>()
+            .map_err(|_| Error::invalid(format!("hostIp {ip:?} is not an IP address")))?;
+    }
+    Ok(())
+}
+
+fn mount(m: &MountSpec) -> Result<()> {
+    absolute_path("mount target", &m.target)?;
+    match m.kind {
+        MountKind::Bind => absolute_path("bind mount source", &m.source),
+        MountKind::Volume => volume_name(&m.source),
+        MountKind::Tmpfs => Ok(()),
+    }
+}
+
+fn cloud_init(ci: &CloudInit) -> Result<()> {
+    if let Some(h) = &ci.hostname {
+        // A host name is one or more DNS labels.
+        for label in h.split('.') {
+            name("cloudInit hostname", label)?;
+        }
+    }
+    for u in &ci.users {
+        let ok = !u.name.is_empty()
+            && u.name.len() <= 32
+            && u.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            && !u.name.starts_with('-');
+        if !ok {
+            return Err(Error::invalid(format!(
+                "cloud-init user name {:?} is invalid: 1 to 32 lowercase letters, digits, '_' \
+                 or '-'",
+                u.name
+            )));
+        }
+    }
+    for f in &ci.write_files {
+        absolute_path("cloudInit writeFiles path", &f.path)?;
+        if let Some(p) = &f.permissions {
+            let ok = (3..=4).contains(&p.len()) && p.bytes().all(|b| (b'0'..=b'7').contains(&b));
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "cloud-init file permissions {p:?} must be octal like 0644"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A whole instance spec. `kind` is the kind it will be created as (the spec's own, or the
+/// backend's when the spec leaves it out).
+pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
+    name("name", &spec.name)?;
+    if let Some(c) = spec.cpus {
+        cpus(c)?;
+    }
+    if let Some(m) = spec.memory_bytes {
+        memory(m)?;
+    }
+    if let Some(image) = &spec.image {
+        image_reference(image)?;
+    }
+    if let Some(t) = &spec.template {
+        name("template", t)?;
+    }
+    for p in &spec.ports {
+        port(p)?;
+    }
+    for k in spec.env.keys() {
+        env_key(k)?;
+    }
+    for v in spec.env.values() {
+        no_nul("environment value", v)?;
+    }
+    for m in &spec.mounts {
+        mount(m)?;
+    }
+    for arg in spec.command.iter().chain(spec.entrypoint.iter().flatten()) {
+        no_nul("command", arg)?;
+    }
+    if let Some(w) = &spec.workdir {
+        absolute_path("workdir", w)?;
+    }
+    labels(&spec.labels)?;
+    for n in &spec.networks {
+        name("network", n)?;
+    }
+    for d in &spec.devices {
+        absolute_path("device", d)?;
+    }
+    for d in &spec.disks {
+        if let Some(s) = d.size_bytes {
+            disk_size(s)?;
+        }
+        if let Some(b) = &d.base_image {
+            image_reference(b)?;
+        }
+        if let Some(v) = &d.volume {
+            volume_name(v)?;
+        }
+        if let Some(p) = &d.pool {
+            name("pool", p)?;
+        }
+        let sources = [d.size_bytes.is_some() && d.base_image.is_none(), d.base_image.is_some(), d.volume.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(Error::invalid(
+                "each disk needs exactly one of: sizeBytes (a new blank disk), baseImage (an \
+                 overlay, optionally with sizeBytes) or volume (an existing volume)",
+            ));
+        }
+    }
+    if let Some(c) = &spec.cdrom {
+        image_reference(c)?;
+    }
+    if let Some(ci) = &spec.cloud_init {
+        cloud_init(ci)?;
+    }
+    match kind {
+        InstanceKind::Container => {
+            if spec.image.is_none() {
+                return Err(Error::invalid("a container needs an image"));
+            }
+            let vm_only = [
+                ("cloudInit", spec.cloud_init.is_some()),
+                ("disks", !spec.disks.is_empty()),
+                ("cdrom", spec.cdrom.is_some()),
+                ("template", spec.template.is_some()),
+                ("autostart", spec.autostart),
+            ];
+            if let Some((field, _)) = vm_only.iter().find(|(_, set)| *set) {
+                return Err(Error::unsupported(format!(
+                    "{field} applies to VMs only, not to containers"
+                )));
+            }
+        }
+        InstanceKind::Vm => {
+            let container_only = [
+                ("ports", !spec.ports.is_empty()),
+                ("env", !spec.env.is_empty()),
+                ("mounts", !spec.mounts.is_empty()),
+                ("command", !spec.command.is_empty()),
+                ("entrypoint", spec.entrypoint.is_some()),
+                ("workdir", spec.workdir.is_some()),
+                ("restartPolicy", spec.restart_policy.is_some()),
+                ("privileged", spec.privileged),
+            ];
+            if let Some((field, _)) = container_only.iter().find(|(_, set)| *set) {
+                return Err(Error::unsupported(format!(
+                    "{field} applies to containers only, not to VMs"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A network spec.
+pub fn network_spec(spec: &NetworkSpec) -> Result<()> {
+    name("network name", &spec.name)?;
+    if let Some(s) = &spec.subnet {
+        cidr(s)?;
+    }
+    if let Some(g) = &spec.gateway {
+        g.parse::<IpAddr>()
+            .map_err(|_| Error::invalid(format!("gateway {g:?} is not an IP address")))?;
+        if spec.subnet.is_none() {
+            return Err(Error::invalid("a gateway needs a subnet"));
+        }
+    }
+    if let Some(d) = &spec.driver {
+        name("network driver", d)?;
+    }
+    labels(&spec.labels)
+}
+
+/// A CIDR block such as `10.1.2.0/24`.
+pub fn cidr(value: &str) -> Result<()> {
+    let bad = || Error::invalid(format!("subnet {value:?} is not in CIDR form like 10.1.2.0/24"));
+    let (ip, len) = value.split_once('/').ok_or_else(bad)?;
+    let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// A volume spec.
+pub fn volume_spec(spec: &VolumeSpec) -> Result<()> {
+    volume_name(&spec.name)?;
+    if let Some(s) = spec.size_bytes {
+        disk_size(s)?;
+    }
+    if let Some(p) = &spec.pool {
+        name("pool", p)?;
+    }
+    if let Some(d) = &spec.driver {
+        no_nul("driver", d)?;
+    }
+    labels(&spec.labels)
+}
+
+/// A storage pool spec.
+pub fn pool_spec(spec: &StoragePoolSpec) -> Result<()> {
+    name("pool name", &spec.name)?;
+    absolute_path("pool path", &spec.path)?;
+    if let Some(t) = &spec.pool_type
+        && t != "dir"
+    {
+        return Err(Error::unsupported(format!(
+            "storage pool type {t:?} is not supported; use \"dir\""
+        )));
+    }
+    Ok(())
+}
+
+/// A snapshot spec.
+pub fn snapshot_spec(spec: &SnapshotSpec) -> Result<()> {
+    name("snapshot name", &spec.name)?;
+    if let Some(d) = &spec.description {
+        no_nul("description", d)?;
+    }
+    Ok(())
+}
+
+/// An exec spec.
+pub fn exec_spec(spec: &ExecSpec) -> Result<()> {
+    if spec.command.is_empty() || spec.command[0].is_empty() {
+        return Err(Error::invalid("exec needs a command"));
+    }
+    for arg in &spec.command {
+        no_nul("command", arg)?;
+    }
+    for k in spec.env.keys() {
+        env_key(k)?;
+    }
+    if let Some(w) = &spec.workdir {
+        absolute_path("workdir", w)?;
+    }
+    Ok(())
+}
+
+/// An export spec: the destination is absolute and does not exist yet.
+pub fn export_spec(spec: &ExportSpec) -> Result<()> {
+    let dest = spec.destination.to_str().ok_or_else(|| {
+        Error::invalid("export destination must be valid UTF-8")
+    })?;
+    absolute_path("export destination", dest)?;
+    if spec.destination.exists() {
+        return Err(Error::conflict(format!(
+            "export destination {dest:?} exists already"
+        )));
+    }
+    Ok(())
+}
+
+/// A template.
+pub fn template(t: &Template) -> Result<()> {
+    name("template name", &t.name)?;
+    let as_spec = InstanceSpec {
+        name: t.name.clone(),
+        image: t.image.clone(),
+        cpus: t.cpus,
+        memory_bytes: t.memory_bytes,
+        disks: t.disks.clone(),
+        networks: t.networks.clone(),
+        cloud_init: t.cloud_init.clone(),
+        ..Default::default()
+    };
+    instance_spec(&as_spec, InstanceKind::Vm)
+}
+
+/// A page request.
+pub fn pagination(p: Pagination) -> Result<()> {
+    if p.page == 0 {
+        return Err(Error::invalid("page starts at 1"));
+    }
+    if p.page_size == 0 || p.page_size > Pagination::MAX_PAGE_SIZE {
+        return Err(Error::invalid(format!(
+            "pageSize must be between 1 and {}",
+            Pagination::MAX_PAGE_SIZE
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn names_are_dns_labels() {
+        assert!(name("name", "web-1").is_ok());
+        assert!(name("name", &"a".repeat(63)).is_ok());
+        for bad in ["", "-web", "web-", "Web", "we b", "a<b>", "a&b", "x'y", &"a".repeat(64)] {
+            let e = name("name", bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn container_spec_bounds() {
+        let good = InstanceSpec::container("web", "busybox");
+        assert!(instance_spec(&good, InstanceKind::Container).is_ok());
+
+        let mut s = good.clone();
+        s.cpus = Some(0);
+        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+
+        let mut s = good.clone();
+        s.memory_bytes = Some(1 << 60);
+        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+
+        let mut s = good.clone();
+        s.env.insert("1BAD".into(), "x".into());
+        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+
+        let mut s = good.clone();
+        s.mounts.push(MountSpec { kind: MountKind::Volume, source: "data".into(), target: "relative".into(), read_only: false });
+        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+
+        let mut s = good.clone();
+        s.ports.push(PortMapping { container_port: 0, host_port: None, host_ip: None, protocol: Protocol::Tcp });
+        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+
+        let mut s = good.clone();
+        s.cloud_init = Some(CloudInit::default());
+        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::Unsupported);
+
+        let mut s = good;
+        s.image = None;
+        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn vm_disks_need_one_source() {
+        let mut s = InstanceSpec::vm("vm1");
+        s.disks.push(DiskSpec::default());
+        assert_eq!(instance_spec(&s, InstanceKind::Vm).unwrap_err().kind(), ErrorKind::InvalidInput);
+        s.disks[0].size_bytes = Some(1 << 30);
+        assert!(instance_spec(&s, InstanceKind::Vm).is_ok());
+        s.disks[0].volume = Some("v.qcow2".into());
+        assert_eq!(instance_spec(&s, InstanceKind::Vm).unwrap_err().kind(), ErrorKind::InvalidInput);
+        s.disks[0] = DiskSpec { size_bytes: Some(1 << 62), ..Default::default() };
+        assert_eq!(instance_spec(&s, InstanceKind::Vm).unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn network_and_volume_specs() {
+        let mut n = NetworkSpec { name: "net1".into(), subnet: Some("10.9.0.0/24".into()), gateway: Some("10.9.0.1".into()), ..Default::default() };
+        assert!(network_spec(&n).is_ok());
+        n.subnet = Some("10.9.0.0/33".into());
+        assert!(network_spec(&n).is_err());
+        assert!(volume_name("disk-1.qcow2").is_ok());
+        assert!(volume_name("default/disk-1.qcow2").is_ok());
+        assert!(volume_name("../etc").is_err());
+        assert!(volume_name("a/b/c").is_err());
+    }
+
+    #[test]
+    fn pagination_bounds() {
+        assert!(pagination(Pagination::default()).is_ok());
+        assert!(pagination(Pagination { page: 0, page_size: 10 }).is_err());
+        assert!(pagination(Pagination { page: 1, page_size: 101 }).is_err());
+    }
+}

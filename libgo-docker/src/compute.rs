@@ -1,0 +1,985 @@
+//! Containers: the `Compute` trait on Docker.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{ContainerUpdateBody, ExecConfig, NetworkConnectRequest};
+use bollard::query_parameters::{
+    AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, EventsOptions,
+    InspectContainerOptions, KillContainerOptions, ListContainersOptions, ListImagesOptions,
+    LogsOptions, RemoveContainerOptions, RemoveImageOptions, RenameContainerOptions,
+    RestartContainerOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
+};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use libgo_core::{
+    BoxStream, Compute, ConsoleSession, Error, ErrorKind, Event, ExecResult, ExecSpec,
+    ExportFormat, ExportResult, ExportSpec, Instance, InstanceFilter, InstanceKind,
+    InstanceSpec, InstanceState, LogEntry, LogOptions, LogStream, Progress, ProgressSink,
+    ResourceUpdate, Result, Snapshot, SnapshotSpec, Stats, StopOptions, validate,
+};
+use tokio::io::AsyncWriteExt;
+
+use crate::convert;
+use crate::{DockerBackend, LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_OF, SNAPSHOT_REPO};
+
+/// Default grace period of a stop, as `docker stop`.
+const DEFAULT_STOP_SECS: u64 = 10;
+
+impl DockerBackend {
+    pub(crate) async fn inspect(&self, id: &str) -> Result<Instance> {
+        let docker = self.docker().await?;
+        let c = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        Ok(convert::from_inspect(&self.name, c))
+    }
+
+    /// Waits until the container is no longer running (kill and stop return before that).
+    async fn wait_not_running(&self, id: &str) -> Result<()> {
+        for _ in 0..100 {
+            if self.inspect(id).await?.state != InstanceState::Running {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::new(
+            ErrorKind::Timeout,
+            format!("container {id} still running 10 s after being killed"),
+        ))
+    }
+
+    /// Removes a container that a failed create left, logging (not returning) a failure.
+    async fn discard(&self, id: &str) {
+        if let Ok(docker) = self.docker().await
+            && let Err(e) = docker
+                .remove_container(
+                    id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: false,
+                        link: false,
+                    }),
+                )
+                .await
+        {
+            tracing::warn!(container = id, error = %e, "could not remove a half-created container");
+        }
+    }
+
+    async fn create_container(&self, spec: &InstanceSpec) -> Result<String> {
+        let docker = self.docker().await?;
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(spec.name.clone()),
+                    platform: String::new(),
+                }),
+                convert::create_body(spec),
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", spec.name.clone()))?;
+        let id = created.id;
+        let rest = async {
+            for network in spec.networks.iter().skip(1) {
+                docker
+                    .connect_network(
+                        network,
+                        NetworkConnectRequest {
+                            container: id.clone(),
+                            endpoint_config: None,
+                        },
+                    )
+                    .await
+                    .map_err(|e| self.error(e).with_context("network", network.clone()))?;
+            }
+            if spec.start {
+                docker
+                    .start_container(&id, None::<StartContainerOptions>)
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = rest {
+            self.discard(&id).await;
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    fn snapshot_ref(name: &str, snapshot: &str) -> String {
+        format!("{SNAPSHOT_REPO}/{name}:{snapshot}")
+    }
+
+    async fn snapshot_images(&self, instance_name: &str) -> Result<Vec<Snapshot>> {
+        let docker = self.docker().await?;
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_SNAPSHOT_OF}={instance_name}")],
+        )]);
+        let images = docker
+            .list_images(Some(ListImagesOptions {
+                all: false,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut snapshots: Vec<Snapshot> = images
+            .into_iter()
+            .filter_map(|i| {
+                let name = i.labels.get(LABEL_SNAPSHOT_NAME)?.clone();
+                // A deleted snapshot's image can live on, untagged, under a reverted
+                // container; only the tag makes it a snapshot.
+                let tag = Self::snapshot_ref(instance_name, &name);
+                if !i.repo_tags.contains(&tag) {
+                    return None;
+                }
+                Some(Snapshot {
+                    name,
+                    instance_id: instance_name.to_string(),
+                    created_at: DateTime::from_timestamp(i.created, 0),
+                    description: None,
+                    includes_memory: false,
+                    reference: Some(i.id),
+                })
+            })
+            .collect();
+        for s in &mut snapshots {
+            if let Some(reference) = &s.reference
+                && let Ok(image) = docker.inspect_image(reference).await
+            {
+                s.description = image.comment.filter(|c| !c.is_empty());
+                s.created_at = image.created.or(s.created_at);
+            }
+        }
+        snapshots.sort_by_key(|s| s.created_at);
+        Ok(snapshots)
+    }
+
+    pub(crate) async fn write_stream_to_file(
+        &self,
+        mut stream: impl futures::Stream<Item = std::result::Result<Bytes, bollard::errors::Error>>
+        + Unpin,
+        spec: &ExportSpec,
+        progress: &ProgressSink,
+    ) -> Result<ExportResult> {
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&spec.destination)
+            .await?;
+        let mut written: u64 = 0;
+        let mut reported: u64 = 0;
+        let outcome = async {
+            progress.report(Progress {
+                percent: Some(0.0),
+                message: format!("exporting to {}", spec.destination.display()),
+                id: None,
+            });
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.error(e))?;
+                file.write_all(&chunk).await?;
+                written += chunk.len() as u64;
+                if written - reported >= 8 << 20 {
+                    reported = written;
+                    progress.report(Progress {
+                        percent: None,
+                        message: format!("{written} bytes written"),
+                        id: None,
+                    });
+                }
+            }
+            file.flush().await?;
+            file.sync_all().await?;
+            progress.report(Progress {
+                percent: Some(100.0),
+                message: format!("{written} bytes written"),
+                id: None,
+            });
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            drop(file);
+            let _ = tokio::fs::remove_file(&spec.destination).await;
+            return Err(e);
+        }
+        Ok(ExportResult {
+            path: spec.destination.clone(),
+            format: spec.format,
+            size_bytes: written,
+        })
+    }
+
+    async fn stats_sample(&self, id: &str) -> Result<Stats> {
+        let docker = self.docker().await?;
+        let instance = self.inspect(id).await?;
+        if instance.state != InstanceState::Running && instance.state != InstanceState::Paused {
+            return Err(Error::conflict(format!(
+                "instance {} is {}: stats need a running instance",
+                instance.name,
+                instance.state.as_str()
+            )));
+        }
+        let sample = docker
+            .stats(
+                &instance.id,
+                Some(StatsOptions {
+                    stream: false,
+                    one_shot: true,
+                }),
+            )
+            .next()
+            .await
+            .ok_or_else(|| Error::internal("dockerd sent no stats sample"))?
+            .map_err(|e| self.error(e))?;
+        let mut stats = convert::stats(&sample);
+        let (cpu, system, online) = convert::cpu_times(&sample);
+        let previous = self
+            .cpu_samples
+            .lock()
+            .map_err(|_| Error::internal("stats cache poisoned"))?
+            .insert(instance.id.clone(), (cpu, system, stats.timestamp));
+        stats.cpu_percent = match previous {
+            Some((pcpu, psys, at))
+                if stats.timestamp - at < chrono::Duration::seconds(60) && psys < system =>
+            {
+                convert::cpu_percent_between((pcpu, psys), (cpu, system, online))
+            }
+            // No recent sample: the average since start, like `ps` reports %CPU.
+            _ => {
+                let started = docker
+                    .inspect_container(&instance.id, None::<InspectContainerOptions>)
+                    .await
+                    .ok()
+                    .and_then(|c| c.state)
+                    .and_then(|s| s.started_at)
+                    .and_then(|t| DateTime::parse_from_rfc3339(&t).ok());
+                match started {
+                    Some(t) => {
+                        let elapsed = (stats.timestamp - t.with_timezone(&Utc))
+                            .num_nanoseconds()
+                            .unwrap_or(0);
+                        if elapsed > 0 {
+                            cpu as f64 / elapsed as f64 * 100.0
+                        } else {
+                            0.0
+                        }
+                    }
+                    None => 0.0,
+                }
+            }
+        };
+        Ok(stats)
+    }
+}
+
+#[async_trait]
+impl Compute for DockerBackend {
+    async fn create(&self, spec: &InstanceSpec) -> Result<Instance> {
+        let kind = spec.kind.unwrap_or(InstanceKind::Container);
+        if kind != InstanceKind::Container {
+            return Err(Error::unsupported("the Docker backend creates containers only"));
+        }
+        validate::instance_spec(spec, kind)?;
+        let id = self.create_container(spec).await?;
+        self.inspect(&id).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Instance> {
+        self.inspect(id).await
+    }
+
+    async fn list(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
+        let docker = self.docker().await?;
+        let mut filters = HashMap::new();
+        if !filter.labels.is_empty() {
+            filters.insert(
+                "label".to_string(),
+                filter
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let containers = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: (!filters.is_empty()).then_some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(containers
+            .into_iter()
+            .map(|c| convert::from_summary(&self.name, c))
+            .filter(|i| filter.matches(i))
+            .collect())
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        match docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 304: already running. Starting is idempotent, as with `docker start`.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(self.error(e).with_context("instance", id)),
+        }
+    }
+
+    async fn stop(&self, id: &str, options: StopOptions) -> Result<()> {
+        let docker = self.docker().await?;
+        if options.force {
+            let instance = self.inspect(id).await?;
+            if instance.state == InstanceState::Stopped {
+                return Ok(());
+            }
+            docker
+                .kill_container(
+                    &instance.id,
+                    Some(KillContainerOptions {
+                        signal: "SIGKILL".into(),
+                    }),
+                )
+                .await
+                .map_err(|e| self.error(e).with_context("instance", id))?;
+            return self.wait_not_running(&instance.id).await;
+        }
+        let secs = options.timeout_secs.unwrap_or(DEFAULT_STOP_SECS);
+        match docker
+            .stop_container(
+                id,
+                Some(StopContainerOptions {
+                    t: Some(i32::try_from(secs).unwrap_or(i32::MAX)),
+                    signal: None,
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(self.error(e).with_context("instance", id)),
+        }
+    }
+
+    async fn restart(&self, id: &str, options: StopOptions) -> Result<()> {
+        let docker = self.docker().await?;
+        let secs = if options.force {
+            0
+        } else {
+            options.timeout_secs.unwrap_or(DEFAULT_STOP_SECS)
+        };
+        docker
+            .restart_container(
+                id,
+                Some(RestartContainerOptions {
+                    t: Some(i32::try_from(secs).unwrap_or(i32::MAX)),
+                    signal: None,
+                }),
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))
+    }
+
+    async fn kill(&self, id: &str, signal: Option<&str>) -> Result<()> {
+        let signal = signal.unwrap_or("SIGKILL");
+        if signal.is_empty()
+            || signal.len() > 16
+            || !signal.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+')
+        {
+            return Err(Error::invalid(format!("signal {signal:?} is not a signal name")));
+        }
+        let docker = self.docker().await?;
+        docker
+            .kill_container(
+                id,
+                Some(KillContainerOptions {
+                    signal: signal.to_string(),
+                }),
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))
+    }
+
+    async fn pause(&self, id: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        docker
+            .pause_container(id)
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))
+    }
+
+    async fn resume(&self, id: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        docker
+            .unpause_container(id)
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))
+    }
+
+    async fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let docker = self.docker().await?;
+        let instance = self.inspect(id).await?;
+        docker
+            .remove_container(
+                &instance.id,
+                Some(RemoveContainerOptions {
+                    force,
+                    v: false,
+                    link: false,
+                }),
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        self.cpu_samples
+            .lock()
+            .map_err(|_| Error::internal("stats cache poisoned"))?
+            .remove(&instance.id);
+        // Snapshots belong to the instance and go with it.
+        for s in self.snapshot_images(&instance.name).await? {
+            let reference = Self::snapshot_ref(&instance.name, &s.name);
+            if let Err(e) = docker
+                .remove_image(
+                    &reference,
+                    Some(RemoveImageOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                    None,
+                )
+                .await
+            {
+                tracing::warn!(image = %reference, error = %e, "could not remove a snapshot image");
+            }
+        }
+        Ok(())
+    }
+
+    async fn update(&self, id: &str, update: ResourceUpdate) -> Result<Instance> {
+        if let Some(c) = update.cpus {
+            validate::cpus(c)?;
+        }
+        if let Some(m) = update.memory_bytes {
+            validate::memory(m)?;
+        }
+        let docker = self.docker().await?;
+        let body = ContainerUpdateBody {
+            nano_cpus: update.cpus.map(|c| i64::from(c) * 1_000_000_000),
+            memory: update.memory_bytes.map(|m| m as i64),
+            // Docker refuses a memory limit above an earlier swap limit; keep swap at twice
+            // memory, the default `docker run -m` gives.
+            memory_swap: update.memory_bytes.map(|m| (m as i64).saturating_mul(2)),
+            ..Default::default()
+        };
+        docker
+            .update_container(id, body)
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        self.inspect(id).await
+    }
+
+    async fn stats(&self, id: &str) -> Result<Stats> {
+        self.stats_sample(id).await
+    }
+
+    async fn stats_stream(&self, id: &str) -> Result<BoxStream<Stats>> {
+        let docker = self.docker().await?.clone();
+        let instance = self.inspect(id).await?;
+        let backend = self.name.clone();
+        let stream = docker
+            .stats(
+                &instance.id,
+                Some(StatsOptions {
+                    stream: true,
+                    one_shot: false,
+                }),
+            )
+            .map(move |sample| {
+                let sample = sample.map_err(|e| crate::map_error(e).with_context("backend", backend.clone()))?;
+                let mut stats = convert::stats(&sample);
+                let now = convert::cpu_times(&sample);
+                if let Some(pre) = &sample.precpu_stats {
+                    let pre_usage = pre
+                        .cpu_usage
+                        .as_ref()
+                        .and_then(|u| u.total_usage)
+                        .unwrap_or(0);
+                    let pre_system = pre.system_cpu_usage.unwrap_or(0);
+                    stats.cpu_percent = convert::cpu_percent_between((pre_usage, pre_system), now);
+                }
+                Ok(stats)
+            });
+        Ok(Box::pin(stream))
+    }
+
+    async fn logs(&self, id: &str, options: LogOptions) -> Result<BoxStream<LogEntry>> {
+        let docker = self.docker().await?.clone();
+        let instance = self.inspect(id).await?;
+        // Docker takes whole seconds; the exact bounds are applied to each line below.
+        let since = options.since.map_or(0, |t| t.timestamp());
+        let until = options
+            .until
+            .map_or(0, |t| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0));
+        let query = LogsOptions {
+            follow: options.follow,
+            stdout: true,
+            stderr: true,
+            since: i32::try_from(since).unwrap_or(i32::MAX),
+            until: i32::try_from(until).unwrap_or(i32::MAX),
+            timestamps: true,
+            tail: options
+                .tail
+                .map_or_else(|| "all".to_string(), |t| t.to_string()),
+        };
+        let backend = self.name.clone();
+        let stream = docker
+            .logs(&instance.id, Some(query))
+            .map_err(move |e| crate::map_error(e).with_context("backend", backend.clone()))
+            .try_filter_map(move |chunk| {
+                let (stream, bytes) = match chunk {
+                    LogOutput::StdOut { message } => (LogStream::Stdout, message),
+                    LogOutput::StdErr { message } => (LogStream::Stderr, message),
+                    LogOutput::Console { message } => (LogStream::Stdout, message),
+                    LogOutput::StdIn { .. } => return futures::future::ready(Ok(None)),
+                };
+                let text = String::from_utf8_lossy(&bytes);
+                let (timestamp, rest) = convert::split_timestamp(&text);
+                let inside = timestamp.is_none_or(|t| {
+                    options.since.is_none_or(|s| t >= s) && options.until.is_none_or(|u| t < u)
+                });
+                let entry = inside.then(|| LogEntry {
+                    stream,
+                    timestamp,
+                    message: if options.timestamps {
+                        text.to_string()
+                    } else {
+                        rest.to_string()
+                    },
+                });
+                futures::future::ready(Ok(entry))
+            });
+        Ok(Box::pin(stream))
+    }
+
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecResult> {
+        validate::exec_spec(spec)?;
+        let docker = self.docker().await?;
+        let created = docker
+            .create_exec(
+                id,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(spec.tty),
+                    env: (!spec.env.is_empty())
+                        .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                    cmd: Some(spec.command.clone()),
+                    user: spec.user.clone(),
+                    working_dir: spec.workdir.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let started = docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: spec.tty,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        if let StartExecResults::Attached { mut output, .. } = started {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|e| self.error(e))? {
+                    LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        stdout.extend_from_slice(&message)
+                    }
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+        }
+        let inspected = docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| self.error(e))?;
+        let exit_code = inspected
+            .exit_code
+            .ok_or_else(|| Error::internal("dockerd reported no exit code for the exec"))?;
+        Ok(ExecResult {
+            exit_code,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+
+    async fn console(&self, id: &str) -> Result<ConsoleSession> {
+        let docker = self.docker().await?;
+        let c = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let config = c.config.unwrap_or_default();
+        let instance_id = c.id.unwrap_or_default();
+        let (output, input) = if config.tty == Some(true) && config.open_stdin == Some(true) {
+            // The main process has a terminal: attach to it, as `docker attach`.
+            let attached = docker
+                .attach_container(
+                    &instance_id,
+                    Some(AttachContainerOptions {
+                        stdin: true,
+                        stdout: true,
+                        stderr: true,
+                        stream: true,
+                        logs: false,
+                        detach_keys: None,
+                    }),
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            (attached.output, attached.input)
+        } else {
+            // Otherwise an interactive shell, as `docker exec -it … sh`.
+            let created = docker
+                .create_exec(
+                    &instance_id,
+                    ExecConfig {
+                        attach_stdin: Some(true),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        tty: Some(true),
+                        cmd: Some(vec!["/bin/sh".into()]),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            match docker
+                .start_exec(
+                    &created.id,
+                    Some(StartExecOptions {
+                        detach: false,
+                        tty: true,
+                        output_capacity: None,
+                    }),
+                )
+                .await
+                .map_err(|e| self.error(e))?
+            {
+                StartExecResults::Attached { output, input } => (output, input),
+                StartExecResults::Detached => {
+                    return Err(Error::internal("dockerd detached an attached exec"));
+                }
+            }
+        };
+        let backend = self.name.clone();
+        let output = output.map(move |chunk| {
+            chunk
+                .map(LogOutput::into_bytes)
+                .map_err(|e| crate::map_error(e).with_context("backend", backend.clone()))
+        });
+        Ok(ConsoleSession {
+            output: Box::pin(output),
+            input,
+        })
+    }
+
+    async fn snapshot_create(&self, id: &str, spec: &SnapshotSpec) -> Result<Snapshot> {
+        validate::snapshot_spec(spec)?;
+        let docker = self.docker().await?;
+        let instance = self.inspect(id).await?;
+        if self
+            .snapshot_images(&instance.name)
+            .await?
+            .iter()
+            .any(|s| s.name == spec.name)
+        {
+            return Err(Error::conflict(format!(
+                "instance {} has a snapshot named {:?} already",
+                instance.name, spec.name
+            )));
+        }
+        // Names are validated DNS labels, so they are safe inside a LABEL instruction.
+        let changes = format!(
+            "LABEL {LABEL_SNAPSHOT_OF}={} {LABEL_SNAPSHOT_NAME}={}",
+            instance.name, spec.name
+        );
+        let committed = docker
+            .commit_container(
+                CommitContainerOptions {
+                    container: Some(instance.id.clone()),
+                    repo: Some(format!("{SNAPSHOT_REPO}/{}", instance.name)),
+                    tag: Some(spec.name.clone()),
+                    comment: spec.description.clone(),
+                    author: Some("libgo".into()),
+                    pause: true,
+                    changes: Some(changes),
+                },
+                bollard::models::ContainerConfig::default(),
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        Ok(Snapshot {
+            name: spec.name.clone(),
+            instance_id: instance.id,
+            created_at: Some(Utc::now()),
+            description: spec.description.clone(),
+            includes_memory: false,
+            reference: Some(committed.id),
+        })
+    }
+
+    async fn snapshot_list(&self, id: &str) -> Result<Vec<Snapshot>> {
+        let instance = self.inspect(id).await?;
+        let mut list = self.snapshot_images(&instance.name).await?;
+        for s in &mut list {
+            s.instance_id = instance.id.clone();
+        }
+        Ok(list)
+    }
+
+    async fn snapshot_revert(&self, id: &str, snapshot: &str) -> Result<()> {
+        validate::name("snapshot name", snapshot)?;
+        let docker = self.docker().await?;
+        let old = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let name = old
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string();
+        let old_id = old.id.clone().unwrap_or_default();
+        if !self
+            .snapshot_images(&name)
+            .await?
+            .iter()
+            .any(|s| s.name == snapshot)
+        {
+            return Err(Error::not_found(format!(
+                "instance {name} has no snapshot {snapshot:?}"
+            )));
+        }
+        let was_running = old.state.as_ref().and_then(|s| s.running) == Some(true);
+        // The new container gets the old one's whole configuration, with the snapshot image.
+        let mut config = old.config.clone().unwrap_or_default();
+        config.image = Some(Self::snapshot_ref(&name, snapshot));
+        let networks = old
+            .network_settings
+            .as_ref()
+            .and_then(|s| s.networks.clone())
+            .unwrap_or_default();
+        let host_config = old.host_config.clone();
+        let body = bollard::models::ContainerCreateBody {
+            hostname: config.hostname,
+            domainname: config.domainname,
+            user: config.user,
+            exposed_ports: config.exposed_ports,
+            tty: config.tty,
+            open_stdin: config.open_stdin,
+            env: config.env,
+            cmd: config.cmd,
+            image: config.image,
+            working_dir: config.working_dir,
+            entrypoint: config.entrypoint,
+            labels: config.labels,
+            stop_signal: config.stop_signal,
+            stop_timeout: config.stop_timeout,
+            host_config,
+            ..Default::default()
+        };
+        // Create beside the old one first, so a failure leaves the old container untouched.
+        let temp = format!("{name}-revert-{}", uuid::Uuid::new_v4().simple());
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(temp.clone()),
+                    platform: String::new(),
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let swap = async {
+            let primary = old
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.clone())
+                .unwrap_or_default();
+            for network in networks.keys().filter(|n| **n != primary) {
+                docker
+                    .connect_network(
+                        network,
+                        NetworkConnectRequest {
+                            container: created.id.clone(),
+                            endpoint_config: None,
+                        },
+                    )
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+            docker
+                .remove_container(
+                    &old_id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: false,
+                        link: false,
+                    }),
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = swap {
+            self.discard(&created.id).await;
+            return Err(e);
+        }
+        docker
+            .rename_container(
+                &created.id,
+                RenameContainerOptions { name: name.clone() },
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", name.clone()))?;
+        if was_running {
+            docker
+                .start_container(&created.id, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| self.error(e).with_context("instance", name))?;
+        }
+        Ok(())
+    }
+
+    async fn snapshot_delete(&self, id: &str, snapshot: &str) -> Result<()> {
+        validate::name("snapshot name", snapshot)?;
+        let docker = self.docker().await?;
+        let instance = self.inspect(id).await?;
+        if !self
+            .snapshot_images(&instance.name)
+            .await?
+            .iter()
+            .any(|s| s.name == snapshot)
+        {
+            return Err(Error::not_found(format!(
+                "instance {} has no snapshot {snapshot:?}",
+                instance.name
+            )));
+        }
+        let reference = Self::snapshot_ref(&instance.name, snapshot);
+        // Force: a reverted container runs from this image, and Docker keeps the layers
+        // it uses; only the name goes.
+        docker
+            .remove_image(
+                &reference,
+                Some(RemoveImageOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+                None,
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("snapshot", snapshot))?;
+        Ok(())
+    }
+
+    async fn export(
+        &self,
+        id: &str,
+        spec: &ExportSpec,
+        progress: ProgressSink,
+    ) -> Result<ExportResult> {
+        validate::export_spec(spec)?;
+        let docker = self.docker().await?;
+        let instance = self.inspect(id).await?;
+        match spec.format {
+            ExportFormat::Tar => {
+                let stream = docker.export_container(&instance.id);
+                self.write_stream_to_file(Box::pin(stream), spec, &progress)
+                    .await
+            }
+            ExportFormat::ImageTar => {
+                let c = docker
+                    .inspect_container(&instance.id, None::<InspectContainerOptions>)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let image = c
+                    .image
+                    .ok_or_else(|| Error::internal("container has no image id"))?;
+                let stream = docker.export_image(&image);
+                self.write_stream_to_file(Box::pin(stream), spec, &progress)
+                    .await
+            }
+            other => Err(Error::unsupported(format!(
+                "containers export as tar or image-tar, not {other:?}"
+            ))),
+        }
+    }
+
+    async fn events(&self) -> Result<BoxStream<Event>> {
+        let docker = self.docker().await?.clone();
+        let backend = self.name.clone();
+        let filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
+        // The request goes out when the stream is first polled; `since` makes it start at
+        // this call instead, so nothing in between is lost.
+        let now = Utc::now();
+        let since = format!("{}.{:09}", now.timestamp(), now.timestamp_subsec_nanos());
+        let stream = docker
+            .events(Some(EventsOptions {
+                since: Some(since),
+                until: None,
+                filters: Some(filters),
+            }))
+            .map_err({
+                let backend = backend.clone();
+                move |e| crate::map_error(e).with_context("backend", backend.clone())
+            })
+            .try_filter_map(move |m| {
+                let event = (|| {
+                    let action = convert::event_action(m.action.as_deref()?)?;
+                    let actor = m.actor?;
+                    let attributes = actor.attributes.unwrap_or_default();
+                    let time = m
+                        .time_nano
+                        .map(DateTime::from_timestamp_nanos)
+                        .or_else(|| m.time.and_then(|t| DateTime::from_timestamp(t, 0)))
+                        .unwrap_or_else(Utc::now);
+                    Some(Event {
+                        time,
+                        backend: backend.clone(),
+                        kind: InstanceKind::Container,
+                        instance_id: actor.id?,
+                        instance_name: attributes.get("name").cloned(),
+                        action,
+                        attributes: attributes.into_iter().collect(),
+                    })
+                })();
+                futures::future::ready(Ok(event))
+            });
+        Ok(Box::pin(stream))
+    }
+}

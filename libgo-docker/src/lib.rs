@@ -1,0 +1,265 @@
+//! # libgo-docker
+//!
+//! LibGo's Docker backend: containers, images, networks and volumes behind
+//! [`libgo_core::Backend`], through [bollard](https://docs.rs/bollard).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use libgo_core::{InstanceSpec, LibGo, StopOptions};
+//! use libgo_docker::{DockerBackend, DockerConfig};
+//!
+//! # async fn demo() -> libgo_core::Result<()> {
+//! let libgo = LibGo::new();
+//! libgo.register(Arc::new(DockerBackend::connect("docker", DockerConfig::default())?))?;
+//! let mut spec = InstanceSpec::container("hello", "busybox:latest");
+//! spec.command = vec!["sleep".into(), "60".into()];
+//! spec.start = true;
+//! libgo.create(&spec).await?;
+//! libgo.delete("hello", true).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The connection is made lazily and the API version negotiated on first use, so a backend
+//! can be built while dockerd is down; calls then answer `Unavailable` until it is up.
+#![deny(missing_docs)]
+
+mod compute;
+mod convert;
+mod images;
+mod resources;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use libgo_core::{
+    Backend, BackendInfo, Capabilities, Error, ErrorKind, ExportFormat, Health, InstanceKind,
+    Result,
+};
+use tokio::sync::OnceCell;
+
+/// Label LibGo puts on containers to remember the image they were created from, which a
+/// snapshot revert replaces.
+pub(crate) const LABEL_IMAGE: &str = "io.libgo.image";
+/// Label on snapshot images naming the container they belong to.
+pub(crate) const LABEL_SNAPSHOT_OF: &str = "io.libgo.snapshot.of";
+/// Label on snapshot images with the snapshot's name.
+pub(crate) const LABEL_SNAPSHOT_NAME: &str = "io.libgo.snapshot.name";
+/// Repository of snapshot images.
+pub(crate) const SNAPSHOT_REPO: &str = "libgo-snapshots";
+
+/// How to reach dockerd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// `unix:///path`, `tcp://host:port` or `http://host:port`. `DOCKER_HOST`, else the local
+    /// socket, when `None`.
+    pub host: Option<String>,
+    /// Seconds to wait for an answer to one request.
+    pub timeout_secs: u64,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            host: std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
+            timeout_secs: 120,
+        }
+    }
+}
+
+/// The Docker backend.
+pub struct DockerBackend {
+    name: String,
+    endpoint: String,
+    unnegotiated: Docker,
+    client: OnceCell<Docker>,
+    /// Last one-shot CPU sample per container: (container ns, host ns, time), so that the
+    /// next one-shot call can report the CPU use in between.
+    cpu_samples: std::sync::Mutex<HashMap<String, (u64, u64, DateTime<Utc>)>>,
+}
+
+impl std::fmt::Debug for DockerBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerBackend")
+            .field("name", &self.name)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl DockerBackend {
+    /// A backend named `name` for the dockerd that `config` points at. Nothing is sent yet.
+    pub fn connect(name: &str, config: DockerConfig) -> Result<Self> {
+        libgo_core::validate::name("backend name", name)?;
+        let endpoint = config
+            .host
+            .clone()
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        let client = match endpoint.as_str() {
+            h if h.starts_with("unix://") => Docker::connect_with_unix(
+                h,
+                config.timeout_secs,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            h if h.starts_with("tcp://") || h.starts_with("http://") => {
+                Docker::connect_with_http(h, config.timeout_secs, bollard::API_DEFAULT_VERSION)
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "unsupported Docker host {other:?}: use unix://, tcp:// or http://"
+                )));
+            }
+        }
+        .map_err(|e| Error::invalid(format!("bad Docker host {endpoint:?}: {e}")).with_source(e))?;
+        Ok(DockerBackend {
+            name: name.to_string(),
+            endpoint,
+            unnegotiated: client,
+            client: OnceCell::new(),
+            cpu_samples: Default::default(),
+        })
+    }
+
+    /// The client, with the API version negotiated with dockerd (once it answers).
+    pub(crate) async fn docker(&self) -> Result<&Docker> {
+        self.client
+            .get_or_try_init(|| async {
+                let negotiated = self
+                    .unnegotiated
+                    .clone()
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| self.error(e))?;
+                tracing::debug!(
+                    backend = %self.name,
+                    api = %negotiated.client_version(),
+                    "negotiated Docker API version"
+                );
+                Ok::<_, Error>(negotiated)
+            })
+            .await
+    }
+
+    /// Maps a bollard error to a LibGo error naming this backend.
+    pub(crate) fn error(&self, e: bollard::errors::Error) -> Error {
+        map_error(e).with_context("backend", self.name.clone())
+    }
+}
+
+/// Maps a bollard error to a LibGo error kind.
+pub(crate) fn map_error(e: bollard::errors::Error) -> Error {
+    use bollard::errors::Error as B;
+    let (kind, message) = match &e {
+        B::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            let kind = match status_code {
+                400 => ErrorKind::InvalidInput,
+                401 => ErrorKind::Unauthorized,
+                403 => ErrorKind::Forbidden,
+                404 => ErrorKind::NotFound,
+                304 | 409 => ErrorKind::Conflict,
+                503 => ErrorKind::Unavailable,
+                _ => ErrorKind::Internal,
+            };
+            (kind, message.clone())
+        }
+        B::DockerStreamError { error } => (stream_error_kind(error), error.clone()),
+        B::RequestTimeoutError => (ErrorKind::Timeout, "dockerd did not answer in time".into()),
+        B::SocketNotFoundError(path) => (
+            ErrorKind::Unavailable,
+            format!("Docker socket {path} not found: is dockerd running?"),
+        ),
+        B::HyperLegacyError { .. } | B::IOError { .. } | B::HyperResponseError { .. } => (
+            ErrorKind::Unavailable,
+            format!("cannot reach dockerd: {e}"),
+        ),
+        _ => (ErrorKind::Internal, e.to_string()),
+    };
+    Error::new(kind, message).with_source(e)
+}
+
+/// The kind of an error dockerd reports inside a progress stream (pull, push, build).
+pub(crate) fn stream_error_kind(message: &str) -> ErrorKind {
+    let m = message.to_ascii_lowercase();
+    if m.contains("not found") || m.contains("manifest unknown") || m.contains("does not exist")
+    {
+        ErrorKind::NotFound
+    } else if m.contains("unauthorized") || m.contains("authentication required") {
+        ErrorKind::Unauthorized
+    } else if m.contains("denied") {
+        ErrorKind::Forbidden
+    } else if m.contains("connection refused") || m.contains("no such host") {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Internal
+    }
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            kinds: vec![InstanceKind::Container],
+            pause: true,
+            exec: true,
+            console: true,
+            console_vnc: false,
+            snapshots: true,
+            live_snapshot: false,
+            cloud_init: false,
+            export_formats: vec![ExportFormat::Tar, ExportFormat::ImageTar],
+            live_update: true,
+            image_registry: true,
+            image_build: true,
+            networks: true,
+            volumes: true,
+            storage_pools: false,
+            templates: false,
+        }
+    }
+
+    async fn info(&self) -> Result<BackendInfo> {
+        let docker = self.docker().await?;
+        let version = docker.version().await.map_err(|e| self.error(e))?;
+        Ok(BackendInfo {
+            name: self.name.clone(),
+            engine: "docker".into(),
+            version: version.version.unwrap_or_default(),
+            api_version: Some(docker.client_version().to_string()),
+            endpoint: self.endpoint.clone(),
+            kinds: vec![InstanceKind::Container],
+        })
+    }
+
+    async fn health(&self) -> Health {
+        let started = Instant::now();
+        let answer = match self.docker().await {
+            Ok(d) => d.version().await.map_err(|e| self.error(e)),
+            Err(e) => Err(e),
+        };
+        let latency_ms = started.elapsed().as_millis() as u64;
+        match answer {
+            Ok(v) => Health {
+                backend: self.name.clone(),
+                up: true,
+                message: format!("docker {}", v.version.unwrap_or_default()),
+                latency_ms,
+            },
+            Err(e) => Health {
+                backend: self.name.clone(),
+                up: false,
+                message: e.message().to_string(),
+                latency_ms,
+            },
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Networks and volumes on Docker.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bollard::models::{
+    Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    InspectNetworkOptions, ListNetworksOptions, ListVolumesOptions, PruneVolumesOptions,
+    RemoveVolumeOptions,
+};
+use libgo_core::{
+    Error, ErrorKind, Network, NetworkSpec, Networks, PruneReport, Result, Volume, VolumeSpec,
+    Volumes, validate,
+};
+
+use crate::DockerBackend;
+
+fn first_ipam(ipam: Option<Ipam>) -> (Option<String>, Option<String>) {
+    ipam.and_then(|i| i.config)
+        .and_then(|c| c.into_iter().next())
+        .map_or((None, None), |c| (c.subnet, c.gateway))
+}
+
+impl DockerBackend {
+    fn volume(&self, v: bollard::models::Volume) -> Volume {
+        Volume {
+            name: v.name,
+            backend: self.name.clone(),
+            driver: v.driver,
+            pool: None,
+            path: Some(v.mountpoint).filter(|m| !m.is_empty()),
+            format: None,
+            capacity_bytes: None,
+            allocation_bytes: v
+                .usage_data
+                .and_then(|u| u64::try_from(u.size).ok()),
+            created_at: v.created_at,
+            labels: v.labels.into_iter().collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl Networks for DockerBackend {
+    async fn network_list(&self) -> Result<Vec<Network>> {
+        let docker = self.docker().await?;
+        let networks = docker
+            .list_networks(None::<ListNetworksOptions>)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(networks
+            .into_iter()
+            .map(|n| {
+                let (subnet, gateway) = first_ipam(n.ipam);
+                Network {
+                    id: n.id.unwrap_or_default(),
+                    name: n.name.unwrap_or_default(),
+                    backend: self.name.clone(),
+                    driver: n.driver.unwrap_or_default(),
+                    subnet,
+                    gateway,
+                    internal: n.internal.unwrap_or(false),
+                    active: true,
+                    labels: n.labels.unwrap_or_default().into_iter().collect(),
+                    instances: Vec::new(),
+                }
+            })
+            .collect())
+    }
+
+    async fn network_create(&self, spec: &NetworkSpec) -> Result<Network> {
+        validate::network_spec(spec)?;
+        // Docker would create a second network of the same name; LibGo names are unique.
+        match self.network_inspect(&spec.name).await {
+            Ok(_) => {
+                return Err(Error::conflict(format!(
+                    "a network named {:?} exists already",
+                    spec.name
+                )));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let docker = self.docker().await?;
+        let ipam = spec.subnet.as_ref().map(|subnet| Ipam {
+            driver: Some("default".into()),
+            config: Some(vec![IpamConfig {
+                subnet: Some(subnet.clone()),
+                gateway: spec.gateway.clone(),
+                ..Default::default()
+            }]),
+            options: None,
+        });
+        let created = docker
+            .create_network(NetworkCreateRequest {
+                name: spec.name.clone(),
+                driver: Some(spec.driver.clone().unwrap_or_else(|| "bridge".into())),
+                internal: Some(spec.internal),
+                attachable: Some(true),
+                ipam,
+                labels: Some(spec.labels.clone().into_iter().collect()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.error(e).with_context("network", spec.name.clone()))?;
+        self.network_inspect(&created.id).await
+    }
+
+    async fn network_inspect(&self, id: &str) -> Result<Network> {
+        let docker = self.docker().await?;
+        let n = docker
+            .inspect_network(id, None::<InspectNetworkOptions>)
+            .await
+            .map_err(|e| self.error(e).with_context("network", id))?;
+        let (subnet, gateway) = first_ipam(n.ipam);
+        let mut instances: Vec<String> = n.containers.unwrap_or_default().into_keys().collect();
+        instances.sort();
+        Ok(Network {
+            id: n.id.unwrap_or_default(),
+            name: n.name.unwrap_or_default(),
+            backend: self.name.clone(),
+            driver: n.driver.unwrap_or_default(),
+            subnet,
+            gateway,
+            internal: n.internal.unwrap_or(false),
+            active: true,
+            labels: n.labels.unwrap_or_default().into_iter().collect(),
+            instances,
+        })
+    }
+
+    async fn network_delete(&self, id: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        docker
+            .remove_network(id)
+            .await
+            .map_err(|e| self.error(e).with_context("network", id))
+    }
+
+    async fn network_connect(&self, network: &str, instance: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        docker
+            .connect_network(
+                network,
+                NetworkConnectRequest {
+                    container: instance.to_string(),
+                    endpoint_config: None,
+                },
+            )
+            .await
+            .map_err(|e| {
+                self.error(e)
+                    .with_context("network", network)
+                    .with_context("instance", instance)
+            })
+    }
+
+    async fn network_disconnect(&self, network: &str, instance: &str) -> Result<()> {
+        let docker = self.docker().await?;
+        docker
+            .disconnect_network(
+                network,
+                NetworkDisconnectRequest {
+                    container: instance.to_string(),
+                    force: Some(false),
+                },
+            )
+            .await
+            .map_err(|e| {
+                self.error(e)
+                    .with_context("network", network)
+                    .with_context("instance", instance)
+            })
+    }
+}
+
+#[async_trait]
+impl Volumes for DockerBackend {
+    async fn volume_list(&self) -> Result<Vec<Volume>> {
+        let docker = self.docker().await?;
+        let listed = docker
+            .list_volumes(None::<ListVolumesOptions>)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| self.volume(v))
+            .collect())
+    }
+
+    async fn volume_create(&self, spec: &VolumeSpec) -> Result<Volume> {
+        validate::volume_spec(spec)?;
+        if spec.size_bytes.is_some() || spec.pool.is_some() || spec.format.is_some() {
+            return Err(Error::unsupported(
+                "Docker volumes take no size, pool or format",
+            ));
+        }
+        // Docker answers a create of an existing name with the existing volume.
+        match self.volume_inspect(&spec.name).await {
+            Ok(_) => {
+                return Err(Error::conflict(format!(
+                    "a volume named {:?} exists already",
+                    spec.name
+                )));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let docker = self.docker().await?;
+        let v = docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(spec.name.clone()),
+                driver: Some(spec.driver.clone().unwrap_or_else(|| "local".into())),
+                labels: Some(spec.labels.clone().into_iter().collect::<HashMap<_, _>>()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.error(e).with_context("volume", spec.name.clone()))?;
+        Ok(self.volume(v))
+    }
+
+    async fn volume_inspect(&self, name: &str) -> Result<Volume> {
+        validate::volume_name(name)?;
+        let docker = self.docker().await?;
+        let v = docker
+            .inspect_volume(name)
+            .await
+            .map_err(|e| self.error(e).with_context("volume", name))?;
+        Ok(self.volume(v))
+    }
+
+    async fn volume_delete(&self, name: &str, force: bool) -> Result<()> {
+        validate::volume_name(name)?;
+        let docker = self.docker().await?;
+        docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force }))
+            .await
+            .map_err(|e| self.error(e).with_context("volume", name))
+    }
+
+    async fn volume_prune(&self) -> Result<PruneReport> {
+        let docker = self.docker().await?;
+        let pruned = docker
+            .prune_volumes(None::<PruneVolumesOptions>)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(PruneReport {
+            deleted: pruned.volumes_deleted.unwrap_or_default(),
+            space_reclaimed_bytes: pruned.space_reclaimed.unwrap_or(0).max(0) as u64,
+        })
+    }
+}
