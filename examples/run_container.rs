@@ -9,7 +9,10 @@ use libgo_docker::{DockerBackend, DockerConfig};
 #[tokio::main]
 async fn main() -> libgo_core::Result<()> {
     let libgo = LibGo::new();
-    libgo.register(Arc::new(DockerBackend::connect("docker", DockerConfig::default())?))?;
+    libgo.register(Arc::new(DockerBackend::connect(
+        "docker",
+        DockerConfig::default(),
+    )?))?;
 
     let name = format!("hello-{}", std::process::id());
     let mut spec = InstanceSpec::container(&name, "libgo-test/busybox:latest");

@@ -64,15 +64,22 @@ fn check(cond: bool, what: impl Into<String>) -> Result<()> {
     if cond {
         Ok(())
     } else {
-        Err(Error::internal(format!("conformance check failed: {}", what.into())))
+        Err(Error::internal(format!(
+            "conformance check failed: {}",
+            what.into()
+        )))
     }
 }
 
 fn expect_kind<T: std::fmt::Debug>(r: Result<T>, kind: ErrorKind, what: &str) -> Result<()> {
     match r {
         Err(e) if e.kind() == kind => Ok(()),
-        Err(e) => Err(Error::internal(format!("{what}: expected {kind}, got error {e}"))),
-        Ok(v) => Err(Error::internal(format!("{what}: expected {kind}, got Ok({v:?})"))),
+        Err(e) => Err(Error::internal(format!(
+            "{what}: expected {kind}, got error {e}"
+        ))),
+        Ok(v) => Err(Error::internal(format!(
+            "{what}: expected {kind}, got Ok({v:?})"
+        ))),
     }
 }
 
@@ -92,7 +99,12 @@ where
     outcome
 }
 
-async fn wait_state(b: &dyn Backend, id: &str, want: InstanceState, within: Duration) -> Result<()> {
+async fn wait_state(
+    b: &dyn Backend,
+    id: &str,
+    want: InstanceState,
+    within: Duration,
+) -> Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let state = b.get(id).await?.state;
@@ -143,11 +155,17 @@ pub async fn instance_lifecycle(b: &dyn Backend, fx: &Fixture) -> Result<()> {
         let created = b.create(&fx.spec("life")).await?;
         check(created.name == name, "created instance has its name")?;
         check(created.backend == b.name(), "instance names its backend")?;
-        check(created.state == InstanceState::Stopped, format!("new instance is stopped, got {:?}", created.state))?;
+        check(
+            created.state == InstanceState::Stopped,
+            format!("new instance is stopped, got {:?}", created.state),
+        )?;
         check(b.get(&created.id).await?.name == name, "get by id")?;
         check(b.get(&name).await?.id == created.id, "get by name")?;
         let listed = b.list(&InstanceFilter::default()).await?;
-        check(listed.iter().any(|i| i.id == created.id), "list has the new instance")?;
+        check(
+            listed.iter().any(|i| i.id == created.id),
+            "list has the new instance",
+        )?;
 
         b.start(&name).await?;
         wait_state(b, &name, InstanceState::Running, fx.boot_timeout).await?;
@@ -155,69 +173,146 @@ pub async fn instance_lifecycle(b: &dyn Backend, fx: &Fixture) -> Result<()> {
             b.pause(&name).await?;
             check(b.get(&name).await?.state == InstanceState::Paused, "paused")?;
             b.resume(&name).await?;
-            check(b.get(&name).await?.state == InstanceState::Running, "resumed")?;
+            check(
+                b.get(&name).await?.state == InstanceState::Running,
+                "resumed",
+            )?;
         } else {
             expect_kind(b.pause(&name).await, ErrorKind::Unsupported, "pause")?;
         }
-        b.restart(&name, StopOptions { timeout_secs: Some(2), force: false }).await?;
+        b.restart(
+            &name,
+            StopOptions {
+                timeout_secs: Some(2),
+                force: false,
+            },
+        )
+        .await?;
         wait_state(b, &name, InstanceState::Running, fx.boot_timeout).await?;
-        expect_kind(b.delete(&name, false).await, ErrorKind::Conflict, "delete running without force")?;
-        check(b.get(&name).await.is_ok(), "refused delete leaves the instance")?;
-        b.stop(&name, StopOptions { timeout_secs: Some(2), force: false }).await?;
+        expect_kind(
+            b.delete(&name, false).await,
+            ErrorKind::Conflict,
+            "delete running without force",
+        )?;
+        check(
+            b.get(&name).await.is_ok(),
+            "refused delete leaves the instance",
+        )?;
+        b.stop(
+            &name,
+            StopOptions {
+                timeout_secs: Some(2),
+                force: false,
+            },
+        )
+        .await?;
         wait_state(b, &name, InstanceState::Stopped, Duration::from_secs(30)).await?;
         b.start(&name).await?;
         wait_state(b, &name, InstanceState::Running, fx.boot_timeout).await?;
-        b.stop(&name, StopOptions { timeout_secs: None, force: true }).await?;
+        b.stop(
+            &name,
+            StopOptions {
+                timeout_secs: None,
+                force: true,
+            },
+        )
+        .await?;
         wait_state(b, &name, InstanceState::Stopped, Duration::from_secs(30)).await?;
         b.delete(&name, false).await?;
         expect_kind(b.get(&name).await, ErrorKind::NotFound, "get after delete")?;
         let listed = b.list(&InstanceFilter::default()).await?;
-        check(!listed.iter().any(|i| i.id == created.id), "list drops the deleted instance")
+        check(
+            !listed.iter().any(|i| i.id == created.id),
+            "list drops the deleted instance",
+        )
     })
     .await
 }
 
 /// Bad specs are refused with the right kind and create nothing.
 pub async fn bad_input(b: &dyn Backend, fx: &Fixture) -> Result<()> {
-    let mine = InstanceFilter { name: Some(fx.prefix.clone()), ..Default::default() };
+    let mine = InstanceFilter {
+        name: Some(fx.prefix.clone()),
+        ..Default::default()
+    };
     let before = b.list(&mine).await?.len();
-    let bad_names = ["", "UPPER", "has space", "a<b>&'\"", "-dash", &"x".repeat(64)];
+    let bad_names = [
+        "",
+        "UPPER",
+        "has space",
+        "a<b>&'\"",
+        "-dash",
+        &"x".repeat(64),
+    ];
     for n in bad_names {
         let mut spec = fx.spec("bad");
         spec.name = n.to_string();
-        expect_kind(b.create(&spec).await, ErrorKind::InvalidInput, &format!("name {n:?}"))?;
+        expect_kind(
+            b.create(&spec).await,
+            ErrorKind::InvalidInput,
+            &format!("name {n:?}"),
+        )?;
     }
     let mut spec = fx.spec("bad");
     spec.cpus = Some(0);
     expect_kind(b.create(&spec).await, ErrorKind::InvalidInput, "cpus 0")?;
     let mut spec = fx.spec("bad");
     spec.memory_bytes = Some(1 << 60);
-    expect_kind(b.create(&spec).await, ErrorKind::InvalidInput, "absurd memory")?;
+    expect_kind(
+        b.create(&spec).await,
+        ErrorKind::InvalidInput,
+        "absurd memory",
+    )?;
     let mut spec = fx.spec("bad");
     spec.memory_bytes = Some(1024);
-    expect_kind(b.create(&spec).await, ErrorKind::InvalidInput, "tiny memory")?;
+    expect_kind(
+        b.create(&spec).await,
+        ErrorKind::InvalidInput,
+        "tiny memory",
+    )?;
     let mut spec = fx.spec("bad");
     spec.labels.insert("bad key".into(), "v".into());
-    expect_kind(b.create(&spec).await, ErrorKind::InvalidInput, "label key with a space")?;
+    expect_kind(
+        b.create(&spec).await,
+        ErrorKind::InvalidInput,
+        "label key with a space",
+    )?;
     let mut spec = fx.spec("bad");
     spec.image = Some(format!("{}-no-such-image:none", fx.prefix));
-    spec.disks.iter_mut().filter(|d| d.base_image.is_some()).for_each(|d| {
-        d.base_image = Some(format!("{}-no-such-image.qcow2", fx.prefix));
-    });
+    spec.disks
+        .iter_mut()
+        .filter(|d| d.base_image.is_some())
+        .for_each(|d| {
+            d.base_image = Some(format!("{}-no-such-image.qcow2", fx.prefix));
+        });
     expect_kind(b.create(&spec).await, ErrorKind::NotFound, "missing image")?;
-    expect_kind(b.get(&fx.name("bad")).await, ErrorKind::NotFound, "nothing left after a missing image")?;
+    expect_kind(
+        b.get(&fx.name("bad")).await,
+        ErrorKind::NotFound,
+        "nothing left after a missing image",
+    )?;
 
     // A duplicate name is a conflict and leaves the first instance alone.
     let name = fx.name("dup");
     with_cleanup(b, std::slice::from_ref(&name), async {
         let first = b.create(&fx.spec("dup")).await?;
-        expect_kind(b.create(&fx.spec("dup")).await, ErrorKind::Conflict, "duplicate name")?;
-        check(b.get(&name).await?.id == first.id, "the first instance survives a duplicate")?;
+        expect_kind(
+            b.create(&fx.spec("dup")).await,
+            ErrorKind::Conflict,
+            "duplicate name",
+        )?;
+        check(
+            b.get(&name).await?.id == first.id,
+            "the first instance survives a duplicate",
+        )?;
         Ok(())
     })
     .await?;
     let after = b.list(&mine).await?.len();
-    check(after == before, format!("bad input created nothing ({before} before, {after} after)"))
+    check(
+        after == before,
+        format!("bad input created nothing ({before} before, {after} after)"),
+    )
 }
 
 /// Calls on missing objects answer NotFound.
@@ -225,25 +320,64 @@ pub async fn missing_objects(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     let ghost = fx.name("ghost");
     expect_kind(b.get(&ghost).await, ErrorKind::NotFound, "get")?;
     expect_kind(b.start(&ghost).await, ErrorKind::NotFound, "start")?;
-    expect_kind(b.stop(&ghost, StopOptions::default()).await, ErrorKind::NotFound, "stop")?;
+    expect_kind(
+        b.stop(&ghost, StopOptions::default()).await,
+        ErrorKind::NotFound,
+        "stop",
+    )?;
     expect_kind(b.delete(&ghost, true).await, ErrorKind::NotFound, "delete")?;
     expect_kind(b.stats(&ghost).await, ErrorKind::NotFound, "stats")?;
-    expect_kind(b.logs(&ghost, LogOptions::default()).await.map(|_| ()), ErrorKind::NotFound, "logs")?;
-    expect_kind(b.update(&ghost, ResourceUpdate { cpus: Some(1), memory_bytes: None }).await, ErrorKind::NotFound, "update")?;
-    expect_kind(b.image_inspect(&format!("{ghost}:none")).await, ErrorKind::NotFound, "image")?;
+    expect_kind(
+        b.logs(&ghost, LogOptions::default()).await.map(|_| ()),
+        ErrorKind::NotFound,
+        "logs",
+    )?;
+    expect_kind(
+        b.update(
+            &ghost,
+            ResourceUpdate {
+                cpus: Some(1),
+                memory_bytes: None,
+            },
+        )
+        .await,
+        ErrorKind::NotFound,
+        "update",
+    )?;
+    expect_kind(
+        b.image_inspect(&format!("{ghost}:none")).await,
+        ErrorKind::NotFound,
+        "image",
+    )?;
     let caps = b.capabilities();
     if caps.networks {
-        expect_kind(b.network_inspect(&ghost).await, ErrorKind::NotFound, "network")?;
+        expect_kind(
+            b.network_inspect(&ghost).await,
+            ErrorKind::NotFound,
+            "network",
+        )?;
     }
     if caps.volumes {
-        expect_kind(b.volume_inspect(&ghost).await, ErrorKind::NotFound, "volume")?;
+        expect_kind(
+            b.volume_inspect(&ghost).await,
+            ErrorKind::NotFound,
+            "volume",
+        )?;
     }
     if caps.snapshots {
         let name = fx.name("nosnap");
         with_cleanup(b, std::slice::from_ref(&name), async {
             b.create(&fx.spec("nosnap")).await?;
-            expect_kind(b.snapshot_revert(&name, "no-such-snapshot").await, ErrorKind::NotFound, "revert missing snapshot")?;
-            expect_kind(b.snapshot_delete(&name, "no-such-snapshot").await, ErrorKind::NotFound, "delete missing snapshot")
+            expect_kind(
+                b.snapshot_revert(&name, "no-such-snapshot").await,
+                ErrorKind::NotFound,
+                "revert missing snapshot",
+            )?;
+            expect_kind(
+                b.snapshot_delete(&name, "no-such-snapshot").await,
+                ErrorKind::NotFound,
+                "delete missing snapshot",
+            )
         })
         .await?;
     }
@@ -258,8 +392,19 @@ pub async fn stats_and_logs(b: &dyn Backend, fx: &Fixture) -> Result<()> {
         b.start(&name).await?;
         let log = wait_log(b, &name, &fx.log_marker, fx.boot_timeout).await?;
         check(!log.is_empty(), "log has text")?;
-        let tail = collect_logs(b, &name, LogOptions { tail: Some(1), ..Default::default() }).await?;
-        check(tail.lines().count() <= 1, format!("tail 1 gives at most one line, got {tail:?}"))?;
+        let tail = collect_logs(
+            b,
+            &name,
+            LogOptions {
+                tail: Some(1),
+                ..Default::default()
+            },
+        )
+        .await?;
+        check(
+            tail.lines().count() <= 1,
+            format!("tail 1 gives at most one line, got {tail:?}"),
+        )?;
 
         let s = b.stats(&name).await?;
         check(s.memory_bytes > 0, "a running instance uses memory")?;
@@ -284,7 +429,11 @@ pub async fn exec(b: &dyn Backend, fx: &Fixture) -> Result<()> {
         b.start(&name).await?;
         wait_state(b, &name, InstanceState::Running, fx.boot_timeout).await?;
         let spec = ExecSpec {
-            command: vec!["sh".into(), "-c".into(), "echo out-$GREETING; echo err >&2; exit 3".into()],
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo out-$GREETING; echo err >&2; exit 3".into(),
+            ],
             env: [("GREETING".to_string(), "hello".to_string())].into(),
             ..Default::default()
         };
@@ -292,14 +441,41 @@ pub async fn exec(b: &dyn Backend, fx: &Fixture) -> Result<()> {
             return expect_kind(b.exec(&name, &spec).await, ErrorKind::Unsupported, "exec");
         }
         let r = b.exec(&name, &spec).await?;
-        check(r.exit_code == 3, format!("exit code 3, got {}", r.exit_code))?;
-        check(r.stdout.trim() == "out-hello", format!("stdout {:?}", r.stdout))?;
-        check(r.stderr.trim() == "err", format!("stderr {:?}", r.stderr))?;
-        let r = b.exec(&name, &ExecSpec { command: vec!["pwd".into()], workdir: Some("/bin".into()), ..Default::default() }).await?;
-        check(r.exit_code == 0 && r.stdout.trim() == "/bin", format!("workdir: {r:?}"))?;
-        let missing = b.exec(&name, &ExecSpec { command: vec!["/no/such/program".into()], ..Default::default() }).await;
         check(
-            matches!(&missing, Ok(r) if r.exit_code != 0) || matches!(&missing, Err(e) if e.kind() == ErrorKind::InvalidInput),
+            r.exit_code == 3,
+            format!("exit code 3, got {}", r.exit_code),
+        )?;
+        check(
+            r.stdout.trim() == "out-hello",
+            format!("stdout {:?}", r.stdout),
+        )?;
+        check(r.stderr.trim() == "err", format!("stderr {:?}", r.stderr))?;
+        let r = b
+            .exec(
+                &name,
+                &ExecSpec {
+                    command: vec!["pwd".into()],
+                    workdir: Some("/bin".into()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        check(
+            r.exit_code == 0 && r.stdout.trim() == "/bin",
+            format!("workdir: {r:?}"),
+        )?;
+        let missing = b
+            .exec(
+                &name,
+                &ExecSpec {
+                    command: vec!["/no/such/program".into()],
+                    ..Default::default()
+                },
+            )
+            .await;
+        check(
+            matches!(&missing, Ok(r) if r.exit_code != 0)
+                || matches!(&missing, Err(e) if e.kind() == ErrorKind::InvalidInput),
             format!("a missing program fails: {missing:?}"),
         )
     })
@@ -311,10 +487,17 @@ pub async fn snapshots(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     let name = fx.name("snap");
     with_cleanup(b, std::slice::from_ref(&name), async {
         b.create(&fx.spec("snap")).await?;
-        let spec = SnapshotSpec { name: "first".into(), description: Some("conformance".into()) };
+        let spec = SnapshotSpec {
+            name: "first".into(),
+            description: Some("conformance".into()),
+        };
         let caps = b.capabilities();
         if !caps.snapshots {
-            return expect_kind(b.snapshot_create(&name, &spec).await, ErrorKind::Unsupported, "snapshot");
+            return expect_kind(
+                b.snapshot_create(&name, &spec).await,
+                ErrorKind::Unsupported,
+                "snapshot",
+            );
         }
         b.start(&name).await?;
         wait_state(b, &name, InstanceState::Running, fx.boot_timeout).await?;
@@ -323,15 +506,25 @@ pub async fn snapshots(b: &dyn Backend, fx: &Fixture) -> Result<()> {
             ..Default::default()
         };
         if caps.exec {
-            check(b.exec(&name, &write("before")).await?.exit_code == 0, "write before snapshot")?;
+            check(
+                b.exec(&name, &write("before")).await?.exit_code == 0,
+                "write before snapshot",
+            )?;
         }
         let snap = b.snapshot_create(&name, &spec).await?;
         check(snap.name == "first", "snapshot keeps its name")?;
-        expect_kind(b.snapshot_create(&name, &spec).await, ErrorKind::Conflict, "duplicate snapshot")?;
+        expect_kind(
+            b.snapshot_create(&name, &spec).await,
+            ErrorKind::Conflict,
+            "duplicate snapshot",
+        )?;
         let list = b.snapshot_list(&name).await?;
         check(list.iter().any(|s| s.name == "first"), "snapshot listed")?;
         if caps.exec {
-            check(b.exec(&name, &write("after")).await?.exit_code == 0, "write after snapshot")?;
+            check(
+                b.exec(&name, &write("after")).await?.exit_code == 0,
+                "write after snapshot",
+            )?;
         }
         b.snapshot_revert(&name, "first").await?;
         if caps.exec {
@@ -340,10 +533,24 @@ pub async fn snapshots(b: &dyn Backend, fx: &Fixture) -> Result<()> {
                 b.start(&name).await?;
                 wait_state(b, &name, InstanceState::Running, fx.boot_timeout).await?;
             }
-            let r = b.exec(&name, &ExecSpec { command: vec!["cat".into(), "/probe".into()], ..Default::default() }).await?;
-            check(r.stdout.trim() == "before", format!("revert restored the file, got {:?}", r.stdout))?;
+            let r = b
+                .exec(
+                    &name,
+                    &ExecSpec {
+                        command: vec!["cat".into(), "/probe".into()],
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            check(
+                r.stdout.trim() == "before",
+                format!("revert restored the file, got {:?}", r.stdout),
+            )?;
         }
-        check(b.get(&name).await?.name == name, "reverted instance keeps its name")?;
+        check(
+            b.get(&name).await?.name == name,
+            "reverted instance keeps its name",
+        )?;
         b.snapshot_delete(&name, "first").await?;
         let list = b.snapshot_list(&name).await?;
         check(!list.iter().any(|s| s.name == "first"), "snapshot deleted")
@@ -357,13 +564,28 @@ pub async fn export(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     with_cleanup(b, std::slice::from_ref(&name), async {
         b.create(&fx.spec("exp")).await?;
         let formats = b.capabilities().export_formats;
-        let all = [ExportFormat::Qcow2, ExportFormat::Vmdk, ExportFormat::Vdi, ExportFormat::Raw, ExportFormat::Ova, ExportFormat::Tar, ExportFormat::ImageTar];
+        let all = [
+            ExportFormat::Qcow2,
+            ExportFormat::Vmdk,
+            ExportFormat::Vdi,
+            ExportFormat::Raw,
+            ExportFormat::Ova,
+            ExportFormat::Tar,
+            ExportFormat::ImageTar,
+        ];
         for format in all {
             let destination = fx.scratch_dir.join(format!("{name}-{format:?}.out"));
             let _ = std::fs::remove_file(&destination);
-            let spec = ExportSpec { format, destination: destination.clone() };
+            let spec = ExportSpec {
+                format,
+                destination: destination.clone(),
+            };
             if !formats.contains(&format) {
-                expect_kind(b.export(&name, &spec, ProgressSink::none()).await, ErrorKind::Unsupported, &format!("export {format:?}"))?;
+                expect_kind(
+                    b.export(&name, &spec, ProgressSink::none()).await,
+                    ErrorKind::Unsupported,
+                    &format!("export {format:?}"),
+                )?;
                 continue;
             }
             let reports = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -373,8 +595,18 @@ pub async fn export(b: &dyn Backend, fx: &Fixture) -> Result<()> {
             });
             let result = b.export(&name, &spec, sink).await?;
             let meta = std::fs::metadata(&destination)?;
-            check(meta.len() > 0 && meta.len() == result.size_bytes, format!("{format:?} export wrote {} bytes, reported {}", meta.len(), result.size_bytes))?;
-            check(reports.load(std::sync::atomic::Ordering::Relaxed) > 0, format!("{format:?} export reported progress"))?;
+            check(
+                meta.len() > 0 && meta.len() == result.size_bytes,
+                format!(
+                    "{format:?} export wrote {} bytes, reported {}",
+                    meta.len(),
+                    result.size_bytes
+                ),
+            )?;
+            check(
+                reports.load(std::sync::atomic::Ordering::Relaxed) > 0,
+                format!("{format:?} export reported progress"),
+            )?;
             std::fs::remove_file(&destination)?;
         }
         Ok(())
@@ -395,20 +627,38 @@ pub async fn networks(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     let mut spec = fx.network.clone();
     spec.name = fx.name("net");
     if !b.capabilities().networks {
-        return expect_kind(b.network_create(&spec).await, ErrorKind::Unsupported, "network create");
+        return expect_kind(
+            b.network_create(&spec).await,
+            ErrorKind::Unsupported,
+            "network create",
+        );
     }
     let created = b.network_create(&spec).await?;
     let outcome = async {
         check(created.name == spec.name, "network keeps its name")?;
-        check(b.network_inspect(&spec.name).await?.id == created.id, "inspect by name")?;
-        check(b.network_list().await?.iter().any(|n| n.id == created.id), "network listed")?;
-        expect_kind(b.network_create(&spec).await, ErrorKind::Conflict, "duplicate network")
+        check(
+            b.network_inspect(&spec.name).await?.id == created.id,
+            "inspect by name",
+        )?;
+        check(
+            b.network_list().await?.iter().any(|n| n.id == created.id),
+            "network listed",
+        )?;
+        expect_kind(
+            b.network_create(&spec).await,
+            ErrorKind::Conflict,
+            "duplicate network",
+        )
     }
     .await;
     let deleted = b.network_delete(&created.id).await;
     outcome?;
     deleted?;
-    expect_kind(b.network_inspect(&spec.name).await, ErrorKind::NotFound, "network after delete")
+    expect_kind(
+        b.network_inspect(&spec.name).await,
+        ErrorKind::NotFound,
+        "network after delete",
+    )
 }
 
 /// Volumes: create, inspect, list, duplicate, delete; or Unsupported.
@@ -416,20 +666,38 @@ pub async fn volumes(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     let mut spec = fx.volume.clone();
     spec.name = fx.name("vol");
     if !b.capabilities().volumes {
-        return expect_kind(b.volume_create(&spec).await, ErrorKind::Unsupported, "volume create");
+        return expect_kind(
+            b.volume_create(&spec).await,
+            ErrorKind::Unsupported,
+            "volume create",
+        );
     }
     let created = b.volume_create(&spec).await?;
     let outcome = async {
         check(created.name == spec.name, "volume keeps its name")?;
-        check(b.volume_inspect(&spec.name).await?.name == spec.name, "inspect")?;
-        check(b.volume_list().await?.iter().any(|v| v.name == spec.name), "volume listed")?;
-        expect_kind(b.volume_create(&spec).await, ErrorKind::Conflict, "duplicate volume")
+        check(
+            b.volume_inspect(&spec.name).await?.name == spec.name,
+            "inspect",
+        )?;
+        check(
+            b.volume_list().await?.iter().any(|v| v.name == spec.name),
+            "volume listed",
+        )?;
+        expect_kind(
+            b.volume_create(&spec).await,
+            ErrorKind::Conflict,
+            "duplicate volume",
+        )
     }
     .await;
     let deleted = b.volume_delete(&spec.name, false).await;
     outcome?;
     deleted?;
-    expect_kind(b.volume_inspect(&spec.name).await, ErrorKind::NotFound, "volume after delete")
+    expect_kind(
+        b.volume_inspect(&spec.name).await,
+        ErrorKind::NotFound,
+        "volume after delete",
+    )
 }
 
 /// Events: created, started, stopped or died, deleted — in that order — for one instance.
@@ -440,20 +708,40 @@ pub async fn events(b: &dyn Backend, fx: &Fixture) -> Result<()> {
         let created = b.create(&fx.spec("evt")).await?;
         b.start(&name).await?;
         wait_state(b, &name, InstanceState::Running, fx.boot_timeout).await?;
-        b.stop(&name, StopOptions { timeout_secs: None, force: true }).await?;
+        b.stop(
+            &name,
+            StopOptions {
+                timeout_secs: None,
+                force: true,
+            },
+        )
+        .await?;
         b.delete(&name, true).await?;
-        let wanted = [EventAction::Created, EventAction::Started, EventAction::Stopped, EventAction::Deleted];
+        let wanted = [
+            EventAction::Created,
+            EventAction::Started,
+            EventAction::Stopped,
+            EventAction::Deleted,
+        ];
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while seen.last() != Some(&EventAction::Deleted) {
             let next = tokio::time::timeout_at(deadline, stream.next())
                 .await
-                .map_err(|_| Error::internal(format!("events so far {seen:?}, missing some of {wanted:?}")))?;
+                .map_err(|_| {
+                    Error::internal(format!(
+                        "events so far {seen:?}, missing some of {wanted:?}"
+                    ))
+                })?;
             let Some(event) = next else { break };
             let event = event?;
             if event.instance_id == created.id {
                 check(event.backend == b.name(), "event names its backend")?;
-                let action = if event.action == EventAction::Died { EventAction::Stopped } else { event.action };
+                let action = if event.action == EventAction::Died {
+                    EventAction::Stopped
+                } else {
+                    event.action
+                };
                 if seen.last() != Some(&action) {
                     seen.push(action);
                 }
@@ -463,7 +751,10 @@ pub async fn events(b: &dyn Backend, fx: &Fixture) -> Result<()> {
             && wanted.windows(2).all(|p| {
                 seen.iter().position(|a| *a == p[0]) < seen.iter().position(|a| *a == p[1])
             });
-        check(in_order, format!("events {seen:?} hold {wanted:?} in order"))
+        check(
+            in_order,
+            format!("events {seen:?} hold {wanted:?} in order"),
+        )
     })
     .await
 }
@@ -474,10 +765,35 @@ pub async fn update_resources(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     with_cleanup(b, std::slice::from_ref(&name), async {
         b.create(&fx.spec("upd")).await?;
         let memory = 96 * 1024 * 1024;
-        let updated = b.update(&name, ResourceUpdate { cpus: Some(1), memory_bytes: Some(memory) }).await?;
-        check(updated.memory_bytes == Some(memory), format!("memory updated: {:?}", updated.memory_bytes))?;
-        check(b.get(&name).await?.memory_bytes == Some(memory), "get shows new memory")?;
-        expect_kind(b.update(&name, ResourceUpdate { cpus: Some(0), memory_bytes: None }).await, ErrorKind::InvalidInput, "cpus 0")
+        let updated = b
+            .update(
+                &name,
+                ResourceUpdate {
+                    cpus: Some(1),
+                    memory_bytes: Some(memory),
+                },
+            )
+            .await?;
+        check(
+            updated.memory_bytes == Some(memory),
+            format!("memory updated: {:?}", updated.memory_bytes),
+        )?;
+        check(
+            b.get(&name).await?.memory_bytes == Some(memory),
+            "get shows new memory",
+        )?;
+        expect_kind(
+            b.update(
+                &name,
+                ResourceUpdate {
+                    cpus: Some(0),
+                    memory_bytes: None,
+                },
+            )
+            .await,
+            ErrorKind::InvalidInput,
+            "cpus 0",
+        )
     })
     .await
 }
@@ -490,39 +806,98 @@ pub async fn list_and_facade(b: Arc<dyn Backend>, fx: &Fixture) -> Result<()> {
     libgo.register(b.clone())?;
     with_cleanup(&*b, &names, async {
         let mut spec = fx.spec("lst-a");
-        spec.labels.insert("libgo-conformance".into(), fx.prefix.clone());
+        spec.labels
+            .insert("libgo-conformance".into(), fx.prefix.clone());
         spec.labels.insert("role".into(), "a".into());
         let a = libgo.create(&spec).await?;
         let mut spec = fx.spec("lst-b");
-        spec.labels.insert("libgo-conformance".into(), fx.prefix.clone());
+        spec.labels
+            .insert("libgo-conformance".into(), fx.prefix.clone());
         spec.labels.insert("role".into(), "b".into());
         libgo.create(&spec).await?;
         libgo.start(&two).await?;
         wait_state(&*b, &two, InstanceState::Running, fx.boot_timeout).await?;
 
-        let mine = InstanceFilter { labels: [("libgo-conformance".to_string(), fx.prefix.clone())].into(), ..Default::default() };
+        let mine = InstanceFilter {
+            labels: [("libgo-conformance".to_string(), fx.prefix.clone())].into(),
+            ..Default::default()
+        };
         let all = libgo.list_all(&mine).await?;
-        check(all.len() == 2, format!("label filter finds both, got {}", all.len()))?;
-        let only_a = InstanceFilter { labels: [("role".to_string(), "a".to_string())].into(), ..mine.clone() };
+        check(
+            all.len() == 2,
+            format!("label filter finds both, got {}", all.len()),
+        )?;
+        let only_a = InstanceFilter {
+            labels: [("role".to_string(), "a".to_string())].into(),
+            ..mine.clone()
+        };
         let page = libgo.list(&only_a, Pagination::default()).await?;
-        check(page.count == 1 && page.items[0].id == a.id, "label filter finds one")?;
-        let running = InstanceFilter { state: Some(InstanceState::Running), ..mine.clone() };
+        check(
+            page.count == 1 && page.items[0].id == a.id,
+            "label filter finds one",
+        )?;
+        let running = InstanceFilter {
+            state: Some(InstanceState::Running),
+            ..mine.clone()
+        };
         let page = libgo.list(&running, Pagination::default()).await?;
         check(page.count == 1 && page.items[0].name == two, "state filter")?;
-        let page = libgo.list(&mine, Pagination { page: 2, page_size: 1 }).await?;
-        check(page.count == 2 && page.items.len() == 1 && page.items[0].name == two, "second page of one")?;
-        expect_kind(libgo.list(&mine, Pagination { page: 1, page_size: 1000 }).await, ErrorKind::InvalidInput, "page size 1000")?;
-        let by_name = InstanceFilter { name: Some(fx.name("lst-")), ..Default::default() };
+        let page = libgo
+            .list(
+                &mine,
+                Pagination {
+                    page: 2,
+                    page_size: 1,
+                },
+            )
+            .await?;
+        check(
+            page.count == 2 && page.items.len() == 1 && page.items[0].name == two,
+            "second page of one",
+        )?;
+        expect_kind(
+            libgo
+                .list(
+                    &mine,
+                    Pagination {
+                        page: 1,
+                        page_size: 1000,
+                    },
+                )
+                .await,
+            ErrorKind::InvalidInput,
+            "page size 1000",
+        )?;
+        let by_name = InstanceFilter {
+            name: Some(fx.name("lst-")),
+            ..Default::default()
+        };
         check(libgo.list_all(&by_name).await?.len() == 2, "name filter")?;
 
         check(libgo.get(&one).await?.id == a.id, "facade get by name")?;
         check(libgo.get(&a.id).await?.name == one, "facade get by id")?;
-        expect_kind(libgo.create(&fx.spec("lst-a")).await, ErrorKind::Conflict, "facade duplicate")?;
+        expect_kind(
+            libgo.create(&fx.spec("lst-a")).await,
+            ErrorKind::Conflict,
+            "facade duplicate",
+        )?;
         let mut nameless = fx.spec("lst-c");
         nameless.kind = None;
         nameless.backend = Some("no-such-backend".into());
-        expect_kind(libgo.create(&nameless).await, ErrorKind::NotFound, "unknown backend")?;
-        libgo.stop(&two, StopOptions { timeout_secs: None, force: true }).await?;
+        expect_kind(
+            libgo.create(&nameless).await,
+            ErrorKind::NotFound,
+            "unknown backend",
+        )?;
+        libgo
+            .stop(
+                &two,
+                StopOptions {
+                    timeout_secs: None,
+                    force: true,
+                },
+            )
+            .await?;
         libgo.delete(&one, false).await?;
         expect_kind(libgo.get(&one).await, ErrorKind::NotFound, "facade delete")
     })

@@ -462,8 +462,11 @@ impl LibGo {
 
     /// Templates of every backend that has them.
     pub async fn template_list(&self) -> Result<Vec<Template>> {
-        self.merge(|c| c.templates, |b| async move { b.template_list().await }.boxed())
-            .await
+        self.merge(
+            |c| c.templates,
+            |b| async move { b.template_list().await }.boxed(),
+        )
+        .await
     }
 
     /// Saves a template on the named backend or the first with templates.
@@ -495,7 +498,8 @@ impl LibGo {
             let key = key.clone();
             async move { b.template_get(&key).await }.boxed()
         };
-        self.find(backend, |c| c.templates, "template", name, &probe).await
+        self.find(backend, |c| c.templates, "template", name, &probe)
+            .await
     }
 
     /// Lists one resource from every backend with `wanted`, concurrently; fails only when
@@ -541,7 +545,11 @@ impl LibGo {
         Ok(self.find_image(backend, id).await?.1)
     }
 
-    async fn find_image(&self, backend: Option<&str>, id: &str) -> Result<(Arc<dyn Backend>, Image)> {
+    async fn find_image(
+        &self,
+        backend: Option<&str>,
+        id: &str,
+    ) -> Result<(Arc<dyn Backend>, Image)> {
         validate::image_reference(id)?;
         let key = id.to_string();
         let probe = move |b: Arc<dyn Backend>| {
@@ -622,11 +630,13 @@ impl LibGo {
                 .await?
             }
         };
-        Ok(reports.into_iter().fold(PruneReport::default(), |mut acc, r| {
-            acc.deleted.extend(r.deleted);
-            acc.space_reclaimed_bytes += r.space_reclaimed_bytes;
-            acc
-        }))
+        Ok(reports
+            .into_iter()
+            .fold(PruneReport::default(), |mut acc, r| {
+                acc.deleted.extend(r.deleted);
+                acc.space_reclaimed_bytes += r.space_reclaimed_bytes;
+                acc
+            }))
     }
 
     /// Saves an image to a tar file.
@@ -648,8 +658,11 @@ impl LibGo {
 
     /// Networks of every backend.
     pub async fn network_list(&self) -> Result<Vec<Network>> {
-        self.merge(|c| c.networks, |b| async move { b.network_list().await }.boxed())
-            .await
+        self.merge(
+            |c| c.networks,
+            |b| async move { b.network_list().await }.boxed(),
+        )
+        .await
     }
 
     /// Creates a network on the spec's backend or the first with networks.
@@ -660,13 +673,18 @@ impl LibGo {
             .await
     }
 
-    async fn find_network(&self, backend: Option<&str>, id: &str) -> Result<(Arc<dyn Backend>, Network)> {
+    async fn find_network(
+        &self,
+        backend: Option<&str>,
+        id: &str,
+    ) -> Result<(Arc<dyn Backend>, Network)> {
         let key = id.to_string();
         let probe = move |b: Arc<dyn Backend>| {
             let key = key.clone();
             async move { b.network_inspect(&key).await }.boxed()
         };
-        self.find(backend, |c| c.networks, "network", id, &probe).await
+        self.find(backend, |c| c.networks, "network", id, &probe)
+            .await
     }
 
     /// One network by id or name.
@@ -710,8 +728,11 @@ impl LibGo {
 
     /// Volumes of every backend.
     pub async fn volume_list(&self) -> Result<Vec<Volume>> {
-        self.merge(|c| c.volumes, |b| async move { b.volume_list().await }.boxed())
-            .await
+        self.merge(
+            |c| c.volumes,
+            |b| async move { b.volume_list().await }.boxed(),
+        )
+        .await
     }
 
     /// Creates a volume on the spec's backend or the first with volumes.
@@ -722,14 +743,19 @@ impl LibGo {
             .await
     }
 
-    async fn find_volume(&self, backend: Option<&str>, name: &str) -> Result<(Arc<dyn Backend>, Volume)> {
+    async fn find_volume(
+        &self,
+        backend: Option<&str>,
+        name: &str,
+    ) -> Result<(Arc<dyn Backend>, Volume)> {
         validate::volume_name(name)?;
         let key = name.to_string();
         let probe = move |b: Arc<dyn Backend>| {
             let key = key.clone();
             async move { b.volume_inspect(&key).await }.boxed()
         };
-        self.find(backend, |c| c.volumes, "volume", name, &probe).await
+        self.find(backend, |c| c.volumes, "volume", name, &probe)
+            .await
     }
 
     /// One volume.
@@ -738,18 +764,30 @@ impl LibGo {
     }
 
     /// Deletes a volume.
-    pub async fn volume_delete(&self, backend: Option<&str>, name: &str, force: bool) -> Result<()> {
+    pub async fn volume_delete(
+        &self,
+        backend: Option<&str>,
+        name: &str,
+        force: bool,
+    ) -> Result<()> {
         let (b, _) = self.find_volume(backend, name).await?;
         b.volume_delete(name, force).await
     }
 
     /// Removes unused volumes on the named backend or the first with volumes.
     pub async fn volume_prune(&self, backend: Option<&str>) -> Result<PruneReport> {
-        self.pick(backend, |c| c.volumes, "volumes")?.volume_prune().await
+        self.pick(backend, |c| c.volumes, "volumes")?
+            .volume_prune()
+            .await
     }
 
     /// Grows a VM volume.
-    pub async fn volume_resize(&self, backend: Option<&str>, name: &str, size_bytes: u64) -> Result<Volume> {
+    pub async fn volume_resize(
+        &self,
+        backend: Option<&str>,
+        name: &str,
+        size_bytes: u64,
+    ) -> Result<Volume> {
         validate::disk_size(size_bytes)?;
         let (b, _) = self.find_volume(backend, name).await?;
         b.volume_resize(name, size_bytes).await
@@ -762,14 +800,24 @@ impl LibGo {
     }
 
     /// Copies a VM volume.
-    pub async fn volume_clone(&self, backend: Option<&str>, source: &str, target: &str) -> Result<Volume> {
+    pub async fn volume_clone(
+        &self,
+        backend: Option<&str>,
+        source: &str,
+        target: &str,
+    ) -> Result<Volume> {
         validate::volume_name(target)?;
         let (b, _) = self.find_volume(backend, source).await?;
         b.volume_clone(source, target).await
     }
 
     /// Fills a VM volume from a host file.
-    pub async fn volume_upload(&self, backend: Option<&str>, name: &str, file: &Path) -> Result<Volume> {
+    pub async fn volume_upload(
+        &self,
+        backend: Option<&str>,
+        name: &str,
+        file: &Path,
+    ) -> Result<Volume> {
         let path = file
             .to_str()
             .ok_or_else(|| Error::invalid("upload file path must be valid UTF-8"))?;
@@ -780,26 +828,38 @@ impl LibGo {
 
     /// Storage pools of every backend.
     pub async fn pool_list(&self) -> Result<Vec<StoragePool>> {
-        self.merge(|c| c.storage_pools, |b| async move { b.pool_list().await }.boxed())
-            .await
+        self.merge(
+            |c| c.storage_pools,
+            |b| async move { b.pool_list().await }.boxed(),
+        )
+        .await
     }
 
     /// Creates a storage pool.
     pub async fn pool_create(&self, spec: &StoragePoolSpec) -> Result<StoragePool> {
         validate::pool_spec(spec)?;
-        self.pick(spec.backend.as_deref(), |c| c.storage_pools, "storage pools")?
-            .pool_create(spec)
-            .await
+        self.pick(
+            spec.backend.as_deref(),
+            |c| c.storage_pools,
+            "storage pools",
+        )?
+        .pool_create(spec)
+        .await
     }
 
-    async fn find_pool(&self, backend: Option<&str>, name: &str) -> Result<(Arc<dyn Backend>, StoragePool)> {
+    async fn find_pool(
+        &self,
+        backend: Option<&str>,
+        name: &str,
+    ) -> Result<(Arc<dyn Backend>, StoragePool)> {
         validate::name("pool name", name)?;
         let key = name.to_string();
         let probe = move |b: Arc<dyn Backend>| {
             let key = key.clone();
             async move { b.pool_inspect(&key).await }.boxed()
         };
-        self.find(backend, |c| c.storage_pools, "storage pool", name, &probe).await
+        self.find(backend, |c| c.storage_pools, "storage pool", name, &probe)
+            .await
     }
 
     /// One storage pool.
@@ -863,10 +923,22 @@ mod tests {
 
     #[test]
     fn paginate_cuts_pages() {
-        let p = paginate((1..=7).collect(), Pagination { page: 2, page_size: 3 });
+        let p = paginate(
+            (1..=7).collect(),
+            Pagination {
+                page: 2,
+                page_size: 3,
+            },
+        );
         assert_eq!(p.items, vec![4, 5, 6]);
         assert_eq!(p.count, 7);
-        let p = paginate((1..=7).collect::<Vec<i32>>(), Pagination { page: 4, page_size: 3 });
+        let p = paginate(
+            (1..=7).collect::<Vec<i32>>(),
+            Pagination {
+                page: 4,
+                page_size: 3,
+            },
+        );
         assert!(p.items.is_empty());
         assert_eq!(p.count, 7);
     }

@@ -459,7 +459,10 @@ impl InstanceFilter {
                 .name
                 .as_deref()
                 .is_none_or(|n| instance.name.contains(n))
-            && self.backend.as_deref().is_none_or(|b| b == instance.backend)
+            && self
+                .backend
+                .as_deref()
+                .is_none_or(|b| b == instance.backend)
             && self
                 .labels
                 .iter()
@@ -814,7 +817,10 @@ pub struct BuildSpec {
 impl std::fmt::Debug for BuildSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BuildSpec")
-            .field("context_tar", &format_args!("{} bytes", self.context_tar.len()))
+            .field(
+                "context_tar",
+                &format_args!("{} bytes", self.context_tar.len()),
+            )
             .field("dockerfile", &self.dockerfile)
             .field("tags", &self.tags)
             .finish()
@@ -1166,9 +1172,10 @@ impl EventFilter {
     pub fn matches(&self, event: &Event) -> bool {
         self.kind.is_none_or(|k| k == event.kind)
             && self.backend.as_deref().is_none_or(|b| b == event.backend)
-            && self.instance.as_deref().is_none_or(|i| {
-                i == event.instance_id || event.instance_name.as_deref() == Some(i)
-            })
+            && self
+                .instance
+                .as_deref()
+                .is_none_or(|i| i == event.instance_id || event.instance_name.as_deref() == Some(i))
             && (self.actions.is_empty() || self.actions.contains(&event.action))
     }
 }

@@ -23,7 +23,11 @@ pub const MAX_DISK_BYTES: u64 = 64 << 40;
 /// A name of an instance, network, snapshot, pool or template: 1–63 characters of
 /// lowercase letters, digits and inner hyphens, like a DNS label.
 pub fn name(field: &str, value: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::invalid(format!("{field} {value:?} is invalid: {why}")));
+    let bad = |why: &str| {
+        Err(Error::invalid(format!(
+            "{field} {value:?} is invalid: {why}"
+        )))
+    };
     if value.is_empty() || value.len() > 63 {
         return bad("it must be 1 to 63 characters long");
     }
@@ -111,7 +115,9 @@ pub fn absolute_path(field: &str, value: &str) -> Result<()> {
 
 fn no_nul(field: &str, value: &str) -> Result<()> {
     if value.contains('\0') {
-        return Err(Error::invalid(format!("{field} must not contain NUL bytes")));
+        return Err(Error::invalid(format!(
+            "{field} must not contain NUL bytes"
+        )));
     }
     Ok(())
 }
@@ -273,7 +279,11 @@ pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
         if let Some(p) = &d.pool {
             name("pool", p)?;
         }
-        let sources = [d.size_bytes.is_some() && d.base_image.is_none(), d.base_image.is_some(), d.volume.is_some()];
+        let sources = [
+            d.size_bytes.is_some() && d.base_image.is_none(),
+            d.base_image.is_some(),
+            d.volume.is_some(),
+        ];
         if sources.iter().filter(|s| **s).count() != 1 {
             return Err(Error::invalid(
                 "each disk needs exactly one of: sizeBytes (a new blank disk), baseImage (an \
@@ -347,7 +357,11 @@ pub fn network_spec(spec: &NetworkSpec) -> Result<()> {
 
 /// A CIDR block such as `10.1.2.0/24`.
 pub fn cidr(value: &str) -> Result<()> {
-    let bad = || Error::invalid(format!("subnet {value:?} is not in CIDR form like 10.1.2.0/24"));
+    let bad = || {
+        Error::invalid(format!(
+            "subnet {value:?} is not in CIDR form like 10.1.2.0/24"
+        ))
+    };
     let (ip, len) = value.split_once('/').ok_or_else(bad)?;
     let ip: IpAddr = ip.parse().map_err(|_| bad())?;
     let len: u8 = len.parse().map_err(|_| bad())?;
@@ -415,9 +429,10 @@ pub fn exec_spec(spec: &ExecSpec) -> Result<()> {
 
 /// An export spec: the destination is absolute and does not exist yet.
 pub fn export_spec(spec: &ExportSpec) -> Result<()> {
-    let dest = spec.destination.to_str().ok_or_else(|| {
-        Error::invalid("export destination must be valid UTF-8")
-    })?;
+    let dest = spec
+        .destination
+        .to_str()
+        .ok_or_else(|| Error::invalid("export destination must be valid UTF-8"))?;
     absolute_path("export destination", dest)?;
     if spec.destination.exists() {
         return Err(Error::conflict(format!(
@@ -466,7 +481,17 @@ mod tests {
     fn names_are_dns_labels() {
         assert!(name("name", "web-1").is_ok());
         assert!(name("name", &"a".repeat(63)).is_ok());
-        for bad in ["", "-web", "web-", "Web", "we b", "a<b>", "a&b", "x'y", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-web",
+            "web-",
+            "Web",
+            "we b",
+            "a<b>",
+            "a&b",
+            "x'y",
+            &"a".repeat(64),
+        ] {
             let e = name("name", bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad:?}");
         }
@@ -479,49 +504,111 @@ mod tests {
 
         let mut s = good.clone();
         s.cpus = Some(0);
-        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            instance_spec(&s, InstanceKind::Container)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
 
         let mut s = good.clone();
         s.memory_bytes = Some(1 << 60);
-        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            instance_spec(&s, InstanceKind::Container)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
 
         let mut s = good.clone();
         s.env.insert("1BAD".into(), "x".into());
-        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            instance_spec(&s, InstanceKind::Container)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
 
         let mut s = good.clone();
-        s.mounts.push(MountSpec { kind: MountKind::Volume, source: "data".into(), target: "relative".into(), read_only: false });
-        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+        s.mounts.push(MountSpec {
+            kind: MountKind::Volume,
+            source: "data".into(),
+            target: "relative".into(),
+            read_only: false,
+        });
+        assert_eq!(
+            instance_spec(&s, InstanceKind::Container)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
 
         let mut s = good.clone();
-        s.ports.push(PortMapping { container_port: 0, host_port: None, host_ip: None, protocol: Protocol::Tcp });
-        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+        s.ports.push(PortMapping {
+            container_port: 0,
+            host_port: None,
+            host_ip: None,
+            protocol: Protocol::Tcp,
+        });
+        assert_eq!(
+            instance_spec(&s, InstanceKind::Container)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
 
         let mut s = good.clone();
         s.cloud_init = Some(CloudInit::default());
-        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::Unsupported);
+        assert_eq!(
+            instance_spec(&s, InstanceKind::Container)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Unsupported
+        );
 
         let mut s = good;
         s.image = None;
-        assert_eq!(instance_spec(&s, InstanceKind::Container).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            instance_spec(&s, InstanceKind::Container)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
     }
 
     #[test]
     fn vm_disks_need_one_source() {
         let mut s = InstanceSpec::vm("vm1");
         s.disks.push(DiskSpec::default());
-        assert_eq!(instance_spec(&s, InstanceKind::Vm).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            instance_spec(&s, InstanceKind::Vm).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
         s.disks[0].size_bytes = Some(1 << 30);
         assert!(instance_spec(&s, InstanceKind::Vm).is_ok());
         s.disks[0].volume = Some("v.qcow2".into());
-        assert_eq!(instance_spec(&s, InstanceKind::Vm).unwrap_err().kind(), ErrorKind::InvalidInput);
-        s.disks[0] = DiskSpec { size_bytes: Some(1 << 62), ..Default::default() };
-        assert_eq!(instance_spec(&s, InstanceKind::Vm).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            instance_spec(&s, InstanceKind::Vm).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        s.disks[0] = DiskSpec {
+            size_bytes: Some(1 << 62),
+            ..Default::default()
+        };
+        assert_eq!(
+            instance_spec(&s, InstanceKind::Vm).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
     }
 
     #[test]
     fn network_and_volume_specs() {
-        let mut n = NetworkSpec { name: "net1".into(), subnet: Some("10.9.0.0/24".into()), gateway: Some("10.9.0.1".into()), ..Default::default() };
+        let mut n = NetworkSpec {
+            name: "net1".into(),
+            subnet: Some("10.9.0.0/24".into()),
+            gateway: Some("10.9.0.1".into()),
+            ..Default::default()
+        };
         assert!(network_spec(&n).is_ok());
         n.subnet = Some("10.9.0.0/33".into());
         assert!(network_spec(&n).is_err());
@@ -534,7 +621,19 @@ mod tests {
     #[test]
     fn pagination_bounds() {
         assert!(pagination(Pagination::default()).is_ok());
-        assert!(pagination(Pagination { page: 0, page_size: 10 }).is_err());
-        assert!(pagination(Pagination { page: 1, page_size: 101 }).is_err());
+        assert!(
+            pagination(Pagination {
+                page: 0,
+                page_size: 10
+            })
+            .is_err()
+        );
+        assert!(
+            pagination(Pagination {
+                page: 1,
+                page_size: 101
+            })
+            .is_err()
+        );
     }
 }

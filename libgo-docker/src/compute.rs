@@ -18,9 +18,9 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use libgo_core::{
     BoxStream, Compute, ConsoleSession, Error, ErrorKind, Event, ExecResult, ExecSpec,
-    ExportFormat, ExportResult, ExportSpec, Instance, InstanceFilter, InstanceKind,
-    InstanceSpec, InstanceState, LogEntry, LogOptions, LogStream, Progress, ProgressSink,
-    ResourceUpdate, Result, Snapshot, SnapshotSpec, Stats, StopOptions, validate,
+    ExportFormat, ExportResult, ExportSpec, Instance, InstanceFilter, InstanceKind, InstanceSpec,
+    InstanceState, LogEntry, LogOptions, LogStream, Progress, ProgressSink, ResourceUpdate, Result,
+    Snapshot, SnapshotSpec, Stats, StopOptions, validate,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -74,6 +74,11 @@ impl DockerBackend {
 
     async fn create_container(&self, spec: &InstanceSpec) -> Result<String> {
         let docker = self.docker().await?;
+        // Docker accepts a connection to a missing network on a created container; check
+        // them all first so that a typo creates nothing.
+        for network in &spec.networks {
+            libgo_core::Networks::network_inspect(self, network).await?;
+        }
         let created = docker
             .create_container(
                 Some(CreateContainerOptions {
@@ -287,7 +292,9 @@ impl Compute for DockerBackend {
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance> {
         let kind = spec.kind.unwrap_or(InstanceKind::Container);
         if kind != InstanceKind::Container {
-            return Err(Error::unsupported("the Docker backend creates containers only"));
+            return Err(Error::unsupported(
+                "the Docker backend creates containers only",
+            ));
         }
         validate::instance_spec(spec, kind)?;
         let id = self.create_container(spec).await?;
@@ -401,9 +408,13 @@ impl Compute for DockerBackend {
         let signal = signal.unwrap_or("SIGKILL");
         if signal.is_empty()
             || signal.len() > 16
-            || !signal.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+')
+            || !signal
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+')
         {
-            return Err(Error::invalid(format!("signal {signal:?} is not a signal name")));
+            return Err(Error::invalid(format!(
+                "signal {signal:?} is not a signal name"
+            )));
         }
         let docker = self.docker().await?;
         docker
@@ -511,7 +522,8 @@ impl Compute for DockerBackend {
                 }),
             )
             .map(move |sample| {
-                let sample = sample.map_err(|e| crate::map_error(e).with_context("backend", backend.clone()))?;
+                let sample = sample
+                    .map_err(|e| crate::map_error(e).with_context("backend", backend.clone()))?;
                 let mut stats = convert::stats(&sample);
                 let now = convert::cpu_times(&sample);
                 if let Some(pre) = &sample.precpu_stats {
@@ -531,11 +543,18 @@ impl Compute for DockerBackend {
     async fn logs(&self, id: &str, options: LogOptions) -> Result<BoxStream<LogEntry>> {
         let docker = self.docker().await?.clone();
         let instance = self.inspect(id).await?;
+        let mut options = options;
+        if options.follow && options.tail == Some(0) && options.since.is_none() {
+            // Only new lines: the request goes out when the stream is first polled, so
+            // "new" is pinned to this call by time instead.
+            options.since = Some(Utc::now());
+            options.tail = None;
+        }
         // Docker takes whole seconds; the exact bounds are applied to each line below.
         let since = options.since.map_or(0, |t| t.timestamp());
-        let until = options
-            .until
-            .map_or(0, |t| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0));
+        let until = options.until.map_or(0, |t| {
+            t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0)
+        });
         let query = LogsOptions {
             follow: options.follow,
             stdout: true,
@@ -860,10 +879,7 @@ impl Compute for DockerBackend {
             return Err(e);
         }
         docker
-            .rename_container(
-                &created.id,
-                RenameContainerOptions { name: name.clone() },
-            )
+            .rename_container(&created.id, RenameContainerOptions { name: name.clone() })
             .await
             .map_err(|e| self.error(e).with_context("instance", name.clone()))?;
         if was_running {

@@ -91,8 +91,7 @@ pub(crate) fn create_body(spec: &InstanceSpec) -> ContainerCreateBody {
         working_dir: spec.workdir.clone(),
         tty: spec.tty.then_some(true),
         open_stdin: spec.tty.then_some(true),
-        exposed_ports: (!port_bindings.is_empty())
-            .then(|| port_bindings.keys().cloned().collect()),
+        exposed_ports: (!port_bindings.is_empty()).then(|| port_bindings.keys().cloned().collect()),
         labels: Some(labels),
         host_config: Some(host_config),
         ..Default::default()
@@ -187,10 +186,7 @@ pub(crate) fn from_inspect(backend: &str, c: ContainerInspectResponse) -> Instan
         backend: backend.to_string(),
         state: state_of(state.status),
         image: image_of(&labels, config.image),
-        cpus: host
-            .nano_cpus
-            .filter(|n| *n > 0)
-            .map(|n| n as f64 / 1e9),
+        cpus: host.nano_cpus.filter(|n| *n > 0).map(|n| n as f64 / 1e9),
         memory_bytes: host.memory.filter(|m| *m > 0).map(|m| m as u64),
         created_at: c.created,
         labels,
@@ -373,7 +369,10 @@ mod tests {
 
     #[test]
     fn references_split_on_the_last_colon_after_the_last_slash() {
-        assert_eq!(split_reference("busybox"), ("busybox".into(), "latest".into()));
+        assert_eq!(
+            split_reference("busybox"),
+            ("busybox".into(), "latest".into())
+        );
         assert_eq!(
             split_reference("127.0.0.1:5000/a/b:v1"),
             ("127.0.0.1:5000/a/b".into(), "v1".into())

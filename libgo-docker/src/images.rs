@@ -5,15 +5,15 @@ use std::path::Path;
 use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
-    BuildImageOptions, CreateImageOptions, ListImagesOptions, PruneImagesOptions,
-    PushImageOptions, RemoveImageOptions, TagImageOptions,
+    BuildImageOptions, CreateImageOptions, ListImagesOptions, PruneImagesOptions, PushImageOptions,
+    RemoveImageOptions, TagImageOptions,
 };
 use bytes::Bytes;
 use chrono::DateTime;
 use futures::StreamExt;
 use libgo_core::{
-    BuildSpec, Error, ExportFormat, ExportResult, ExportSpec, Image, ImageKind, Images,
-    Progress, ProgressSink, PruneReport, RegistryAuth, Result, validate,
+    BuildSpec, Error, ExportFormat, ExportResult, ExportSpec, Image, ImageKind, Images, Progress,
+    ProgressSink, PruneReport, RegistryAuth, Result, validate,
 };
 
 use crate::{DockerBackend, convert, stream_error_kind};

@@ -51,6 +51,9 @@ pub(crate) const LABEL_SNAPSHOT_NAME: &str = "io.libgo.snapshot.name";
 /// Repository of snapshot images.
 pub(crate) const SNAPSHOT_REPO: &str = "libgo-snapshots";
 
+/// A container's CPU nanoseconds, the host's, and when they were read.
+pub(crate) type CpuSample = (u64, u64, DateTime<Utc>);
+
 /// How to reach dockerd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerConfig {
@@ -74,11 +77,11 @@ impl Default for DockerConfig {
 pub struct DockerBackend {
     name: String,
     endpoint: String,
-    unnegotiated: Docker,
+    timeout_secs: u64,
     client: OnceCell<Docker>,
     /// Last one-shot CPU sample per container: (container ns, host ns, time), so that the
     /// next one-shot call can report the CPU use in between.
-    cpu_samples: std::sync::Mutex<HashMap<String, (u64, u64, DateTime<Utc>)>>,
+    cpu_samples: std::sync::Mutex<HashMap<String, CpuSample>>,
 }
 
 impl std::fmt::Debug for DockerBackend {
@@ -98,26 +101,18 @@ impl DockerBackend {
             .host
             .clone()
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        let client = match endpoint.as_str() {
-            h if h.starts_with("unix://") => Docker::connect_with_unix(
-                h,
-                config.timeout_secs,
-                bollard::API_DEFAULT_VERSION,
-            ),
-            h if h.starts_with("tcp://") || h.starts_with("http://") => {
-                Docker::connect_with_http(h, config.timeout_secs, bollard::API_DEFAULT_VERSION)
-            }
-            other => {
-                return Err(Error::invalid(format!(
-                    "unsupported Docker host {other:?}: use unix://, tcp:// or http://"
-                )));
-            }
+        if !["unix://", "tcp://", "http://"]
+            .iter()
+            .any(|scheme| endpoint.starts_with(scheme))
+        {
+            return Err(Error::invalid(format!(
+                "unsupported Docker host {endpoint:?}: use unix://, tcp:// or http://"
+            )));
         }
-        .map_err(|e| Error::invalid(format!("bad Docker host {endpoint:?}: {e}")).with_source(e))?;
         Ok(DockerBackend {
             name: name.to_string(),
             endpoint,
-            unnegotiated: client,
+            timeout_secs: config.timeout_secs,
             client: OnceCell::new(),
             cpu_samples: Default::default(),
         })
@@ -127,9 +122,14 @@ impl DockerBackend {
     pub(crate) async fn docker(&self) -> Result<&Docker> {
         self.client
             .get_or_try_init(|| async {
-                let negotiated = self
-                    .unnegotiated
-                    .clone()
+                let h = self.endpoint.as_str();
+                let client = if h.starts_with("unix://") {
+                    Docker::connect_with_unix(h, self.timeout_secs, bollard::API_DEFAULT_VERSION)
+                } else {
+                    Docker::connect_with_http(h, self.timeout_secs, bollard::API_DEFAULT_VERSION)
+                }
+                .map_err(|e| self.error(e))?;
+                let negotiated = client
                     .negotiate_version()
                     .await
                     .map_err(|e| self.error(e))?;
@@ -174,10 +174,9 @@ pub(crate) fn map_error(e: bollard::errors::Error) -> Error {
             ErrorKind::Unavailable,
             format!("Docker socket {path} not found: is dockerd running?"),
         ),
-        B::HyperLegacyError { .. } | B::IOError { .. } | B::HyperResponseError { .. } => (
-            ErrorKind::Unavailable,
-            format!("cannot reach dockerd: {e}"),
-        ),
+        B::HyperLegacyError { .. } | B::IOError { .. } | B::HyperResponseError { .. } => {
+            (ErrorKind::Unavailable, format!("cannot reach dockerd: {e}"))
+        }
         _ => (ErrorKind::Internal, e.to_string()),
     };
     Error::new(kind, message).with_source(e)
@@ -186,8 +185,7 @@ pub(crate) fn map_error(e: bollard::errors::Error) -> Error {
 /// The kind of an error dockerd reports inside a progress stream (pull, push, build).
 pub(crate) fn stream_error_kind(message: &str) -> ErrorKind {
     let m = message.to_ascii_lowercase();
-    if m.contains("not found") || m.contains("manifest unknown") || m.contains("does not exist")
-    {
+    if m.contains("not found") || m.contains("manifest unknown") || m.contains("does not exist") {
         ErrorKind::NotFound
     } else if m.contains("unauthorized") || m.contains("authentication required") {
         ErrorKind::Unauthorized

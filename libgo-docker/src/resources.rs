@@ -34,9 +34,7 @@ impl DockerBackend {
             path: Some(v.mountpoint).filter(|m| !m.is_empty()),
             format: None,
             capacity_bytes: None,
-            allocation_bytes: v
-                .usage_data
-                .and_then(|u| u64::try_from(u.size).ok()),
+            allocation_bytes: v.usage_data.and_then(|u| u64::try_from(u.size).ok()),
             created_at: v.created_at,
             labels: v.labels.into_iter().collect(),
         }
