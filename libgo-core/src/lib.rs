@@ -6,7 +6,7 @@
 //! [`LibGo`] facade that routes calls across named backends.
 //!
 //! Backends live in their own crates: `libgo-docker` (Docker, through bollard) and
-//! `libgo-kvm` (libvirt). With the `conformance` feature, [`conformance`] holds the test
+//! `libgo-kvm` (libvirt). With the `conformance` feature, the `conformance` module holds the test
 //! suite every backend runs against its real engine.
 //!
 //! ```no_run

@@ -682,3 +682,77 @@ async fn stop_with_timeout_then_force() -> Result<()> {
     );
     b.delete(&name, false).await
 }
+
+/// Forwards a Unix socket to dockerd's and counts the HTTP requests that pass.
+async fn counting_proxy() -> (std::path::PathBuf, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let path = std::env::temp_dir().join(format!("{}.sock", unique("proxy")));
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind proxy");
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let server = tokio::net::UnixStream::connect("/var/run/docker.sock").await.expect("dockerd");
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        let requests = text.matches(" HTTP/1.1\r\n").count();
+                        counter.fetch_add(requests, std::sync::atomic::Ordering::SeqCst);
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let down = async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    (path, count)
+}
+
+#[tokio::test]
+async fn a_list_costs_one_engine_call() -> Result<()> {
+    let (socket, count) = counting_proxy().await;
+    let proxied = Arc::new(DockerBackend::connect(
+        "docker",
+        DockerConfig { host: Some(format!("unix://{}", socket.display())), timeout_secs: 30 },
+    )?);
+    let libgo = LibGo::new();
+    libgo.register(proxied)?;
+    // The first call also negotiates the API version.
+    libgo.list_all(&Default::default()).await?;
+    let name = unique("counted");
+    let mut spec = runnable(&name);
+    spec.labels.insert("io.libgo.count".into(), name.clone());
+    let b = backend();
+    b.create(&spec).await?;
+    let before = count.load(std::sync::atomic::Ordering::SeqCst);
+    let all = libgo.list_all(&Default::default()).await?;
+    let filtered = libgo
+        .list(
+            &libgo_core::InstanceFilter {
+                labels: BTreeMap::from([("io.libgo.count".to_string(), name.clone())]),
+                ..Default::default()
+            },
+            libgo_core::Pagination::default(),
+        )
+        .await?;
+    let calls = count.load(std::sync::atomic::Ordering::SeqCst) - before;
+    b.delete(&name, true).await?;
+    std::fs::remove_file(&socket).ok();
+    assert!(all.iter().any(|i| i.name == name));
+    assert_eq!(filtered.count, 1);
+    assert_eq!(calls, 2, "two lists, one engine call each");
+    Ok(())
+}
