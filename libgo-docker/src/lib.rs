@@ -164,7 +164,8 @@ pub(crate) fn map_error(e: bollard::errors::Error) -> Error {
                 404 => ErrorKind::NotFound,
                 304 | 409 => ErrorKind::Conflict,
                 503 => ErrorKind::Unavailable,
-                _ => ErrorKind::Internal,
+                // dockerd reports a registry's refusals as 500; its message tells which.
+                _ => stream_error_kind(message),
             };
             (kind, message.clone())
         }
@@ -187,7 +188,10 @@ pub(crate) fn stream_error_kind(message: &str) -> ErrorKind {
     let m = message.to_ascii_lowercase();
     if m.contains("not found") || m.contains("manifest unknown") || m.contains("does not exist") {
         ErrorKind::NotFound
-    } else if m.contains("unauthorized") || m.contains("authentication required") {
+    } else if m.contains("unauthorized")
+        || m.contains("authentication required")
+        || m.contains("no basic auth credentials")
+    {
         ErrorKind::Unauthorized
     } else if m.contains("denied") {
         ErrorKind::Forbidden

@@ -694,7 +694,9 @@ async fn counting_proxy() -> (std::path::PathBuf, Arc<std::sync::atomic::AtomicU
         while let Ok((client, _)) = listener.accept().await {
             let counter = counter.clone();
             tokio::spawn(async move {
-                let server = tokio::net::UnixStream::connect("/var/run/docker.sock").await.expect("dockerd");
+                let server = tokio::net::UnixStream::connect("/var/run/docker.sock")
+                    .await
+                    .expect("dockerd");
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
                 let up = async move {
@@ -726,7 +728,10 @@ async fn a_list_costs_one_engine_call() -> Result<()> {
     let (socket, count) = counting_proxy().await;
     let proxied = Arc::new(DockerBackend::connect(
         "docker",
-        DockerConfig { host: Some(format!("unix://{}", socket.display())), timeout_secs: 30 },
+        DockerConfig {
+            host: Some(format!("unix://{}", socket.display())),
+            timeout_secs: 30,
+        },
     )?);
     let libgo = LibGo::new();
     libgo.register(proxied)?;
@@ -755,4 +760,262 @@ async fn a_list_costs_one_engine_call() -> Result<()> {
     assert_eq!(filtered.count, 1);
     assert_eq!(calls, 2, "two lists, one engine call each");
     Ok(())
+}
+
+#[tokio::test]
+async fn push_and_pull_with_credentials() -> Result<()> {
+    let b = backend();
+    let repo = format!("127.0.0.1:5001/libgo-test/{}", unique("auth"));
+    let reference = format!("{repo}:v1");
+    b.image_tag(IMAGE, &reference).await?;
+    let outcome = async {
+        let anonymous = b.image_push(&reference, None, ProgressSink::none()).await;
+        let anonymous = anonymous.unwrap_err();
+        assert_eq!(anonymous.kind(), ErrorKind::Unauthorized, "{anonymous}");
+        let wrong = libgo_core::RegistryAuth {
+            username: "libgo-test".into(),
+            password: "wrong".into(),
+            server: Some("127.0.0.1:5001".into()),
+        };
+        let denied = b
+            .image_push(&reference, Some(&wrong), ProgressSink::none())
+            .await
+            .unwrap_err();
+        assert_eq!(denied.kind(), ErrorKind::Unauthorized);
+        assert!(
+            !denied.to_string().contains("wrong"),
+            "the password stays out of errors: {denied}"
+        );
+        let right = libgo_core::RegistryAuth {
+            password: "libgo-test-secret".into(),
+            ..wrong
+        };
+        assert!(
+            !format!("{right:?}").contains("libgo-test-secret"),
+            "Debug redacts the password"
+        );
+        b.image_push(&reference, Some(&right), ProgressSink::none())
+            .await?;
+        b.image_remove(&reference, false).await?;
+        let denied = b
+            .image_pull(&reference, None, ProgressSink::none())
+            .await
+            .unwrap_err();
+        assert_eq!(denied.kind(), ErrorKind::Unauthorized, "{denied}");
+        let pulled = b
+            .image_pull(&reference, Some(&right), ProgressSink::none())
+            .await?;
+        assert!(pulled.tags.contains(&reference));
+        Ok::<_, libgo_core::Error>(())
+    }
+    .await;
+    b.image_remove(&reference, true).await.ok();
+    outcome
+}
+
+#[tokio::test]
+async fn console_is_an_interactive_shell() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let b = backend();
+    let name = unique("console");
+    let mut spec = runnable(&name);
+    spec.start = true;
+    b.create(&spec).await?;
+    let outcome = async {
+        let mut console = b.console(&name).await?;
+        console.input.write_all(b"echo console-$((6*7))\n").await?;
+        console.input.flush().await?;
+        let mut seen = String::new();
+        while !seen.contains("console-42") {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), console.output.next())
+                .await
+                .unwrap_or_else(|_| panic!("no answer on the console; saw {seen:?}"))
+                .expect("console open")?;
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        console.input.write_all(b"exit\n").await?;
+        Ok::<_, libgo_core::Error>(())
+    }
+    .await;
+    b.delete(&name, true).await?;
+    outcome
+}
+
+#[tokio::test]
+async fn create_honours_the_whole_spec() -> Result<()> {
+    let b = backend();
+    let name = unique("full");
+    let mut spec = runnable(&name);
+    spec.env = BTreeMap::from([("GREETING".into(), "hi there".into())]);
+    spec.labels = BTreeMap::from([("io.libgo.test".into(), "full".into())]);
+    spec.cpus = Some(1);
+    spec.memory_bytes = Some(64 << 20);
+    spec.restart_policy = Some(libgo_core::RestartPolicy::UnlessStopped);
+    spec.ports = vec![libgo_core::PortMapping {
+        container_port: 8080,
+        host_port: None,
+        host_ip: Some("127.0.0.1".into()),
+        protocol: Default::default(),
+    }];
+    spec.mounts = vec![MountSpec {
+        kind: MountKind::Tmpfs,
+        source: String::new(),
+        target: "/scratch".into(),
+        read_only: false,
+    }];
+    spec.workdir = Some("/scratch".into());
+    spec.start = true;
+    let created = b.create(&spec).await?;
+    let outcome = async {
+        assert_eq!(created.state, InstanceState::Running);
+        assert_eq!(created.cpus, Some(1.0));
+        assert_eq!(created.memory_bytes, Some(64 << 20));
+        assert_eq!(
+            created.labels.get("io.libgo.test").map(String::as_str),
+            Some("full")
+        );
+        assert_eq!(created.image.as_deref(), Some(IMAGE));
+        let port = created
+            .ports
+            .first()
+            .and_then(|p| p.host_port)
+            .expect("a published port");
+        assert_eq!(
+            docker_cli(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", &name]),
+            "unless-stopped"
+        );
+        let r = b
+            .exec(
+                &name,
+                &sh("echo \"$GREETING\"; pwd; mount | grep -c ' /scratch type tmpfs'"),
+            )
+            .await?;
+        assert_eq!(r.stdout, "hi there\n/scratch\n1\n");
+        // The published port really answers from the host.
+        b.exec(
+            &name,
+            &sh("echo published > /scratch/index.html; httpd -p 8080 -h /scratch"),
+        )
+        .await?;
+        let mut body = String::new();
+        for _ in 0..50 {
+            body = reqwest_like_get(&format!("http://127.0.0.1:{port}/index.html"));
+            if !body.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(body.trim(), "published");
+        // kill with a signal: the trap makes TERM a clean exit.
+        b.kill(&name, Some("SIGTERM")).await?;
+        for _ in 0..50 {
+            if b.get(&name).await?.state == InstanceState::Stopped {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stopped = b.get(&name).await?;
+        assert_eq!(stopped.state, InstanceState::Stopped);
+        assert_eq!(stopped.exit_code, Some(0));
+        assert_eq!(
+            b.kill(&name, Some("KILL; rm -rf /"))
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
+        Ok::<_, libgo_core::Error>(())
+    }
+    .await;
+    b.delete(&name, true).await?;
+    outcome
+}
+
+#[tokio::test]
+async fn prune_removes_unused_images_and_volumes() -> Result<()> {
+    let b = backend();
+    let tag = format!("libgo-test/{}:v1", unique("prune"));
+    // Build twice under one tag: the first image becomes dangling.
+    let build = |content: &str| BuildSpec {
+        context_tar: tar_with(
+            "Dockerfile",
+            format!("FROM {IMAGE}\nRUN echo {content} > /n\n").as_bytes(),
+        ),
+        tags: vec![tag.clone()],
+        ..Default::default()
+    };
+    let first = b
+        .image_build(&build("first"), ProgressSink::none())
+        .await?
+        .id;
+    b.image_build(&build("second"), ProgressSink::none())
+        .await?;
+    let report = b.image_prune().await?;
+    assert!(
+        report.deleted.contains(&first),
+        "{first} pruned: {report:?}"
+    );
+    assert_eq!(
+        b.image_inspect(&first).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    b.image_remove(&tag, true).await?;
+    let vol = unique("prunevol");
+    b.volume_create(&VolumeSpec {
+        name: vol.clone(),
+        ..Default::default()
+    })
+    .await?;
+    let report = b.volume_prune().await?;
+    assert!(report.deleted.contains(&vol), "{report:?}");
+    assert_eq!(
+        b.volume_inspect(&vol).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn internal_networks_and_subnets_are_what_docker_reports() -> Result<()> {
+    let b = backend();
+    let name = unique("internal");
+    let n = b
+        .network_create(&NetworkSpec {
+            name: name.clone(),
+            internal: true,
+            labels: BTreeMap::from([("io.libgo.test".into(), "1".into())]),
+            ..Default::default()
+        })
+        .await?;
+    let outcome = async {
+        assert!(n.internal);
+        assert_eq!(
+            docker_cli(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{.Internal}} {{.Driver}}",
+                &name
+            ]),
+            "true bridge"
+        );
+        assert!(
+            b.network_list()
+                .await?
+                .iter()
+                .any(|x| x.name == name && x.internal)
+        );
+        let bad = b
+            .network_create(&NetworkSpec {
+                name: unique("bad"),
+                subnet: Some("300.1.1.0/24".into()),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(bad.unwrap_err().kind(), ErrorKind::InvalidInput);
+        Ok::<_, libgo_core::Error>(())
+    }
+    .await;
+    b.network_delete(&name).await?;
+    outcome
 }
