@@ -4,7 +4,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$LIBGO_ROOT"
 
 bash scripts/docker.sh
-for extra in scripts/libvirt.sh scripts/test-tools.sh; do
+for extra in scripts/libvirt.sh scripts/ovs.sh scripts/test-tools.sh; do
   if [ -f "$extra" ]; then bash "$extra"; fi
 done
 

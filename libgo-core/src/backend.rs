@@ -48,6 +48,11 @@ pub trait Compute: Send + Sync {
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance>;
     /// One instance by id or name.
     async fn get(&self, id: &str) -> Result<Instance>;
+    /// The engine id of an instance given by id or name: the cheapest existence check the
+    /// engine has. The facade routes calls with it.
+    async fn resolve(&self, id: &str) -> Result<String> {
+        Ok(self.get(id).await?.id)
+    }
     /// Every instance that passes `filter`, in one engine call.
     async fn list(&self, filter: &InstanceFilter) -> Result<Vec<Instance>>;
     /// Starts a stopped instance.

@@ -231,9 +231,17 @@ pub async fn instance_lifecycle(b: &dyn Backend, fx: &Fixture) -> Result<()> {
 
 /// Bad specs are refused with the right kind and create nothing.
 pub async fn bad_input(b: &dyn Backend, fx: &Fixture) -> Result<()> {
+    // Every bad spec carries this label, so that whatever one wrongly created is found
+    // even while other tests run.
+    let marker = ("io.libgo.conformance.bad".to_string(), fx.prefix.clone());
     let mine = InstanceFilter {
-        name: Some(fx.prefix.clone()),
+        labels: [marker.clone()].into(),
         ..Default::default()
+    };
+    let bad_spec = || {
+        let mut spec = fx.spec("bad");
+        spec.labels.insert(marker.0.clone(), marker.1.clone());
+        spec
     };
     let before = b.list(&mine).await?.len();
     let bad_names = [
@@ -245,7 +253,7 @@ pub async fn bad_input(b: &dyn Backend, fx: &Fixture) -> Result<()> {
         &"x".repeat(64),
     ];
     for n in bad_names {
-        let mut spec = fx.spec("bad");
+        let mut spec = bad_spec();
         spec.name = n.to_string();
         expect_kind(
             b.create(&spec).await,
@@ -253,31 +261,31 @@ pub async fn bad_input(b: &dyn Backend, fx: &Fixture) -> Result<()> {
             &format!("name {n:?}"),
         )?;
     }
-    let mut spec = fx.spec("bad");
+    let mut spec = bad_spec();
     spec.cpus = Some(0);
     expect_kind(b.create(&spec).await, ErrorKind::InvalidInput, "cpus 0")?;
-    let mut spec = fx.spec("bad");
+    let mut spec = bad_spec();
     spec.memory_bytes = Some(1 << 60);
     expect_kind(
         b.create(&spec).await,
         ErrorKind::InvalidInput,
         "absurd memory",
     )?;
-    let mut spec = fx.spec("bad");
+    let mut spec = bad_spec();
     spec.memory_bytes = Some(1024);
     expect_kind(
         b.create(&spec).await,
         ErrorKind::InvalidInput,
         "tiny memory",
     )?;
-    let mut spec = fx.spec("bad");
+    let mut spec = bad_spec();
     spec.labels.insert("bad key".into(), "v".into());
     expect_kind(
         b.create(&spec).await,
         ErrorKind::InvalidInput,
         "label key with a space",
     )?;
-    let mut spec = fx.spec("bad");
+    let mut spec = bad_spec();
     spec.image = Some(format!("{}-no-such-image:none", fx.prefix));
     spec.disks
         .iter_mut()

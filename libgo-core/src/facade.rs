@@ -190,7 +190,29 @@ impl LibGo {
             let key = key.clone();
             async move { b.get(&key).await }.boxed()
         };
-        self.find(None, |_| true, "instance", id, &probe).await
+        self.find(None, manages_instances, "instance", id, &probe)
+            .await
+    }
+
+    /// The backend holding instance `id` and the id to call it with. With a single backend
+    /// that manages instances this asks no engine: the backend's own call answers NotFound.
+    async fn route(&self, id: &str) -> Result<(Arc<dyn Backend>, String)> {
+        let candidates: Vec<_> = self
+            .read()
+            .iter()
+            .filter(|b| manages_instances(&b.capabilities()))
+            .cloned()
+            .collect();
+        if let [only] = candidates.as_slice() {
+            return Ok((only.clone(), id.to_string()));
+        }
+        let key = id.to_string();
+        let probe = move |b: Arc<dyn Backend>| {
+            let key = key.clone();
+            async move { b.resolve(&key).await }.boxed()
+        };
+        self.find(None, manages_instances, "instance", id, &probe)
+            .await
     }
 
     // ---- instances ----
@@ -216,18 +238,29 @@ impl LibGo {
             })?,
         };
         validate::instance_spec(spec, kind)?;
-        match self.locate(&spec.name).await {
-            Ok((b, _)) => {
-                return Err(Error::conflict(format!(
-                    "an instance named {:?} exists already on backend {:?}",
-                    spec.name,
-                    b.name()
-                )));
+        // The target backend refuses a duplicate itself; the others are asked here.
+        let others: Vec<_> = self
+            .read()
+            .iter()
+            .filter(|b| b.name() != backend.name() && manages_instances(&b.capabilities()))
+            .cloned()
+            .collect();
+        let answers = join_all(others.iter().map(|b| b.resolve(&spec.name))).await;
+        for (other, answer) in others.iter().zip(answers) {
+            match answer {
+                Ok(_) => {
+                    return Err(Error::conflict(format!(
+                        "an instance named {:?} exists already on backend {:?}",
+                        spec.name,
+                        other.name()
+                    )));
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                // An unreachable other backend must not block creating on a reachable one.
+                Err(e) => {
+                    tracing::warn!(backend = other.name(), error = %e, "name check incomplete")
+                }
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) if e.kind() == ErrorKind::Conflict => return Err(e),
-            // An unreachable other backend must not block creating on a reachable one.
-            Err(e) => tracing::warn!(error = %e, "name check incomplete"),
         }
         let mut spec = spec.clone();
         spec.kind = Some(kind);
@@ -236,7 +269,8 @@ impl LibGo {
 
     /// One instance by id or name.
     pub async fn get(&self, id: &str) -> Result<Instance> {
-        Ok(self.locate(id).await?.1)
+        let (b, id) = self.route(id).await?;
+        b.get(&id).await
     }
 
     /// Every instance of every backend that passes `filter`, sorted by name.
@@ -281,44 +315,44 @@ impl LibGo {
 
     /// Starts an instance.
     pub async fn start(&self, id: &str) -> Result<()> {
-        let (b, i) = self.locate(id).await?;
-        b.start(&i.id).await
+        let (b, i) = self.route(id).await?;
+        b.start(&i).await
     }
 
     /// Stops an instance.
     pub async fn stop(&self, id: &str, options: StopOptions) -> Result<()> {
-        let (b, i) = self.locate(id).await?;
-        b.stop(&i.id, options).await
+        let (b, i) = self.route(id).await?;
+        b.stop(&i, options).await
     }
 
     /// Restarts an instance.
     pub async fn restart(&self, id: &str, options: StopOptions) -> Result<()> {
-        let (b, i) = self.locate(id).await?;
-        b.restart(&i.id, options).await
+        let (b, i) = self.route(id).await?;
+        b.restart(&i, options).await
     }
 
     /// Sends a signal to, or powers off, an instance.
     pub async fn kill(&self, id: &str, signal: Option<&str>) -> Result<()> {
-        let (b, i) = self.locate(id).await?;
-        b.kill(&i.id, signal).await
+        let (b, i) = self.route(id).await?;
+        b.kill(&i, signal).await
     }
 
     /// Pauses an instance.
     pub async fn pause(&self, id: &str) -> Result<()> {
-        let (b, i) = self.locate(id).await?;
-        b.pause(&i.id).await
+        let (b, i) = self.route(id).await?;
+        b.pause(&i).await
     }
 
     /// Resumes a paused instance.
     pub async fn resume(&self, id: &str) -> Result<()> {
-        let (b, i) = self.locate(id).await?;
-        b.resume(&i.id).await
+        let (b, i) = self.route(id).await?;
+        b.resume(&i).await
     }
 
     /// Deletes an instance; `force` stops it first.
     pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let (b, i) = self.locate(id).await?;
-        b.delete(&i.id, force).await
+        let (b, i) = self.route(id).await?;
+        b.delete(&i, force).await
     }
 
     /// Changes CPU and memory.
@@ -329,20 +363,20 @@ impl LibGo {
         if let Some(m) = update.memory_bytes {
             validate::memory(m)?;
         }
-        let (b, i) = self.locate(id).await?;
-        b.update(&i.id, update).await
+        let (b, i) = self.route(id).await?;
+        b.update(&i, update).await
     }
 
     /// One stats sample.
     pub async fn stats(&self, id: &str) -> Result<Stats> {
-        let (b, i) = self.locate(id).await?;
-        b.stats(&i.id).await
+        let (b, i) = self.route(id).await?;
+        b.stats(&i).await
     }
 
     /// A stream of stats samples.
     pub async fn stats_stream(&self, id: &str) -> Result<BoxStream<Stats>> {
-        let (b, i) = self.locate(id).await?;
-        b.stats_stream(&i.id).await
+        let (b, i) = self.route(id).await?;
+        b.stats_stream(&i).await
     }
 
     /// Log lines.
@@ -352,60 +386,60 @@ impl LibGo {
         {
             return Err(Error::invalid("logs: since is after until"));
         }
-        let (b, i) = self.locate(id).await?;
-        b.logs(&i.id, options).await
+        let (b, i) = self.route(id).await?;
+        b.logs(&i, options).await
     }
 
     /// Runs a command inside an instance.
     pub async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecResult> {
         validate::exec_spec(spec)?;
-        let (b, i) = self.locate(id).await?;
-        b.exec(&i.id, spec).await
+        let (b, i) = self.route(id).await?;
+        b.exec(&i, spec).await
     }
 
     /// An interactive console.
     pub async fn console(&self, id: &str) -> Result<ConsoleSession> {
-        let (b, i) = self.locate(id).await?;
-        b.console(&i.id).await
+        let (b, i) = self.route(id).await?;
+        b.console(&i).await
     }
 
     /// The VNC display of a VM.
     pub async fn vnc_display(&self, id: &str) -> Result<VncDisplay> {
-        let (b, i) = self.locate(id).await?;
-        b.vnc_display(&i.id).await
+        let (b, i) = self.route(id).await?;
+        b.vnc_display(&i).await
     }
 
     /// A PNG screenshot of a VM.
     pub async fn screenshot(&self, id: &str) -> Result<Vec<u8>> {
-        let (b, i) = self.locate(id).await?;
-        b.screenshot(&i.id).await
+        let (b, i) = self.route(id).await?;
+        b.screenshot(&i).await
     }
 
     /// Takes a snapshot.
     pub async fn snapshot_create(&self, id: &str, spec: &SnapshotSpec) -> Result<Snapshot> {
         validate::snapshot_spec(spec)?;
-        let (b, i) = self.locate(id).await?;
-        b.snapshot_create(&i.id, spec).await
+        let (b, i) = self.route(id).await?;
+        b.snapshot_create(&i, spec).await
     }
 
     /// Snapshots of an instance.
     pub async fn snapshot_list(&self, id: &str) -> Result<Vec<Snapshot>> {
-        let (b, i) = self.locate(id).await?;
-        b.snapshot_list(&i.id).await
+        let (b, i) = self.route(id).await?;
+        b.snapshot_list(&i).await
     }
 
     /// Reverts an instance to a snapshot.
     pub async fn snapshot_revert(&self, id: &str, snapshot: &str) -> Result<()> {
         validate::name("snapshot name", snapshot)?;
-        let (b, i) = self.locate(id).await?;
-        b.snapshot_revert(&i.id, snapshot).await
+        let (b, i) = self.route(id).await?;
+        b.snapshot_revert(&i, snapshot).await
     }
 
     /// Deletes a snapshot.
     pub async fn snapshot_delete(&self, id: &str, snapshot: &str) -> Result<()> {
         validate::name("snapshot name", snapshot)?;
-        let (b, i) = self.locate(id).await?;
-        b.snapshot_delete(&i.id, snapshot).await
+        let (b, i) = self.route(id).await?;
+        b.snapshot_delete(&i, snapshot).await
     }
 
     /// Exports an instance to a file.
@@ -416,7 +450,7 @@ impl LibGo {
         progress: ProgressSink,
     ) -> Result<ExportResult> {
         validate::export_spec(spec)?;
-        let (b, i) = self.locate(id).await?;
+        let (b, i) = self.route(id).await?;
         if !b.capabilities().export_formats.contains(&spec.format) {
             return Err(Error::unsupported(format!(
                 "backend {:?} cannot export to {:?}",
@@ -424,7 +458,7 @@ impl LibGo {
                 spec.format
             )));
         }
-        b.export(&i.id, spec, progress).await
+        b.export(&i, spec, progress).await
     }
 
     /// Lifecycle events from every backend, merged, that pass `filter`.
@@ -712,16 +746,16 @@ impl LibGo {
 
     /// Attaches an instance to a network of its own backend.
     pub async fn network_connect(&self, network: &str, instance: &str) -> Result<()> {
-        let (b, i) = self.locate(instance).await?;
+        let (b, i) = self.route(instance).await?;
         let n = b.network_inspect(network).await?;
-        b.network_connect(&n.id, &i.id).await
+        b.network_connect(&n.id, &i).await
     }
 
     /// Detaches an instance from a network.
     pub async fn network_disconnect(&self, network: &str, instance: &str) -> Result<()> {
-        let (b, i) = self.locate(instance).await?;
+        let (b, i) = self.route(instance).await?;
         let n = b.network_inspect(network).await?;
-        b.network_disconnect(&n.id, &i.id).await
+        b.network_disconnect(&n.id, &i).await
     }
 
     // ---- volumes and pools ----
@@ -898,6 +932,10 @@ impl LibGo {
         let backends = self.backends();
         join_all(backends.iter().map(|b| b.info())).await
     }
+}
+
+fn manages_instances(c: &Capabilities) -> bool {
+    !c.kinds.is_empty()
 }
 
 /// Cuts one page out of `items`.

@@ -211,6 +211,22 @@ pub struct DiskSpec {
     pub format: Option<DiskFormat>,
 }
 
+/// A kernel booted straight from files on the host instead of the VM's disk (libvirt's
+/// `<kernel>`/`<initrd>`/`<cmdline>`). The files are host paths: only administrators may
+/// ask for one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KernelBoot {
+    /// Absolute host path of the kernel.
+    pub kernel: String,
+    /// Absolute host path of the initrd.
+    #[serde(default)]
+    pub initrd: Option<String>,
+    /// Kernel command line.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+}
+
 /// A user created by cloud-init.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -319,6 +335,9 @@ pub struct InstanceSpec {
     /// ISO attached as a CD-ROM (VMs).
     #[serde(default)]
     pub cdrom: Option<String>,
+    /// Boot a kernel from host files (VMs). Only administrators may ask for it.
+    #[serde(default)]
+    pub kernel_boot: Option<KernelBoot>,
     /// Networks to attach.
     #[serde(default)]
     pub networks: Vec<String>,
@@ -387,10 +406,11 @@ impl InstanceSpec {
     }
 
     /// Whether the spec asks for something that makes its owner root on the host
-    /// (privileged mode, a host bind mount, a host device).
+    /// (privileged mode, a host bind mount, a host device, a kernel from host files).
     pub fn needs_host_privileges(&self) -> bool {
         self.privileged
             || !self.devices.is_empty()
+            || self.kernel_boot.is_some()
             || self.mounts.iter().any(|m| m.kind == MountKind::Bind)
     }
 }

@@ -294,6 +294,9 @@ pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
     if let Some(c) = &spec.cdrom {
         image_reference(c)?;
     }
+    if let Some(k) = &spec.kernel_boot {
+        kernel_boot(k)?;
+    }
     if let Some(ci) = &spec.cloud_init {
         cloud_init(ci)?;
     }
@@ -306,6 +309,7 @@ pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
                 ("cloudInit", spec.cloud_init.is_some()),
                 ("disks", !spec.disks.is_empty()),
                 ("cdrom", spec.cdrom.is_some()),
+                ("kernelBoot", spec.kernel_boot.is_some()),
                 ("template", spec.template.is_some()),
                 ("autostart", spec.autostart),
             ];
@@ -332,6 +336,22 @@ pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// A direct kernel boot: absolute host paths and a sane command line.
+pub fn kernel_boot(k: &KernelBoot) -> Result<()> {
+    absolute_path("kernelBoot kernel", &k.kernel)?;
+    if let Some(i) = &k.initrd {
+        absolute_path("kernelBoot initrd", i)?;
+    }
+    if let Some(c) = &k.cmdline
+        && (c.len() > 4096 || c.chars().any(char::is_control))
+    {
+        return Err(Error::invalid(
+            "kernelBoot cmdline must be at most 4096 characters without control characters",
+        ));
     }
     Ok(())
 }

@@ -1,0 +1,1229 @@
+//! Instances: domains.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, c_char};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use libgo_core::validate;
+use libgo_core::*;
+use virt::connect::Connect;
+use virt::domain::{Domain, DomainState};
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::sys;
+
+use crate::KvmBackend;
+use crate::conn::{Inner, LvExt};
+use crate::xml::{self, DiskSource, DomainFacts, DomainPlan, Meta, PlannedDisk, PlannedNic};
+use libgo_core::KernelBoot;
+
+/// Default memory of a VM when the spec gives none: 512 MiB.
+const DEFAULT_MEMORY: u64 = 512 << 20;
+
+pub(crate) fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+fn not_found(id: &str) -> Error {
+    Error::not_found(format!("no VM {id:?}")).with_context("instance", id.to_string())
+}
+
+/// A domain by UUID or name.
+pub(crate) fn lookup(c: &Connect, id: &str) -> Result<Domain> {
+    if id.is_empty() || id.contains('\0') {
+        return Err(not_found(id));
+    }
+    if is_uuid(id) {
+        match c.lookup_domain_by_uuid_string(id).lv() {
+            Ok(d) => return Ok(d),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    c.lookup_domain_by_name(id).lv().map_err(|e| {
+        if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::InvalidInput {
+            not_found(id)
+        } else {
+            e
+        }
+    })
+}
+
+pub(crate) fn state_of(s: DomainState) -> InstanceState {
+    match s {
+        DomainState::Running | DomainState::Blocked | DomainState::Shutdown => {
+            InstanceState::Running
+        }
+        DomainState::Paused | DomainState::PMSuspended => InstanceState::Paused,
+        DomainState::Shutoff => InstanceState::Stopped,
+        DomainState::Crashed => InstanceState::Error,
+        DomainState::NoState => InstanceState::Unknown,
+    }
+}
+
+fn state_from_raw(raw: u64) -> InstanceState {
+    match raw as u32 {
+        sys::VIR_DOMAIN_RUNNING | sys::VIR_DOMAIN_BLOCKED | sys::VIR_DOMAIN_SHUTDOWN => {
+            InstanceState::Running
+        }
+        sys::VIR_DOMAIN_PAUSED | sys::VIR_DOMAIN_PMSUSPENDED => InstanceState::Paused,
+        sys::VIR_DOMAIN_SHUTOFF => InstanceState::Stopped,
+        sys::VIR_DOMAIN_CRASHED => InstanceState::Error,
+        _ => InstanceState::Unknown,
+    }
+}
+
+fn domain_state(d: &Domain) -> Result<InstanceState> {
+    let (s, _) = d.state().lv()?;
+    Ok(match s {
+        virt::enumutil::Enum::Known(k) => state_of(k),
+        virt::enumutil::Enum::Unknown(_) => InstanceState::Unknown,
+    })
+}
+
+/// Facts of a domain from the cache (kept fresh by events), or from its XML.
+pub(crate) fn facts(inner: &Inner, d: &Domain) -> Result<Arc<DomainFacts>> {
+    let uuid = d.uuid_string().lv()?;
+    let live = inner.shared.events_live.load(Ordering::SeqCst);
+    if live
+        && let Ok(cache) = inner.shared.cache.lock()
+        && let Some(f) = cache.get(&uuid)
+    {
+        return Ok(f.clone());
+    }
+    let generation = inner.shared.generation.load(Ordering::SeqCst);
+    let xml = d.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).lv()?;
+    let f = Arc::new(xml::parse_domain(&xml)?);
+    if live
+        && inner.shared.generation.load(Ordering::SeqCst) == generation
+        && let Ok(mut cache) = inner.shared.cache.lock()
+    {
+        cache.insert(uuid, f.clone());
+    }
+    Ok(f)
+}
+
+fn instance_of(
+    inner: &Inner,
+    f: &DomainFacts,
+    state: InstanceState,
+    memory: Option<u64>,
+    cpus: Option<u32>,
+) -> Instance {
+    Instance {
+        id: f.uuid.clone(),
+        name: f.name.clone(),
+        kind: InstanceKind::Vm,
+        backend: inner.config.name.clone(),
+        state,
+        image: f.meta.image.clone(),
+        cpus: Some(f64::from(cpus.unwrap_or(f.vcpus))),
+        memory_bytes: Some(memory.unwrap_or(f.memory_bytes)),
+        created_at: f.meta.created,
+        labels: f.meta.labels.clone(),
+        ports: Vec::new(),
+        networks: f
+            .nics
+            .iter()
+            .filter_map(|n| n.network.clone().or_else(|| n.bridge.clone()))
+            .collect(),
+        ip_addresses: Vec::new(),
+        exit_code: None,
+    }
+}
+
+pub(crate) fn get_blocking(inner: &Inner, c: &Connect, id: &str) -> Result<Instance> {
+    let d = lookup(c, id)?;
+    let f = facts(inner, &d)?;
+    let state = domain_state(&d)?;
+    // Memory and CPUs as configured (what the VM is set to have), like a container's
+    // limits; the balloon's actual size is in `stats`.
+    let mut i = instance_of(inner, &f, state, None, None);
+    if state == InstanceState::Running {
+        // Addresses from DHCP leases of libvirt networks: one local lookup, no guest agent.
+        if let Ok(ifaces) = d.interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
+        {
+            i.ip_addresses = ifaces
+                .iter()
+                .flat_map(|i| i.addrs.iter().map(|a| a.addr.clone()))
+                .collect();
+        }
+    }
+    Ok(i)
+}
+
+/// A typed parameter's value.
+#[derive(Debug, Clone)]
+pub(crate) enum Param {
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+}
+
+impl Param {
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Param::Int(i) => u64::try_from(*i).ok(),
+            Param::UInt(u) => Some(*u),
+            Param::Float(f) => Some(*f as u64),
+        }
+    }
+}
+
+/// One record of bulk stats.
+pub(crate) struct StatsRecord {
+    pub domain: Domain,
+    pub params: HashMap<String, Param>,
+}
+
+impl StatsRecord {
+    fn u64(&self, key: &str) -> Option<u64> {
+        self.params.get(key).and_then(Param::as_u64)
+    }
+    fn sum(&self, prefix: &str, count_key: &str, suffix: &str) -> u64 {
+        let n = self.u64(count_key).unwrap_or(0);
+        (0..n)
+            .filter_map(|i| self.u64(&format!("{prefix}.{i}.{suffix}")))
+            .sum()
+    }
+}
+
+/// Bulk stats of every domain (`one` = None) or of one, in one libvirt call.
+pub(crate) fn bulk_stats(
+    c: &Connect,
+    one: Option<&Domain>,
+    stats: u32,
+) -> Result<Vec<StatsRecord>> {
+    let mut records: *mut sys::virDomainStatsRecordPtr = std::ptr::null_mut();
+    // SAFETY: the pointers come from live wrapper objects; libvirt fills `records` with a
+    // NULL-terminated array that we free with virDomainStatsRecordListFree below.
+    let n = unsafe {
+        match one {
+            None => sys::virConnectGetAllDomainStats(c.as_ptr(), stats, &mut records, 0),
+            Some(d) => {
+                let mut doms = [d.as_ptr(), std::ptr::null_mut()];
+                sys::virDomainListGetStats(doms.as_mut_ptr(), stats, &mut records, 0)
+            }
+        }
+    };
+    if n < 0 {
+        return Err(crate::conn::map_error(virt::error::Error::last_error()));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    // SAFETY: `records` holds `n` valid records; each record's params array holds
+    // `nparams` entries; strings are NUL-terminated. We take a new reference on each
+    // domain before the list (and its references) is freed.
+    unsafe {
+        for i in 0..n as usize {
+            let rec = *records.add(i);
+            if rec.is_null() {
+                continue;
+            }
+            let r = &*rec;
+            if sys::virDomainRef(r.dom) < 0 {
+                continue;
+            }
+            let domain = Domain::from_ptr(r.dom);
+            let mut params = HashMap::with_capacity(r.nparams.max(0) as usize);
+            for j in 0..r.nparams.max(0) as usize {
+                let p = &*r.params.add(j);
+                let key = CStr::from_ptr(p.field.as_ptr() as *const c_char)
+                    .to_string_lossy()
+                    .into_owned();
+                let value = match p.type_ as u32 {
+                    sys::VIR_TYPED_PARAM_INT => Param::Int(i64::from(p.value.i)),
+                    sys::VIR_TYPED_PARAM_UINT => Param::UInt(u64::from(p.value.ui)),
+                    sys::VIR_TYPED_PARAM_LLONG => Param::Int(p.value.l),
+                    sys::VIR_TYPED_PARAM_ULLONG => Param::UInt(p.value.ul),
+                    sys::VIR_TYPED_PARAM_DOUBLE => Param::Float(p.value.d),
+                    sys::VIR_TYPED_PARAM_BOOLEAN => Param::UInt(u64::from(p.value.b != 0)),
+                    _ => continue,
+                };
+                params.insert(key, value);
+            }
+            out.push(StatsRecord { domain, params });
+        }
+        if !records.is_null() {
+            sys::virDomainStatsRecordListFree(records);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn list_blocking(
+    inner: &Inner,
+    c: &Connect,
+    filter: &InstanceFilter,
+) -> Result<Vec<Instance>> {
+    let records = bulk_stats(c, None, sys::VIR_DOMAIN_STATS_STATE)?;
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let f = match facts(inner, &r.domain) {
+            Ok(f) => f,
+            // Undefined between the list and now.
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let state = r
+            .u64("state.state")
+            .map_or(InstanceState::Unknown, state_from_raw);
+        let i = instance_of(inner, &f, state, None, None);
+        if filter.matches(&i) {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
+/// A volume reference `pool/name`, `name` (default pool) or an absolute path.
+pub(crate) fn find_volume(inner: &Inner, c: &Connect, reference: &str) -> Result<StorageVol> {
+    let missing = || Error::not_found(format!("no volume or image {reference:?}"));
+    if reference.starts_with('/') {
+        return c.lookup_storage_vol_by_path(reference).lv().map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                missing()
+            } else {
+                e
+            }
+        });
+    }
+    if validate::volume_name(reference).is_err() {
+        return Err(missing());
+    }
+    let (pool, name) = match reference.split_once('/') {
+        Some((p, n)) => (p, n),
+        None => (inner.default_pool.as_str(), reference),
+    };
+    let pool = c.lookup_storage_pool_by_name(pool).lv().map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            missing()
+        } else {
+            e
+        }
+    })?;
+    pool.lookup_storage_vol_by_name(name).lv().map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            missing()
+        } else {
+            e
+        }
+    })
+}
+
+/// Undoes what a failed create made.
+struct Rollback<'a> {
+    conn: &'a Connect,
+    volumes: Vec<StorageVol>,
+    domain: Option<Domain>,
+}
+
+impl Rollback<'_> {
+    fn run(self) {
+        if let Some(d) = self.domain {
+            let _ = d.destroy();
+            if let Err(e) = d.undefine() {
+                tracing::warn!(error = %e, "rollback: undefine failed");
+            }
+        }
+        for v in self.volumes {
+            if let Err(e) = v.delete(0) {
+                tracing::warn!(error = %e, "rollback: volume delete failed");
+            }
+        }
+        let _ = self.conn;
+    }
+}
+
+fn disk_target(i: usize) -> String {
+    let letter = (b'a' + (i % 26) as u8) as char;
+    if i < 26 {
+        format!("vd{letter}")
+    } else {
+        format!("vd{}{letter}", (b'a' + (i / 26 - 1) as u8) as char)
+    }
+}
+
+fn pool_of(inner: &Inner, c: &Connect, name: Option<&str>) -> Result<StoragePool> {
+    let name = name.unwrap_or(inner.default_pool.as_str());
+    c.lookup_storage_pool_by_name(name)
+        .lv()
+        .map_err(|e| e.with_context("pool", name.to_string()))
+}
+
+fn volume_path(v: &StorageVol) -> Result<String> {
+    v.path().lv()
+}
+
+fn volume_format(v: &StorageVol) -> Result<String> {
+    let f = xml::parse_volume(&v.xml_desc(0).lv()?)?;
+    Ok(f.format.unwrap_or_else(|| "raw".into()))
+}
+
+/// Creates a VM; everything made is removed again when a step fails.
+pub(crate) fn create_blocking(
+    inner: &Inner,
+    c: &Connect,
+    spec: &InstanceSpec,
+    boot: Option<&KernelBoot>,
+) -> Result<Instance> {
+    match c.lookup_domain_by_name(&spec.name).lv() {
+        Ok(_) => {
+            return Err(Error::conflict(format!(
+                "a VM named {:?} exists already",
+                spec.name
+            )));
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    for n in &spec.networks {
+        c.lookup_network_by_name(n)
+            .lv()
+            .map_err(|e| e.with_context("network", n.clone()))?;
+    }
+    let mut rb = Rollback {
+        conn: c,
+        volumes: Vec::new(),
+        domain: None,
+    };
+    let out = create_inner(inner, c, spec, boot, &mut rb);
+    match out {
+        Ok(i) => Ok(i),
+        Err(e) => {
+            rb.run();
+            Err(e)
+        }
+    }
+}
+
+fn create_inner(
+    inner: &Inner,
+    c: &Connect,
+    spec: &InstanceSpec,
+    boot: Option<&KernelBoot>,
+    rb: &mut Rollback<'_>,
+) -> Result<Instance> {
+    let mut disks = spec.disks.clone();
+    if let Some(image) = &spec.image
+        && !disks.iter().any(|d| d.base_image.is_some())
+    {
+        disks.insert(
+            0,
+            DiskSpec {
+                base_image: Some(image.clone()),
+                ..Default::default()
+            },
+        );
+    }
+    let mut planned = Vec::new();
+    let mut owned = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        let target = disk_target(i);
+        if let Some(v) = &d.volume {
+            let vol = find_volume(inner, c, v)?;
+            let format = volume_format(&vol)?;
+            let pool = vol.lookup_storage_pool().lv()?.name().lv()?;
+            planned.push(PlannedDisk {
+                source: DiskSource::Volume {
+                    pool,
+                    volume: vol.name().lv()?,
+                },
+                format,
+                cdrom: false,
+                readonly: false,
+                target,
+            });
+            continue;
+        }
+        let pool = pool_of(inner, c, d.pool.as_deref())?;
+        let pool_name = pool.name().lv()?;
+        let (vol_xml, format) = if let Some(base) = &d.base_image {
+            let base_vol = find_volume(inner, c, base)?;
+            let base_path = volume_path(&base_vol)?;
+            let base_format = volume_format(&base_vol)?;
+            let base_cap = base_vol.info().lv()?.capacity;
+            let cap = d.size_bytes.unwrap_or(base_cap).max(base_cap);
+            let name = format!("{}-disk{i}.qcow2", spec.name);
+            let x = xml::volume_xml(&xml::VolumePlan {
+                name: &name,
+                capacity: cap,
+                format: "qcow2",
+                backing: Some((&base_path, &base_format)),
+            })?;
+            (x, "qcow2".to_string())
+        } else {
+            let format = d.format.unwrap_or(DiskFormat::Qcow2);
+            if format == DiskFormat::Iso {
+                return Err(Error::invalid("a new blank disk cannot be an ISO"));
+            }
+            let name = format!("{}-disk{i}.{}", spec.name, format.as_str());
+            let x = xml::volume_xml(&xml::VolumePlan {
+                name: &name,
+                capacity: d.size_bytes.unwrap_or(1 << 30),
+                format: format.as_str(),
+                backing: None,
+            })?;
+            (x, format.as_str().to_string())
+        };
+        let vol = StorageVol::create_xml(&pool, &vol_xml, 0).lv()?;
+        let vol_name = vol.name().lv()?;
+        rb.volumes.push(vol);
+        owned.push(format!("{pool_name}/{vol_name}"));
+        planned.push(PlannedDisk {
+            source: DiskSource::Volume {
+                pool: pool_name,
+                volume: vol_name,
+            },
+            format,
+            cdrom: false,
+            readonly: false,
+            target,
+        });
+    }
+    if let Some(ci) = &spec.cloud_init {
+        if inner.is_test {
+            return Err(Error::unsupported(
+                "libvirt's test driver cannot hold a cloud-init seed (its volumes have no content)",
+            ));
+        }
+        let image = crate::cloudinit::fat_seed(ci, &spec.name)?;
+        let pool = pool_of(inner, c, None)?;
+        let pool_name = pool.name().lv()?;
+        let name = format!("{}-cidata.img", spec.name);
+        let x = xml::volume_xml(&xml::VolumePlan {
+            name: &name,
+            capacity: image.len() as u64,
+            format: "raw",
+            backing: None,
+        })?;
+        let vol = StorageVol::create_xml(&pool, &x, 0).lv()?;
+        rb.volumes.push(vol.clone());
+        upload_bytes(c, &vol, &image)?;
+        owned.push(format!("{pool_name}/{name}"));
+        planned.push(PlannedDisk {
+            source: DiskSource::Volume {
+                pool: pool_name,
+                volume: name,
+            },
+            format: "raw".into(),
+            cdrom: false,
+            readonly: true,
+            target: disk_target(planned.len()),
+        });
+    }
+    if let Some(iso) = &spec.cdrom {
+        let source = if iso.starts_with('/') && c.lookup_storage_vol_by_path(iso).is_err() {
+            validate::absolute_path("cdrom", iso)?;
+            DiskSource::File(iso.clone())
+        } else {
+            let vol = find_volume(inner, c, iso)?;
+            DiskSource::Volume {
+                pool: vol.lookup_storage_pool().lv()?.name().lv()?,
+                volume: vol.name().lv()?,
+            }
+        };
+        planned.push(PlannedDisk {
+            source,
+            format: "raw".into(),
+            cdrom: true,
+            readonly: true,
+            target: "hdc".into(),
+        });
+    }
+    let mut meta = Meta {
+        created: Some(chrono::Utc::now()),
+        image: spec.image.clone(),
+        template: spec.template.clone(),
+        labels: spec.labels.clone(),
+        owned,
+    };
+    meta.labels.retain(|_, _| true);
+    let plan = DomainPlan {
+        name: spec.name.clone(),
+        domain_type: inner.domain_type.clone(),
+        memory_bytes: spec.memory_bytes.unwrap_or(DEFAULT_MEMORY),
+        cpus: spec.cpus.unwrap_or(1),
+        boot: boot.cloned(),
+        disks: planned,
+        nics: spec
+            .networks
+            .iter()
+            .map(|n| PlannedNic::Network(n.clone()))
+            .collect(),
+        serial_log: (!inner.is_test).then(|| serial_log_path(inner, &spec.name)),
+        vnc: !inner.is_test,
+        meta,
+    };
+    let dom_xml = xml::domain_xml(&plan)?;
+    tracing::debug!(instance = %spec.name, "defining domain");
+    let d = c.define_domain_xml(&dom_xml).lv()?;
+    rb.domain = Some(d.clone());
+    if spec.autostart {
+        d.set_autostart(true).lv()?;
+    }
+    if spec.start {
+        d.create().lv()?;
+    }
+    let i = get_blocking(inner, c, &spec.name)?;
+    rb.domain = None;
+    rb.volumes.clear();
+    Ok(i)
+}
+
+pub(crate) fn serial_log_path(inner: &Inner, name: &str) -> String {
+    inner
+        .config
+        .log_dir
+        .join(format!("{name}-serial.log"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Writes `data` into a volume through a libvirt stream (works on remote hosts too).
+pub(crate) fn upload_bytes(c: &Connect, vol: &StorageVol, data: &[u8]) -> Result<()> {
+    let stream = virt::stream::Stream::new(c, 0).lv()?;
+    vol.upload(&stream, 0, data.len() as u64, 0).lv()?;
+    let mut sent = 0;
+    while sent < data.len() {
+        let end = (sent + 256 * 1024).min(data.len());
+        let n = stream.send(&data[sent..end]).lv()?;
+        if n <= 0 {
+            let _ = stream.abort();
+            return Err(Error::internal("volume upload stream stopped"));
+        }
+        sent += n as usize;
+    }
+    stream.finish().lv()
+}
+
+pub(crate) fn is_active_domain(d: &Domain) -> Result<bool> {
+    d.is_active().lv()
+}
+
+fn is_active(d: &Domain) -> Result<bool> {
+    d.is_active().lv()
+}
+
+fn stop_blocking(d: &Domain, options: StopOptions, default_timeout: u64) -> Result<()> {
+    if !is_active(d)? {
+        return Ok(());
+    }
+    if !options.force {
+        let timeout = Duration::from_secs(options.timeout_secs.unwrap_or(default_timeout));
+        match d.shutdown().lv() {
+            Ok(()) => {
+                let deadline = Instant::now() + timeout;
+                while Instant::now() < deadline {
+                    if !is_active(d)? {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                tracing::info!("graceful shutdown timed out; forcing");
+            }
+            Err(e) if e.kind() == ErrorKind::Conflict && !is_active(d)? => return Ok(()),
+            Err(e) => tracing::info!(error = %e, "graceful shutdown refused; forcing"),
+        }
+    }
+    match d.destroy().lv() {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::Conflict && !is_active(d)? => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn delete_blocking(inner: &Inner, c: &Connect, id: &str, force: bool) -> Result<()> {
+    let d = lookup(c, id)?;
+    let f = facts(inner, &d)?;
+    if is_active(&d)? {
+        if !force {
+            return Err(Error::conflict(format!(
+                "VM {:?} is running: stop it first or delete with force",
+                f.name
+            )));
+        }
+        stop_blocking(
+            &d,
+            StopOptions {
+                timeout_secs: None,
+                force: true,
+            },
+            0,
+        )?;
+    }
+    let flags = sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+        | sys::VIR_DOMAIN_UNDEFINE_NVRAM
+        | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+    if let Err(e) = d.undefine_flags(flags).lv() {
+        if e.kind() == ErrorKind::Unsupported || e.kind() == ErrorKind::InvalidInput {
+            d.undefine().lv()?;
+        } else {
+            return Err(e);
+        }
+    }
+    inner.shared.invalidate(&f.uuid);
+    for owned in &f.meta.owned {
+        match find_volume(inner, c, owned) {
+            Ok(v) => {
+                if let Err(e) = v.delete(0) {
+                    tracing::warn!(volume = %owned, error = %e, "could not delete the VM's volume");
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(volume = %owned, error = %e, "could not find the VM's volume"),
+        }
+    }
+    if let Some(log) = &f.serial_log
+        && is_local(inner)
+    {
+        let _ = std::fs::remove_file(log);
+    }
+    Ok(())
+}
+
+pub(crate) fn is_local(inner: &Inner) -> bool {
+    let uri = inner.config.uri.as_str();
+    !uri.contains("://") || uri.contains(":///")
+}
+
+fn update_blocking(inner: &Inner, c: &Connect, id: &str, u: ResourceUpdate) -> Result<Instance> {
+    let d = lookup(c, id)?;
+    let active = is_active(&d)?;
+    let config = sys::VIR_DOMAIN_AFFECT_CONFIG;
+    if let Some(n) = u.cpus {
+        let current = d.vcpus_flags(config).lv().unwrap_or(1);
+        if n >= current {
+            d.set_vcpus_flags(n, config | sys::VIR_DOMAIN_VCPU_MAXIMUM)
+                .lv()?;
+            d.set_vcpus_flags(n, config).lv()?;
+        } else {
+            d.set_vcpus_flags(n, config).lv()?;
+            d.set_vcpus_flags(n, config | sys::VIR_DOMAIN_VCPU_MAXIMUM)
+                .lv()?;
+        }
+        if active && let Err(e) = d.set_vcpus_flags(n, sys::VIR_DOMAIN_AFFECT_LIVE).lv() {
+            tracing::info!(error = %e, "live CPU change refused; it applies at next start");
+        }
+    }
+    if let Some(m) = u.memory_bytes {
+        let kib = m / 1024;
+        d.set_memory_flags(kib, config | sys::VIR_DOMAIN_MEM_MAXIMUM)
+            .lv()?;
+        d.set_memory_flags(kib, config).lv()?;
+        if active && let Err(e) = d.set_memory_flags(kib, sys::VIR_DOMAIN_AFFECT_LIVE).lv() {
+            tracing::info!(error = %e, "live memory change refused; it applies at next start");
+        }
+    }
+    if let Ok(uuid) = d.uuid_string() {
+        inner.shared.invalidate(&uuid);
+    }
+    get_blocking(inner, c, id)
+}
+
+fn stats_blocking(inner: &Inner, c: &Connect, id: &str) -> Result<Stats> {
+    let d = lookup(c, id)?;
+    let uuid = d.uuid_string().lv()?;
+    let info = d.info().lv()?;
+    let flags = if inner.is_test {
+        sys::VIR_DOMAIN_STATS_STATE
+    } else {
+        sys::VIR_DOMAIN_STATS_BALLOON
+            | sys::VIR_DOMAIN_STATS_BLOCK
+            | sys::VIR_DOMAIN_STATS_INTERFACE
+            | sys::VIR_DOMAIN_STATS_CPU_TOTAL
+    };
+    let rec = bulk_stats(c, Some(&d), flags)?.into_iter().next();
+    let now = Instant::now();
+    let cpu_time = rec
+        .as_ref()
+        .and_then(|r| r.u64("cpu.time"))
+        .unwrap_or(info.cpu_time);
+    let cpu_percent = {
+        let mut samples = inner
+            .cpu_samples
+            .lock()
+            .map_err(|_| Error::internal("stats lock poisoned"))?;
+        let pct = match samples.get(&uuid) {
+            Some((t, prev)) if now.duration_since(*t) > Duration::from_millis(50) => {
+                let dt = now.duration_since(*t).as_nanos() as f64;
+                (cpu_time.saturating_sub(*prev) as f64 / dt * 100.0).max(0.0)
+            }
+            _ => 0.0,
+        };
+        samples.insert(uuid, (now, cpu_time));
+        pct
+    };
+    let limit = info.max_mem.saturating_mul(1024);
+    let (used, block_r, block_w, rx, tx) = match &rec {
+        Some(r) => {
+            let used = r
+                .u64("balloon.rss")
+                .or_else(|| {
+                    let avail = r.u64("balloon.available")?;
+                    let unused = r.u64("balloon.unused")?;
+                    Some(avail.saturating_sub(unused))
+                })
+                .or_else(|| r.u64("balloon.current"))
+                .map(|k| k.saturating_mul(1024))
+                .unwrap_or(info.memory.saturating_mul(1024));
+            (
+                used,
+                r.sum("block", "block.count", "rd.bytes"),
+                r.sum("block", "block.count", "wr.bytes"),
+                r.sum("net", "net.count", "rx.bytes"),
+                r.sum("net", "net.count", "tx.bytes"),
+            )
+        }
+        None => (info.memory.saturating_mul(1024), 0, 0, 0, 0),
+    };
+    let active = is_active(&d)?;
+    Ok(Stats {
+        timestamp: chrono::Utc::now(),
+        cpu_percent,
+        memory_bytes: if active { used } else { 0 },
+        memory_limit_bytes: limit,
+        block_read_bytes: block_r,
+        block_write_bytes: block_w,
+        net_rx_bytes: rx,
+        net_tx_bytes: tx,
+        pids: None,
+    })
+}
+
+fn snapshot_of(uuid: &str, xml_text: &str) -> Result<Snapshot> {
+    let f = xml::parse_snapshot(xml_text)?;
+    Ok(Snapshot {
+        name: f.name,
+        instance_id: uuid.to_string(),
+        created_at: f.created,
+        description: f.description,
+        includes_memory: f.memory,
+        reference: None,
+    })
+}
+
+fn find_snapshot(d: &Domain, name: &str) -> Result<virt::domain_snapshot::DomainSnapshot> {
+    if validate::name("snapshot", name).is_err() {
+        return Err(Error::not_found(format!("no snapshot {name:?}")));
+    }
+    Domain::lookup_snapshot_by_name(d, name, 0)
+        .lv()
+        .map_err(|e| {
+            if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::InvalidInput {
+                Error::not_found(format!("no snapshot {name:?}"))
+            } else {
+                e
+            }
+        })
+}
+
+fn read_log(path: &str) -> Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn log_entries(text: &[u8], options: &LogOptions) -> Vec<LogEntry> {
+    let text = String::from_utf8_lossy(text);
+    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+    if let Some(t) = options.tail {
+        let skip = lines.len().saturating_sub(t);
+        lines.drain(..skip);
+    }
+    lines
+        .into_iter()
+        .map(|l| LogEntry {
+            stream: LogStream::Console,
+            timestamp: None,
+            message: l.to_string(),
+        })
+        .collect()
+}
+
+impl KvmBackend {
+    /// Creates a VM from a validated spec; leaves no domain or volume behind on failure.
+    async fn create_vm(&self, spec: &InstanceSpec) -> Result<Instance> {
+        validate::instance_spec(spec, InstanceKind::Vm)?;
+        let mut spec = spec.clone();
+        if let Some(t) = spec.template.clone() {
+            let t = self.template_get_inner(&t).await?;
+            crate::templates::apply(&mut spec, &t);
+            validate::instance_spec(&spec, InstanceKind::Vm)?;
+        }
+        if let Some(ci) = &spec.cloud_init {
+            crate::cloudinit::validate(ci)?;
+        }
+        let boot = spec.kernel_boot.clone();
+        let inner = self.inner.clone();
+        self.inner
+            .run(move |c| create_blocking(&inner, c, &spec, boot.as_ref()))
+            .await
+    }
+
+    async fn with_domain<T, F>(&self, id: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &Connect, Domain) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        self.inner
+            .run(move |c| {
+                let d = lookup(c, &id)?;
+                f(&inner, c, d)
+            })
+            .await
+    }
+
+    /// The serial log path and whether the VM is active.
+    async fn log_path(&self, id: &str) -> Result<Option<String>> {
+        self.with_domain(id, |inner, _, d| Ok(facts(inner, &d)?.serial_log.clone()))
+            .await
+    }
+}
+
+#[async_trait]
+impl Compute for KvmBackend {
+    async fn create(&self, spec: &InstanceSpec) -> Result<Instance> {
+        if spec.kind == Some(InstanceKind::Container) {
+            return Err(Error::unsupported(
+                "the KVM backend creates VMs, not containers",
+            ));
+        }
+        self.create_vm(spec).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Instance> {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        self.inner.run(move |c| get_blocking(&inner, c, &id)).await
+    }
+
+    async fn resolve(&self, id: &str) -> Result<String> {
+        let id = id.to_string();
+        self.inner
+            .run(move |c| lookup(c, &id)?.uuid_string().lv())
+            .await
+    }
+
+    async fn list(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
+        if filter.kind == Some(InstanceKind::Container)
+            || filter
+                .backend
+                .as_deref()
+                .is_some_and(|b| b != self.inner.config.name)
+        {
+            return Ok(Vec::new());
+        }
+        let inner = self.inner.clone();
+        let filter = filter.clone();
+        self.inner
+            .run(move |c| list_blocking(&inner, c, &filter))
+            .await
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        self.with_domain(id, |_, _, d| d.create().lv().map(|_| ()))
+            .await
+    }
+
+    async fn stop(&self, id: &str, options: StopOptions) -> Result<()> {
+        let t = self.inner.config.default_stop_timeout_secs;
+        self.with_domain(id, move |_, _, d| stop_blocking(&d, options, t))
+            .await
+    }
+
+    async fn restart(&self, id: &str, options: StopOptions) -> Result<()> {
+        let t = self.inner.config.default_stop_timeout_secs;
+        self.with_domain(id, move |_, _, d| {
+            stop_blocking(&d, options, t)?;
+            d.create().lv().map(|_| ())
+        })
+        .await
+    }
+
+    async fn kill(&self, id: &str, signal: Option<&str>) -> Result<()> {
+        if let Some(s) = signal
+            && !matches!(s, "SIGKILL" | "KILL" | "9")
+        {
+            return Err(Error::unsupported(format!(
+                "a VM cannot receive signal {s:?}; only SIGKILL (pull the plug) is supported"
+            )));
+        }
+        self.with_domain(id, |_, _, d| {
+            stop_blocking(
+                &d,
+                StopOptions {
+                    timeout_secs: None,
+                    force: true,
+                },
+                0,
+            )
+        })
+        .await
+    }
+
+    async fn pause(&self, id: &str) -> Result<()> {
+        self.with_domain(id, |_, _, d| d.suspend().lv()).await
+    }
+
+    async fn resume(&self, id: &str) -> Result<()> {
+        self.with_domain(id, |_, _, d| d.resume().lv()).await
+    }
+
+    async fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        self.inner
+            .run(move |c| delete_blocking(&inner, c, &id, force))
+            .await
+    }
+
+    async fn update(&self, id: &str, update: ResourceUpdate) -> Result<Instance> {
+        if let Some(n) = update.cpus {
+            validate::cpus(n)?;
+        }
+        if let Some(m) = update.memory_bytes {
+            validate::memory(m)?;
+        }
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        self.inner
+            .run(move |c| update_blocking(&inner, c, &id, update))
+            .await
+    }
+
+    async fn stats(&self, id: &str) -> Result<Stats> {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        self.inner
+            .run(move |c| stats_blocking(&inner, c, &id))
+            .await
+    }
+
+    async fn stats_stream(&self, id: &str) -> Result<BoxStream<Stats>> {
+        let first = self.stats(id).await?;
+        let me = self.clone();
+        let id = id.to_string();
+        let rest = futures::stream::unfold((me, id), |(me, id)| async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let s = me.stats(&id).await;
+            let stop = s.as_ref().is_err_and(|e| e.kind() == ErrorKind::NotFound);
+            if stop { None } else { Some((s, (me, id))) }
+        });
+        Ok(Box::pin(
+            futures::stream::once(async move { Ok(first) }).chain(rest),
+        ))
+    }
+
+    async fn logs(&self, id: &str, options: LogOptions) -> Result<BoxStream<LogEntry>> {
+        let path = self.log_path(id).await?;
+        let Some(path) = path else {
+            return Ok(Box::pin(futures::stream::empty()));
+        };
+        if !is_local(&self.inner) {
+            return Err(Error::unsupported(
+                "the serial log of a VM on a remote libvirt host cannot be read",
+            ));
+        }
+        let p = path.clone();
+        let bytes = tokio::task::spawn_blocking(move || read_log(&p))
+            .await
+            .map_err(|e| Error::internal(format!("log reader failed: {e}")))??;
+        // Serial lines carry no time: `since`/`until` apply to the log as a whole, by the
+        // file's modification time.
+        if let Some(since) = options.since
+            && let Ok(meta) = std::fs::metadata(&path)
+            && let Ok(modified) = meta.modified()
+            && chrono::DateTime::<chrono::Utc>::from(modified) < since
+        {
+            return Ok(Box::pin(futures::stream::empty()));
+        }
+        let entries = log_entries(&bytes, &options);
+        let head = futures::stream::iter(entries.into_iter().map(Ok));
+        if !options.follow {
+            return Ok(Box::pin(head));
+        }
+        let offset = bytes.len() as u64;
+        let tail = futures::stream::unfold((path, offset), |(path, offset)| async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let p = path.clone();
+                let read = tokio::task::spawn_blocking(move || read_log(&p)).await;
+                let bytes = match read {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => return Some((vec![Err(e)], (path, offset))),
+                    Err(e) => {
+                        return Some((
+                            vec![Err(Error::internal(format!("log reader failed: {e}")))],
+                            (path, offset),
+                        ));
+                    }
+                };
+                if (bytes.len() as u64) > offset {
+                    let start = usize::try_from(offset).unwrap_or(0);
+                    let new = bytes.get(start..).unwrap_or_default();
+                    let entries = log_entries(new, &LogOptions::default());
+                    let next = bytes.len() as u64;
+                    return Some((entries.into_iter().map(Ok).collect(), (path, next)));
+                }
+            }
+        })
+        .flat_map(futures::stream::iter);
+        Ok(Box::pin(head.chain(tail)))
+    }
+
+    async fn console(&self, id: &str) -> Result<ConsoleSession> {
+        crate::network::open_console(self, id).await
+    }
+
+    async fn vnc_display(&self, id: &str) -> Result<VncDisplay> {
+        self.with_domain(id, |_, _, d| {
+            let f = xml::parse_domain(&d.xml_desc(0).lv()?)?;
+            match f.vnc_port {
+                Some(port) => Ok(VncDisplay {
+                    host: f.vnc_listen.unwrap_or_else(|| "127.0.0.1".into()),
+                    port,
+                }),
+                None => Err(Error::conflict(
+                    "the VM has no VNC display now: it is not running or has no graphics",
+                )),
+            }
+        })
+        .await
+    }
+
+    async fn screenshot(&self, id: &str) -> Result<Vec<u8>> {
+        let raw = self
+            .with_domain(id, |_, c, d| {
+                if !is_active(&d)? {
+                    return Err(Error::conflict("the VM is not running"));
+                }
+                let stream = virt::stream::Stream::new(c, 0).lv()?;
+                let mime = d.screenshot(&stream, 0, 0).lv()?;
+                let mut data = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = stream.recv(&mut buf).lv()?;
+                    if n <= 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buf[..n as usize]);
+                }
+                let _ = stream.finish();
+                Ok((mime, data))
+            })
+            .await?;
+        crate::export::screenshot_png(&raw.0, &raw.1)
+    }
+
+    async fn snapshot_create(&self, id: &str, spec: &SnapshotSpec) -> Result<Snapshot> {
+        validate::snapshot_spec(spec)?;
+        let spec = spec.clone();
+        self.with_domain(id, move |_, _, d| {
+            match Domain::lookup_snapshot_by_name(&d, &spec.name, 0).lv() {
+                Ok(_) => {
+                    return Err(Error::conflict(format!(
+                        "snapshot {:?} exists already",
+                        spec.name
+                    )));
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let x = xml::snapshot_xml(&spec.name, spec.description.as_deref())?;
+            let s = d.create_snapshot_xml(&x, 0).lv()?;
+            snapshot_of(&d.uuid_string().lv()?, &s.xml_desc(0).lv()?)
+        })
+        .await
+    }
+
+    async fn snapshot_list(&self, id: &str) -> Result<Vec<Snapshot>> {
+        self.with_domain(id, |_, _, d| {
+            let uuid = d.uuid_string().lv()?;
+            let mut out = Vec::new();
+            for s in d.list_all_snapshots(0).lv()? {
+                out.push(snapshot_of(&uuid, &s.xml_desc(0).lv()?)?);
+            }
+            out.sort_by_key(|s| s.created_at);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn snapshot_revert(&self, id: &str, snapshot: &str) -> Result<()> {
+        let name = snapshot.to_string();
+        self.with_domain(id, move |inner, _, d| {
+            let s = find_snapshot(&d, &name)?;
+            s.revert(0).lv()?;
+            if let Ok(uuid) = d.uuid_string() {
+                inner.shared.invalidate(&uuid);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn snapshot_delete(&self, id: &str, snapshot: &str) -> Result<()> {
+        let name = snapshot.to_string();
+        self.with_domain(id, move |_, _, d| find_snapshot(&d, &name)?.delete(0).lv())
+            .await
+    }
+
+    async fn export(
+        &self,
+        id: &str,
+        spec: &ExportSpec,
+        progress: ProgressSink,
+    ) -> Result<ExportResult> {
+        crate::export::export(self, id, spec, progress).await
+    }
+
+    async fn events(&self) -> Result<BoxStream<Event>> {
+        // Opening the connection (if it was lost) registers the callbacks again.
+        self.inner.run(|c| c.lib_version().lv()).await?;
+        if !self.inner.shared.events_live.load(Ordering::SeqCst) {
+            return Err(Error::unavailable(
+                "this libvirt connection does not deliver domain events",
+            ));
+        }
+        let rx = self.inner.shared.events.subscribe();
+        let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| async move {
+            match r {
+                Ok(e) => Some(Ok(e)),
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "event consumer too slow; events dropped");
+                    None
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn template_list(&self) -> Result<Vec<Template>> {
+        crate::templates::list(self).await
+    }
+
+    async fn template_create(&self, template: &Template) -> Result<Template> {
+        crate::templates::create(self, template).await
+    }
+
+    async fn template_get(&self, name: &str) -> Result<Template> {
+        self.template_get_inner(name).await
+    }
+
+    async fn template_delete(&self, name: &str) -> Result<()> {
+        crate::templates::delete(self, name).await
+    }
+}

@@ -1,0 +1,320 @@
+//! The libvirt connection: opened by URI, shared by every call, reopened after the daemon
+//! went away. Calls run on tokio's blocking pool; libvirt's thread-local error is read on
+//! the thread that made the call (the `virt` crate does so inside each wrapper).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+
+use libgo_core::{Error, ErrorKind, Event, Result};
+use tokio::sync::broadcast;
+use virt::connect::Connect;
+use virt::error::{ErrorDomain, ErrorNumber};
+
+use crate::{Accelerator, KvmConfig};
+
+/// Maps a libvirt error to a LibGo error of the right kind.
+pub fn map_error(e: virt::error::Error) -> Error {
+    use ErrorNumber as N;
+    let kind = match e.code() {
+        virt::enumutil::Enum::Known(code) => match code {
+            N::NoDomain
+            | N::NoNetwork
+            | N::NoStoragePool
+            | N::NoStorageVolume
+            | N::NoDomainSnapshot
+            | N::NoNetworkPort
+            | N::NoSecret
+            | N::NoInterface
+            | N::NoNodeDevice
+            | N::NoNwfilter
+            | N::NoDomainMetadata
+            | N::NoDomainCheckpoint => ErrorKind::NotFound,
+            N::DomExist
+            | N::NetworkExist
+            | N::StorageVolExist
+            | N::StoragePoolBuilt
+            | N::OperationInvalid
+            | N::ResourceBusy
+            | N::SnapshotRevertRisky
+            | N::BlockCopyActive
+            | N::NetworkPortExists
+            | N::MultipleDomains => ErrorKind::Conflict,
+            N::InvalidArg
+            | N::XmlError
+            | N::XmlDetail
+            | N::XmlInvalidSchema
+            | N::InvalidMac
+            | N::Overflow
+            | N::NoName
+            | N::NoSource
+            | N::NoTarget
+            | N::NoKernel
+            | N::CpuIncompatible => ErrorKind::InvalidInput,
+            N::NoSupport
+            | N::OperationUnsupported
+            | N::ArgumentUnsupported
+            | N::ConfigUnsupported => ErrorKind::Unsupported,
+            N::AuthFailed | N::AuthCancelled | N::AuthUnavailable => ErrorKind::Unauthorized,
+            N::AccessDenied | N::OperationDenied => ErrorKind::Forbidden,
+            N::OperationTimeout | N::AgentCommandTimeout => ErrorKind::Timeout,
+            N::AgentUnresponsive => ErrorKind::Unsupported,
+            N::NoConnect | N::InvalidConn | N::Rpc | N::NoServer => ErrorKind::Unavailable,
+            N::SystemError
+                if e.domain()
+                    .is_known_and(|d| matches!(d, ErrorDomain::Rpc | ErrorDomain::Remote)) =>
+            {
+                ErrorKind::Unavailable
+            }
+            _ => ErrorKind::Internal,
+        },
+        virt::enumutil::Enum::Unknown(_) => ErrorKind::Internal,
+    };
+    Error::new(kind, e.message().to_string()).with_source(e)
+}
+
+/// Shorthand used by the modules: a libvirt result into a LibGo one.
+pub(crate) trait LvExt<T> {
+    fn lv(self) -> Result<T>;
+}
+
+impl<T> LvExt<T> for std::result::Result<T, virt::error::Error> {
+    fn lv(self) -> Result<T> {
+        self.map_err(map_error)
+    }
+}
+
+static EVENT_LOOP: Once = Once::new();
+
+/// Registers libvirt's default event loop and runs it on a thread of its own. It must be
+/// registered before the first connection is opened for that connection to get events.
+fn start_event_loop() {
+    EVENT_LOOP.call_once(|| {
+        // libvirt prints every error to stderr unless told otherwise: LibGo reports them.
+        virt::error::clear_error_callback();
+        if let Err(e) = virt::event::event_register_default_impl() {
+            tracing::warn!(error = %e, "libvirt event loop unavailable: no events");
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("libvirt-events".into())
+            .spawn(|| {
+                loop {
+                    if let Err(e) = virt::event::event_run_default_impl() {
+                        tracing::warn!(error = %e, "libvirt event loop iteration failed");
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the libvirt event thread");
+        }
+    });
+}
+
+/// What the event callbacks share with the backend.
+pub(crate) struct Shared {
+    pub backend: String,
+    pub events: broadcast::Sender<Event>,
+    /// Parsed static facts of domains (labels, disks…), keyed by UUID; kept fresh by events.
+    pub cache: Mutex<HashMap<String, Arc<crate::xml::DomainFacts>>>,
+    /// Whether events arrive on the current connection (else the cache is bypassed).
+    pub events_live: AtomicBool,
+    /// Set by the close callback: the connection must be reopened.
+    pub closed: AtomicBool,
+    /// Last action published per domain UUID (to tell a resume from the unpause at start).
+    pub last_action: Mutex<HashMap<String, libgo_core::EventAction>>,
+    /// Bumped whenever the cache is cleared, so a filler racing a clear does not insert.
+    pub generation: AtomicU64,
+}
+
+impl Shared {
+    pub fn invalidate(&self, uuid: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(uuid);
+        }
+    }
+
+    pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+    }
+}
+
+struct Live {
+    conn: Arc<Connect>,
+    _registration: Option<crate::events::Registration>,
+}
+
+/// The backend's state.
+pub(crate) struct Inner {
+    pub config: KvmConfig,
+    pub is_test: bool,
+    /// `kvm`, `qemu` or `test`.
+    pub domain_type: String,
+    pub default_pool: String,
+    pub shared: Arc<Shared>,
+    live: Mutex<Option<Live>>,
+    /// Last CPU time sample per domain, for CPU percentages.
+    pub cpu_samples: Mutex<HashMap<String, (std::time::Instant, u64)>>,
+}
+
+impl Inner {
+    pub async fn open(config: KvmConfig) -> Result<Arc<Inner>> {
+        if config.uri.contains('\0') {
+            return Err(Error::invalid("libvirt URI must not contain NUL bytes"));
+        }
+        let (tx, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            backend: config.name.clone(),
+            events: tx,
+            cache: Mutex::new(HashMap::new()),
+            events_live: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            last_action: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        });
+        let cfg = config.clone();
+        let sh = shared.clone();
+        let (live, is_test, domain_type, default_pool) =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let live = open_live(&cfg.uri, &sh)?;
+                let c = &live.conn;
+                let driver = c.driver_type().lv()?;
+                let is_test = driver.eq_ignore_ascii_case("test");
+                let domain_type = if is_test {
+                    "test".to_string()
+                } else {
+                    match cfg.accelerator {
+                        Accelerator::Kvm => "kvm".into(),
+                        Accelerator::Tcg => "qemu".into(),
+                        Accelerator::Auto => {
+                            let caps = c.capabilities().lv()?;
+                            if caps.contains("<domain type='kvm'") {
+                                "kvm".into()
+                            } else {
+                                "qemu".into()
+                            }
+                        }
+                    }
+                };
+                let default_pool = match &cfg.default_pool {
+                    Some(p) => p.clone(),
+                    None => pick_default_pool(c)?,
+                };
+                Ok((live, is_test, domain_type, default_pool))
+            })
+            .await
+            .map_err(|e| Error::internal(format!("libvirt worker failed: {e}")))??;
+        tracing::info!(uri = %config.uri, domain_type, default_pool, "connected to libvirt");
+        Ok(Arc::new(Inner {
+            config,
+            is_test,
+            domain_type,
+            default_pool,
+            shared,
+            live: Mutex::new(Some(live)),
+            cpu_samples: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The current connection, reopened when it was lost.
+    fn connection(&self) -> Result<Arc<Connect>> {
+        let mut guard = self
+            .live
+            .lock()
+            .map_err(|_| Error::internal("connection lock poisoned"))?;
+        if self.shared.closed.swap(false, Ordering::SeqCst) {
+            tracing::warn!(uri = %self.config.uri, "libvirt connection closed; reconnecting");
+            *guard = None;
+        }
+        if let Some(live) = guard.as_ref() {
+            return Ok(live.conn.clone());
+        }
+        let live = open_live(&self.config.uri, &self.shared)?;
+        let conn = live.conn.clone();
+        *guard = Some(live);
+        Ok(conn)
+    }
+
+    fn drop_connection(&self) {
+        if let Ok(mut guard) = self.live.lock() {
+            *guard = None;
+        }
+        self.shared.events_live.store(false, Ordering::SeqCst);
+        self.shared.invalidate_all();
+    }
+
+    /// Runs `f` with the connection on the blocking pool. An `Unavailable` answer drops the
+    /// connection so that the next call reconnects.
+    pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connect) -> Result<T> + Send + 'static,
+    {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.run_blocking(f))
+            .await
+            .map_err(|e| Error::internal(format!("libvirt worker failed: {e}")))?
+    }
+
+    /// [`Inner::run`] for code already on a blocking thread.
+    pub fn run_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connect) -> Result<T>,
+    {
+        let conn = self.connection()?;
+        let out = f(&conn);
+        if let Err(e) = &out
+            && e.kind() == ErrorKind::Unavailable
+        {
+            self.drop_connection();
+        }
+        out.map_err(|e| e.with_context("backend", self.config.name.clone()))
+    }
+}
+
+fn open_live(uri: &str, shared: &Arc<Shared>) -> Result<Live> {
+    start_event_loop();
+    let conn = Connect::open(Some(uri)).map_err(|e| {
+        let mut err = map_error(e);
+        if err.kind() == ErrorKind::Internal {
+            err = Error::unavailable(format!("cannot connect to libvirt at {uri}: {err}"));
+        }
+        err.with_context("uri", uri.to_string())
+    })?;
+    let conn = Arc::new(conn);
+    // Keepalive notices a dead daemon on remote connections; local ones ignore it.
+    let _ = conn.set_keep_alive(5, 3);
+    let registration = crate::events::register(&conn, shared.clone());
+    shared
+        .events_live
+        .store(registration.is_some(), Ordering::SeqCst);
+    shared.invalidate_all();
+    Ok(Live {
+        conn,
+        _registration: registration,
+    })
+}
+
+fn pick_default_pool(c: &Connect) -> Result<String> {
+    match c.lookup_storage_pool_by_name("default") {
+        Ok(_) => return Ok("default".into()),
+        Err(e) => {
+            let e = map_error(e);
+            if e.kind() != ErrorKind::NotFound {
+                return Err(e);
+            }
+        }
+    }
+    let pools = c
+        .list_all_storage_pools(virt::sys::VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
+        .lv()?;
+    match pools.first() {
+        Some(p) => p.name().lv(),
+        None => Ok("default".into()),
+    }
+}

@@ -1,0 +1,247 @@
+//! # libgo-kvm
+//!
+//! LibGo's KVM backend: virtual machines on libvirt, behind the same
+//! [`libgo_core::Backend`] traits as containers.
+//!
+//! [`KvmBackend`] connects to any libvirt URI (`qemu:///system` by default,
+//! `test:///default`, or a remote `qemu+ssh://host/system`). Every libvirt call runs on
+//! tokio's blocking pool, and libvirt's error is read on the thread that made the call.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use libgo_core::{InstanceSpec, LibGo, DiskSpec};
+//! use libgo_kvm::{Accelerator, KvmBackend, KvmConfig};
+//!
+//! # async fn demo() -> libgo_core::Result<()> {
+//! let kvm = KvmBackend::connect(KvmConfig {
+//!     uri: "qemu:///system".into(),
+//!     accelerator: Accelerator::Auto,
+//!     ..KvmConfig::default()
+//! })
+//! .await?;
+//! let libgo = LibGo::new();
+//! libgo.register(Arc::new(kvm))?;
+//!
+//! let mut spec = InstanceSpec::vm("web-1");
+//! spec.image = Some("debian-12.qcow2".into()); // a base image in the default pool
+//! spec.memory_bytes = Some(1 << 30);
+//! spec.disks.push(DiskSpec { size_bytes: Some(10 << 30), ..Default::default() });
+//! let vm = libgo.create(&spec).await?;
+//! libgo.start(&vm.id).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Direct kernel boot
+//!
+//! A VM may boot a kernel from the host instead of its disk: set the spec's
+//! `kernel_boot` ([`libgo_core::KernelBoot`]). The paths are host paths, so the spec then
+//! `needs_host_privileges()`: like a host bind mount, only an administrator may ask for it.
+#![deny(missing_docs)]
+
+mod cloudinit;
+mod compute;
+mod conn;
+mod events;
+mod export;
+mod network;
+mod storage;
+mod templates;
+mod xml;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use libgo_core::{Capabilities, ExportFormat, InstanceKind};
+
+pub use conn::map_error;
+
+/// Which accelerator VMs get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accelerator {
+    /// Hardware virtualisation (domain type `kvm`).
+    Kvm,
+    /// QEMU's software emulation (domain type `qemu`): slow but works everywhere.
+    Tcg,
+    /// KVM where the host offers it, else TCG.
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for Accelerator {
+    type Err = libgo_core::Error;
+    fn from_str(s: &str) -> libgo_core::Result<Self> {
+        match s {
+            "kvm" => Ok(Accelerator::Kvm),
+            "tcg" | "qemu" => Ok(Accelerator::Tcg),
+            "auto" => Ok(Accelerator::Auto),
+            other => Err(libgo_core::Error::invalid(format!(
+                "unknown accelerator {other:?}: expected kvm, tcg or auto"
+            ))),
+        }
+    }
+}
+
+/// How to reach libvirt and how to build VMs.
+#[derive(Debug, Clone)]
+pub struct KvmConfig {
+    /// Name the backend is registered under.
+    pub name: String,
+    /// libvirt URI.
+    pub uri: String,
+    /// Accelerator for new VMs.
+    pub accelerator: Accelerator,
+    /// Storage pool for new volumes; `default` (or the first active pool) when `None`.
+    pub default_pool: Option<String>,
+    /// Directory of the serial logs (on the libvirt host).
+    pub log_dir: PathBuf,
+    /// Directory where templates are kept, as JSON files.
+    pub template_dir: PathBuf,
+    /// Seconds a graceful stop waits before forcing, when the caller gives none.
+    pub default_stop_timeout_secs: u64,
+}
+
+impl Default for KvmConfig {
+    fn default() -> Self {
+        KvmConfig {
+            name: "kvm".into(),
+            uri: "qemu:///system".into(),
+            accelerator: Accelerator::Auto,
+            default_pool: None,
+            log_dir: PathBuf::from("/var/log/libvirt/qemu"),
+            template_dir: PathBuf::from("/var/lib/libgo/kvm-templates"),
+            default_stop_timeout_secs: 10,
+        }
+    }
+}
+
+/// The KVM backend: VMs, disk images, storage pools, volumes and networks through libvirt.
+#[derive(Clone)]
+pub struct KvmBackend {
+    pub(crate) inner: Arc<conn::Inner>,
+}
+
+impl std::fmt::Debug for KvmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvmBackend")
+            .field("name", &self.inner.config.name)
+            .field("uri", &self.inner.config.uri)
+            .finish()
+    }
+}
+
+impl KvmBackend {
+    /// Connects to libvirt at `config.uri`. Fails with `Unavailable` when the daemon does
+    /// not answer; later calls reconnect by themselves once it is back.
+    pub async fn connect(config: KvmConfig) -> libgo_core::Result<Self> {
+        libgo_core::validate::name("backend name", &config.name)?;
+        let inner = conn::Inner::open(config).await?;
+        Ok(KvmBackend { inner })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KvmConfig {
+        &self.inner.config
+    }
+
+    /// Whether this is libvirt's `test` driver (no real VMs, no files).
+    pub fn is_test_driver(&self) -> bool {
+        self.inner.is_test
+    }
+
+    pub(crate) fn caps(&self) -> Capabilities {
+        let real = !self.inner.is_test;
+        Capabilities {
+            kinds: vec![InstanceKind::Vm],
+            pause: true,
+            exec: false,
+            console: real,
+            console_vnc: real,
+            snapshots: true,
+            live_snapshot: real,
+            cloud_init: true,
+            export_formats: if real {
+                vec![
+                    ExportFormat::Qcow2,
+                    ExportFormat::Vmdk,
+                    ExportFormat::Vdi,
+                    ExportFormat::Raw,
+                    ExportFormat::Ova,
+                ]
+            } else {
+                Vec::new()
+            },
+            live_update: real,
+            image_registry: false,
+            image_build: false,
+            networks: true,
+            volumes: true,
+            storage_pools: true,
+            templates: true,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl libgo_core::Backend for KvmBackend {
+    fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps()
+    }
+
+    async fn info(&self) -> libgo_core::Result<libgo_core::BackendInfo> {
+        let (version, uri) = self
+            .inner
+            .run(|c| {
+                let v = c
+                    .hyp_version()
+                    .or_else(|_| c.lib_version())
+                    .map_err(map_error)?;
+                let uri = c.uri().map_err(map_error)?;
+                Ok((v, uri))
+            })
+            .await?;
+        Ok(libgo_core::BackendInfo {
+            name: self.inner.config.name.clone(),
+            engine: "libvirt".into(),
+            version: format!(
+                "{}.{}.{}",
+                version / 1_000_000,
+                (version / 1000) % 1000,
+                version % 1000
+            ),
+            api_version: virt::connect::Connect::version()
+                .ok()
+                .map(|v| format!("{}.{}.{}", v / 1_000_000, (v / 1000) % 1000, v % 1000)),
+            endpoint: uri,
+            kinds: vec![InstanceKind::Vm],
+        })
+    }
+
+    async fn health(&self) -> libgo_core::Health {
+        let started = std::time::Instant::now();
+        let answer = self.inner.run(|c| c.lib_version().map_err(map_error)).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        match answer {
+            Ok(v) => libgo_core::Health {
+                backend: self.inner.config.name.clone(),
+                up: true,
+                message: format!(
+                    "libvirt {}.{}.{}",
+                    v / 1_000_000,
+                    (v / 1000) % 1000,
+                    v % 1000
+                ),
+                latency_ms,
+            },
+            Err(e) => libgo_core::Health {
+                backend: self.inner.config.name.clone(),
+                up: false,
+                message: e.to_string(),
+                latency_ms,
+            },
+        }
+    }
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Installs and starts libvirt (virtlogd + libvirtd) with QEMU, makes /dev/kvm usable,
+# ensures the `default` dir storage pool, and builds the LibGo test guest (Debian's cloud
+# kernel + a busybox initramfs) into $LIBGO_CACHE/guest/.
+# Idempotent: a daemon that already answers is left alone; the guest is built once.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# qemu-utils must come from the same Debian release as qemu-system-x86: pin both to the
+# candidate version of qemu-system-x86 (apt_install allows the downgrade of a newer one).
+if [ ! -f "$LIBGO_CACHE/apt-updated" ] && ! apt-cache policy qemu-system-x86 | grep -q 'Candidate: [0-9]'; then
+  apt-get update -qq && touch "$LIBGO_CACHE/apt-updated"
+fi
+QEMU_V=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+want_qemu_utils() {
+  [ "$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null)" = "$QEMU_V" ] &&
+    [ "$(dpkg-query -W -f='${Version}' qemu-block-extra 2>/dev/null)" = "$QEMU_V" ]
+}
+apt_install qemu-system-x86 libvirt-daemon-system libvirt-dev linux-image-cloud-amd64 \
+  busybox-static cpio openvswitch-switch dnsmasq-base
+if ! want_qemu_utils; then
+  log "installing qemu-utils=$QEMU_V"
+  [ -f "$LIBGO_CACHE/apt-updated" ] || { apt-get update -qq && touch "$LIBGO_CACHE/apt-updated"; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades \
+    "qemu-utils=$QEMU_V" "qemu-block-extra=$QEMU_V" >/dev/null
+fi
+
+# /dev/kvm exists but is root-only: let the qemu user open it.
+if [ -e /dev/kvm ]; then chmod 0666 /dev/kvm; fi
+
+VIRSH="virsh -c qemu:///system"
+if ! $VIRSH version >/dev/null 2>&1; then
+  log "starting virtlogd and libvirtd"
+  if ! pgrep -x virtlogd >/dev/null; then
+    rm -f /var/run/virtlogd.pid /var/run/libvirt/virtlogd-sock /var/run/libvirt/virtlogd-admin-sock
+    mkdir -p /var/run/libvirt
+    virtlogd -d
+  fi
+  if ! pgrep -x libvirtd >/dev/null; then
+    rm -f /var/run/libvirtd.pid /var/run/libvirt/libvirt-sock /var/run/libvirt/libvirt-sock-ro \
+      /var/run/libvirt/libvirt-admin-sock
+    libvirtd -d
+  fi
+  wait_for libvirtd 60 $VIRSH version
+fi
+
+# The default storage pool (a directory).
+if ! $VIRSH pool-info default >/dev/null 2>&1; then
+  log "defining the default storage pool"
+  mkdir -p /var/lib/libvirt/images
+  $VIRSH pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
+  $VIRSH pool-autostart default >/dev/null
+fi
+pool_info=$($VIRSH pool-info default)
+if ! grep -q 'State: *running' <<<"$pool_info"; then
+  $VIRSH pool-start default >/dev/null
+fi
+
+# The test guest: direct kernel boot of Debian's cloud kernel with a busybox initramfs.
+GUEST=$LIBGO_CACHE/guest
+GUEST_VERSION=4 # bump when the initramfs below changes
+if [ ! -s "$GUEST/vmlinuz" ] || [ ! -s "$GUEST/initrd.img" ] ||
+  [ "$(cat "$GUEST/version" 2>/dev/null)" != "$GUEST_VERSION" ]; then
+  log "building the test guest in $GUEST"
+  KVER=$(ls /lib/modules | grep -- '-cloud-amd64$' | sort -V | tail -1)
+  [ -n "$KVER" ] || { log "no cloud kernel under /lib/modules"; exit 1; }
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  root=$work/root
+  mkdir -p "$root"/{bin,sbin,dev,proc,sys,mnt/seed,lib/modules,tmp,etc}
+  cp /bin/busybox "$root/bin/busybox"
+  for a in sh mount umount insmod cat echo sleep hostname ls mkdir blkid grep sed poweroff \
+    reboot sync dd head tr true; do
+    ln -sf busybox "$root/bin/$a"
+  done
+  MODS="scsi_common scsi_mod virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev \
+virtio_pci virtio_blk fat vfat nls_cp437 nls_iso8859-1 nls_ascii libata ata_piix cdrom sr_mod isofs"
+  for m in $MODS; do
+    f=$(modinfo -k "$KVER" -n "$m" 2>/dev/null || true)
+    case "$f" in
+      /*.ko) cp "$f" "$root/lib/modules/$m.ko" ;;
+      /*.ko.xz) xz -dc "$f" >"$root/lib/modules/$m.ko" ;;
+      /*.ko.zst) zstd -dcq "$f" >"$root/lib/modules/$m.ko" ;;
+      *) ;; # built into the kernel
+    esac
+  done
+  echo "$MODS" >"$root/etc/modules"
+  cat >"$root/init" <<'INIT'
+#!/bin/sh
+# LibGo test guest: reports on ttyS0 that it booted and what its cloud-init seed says.
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+echo "LIBGO-GUEST-READY" >/dev/ttyS0
+for m in $(cat /etc/modules); do
+  [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null
+done
+sleep 1
+found=""
+for dev in /dev/vd? /dev/sr? /dev/sd?; do
+  [ -b "$dev" ] || continue
+  for fs in vfat iso9660; do
+    opts=ro
+    [ $fs = vfat ] && opts=ro,codepage=437,iocharset=iso8859-1
+    if mount -t $fs -o $opts "$dev" /mnt/seed 2>/dev/null; then
+      if [ -f /mnt/seed/meta-data ]; then found=$dev; break 2; fi
+      umount /mnt/seed
+    fi
+  done
+done
+if [ -n "$found" ]; then
+  h=$(sed -n 's/^local-hostname: *//p' /mnt/seed/meta-data | tr -d '"\r')
+  [ -n "$h" ] && hostname "$h"
+  echo "LIBGO-SEED=$found" >/dev/ttyS0
+  echo "LIBGO-HOSTNAME=$h" >/dev/ttyS0
+else
+  echo "LIBGO-SEED=none" >/dev/ttyS0
+fi
+n=0
+while true; do
+  echo "LIBGO-GUEST-ALIVE $n" >/dev/ttyS0
+  n=$((n + 1))
+  sleep 5
+done
+INIT
+  chmod 0755 "$root/init"
+  mkdir -p "$GUEST"
+  (cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) >"$GUEST/initrd.img.new"
+  cp "/boot/vmlinuz-$KVER" "$GUEST/vmlinuz.new"
+  mv "$GUEST/initrd.img.new" "$GUEST/initrd.img"
+  mv "$GUEST/vmlinuz.new" "$GUEST/vmlinuz"
+  chmod 0644 "$GUEST/vmlinuz" "$GUEST/initrd.img"
+  echo "$GUEST_VERSION" >"$GUEST/version"
+fi
+# QEMU runs as the libvirt-qemu user: it must be able to read the guest.
+chmod 0755 "$LIBGO_CACHE" "$GUEST"
+
+log "libvirt ready: $($VIRSH version --daemon | awk '/Running against daemon/ {print $NF}'), guest in $GUEST"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs the tools the tests call besides cargo: openapi-spec-validator (validates the
+# REST server's OpenAPI document) and wrk (the HTTP benchmark). Idempotent.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+  log "installing openapi-spec-validator"
+  python3 -m pip install -q 'openapi-spec-validator>=0.7,<0.8'
+fi
+apt_install wrk
