@@ -1,0 +1,690 @@
+//! The server's own state — users, API keys, tasks and the audit log — behind sqlx's `Any`
+//! driver.
+//!
+//! Why sqlx `Any`: one pool type and one set of queries serve SQLite (the default: a file
+//! in the data dir, nothing to install) and PostgreSQL (shared by several replicas), chosen
+//! by the URL at run time. The queries use only portable SQL (`$n` placeholders, which
+//! SQLite accepts too; `BIGINT`, `TEXT` and `DOUBLE PRECISION` columns; `ON CONFLICT DO
+//! NOTHING`), and the schema is versioned by sqlx's embedded migrations.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use utoipa::ToSchema;
+
+use crate::auth::Role;
+
+/// The embedded schema migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Milliseconds since the epoch, as stored.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A stored time as a `DateTime`.
+pub fn to_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Handle on the database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+}
+
+/// A user as stored (with the password hash, never serialised).
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    /// Id.
+    pub id: String,
+    /// Login name.
+    pub username: String,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Last change (ms).
+    pub updated_at: i64,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Id.
+    pub id: String,
+    /// Login name.
+    pub username: String,
+    /// Role.
+    pub role: Role,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&UserRecord> for User {
+    fn from(u: &UserRecord) -> Self {
+        User {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            role: u.role,
+            created_at: to_time(u.created_at),
+            updated_at: to_time(u.updated_at),
+        }
+    }
+}
+
+/// An API key as listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    /// Id.
+    pub id: String,
+    /// Owner's id.
+    pub user_id: String,
+    /// Owner's name.
+    pub username: String,
+    /// Label given at creation.
+    pub name: String,
+    /// First characters of the key, to recognise it.
+    pub prefix: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last use.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Id.
+    pub id: String,
+    /// When.
+    pub time: DateTime<Utc>,
+    /// Who (absent when unauthenticated).
+    pub username: Option<String>,
+    /// Their role.
+    pub role: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Request path (no query string).
+    pub path: String,
+    /// Route template.
+    pub route: Option<String>,
+    /// The object acted on (the path's id), where there is one.
+    pub target: Option<String>,
+    /// Response status.
+    pub status: u16,
+    /// `success`, `denied` or `failure`.
+    pub outcome: String,
+    /// Request id.
+    pub request_id: Option<String>,
+    /// Client address.
+    pub client: Option<String>,
+}
+
+/// Filters of the audit query.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct AuditFilter {
+    /// Only this user.
+    pub username: Option<String>,
+    /// Only this method.
+    pub method: Option<String>,
+    /// Only paths starting with this.
+    pub path: Option<String>,
+    /// Only this target.
+    pub target: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Only at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Only before this time (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// A task row.
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    /// Id.
+    pub id: String,
+    /// Kind (`image.pull`, …).
+    pub kind: String,
+    /// Object.
+    pub target: Option<String>,
+    /// Status name.
+    pub status: String,
+    /// 0–100.
+    pub progress: f64,
+    /// Last message.
+    pub message: String,
+    /// JSON result.
+    pub result: Option<String>,
+    /// JSON error.
+    pub error: Option<String>,
+    /// Creator.
+    pub created_by: Option<String>,
+    /// Times (ms).
+    pub created_at: i64,
+    /// Last change (ms).
+    pub updated_at: i64,
+    /// End (ms).
+    pub finished_at: Option<i64>,
+}
+
+fn user_from_row(r: &AnyRow) -> Result<UserRecord, sqlx::Error> {
+    let role: String = r.try_get("role")?;
+    Ok(UserRecord {
+        id: r.try_get("id")?,
+        username: r.try_get("username")?,
+        password_hash: r.try_get("password_hash")?,
+        role: Role::from_str(&role).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn task_from_row(r: &AnyRow) -> Result<TaskRow, sqlx::Error> {
+    Ok(TaskRow {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        target: r.try_get("target")?,
+        status: r.try_get("status")?,
+        progress: r.try_get("progress")?,
+        message: r.try_get("message")?,
+        result: r.try_get("result")?,
+        error: r.try_get("error")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+const USER_COLS: &str = "id, username, password_hash, role, created_at, updated_at";
+const TASK_COLS: &str = "id, kind, target, status, progress, message, result, error, \
+                         created_by, created_at, updated_at, finished_at";
+
+impl Db {
+    /// Connects to `url` and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Db { pool })
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    // ---- settings ----
+
+    /// A stored setting, inserting `default` first when absent. Concurrent replicas agree
+    /// on the first value stored.
+    pub async fn setting_or_insert(
+        &self,
+        name: &str,
+        default: &str,
+    ) -> Result<String, sqlx::Error> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .bind(default)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get("value")
+    }
+
+    // ---- users ----
+
+    /// Number of users.
+    pub async fn user_count(&self) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get("n")
+    }
+
+    /// Inserts a user; a taken name is `Ok(None)`.
+    pub async fn user_insert(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+    ) -> Result<Option<UserRecord>, sqlx::Error> {
+        let now = now_ms();
+        let id = uuid::Uuid::new_v4().to_string();
+        let done = sqlx::query(
+            "INSERT INTO users (id, username, password_hash, role, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(&id)
+        .bind(username)
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.user_by_id(&id).await
+    }
+
+    /// A user by id.
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, sqlx::Error> {
+        sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    /// A user by name.
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users WHERE username = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    /// A user by id or name.
+    pub async fn user_find(&self, key: &str) -> Result<Option<UserRecord>, sqlx::Error> {
+        match self.user_by_id(key).await? {
+            Some(u) => Ok(Some(u)),
+            None => self.user_by_name(key).await,
+        }
+    }
+
+    /// Every user, by name.
+    pub async fn user_list(&self) -> Result<Vec<UserRecord>, sqlx::Error> {
+        sqlx::query(&format!("SELECT {USER_COLS} FROM users ORDER BY username"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    /// Changes a user's role and/or password hash.
+    pub async fn user_update(
+        &self,
+        id: &str,
+        role: Option<Role>,
+        password_hash: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        let now = now_ms();
+        if let Some(r) = role {
+            sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
+                .bind(r.as_str())
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        if let Some(h) = password_hash {
+            sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                .bind(h)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a user and their keys.
+    pub async fn user_delete(&self, id: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query("DELETE FROM api_keys WHERE user_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Number of administrators.
+    pub async fn admin_count(&self) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = $1")
+            .bind(Role::Admin.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get("n")
+    }
+
+    // ---- API keys ----
+
+    /// Stores a key's hash.
+    pub async fn key_insert(
+        &self,
+        user_id: &str,
+        name: &str,
+        prefix: &str,
+        key_hash: &str,
+        expires_at: Option<i64>,
+    ) -> Result<String, sqlx::Error> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(user_id)
+        .bind(name)
+        .bind(prefix)
+        .bind(key_hash)
+        .bind(now_ms())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// The owner of a key hash, if the key is valid now; records its use.
+    pub async fn key_owner(&self, key_hash: &str) -> Result<Option<UserRecord>, sqlx::Error> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT id, user_id, expires_at, last_used_at FROM api_keys WHERE key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires: Option<i64> = row.try_get("expires_at")?;
+        if expires.is_some_and(|e| e <= now) {
+            return Ok(None);
+        }
+        let id: String = row.try_get("id")?;
+        let last: Option<i64> = row.try_get("last_used_at")?;
+        // Record use at most once a minute to keep writes off the hot path.
+        if last.is_none_or(|l| now - l > 60_000) {
+            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&id)
+                .execute(&self.pool)
+                .await?;
+        }
+        let user_id: String = row.try_get("user_id")?;
+        self.user_by_id(&user_id).await
+    }
+
+    /// Keys of one user, or of everyone.
+    pub async fn key_list(&self, user_id: Option<&str>) -> Result<Vec<ApiKey>, sqlx::Error> {
+        let sql = "SELECT k.id, k.user_id, u.username, k.name, k.prefix, k.created_at, \
+                   k.last_used_at, k.expires_at FROM api_keys k JOIN users u ON u.id = k.user_id";
+        let rows = match user_id {
+            Some(u) => {
+                sqlx::query(&format!("{sql} WHERE k.user_id = $1 ORDER BY k.created_at"))
+                    .bind(u)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("{sql} ORDER BY k.created_at"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(ApiKey {
+                    id: r.try_get("id")?,
+                    user_id: r.try_get("user_id")?,
+                    username: r.try_get("username")?,
+                    name: r.try_get("name")?,
+                    prefix: r.try_get("prefix")?,
+                    created_at: to_time(r.try_get("created_at")?),
+                    last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(to_time),
+                    expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(to_time),
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a key (only the owner's, when `user_id` is given).
+    pub async fn key_delete(&self, id: &str, user_id: Option<&str>) -> Result<bool, sqlx::Error> {
+        let done = match user_id {
+            Some(u) => {
+                sqlx::query("DELETE FROM api_keys WHERE id = $1 AND user_id = $2")
+                    .bind(id)
+                    .bind(u)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM api_keys WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---- tasks ----
+
+    /// Inserts or replaces a task row.
+    pub async fn task_upsert(&self, t: &TaskRow) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO tasks (id, kind, target, status, progress, message, result, error, \
+             created_by, created_at, updated_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+             progress = excluded.progress, message = excluded.message, \
+             result = excluded.result, error = excluded.error, \
+             updated_at = excluded.updated_at, finished_at = excluded.finished_at",
+        )
+        .bind(&t.id)
+        .bind(&t.kind)
+        .bind(&t.target)
+        .bind(&t.status)
+        .bind(t.progress)
+        .bind(&t.message)
+        .bind(&t.result)
+        .bind(&t.error)
+        .bind(&t.created_by)
+        .bind(t.created_at)
+        .bind(t.updated_at)
+        .bind(t.finished_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One task.
+    pub async fn task_get(&self, id: &str) -> Result<Option<TaskRow>, sqlx::Error> {
+        sqlx::query(&format!("SELECT {TASK_COLS} FROM tasks WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(task_from_row)
+            .transpose()
+    }
+
+    /// Tasks, newest first, optionally of one status and kind.
+    pub async fn task_list(
+        &self,
+        status: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Vec<TaskRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {TASK_COLS} FROM tasks WHERE ($1 IS NULL OR status = $1) \
+             AND ($2 IS NULL OR kind = $2) ORDER BY created_at DESC"
+        ))
+        .bind(status)
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(task_from_row)
+        .collect()
+    }
+
+    /// Counts of tasks by status.
+    pub async fn task_counts(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// Marks every task left running (by a server that stopped) as failed.
+    pub async fn tasks_fail_running(&self, message: &str) -> Result<u64, sqlx::Error> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE tasks SET status = 'failed', message = $1, \
+             error = $2, updated_at = $3, finished_at = $3 WHERE status = 'running'",
+        )
+        .bind(message)
+        .bind(
+            serde_json::json!({"status": 500, "code": "INTERRUPTED", "message": message})
+                .to_string(),
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- audit ----
+
+    /// Appends an audit record.
+    pub async fn audit_insert(&self, a: &AuditRecord) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO audit_log (id, time, username, role, method, path, route, target, \
+             status, outcome, request_id, client) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&a.id)
+        .bind(a.time.timestamp_millis())
+        .bind(&a.username)
+        .bind(&a.role)
+        .bind(&a.method)
+        .bind(&a.path)
+        .bind(&a.route)
+        .bind(&a.target)
+        .bind(a.status as i64)
+        .bind(&a.outcome)
+        .bind(&a.request_id)
+        .bind(&a.client)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Audit records passing `f`, newest first: one page and the total count.
+    pub async fn audit_query(
+        &self,
+        f: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<AuditRecord>, i64), sqlx::Error> {
+        let filter = "WHERE ($1 IS NULL OR username = $1) AND ($2 IS NULL OR method = $2) \
+             AND ($3 IS NULL OR path LIKE $3) AND ($4 IS NULL OR target = $4) \
+             AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR time >= $6) \
+             AND ($7 IS NULL OR time < $7)";
+        let path_like = f.path.as_ref().map(|p| {
+            let escaped: String = p.chars().filter(|c| *c != '%' && *c != '_').collect();
+            format!("{escaped}%")
+        });
+        let method = f.method.as_ref().map(|m| m.to_ascii_uppercase());
+        let since = f.since.map(|t| t.timestamp_millis());
+        let until = f.until.map(|t| t.timestamp_millis());
+        macro_rules! binds {
+            ($q:expr) => {
+                $q.bind(&f.username)
+                    .bind(&method)
+                    .bind(&path_like)
+                    .bind(&f.target)
+                    .bind(&f.outcome)
+                    .bind(since)
+                    .bind(until)
+            };
+        }
+        let count: i64 = binds!(sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log {filter}"
+        )))
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        let rows = binds!(sqlx::query(&format!(
+            "SELECT id, time, username, role, method, path, route, target, status, outcome, \
+             request_id, client FROM audit_log {filter} ORDER BY time DESC, id \
+             LIMIT $8 OFFSET $9"
+        )))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    id: r.try_get("id")?,
+                    time: to_time(r.try_get("time")?),
+                    username: r.try_get("username")?,
+                    role: r.try_get("role")?,
+                    method: r.try_get("method")?,
+                    path: r.try_get("path")?,
+                    route: r.try_get("route")?,
+                    target: r.try_get("target")?,
+                    status: u16::try_from(r.try_get::<i64, _>("status")?).unwrap_or(0),
+                    outcome: r.try_get("outcome")?,
+                    request_id: r.try_get("request_id")?,
+                    client: r.try_get("client")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok((items, count))
+    }
+}

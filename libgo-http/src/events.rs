@@ -1,0 +1,123 @@
+//! Events for WebSocket clients: instance lifecycle events pumped from every backend
+//! through the facade, and task progress.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libgo_core::{EventFilter, InstanceKind};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+use crate::tasks::Task;
+
+/// One message on `/api/v1/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerEvent {
+    /// An instance lifecycle event.
+    Instance {
+        /// The event.
+        #[schema(value_type = crate::schema::Event)]
+        event: libgo_core::Event,
+    },
+    /// A task changed.
+    Task {
+        /// The task now.
+        task: Task,
+    },
+}
+
+/// Filters of the events socket (query parameters).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Only events of this instance kind.
+    #[param(value_type = Option<String>)]
+    pub kind: Option<InstanceKind>,
+    /// Only this backend.
+    pub backend: Option<String>,
+    /// Only this instance (id or name).
+    pub instance: Option<String>,
+    /// Comma-separated actions (`started,stopped,…`).
+    pub actions: Option<String>,
+    /// Comma-separated message types: `instance`, `task` (both when absent).
+    pub types: Option<String>,
+}
+
+impl EventQuery {
+    /// The core filter for instance events.
+    pub fn filter(&self) -> Result<EventFilter, crate::error::ApiError> {
+        let actions = match &self.actions {
+            None => Vec::new(),
+            Some(s) => s
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .map(|a| {
+                    serde_json::from_value(serde_json::Value::String(a.trim().to_string())).map_err(
+                        |_| crate::error::ApiError::invalid(format!("unknown event action {a:?}")),
+                    )
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(EventFilter {
+            kind: self.kind,
+            backend: self.backend.clone(),
+            instance: self.instance.clone(),
+            actions,
+        })
+    }
+
+    /// Whether a message passes the filters.
+    pub fn admits(&self, filter: &EventFilter, e: &ServerEvent) -> bool {
+        let wants = |t: &str| {
+            self.types
+                .as_deref()
+                .is_none_or(|ts| ts.split(',').any(|x| x.trim() == t))
+        };
+        match e {
+            ServerEvent::Instance { event } => wants("instance") && filter.matches(event),
+            ServerEvent::Task { .. } => wants("task"),
+        }
+    }
+}
+
+/// Forwards the events of backend `name` until the server stops, resubscribing when the
+/// stream ends or fails (an engine restart), while the backend stays registered.
+pub fn spawn_pump(state: Arc<AppState>, name: String) {
+    tokio::spawn(async move {
+        let filter = EventFilter {
+            backend: Some(name.clone()),
+            ..Default::default()
+        };
+        loop {
+            if state.shutdown.is_cancelled() || state.libgo.backend(&name).is_err() {
+                return;
+            }
+            match state.libgo.events(filter.clone()).await {
+                Ok(mut stream) => loop {
+                    tokio::select! {
+                        _ = state.shutdown.cancelled() => return,
+                        item = stream.next() => match item {
+                            Some(Ok(event)) => {
+                                let _ = state.events.send(ServerEvent::Instance { event });
+                            }
+                            Some(Err(e)) => {
+                                tracing::warn!(backend = %name, error = %e, "event stream failed");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                },
+                Err(e) => tracing::debug!(backend = %name, error = %e, "no event stream"),
+            }
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    });
+}

@@ -1,0 +1,220 @@
+//! Prometheus metrics: requests and latency per route, instances by kind and state, backend
+//! up/down, tasks by status, and CPU and memory per instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libgo_core::{InstanceFilter, InstanceState};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::state::AppState;
+
+/// The collectors.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by method, route and status.
+    pub requests: IntCounterVec,
+    /// Latency by method and route.
+    pub latency: HistogramVec,
+    /// Instances by backend, kind and state.
+    pub instances: IntGaugeVec,
+    /// 1 when a backend answers.
+    pub backend_up: IntGaugeVec,
+    /// Tasks by status.
+    pub tasks: IntGaugeVec,
+    /// CPU percent per instance.
+    pub instance_cpu: GaugeVec,
+    /// Memory bytes per instance.
+    pub instance_memory: GaugeVec,
+    /// Requests refused by the rate limiter.
+    pub rate_limited: IntCounter,
+    /// Failed logins.
+    pub login_failures: IntCounter,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // The metric definitions below are static and valid; a failure is a programming error.
+    r.unwrap_or_else(|e| panic!("invalid metric definition: {e}"))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every collector.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = must(IntCounterVec::new(
+            Opts::new(
+                "libgo_http_requests_total",
+                "HTTP requests by route and status",
+            ),
+            &["method", "route", "status"],
+        ));
+        let latency = must(HistogramVec::new(
+            HistogramOpts::new(
+                "libgo_http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["method", "route"],
+        ));
+        let instances = must(IntGaugeVec::new(
+            Opts::new("libgo_instances", "Instances by backend, kind and state"),
+            &["backend", "kind", "state"],
+        ));
+        let backend_up = must(IntGaugeVec::new(
+            Opts::new("libgo_backend_up", "1 when the backend's engine answers"),
+            &["backend"],
+        ));
+        let tasks = must(IntGaugeVec::new(
+            Opts::new("libgo_tasks", "Tasks by status"),
+            &["status"],
+        ));
+        let instance_cpu = must(GaugeVec::new(
+            Opts::new(
+                "libgo_instance_cpu_percent",
+                "CPU use per instance, percent of one CPU",
+            ),
+            &["backend", "kind", "name"],
+        ));
+        let instance_memory = must(GaugeVec::new(
+            Opts::new("libgo_instance_memory_bytes", "Memory use per instance"),
+            &["backend", "kind", "name"],
+        ));
+        let rate_limited = must(IntCounter::new(
+            "libgo_http_rate_limited_total",
+            "Requests refused by the rate limiter",
+        ));
+        let login_failures = must(IntCounter::new(
+            "libgo_login_failures_total",
+            "Failed login attempts",
+        ));
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(instances.clone()),
+            Box::new(backend_up.clone()),
+            Box::new(tasks.clone()),
+            Box::new(instance_cpu.clone()),
+            Box::new(instance_memory.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(login_failures.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            instances,
+            backend_up,
+            tasks,
+            instance_cpu,
+            instance_memory,
+            rate_limited,
+            login_failures,
+        }
+    }
+
+    /// Records one request.
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(seconds);
+    }
+
+    /// Refreshes the gauges that are read at scrape time and renders the text format.
+    pub async fn render(&self, state: &AppState) -> String {
+        for h in state.health().await {
+            self.backend_up
+                .with_label_values(&[&h.backend])
+                .set(i64::from(h.up));
+        }
+        let list = tokio::time::timeout(
+            Duration::from_secs(5),
+            state.libgo.list_all(&InstanceFilter::default()),
+        )
+        .await;
+        if let Ok(Ok(list)) = list {
+            self.instances.reset();
+            for i in &list {
+                self.instances
+                    .with_label_values(&[&i.backend, i.kind.as_str(), i.state.as_str()])
+                    .inc();
+            }
+        }
+        if let Ok(counts) = state.db.task_counts().await {
+            self.tasks.reset();
+            for (status, n) in counts {
+                self.tasks.with_label_values(&[&status]).set(n);
+            }
+        }
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// Samples CPU and memory of running instances every `interval`, four at a time.
+pub fn spawn_sampler(state: Arc<AppState>, interval: Duration) {
+    if interval.is_zero() {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let filter = InstanceFilter {
+                state: Some(InstanceState::Running),
+                ..Default::default()
+            };
+            let Ok(list) = state.libgo.list_all(&filter).await else {
+                continue;
+            };
+            let m = &state.metrics;
+            m.instance_cpu.reset();
+            m.instance_memory.reset();
+            let libgo = state.libgo.clone();
+            let samples: Vec<_> = futures::stream::iter(list)
+                .map(|i| {
+                    let libgo = libgo.clone();
+                    async move {
+                        let s =
+                            tokio::time::timeout(Duration::from_secs(10), libgo.stats(&i.id)).await;
+                        (i, s)
+                    }
+                })
+                .buffer_unordered(4)
+                .collect()
+                .await;
+            for (i, s) in samples {
+                if let Ok(Ok(s)) = s {
+                    let labels = [i.backend.as_str(), i.kind.as_str(), i.name.as_str()];
+                    m.instance_cpu.with_label_values(&labels).set(s.cpu_percent);
+                    m.instance_memory
+                        .with_label_values(&labels)
+                        .set(s.memory_bytes as f64);
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,229 @@
+//! The OpenAPI document: generated from the handlers' annotations (utoipa), with security
+//! schemes and the error responses every operation can give.
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder, SecurityRequirement};
+
+use crate::error::ErrorBody;
+
+/// The document's fixed parts; the paths come from the routers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "LibGo API",
+        description = "One REST API for KVM virtual machines and Docker containers. Every \
+                       endpoint but /health and /login needs `Authorization: Bearer <token>` \
+                       (from POST /login) or `X-API-Key`. Errors are always \
+                       `{status, code, message}`; lists take `page` and `pageSize` (max 100) \
+                       and answer `{items, count, page, pageSize}`.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(
+        ErrorBody,
+        crate::routes::instances::Action,
+        crate::routes::resources::NetworkAction,
+        crate::routes::resources::PoolAction
+    )),
+    tags(
+        (name = "auth", description = "Login"),
+        (name = "instances", description = "VMs and containers through one set of verbs"),
+        (name = "containers", description = "Containers (accepts seed 001's request shapes)"),
+        (name = "vms", description = "Virtual machines"),
+        (name = "snapshots", description = "Instance snapshots"),
+        (name = "images", description = "Container images and VM base images"),
+        (name = "networks", description = "Networks"),
+        (name = "volumes", description = "Volumes"),
+        (name = "storage-pools", description = "libvirt storage pools"),
+        (name = "templates", description = "VM templates"),
+        (name = "tasks", description = "Long-running work"),
+        (name = "events", description = "WebSocket events"),
+        (name = "users", description = "Users (admin)"),
+        (name = "api-keys", description = "API keys"),
+        (name = "audit", description = "Audit log (admin)"),
+        (name = "system", description = "Health, metrics and backends"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds security schemes, the default security requirement and the error responses.
+pub fn finish(api: &mut utoipa::openapi::OpenApi) {
+    let components = api.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "apiKey",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+    );
+    let error = ResponseBuilder::new()
+        .description("An error: {status, code, message}")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "ErrorBody",
+                ))))
+                .build(),
+        )
+        .build();
+    components
+        .responses
+        .insert("Error".to_string(), RefOr::T(error));
+    api.security = Some(vec![
+        SecurityRequirement::new("bearer", Vec::<String>::new()),
+        SecurityRequirement::new("apiKey", Vec::<String>::new()),
+    ]);
+    let error_ref = || RefOr::Ref(utoipa::openapi::Ref::new("#/components/responses/Error"));
+    for item in api.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            let public = op
+                .security
+                .as_ref()
+                .is_some_and(|s| s.iter().all(|r| *r == SecurityRequirement::default()));
+            let mut codes = vec!["400", "404", "429", "500", "503"];
+            if !public {
+                codes.extend(["401", "403"]);
+            }
+            for code in codes {
+                op.responses
+                    .responses
+                    .entry(code.to_string())
+                    .or_insert_with(error_ref);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use libgo_core::*;
+    use serde_json::Value;
+
+    /// The generated mirrors in `schema.rs` must describe exactly the JSON the core emits.
+    #[test]
+    fn schema_mirrors_match_core_json() {
+        let doc = serde_json::to_value(crate::openapi()).expect("doc");
+        let schemas = &doc["components"]["schemas"];
+        let now = chrono::Utc::now();
+        let samples: Vec<(&str, Value)> = vec![
+            (
+                "Instance",
+                serde_json::to_value(Instance {
+                    id: "i".into(),
+                    name: "n".into(),
+                    kind: InstanceKind::Vm,
+                    backend: "kvm".into(),
+                    state: InstanceState::Running,
+                    image: None,
+                    cpus: Some(1.0),
+                    memory_bytes: None,
+                    created_at: Some(now),
+                    labels: BTreeMap::new(),
+                    ports: vec![],
+                    networks: vec![],
+                    ip_addresses: vec![],
+                    exit_code: None,
+                })
+                .expect("json"),
+            ),
+            (
+                "InstanceSpec",
+                serde_json::to_value(InstanceSpec::container("a", "b")).expect("json"),
+            ),
+            (
+                "Stats",
+                serde_json::to_value(Stats::default()).expect("json"),
+            ),
+            (
+                "Capabilities",
+                serde_json::to_value(Capabilities::default()).expect("json"),
+            ),
+            (
+                "ExecSpec",
+                serde_json::to_value(ExecSpec::default()).expect("json"),
+            ),
+            (
+                "ExecResult",
+                serde_json::to_value(ExecResult {
+                    exit_code: 0,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                })
+                .expect("json"),
+            ),
+            (
+                "Health",
+                serde_json::to_value(Health {
+                    backend: "d".into(),
+                    up: true,
+                    message: String::new(),
+                    latency_ms: 1,
+                })
+                .expect("json"),
+            ),
+            (
+                "Template",
+                serde_json::to_value(Template::default()).expect("json"),
+            ),
+            (
+                "NetworkSpec",
+                serde_json::to_value(NetworkSpec::default()).expect("json"),
+            ),
+            (
+                "VolumeSpec",
+                serde_json::to_value(VolumeSpec::default()).expect("json"),
+            ),
+            (
+                "StoragePoolSpec",
+                serde_json::to_value(StoragePoolSpec::default()).expect("json"),
+            ),
+            (
+                "SnapshotSpec",
+                serde_json::to_value(SnapshotSpec::default()).expect("json"),
+            ),
+            (
+                "ResourceUpdate",
+                serde_json::to_value(ResourceUpdate::default()).expect("json"),
+            ),
+            (
+                "PruneReport",
+                serde_json::to_value(PruneReport::default()).expect("json"),
+            ),
+        ];
+        for (name, value) in samples {
+            let props = schemas[name]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("schema {name} is in the document"));
+            let keys = value.as_object().expect("object");
+            for k in keys.keys() {
+                assert!(
+                    props.contains_key(k),
+                    "{name}.{k} is missing from the schema: regenerate schema.rs"
+                );
+            }
+            for k in props.keys() {
+                let skipped = matches!(k.as_str(), "password" | "userData");
+                assert!(
+                    keys.contains_key(k) || skipped,
+                    "{name}.{k} is not in the core's JSON: regenerate schema.rs"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! `/api/v1/images`: list, inspect, pull, build, tag, push, remove, prune.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use libgo_core::{BuildSpec, Image, Page, PruneReport, RegistryAuth, paginate};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::UtoipaMethodRouterExt;
+use utoipa_axum::routes;
+
+use super::instances::accepted;
+use super::{BackendQuery, PageQuery, Router};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::schema;
+use crate::state::AppState;
+use crate::tasks::Task;
+
+#[utoipa::path(get, path = "/api/v1/images", tag = "images",
+    params(PageQuery),
+    responses((status = 200, description = "Images of every backend", body = schema::Page<schema::Image>)))]
+async fn list_images(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<Image>>> {
+    let page = q.get()?;
+    let mut all = state.libgo.image_list().await?;
+    all.sort_by(|a, b| a.tags.first().cmp(&b.tags.first()).then(a.id.cmp(&b.id)));
+    Ok(Json(paginate(all, page)))
+}
+
+#[utoipa::path(get, path = "/api/v1/images/{id}", tag = "images",
+    params(("id" = String, Path, description = "Image id or reference (URL-encode '/')"), BackendQuery),
+    responses((status = 200, description = "The image", body = schema::Image)))]
+async fn get_image(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<Json<Image>> {
+    Ok(Json(
+        state.libgo.image_inspect(q.backend.as_deref(), &id).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/images/{id}", tag = "images",
+    params(("id" = String, Path, description = "Image id or reference (URL-encode '/')"), BackendQuery),
+    responses((status = 204, description = "Removed")))]
+async fn delete_image(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<StatusCode> {
+    state
+        .libgo
+        .image_remove(q.backend.as_deref(), &id, q.force)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Registry credentials (never stored nor logged).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct AuthInput {
+    /// User.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+    /// Registry.
+    pub server: Option<String>,
+}
+
+impl From<AuthInput> for RegistryAuth {
+    fn from(a: AuthInput) -> Self {
+        RegistryAuth {
+            username: a.username,
+            password: a.password,
+            server: a.server,
+        }
+    }
+}
+
+/// A pull: seed 001's `{name, tag}` or a full `reference`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct PullRequest {
+    /// Repository (seed 001), e.g. `busybox`.
+    pub name: Option<String>,
+    /// Tag (seed 001); `latest` when absent.
+    pub tag: Option<String>,
+    /// Full reference, e.g. `127.0.0.1:5000/busybox:1`.
+    pub reference: Option<String>,
+    /// Backend.
+    pub backend: Option<String>,
+    /// Registry credentials.
+    pub auth: Option<AuthInput>,
+}
+
+#[utoipa::path(post, path = "/api/v1/images/pull", tag = "images",
+    request_body = PullRequest,
+    responses((status = 202, description = "Pull task started; Location names it", body = Task)))]
+async fn pull_image(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(req): Json<PullRequest>,
+) -> ApiResult<Response> {
+    let reference = match (req.reference, req.name) {
+        (Some(r), None) => r,
+        (None, Some(n)) => format!("{n}:{}", req.tag.as_deref().unwrap_or("latest")),
+        _ => return Err(ApiError::invalid("give either reference or name (and tag)")),
+    };
+    libgo_core::validate::image_reference(&reference)?;
+    let libgo = state.libgo.clone();
+    let auth = req.auth.map(RegistryAuth::from);
+    let backend = req.backend;
+    let r = reference.clone();
+    let task = state
+        .tasks
+        .spawn(
+            "image.pull",
+            Some(reference),
+            &caller.username,
+            move |ctx| async move {
+                let image = libgo
+                    .image_pull(backend.as_deref(), &r, auth.as_ref(), ctx.sink())
+                    .await?;
+                Ok(serde_json::to_value(image).unwrap_or_default())
+            },
+        )
+        .await?;
+    Ok(accepted(task))
+}
+
+/// Options of a build; the body is the context as a tar archive.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BuildQuery {
+    /// Tags, comma-separated.
+    pub tags: Option<String>,
+    /// Dockerfile path inside the context.
+    pub dockerfile: Option<String>,
+    /// Backend.
+    pub backend: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/images/build", tag = "images",
+    params(BuildQuery),
+    request_body(content = Vec<u8>, content_type = "application/x-tar", description = "Build context"),
+    responses((status = 202, description = "Build task started; Location names it", body = Task)))]
+async fn build_image(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<BuildQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let spec = BuildSpec {
+        context_tar: body.to_vec(),
+        dockerfile: q.dockerfile,
+        tags: q
+            .tags
+            .iter()
+            .flat_map(|t| t.split(','))
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        ..Default::default()
+    };
+    if spec.context_tar.is_empty() {
+        return Err(ApiError::invalid(
+            "the body must be the build context as a tar",
+        ));
+    }
+    let libgo = state.libgo.clone();
+    let target = spec.tags.first().cloned();
+    let task = state
+        .tasks
+        .spawn(
+            "image.build",
+            target,
+            &caller.username,
+            move |ctx| async move {
+                let image = libgo
+                    .image_build(q.backend.as_deref(), &spec, ctx.sink())
+                    .await?;
+                Ok(serde_json::to_value(image).unwrap_or_default())
+            },
+        )
+        .await?;
+    Ok(accepted(task))
+}
+
+/// A new reference for an image.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct TagRequest {
+    /// New reference (`repo:tag`).
+    pub target: String,
+    /// Backend.
+    pub backend: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/images/{id}/tag", tag = "images",
+    params(("id" = String, Path, description = "Image id or reference (URL-encode '/')")),
+    request_body = TagRequest,
+    responses((status = 201, description = "Tagged", body = schema::Image)))]
+async fn tag_image(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Json(req): Json<TagRequest>,
+) -> ApiResult<(StatusCode, Json<Image>)> {
+    state
+        .libgo
+        .image_tag(req.backend.as_deref(), &id, &req.target)
+        .await?;
+    let image = state
+        .libgo
+        .image_inspect(req.backend.as_deref(), &req.target)
+        .await?;
+    Ok((StatusCode::CREATED, Json(image)))
+}
+
+/// A push.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct PushRequest {
+    /// Backend.
+    pub backend: Option<String>,
+    /// Registry credentials.
+    pub auth: Option<AuthInput>,
+}
+
+#[utoipa::path(post, path = "/api/v1/images/{id}/push", tag = "images",
+    params(("id" = String, Path, description = "Image reference to push (URL-encode '/')")),
+    request_body = PushRequest,
+    responses((status = 202, description = "Push task started; Location names it", body = Task)))]
+async fn push_image(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<PushRequest>,
+) -> ApiResult<Response> {
+    libgo_core::validate::image_reference(&id)?;
+    let libgo = state.libgo.clone();
+    let auth = req.auth.map(RegistryAuth::from);
+    let r = id.clone();
+    let task = state
+        .tasks
+        .spawn(
+            "image.push",
+            Some(id),
+            &caller.username,
+            move |ctx| async move {
+                libgo
+                    .image_push(req.backend.as_deref(), &r, auth.as_ref(), ctx.sink())
+                    .await?;
+                Ok(serde_json::json!({"reference": r}))
+            },
+        )
+        .await?;
+    Ok(accepted(task))
+}
+
+#[utoipa::path(post, path = "/api/v1/images/prune", tag = "images",
+    params(BackendQuery),
+    responses((status = 200, description = "What was removed", body = schema::PruneReport)))]
+async fn prune_images(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<Json<PruneReport>> {
+    Ok(Json(state.libgo.image_prune(q.backend.as_deref()).await?))
+}
+
+/// The image routes.
+pub fn router(build_limit: usize) -> Router {
+    Router::new()
+        .routes(routes!(list_images))
+        .routes(routes!(get_image, delete_image))
+        .routes(routes!(pull_image))
+        .routes(routes!(build_image).layer(DefaultBodyLimit::max(build_limit)))
+        .routes(routes!(tag_image))
+        .routes(routes!(push_image))
+        .routes(routes!(prune_images))
+}

@@ -1,0 +1,638 @@
+//! `/api/v1/instances`: VMs and containers through one set of verbs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use libgo_core::{
+    ExecResult, ExecSpec, ExportFormat, ExportSpec, Instance, InstanceFilter, InstanceKind,
+    InstanceSpec, InstanceState, LogEntry, LogOptions, Page, ResourceUpdate, Snapshot,
+    SnapshotSpec, StopOptions, paginate,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
+
+use super::{PageQuery, Router};
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::schema;
+use crate::state::AppState;
+use crate::tasks::Task;
+
+/// Filters of instance lists.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `vm` or `container`.
+    #[param(value_type = Option<String>)]
+    pub kind: Option<InstanceKind>,
+    /// `running`, `stopped`, `paused`, `creating`, `error` or `unknown`.
+    pub state: Option<String>,
+    /// Names containing this text.
+    pub name: Option<String>,
+    /// Only this backend.
+    pub backend: Option<String>,
+    /// Labels as `key=value`, comma-separated; all must match.
+    pub label: Option<String>,
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Items per page, 1–100.
+    pub page_size: Option<u32>,
+}
+
+/// Parses a state name, accepting Docker's words too.
+pub fn parse_state(s: &str) -> ApiResult<InstanceState> {
+    Ok(match s {
+        "exited" | "created" | "dead" | "shutoff" => InstanceState::Stopped,
+        "restarting" => InstanceState::Creating,
+        other => other.parse()?,
+    })
+}
+
+impl ListQuery {
+    /// The core filter.
+    pub fn filter(&self, kind: Option<InstanceKind>) -> ApiResult<InstanceFilter> {
+        let mut labels = BTreeMap::new();
+        for kv in self.label.iter().flat_map(|l| l.split(',')) {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                ApiError::invalid(format!("label filter {kv:?} is not key=value"))
+            })?;
+            labels.insert(k.to_string(), v.to_string());
+        }
+        Ok(InstanceFilter {
+            kind: kind.or(self.kind),
+            state: self.state.as_deref().map(parse_state).transpose()?,
+            name: self.name.clone(),
+            labels,
+            backend: self.backend.clone(),
+        })
+    }
+}
+
+/// 403 unless an admin asks for host privileges.
+pub fn check_host_privileges(caller: &Caller, spec: &InstanceSpec) -> ApiResult<()> {
+    if spec.needs_host_privileges() {
+        caller.require(Role::Admin).map_err(|_| {
+            ApiError::forbidden(
+                "only administrators may create privileged instances, bind-mount host paths, \
+                 attach host devices or boot host kernels",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The instance, if it is of `kind`.
+pub async fn get_of_kind(
+    state: &AppState,
+    id: &str,
+    kind: Option<InstanceKind>,
+) -> ApiResult<Instance> {
+    let i = state.libgo.get(id).await?;
+    if kind.is_some_and(|k| k != i.kind) {
+        return Err(ApiError::not_found(format!(
+            "no {} {id:?}",
+            kind.map_or("instance", InstanceKind::as_str)
+        )));
+    }
+    Ok(i)
+}
+
+/// A 201 with a `Location`.
+pub fn created<T: Serialize>(location: String, body: T) -> Response {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    (StatusCode::CREATED, h, axum::Json(body)).into_response()
+}
+
+/// A 202 pointing at a task.
+pub fn accepted(task: Task) -> Response {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/tasks/{}", task.id)) {
+        h.insert(header::LOCATION, v);
+    }
+    (StatusCode::ACCEPTED, h, axum::Json(task)).into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/instances", tag = "instances",
+    params(ListQuery),
+    responses((status = 200, description = "One page of instances of every backend", body = schema::Page<schema::Instance>)))]
+async fn list_instances(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Page<Instance>>> {
+    let page = super::pagination(q.page, q.page_size)?;
+    Ok(Json(state.libgo.list(&q.filter(None)?, page).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/instances", tag = "instances",
+    request_body = schema::InstanceSpec,
+    responses((status = 201, description = "Created", body = schema::Instance)))]
+async fn create_instance(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(spec): Json<InstanceSpec>,
+) -> ApiResult<Response> {
+    check_host_privileges(&caller, &spec)?;
+    let i = state.libgo.create(&spec).await?;
+    Ok(created(format!("/api/v1/instances/{}", i.id), i))
+}
+
+#[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name")),
+    responses((status = 200, description = "The instance", body = schema::Instance)))]
+async fn get_instance(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Instance>> {
+    Ok(Json(state.libgo.get(&id).await?))
+}
+
+/// `?force=`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ForceQuery {
+    /// Stop it first if it runs.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[utoipa::path(delete, path = "/api/v1/instances/{id}", tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name"), ForceQuery),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_instance(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<ForceQuery>,
+) -> ApiResult<StatusCode> {
+    state.libgo.delete(&id, q.force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(patch, path = "/api/v1/instances/{id}", tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name")),
+    request_body = schema::ResourceUpdate,
+    responses((status = 200, description = "Updated", body = schema::Instance)))]
+async fn update_instance(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Json(update): Json<ResourceUpdate>,
+) -> ApiResult<Json<Instance>> {
+    Ok(Json(state.libgo.update(&id, update).await?))
+}
+
+/// A lifecycle verb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Start.
+    Start,
+    /// Stop (gracefully within `timeout`, or at once with `force`).
+    Stop,
+    /// Restart.
+    Restart,
+    /// Pause (freeze).
+    Pause,
+    /// Resume a paused instance.
+    Unpause,
+    /// Resume a paused instance (alias of unpause).
+    Resume,
+    /// Send a signal (containers) or power off (VMs).
+    Kill,
+}
+
+/// Options of lifecycle verbs.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ActionQuery {
+    /// Seconds to wait for a graceful stop.
+    pub timeout: Option<u64>,
+    /// Skip the graceful stop.
+    #[serde(default)]
+    pub force: bool,
+    /// Signal for `kill`.
+    pub signal: Option<String>,
+}
+
+/// Runs a verb on an instance of `kind` (any kind when `None`) and returns it.
+pub async fn act(
+    state: &AppState,
+    id: &str,
+    action: Action,
+    q: &ActionQuery,
+    kind: Option<InstanceKind>,
+) -> ApiResult<Instance> {
+    let i = get_of_kind(state, id, kind).await?;
+    let opts = StopOptions {
+        timeout_secs: q.timeout,
+        force: q.force,
+    };
+    let l = &state.libgo;
+    match action {
+        Action::Start => l.start(&i.id).await?,
+        Action::Stop => l.stop(&i.id, opts).await?,
+        Action::Restart => l.restart(&i.id, opts).await?,
+        Action::Pause => l.pause(&i.id).await?,
+        Action::Unpause | Action::Resume => l.resume(&i.id).await?,
+        Action::Kill => l.kill(&i.id, q.signal.as_deref()).await?,
+    }
+    Ok(l.get(&i.id).await?)
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/{id}/{action}", tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name"),
+           ("action" = Action, Path, description = "start, stop, restart, pause, unpause, resume or kill"),
+           ActionQuery),
+    responses((status = 200, description = "The instance after the action", body = schema::Instance)))]
+async fn instance_action(
+    State(state): State<Arc<AppState>>,
+    Path((id, action)): Path<(String, Action)>,
+    Query(q): Query<ActionQuery>,
+) -> ApiResult<Json<Instance>> {
+    Ok(Json(act(&state, &id, action, &q, None).await?))
+}
+
+/// Options of a log read.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+    /// Only lines at or after this time (RFC 3339).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only lines before this time (RFC 3339).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Prefix times where the engine records them.
+    #[serde(default)]
+    pub timestamps: bool,
+    /// Keep streaming new lines as NDJSON.
+    #[serde(default)]
+    pub follow: bool,
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Items per page, 1–100.
+    pub page_size: Option<u32>,
+}
+
+/// Reads logs of an instance of `kind`.
+pub async fn read_logs(
+    state: &AppState,
+    id: &str,
+    q: LogsQuery,
+    kind: Option<InstanceKind>,
+) -> ApiResult<Response> {
+    let i = get_of_kind(state, id, kind).await?;
+    let page = super::pagination(q.page, q.page_size)?;
+    let opts = LogOptions {
+        tail: q.tail,
+        since: q.since,
+        until: q.until,
+        follow: q.follow,
+        timestamps: q.timestamps,
+    };
+    let stream = state.libgo.logs(&i.id, opts).await?;
+    if q.follow {
+        let body = stream.map(|item| {
+            let line = match item {
+                Ok(e) => serde_json::to_string(&e),
+                Err(e) => serde_json::to_string(&ApiError::from(e).body()),
+            }
+            .unwrap_or_default();
+            Ok::<_, std::convert::Infallible>(format!("{line}\n"))
+        });
+        return Ok((
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            axum::body::Body::from_stream(body),
+        )
+            .into_response());
+    }
+    let entries: Vec<LogEntry> = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.collect::<Vec<_>>(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "TIMEOUT",
+            "reading logs timed out",
+        )
+    })?
+    .into_iter()
+    .collect::<Result<_, _>>()?;
+    Ok(axum::Json(paginate(entries, page)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/instances/{id}/logs", tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name"), LogsQuery),
+    responses((status = 200, description = "Log lines (NDJSON stream with follow=true)", body = schema::Page<schema::LogEntry>)))]
+async fn instance_logs(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Response> {
+    read_logs(&state, &id, q, None).await
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/{id}/exec", tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name")),
+    request_body = schema::ExecSpec,
+    responses((status = 200, description = "Exit code and output", body = schema::ExecResult)))]
+async fn instance_exec(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Json(spec): Json<ExecSpec>,
+) -> ApiResult<Json<ExecResult>> {
+    Ok(Json(state.libgo.exec(&id, &spec).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/instances/{id}/screenshot", tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name")),
+    responses((status = 200, description = "PNG of the VM's display", content_type = "image/png", body = Vec<u8>)))]
+async fn instance_screenshot(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let png = state.libgo.screenshot(&id).await?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/instances/{id}/snapshots", tag = "snapshots",
+    params(("id" = String, Path, description = "Instance id or name"), PageQuery),
+    responses((status = 200, description = "Snapshots, oldest first", body = schema::Page<schema::Snapshot>)))]
+async fn list_snapshots(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<Snapshot>>> {
+    let page = q.get()?;
+    Ok(Json(paginate(state.libgo.snapshot_list(&id).await?, page)))
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/{id}/snapshots", tag = "snapshots",
+    params(("id" = String, Path, description = "Instance id or name")),
+    request_body = schema::SnapshotSpec,
+    responses((status = 201, description = "Taken", body = schema::Snapshot)))]
+async fn create_snapshot(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Json(spec): Json<SnapshotSpec>,
+) -> ApiResult<Response> {
+    let s = state.libgo.snapshot_create(&id, &spec).await?;
+    Ok(created(
+        format!("/api/v1/instances/{id}/snapshots/{}", s.name),
+        s,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/instances/{id}/snapshots/{name}", tag = "snapshots",
+    params(("id" = String, Path, description = "Instance id or name"), ("name" = String, Path, description = "Snapshot name")),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_snapshot(
+    State(state): State<Arc<AppState>>,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.libgo.snapshot_delete(&id, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/{id}/snapshots/{name}/revert", tag = "snapshots",
+    params(("id" = String, Path, description = "Instance id or name"), ("name" = String, Path, description = "Snapshot name")),
+    responses((status = 200, description = "The instance after the revert", body = schema::Instance)))]
+async fn revert_snapshot(
+    State(state): State<Arc<AppState>>,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Json<Instance>> {
+    state.libgo.snapshot_revert(&id, &name).await?;
+    Ok(Json(state.libgo.get(&id).await?))
+}
+
+/// An export request.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportRequest {
+    /// Format.
+    #[schema(value_type = schema::ExportFormat)]
+    pub format: ExportFormat,
+    /// File to write (administrators only); a new file in the server's export directory
+    /// when absent.
+    pub destination: Option<String>,
+}
+
+fn extension(f: ExportFormat) -> &'static str {
+    match f {
+        ExportFormat::Qcow2 => "qcow2",
+        ExportFormat::Vmdk => "vmdk",
+        ExportFormat::Vdi => "vdi",
+        ExportFormat::Raw => "raw",
+        ExportFormat::Ova => "ova",
+        ExportFormat::Tar | ExportFormat::ImageTar => "tar",
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/{id}/export", tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name")),
+    request_body = ExportRequest,
+    responses((status = 202, description = "Export task started; Location names it", body = Task)))]
+async fn export_instance(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<ExportRequest>,
+) -> ApiResult<Response> {
+    let i = state.libgo.get(&id).await?;
+    let destination = match req.destination {
+        Some(d) => {
+            caller.require(Role::Admin).map_err(|_| {
+                ApiError::forbidden("only administrators may choose an export destination")
+            })?;
+            std::path::PathBuf::from(d)
+        }
+        None => {
+            let dir = state.config.data_dir.join("exports");
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(ApiError::internal)?;
+            dir.join(format!(
+                "{}-{}.{}",
+                i.name,
+                uuid::Uuid::new_v4().simple(),
+                extension(req.format)
+            ))
+        }
+    };
+    let spec = ExportSpec {
+        format: req.format,
+        destination,
+    };
+    libgo_core::validate::export_spec(&spec)?;
+    let libgo = state.libgo.clone();
+    let instance_id = i.id.clone();
+    let task = state
+        .tasks
+        .spawn(
+            "instance.export",
+            Some(i.name.clone()),
+            &caller.username,
+            move |ctx| async move {
+                ctx.progress(
+                    Some(0.0),
+                    format!("exporting to {}", spec.destination.display()),
+                );
+                let r = libgo.export(&instance_id, &spec, ctx.sink()).await?;
+                Ok(serde_json::to_value(r).unwrap_or_default())
+            },
+        )
+        .await?;
+    Ok(accepted(task))
+}
+
+/// Create many instances from one spec.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchCreate {
+    /// The spec; its name is replaced by the name rule.
+    #[schema(value_type = schema::InstanceSpec)]
+    pub spec: InstanceSpec,
+    /// How many, 1–100.
+    pub count: u32,
+    /// Name rule with `{n}` for the number (from `start`); `<spec name>-{n}` when absent.
+    pub name_pattern: Option<String>,
+    /// First number (default 1).
+    pub first: Option<u32>,
+}
+
+/// Delete many instances.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchDelete {
+    /// Ids or names, at most 100.
+    pub ids: Vec<String>,
+    /// Stop running ones first.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The outcome for one item of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItem {
+    /// Name or id.
+    pub name: String,
+    /// `created`, `deleted` or `failed`.
+    pub status: String,
+    /// The instance id, when created.
+    pub id: Option<String>,
+    /// Why it failed.
+    pub error: Option<crate::error::ErrorBody>,
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/batch", tag = "instances",
+    request_body = BatchCreate,
+    responses((status = 202, description = "Batch task started; its result lists each item", body = Task)))]
+async fn batch_create(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(req): Json<BatchCreate>,
+) -> ApiResult<Response> {
+    check_host_privileges(&caller, &req.spec)?;
+    if req.count == 0 || req.count > 100 {
+        return Err(ApiError::invalid("count must be between 1 and 100"));
+    }
+    let pattern = req
+        .name_pattern
+        .clone()
+        .unwrap_or_else(|| format!("{}-{{n}}", req.spec.name));
+    if !pattern.contains("{n}") {
+        return Err(ApiError::invalid("namePattern must contain {n}"));
+    }
+    let first = req.first.unwrap_or(1);
+    let names: Vec<String> = (first..first.saturating_add(req.count))
+        .map(|n| pattern.replace("{n}", &n.to_string()))
+        .collect();
+    for n in &names {
+        libgo_core::validate::name("name", n)?;
+    }
+    let libgo = state.libgo.clone();
+    let spec = req.spec;
+    let task = state
+        .tasks
+        .spawn("instances.batch-create", Some(pattern), &caller.username, move |ctx| async move {
+            let total = names.len();
+            let mut items = Vec::with_capacity(total);
+            for (k, name) in names.into_iter().enumerate() {
+                let mut s = spec.clone();
+                s.name = name.clone();
+                let item = match libgo.create(&s).await {
+                    Ok(i) => BatchItem { name, status: "created".into(), id: Some(i.id), error: None },
+                    Err(e) => BatchItem { name, status: "failed".into(), id: None, error: Some(ApiError::from(e).body()) },
+                };
+                items.push(item);
+                ctx.progress(Some(100.0 * (k + 1) as f64 / total as f64), format!("{}/{total}", k + 1));
+            }
+            let failed = items.iter().filter(|i| i.status == "failed").count();
+            Ok(serde_json::json!({"items": items, "succeeded": total - failed, "failed": failed}))
+        })
+        .await?;
+    Ok(accepted(task))
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/batch-delete", tag = "instances",
+    request_body = BatchDelete,
+    responses((status = 202, description = "Batch task started; its result lists each item", body = Task)))]
+async fn batch_delete(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(req): Json<BatchDelete>,
+) -> ApiResult<Response> {
+    if req.ids.is_empty() || req.ids.len() > 100 {
+        return Err(ApiError::invalid("ids must list 1 to 100 instances"));
+    }
+    let libgo = state.libgo.clone();
+    let force = req.force;
+    let ids = req.ids;
+    let task = state
+        .tasks
+        .spawn("instances.batch-delete", None, &caller.username, move |ctx| async move {
+            let total = ids.len();
+            let mut items = Vec::with_capacity(total);
+            for (k, id) in ids.into_iter().enumerate() {
+                let item = match libgo.delete(&id, force).await {
+                    Ok(()) => BatchItem { name: id, status: "deleted".into(), id: None, error: None },
+                    Err(e) => BatchItem { name: id, status: "failed".into(), id: None, error: Some(ApiError::from(e).body()) },
+                };
+                items.push(item);
+                ctx.progress(Some(100.0 * (k + 1) as f64 / total as f64), format!("{}/{total}", k + 1));
+            }
+            let failed = items.iter().filter(|i| i.status == "failed").count();
+            Ok(serde_json::json!({"items": items, "succeeded": total - failed, "failed": failed}))
+        })
+        .await?;
+    Ok(accepted(task))
+}
+
+/// The instance routes.
+pub fn router() -> Router {
+    Router::new()
+        .routes(routes!(list_instances, create_instance))
+        .routes(routes!(get_instance, delete_instance, update_instance))
+        .routes(routes!(instance_action))
+        .routes(routes!(instance_logs))
+        .routes(routes!(instance_exec))
+        .routes(routes!(instance_screenshot))
+        .routes(routes!(list_snapshots, create_snapshot))
+        .routes(routes!(delete_snapshot))
+        .routes(routes!(revert_snapshot))
+        .routes(routes!(export_instance))
+        .routes(routes!(batch_create))
+        .routes(routes!(batch_delete))
+}

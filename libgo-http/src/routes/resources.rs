@@ -1,0 +1,463 @@
+//! Networks, volumes, storage pools, templates and backends.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use libgo_core::{
+    BackendInfo, Capabilities, Health, Network, NetworkSpec, Page, PruneReport, StoragePool,
+    StoragePoolSpec, Template, Volume, VolumeSpec, paginate,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+
+use super::instances::created;
+use super::{BackendQuery, PageQuery, Router};
+use crate::error::ApiResult;
+use crate::extract::{Json, Path, Query};
+use crate::schema;
+use crate::state::AppState;
+
+type S = State<Arc<AppState>>;
+
+// ---- networks ----
+
+#[utoipa::path(get, path = "/api/v1/networks", tag = "networks", params(PageQuery),
+    responses((status = 200, description = "Networks of every backend", body = schema::Page<schema::Network>)))]
+async fn list_networks(
+    State(state): S,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<Network>>> {
+    let page = q.get()?;
+    let mut all = state.libgo.network_list().await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name).then(a.backend.cmp(&b.backend)));
+    Ok(Json(paginate(all, page)))
+}
+
+#[utoipa::path(post, path = "/api/v1/networks", tag = "networks", request_body = schema::NetworkSpec,
+    responses((status = 201, description = "Created", body = schema::Network)))]
+async fn create_network(State(state): S, Json(spec): Json<NetworkSpec>) -> ApiResult<Response> {
+    let n = state.libgo.network_create(&spec).await?;
+    Ok(created(format!("/api/v1/networks/{}", n.id), n))
+}
+
+#[utoipa::path(get, path = "/api/v1/networks/{id}", tag = "networks",
+    params(("id" = String, Path, description = "Network id or name"), BackendQuery),
+    responses((status = 200, description = "The network", body = schema::Network)))]
+async fn get_network(
+    State(state): S,
+    Path(id): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<Json<Network>> {
+    Ok(Json(
+        state
+            .libgo
+            .network_inspect(q.backend.as_deref(), &id)
+            .await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/networks/{id}", tag = "networks",
+    params(("id" = String, Path, description = "Network id or name"), BackendQuery),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_network(
+    State(state): S,
+    Path(id): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<StatusCode> {
+    state
+        .libgo
+        .network_delete(q.backend.as_deref(), &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An instance to attach or detach.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct NetworkAttach {
+    /// Instance id or name.
+    pub instance: String,
+}
+
+/// What to do with a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkAction {
+    /// Attach an instance (body: `{instance}`).
+    Connect,
+    /// Detach an instance (body: `{instance}`).
+    Disconnect,
+    /// Activate (libvirt).
+    Start,
+    /// Deactivate (libvirt).
+    Stop,
+}
+
+#[utoipa::path(post, path = "/api/v1/networks/{id}/{action}", tag = "networks",
+    params(("id" = String, Path, description = "Network id or name"),
+           ("action" = NetworkAction, Path, description = "connect, disconnect, start or stop"), BackendQuery),
+    request_body(content = Option<NetworkAttach>, description = "For connect and disconnect"),
+    responses((status = 200, description = "The network after the action", body = schema::Network)))]
+async fn network_action(
+    State(state): S,
+    Path((id, action)): Path<(String, NetworkAction)>,
+    Query(q): Query<BackendQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Network>> {
+    let b = q.backend.as_deref();
+    let attach = || -> ApiResult<NetworkAttach> {
+        serde_json::from_slice(&body).map_err(|e| {
+            crate::error::ApiError::invalid(format!("body must be {{\"instance\": …}}: {e}"))
+        })
+    };
+    match action {
+        NetworkAction::Connect => {
+            state
+                .libgo
+                .network_connect(&id, &attach()?.instance)
+                .await?
+        }
+        NetworkAction::Disconnect => {
+            state
+                .libgo
+                .network_disconnect(&id, &attach()?.instance)
+                .await?
+        }
+        NetworkAction::Start => state.libgo.network_start(b, &id).await?,
+        NetworkAction::Stop => state.libgo.network_stop(b, &id).await?,
+    }
+    Ok(Json(state.libgo.network_inspect(b, &id).await?))
+}
+
+// ---- volumes ----
+
+#[utoipa::path(get, path = "/api/v1/volumes", tag = "volumes", params(PageQuery),
+    responses((status = 200, description = "Volumes of every backend", body = schema::Page<schema::Volume>)))]
+async fn list_volumes(
+    State(state): S,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<Volume>>> {
+    let page = q.get()?;
+    let mut all = state.libgo.volume_list().await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name).then(a.backend.cmp(&b.backend)));
+    Ok(Json(paginate(all, page)))
+}
+
+#[utoipa::path(post, path = "/api/v1/volumes", tag = "volumes", request_body = schema::VolumeSpec,
+    responses((status = 201, description = "Created", body = schema::Volume)))]
+async fn create_volume(State(state): S, Json(spec): Json<VolumeSpec>) -> ApiResult<Response> {
+    let v = state.libgo.volume_create(&spec).await?;
+    Ok(created(format!("/api/v1/volumes/{}", v.name), v))
+}
+
+#[utoipa::path(get, path = "/api/v1/volumes/{name}", tag = "volumes",
+    params(("name" = String, Path, description = "Volume name (`pool%2Fname` for VM volumes)"), BackendQuery),
+    responses((status = 200, description = "The volume", body = schema::Volume)))]
+async fn get_volume(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<Json<Volume>> {
+    Ok(Json(
+        state
+            .libgo
+            .volume_inspect(q.backend.as_deref(), &name)
+            .await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/volumes/{name}", tag = "volumes",
+    params(("name" = String, Path, description = "Volume name"), BackendQuery),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_volume(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<StatusCode> {
+    state
+        .libgo
+        .volume_delete(q.backend.as_deref(), &name, q.force)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new size.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResizeRequest {
+    /// New size in bytes.
+    pub size_bytes: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/volumes/{name}/resize", tag = "volumes",
+    params(("name" = String, Path, description = "Volume name"), BackendQuery), request_body = ResizeRequest,
+    responses((status = 200, description = "Resized", body = schema::Volume)))]
+async fn resize_volume(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<BackendQuery>,
+    Json(r): Json<ResizeRequest>,
+) -> ApiResult<Json<Volume>> {
+    Ok(Json(
+        state
+            .libgo
+            .volume_resize(q.backend.as_deref(), &name, r.size_bytes)
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/volumes/{name}/wipe", tag = "volumes",
+    params(("name" = String, Path, description = "Volume name"), BackendQuery),
+    responses((status = 204, description = "Wiped")))]
+async fn wipe_volume(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<StatusCode> {
+    state.libgo.volume_wipe(q.backend.as_deref(), &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A copy's name.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct CloneRequest {
+    /// Name of the copy.
+    pub target: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/volumes/{name}/clone", tag = "volumes",
+    params(("name" = String, Path, description = "Volume name"), BackendQuery), request_body = CloneRequest,
+    responses((status = 201, description = "Copied", body = schema::Volume)))]
+async fn clone_volume(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<BackendQuery>,
+    Json(r): Json<CloneRequest>,
+) -> ApiResult<Response> {
+    let v = state
+        .libgo
+        .volume_clone(q.backend.as_deref(), &name, &r.target)
+        .await?;
+    Ok(created(format!("/api/v1/volumes/{}", v.name), v))
+}
+
+#[utoipa::path(post, path = "/api/v1/volumes/prune", tag = "volumes", params(BackendQuery),
+    responses((status = 200, description = "What was removed", body = schema::PruneReport)))]
+async fn prune_volumes(
+    State(state): S,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<Json<PruneReport>> {
+    Ok(Json(state.libgo.volume_prune(q.backend.as_deref()).await?))
+}
+
+// ---- storage pools ----
+
+#[utoipa::path(get, path = "/api/v1/storage-pools", tag = "storage-pools", params(PageQuery),
+    responses((status = 200, description = "Storage pools", body = schema::Page<schema::StoragePool>)))]
+async fn list_pools(
+    State(state): S,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<StoragePool>>> {
+    let page = q.get()?;
+    let mut all = state.libgo.pool_list().await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(paginate(all, page)))
+}
+
+#[utoipa::path(post, path = "/api/v1/storage-pools", tag = "storage-pools", request_body = schema::StoragePoolSpec,
+    responses((status = 201, description = "Created (admin only: it names a host directory)", body = schema::StoragePool)))]
+async fn create_pool(State(state): S, Json(spec): Json<StoragePoolSpec>) -> ApiResult<Response> {
+    let p = state.libgo.pool_create(&spec).await?;
+    Ok(created(format!("/api/v1/storage-pools/{}", p.name), p))
+}
+
+#[utoipa::path(get, path = "/api/v1/storage-pools/{name}", tag = "storage-pools",
+    params(("name" = String, Path, description = "Pool name"), BackendQuery),
+    responses((status = 200, description = "The pool", body = schema::StoragePool)))]
+async fn get_pool(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<Json<StoragePool>> {
+    Ok(Json(
+        state
+            .libgo
+            .pool_inspect(q.backend.as_deref(), &name)
+            .await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/storage-pools/{name}", tag = "storage-pools",
+    params(("name" = String, Path, description = "Pool name"), BackendQuery),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_pool(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<StatusCode> {
+    state.libgo.pool_delete(q.backend.as_deref(), &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What to do with a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolAction {
+    /// Start.
+    Activate,
+    /// Stop.
+    Deactivate,
+}
+
+#[utoipa::path(post, path = "/api/v1/storage-pools/{name}/{action}", tag = "storage-pools",
+    params(("name" = String, Path, description = "Pool name"), ("action" = PoolAction, Path, description = "activate or deactivate"), BackendQuery),
+    responses((status = 200, description = "The pool after the action", body = schema::StoragePool)))]
+async fn pool_action(
+    State(state): S,
+    Path((name, action)): Path<(String, PoolAction)>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<Json<StoragePool>> {
+    let b = q.backend.as_deref();
+    match action {
+        PoolAction::Activate => state.libgo.pool_activate(b, &name).await?,
+        PoolAction::Deactivate => state.libgo.pool_deactivate(b, &name).await?,
+    }
+    Ok(Json(state.libgo.pool_inspect(b, &name).await?))
+}
+
+// ---- templates ----
+
+#[utoipa::path(get, path = "/api/v1/templates", tag = "templates", params(PageQuery),
+    responses((status = 200, description = "VM templates", body = schema::Page<schema::Template>)))]
+async fn list_templates(
+    State(state): S,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<Template>>> {
+    let page = q.get()?;
+    let mut all = state.libgo.template_list().await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(paginate(all, page)))
+}
+
+#[utoipa::path(post, path = "/api/v1/templates", tag = "templates", params(BackendQuery), request_body = schema::Template,
+    responses((status = 201, description = "Saved", body = schema::Template)))]
+async fn create_template(
+    State(state): S,
+    Query(q): Query<BackendQuery>,
+    Json(t): Json<Template>,
+) -> ApiResult<Response> {
+    let t = state
+        .libgo
+        .template_create(q.backend.as_deref(), &t)
+        .await?;
+    Ok(created(format!("/api/v1/templates/{}", t.name), t))
+}
+
+#[utoipa::path(get, path = "/api/v1/templates/{name}", tag = "templates",
+    params(("name" = String, Path, description = "Template name"), BackendQuery),
+    responses((status = 200, description = "The template", body = schema::Template)))]
+async fn get_template(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<Json<Template>> {
+    Ok(Json(
+        state
+            .libgo
+            .template_get(q.backend.as_deref(), &name)
+            .await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/templates/{name}", tag = "templates",
+    params(("name" = String, Path, description = "Template name"), BackendQuery),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_template(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<BackendQuery>,
+) -> ApiResult<StatusCode> {
+    state
+        .libgo
+        .template_delete(q.backend.as_deref(), &name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- backends ----
+
+/// A backend: what it is, what it supports and whether it answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendView {
+    /// Name.
+    pub name: String,
+    /// Connected (registered with the facade).
+    pub connected: bool,
+    /// Engine info, when it answers.
+    #[schema(value_type = Option<schema::BackendInfo>)]
+    pub info: Option<BackendInfo>,
+    /// Capabilities, when connected.
+    #[schema(value_type = Option<schema::Capabilities>)]
+    pub capabilities: Option<Capabilities>,
+    /// Health.
+    #[schema(value_type = schema::Health)]
+    pub health: Health,
+}
+
+#[utoipa::path(get, path = "/api/v1/backends", tag = "system",
+    responses((status = 200, description = "Every configured backend", body = Vec<BackendView>)))]
+async fn list_backends(State(state): S) -> ApiResult<Json<Vec<BackendView>>> {
+    let backends = state.libgo.backends();
+    let infos = state.libgo.info().await;
+    let healths = state.libgo.health().await;
+    let mut out: Vec<BackendView> = backends
+        .iter()
+        .zip(infos)
+        .zip(healths)
+        .map(|((b, info), health)| BackendView {
+            name: b.name().to_string(),
+            connected: true,
+            info: info.ok(),
+            capabilities: Some(b.capabilities()),
+            health,
+        })
+        .collect();
+    for p in state.pending() {
+        out.push(BackendView {
+            name: p.name.clone(),
+            connected: false,
+            info: None,
+            capabilities: None,
+            health: Health {
+                backend: p.name,
+                up: false,
+                message: p.error,
+                latency_ms: 0,
+            },
+        });
+    }
+    Ok(Json(out))
+}
+
+/// The routes of this module.
+pub fn router() -> Router {
+    Router::new()
+        .routes(routes!(list_networks, create_network))
+        .routes(routes!(get_network, delete_network))
+        .routes(routes!(network_action))
+        .routes(routes!(list_volumes, create_volume))
+        .routes(routes!(get_volume, delete_volume))
+        .routes(routes!(resize_volume))
+        .routes(routes!(wipe_volume))
+        .routes(routes!(clone_volume))
+        .routes(routes!(prune_volumes))
+        .routes(routes!(list_pools, create_pool))
+        .routes(routes!(get_pool, delete_pool))
+        .routes(routes!(pool_action))
+        .routes(routes!(list_templates, create_template))
+        .routes(routes!(get_template, delete_template))
+        .routes(routes!(list_backends))
+}

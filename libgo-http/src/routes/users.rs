@@ -1,0 +1,494 @@
+//! Login, users, API keys and the audit log.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use libgo_core::{Page, validate};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+
+use super::instances::created;
+use super::{PageQuery, Router};
+use crate::auth::{
+    Caller, Role, check_password_rules, hash_api_key, hash_password, new_api_key, verify_password,
+};
+use crate::db::{ApiKey, AuditFilter, AuditRecord, User};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::middleware::outcome;
+use crate::ratelimit::client_ip;
+use crate::state::AppState;
+
+/// Credentials.
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    /// The JWT, for `Authorization: Bearer`.
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Seconds until expiry.
+    pub expires_in: u64,
+    /// Who logged in.
+    pub user: User,
+}
+
+struct LoginMeta {
+    path: String,
+    request_id: Option<String>,
+    client: String,
+}
+
+async fn audit_login(state: &AppState, meta: &LoginMeta, username: &str, status: u16) {
+    let record = AuditRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        time: Utc::now(),
+        username: Some(username.to_string()),
+        role: None,
+        method: "POST".into(),
+        path: meta.path.clone(),
+        route: Some(meta.path.clone()),
+        target: Some(username.to_string()),
+        status,
+        outcome: outcome(status).into(),
+        request_id: meta.request_id.clone(),
+        client: Some(meta.client.clone()),
+    };
+    if let Err(e) = state.db.audit_insert(&record).await {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+}
+
+async fn do_login(
+    state: Arc<AppState>,
+    req: axum::extract::Request,
+) -> ApiResult<Json<LoginResponse>> {
+    let ip = client_ip(&req);
+    let meta = LoginMeta {
+        path: req.uri().path().to_string(),
+        request_id: req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        client: ip.to_string(),
+    };
+    let limit = state.config.body_limit_bytes;
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| crate::error::payload_too_large())?;
+    let creds: LoginRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid(format!("body must be {{\"username\", \"password\"}}: {e}"))
+    })?;
+    if let Err(wait) = state.login_limiter.check(ip, &creds.username) {
+        audit_login(&state, &meta, &creds.username, 429).await;
+        return Err(ApiError::rate_limited(
+            format!("too many failed logins; retry in {wait} s"),
+            wait,
+        ));
+    }
+    let user = state.db.user_by_name(&creds.username).await?;
+    let ok = match &user {
+        Some(u) => verify_password(creds.password.clone(), u.password_hash.clone()).await,
+        None => {
+            // Spend the same time as a real check, so names cannot be probed by timing.
+            let _ = hash_password(creds.password.clone()).await;
+            false
+        }
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        state.login_limiter.failed(ip, &creds.username);
+        state.metrics.login_failures.inc();
+        audit_login(&state, &meta, &creds.username, 401).await;
+        return Err(ApiError::unauthorized("wrong user name or password"));
+    };
+    state.login_limiter.succeeded(ip, &creds.username);
+    let (token, exp) = state.tokens.issue(&user)?;
+    audit_login(&state, &meta, &creds.username, 200).await;
+    Ok(Json(LoginResponse {
+        token,
+        token_type: "Bearer".into(),
+        expires_at: crate::db::to_time(exp * 1000),
+        expires_in: state.config.token_ttl_secs,
+        user: User::from(&user),
+    }))
+}
+
+#[utoipa::path(post, path = "/login", tag = "auth", security(()), request_body = LoginRequest,
+    responses((status = 200, description = "A token", body = LoginResponse)))]
+async fn login(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> ApiResult<Json<LoginResponse>> {
+    do_login(state, req).await
+}
+
+#[utoipa::path(post, path = "/api/v1/login", tag = "auth", security(()), request_body = LoginRequest,
+    responses((status = 200, description = "A token (same as /login)", body = LoginResponse)))]
+async fn login_v1(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> ApiResult<Json<LoginResponse>> {
+    do_login(state, req).await
+}
+
+/// A user to create.
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct NewUser {
+    /// Login name (lowercase letters, digits, '-').
+    pub username: String,
+    /// Password (at least 8 characters).
+    pub password: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// Changes to a user.
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct UserUpdate {
+    /// New role.
+    pub role: Option<Role>,
+    /// New password.
+    pub password: Option<String>,
+}
+
+/// A password change.
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordChange {
+    /// The current password (needed when changing one's own).
+    pub current_password: Option<String>,
+    /// The new password.
+    pub new_password: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
+    responses((status = 200, description = "Users", body = crate::schema::Page<User>)))]
+async fn list_users(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<User>>> {
+    let page = q.get()?;
+    let users: Vec<User> = state.db.user_list().await?.iter().map(User::from).collect();
+    Ok(Json(libgo_core::paginate(users, page)))
+}
+
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, description = "Created", body = User)))]
+async fn create_user(
+    State(state): State<Arc<AppState>>,
+    Json(u): Json<NewUser>,
+) -> ApiResult<Response> {
+    validate::name("username", &u.username)?;
+    check_password_rules(&u.password)?;
+    let hash = hash_password(u.password).await?;
+    let user = state
+        .db
+        .user_insert(&u.username, &hash, u.role)
+        .await?
+        .ok_or_else(|| {
+            ApiError::conflict(format!("a user named {:?} exists already", u.username))
+        })?;
+    Ok(created(
+        format!("/api/v1/users/{}", user.id),
+        User::from(&user),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
+    responses((status = 200, description = "The caller", body = User)))]
+async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<User>> {
+    let u = state
+        .db
+        .user_by_id(&caller.user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("no such user"))?;
+    Ok(Json(User::from(&u)))
+}
+
+#[utoipa::path(put, path = "/api/v1/users/me/password", tag = "users", request_body = PasswordChange,
+    responses((status = 204, description = "Changed")))]
+async fn change_my_password(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(p): Json<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    let u = state
+        .db
+        .user_by_id(&caller.user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("no such user"))?;
+    let current = p.current_password.unwrap_or_default();
+    if !verify_password(current, u.password_hash.clone()).await {
+        return Err(ApiError::forbidden("the current password is wrong"));
+    }
+    check_password_rules(&p.new_password)?;
+    let hash = hash_password(p.new_password).await?;
+    state.db.user_update(&u.id, None, Some(&hash)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn find_user(state: &AppState, id: &str) -> ApiResult<crate::db::UserRecord> {
+    state
+        .db
+        .user_find(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {id:?}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id or name")),
+    responses((status = 200, description = "The user", body = User)))]
+async fn get_user(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(User::from(&find_user(&state, &id).await?)))
+}
+
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id or name")), request_body = UserUpdate,
+    responses((status = 200, description = "Updated", body = User)))]
+async fn update_user(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Json(up): Json<UserUpdate>,
+) -> ApiResult<Json<User>> {
+    let u = find_user(&state, &id).await?;
+    if u.role == Role::Admin
+        && up.role.is_some_and(|r| r != Role::Admin)
+        && state.db.admin_count().await? <= 1
+    {
+        return Err(ApiError::conflict(
+            "the last administrator cannot lose the admin role",
+        ));
+    }
+    let hash = match up.password {
+        Some(p) => {
+            check_password_rules(&p)?;
+            Some(hash_password(p).await?)
+        }
+        None => None,
+    };
+    state
+        .db
+        .user_update(&u.id, up.role, hash.as_deref())
+        .await?;
+    Ok(Json(User::from(&find_user(&state, &u.id).await?)))
+}
+
+#[utoipa::path(put, path = "/api/v1/users/{id}/password", tag = "users",
+    params(("id" = String, Path, description = "User id or name")), request_body = PasswordChange,
+    responses((status = 204, description = "Changed")))]
+async fn set_password(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Json(p): Json<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    let u = find_user(&state, &id).await?;
+    check_password_rules(&p.new_password)?;
+    let hash = hash_password(p.new_password).await?;
+    state.db.user_update(&u.id, None, Some(&hash)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id or name")),
+    responses((status = 204, description = "Deleted, with the user's API keys")))]
+async fn delete_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let u = find_user(&state, &id).await?;
+    if u.id == caller.user_id {
+        return Err(ApiError::conflict("you cannot delete yourself"));
+    }
+    if u.role == Role::Admin && state.db.admin_count().await? <= 1 {
+        return Err(ApiError::conflict(
+            "the last administrator cannot be deleted",
+        ));
+    }
+    state.db.user_delete(&u.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A key to create.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewApiKey {
+    /// A label.
+    pub name: String,
+    /// Lifetime in days; no expiry when absent.
+    pub expires_in_days: Option<u32>,
+    /// Owner (administrators only); the caller when absent.
+    pub user: Option<String>,
+}
+
+/// A new key: the only time the key itself is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApiKey {
+    /// The key, for `X-API-Key`. Shown once; only its hash is stored.
+    pub key: String,
+    /// The stored record.
+    pub api_key: ApiKey,
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(PageQuery),
+    responses((status = 200, description = "The caller's keys (every key for administrators)", body = crate::schema::Page<ApiKey>)))]
+async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<ApiKey>>> {
+    let page = q.get()?;
+    let owner = (caller.role != Role::Admin).then_some(caller.user_id.as_str());
+    Ok(Json(libgo_core::paginate(
+        state.db.key_list(owner).await?,
+        page,
+    )))
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = NewApiKey,
+    responses((status = 201, description = "Created; the key is in this answer only", body = CreatedApiKey)))]
+async fn create_key(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(k): Json<NewApiKey>,
+) -> ApiResult<Response> {
+    if k.name.trim().is_empty() || k.name.len() > 100 {
+        return Err(ApiError::invalid("name must have 1 to 100 characters"));
+    }
+    let owner = match &k.user {
+        Some(u) => {
+            caller.require(Role::Admin)?;
+            find_user(&state, u).await?
+        }
+        None => find_user(&state, &caller.user_id).await?,
+    };
+    let expires = k
+        .expires_in_days
+        .map(|d| crate::db::now_ms() + i64::from(d) * 86_400_000);
+    let (key, prefix) = new_api_key();
+    let id = state
+        .db
+        .key_insert(
+            &owner.id,
+            k.name.trim(),
+            &prefix,
+            &hash_api_key(&key),
+            expires,
+        )
+        .await?;
+    let api_key = state
+        .db
+        .key_list(Some(&owner.id))
+        .await?
+        .into_iter()
+        .find(|x| x.id == id)
+        .ok_or_else(|| ApiError::internal("stored key vanished"))?;
+    Ok(created(
+        format!("/api/v1/api-keys/{id}"),
+        CreatedApiKey { key, api_key },
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = String, Path, description = "Key id")),
+    responses((status = 204, description = "Revoked")))]
+async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let owner = (caller.role != Role::Admin).then_some(caller.user_id.as_str());
+    if !state.db.key_delete(&id, owner).await? {
+        return Err(ApiError::not_found(format!("no API key {id:?}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Audit query: filters and page.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Items per page, 1–100.
+    pub page_size: Option<u32>,
+    /// Only this user.
+    pub username: Option<String>,
+    /// Only this method.
+    pub method: Option<String>,
+    /// Only paths starting with this.
+    pub path: Option<String>,
+    /// Only this target.
+    pub target: Option<String>,
+    /// `success`, `denied` or `failure`.
+    pub outcome: Option<String>,
+    /// Only at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Only before this time (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, description = "Audit records, newest first", body = crate::schema::Page<AuditRecord>)))]
+async fn audit(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Page<AuditRecord>>> {
+    let page = super::pagination(q.page, q.page_size)?;
+    let f = AuditFilter {
+        username: q.username,
+        method: q.method,
+        path: q.path,
+        target: q.target,
+        outcome: q.outcome,
+        since: q.since,
+        until: q.until,
+    };
+    let offset = i64::from(page.page - 1) * i64::from(page.page_size);
+    let (items, count) = state
+        .db
+        .audit_query(&f, offset, i64::from(page.page_size))
+        .await?;
+    Ok(Json(Page {
+        items,
+        count: usize::try_from(count).unwrap_or(0),
+        page: page.page,
+        page_size: page.page_size,
+    }))
+}
+
+/// The routes of this module.
+pub fn router() -> Router {
+    Router::new()
+        .routes(routes!(login))
+        .routes(routes!(login_v1))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(me))
+        .routes(routes!(change_my_password))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(set_password))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(audit))
+}

@@ -1,0 +1,253 @@
+//! WebSockets: events, stats streams, consoles and VNC.
+//!
+//! Browsers cannot set headers on a WebSocket, so these routes also accept the token as an
+//! `access_token` query parameter (see [`crate::auth::authenticate`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use libgo_core::{BoxStream, Stats};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa_axum::routes;
+
+use super::Router;
+use crate::error::{ApiError, ApiResult};
+use crate::events::EventQuery;
+use crate::extract::{Json, Path, Query};
+use crate::schema;
+use crate::state::AppState;
+
+/// Seconds between server pings; a client silent for three of them is dropped.
+const PING_EVERY: Duration = Duration::from_secs(20);
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+async fn upgrade(req: Request) -> ApiResult<WebSocketUpgrade> {
+    let (mut parts, _) = req.into_parts();
+    WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|e| {
+            ApiError::invalid(format!(
+                "a WebSocket upgrade is needed here: {}",
+                e.body_text()
+            ))
+        })
+}
+
+fn text(v: &impl serde::Serialize) -> Message {
+    Message::Text(serde_json::to_string(v).unwrap_or_default().into())
+}
+
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
+    responses((status = 101, description = "WebSocket of JSON messages: instance events and task changes", body = crate::events::ServerEvent)))]
+async fn events(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<EventQuery>,
+    req: Request,
+) -> ApiResult<Response> {
+    let filter = q.filter()?;
+    let ws = upgrade(req).await?;
+    Ok(ws.on_upgrade(move |socket| async move {
+        let mut socket = socket;
+        let mut rx = state.events.subscribe();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut last_seen = Instant::now();
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+                _ = ping.tick() => {
+                    if last_seen.elapsed() > PING_EVERY * 3 {
+                        break;
+                    }
+                    if socket.send(Message::Ping(Bytes::from_static(b"libgo"))).await.is_err() {
+                        break;
+                    }
+                }
+                msg = socket.recv() => match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        last_seen = Instant::now();
+                        let is_ping = t.trim() == "ping"
+                            || serde_json::from_str::<serde_json::Value>(&t)
+                                .ok()
+                                .is_some_and(|v| v["type"] == "ping");
+                        if is_ping && socket.send(text(&serde_json::json!({"type": "pong"}))).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => last_seen = Instant::now(),
+                },
+                ev = rx.recv() => match ev {
+                    Ok(e) => {
+                        if q.admits(&filter, &e) && socket.send(text(&e)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        let m = serde_json::json!({"type": "lagged", "missed": n});
+                        if socket.send(text(&m)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        }
+    }))
+}
+
+async fn pump_stats(mut socket: WebSocket, mut stream: BoxStream<Stats>, state: Arc<AppState>) {
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            s = stream.next() => match s {
+                Some(Ok(s)) => {
+                    if socket.send(text(&s)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = socket.send(text(&ApiError::from(e).body())).await;
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+#[utoipa::path(get, path = "/api/v1/instances/{id}/stats", tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name")),
+    responses((status = 200, description = "One sample; with a WebSocket upgrade, a stream of samples about once a second", body = schema::Stats)))]
+async fn instance_stats(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    if is_upgrade(req.headers()) {
+        let ws = upgrade(req).await?;
+        let stream = state.libgo.stats_stream(&id).await?;
+        return Ok(ws.on_upgrade(move |socket| pump_stats(socket, stream, state)));
+    }
+    Ok(Json(state.libgo.stats(&id).await?).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/instances/{id}/console", tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name")),
+    responses((status = 101, description = "WebSocket: binary frames of console output; text or binary frames typed in")))]
+async fn instance_console(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let ws = upgrade(req).await?;
+    let session = state.libgo.console(&id).await?;
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        let mut output = session.output;
+        let mut input = session.input;
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                chunk = output.next() => match chunk {
+                    Some(Ok(b)) => {
+                        if socket.send(Message::Binary(b)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = socket.send(text(&ApiError::from(e).body())).await;
+                        break;
+                    }
+                    None => break,
+                },
+                msg = socket.recv() => {
+                    let data: Bytes = match msg {
+                        Some(Ok(Message::Text(t))) => Bytes::copy_from_slice(t.as_bytes()),
+                        Some(Ok(Message::Binary(b))) => b,
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                        Some(Ok(_)) => continue,
+                    };
+                    if input.write_all(&data).await.is_err() || input.flush().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = input.shutdown().await;
+        let _ = socket.send(Message::Close(None)).await;
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/instances/{id}/vnc", tag = "instances",
+    params(("id" = String, Path, description = "VM id or name")),
+    responses((status = 101, description = "WebSocket (subprotocol `binary`) carrying the RFB stream in binary frames, for noVNC")))]
+async fn instance_vnc(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let ws = upgrade(req).await?.protocols(["binary"]);
+    let display = state.libgo.vnc_display(&id).await?;
+    let tcp = tokio::net::TcpStream::connect((display.host.as_str(), display.port))
+        .await
+        .map_err(|e| {
+            ApiError::from(libgo_core::Error::unavailable(format!(
+                "VNC display unreachable: {e}"
+            )))
+        })?;
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        let (mut rd, mut wr) = tcp.into_split();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                n = rd.read(&mut buf) => match n {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if socket.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                            break;
+                        }
+                    }
+                },
+                msg = socket.recv() => match msg {
+                    Some(Ok(Message::Binary(b))) => {
+                        if wr.write_all(&b).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+        let _ = socket.send(Message::Close(None)).await;
+    }))
+}
+
+/// The WebSocket routes.
+pub fn router() -> Router {
+    Router::new()
+        .routes(routes!(events))
+        .routes(routes!(instance_stats))
+        .routes(routes!(instance_console))
+        .routes(routes!(instance_vnc))
+}

@@ -1,0 +1,315 @@
+//! Assembling and running the server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use futures::future::BoxFuture;
+use libgo_core::{Backend, LibGo};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::{LoginLimiter, Role, Tokens, hash_password, random_hex};
+use crate::config::Config;
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::state::AppState;
+use crate::tasks::TaskManager;
+use crate::{events, middleware, routes};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Connects a backend: called again until it succeeds.
+pub type Connector =
+    Arc<dyn Fn() -> BoxFuture<'static, libgo_core::Result<Arc<dyn Backend>>> + Send + Sync>;
+
+/// A backend the server connects to, retrying while its engine is down.
+#[derive(Clone)]
+pub struct BackendSpec {
+    /// Name it is registered under.
+    pub name: String,
+    /// How to connect.
+    pub connect: Connector,
+}
+
+impl std::fmt::Debug for BackendSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendSpec")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// A configured server, ready to serve.
+pub struct Server {
+    state: Arc<AppState>,
+    router: axum::Router,
+    openapi: utoipa::openapi::OpenApi,
+    generated_admin_password: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// The OpenAPI document of the server (the same one `/openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) =
+        OpenApiRouter::<Arc<AppState>>::with_openapi(crate::openapi::ApiDoc::openapi())
+            .merge(routes::router(1))
+            .split_for_parts();
+    crate::openapi::finish(&mut api);
+    api.info.version = env!("CARGO_PKG_VERSION").to_string();
+    api
+}
+
+impl Server {
+    /// Opens the database, creates the first administrator when there is none, and builds
+    /// the routes over `libgo`.
+    pub async fn new(config: Config, libgo: Arc<LibGo>) -> Result<Server, StartError> {
+        config.validate().map_err(|e| StartError(e.to_string()))?;
+        if config.database_url.is_none() {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                StartError(format!("cannot create {}: {e}", config.data_dir.display()))
+            })?;
+        }
+        let db = Db::connect(&config.database_url())
+            .await
+            .map_err(|e| StartError(format!("database: {e}")))?;
+        let secret = match &config.jwt_secret {
+            Some(s) => s.0.clone(),
+            None => db
+                .setting_or_insert("jwt_secret", &random_hex(32))
+                .await
+                .map_err(|e| StartError(format!("database: {e}")))?,
+        };
+        if secret.len() < 32 {
+            return Err(StartError(
+                "the JWT secret needs at least 32 characters".into(),
+            ));
+        }
+        let mut generated = None;
+        let users = db
+            .user_count()
+            .await
+            .map_err(|e| StartError(format!("database: {e}")))?;
+        if users == 0 {
+            let password = match &config.admin_password {
+                Some(p) => p.0.clone(),
+                None => {
+                    let p = random_hex(12);
+                    generated = Some(p.clone());
+                    p
+                }
+            };
+            libgo_core::validate::name("admin user", &config.admin_user)
+                .map_err(|e| StartError(e.to_string()))?;
+            let hash = hash_password(password)
+                .await
+                .map_err(|e| StartError(format!("{e:?}")))?;
+            db.user_insert(&config.admin_user, &hash, Role::Admin)
+                .await
+                .map_err(|e| StartError(format!("database: {e}")))?;
+            tracing::info!(user = %config.admin_user, "created the first administrator");
+        }
+        let (events_tx, _) = broadcast::channel(1024);
+        let tasks = TaskManager::new(db.clone(), events_tx.clone());
+        tasks
+            .recover()
+            .await
+            .map_err(|e| StartError(format!("database: {e}")))?;
+        let state = Arc::new(AppState {
+            libgo,
+            tokens: Tokens::new(
+                secret.as_bytes(),
+                Duration::from_secs(config.token_ttl_secs),
+            ),
+            login_limiter: LoginLimiter::new(
+                config.login_max_failures,
+                Duration::from_secs(config.login_window_secs),
+            ),
+            rate_limiter: RateLimiter::new(config.rate_limit_per_minute, Duration::from_secs(60)),
+            db,
+            tasks,
+            events: events_tx,
+            metrics: Metrics::new(),
+            pending: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+            config,
+        });
+        let (router, openapi) = build_router(state.clone());
+        for name in state.libgo.backend_names() {
+            events::spawn_pump(state.clone(), name);
+        }
+        crate::metrics::spawn_sampler(
+            state.clone(),
+            Duration::from_secs(state.config.stats_interval_secs),
+        );
+        Ok(Server {
+            state,
+            router,
+            openapi,
+            generated_admin_password: Mutex::new(generated),
+        })
+    }
+
+    /// The first administrator's password, when the server generated it — returned once.
+    pub fn take_generated_admin_password(&self) -> Option<String> {
+        self.generated_admin_password
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// The OpenAPI document.
+    pub fn openapi(&self) -> &utoipa::openapi::OpenApi {
+        &self.openapi
+    }
+
+    /// The complete router.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// Connects the backends in the background: each is registered as soon as its engine
+    /// answers, and retried every `reconnect_secs` until then (shown as down in `/health`).
+    pub fn attach_backends(&self, specs: Vec<BackendSpec>) {
+        for spec in specs {
+            let state = self.state.clone();
+            state.set_pending(&spec.name, Some("connecting".into()));
+            tokio::spawn(async move {
+                let every = Duration::from_secs(state.config.reconnect_secs.max(1));
+                loop {
+                    match (spec.connect)().await {
+                        Ok(backend) => match state.libgo.register(backend) {
+                            Ok(()) => {
+                                state.set_pending(&spec.name, None);
+                                tracing::info!(backend = %spec.name, "backend connected");
+                                events::spawn_pump(state.clone(), spec.name.clone());
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::error!(backend = %spec.name, error = %e, "cannot register backend");
+                                state.set_pending(&spec.name, Some(e.to_string()));
+                                return;
+                            }
+                        },
+                        Err(e) => {
+                            tracing::warn!(backend = %spec.name, error = %e, "backend unavailable; will retry");
+                            state.set_pending(&spec.name, Some(e.to_string()));
+                        }
+                    }
+                    tokio::select! {
+                        _ = state.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                }
+            });
+        }
+    }
+
+    /// Serves on `listener` until `signal` completes, then stops taking connections, ends
+    /// WebSockets, marks running tasks as interrupted and lets requests in flight finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                signal.await;
+                tracing::info!("shutting down");
+                state.shutdown.cancel();
+                state.tasks.interrupt_all(Duration::from_secs(5)).await;
+            })
+            .await
+    }
+}
+
+/// The router with every layer, and the OpenAPI document.
+pub fn build_router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (api_router, mut api) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .merge(routes::router(state.config.build_body_limit_bytes))
+        .split_for_parts();
+    crate::openapi::finish(&mut api);
+    api.info.version = env!("CARGO_PKG_VERSION").to_string();
+
+    let api_router = api_router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authorize,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
+
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    let router = axum::Router::new()
+        .merge(api_router)
+        .merge(SwaggerUi::new("/swagger").url("/openapi.json", api.clone()))
+        .fallback(middleware::not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                    })
+                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::new())
+                .layer(axum::middleware::from_fn(middleware::json_errors))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::observe,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::ratelimit::limit,
+                )),
+        )
+        .with_state(state);
+    (router, api)
+}
