@@ -8,3 +8,5 @@ if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
   python3 -m pip install -q 'openapi-spec-validator>=0.7,<0.8'
 fi
 apt_install wrk
+# The C binding's tests compile with the system cc and run under valgrind.
+apt_install gcc libc6-dev valgrind

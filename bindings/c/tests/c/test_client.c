@@ -1,0 +1,187 @@
+/*
+ * Tests of the C ABI against the real dockerd. Run by tests/c_programs.rs (natively and
+ * under valgrind) as: test_client IMAGE PREFIX
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libgo.h"
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    checks++;                                                                  \
+    if (!(cond)) {                                                             \
+      failures++;                                                              \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                     \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fprintf(stderr, "\n");                                                   \
+    }                                                                          \
+  } while (0)
+
+/* Checks that a call returning no data succeeded, and frees its error. */
+static void ok(libgo_error *err, const char *what) {
+  CHECK(err == NULL, "%s: %s", what, err ? err->message : "");
+  libgo_error_free(err);
+}
+
+/* Checks that a result holds JSON containing `needle`, and frees it. */
+static void ok_json(libgo_result r, const char *needle, const char *what) {
+  CHECK(r.error == NULL && r.json != NULL, "%s: %s", what,
+        r.error ? r.error->message : "no JSON");
+  if (r.json && needle) {
+    CHECK(strstr(r.json, needle) != NULL, "%s: %s lacks %s", what, r.json, needle);
+  }
+  libgo_result_free(&r);
+}
+
+/* Checks that a result failed with `code`, and frees it. */
+static void fails_with(libgo_result r, libgo_code code, const char *what) {
+  CHECK(r.json == NULL && r.error != NULL && r.error->code == code,
+        "%s: expected code %d, got %s", what, (int)code,
+        r.error ? r.error->message : r.json);
+  libgo_result_free(&r);
+}
+
+struct worker {
+  libgo_client *client;
+  const char *name;
+  int errors;
+};
+
+static void *concurrent_reads(void *arg) {
+  struct worker *w = arg;
+  for (int i = 0; i < 5; i++) {
+    libgo_result r = libgo_instance_get(w->client, w->name);
+    if (r.error) w->errors++;
+    libgo_result_free(&r);
+    r = libgo_instance_list(w->client, NULL, 1, 10);
+    if (r.error) w->errors++;
+    libgo_result_free(&r);
+  }
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s IMAGE PREFIX\n", argv[0]);
+    return 2;
+  }
+  const char *image = argv[1];
+  const char *prefix = argv[2];
+  char name[128], spec[1024], filter[256], buf[256];
+  snprintf(name, sizeof name, "%s-c", prefix);
+
+  /* A bad config is INVALID_INPUT, reported through the out-parameter. */
+  libgo_error *err = NULL;
+  libgo_client *bad = libgo_client_new("{\"docker\":\"sometimes\"}", &err);
+  CHECK(bad == NULL && err && err->code == LIBGO_CODE_INVALID_INPUT, "bad config");
+  libgo_error_free(err);
+  err = NULL;
+
+  libgo_client *client =
+      libgo_client_new("{\"docker\":\"required\",\"kvm\":\"off\"}", &err);
+  if (!client) {
+    fprintf(stderr, "connect: %s\n", err ? err->message : "?");
+    libgo_error_free(err);
+    return 1;
+  }
+  ok_json(libgo_backends(client), "\"docker\"", "backends");
+  ok_json(libgo_health(client), "\"up\":true", "health");
+  ok_json(libgo_capabilities(client, "docker"), "\"exec\":true", "capabilities");
+  ok_json(libgo_image_inspect(client, NULL, image), "\"container\"", "image inspect");
+
+  /* Errors carry their kind. */
+  fails_with(libgo_instance_get(client, "libgo-c-no-such-instance"),
+             LIBGO_CODE_NOT_FOUND, "get missing");
+  fails_with(libgo_instance_create(client, "{\"name\":\"Bad Name!\",\"kind\":\"container\",\"image\":\"x\"}"),
+             LIBGO_CODE_INVALID_INPUT, "invalid name");
+  fails_with(libgo_instance_create(client, "not json"), LIBGO_CODE_INVALID_INPUT,
+             "not json");
+  fails_with(libgo_instance_get(client, NULL), LIBGO_CODE_INVALID_INPUT, "NULL id");
+
+  /* Create; then watch its events while starting it. */
+  snprintf(spec, sizeof spec,
+           "{\"name\":\"%s\",\"kind\":\"container\",\"image\":\"%s\","
+           "\"labels\":{\"io.libgo.test\":\"%s\"},"
+           "\"command\":[\"sh\",\"-c\",\"trap 'exit 0' TERM; echo hello-from-c; "
+           "while true; do sleep 1; done\"]}",
+           name, image, prefix);
+  ok_json(libgo_instance_create(client, spec), "\"state\":\"stopped\"", "create");
+  fails_with(libgo_instance_create(client, spec), LIBGO_CODE_CONFLICT, "duplicate");
+
+  snprintf(filter, sizeof filter, "{\"instance\":\"%s\",\"actions\":[\"started\"]}", name);
+  libgo_stream_result events = libgo_events(client, filter);
+  CHECK(events.error == NULL, "events: %s", events.error ? events.error->message : "");
+  libgo_error_free(events.error);
+
+  ok(libgo_instance_start(client, name), "start");
+  if (events.stream) {
+    libgo_result ev = libgo_stream_next(events.stream, 10000);
+    ok_json(ev, "\"action\":\"started\"", "started event");
+    libgo_stream_free(events.stream);
+  }
+
+  snprintf(filter, sizeof filter, "{\"labels\":{\"io.libgo.test\":\"%s\"}}", prefix);
+  ok_json(libgo_instance_list(client, filter, 1, 10), "\"count\":1", "list by label");
+  ok_json(libgo_instance_get(client, name), "\"state\":\"running\"", "get running");
+  ok_json(libgo_instance_stats(client, name), "\"memoryBytes\"", "stats");
+  ok_json(libgo_instance_exec(client, name, "{\"command\":[\"echo\",\"exec-ok\"]}"),
+          "exec-ok", "exec");
+
+  /* Follow the logs until the marker shows up. */
+  libgo_stream_result logs = libgo_instance_logs(client, name, "{\"follow\":true}");
+  CHECK(logs.error == NULL, "logs: %s", logs.error ? logs.error->message : "");
+  libgo_error_free(logs.error);
+  int seen = 0;
+  for (int i = 0; logs.stream && i < 20 && !seen; i++) {
+    libgo_result line = libgo_stream_next(logs.stream, 10000);
+    if (line.json && strstr(line.json, "hello-from-c")) seen = 1;
+    int end = line.json == NULL;
+    libgo_result_free(&line);
+    if (end) break;
+  }
+  CHECK(seen, "the followed log shows the marker");
+  libgo_stream_free(logs.stream);
+
+  /* The client is shared by several threads at once. */
+  pthread_t threads[4];
+  struct worker workers[4];
+  for (int i = 0; i < 4; i++) {
+    workers[i] = (struct worker){client, name, 0};
+    pthread_create(&threads[i], NULL, concurrent_reads, &workers[i]);
+  }
+  for (int i = 0; i < 4; i++) {
+    pthread_join(threads[i], NULL);
+    CHECK(workers[i].errors == 0, "thread %d had %d errors", i, workers[i].errors);
+  }
+
+  ok(libgo_instance_pause(client, name), "pause");
+  ok_json(libgo_instance_get(client, name), "\"state\":\"paused\"", "get paused");
+  ok(libgo_instance_resume(client, name), "resume");
+  ok(libgo_instance_stop(client, name, "{\"timeoutSecs\":5}"), "stop");
+  ok_json(libgo_instance_get(client, name), "\"state\":\"stopped\"", "get stopped");
+
+  /* A volume and a network round trip. */
+  snprintf(buf, sizeof buf, "{\"name\":\"%s-vol\"}", prefix);
+  ok_json(libgo_volume_create(client, buf), "-vol", "volume create");
+  snprintf(buf, sizeof buf, "%s-vol", prefix);
+  ok(libgo_volume_delete(client, NULL, buf, false), "volume delete");
+  snprintf(buf, sizeof buf, "{\"name\":\"%s-net\"}", prefix);
+  ok_json(libgo_network_create(client, buf), "-net", "network create");
+  snprintf(buf, sizeof buf, "%s-net", prefix);
+  ok(libgo_network_connect(client, buf, name), "network connect");
+  ok(libgo_network_disconnect(client, buf, name), "network disconnect");
+  ok(libgo_network_delete(client, NULL, buf), "network delete");
+
+  ok(libgo_instance_delete(client, name, true), "delete");
+  fails_with(libgo_instance_get(client, name), LIBGO_CODE_NOT_FOUND, "gone");
+
+  libgo_client_free(client);
+  printf("%d passed, %d failed\n", checks - failures, failures);
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,570 @@
+//! # libgo-bindings-common
+//!
+//! One table shared by the Python and Node bindings: [`call`] takes an operation name and
+//! its arguments as a JSON object, converts them to the core's types, calls the
+//! [`LibGo`] facade once and converts the answer back to JSON (or a stream of JSON items,
+//! or bytes). It has no behaviour of its own: validation and routing live in the core.
+//!
+//! Argument names are camelCase, like the JSON of the core's types: `{"id": "web",
+//! "options": {"timeoutSecs": 5}}`. Optional arguments may be missing or `null`.
+#![deny(missing_docs)]
+
+use std::path::PathBuf;
+
+use futures::StreamExt;
+use libgo::{
+    BuildSpec, EngineConfig, Error, EventFilter, ExecSpec, ExportSpec, InstanceFilter,
+    InstanceSpec, LibGo, LogOptions, NetworkSpec, Pagination, ProgressSink, RegistryAuth,
+    ResourceUpdate, Result, SnapshotSpec, StopOptions, StoragePoolSpec, Template, VolumeSpec,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+pub use libgo;
+
+/// A stream of JSON items: log entries, stats samples or events.
+pub type JsonStream = futures::stream::BoxStream<'static, Result<Value>>;
+
+/// What an operation answers.
+pub enum Reply {
+    /// A JSON value (`null` for operations that return nothing).
+    Json(Value),
+    /// A stream of JSON items.
+    Stream(JsonStream),
+    /// Raw bytes (a screenshot).
+    Bytes(Vec<u8>),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Json(v) => f.debug_tuple("Json").field(v).finish(),
+            Reply::Stream(_) => f.write_str("Stream"),
+            Reply::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+        }
+    }
+}
+
+/// Every operation name [`call`] knows, for the bindings' own checks and docs.
+pub const OPERATIONS: &[&str] = &[
+    "backends",
+    "health",
+    "info",
+    "capabilities",
+    "create",
+    "get",
+    "list",
+    "list_all",
+    "start",
+    "stop",
+    "restart",
+    "kill",
+    "pause",
+    "resume",
+    "delete",
+    "update",
+    "stats",
+    "stats_stream",
+    "logs",
+    "exec",
+    "vnc_display",
+    "screenshot",
+    "snapshot_create",
+    "snapshot_list",
+    "snapshot_revert",
+    "snapshot_delete",
+    "export",
+    "events",
+    "image_list",
+    "image_inspect",
+    "image_pull",
+    "image_push",
+    "image_build",
+    "image_tag",
+    "image_remove",
+    "image_prune",
+    "image_save",
+    "network_list",
+    "network_create",
+    "network_inspect",
+    "network_delete",
+    "network_start",
+    "network_stop",
+    "network_connect",
+    "network_disconnect",
+    "volume_list",
+    "volume_create",
+    "volume_inspect",
+    "volume_delete",
+    "volume_prune",
+    "volume_resize",
+    "volume_wipe",
+    "volume_clone",
+    "volume_upload",
+    "pool_list",
+    "pool_create",
+    "pool_inspect",
+    "pool_activate",
+    "pool_deactivate",
+    "pool_delete",
+    "template_list",
+    "template_create",
+    "template_get",
+    "template_delete",
+];
+
+/// Connects the engines of an `EngineConfig` given as JSON (`null` for the defaults).
+pub async fn connect(config: Value) -> Result<LibGo> {
+    let config: EngineConfig = if config.is_null() {
+        EngineConfig::default()
+    } else {
+        serde_json::from_value(config)
+            .map_err(|e| Error::invalid(format!("config: invalid engine config: {e}")))?
+    };
+    libgo::connect(&config).await
+}
+
+/// The arguments of one call.
+struct Args(Map<String, Value>);
+
+impl Args {
+    fn new(args: Value) -> Result<Self> {
+        match args {
+            Value::Object(map) => Ok(Args(map)),
+            Value::Null => Ok(Args(Map::new())),
+            other => Err(Error::invalid(format!(
+                "arguments must be an object, not {other}"
+            ))),
+        }
+    }
+
+    /// An optional argument: missing and `null` are `None`.
+    fn opt<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>> {
+        match self.0.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| Error::invalid(format!("{name}: {e}"))),
+        }
+    }
+
+    fn req<T: DeserializeOwned>(&mut self, name: &str) -> Result<T> {
+        self.opt(name)?
+            .ok_or_else(|| Error::invalid(format!("{name} is required")))
+    }
+
+    fn or_default<T: DeserializeOwned + Default>(&mut self, name: &str) -> Result<T> {
+        Ok(self.opt(name)?.unwrap_or_default())
+    }
+
+    fn string(&mut self, name: &str) -> Result<String> {
+        self.req(name)
+    }
+
+    fn backend(&mut self) -> Result<Option<String>> {
+        self.opt("backend")
+    }
+}
+
+fn json<T: Serialize>(value: T) -> Result<Reply> {
+    serde_json::to_value(value)
+        .map(Reply::Json)
+        .map_err(|e| Error::internal(format!("cannot encode the result as JSON: {e}")))
+}
+
+fn done(_: ()) -> Result<Reply> {
+    Ok(Reply::Json(Value::Null))
+}
+
+fn stream<T: Serialize + Send + 'static>(s: libgo::BoxStream<T>) -> Result<Reply> {
+    Ok(Reply::Stream(
+        s.map(|item| {
+            item.and_then(|v| {
+                serde_json::to_value(v)
+                    .map_err(|e| Error::internal(format!("cannot encode a stream item: {e}")))
+            })
+        })
+        .boxed(),
+    ))
+}
+
+/// Calls operation `op` of the facade with `args` (a JSON object). `data` is the binary
+/// argument of `image_build` (the context tar); `progress` receives progress of pulls,
+/// pushes, builds and exports.
+pub async fn call(
+    libgo: &LibGo,
+    op: &str,
+    args: Value,
+    data: Vec<u8>,
+    progress: ProgressSink,
+) -> Result<Reply> {
+    let mut a = Args::new(args)?;
+    match op {
+        "backends" => json(libgo.backend_names()),
+        "health" => json(libgo.health().await),
+        "info" => json(
+            libgo
+                .info()
+                .await
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect::<Vec<_>>(),
+        ),
+        "capabilities" => json(libgo.backend(&a.string("backend")?)?.capabilities()),
+
+        "create" => json(libgo.create(&a.req::<InstanceSpec>("spec")?).await?),
+        "get" => json(libgo.get(&a.string("id")?).await?),
+        "list" => {
+            let filter: InstanceFilter = a.or_default("filter")?;
+            let mut page = Pagination::default();
+            if let Some(p) = a.opt("page")? {
+                page.page = p;
+            }
+            if let Some(s) = a.opt("pageSize")? {
+                page.page_size = s;
+            }
+            json(libgo.list(&filter, page).await?)
+        }
+        "list_all" => json(
+            libgo
+                .list_all(&a.or_default::<InstanceFilter>("filter")?)
+                .await?,
+        ),
+        "start" => done(libgo.start(&a.string("id")?).await?),
+        "stop" => {
+            let id = a.string("id")?;
+            let options: StopOptions = a.or_default("options")?;
+            done(libgo.stop(&id, options).await?)
+        }
+        "restart" => {
+            let id = a.string("id")?;
+            let options: StopOptions = a.or_default("options")?;
+            done(libgo.restart(&id, options).await?)
+        }
+        "kill" => {
+            let id = a.string("id")?;
+            let signal: Option<String> = a.opt("signal")?;
+            done(libgo.kill(&id, signal.as_deref()).await?)
+        }
+        "pause" => done(libgo.pause(&a.string("id")?).await?),
+        "resume" => done(libgo.resume(&a.string("id")?).await?),
+        "delete" => {
+            let id = a.string("id")?;
+            let force: bool = a.or_default("force")?;
+            done(libgo.delete(&id, force).await?)
+        }
+        "update" => {
+            let id = a.string("id")?;
+            let update: ResourceUpdate = a.or_default("update")?;
+            json(libgo.update(&id, update).await?)
+        }
+        "stats" => json(libgo.stats(&a.string("id")?).await?),
+        "stats_stream" => stream(libgo.stats_stream(&a.string("id")?).await?),
+        "logs" => {
+            let id = a.string("id")?;
+            let options: LogOptions = a.or_default("options")?;
+            stream(libgo.logs(&id, options).await?)
+        }
+        "exec" => {
+            let id = a.string("id")?;
+            let spec: ExecSpec = a.req("spec")?;
+            json(libgo.exec(&id, &spec).await?)
+        }
+        "vnc_display" => json(libgo.vnc_display(&a.string("id")?).await?),
+        "screenshot" => Ok(Reply::Bytes(libgo.screenshot(&a.string("id")?).await?)),
+        "snapshot_create" => {
+            let id = a.string("id")?;
+            let spec: SnapshotSpec = a.req("spec")?;
+            json(libgo.snapshot_create(&id, &spec).await?)
+        }
+        "snapshot_list" => json(libgo.snapshot_list(&a.string("id")?).await?),
+        "snapshot_revert" => {
+            let id = a.string("id")?;
+            done(libgo.snapshot_revert(&id, &a.string("snapshot")?).await?)
+        }
+        "snapshot_delete" => {
+            let id = a.string("id")?;
+            done(libgo.snapshot_delete(&id, &a.string("snapshot")?).await?)
+        }
+        "export" => {
+            let id = a.string("id")?;
+            let spec: ExportSpec = a.req("spec")?;
+            json(libgo.export(&id, &spec, progress).await?)
+        }
+        "events" => stream(libgo.events(a.or_default::<EventFilter>("filter")?).await?),
+
+        "image_list" => json(libgo.image_list().await?),
+        "image_inspect" => {
+            let backend = a.backend()?;
+            json(
+                libgo
+                    .image_inspect(backend.as_deref(), &a.string("id")?)
+                    .await?,
+            )
+        }
+        "image_pull" => {
+            let backend = a.backend()?;
+            let reference = a.string("reference")?;
+            let auth: Option<RegistryAuth> = a.opt("auth")?;
+            json(
+                libgo
+                    .image_pull(backend.as_deref(), &reference, auth.as_ref(), progress)
+                    .await?,
+            )
+        }
+        "image_push" => {
+            let backend = a.backend()?;
+            let reference = a.string("reference")?;
+            let auth: Option<RegistryAuth> = a.opt("auth")?;
+            done(
+                libgo
+                    .image_push(backend.as_deref(), &reference, auth.as_ref(), progress)
+                    .await?,
+            )
+        }
+        "image_build" => {
+            let backend = a.backend()?;
+            let mut spec: BuildSpec = a.or_default("spec")?;
+            spec.context_tar = data;
+            json(
+                libgo
+                    .image_build(backend.as_deref(), &spec, progress)
+                    .await?,
+            )
+        }
+        "image_tag" => {
+            let backend = a.backend()?;
+            let (source, target) = (a.string("source")?, a.string("target")?);
+            done(
+                libgo
+                    .image_tag(backend.as_deref(), &source, &target)
+                    .await?,
+            )
+        }
+        "image_remove" => {
+            let backend = a.backend()?;
+            let id = a.string("id")?;
+            let force: bool = a.or_default("force")?;
+            done(libgo.image_remove(backend.as_deref(), &id, force).await?)
+        }
+        "image_prune" => json(libgo.image_prune(a.backend()?.as_deref()).await?),
+        "image_save" => {
+            let backend = a.backend()?;
+            let id = a.string("id")?;
+            let destination: PathBuf = a.req("destination")?;
+            json(
+                libgo
+                    .image_save(backend.as_deref(), &id, &destination)
+                    .await?,
+            )
+        }
+
+        "network_list" => json(libgo.network_list().await?),
+        "network_create" => json(libgo.network_create(&a.req::<NetworkSpec>("spec")?).await?),
+        "network_inspect" => {
+            let backend = a.backend()?;
+            json(
+                libgo
+                    .network_inspect(backend.as_deref(), &a.string("id")?)
+                    .await?,
+            )
+        }
+        "network_delete" => {
+            let backend = a.backend()?;
+            done(
+                libgo
+                    .network_delete(backend.as_deref(), &a.string("id")?)
+                    .await?,
+            )
+        }
+        "network_start" => {
+            let backend = a.backend()?;
+            done(
+                libgo
+                    .network_start(backend.as_deref(), &a.string("id")?)
+                    .await?,
+            )
+        }
+        "network_stop" => {
+            let backend = a.backend()?;
+            done(
+                libgo
+                    .network_stop(backend.as_deref(), &a.string("id")?)
+                    .await?,
+            )
+        }
+        "network_connect" => {
+            let (network, instance) = (a.string("network")?, a.string("instance")?);
+            done(libgo.network_connect(&network, &instance).await?)
+        }
+        "network_disconnect" => {
+            let (network, instance) = (a.string("network")?, a.string("instance")?);
+            done(libgo.network_disconnect(&network, &instance).await?)
+        }
+
+        "volume_list" => json(libgo.volume_list().await?),
+        "volume_create" => json(libgo.volume_create(&a.req::<VolumeSpec>("spec")?).await?),
+        "volume_inspect" => {
+            let backend = a.backend()?;
+            json(
+                libgo
+                    .volume_inspect(backend.as_deref(), &a.string("name")?)
+                    .await?,
+            )
+        }
+        "volume_delete" => {
+            let backend = a.backend()?;
+            let name = a.string("name")?;
+            let force: bool = a.or_default("force")?;
+            done(
+                libgo
+                    .volume_delete(backend.as_deref(), &name, force)
+                    .await?,
+            )
+        }
+        "volume_prune" => json(libgo.volume_prune(a.backend()?.as_deref()).await?),
+        "volume_resize" => {
+            let backend = a.backend()?;
+            let name = a.string("name")?;
+            let size: u64 = a.req("sizeBytes")?;
+            json(libgo.volume_resize(backend.as_deref(), &name, size).await?)
+        }
+        "volume_wipe" => {
+            let backend = a.backend()?;
+            done(
+                libgo
+                    .volume_wipe(backend.as_deref(), &a.string("name")?)
+                    .await?,
+            )
+        }
+        "volume_clone" => {
+            let backend = a.backend()?;
+            let (source, target) = (a.string("source")?, a.string("target")?);
+            json(
+                libgo
+                    .volume_clone(backend.as_deref(), &source, &target)
+                    .await?,
+            )
+        }
+        "volume_upload" => {
+            let backend = a.backend()?;
+            let name = a.string("name")?;
+            let file: PathBuf = a.req("file")?;
+            json(
+                libgo
+                    .volume_upload(backend.as_deref(), &name, &file)
+                    .await?,
+            )
+        }
+
+        "pool_list" => json(libgo.pool_list().await?),
+        "pool_create" => json(
+            libgo
+                .pool_create(&a.req::<StoragePoolSpec>("spec")?)
+                .await?,
+        ),
+        "pool_inspect" => {
+            let backend = a.backend()?;
+            json(
+                libgo
+                    .pool_inspect(backend.as_deref(), &a.string("name")?)
+                    .await?,
+            )
+        }
+        "pool_activate" => {
+            let backend = a.backend()?;
+            done(
+                libgo
+                    .pool_activate(backend.as_deref(), &a.string("name")?)
+                    .await?,
+            )
+        }
+        "pool_deactivate" => {
+            let backend = a.backend()?;
+            done(
+                libgo
+                    .pool_deactivate(backend.as_deref(), &a.string("name")?)
+                    .await?,
+            )
+        }
+        "pool_delete" => {
+            let backend = a.backend()?;
+            done(
+                libgo
+                    .pool_delete(backend.as_deref(), &a.string("name")?)
+                    .await?,
+            )
+        }
+
+        "template_list" => json(libgo.template_list().await?),
+        "template_create" => {
+            let backend = a.backend()?;
+            let template: Template = a.req("template")?;
+            json(libgo.template_create(backend.as_deref(), &template).await?)
+        }
+        "template_get" => {
+            let backend = a.backend()?;
+            json(
+                libgo
+                    .template_get(backend.as_deref(), &a.string("name")?)
+                    .await?,
+            )
+        }
+        "template_delete" => {
+            let backend = a.backend()?;
+            done(
+                libgo
+                    .template_delete(backend.as_deref(), &a.string("name")?)
+                    .await?,
+            )
+        }
+        other => Err(Error::unsupported(format!("unknown operation {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libgo::ErrorKind;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn every_listed_operation_is_known_and_checks_its_arguments() {
+        let libgo = LibGo::new();
+        for op in OPERATIONS {
+            let answer = call(&libgo, op, Value::Null, Vec::new(), ProgressSink::none()).await;
+            if let Err(e) = answer {
+                assert_ne!(
+                    e.message(),
+                    format!("unknown operation {op:?}"),
+                    "{op} is listed but not dispatched"
+                );
+            }
+        }
+        let e = call(
+            &libgo,
+            "nope",
+            Value::Null,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        let e = call(&libgo, "get", json!({}), Vec::new(), ProgressSink::none())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        let e = call(
+            &libgo,
+            "stop",
+            json!({"id": "x", "options": {"timeoutSecs": "soon"}}),
+            Vec::new(),
+            ProgressSink::none(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,136 @@
+//! # libgo-node
+//!
+//! The native part of LibGo's Node package: a `Native` class whose Promise methods call the
+//! facade through [`libgo_bindings_common::call`], and a `NativeStream` for logs, stats and
+//! events. JSON values cross as JavaScript objects (napi's serde support). Errors reject
+//! with an `Error` whose `code` is the error kind's code (`NOT_FOUND`, …). The typed
+//! `Client` with async iterators is the thin JavaScript layer in `lib.js`.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use libgo_bindings_common::libgo::{self, LibGo, ProgressSink};
+use libgo_bindings_common::{JsonStream, Reply};
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+use serde_json::Value;
+
+use napi::Result;
+
+/// A rejection whose message starts with the error kind's code (`NOT_FOUND: …`, the
+/// core's `Display`); `lib.js` moves that code into `error.code`. (napi's async functions
+/// reject only with its own `Status` codes.)
+fn js_err(e: libgo::Error) -> napi::Error {
+    napi::Error::new(napi::Status::GenericFailure, e.to_string())
+}
+
+fn misuse(message: &str) -> napi::Error {
+    js_err(libgo::Error::invalid(message))
+}
+
+/// A connection to the engines. Use `Client` from the package instead.
+#[napi]
+pub struct Native {
+    libgo: Arc<LibGo>,
+}
+
+#[napi]
+impl Native {
+    /// Connects to the engines of an EngineConfig (undefined: the defaults).
+    #[napi(factory)]
+    pub async fn connect(config: Option<Value>) -> Result<Native> {
+        let libgo = libgo_bindings_common::connect(config.unwrap_or(Value::Null))
+            .await
+            .map_err(js_err)?;
+        Ok(Native {
+            libgo: Arc::new(libgo),
+        })
+    }
+
+    /// Names of every operation.
+    #[napi]
+    pub fn operations() -> Vec<String> {
+        libgo_bindings_common::OPERATIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// Runs an operation that answers JSON.
+    #[napi(ts_return_type = "Promise<any>")]
+    pub async fn call(
+        &self,
+        op: String,
+        args: Option<Value>,
+        data: Option<Buffer>,
+    ) -> Result<Value> {
+        let data = data.map(|b| b.to_vec()).unwrap_or_default();
+        let reply = self.run(op, args, data).await?;
+        match reply {
+            Reply::Json(v) => Ok(v),
+            _ => Err(misuse("this operation answers a stream or bytes")),
+        }
+    }
+
+    /// Runs an operation that answers bytes (a screenshot).
+    #[napi]
+    pub async fn call_bytes(&self, op: String, args: Option<Value>) -> Result<Buffer> {
+        match self.run(op, args, Vec::new()).await? {
+            Reply::Bytes(b) => Ok(b.into()),
+            _ => Err(misuse("this operation does not answer bytes")),
+        }
+    }
+
+    /// Runs an operation that answers a stream (logs, stats_stream, events).
+    #[napi]
+    pub async fn open_stream(&self, op: String, args: Option<Value>) -> Result<NativeStream> {
+        match self.run(op, args, Vec::new()).await? {
+            Reply::Stream(s) => Ok(NativeStream {
+                inner: Arc::new(tokio::sync::Mutex::new(Some(s))),
+            }),
+            _ => Err(misuse("this operation does not answer a stream")),
+        }
+    }
+}
+
+impl Native {
+    async fn run(&self, op: String, args: Option<Value>, data: Vec<u8>) -> Result<Reply> {
+        let libgo = self.libgo.clone();
+        let args = args.unwrap_or(Value::Null);
+        libgo_bindings_common::call(&libgo, &op, args, data, ProgressSink::none())
+            .await
+            .map_err(js_err)
+    }
+}
+
+/// A stream of JSON items; `next()` resolves to `null` at the end.
+#[napi]
+pub struct NativeStream {
+    inner: Arc<tokio::sync::Mutex<Option<JsonStream>>>,
+}
+
+#[napi]
+impl NativeStream {
+    /// The next item, or `null` at the end.
+    #[napi(ts_return_type = "Promise<any | null>")]
+    pub async fn next(&self) -> Result<Option<Value>> {
+        let mut guard = self.inner.lock().await;
+        let Some(stream) = guard.as_mut() else {
+            return Ok(None);
+        };
+        match stream.next().await {
+            None => {
+                *guard = None;
+                Ok(None)
+            }
+            Some(item) => item.map(Some).map_err(js_err),
+        }
+    }
+
+    /// Ends the stream.
+    #[napi]
+    pub async fn close(&self) -> Result<()> {
+        self.inner.lock().await.take();
+        Ok(())
+    }
+}

@@ -1,0 +1,423 @@
+//! # libgo-python
+//!
+//! The native part of LibGo's Python SDK, the module `libgo._native`. It converts Python
+//! values to JSON and back, calls the facade through [`libgo_bindings_common::call`], and
+//! turns errors into the exception classes of `libgo.errors`. The typed `libgo.Client` and
+//! `libgo.AsyncClient` are thin Python classes over it (see `python/libgo`).
+//!
+//! - Sync calls release the GIL (`Python::detach`) while the engine works.
+//! - Async calls return asyncio awaitables (pyo3-async-runtimes, one tokio runtime).
+//! - Streams (logs, stats, events) are iterators (`Stream`) or async iterators
+//!   (`AsyncStream`).
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use libgo_bindings_common::libgo::{Error, ErrorKind, LibGo, Progress, ProgressSink};
+use libgo_bindings_common::{JsonStream, Reply};
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde_json::{Map, Number, Value};
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    pyo3_async_runtimes::tokio::get_runtime()
+}
+
+// ---- values ----
+
+/// JSON to Python: dicts, lists, str, int, float, bool, None.
+fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any()
+            } else if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any()
+            } else {
+                n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any()
+            }
+        }
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, v) in map {
+                dict.set_item(k, to_py(py, v)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+/// Python to JSON. Also takes tuples, `os.PathLike` (as its path) and datetimes (as ISO
+/// 8601, so they must carry a time zone).
+fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(Value::Bool(obj.extract()?));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::from(i));
+        }
+        return Ok(Value::from(obj.extract::<u64>()?));
+    }
+    if obj.is_instance_of::<PyFloat>() {
+        let f: f64 = obj.extract()?;
+        return Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| PyValueError::new_err("NaN and infinity are not valid here"));
+    }
+    if obj.is_instance_of::<PyString>() {
+        return Ok(Value::String(obj.extract()?));
+    }
+    if obj.is_instance_of::<PyDict>() {
+        let mut map = Map::new();
+        for (k, v) in obj.extract::<Bound<'_, PyDict>>()?.iter() {
+            let key: String = k
+                .extract()
+                .map_err(|_| PyTypeError::new_err("dictionary keys must be str"))?;
+            map.insert(key, from_py(&v)?);
+        }
+        return Ok(Value::Object(map));
+    }
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        let mut items = Vec::new();
+        for item in obj.try_iter()? {
+            items.push(from_py(&item?)?);
+        }
+        return Ok(Value::Array(items));
+    }
+    if obj.hasattr("__fspath__")? {
+        return from_py(&obj.call_method0("__fspath__")?);
+    }
+    if obj.hasattr("isoformat")? {
+        return from_py(&obj.call_method0("isoformat")?);
+    }
+    Err(PyTypeError::new_err(format!(
+        "cannot pass a {} to LibGo",
+        obj.get_type().name()?
+    )))
+}
+
+/// A JSON value crossing back into Python from a future.
+struct Json(Value);
+
+impl<'py> IntoPyObject<'py> for Json {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.0)
+    }
+}
+
+/// The exception class of `libgo.errors` for a kind.
+fn class_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotFound => "NotFoundError",
+        ErrorKind::InvalidInput => "InvalidInputError",
+        ErrorKind::Conflict => "ConflictError",
+        ErrorKind::Unauthorized => "UnauthorizedError",
+        ErrorKind::Forbidden => "ForbiddenError",
+        ErrorKind::Unsupported => "UnsupportedError",
+        ErrorKind::Unavailable => "UnavailableError",
+        ErrorKind::Timeout => "TimeoutError",
+        ErrorKind::Internal => "InternalError",
+    }
+}
+
+/// A LibGo error as an instance of `libgo.errors.<Kind>Error(message, code)`.
+fn py_err(e: Error) -> PyErr {
+    Python::attach(|py| {
+        let made = py
+            .import("libgo.errors")
+            .and_then(|m| m.getattr(class_name(e.kind())))
+            .and_then(|cls| cls.call1((e.to_string(), e.kind().code())));
+        match made {
+            Ok(instance) => PyErr::from_value(instance),
+            Err(import_failed) => {
+                PyRuntimeError::new_err(format!("{e} (libgo.errors unavailable: {import_failed})"))
+            }
+        }
+    })
+}
+
+fn args_of(args: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
+    args.map(from_py).transpose().map(Option::unwrap_or_default)
+}
+
+/// Calls `progress(dict)` for each report, from whatever thread the engine works on.
+fn progress_sink(progress: Option<Py<PyAny>>) -> ProgressSink {
+    let Some(callback) = progress else {
+        return ProgressSink::none();
+    };
+    ProgressSink::new(move |p: Progress| {
+        let Ok(value) = serde_json::to_value(&p) else {
+            return;
+        };
+        Python::attach(|py| {
+            let outcome = to_py(py, &value).and_then(|v| callback.call1(py, (v,)));
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "the progress callback raised");
+            }
+        });
+    })
+}
+
+// ---- the client ----
+
+/// A connection to the engines. Use `libgo.Client` or `libgo.AsyncClient` instead.
+#[pyclass(module = "libgo._native", frozen)]
+struct Native {
+    libgo: Arc<LibGo>,
+}
+
+#[pymethods]
+impl Native {
+    /// Connects to the engines of an EngineConfig dict (None: the defaults), blocking.
+    #[staticmethod]
+    #[pyo3(signature = (config=None))]
+    fn connect(py: Python<'_>, config: Option<&Bound<'_, PyAny>>) -> PyResult<Native> {
+        let config = args_of(config)?;
+        let libgo = py
+            .detach(|| runtime().block_on(libgo_bindings_common::connect(config)))
+            .map_err(py_err)?;
+        Ok(Native {
+            libgo: Arc::new(libgo),
+        })
+    }
+
+    /// Connects without blocking the event loop: an awaitable of a Native.
+    #[staticmethod]
+    #[pyo3(signature = (config=None))]
+    fn connect_async<'py>(
+        py: Python<'py>,
+        config: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let config = args_of(config)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let libgo = libgo_bindings_common::connect(config)
+                .await
+                .map_err(py_err)?;
+            Ok(Native {
+                libgo: Arc::new(libgo),
+            })
+        })
+    }
+
+    /// Names of every operation `call` knows.
+    #[staticmethod]
+    fn operations() -> Vec<&'static str> {
+        libgo_bindings_common::OPERATIONS.to_vec()
+    }
+
+    /// Runs one operation with its arguments (a dict), blocking without the GIL.
+    #[pyo3(signature = (op, args=None, data=None, progress=None))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        op: &str,
+        args: Option<&Bound<'_, PyAny>>,
+        data: Option<&[u8]>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let args = args_of(args)?;
+        let data = data.map(<[u8]>::to_vec).unwrap_or_default();
+        let libgo = self.libgo.clone();
+        let sink = progress_sink(progress);
+        let reply = py
+            .detach(|| {
+                runtime().block_on(libgo_bindings_common::call(&libgo, op, args, data, sink))
+            })
+            .map_err(py_err)?;
+        Ok(match reply {
+            Reply::Json(v) => to_py(py, &v)?.unbind(),
+            Reply::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
+            Reply::Stream(s) => Py::new(py, Stream::new(s))?.into_any(),
+        })
+    }
+
+    /// Runs one operation: an awaitable of its result.
+    #[pyo3(signature = (op, args=None, data=None, progress=None))]
+    fn call_async<'py>(
+        &self,
+        py: Python<'py>,
+        op: String,
+        args: Option<&Bound<'py, PyAny>>,
+        data: Option<&[u8]>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args = args_of(args)?;
+        let data = data.map(<[u8]>::to_vec).unwrap_or_default();
+        let libgo = self.libgo.clone();
+        let sink = progress_sink(progress);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let reply = libgo_bindings_common::call(&libgo, &op, args, data, sink)
+                .await
+                .map_err(py_err)?;
+            Ok(AsyncReply(reply))
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<libgo backends={:?}>", self.libgo.backend_names())
+    }
+}
+
+/// The answer of `call_async`, converted once the GIL is held again.
+struct AsyncReply(Reply);
+
+impl<'py> IntoPyObject<'py> for AsyncReply {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self.0 {
+            Reply::Json(v) => to_py(py, &v)?,
+            Reply::Bytes(b) => PyBytes::new(py, &b).into_any(),
+            Reply::Stream(s) => Bound::new(py, AsyncStream::new(s))?.into_any(),
+        })
+    }
+}
+
+type Shared = Arc<tokio::sync::Mutex<Option<JsonStream>>>;
+
+async fn next_item(inner: Shared) -> Option<Result<Value, Error>> {
+    let mut guard = inner.lock().await;
+    let next = guard.as_mut()?.next().await;
+    if next.is_none() {
+        *guard = None;
+    }
+    next
+}
+
+/// An iterator over a stream of dicts (log entries, stats, events). Closing it (or leaving
+/// a `with` block) ends the engine stream.
+#[pyclass(module = "libgo._native", frozen)]
+struct Stream {
+    inner: Shared,
+}
+
+impl Stream {
+    fn new(s: JsonStream) -> Self {
+        Stream {
+            inner: Arc::new(tokio::sync::Mutex::new(Some(s))),
+        }
+    }
+}
+
+#[pymethods]
+impl Stream {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let inner = self.inner.clone();
+        match py.detach(|| runtime().block_on(next_item(inner))) {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(to_py(py, &v)?.unbind())),
+            Some(Err(e)) => Err(py_err(e)),
+        }
+    }
+
+    /// Ends the stream.
+    fn close(&self, py: Python<'_>) {
+        let inner = self.inner.clone();
+        py.detach(|| runtime().block_on(async move { inner.lock().await.take() }));
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+}
+
+/// An async iterator over a stream of dicts; `aclose()` (or `async with`) ends it.
+#[pyclass(module = "libgo._native", frozen)]
+struct AsyncStream {
+    inner: Shared,
+}
+
+impl AsyncStream {
+    fn new(s: JsonStream) -> Self {
+        AsyncStream {
+            inner: Arc::new(tokio::sync::Mutex::new(Some(s))),
+        }
+    }
+}
+
+#[pymethods]
+impl AsyncStream {
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            match next_item(inner).await {
+                None => Err(PyStopAsyncIteration::new_err(())),
+                Some(Ok(v)) => Ok(Json(v)),
+                Some(Err(e)) => Err(py_err(e)),
+            }
+        })
+    }
+
+    /// Ends the stream: an awaitable.
+    fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            inner.lock().await.take();
+            Ok(())
+        })
+    }
+
+    fn __aenter__<'py>(slf: PyRef<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this: Py<AsyncStream> = slf.into();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(this) })
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            inner.lock().await.take();
+            Ok(false)
+        })
+    }
+}
+
+/// LibGo's native module.
+#[pymodule]
+#[pyo3(name = "_native")]
+fn libgo_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Native>()?;
+    m.add_class::<Stream>()?;
+    m.add_class::<AsyncStream>()?;
+    Ok(())
+}

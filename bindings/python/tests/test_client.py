@@ -1,0 +1,255 @@
+"""The blocking client against the real engines."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import libgo
+from conftest import IDLE, IMAGE, unique
+
+
+def test_lifecycle_of_a_container(client: libgo.Client) -> None:
+    name = unique("life")
+    label = unique("lbl")
+    inst = client.create(
+        {
+            "name": name,
+            "kind": "container",
+            "image": IMAGE,
+            "command": IDLE,
+            "labels": {"io.libgo.test": label},
+            "env": {"GREETING": "hi"},
+        }
+    )
+    try:
+        assert inst["name"] == name and inst["kind"] == "container"
+        assert inst["state"] == "stopped"
+        client.start(name)
+        assert client.get(inst["id"])["state"] == "running"
+
+        page = client.list({"labels": {"io.libgo.test": label}})
+        assert page["count"] == 1 and page["items"][0]["name"] == name
+        assert [i["name"] for i in client.list_all({"name": name})] == [name]
+
+        out = client.exec(name, ["sh", "-c", "echo $GREETING; echo oops >&2; exit 3"])
+        assert out == {"exitCode": 3, "stdout": "hi\n", "stderr": "oops\n"}
+
+        stats = client.stats(name)
+        assert stats["memoryBytes"] > 0
+
+        client.pause(name)
+        assert client.get(name)["state"] == "paused"
+        client.resume(name)
+        client.restart(name, timeout_secs=5)
+        assert client.get(name)["state"] == "running"
+        client.stop(name, timeout_secs=5)
+        assert client.get(name)["state"] == "stopped"
+        client.start(name)
+        client.kill(name, "SIGKILL")
+        client.update(name, memory_bytes=64 * 1024 * 1024)
+    finally:
+        client.delete(name, force=True)
+    with pytest.raises(libgo.NotFoundError):
+        client.get(name)
+
+
+def test_errors_are_typed_and_carry_codes(client: libgo.Client) -> None:
+    with pytest.raises(libgo.errors.NotFoundError) as missing:
+        client.get(unique("missing"))
+    assert missing.value.code == "NOT_FOUND"
+    assert isinstance(missing.value, libgo.errors.LibGoError)
+    assert isinstance(missing.value, LookupError)
+
+    with pytest.raises(libgo.errors.InvalidInputError) as bad:
+        client.create({"name": "Not A Name!", "kind": "container", "image": IMAGE})
+    assert bad.value.code == "INVALID_INPUT"
+
+    with pytest.raises(libgo.errors.InvalidInputError):
+        client.stop("x", timeout_secs=-1)
+
+    with pytest.raises(libgo.errors.UnavailableError):
+        client.create({"name": unique("vm"), "kind": "vm"})
+
+    with pytest.raises(libgo.errors.InvalidInputError):
+        libgo.Client({"docker": "sometimes"})  # type: ignore[arg-type]
+
+
+def test_duplicate_names_conflict(client: libgo.Client, container: libgo.types.Instance) -> None:
+    with pytest.raises(libgo.errors.ConflictError) as dup:
+        client.create({"name": container["name"], "kind": "container", "image": IMAGE})
+    assert dup.value.code == "RESOURCE_CONFLICT"
+
+
+def test_logs_tail_and_follow(client: libgo.Client, container: libgo.types.Instance) -> None:
+    with client.logs(container["name"], follow=True) as stream:
+        seen = ""
+        for entry in stream:
+            assert entry["stream"] in ("stdout", "stderr")
+            seen += entry["message"]
+            if "libgo-ready" in seen:
+                break
+    assert "libgo-ready" in seen
+    # A non-following read ends by itself.
+    lines = list(client.logs(container["id"], tail=5, timestamps=True))
+    assert any("libgo-ready" in e["message"] for e in lines)
+
+
+def test_stats_stream_yields_samples(client: libgo.Client, container: libgo.types.Instance) -> None:
+    stream = client.stats_stream(container["name"])
+    first = next(stream)
+    assert first["memoryBytes"] > 0
+    stream.close()
+    assert list(stream) == []
+
+
+def test_events_iterator_sees_a_start(client: libgo.Client) -> None:
+    name = unique("ev")
+    client.create({"name": name, "kind": "container", "image": IMAGE, "command": IDLE})
+    try:
+        events = client.events({"instance": name, "actions": ["started"]})
+        client.start(name)
+        event = next(events)
+        events.close()
+        assert event["action"] == "started"
+        assert event["instanceName"] == name and event["backend"] == "docker"
+    finally:
+        client.delete(name, force=True)
+
+
+def test_snapshots_and_export(
+    client: libgo.Client, container: libgo.types.Instance, tmp_path: Path
+) -> None:
+    name = container["name"]
+    client.exec(name, ["sh", "-c", "echo v1 > /marker"])
+    snap = client.snapshot_create(name, "s1", description="first")
+    assert snap["name"] == "s1"
+    assert [s["name"] for s in client.snapshot_list(name)] == ["s1"]
+    client.exec(name, ["sh", "-c", "echo v2 > /marker"])
+    client.snapshot_revert(name, "s1")
+    client.start(name)
+    assert client.exec(name, ["cat", "/marker"])["stdout"] == "v1\n"
+    client.snapshot_delete(name, "s1")
+    assert client.snapshot_list(name) == []
+
+    reports: list[libgo.types.Progress] = []
+    out = client.export(name, "tar", tmp_path / "fs.tar", progress=reports.append)
+    assert out["format"] == "tar" and out["sizeBytes"] > 0
+    assert tarfile.is_tarfile(out["path"])
+    with pytest.raises(libgo.errors.UnsupportedError):
+        client.export(name, "qcow2", tmp_path / "disk.qcow2")
+
+
+def test_images(client: libgo.Client, tmp_path: Path) -> None:
+    assert any(IMAGE in i["tags"] for i in client.image_list())
+    image = client.image_inspect(IMAGE)
+    assert image["kind"] == "container" and image["backend"] == "docker"
+
+    tag = f"libgo-test/{unique('py')}:v1"
+    dockerfile = f"FROM {IMAGE}\nRUN echo built > /built\n".encode()
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    steps: list[libgo.types.Progress] = []
+    built = client.image_build(
+        context.getvalue(), tags=[tag], labels={"io.libgo.test": "py"}, progress=steps.append
+    )
+    try:
+        assert tag in built["tags"] and built["labels"]["io.libgo.test"] == "py"
+        assert steps, "the build reported progress"
+        other = tag.replace(":v1", ":v2")
+        client.image_tag(tag, other)
+        assert other in client.image_inspect(other)["tags"]
+        client.image_remove(other)
+        saved = client.image_save(tag, tmp_path / "image.tar")
+        assert saved["sizeBytes"] > 0
+    finally:
+        client.image_remove(tag, force=True)
+    with pytest.raises(libgo.errors.NotFoundError):
+        client.image_inspect(tag)
+    with pytest.raises(libgo.errors.InvalidInputError):
+        client.image_build(b"", tags=[tag])
+    assert isinstance(client.image_prune()["deleted"], list)
+
+
+def test_networks_and_volumes(client: libgo.Client, container: libgo.types.Instance) -> None:
+    net = unique("pynet")
+    created = client.network_create({"name": net, "labels": {"io.libgo.test": "py"}})
+    try:
+        assert created["name"] == net
+        assert client.network_inspect(net)["id"] == created["id"]
+        assert any(n["name"] == net for n in client.network_list())
+        client.network_connect(net, container["name"])
+        assert net in client.get(container["name"])["networks"]
+        client.network_disconnect(net, container["name"])
+    finally:
+        client.network_delete(net)
+    with pytest.raises(libgo.errors.NotFoundError):
+        client.network_inspect(net)
+
+    vol = unique("pyvol")
+    v = client.volume_create({"name": vol, "labels": {"io.libgo.test": "py"}})
+    assert v["name"] == vol and v["backend"] == "docker"
+    assert client.volume_inspect(vol)["labels"]["io.libgo.test"] == "py"
+    assert any(x["name"] == vol for x in client.volume_list())
+    client.volume_delete(vol)
+    with pytest.raises(libgo.errors.NotFoundError):
+        client.volume_inspect(vol)
+    assert isinstance(client.volume_prune()["deleted"], list)
+
+
+def test_backend_reports(client: libgo.Client) -> None:
+    assert client.backends() == ["docker"]
+    assert client.health()[0]["up"] is True
+    assert client.info()[0]["engine"] == "docker"
+    caps = client.capabilities("docker")
+    assert caps["exec"] and "container" in caps["kinds"]
+    with pytest.raises(libgo.errors.NotFoundError):
+        client.capabilities("nope")
+
+
+def test_the_gil_is_released_during_engine_calls(
+    client: libgo.Client, container: libgo.types.Instance
+) -> None:
+    done = threading.Event()
+
+    def slow() -> None:
+        client.exec(container["name"], ["sleep", "1"])
+        done.set()
+
+    worker = threading.Thread(target=slow)
+    started = time.monotonic()
+    worker.start()
+    ticks = 0
+    while not done.is_set() and time.monotonic() - started < 30:
+        ticks += 1
+        time.sleep(0.001)
+    worker.join()
+    # With the GIL held for the whole exec, this loop could not have run meanwhile.
+    assert ticks > 100
+
+
+def test_vm_verbs_on_libvirt_test_driver() -> None:
+    vm = libgo.Client({"docker": "off", "kvm": "required", "libvirtUri": "test:///default"})
+    assert vm.backends() == ["kvm"]
+    domains = vm.list_all({"kind": "vm"})
+    assert domains and all(d["kind"] == "vm" for d in domains)
+    name = domains[0]["name"]
+    if vm.get(name)["state"] != "running":
+        vm.start(name)
+    vm.pause(name)
+    assert vm.get(name)["state"] == "paused"
+    vm.resume(name)
+    assert vm.get(name)["state"] == "running"
+    vm.stop(name, force=True)
+    assert vm.get(name)["state"] == "stopped"
+    with pytest.raises(libgo.errors.UnsupportedError):
+        vm.exec(name, ["true"])
+    assert vm.pool_list() is not None
