@@ -15,6 +15,9 @@ want_qemu_utils() {
   [ "$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null)" = "$QEMU_V" ] &&
     [ "$(dpkg-query -W -f='${Version}' qemu-block-extra 2>/dev/null)" = "$QEMU_V" ]
 }
+want_qemu_ga() {
+  [ "$(dpkg-query -W -f='${Version}' qemu-guest-agent 2>/dev/null)" = "$QEMU_V" ]
+}
 apt_install qemu-system-x86 libvirt-daemon-system libvirt-dev linux-image-cloud-amd64 \
   busybox-static cpio openvswitch-switch dnsmasq-base
 if ! want_qemu_utils; then
@@ -22,6 +25,14 @@ if ! want_qemu_utils; then
   [ -f "$LIBGO_CACHE/apt-updated" ] || { apt-get update -qq && touch "$LIBGO_CACHE/apt-updated"; }
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades \
     "qemu-utils=$QEMU_V" "qemu-block-extra=$QEMU_V" >/dev/null
+fi
+# The test guest's QEMU guest agent: Debian's qemu-ga of the same version as QEMU (copied
+# into the initramfs below; it is not run on the host).
+if ! want_qemu_ga; then
+  log "installing qemu-guest-agent=$QEMU_V"
+  [ -f "$LIBGO_CACHE/apt-updated" ] || { apt-get update -qq && touch "$LIBGO_CACHE/apt-updated"; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades \
+    "qemu-guest-agent=$QEMU_V" >/dev/null
 fi
 
 # /dev/kvm exists but is root-only: let the qemu user open it.
@@ -57,7 +68,7 @@ fi
 
 # The test guest: direct kernel boot of Debian's cloud kernel with a busybox initramfs.
 GUEST=$LIBGO_CACHE/guest
-GUEST_VERSION=4 # bump when the initramfs below changes
+GUEST_VERSION=6 # bump when the initramfs below changes
 if [ ! -s "$GUEST/vmlinuz" ] || [ ! -s "$GUEST/initrd.img" ] ||
   [ "$(cat "$GUEST/version" 2>/dev/null)" != "$GUEST_VERSION" ]; then
   log "building the test guest in $GUEST"
@@ -66,14 +77,22 @@ if [ ! -s "$GUEST/vmlinuz" ] || [ ! -s "$GUEST/initrd.img" ] ||
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   root=$work/root
-  mkdir -p "$root"/{bin,sbin,dev,proc,sys,mnt/seed,lib/modules,tmp,etc}
+  mkdir -p "$root"/{bin,sbin,dev,proc,sys,mnt/seed,lib/modules,tmp,etc,run,var/lib}
+  ln -s ../run "$root/var/run"
   cp /bin/busybox "$root/bin/busybox"
-  for a in sh mount umount insmod cat echo sleep hostname ls mkdir blkid grep sed poweroff \
-    reboot sync dd head tr true; do
-    ln -sf busybox "$root/bin/$a"
+  # Every applet, so that exec through the guest agent finds `pwd`, `env`, `id`...
+  for a in $(/bin/busybox --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"
+  done
+  # qemu-ga with the shared libraries it links (and the dynamic loader), at their paths.
+  cp /usr/sbin/qemu-ga "$root/bin/qemu-ga"
+  for lib in $(ldd /usr/sbin/qemu-ga | grep -o '/[^ ]*'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
   done
   MODS="scsi_common scsi_mod virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev \
-virtio_pci virtio_blk fat vfat nls_cp437 nls_iso8859-1 nls_ascii libata ata_piix cdrom sr_mod isofs"
+virtio_pci virtio_blk virtio_console fat vfat nls_cp437 nls_iso8859-1 nls_ascii libata ata_piix cdrom \
+sr_mod isofs"
   for m in $MODS; do
     f=$(modinfo -k "$KVER" -n "$m" 2>/dev/null || true)
     case "$f" in
@@ -95,6 +114,22 @@ echo "LIBGO-GUEST-READY" >/dev/ttyS0
 for m in $(cat /etc/modules); do
   [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null
 done
+# The QEMU guest agent on its virtio-serial port (no udev: find the port by its name),
+# unless the kernel command line says libgo.noagent.
+agent=""
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  [ -n "$(ls /sys/class/virtio-ports 2>/dev/null)" ] && break
+  sleep 0.2
+done
+for p in /sys/class/virtio-ports/*; do
+  [ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && agent=/dev/${p##*/}
+done
+if [ -n "$agent" ] && ! grep -qw libgo.noagent /proc/cmdline; then
+  qemu-ga -m virtio-serial -p "$agent" -t /run -l /run/qemu-ga.log &
+  echo "LIBGO-AGENT=$agent" >/dev/ttyS0
+else
+  echo "LIBGO-AGENT=none" >/dev/ttyS0
+fi
 sleep 1
 found=""
 for dev in /dev/vd? /dev/sr? /dev/sd?; do

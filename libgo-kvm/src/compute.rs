@@ -141,9 +141,13 @@ fn instance_of(
 }
 
 pub(crate) fn get_blocking(inner: &Inner, c: &Connect, id: &str) -> Result<Instance> {
-    let d = lookup(c, id)?;
-    let f = facts(inner, &d)?;
-    let state = domain_state(&d)?;
+    instance_blocking(inner, &lookup(c, id)?)
+}
+
+/// The instance a domain is.
+fn instance_blocking(inner: &Inner, d: &Domain) -> Result<Instance> {
+    let f = facts(inner, d)?;
+    let state = domain_state(d)?;
     // Memory and CPUs as configured (what the VM is set to have), like a container's
     // limits; the balloon's actual size is in `stats`.
     let mut i = instance_of(inner, &f, state, None, None);
@@ -560,6 +564,7 @@ fn create_inner(
             .collect(),
         serial_log: (!inner.is_test).then(|| serial_log_path(inner, &spec.name)),
         vnc: !inner.is_test,
+        agent: !inner.is_test,
         meta,
     };
     let dom_xml = xml::domain_xml(&plan)?;
@@ -570,9 +575,9 @@ fn create_inner(
         d.set_autostart(true).lv()?;
     }
     if spec.start {
-        d.create().lv()?;
+        start_domain(inner, &d)?;
     }
-    let i = get_blocking(inner, c, &spec.name)?;
+    let i = instance_blocking(inner, &d)?;
     rb.domain = None;
     rb.volumes.clear();
     Ok(i)
@@ -604,6 +609,15 @@ pub(crate) fn upload_bytes(c: &Connect, vol: &StorageVol, data: &[u8]) -> Result
     stream.finish().lv()
 }
 
+/// Starts a domain and notes when (exec waits for the guest agent of a booting VM).
+fn start_domain(inner: &Inner, d: &Domain) -> Result<()> {
+    d.create().lv()?;
+    if let Ok(uuid) = d.uuid_string() {
+        inner.shared.mark_started(&uuid);
+    }
+    Ok(())
+}
+
 pub(crate) fn is_active_domain(d: &Domain) -> Result<bool> {
     d.is_active().lv()
 }
@@ -613,10 +627,12 @@ fn is_active(d: &Domain) -> Result<bool> {
 }
 
 fn stop_blocking(d: &Domain, options: StopOptions, default_timeout: u64) -> Result<()> {
-    if !is_active(d)? {
-        return Ok(());
-    }
+    // A forced stop destroys at once: a VM that is not running answers "not running",
+    // which is success here (checked below), so no probe is needed first.
     if !options.force {
+        if !is_active(d)? {
+            return Ok(());
+        }
         let timeout = Duration::from_secs(options.timeout_secs.unwrap_or(default_timeout));
         match d.shutdown().lv() {
             Ok(()) => {
@@ -659,12 +675,13 @@ fn delete_blocking(inner: &Inner, c: &Connect, id: &str, force: bool) -> Result<
             0,
         )?;
     }
-    let flags = sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-        | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-        | sys::VIR_DOMAIN_UNDEFINE_NVRAM
-        | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
-    if let Err(e) = d.undefine_flags(flags).lv() {
+    // The flags this driver accepts are learnt once (the test driver refuses some).
+    let flags = inner.undefine_flags.load(Ordering::Relaxed);
+    if flags == 0 {
+        d.undefine().lv()?;
+    } else if let Err(e) = d.undefine_flags(flags).lv() {
         if e.kind() == ErrorKind::Unsupported || e.kind() == ErrorKind::InvalidInput {
+            inner.undefine_flags.store(0, Ordering::Relaxed);
             d.undefine().lv()?;
         } else {
             return Err(e);
@@ -686,6 +703,7 @@ fn delete_blocking(inner: &Inner, c: &Connect, id: &str, force: bool) -> Result<
         && is_local(inner)
     {
         let _ = std::fs::remove_file(log);
+        crate::serial::remove_index(std::path::Path::new(log));
     }
     Ok(())
 }
@@ -826,29 +844,42 @@ fn find_snapshot(d: &Domain, name: &str) -> Result<virt::domain_snapshot::Domain
         })
 }
 
-fn read_log(path: &str) -> Result<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e.into()),
+/// Log entries of timed lines, filtered by `since`/`until`, then the last `tail`.
+fn log_entries(lines: Vec<crate::serial::TimedLine>, options: &LogOptions) -> Vec<LogEntry> {
+    let mut kept: Vec<LogEntry> = lines
+        .into_iter()
+        .filter(|l| l.overlaps(options.since, options.until))
+        .map(|l| {
+            let timestamp = l.timestamp();
+            LogEntry {
+                stream: LogStream::Console,
+                message: match timestamp {
+                    Some(t) if options.timestamps => format!(
+                        "{} {}",
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        l.text
+                    ),
+                    _ => l.text,
+                },
+                timestamp,
+            }
+        })
+        .collect();
+    if let Some(t) = options.tail {
+        let skip = kept.len().saturating_sub(t);
+        kept.drain(..skip);
     }
+    kept
 }
 
-fn log_entries(text: &[u8], options: &LogOptions) -> Vec<LogEntry> {
-    let text = String::from_utf8_lossy(text);
-    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
-    if let Some(t) = options.tail {
-        let skip = lines.len().saturating_sub(t);
-        lines.drain(..skip);
-    }
-    lines
-        .into_iter()
-        .map(|l| LogEntry {
-            stream: LogStream::Console,
-            timestamp: None,
-            message: l.to_string(),
-        })
-        .collect()
+async fn read_timed(
+    path: std::path::PathBuf,
+    from: u64,
+) -> Result<(Vec<crate::serial::TimedLine>, u64)> {
+    tokio::task::spawn_blocking(move || crate::serial::read(&path, from))
+        .await
+        .map_err(|e| Error::internal(format!("log reader failed: {e}")))?
+        .map_err(Error::from)
 }
 
 impl KvmBackend {
@@ -934,7 +965,7 @@ impl Compute for KvmBackend {
     }
 
     async fn start(&self, id: &str) -> Result<()> {
-        self.with_domain(id, |_, _, d| d.create().lv().map(|_| ()))
+        self.with_domain(id, |inner, _, d| start_domain(inner, &d))
             .await
     }
 
@@ -946,9 +977,9 @@ impl Compute for KvmBackend {
 
     async fn restart(&self, id: &str, options: StopOptions) -> Result<()> {
         let t = self.inner.config.default_stop_timeout_secs;
-        self.with_domain(id, move |_, _, d| {
+        self.with_domain(id, move |inner, _, d| {
             stop_blocking(&d, options, t)?;
-            d.create().lv().map(|_| ())
+            start_domain(inner, &d)
         })
         .await
     }
@@ -1027,7 +1058,15 @@ impl Compute for KvmBackend {
         ))
     }
 
+    /// The serial log. Lines get times from the index LibGo keeps while VMs run (see the
+    /// `serial` module for its accuracy); `since`/`until` keep the lines that may have been
+    /// written in the range; `tail` applies after them.
     async fn logs(&self, id: &str, options: LogOptions) -> Result<BoxStream<LogEntry>> {
+        if let (Some(s), Some(u)) = (options.since, options.until)
+            && u < s
+        {
+            return Err(Error::invalid("logs: `until` is before `since`"));
+        }
         let path = self.log_path(id).await?;
         let Some(path) = path else {
             return Ok(Box::pin(futures::stream::empty()));
@@ -1037,51 +1076,52 @@ impl Compute for KvmBackend {
                 "the serial log of a VM on a remote libvirt host cannot be read",
             ));
         }
-        let p = path.clone();
-        let bytes = tokio::task::spawn_blocking(move || read_log(&p))
-            .await
-            .map_err(|e| Error::internal(format!("log reader failed: {e}")))??;
-        // Serial lines carry no time: `since`/`until` apply to the log as a whole, by the
-        // file's modification time.
-        if let Some(since) = options.since
-            && let Ok(meta) = std::fs::metadata(&path)
-            && let Ok(modified) = meta.modified()
-            && chrono::DateTime::<chrono::Utc>::from(modified) < since
-        {
-            return Ok(Box::pin(futures::stream::empty()));
-        }
-        let entries = log_entries(&bytes, &options);
-        let head = futures::stream::iter(entries.into_iter().map(Ok));
+        let path = std::path::PathBuf::from(path);
+        let (lines, offset) = read_timed(path.clone(), 0).await?;
+        let head = futures::stream::iter(log_entries(lines, &options).into_iter().map(Ok));
         if !options.follow {
             return Ok(Box::pin(head));
         }
-        let offset = bytes.len() as u64;
-        let tail = futures::stream::unfold((path, offset), |(path, offset)| async move {
+        let until = options.until;
+        let follow = LogOptions {
+            tail: None,
+            ..options
+        };
+        let tail = futures::stream::unfold(Some((path, offset)), move |state| async move {
+            let (path, offset) = state?;
             loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                let p = path.clone();
-                let read = tokio::task::spawn_blocking(move || read_log(&p)).await;
-                let bytes = match read {
-                    Ok(Ok(b)) => b,
-                    Ok(Err(e)) => return Some((vec![Err(e)], (path, offset))),
-                    Err(e) => {
+                if until.is_some_and(|u| chrono::Utc::now() >= u) {
+                    return None;
+                }
+                tokio::time::sleep(crate::serial::POLL).await;
+                match read_timed(path.clone(), offset).await {
+                    // Only whole lines: a partial one is read again when it is complete.
+                    Ok((mut lines, next)) => {
+                        let mut next = next;
+                        if lines.last().is_some_and(|l| !l.text.ends_with('\n'))
+                            && let Some(l) = lines.pop()
+                        {
+                            next -= l.len;
+                        }
+                        if lines.is_empty() {
+                            continue;
+                        }
+                        let entries = log_entries(lines, &follow);
                         return Some((
-                            vec![Err(Error::internal(format!("log reader failed: {e}")))],
-                            (path, offset),
+                            entries.into_iter().map(Ok).collect::<Vec<_>>(),
+                            Some((path, next)),
                         ));
                     }
-                };
-                if (bytes.len() as u64) > offset {
-                    let start = usize::try_from(offset).unwrap_or(0);
-                    let new = bytes.get(start..).unwrap_or_default();
-                    let entries = log_entries(new, &LogOptions::default());
-                    let next = bytes.len() as u64;
-                    return Some((entries.into_iter().map(Ok).collect(), (path, next)));
+                    Err(e) => return Some((vec![Err(e)], None)),
                 }
             }
         })
         .flat_map(futures::stream::iter);
         Ok(Box::pin(head.chain(tail)))
+    }
+
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecResult> {
+        crate::agent::exec(self, id, spec).await
     }
 
     async fn console(&self, id: &str) -> Result<ConsoleSession> {

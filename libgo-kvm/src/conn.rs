@@ -126,6 +126,12 @@ pub(crate) struct Shared {
     pub last_action: Mutex<HashMap<String, libgo_core::EventAction>>,
     /// Bumped whenever the cache is cleared, so a filler racing a clear does not insert.
     pub generation: AtomicU64,
+    /// When each running domain was seen to start (events, or LibGo's own starts).
+    pub started: Mutex<HashMap<String, std::time::Instant>>,
+    /// The backend, for work the event callbacks hand to other threads.
+    pub inner: std::sync::OnceLock<std::sync::Weak<Inner>>,
+    /// Whether serial logs are indexed (a local, real driver).
+    pub index_logs: AtomicBool,
 }
 
 impl Shared {
@@ -134,6 +140,25 @@ impl Shared {
         if let Ok(mut c) = self.cache.lock() {
             c.remove(uuid);
         }
+    }
+
+    /// Records that a domain started now.
+    pub fn mark_started(&self, uuid: &str) {
+        if let Ok(mut s) = self.started.lock() {
+            s.insert(uuid.to_string(), std::time::Instant::now());
+        }
+    }
+
+    /// Forgets a domain's start (it stopped or went away).
+    pub fn mark_stopped(&self, uuid: &str) {
+        if let Ok(mut s) = self.started.lock() {
+            s.remove(uuid);
+        }
+    }
+
+    /// When a domain was seen to start, if LibGo saw it.
+    pub fn started_at(&self, uuid: &str) -> Option<std::time::Instant> {
+        self.started.lock().ok()?.get(uuid).copied()
     }
 
     pub fn invalidate_all(&self) {
@@ -158,6 +183,8 @@ pub(crate) struct Inner {
     pub default_pool: String,
     pub shared: Arc<Shared>,
     live: Mutex<Option<Live>>,
+    /// Flags for undefining a domain with its metadata; 0 once the driver refused them.
+    pub undefine_flags: std::sync::atomic::AtomicU32,
     /// Last CPU time sample per domain, for CPU percentages.
     pub cpu_samples: Mutex<HashMap<String, (std::time::Instant, u64)>>,
 }
@@ -176,6 +203,9 @@ impl Inner {
             closed: AtomicBool::new(false),
             last_action: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            started: Mutex::new(HashMap::new()),
+            inner: std::sync::OnceLock::new(),
+            index_logs: AtomicBool::new(false),
         });
         let cfg = config.clone();
         let sh = shared.clone();
@@ -210,15 +240,29 @@ impl Inner {
             .await
             .map_err(|e| Error::internal(format!("libvirt worker failed: {e}")))??;
         tracing::info!(uri = %config.uri, domain_type, default_pool, "connected to libvirt");
-        Ok(Arc::new(Inner {
+        let inner = Arc::new(Inner {
             config,
             is_test,
             domain_type,
             default_pool,
-            shared,
+            shared: shared.clone(),
             live: Mutex::new(Some(live)),
+            undefine_flags: std::sync::atomic::AtomicU32::new(
+                virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                    | virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                    | virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM
+                    | virt::sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
+            ),
             cpu_samples: Mutex::new(HashMap::new()),
-        }))
+        });
+        let _ = shared.inner.set(Arc::downgrade(&inner));
+        if !inner.is_test && crate::compute::is_local(&inner) {
+            shared.index_logs.store(true, Ordering::SeqCst);
+            // Index the serial logs of the VMs running now (in the background).
+            let i = inner.clone();
+            tokio::task::spawn_blocking(move || crate::serial::scan(&i));
+        }
+        Ok(inner)
     }
 
     /// The current connection, reopened when it was lost.

@@ -215,6 +215,23 @@ unsafe extern "C" fn on_lifecycle(
         // QEMU starts paused and is then unpaused: that is part of the start, not a resume.
         *a != EventAction::Resumed || previous == Some(EventAction::Paused)
     });
+    match event as u32 {
+        sys::VIR_DOMAIN_EVENT_STARTED => {
+            shared.mark_started(&uuid);
+            if shared.index_logs.load(Ordering::Relaxed)
+                && let Some(inner) = shared.inner.get()
+            {
+                crate::serial::started(inner.clone(), &uuid);
+            }
+        }
+        sys::VIR_DOMAIN_EVENT_STOPPED | sys::VIR_DOMAIN_EVENT_UNDEFINED => {
+            shared.mark_stopped(&uuid);
+            if shared.index_logs.load(Ordering::Relaxed) {
+                crate::serial::stopped(&uuid);
+            }
+        }
+        _ => {}
+    }
     if let Some((action, reason)) = mapped {
         tracing::debug!(instance = ?name, ?action, reason, "libvirt domain event");
         let mut attributes = BTreeMap::new();

@@ -38,12 +38,14 @@
 //! `needs_host_privileges()`: like a host bind mount, only an administrator may ask for it.
 #![deny(missing_docs)]
 
+mod agent;
 mod cloudinit;
 mod compute;
 mod conn;
 mod events;
 mod export;
 mod network;
+mod serial;
 mod storage;
 mod templates;
 mod xml;
@@ -98,6 +100,9 @@ pub struct KvmConfig {
     pub template_dir: PathBuf,
     /// Seconds a graceful stop waits before forcing, when the caller gives none.
     pub default_stop_timeout_secs: u64,
+    /// Seconds after a VM started during which exec waits for its guest agent to connect
+    /// (it starts with the guest's OS). Later, an unconnected agent is `Unsupported` at once.
+    pub agent_wait_secs: u64,
 }
 
 impl Default for KvmConfig {
@@ -110,6 +115,7 @@ impl Default for KvmConfig {
             log_dir: PathBuf::from("/var/log/libvirt/qemu"),
             template_dir: PathBuf::from("/var/lib/libgo/kvm-templates"),
             default_stop_timeout_secs: 10,
+            agent_wait_secs: 30,
         }
     }
 }
@@ -153,7 +159,7 @@ impl KvmBackend {
         Capabilities {
             kinds: vec![InstanceKind::Vm],
             pause: true,
-            exec: false,
+            exec: real,
             console: real,
             console_vnc: real,
             snapshots: true,

@@ -76,6 +76,28 @@ fn describe(inner: &Inner, n: &VirNetwork) -> Result<Network> {
     })
 }
 
+/// Ids of the VMs (running or not) with an interface on network `name` in their
+/// definition: one `list_all_domains` call, then each domain's facts (cached while events
+/// flow, so no call per domain). An interface a tool attached to a running VM's live
+/// definition only (`virsh attach-interface --live`) is not seen; LibGo's own
+/// `network_connect` always changes the definition.
+fn attached(inner: &Inner, c: &Connect, name: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for d in c.list_all_domains(0).lv()? {
+        let f = match crate::compute::facts(inner, &d) {
+            Ok(f) => f,
+            // Undefined between the list and now.
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if f.nics.iter().any(|n| n.network.as_deref() == Some(name)) {
+            out.push(f.uuid.clone());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Gateway, prefix and DHCP range of a subnet.
 /// Gateway address with prefix, and a DHCP range.
 type Addressing = (Option<(String, u8)>, Option<(String, String)>);
@@ -269,7 +291,11 @@ impl Networks for KvmBackend {
         let inner = self.inner.clone();
         let id = id.to_string();
         self.inner
-            .run(move |c| describe(&inner, &find(c, &id)?))
+            .run(move |c| {
+                let mut n = describe(&inner, &find(c, &id)?)?;
+                n.instances = attached(&inner, c, &n.name)?;
+                Ok(n)
+            })
             .await
     }
 

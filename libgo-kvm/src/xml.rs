@@ -16,6 +16,9 @@ pub(crate) const NS: &str = "https://libgo.dev/xmlns/libgo-kvm/1";
 
 type W = Writer<Vec<u8>>;
 
+/// Name of the virtio-serial port the QEMU guest agent listens on.
+pub(crate) const AGENT_CHANNEL: &str = "org.qemu.guest_agent.0";
+
 fn text(w: &mut W, name: &str, value: &str) -> io::Result<()> {
     w.create_element(name)
         .write_text_content(BytesText::new(value))?;
@@ -81,6 +84,8 @@ pub(crate) struct DomainPlan {
     pub nics: Vec<PlannedNic>,
     pub serial_log: Option<String>,
     pub vnc: bool,
+    /// A virtio-serial channel for the QEMU guest agent (`org.qemu.guest_agent.0`).
+    pub agent: bool,
     pub meta: Meta,
 }
 
@@ -200,6 +205,19 @@ pub(crate) fn domain_xml(p: &DomainPlan) -> Result<String> {
                                 .write_empty()?;
                             Ok(())
                         })?;
+                    if p.agent {
+                        // libvirt picks the host socket path and tracks whether the
+                        // agent in the guest is connected.
+                        w.create_element("channel")
+                            .with_attribute(("type", "unix"))
+                            .write_inner_content(|w| {
+                                w.create_element("target")
+                                    .with_attribute(("type", "virtio"))
+                                    .with_attribute(("name", AGENT_CHANNEL))
+                                    .write_empty()?;
+                                Ok(())
+                            })?;
+                    }
                     if p.vnc {
                         w.create_element("graphics")
                             .with_attribute(("type", "vnc"))
@@ -788,6 +806,7 @@ mod tests {
             nics: vec![PlannedNic::Network("default".into())],
             serial_log: Some("/var/log/x.log".into()),
             vnc: true,
+            agent: true,
             meta: Meta {
                 created: Some(Utc::now()),
                 image: Some("base.qcow2".into()),
@@ -802,6 +821,10 @@ mod tests {
     fn domain_xml_round_trips_and_escapes() {
         let xml = domain_xml(&plan("vm-1")).unwrap();
         assert!(!xml.contains("<evil/>"), "{xml}");
+        assert!(
+            xml.contains(r#"<channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"/></channel>"#),
+            "{xml}"
+        );
         let f = parse_domain(&xml).unwrap();
         assert_eq!(f.name, "vm-1");
         assert_eq!(f.memory_bytes, 256 << 20);

@@ -567,12 +567,27 @@ async fn networks_connect_and_vm_consoles() {
     assert_eq!(n.subnet, Some(format!("10.232.{octet}.0/24")));
     assert_eq!(n.gateway, Some(format!("10.232.{octet}.1")));
     let vm = name("con");
-    let _g = common::Guard::new(URI).vm(&vm).net(&net);
+    let other = name("con2");
+    let _g = common::Guard::new(URI).vm(&vm).vm(&other).net(&net);
     let mut spec = common::guest_spec(&vm);
     spec.start = true;
     b.create(&spec).await.unwrap();
+    let id = b.get(&vm).await.unwrap().id;
+    assert!(b.network_inspect(&net).await.unwrap().instances.is_empty());
     b.network_connect(&net, &vm).await.unwrap();
     assert_eq!(b.get(&vm).await.unwrap().networks, vec![net.clone()]);
+    // Inspect lists the attached VMs, running or stopped, by id.
+    let mut other_spec = common::guest_spec(&other);
+    other_spec.networks = vec![net.clone()];
+    let other_id = b.create(&other_spec).await.unwrap().id;
+    let mut want = vec![id.clone(), other_id.clone()];
+    want.sort();
+    assert_eq!(b.network_inspect(&net).await.unwrap().instances, want);
+    cleanup(&b, &other).await;
+    assert_eq!(
+        b.network_inspect(&net).await.unwrap().instances,
+        vec![id.clone()]
+    );
     // VNC on loopback, a PNG screenshot, and the serial console stream.
     let vnc = b.vnc_display(&vm).await.unwrap();
     assert_eq!(vnc.host, "127.0.0.1");
@@ -603,6 +618,8 @@ async fn networks_connect_and_vm_consoles() {
         .await
         .unwrap();
     assert_eq!(u.memory_bytes, Some(192 << 20));
+    b.network_disconnect(&net, &vm).await.unwrap();
+    assert!(b.network_inspect(&net).await.unwrap().instances.is_empty());
     cleanup(&b, &vm).await;
     b.network_delete(&net).await.unwrap();
     assert_eq!(
@@ -651,4 +668,363 @@ async fn templates_fill_the_spec() {
         b.template_get(&t.name).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
+}
+
+async fn run(b: &KvmBackend, vm: &str, command: &[&str]) -> ExecResult {
+    b.exec(
+        vm,
+        &ExecSpec {
+            command: command.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("exec")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_through_the_guest_agent() {
+    let b = common::qemu().await;
+    assert!(b.capabilities().exec, "real libvirt offers exec");
+    let vm = name("exec");
+    let _g = common::Guard::new(URI).vm(&vm);
+    let mut spec = common::guest_spec(&vm);
+    spec.start = true;
+    b.create(&spec).await.expect("create");
+    // Right after the start the agent is not up yet: exec waits for it.
+    let r = b
+        .exec(
+            &vm,
+            &ExecSpec {
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo \"$GREETING, $WHO\"; echo oops >&2; exit 42".into(),
+                ],
+                env: [
+                    ("GREETING".to_string(), "hello".to_string()),
+                    ("WHO".to_string(), "a 'quoted' $(world)".to_string()),
+                ]
+                .into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("exec");
+    assert_eq!(r.exit_code, 42);
+    assert_eq!(r.stdout, "hello, a 'quoted' $(world)\n");
+    assert_eq!(r.stderr, "oops\n");
+    // Programs found on the agent's PATH even when env is given; exit code 0.
+    let r = run(&b, &vm, &["cat", "/proc/cmdline"]).await;
+    assert_eq!(r.exit_code, 0);
+    assert!(r.stdout.contains("console=ttyS0"), "{r:?}");
+    // Arguments are argv, never parsed by a shell: a workdir with metacharacters works and
+    // runs nothing.
+    let dir = "/tmp/a b'$(touch \"/pwned\")";
+    assert_eq!(run(&b, &vm, &["mkdir", "-p", dir]).await.exit_code, 0);
+    let r = b
+        .exec(
+            &vm,
+            &ExecSpec {
+                command: vec!["pwd".into()],
+                workdir: Some(dir.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("exec in workdir");
+    assert_eq!((r.exit_code, r.stdout.trim_end()), (0, dir));
+    assert_ne!(run(&b, &vm, &["ls", "/pwned"]).await.exit_code, 0);
+    // A missing program and a missing directory.
+    let e = b
+        .exec(
+            &vm,
+            &ExecSpec {
+                command: vec!["/no/such/program".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let r = b
+        .exec(
+            &vm,
+            &ExecSpec {
+                command: vec!["pwd".into()],
+                workdir: Some("/no/such/dir".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("exec");
+    assert_ne!(r.exit_code, 0);
+    // Other users and TTYs are not what the agent offers.
+    let e = b
+        .exec(
+            &vm,
+            &ExecSpec {
+                command: vec!["id".into()],
+                user: Some("nobody".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    // A stopped VM: a conflict, not a missing feature.
+    b.stop(
+        &vm,
+        StopOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let e = b
+        .exec(
+            &vm,
+            &ExecSpec {
+                command: vec!["true".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    cleanup(&b, &vm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_without_an_agent_is_unsupported() {
+    let b = KvmBackend::connect(libgo_kvm::KvmConfig {
+        agent_wait_secs: 3,
+        ..common::config(URI)
+    })
+    .await
+    .expect("connect");
+    common::ensure_base(&b).await;
+    let true_cmd = ExecSpec {
+        command: vec!["true".into()],
+        ..Default::default()
+    };
+    // The guest does not start its agent (libgo.noagent on the kernel command line).
+    let vm = name("noagent");
+    let novm = name("nochan");
+    let _g = common::Guard::new(URI).vm(&vm).vm(&novm);
+    let mut spec = common::guest_spec(&vm);
+    if let Some(k) = spec.kernel_boot.as_mut() {
+        k.cmdline = Some("console=ttyS0 panic=-1 quiet libgo.noagent".into());
+    }
+    spec.start = true;
+    b.create(&spec).await.expect("create");
+    wait_log(&b, &vm, "LIBGO-AGENT=none", 60).await;
+    let e = b.exec(&vm, &true_cmd).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.message().contains("guest agent"), "{e}");
+    // A VM defined without the agent's channel (by virsh).
+    let g = common::guest_dir();
+    let xml = format!(
+        "<domain type='qemu'><name>{novm}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{}</kernel><initrd>{}</initrd>\
+         <cmdline>console=ttyS0 quiet</cmdline></os></domain>",
+        g.join("vmlinuz").display(),
+        g.join("initrd.img").display()
+    );
+    let file = common::scratch().join(format!("{novm}.xml"));
+    std::fs::write(&file, xml).unwrap();
+    let (ok, out) = virsh(URI, &["create", file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let started = std::time::Instant::now();
+    let e = b.exec(&novm, &true_cmd).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no channel: answered at once"
+    );
+    let (ok, out) = virsh(URI, &["destroy", &novm]);
+    assert!(ok, "{out}");
+    cleanup(&b, &vm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_on_the_test_driver_is_unsupported() {
+    let b = common::test_driver().await;
+    assert!(!b.capabilities().exec);
+    let vm = name("texec");
+    let mut spec = InstanceSpec::vm(&vm);
+    spec.start = true;
+    b.create(&spec).await.unwrap();
+    let e = b
+        .exec(
+            &vm,
+            &ExecSpec {
+                command: vec!["true".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    b.delete(&vm, true).await.unwrap();
+}
+
+async fn log_text(b: &KvmBackend, vm: &str, options: LogOptions) -> (String, Vec<LogEntry>) {
+    let mut s = b.logs(vm, options).await.expect("logs");
+    let mut entries = Vec::new();
+    while let Some(e) = s.next().await {
+        entries.push(e.expect("log entry"));
+    }
+    (
+        entries.iter().map(|e| e.message.as_str()).collect(),
+        entries,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_log_since_and_until_split_at_a_point_in_time() {
+    let b = common::qemu().await;
+    let vm = name("since");
+    let _g = common::Guard::new(URI).vm(&vm);
+    let mut spec = common::guest_spec(&vm);
+    spec.start = true;
+    b.create(&spec).await.expect("create");
+    let say = |text: &'static str| ExecSpec {
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo {text} > /dev/ttyS0"),
+        ],
+        ..Default::default()
+    };
+    let t0 = chrono::Utc::now();
+    assert_eq!(
+        b.exec(&vm, &say("LIBGO-BEFORE")).await.unwrap().exit_code,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let point = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(b.exec(&vm, &say("LIBGO-AFTER")).await.unwrap().exit_code, 0);
+    let t1 = chrono::Utc::now();
+    wait_log(&b, &vm, "LIBGO-AFTER", 10).await;
+
+    let (since, entries) = log_text(
+        &b,
+        &vm,
+        LogOptions {
+            since: Some(point),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        since.contains("LIBGO-AFTER") && !since.contains("LIBGO-BEFORE"),
+        "{since}"
+    );
+    assert!(
+        !since.contains(common::MARKER),
+        "the boot is before: {since}"
+    );
+    let after = entries
+        .iter()
+        .find(|e| e.message.contains("LIBGO-AFTER"))
+        .unwrap();
+    let t = after.timestamp.expect("a line LibGo saw arrive has a time");
+    assert!(
+        t > point && t <= t1 + chrono::Duration::milliseconds(600),
+        "{t} vs {point}..{t1}"
+    );
+
+    let (until, entries) = log_text(
+        &b,
+        &vm,
+        LogOptions {
+            until: Some(point),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        until.contains("LIBGO-BEFORE") && !until.contains("LIBGO-AFTER"),
+        "{until}"
+    );
+    assert!(until.contains(common::MARKER), "{until}");
+    let before = entries
+        .iter()
+        .find(|e| e.message.contains("LIBGO-BEFORE"))
+        .unwrap();
+    let t = before.timestamp.expect("timed");
+    assert!(t >= t0 && t < point, "{t} vs {t0}..{point}");
+
+    // A window around the first line, with times as prefixes; tail applies after the filter.
+    let (window, _) = log_text(
+        &b,
+        &vm,
+        LogOptions {
+            since: Some(t0),
+            until: Some(point),
+            timestamps: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!window.contains("LIBGO-AFTER"), "{window}");
+    let day = t0.format("%Y-%m-%dT").to_string();
+    assert!(
+        window
+            .lines()
+            .any(|l| l.starts_with(&day) && l.ends_with("Z LIBGO-BEFORE")),
+        "{window}"
+    );
+    let (last, _) = log_text(
+        &b,
+        &vm,
+        LogOptions {
+            until: Some(point),
+            tail: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(last.lines().count(), 1, "{last}");
+    assert!(
+        until.ends_with(&last),
+        "{last} is the last line before the point"
+    );
+    // `until` before `since` is a mistake.
+    let e = b
+        .logs(
+            &vm,
+            LogOptions {
+                since: Some(point),
+                until: Some(t0),
+                ..Default::default()
+            },
+        )
+        .await
+        .err()
+        .expect("until before since");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    // Follow with `until` in the past ends after what is there.
+    let (followed, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        log_text(
+            &b,
+            &vm,
+            LogOptions {
+                follow: true,
+                until: Some(point),
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .expect("a follow until a past time ends");
+    assert!(followed.contains("LIBGO-BEFORE") && !followed.contains("LIBGO-AFTER"));
+    cleanup(&b, &vm).await;
+    let log = format!("/var/log/libvirt/qemu/{vm}-serial.log");
+    assert!(!std::path::Path::new(&log).exists());
+    assert!(!std::path::Path::new(&format!("{log}.libgo-idx")).exists());
 }

@@ -206,6 +206,12 @@ impl Drop for Guard {
                     ],
                 );
             }
+            // The serial log and its LibGo index (LibGo's delete removes them; virsh not).
+            let log = format!("/var/log/libvirt/qemu/{vm}-serial.log");
+            let _ = std::fs::remove_file(format!("{log}.libgo-idx"));
+            if exists {
+                let _ = std::fs::remove_file(&log);
+            }
         }
         for n in &self.networks {
             let (exists, _) = virsh(self.uri, &["net-info", n]);
