@@ -15,18 +15,21 @@ export declare class Native {
   static connect(config?: any | undefined | null): Promise<Native>
   /** Names of every operation. */
   static operations(): Array<string>
-  /** Runs an operation that answers JSON. */
-  call(op: string, args?: any | undefined | null, data?: Buffer | undefined | null): Promise<any>
+  /**
+   * Runs an operation that answers JSON: its JSON text. `progress` receives the JSON
+   * text of each Progress report of pulls, pushes, builds and exports.
+   */
+  call(op: string, args?: any | undefined | null, data?: Buffer | undefined | null, progress?: ((progressJson: string) => void) | undefined | null): Promise<string>
   /** Runs an operation that answers bytes (a screenshot). */
   callBytes(op: string, args?: any | undefined | null): Promise<Buffer>
   /** Runs an operation that answers a stream (logs, stats_stream, events). */
   openStream(op: string, args?: any | undefined | null): Promise<NativeStream>
 }
 
-/** A stream of JSON items; `next()` resolves to `null` at the end. */
+/** A stream of JSON texts; `next()` resolves to `null` at the end. */
 export declare class NativeStream {
-  /** The next item, or `null` at the end. */
-  next(): Promise<any | null>
+  /** The next item's JSON text, or `null` at the end. */
+  next(): Promise<string | null>
   /** Ends the stream. */
   close(): Promise<void>
 }

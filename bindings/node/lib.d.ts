@@ -43,6 +43,10 @@ export interface ExportResult { path: string; format: ExportFormat; sizeBytes: n
 export interface EventFilter { kind?: InstanceKind; backend?: string; instance?: string; actions?: EventAction[] }
 export interface Event { time: string; backend: string; kind: InstanceKind; instanceId: string; instanceName: string | null; action: EventAction; attributes: Record<string, string> }
 export interface Image { id: string; tags: string[]; kind: 'container' | 'disk' | 'iso'; backend: string; sizeBytes: number; createdAt: string | null; labels: Record<string, string>; format: string | null }
+/** A progress report of a pull, push, build or export. */
+export interface Progress { percent: number | null; message: string; id: string | null }
+/** Called with each progress report, on the JavaScript thread. */
+export type ProgressFn = (progress: Progress) => void
 export interface RegistryAuth { username: string; password: string; server?: string | null }
 export interface BuildSpec { dockerfile?: string | null; tags?: string[]; buildArgs?: Record<string, string>; labels?: Record<string, string> }
 export interface PruneReport { deleted: string[]; spaceReclaimedBytes: number }
@@ -99,13 +103,13 @@ export declare class Client {
   snapshotList(id: string): Promise<Snapshot[]>
   snapshotRevert(id: string, snapshot: string): Promise<void>
   snapshotDelete(id: string, snapshot: string): Promise<void>
-  export(id: string, spec: ExportSpec): Promise<ExportResult>
+  export(id: string, spec: ExportSpec, options?: { progress?: ProgressFn }): Promise<ExportResult>
   events(filter?: EventFilter): Promise<Stream<Event>>
   imageList(): Promise<Image[]>
   imageInspect(id: string, backend?: string): Promise<Image>
-  imagePull(reference: string, options?: { auth?: RegistryAuth; backend?: string }): Promise<Image>
-  imagePush(reference: string, options?: { auth?: RegistryAuth; backend?: string }): Promise<void>
-  imageBuild(contextTar: Buffer, spec?: BuildSpec, backend?: string): Promise<Image>
+  imagePull(reference: string, options?: { auth?: RegistryAuth; backend?: string; progress?: ProgressFn }): Promise<Image>
+  imagePush(reference: string, options?: { auth?: RegistryAuth; backend?: string; progress?: ProgressFn }): Promise<void>
+  imageBuild(contextTar: Buffer, spec?: BuildSpec, backend?: string, options?: { progress?: ProgressFn }): Promise<Image>
   imageTag(source: string, target: string, backend?: string): Promise<void>
   imageRemove(id: string, options?: { force?: boolean; backend?: string }): Promise<void>
   imagePrune(backend?: string): Promise<PruneReport>

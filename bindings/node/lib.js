@@ -36,8 +36,8 @@ class Stream {
     this._native = native
   }
   async next() {
-    const value = await guard(this._native.next())
-    return value === null ? { done: true, value: undefined } : { done: false, value }
+    const text = await guard(this._native.next())
+    return text === null ? { done: true, value: undefined } : { done: false, value: JSON.parse(text) }
   }
   async return() {
     await this.close()
@@ -59,8 +59,11 @@ class Client {
   static async connect(config) {
     return new Client(await guard(Native.connect(config ?? null)))
   }
-  _call(op, args, data) {
-    return guard(this._n.call(op, args ?? null, data ?? null))
+  // The addon answers JSON text: one JSON.parse builds the result. `progress` gets each
+  // Progress report (the addon passes its JSON text).
+  async _call(op, args, data, progress) {
+    const onText = progress ? (text) => progress(JSON.parse(text)) : null
+    return JSON.parse(await guard(this._n.call(op, args ?? null, data ?? null, onText)))
   }
   async _stream(op, args) {
     return new Stream(await guard(this._n.openStream(op, args)))
@@ -93,14 +96,14 @@ class Client {
   snapshotList(id) { return this._call('snapshot_list', { id }) }
   snapshotRevert(id, snapshot) { return this._call('snapshot_revert', { id, snapshot }) }
   snapshotDelete(id, snapshot) { return this._call('snapshot_delete', { id, snapshot }) }
-  export(id, spec) { return this._call('export', { id, spec }) }
+  export(id, spec, options = {}) { return this._call('export', { id, spec }, null, options.progress) }
   events(filter) { return this._stream('events', { filter }) }
 
   imageList() { return this._call('image_list') }
   imageInspect(id, backend) { return this._call('image_inspect', { id, backend }) }
-  imagePull(reference, options = {}) { return this._call('image_pull', { reference, ...options }) }
-  imagePush(reference, options = {}) { return this._call('image_push', { reference, ...options }) }
-  imageBuild(contextTar, spec = {}, backend) { return this._call('image_build', { spec, backend }, contextTar) }
+  imagePull(reference, { progress, ...options } = {}) { return this._call('image_pull', { reference, ...options }, null, progress) }
+  imagePush(reference, { progress, ...options } = {}) { return this._call('image_push', { reference, ...options }, null, progress) }
+  imageBuild(contextTar, spec = {}, backend, options = {}) { return this._call('image_build', { spec, backend }, contextTar, options.progress) }
   imageTag(source, target, backend) { return this._call('image_tag', { source, target, backend }) }
   imageRemove(id, options = {}) { return this._call('image_remove', { id, ...options }) }
   imagePrune(backend) { return this._call('image_prune', { backend }) }

@@ -176,23 +176,29 @@ unsafe fn req_str<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     unsafe { opt_str(p, what) }?.ok_or_else(|| Error::invalid(format!("{what} must not be NULL")))
 }
 
+/// Parses JSON, or gives None for NULL.
+unsafe fn json_opt<T: DeserializeOwned>(p: *const c_char, what: &str) -> Result<Option<T>> {
+    // SAFETY: forwarded contract.
+    match unsafe { opt_str(p, what) }? {
+        None => Ok(None),
+        Some(s) => serde_json::from_str(s)
+            .map(Some)
+            .map_err(|e| Error::invalid(format!("{what}: invalid JSON: {e}"))),
+    }
+}
+
 /// Parses JSON, or gives the default for NULL.
 unsafe fn json_or_default<T: DeserializeOwned + Default>(
     p: *const c_char,
     what: &str,
 ) -> Result<T> {
     // SAFETY: forwarded contract.
-    match unsafe { opt_str(p, what) }? {
-        None => Ok(T::default()),
-        Some(s) => serde_json::from_str(s)
-            .map_err(|e| Error::invalid(format!("{what}: invalid JSON: {e}"))),
-    }
+    Ok(unsafe { json_opt(p, what) }?.unwrap_or_default())
 }
 
 unsafe fn json_req<T: DeserializeOwned>(p: *const c_char, what: &str) -> Result<T> {
     // SAFETY: forwarded contract.
-    let s = unsafe { req_str(p, what) }?;
-    serde_json::from_str(s).map_err(|e| Error::invalid(format!("{what}: invalid JSON: {e}")))
+    unsafe { json_opt(p, what) }?.ok_or_else(|| Error::invalid(format!("{what} must not be NULL")))
 }
 
 unsafe fn inner_of<'a>(p: *const libgo_client) -> Result<&'a Arc<Inner>> {
@@ -209,41 +215,81 @@ fn to_json<T: Serialize>(value: &T) -> Result<*mut c_char> {
     Ok(c_string(s))
 }
 
-/// Runs `f`, catching panics, and packs its JSON result.
-fn result<T: Serialize>(f: impl FnOnce() -> Result<T>) -> libgo_result {
-    let outcome = catch_unwind(AssertUnwindSafe(|| f().and_then(|v| to_json(&v))))
-        .unwrap_or_else(|_| Err(panic_error()));
-    match outcome {
-        Ok(json) => libgo_result {
-            json,
+/// The body of an entry point: `ffi!(client, |libgo| expr)` runs `expr` (an async block
+/// body that decodes the arguments with [`req_str`], [`json_req`]… and calls the facade)
+/// through [`call`]. Every pointer argument follows the crate-level safety contract.
+macro_rules! ffi {
+    ($client:ident, |$l:ident| $body:expr) => {
+        // SAFETY: crate-level contract; `call` checks the client, the body the arguments.
+        unsafe { call($client, async |$l| $body) }
+    };
+}
+
+/// Packs an entry point's outcome as its C return type.
+trait Pack<T>: Sized {
+    fn ok(value: T, inner: &Arc<Inner>) -> Result<Self>;
+    fn err(e: &Error) -> Self;
+}
+
+/// Data: its JSON in `json`.
+impl<T: Serialize> Pack<T> for libgo_result {
+    fn ok(value: T, _: &Arc<Inner>) -> Result<Self> {
+        Ok(libgo_result {
+            json: to_json(&value)?,
             error: std::ptr::null_mut(),
-        },
-        Err(e) => libgo_result {
+        })
+    }
+    fn err(e: &Error) -> Self {
+        libgo_result {
             json: std::ptr::null_mut(),
-            error: error_ptr(&e),
-        },
+            error: error_ptr(e),
+        }
     }
 }
 
-/// Runs `f`, catching panics; NULL on success.
-fn unit(f: impl FnOnce() -> Result<()>) -> *mut libgo_error {
-    match catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(panic_error())) {
-        Ok(()) => std::ptr::null_mut(),
-        Err(e) => error_ptr(&e),
+/// Nothing: NULL on success.
+impl Pack<()> for *mut libgo_error {
+    fn ok((): (), _: &Arc<Inner>) -> Result<Self> {
+        Ok(std::ptr::null_mut())
+    }
+    fn err(e: &Error) -> Self {
+        error_ptr(e)
     }
 }
 
-fn stream_result(f: impl FnOnce() -> Result<libgo_stream>) -> libgo_stream_result {
-    match catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(panic_error())) {
-        Ok(s) => libgo_stream_result {
-            stream: Box::into_raw(Box::new(s)),
+/// A stream: its items as JSON, on the client's runtime.
+impl<T: Serialize + 'static> Pack<libgo::BoxStream<T>> for libgo_stream_result {
+    fn ok(s: libgo::BoxStream<T>, inner: &Arc<Inner>) -> Result<Self> {
+        Ok(libgo_stream_result {
+            stream: Box::into_raw(Box::new(json_stream(inner, s))),
             error: std::ptr::null_mut(),
-        },
-        Err(e) => libgo_stream_result {
-            stream: std::ptr::null_mut(),
-            error: error_ptr(&e),
-        },
+        })
     }
+    fn err(e: &Error) -> Self {
+        libgo_stream_result {
+            stream: std::ptr::null_mut(),
+            error: error_ptr(e),
+        }
+    }
+}
+
+/// The shape every entry point shares: checks the client, runs `f` (which decodes the
+/// arguments and calls the facade) to completion on the client's runtime, turns a panic
+/// into [`libgo_code::Internal`] and packs the outcome as the entry point's return type.
+///
+/// Safety: `client` is NULL or a live client (crate-level contract).
+unsafe fn call<T, R: Pack<T>>(
+    client: *const libgo_client,
+    f: impl AsyncFnOnce(&LibGo) -> Result<T>,
+) -> R {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: forwarded contract.
+        let inner = unsafe { inner_of(client) }?;
+        let value = inner.block_on(f(&inner.libgo))?;
+        R::ok(value, inner)
+    }))
+    .unwrap_or_else(|_| Err(panic_error()));
+    outcome.unwrap_or_else(|e| R::err(&e))
 }
 
 fn json_stream<T: Serialize + 'static>(inner: &Arc<Inner>, s: libgo::BoxStream<T>) -> libgo_stream {
@@ -389,24 +435,20 @@ pub unsafe extern "C" fn libgo_client_free(client: *mut libgo_client) {
 /// Names of the connected backends: a JSON array of strings.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_backends(client: *const libgo_client) -> libgo_result {
-    result(|| Ok(unsafe { inner_of(client) }?.libgo.backend_names()))
+    ffi!(client, |l| Ok(l.backend_names()))
 }
 
 /// Health of every backend: a JSON array of Health.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_health(client: *const libgo_client) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        Ok(c.block_on(c.libgo.health()))
-    })
+    ffi!(client, |l| Ok(l.health().await))
 }
 
 /// Info of every backend that answers: a JSON array of BackendInfo.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_info(client: *const libgo_client) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let all = c.block_on(c.libgo.info());
+    ffi!(client, |l| {
+        let all = l.info().await;
         Ok(all.into_iter().filter_map(Result::ok).collect::<Vec<_>>())
     })
 }
@@ -417,10 +459,8 @@ pub unsafe extern "C" fn libgo_capabilities(
     client: *const libgo_client,
     backend: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let name = unsafe { req_str(backend, "backend") }?;
-        Ok(c.libgo.backend(name)?.capabilities())
+    ffi!(client, |l| {
+        Ok(l.backend(req_str(backend, "backend")?)?.capabilities())
     })
 }
 
@@ -432,10 +472,9 @@ pub unsafe extern "C" fn libgo_instance_create(
     client: *const libgo_client,
     spec_json: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let spec: InstanceSpec = unsafe { json_req(spec_json, "spec") }?;
-        c.block_on(c.libgo.create(&spec))
+    ffi!(client, |l| {
+        l.create(&json_req::<InstanceSpec>(spec_json, "spec")?)
+            .await
     })
 }
 
@@ -445,11 +484,7 @@ pub unsafe extern "C" fn libgo_instance_get(
     client: *const libgo_client,
     id: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.get(id))
-    })
+    ffi!(client, |l| l.get(req_str(id, "id")?).await)
 }
 
 /// One page of instances passing an InstanceFilter (NULL: all): a Page
@@ -462,9 +497,7 @@ pub unsafe extern "C" fn libgo_instance_list(
     page: u32,
     page_size: u32,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let filter: InstanceFilter = unsafe { json_or_default(filter_json, "filter") }?;
+    ffi!(client, |l| {
         let mut p = Pagination::default();
         if page != 0 {
             p.page = page;
@@ -472,7 +505,11 @@ pub unsafe extern "C" fn libgo_instance_list(
         if page_size != 0 {
             p.page_size = page_size;
         }
-        c.block_on(c.libgo.list(&filter, p))
+        l.list(
+            &json_or_default::<InstanceFilter>(filter_json, "filter")?,
+            p,
+        )
+        .await
     })
 }
 
@@ -482,11 +519,7 @@ pub unsafe extern "C" fn libgo_instance_start(
     client: *const libgo_client,
     id: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.start(id))
-    })
+    ffi!(client, |l| l.start(req_str(id, "id")?).await)
 }
 /// Pauses an instance.
 #[unsafe(no_mangle)]
@@ -494,11 +527,7 @@ pub unsafe extern "C" fn libgo_instance_pause(
     client: *const libgo_client,
     id: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.pause(id))
-    })
+    ffi!(client, |l| l.pause(req_str(id, "id")?).await)
 }
 /// Resumes a paused instance.
 #[unsafe(no_mangle)]
@@ -506,11 +535,7 @@ pub unsafe extern "C" fn libgo_instance_resume(
     client: *const libgo_client,
     id: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.resume(id))
-    })
+    ffi!(client, |l| l.resume(req_str(id, "id")?).await)
 }
 
 /// Stops an instance; `options_json` is StopOptions `{"timeoutSecs":N,"force":bool}` or
@@ -521,11 +546,12 @@ pub unsafe extern "C" fn libgo_instance_stop(
     id: *const c_char,
     options_json: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let options: StopOptions = unsafe { json_or_default(options_json, "options") }?;
-        c.block_on(c.libgo.stop(id, options))
+    ffi!(client, |l| {
+        l.stop(
+            req_str(id, "id")?,
+            json_or_default::<StopOptions>(options_json, "options")?,
+        )
+        .await
     })
 }
 
@@ -536,11 +562,12 @@ pub unsafe extern "C" fn libgo_instance_restart(
     id: *const c_char,
     options_json: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let options: StopOptions = unsafe { json_or_default(options_json, "options") }?;
-        c.block_on(c.libgo.restart(id, options))
+    ffi!(client, |l| {
+        l.restart(
+            req_str(id, "id")?,
+            json_or_default::<StopOptions>(options_json, "options")?,
+        )
+        .await
     })
 }
 
@@ -551,11 +578,8 @@ pub unsafe extern "C" fn libgo_instance_kill(
     id: *const c_char,
     signal: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let signal = unsafe { opt_str(signal, "signal") }?;
-        c.block_on(c.libgo.kill(id, signal))
+    ffi!(client, |l| {
+        l.kill(req_str(id, "id")?, opt_str(signal, "signal")?).await
     })
 }
 
@@ -566,11 +590,7 @@ pub unsafe extern "C" fn libgo_instance_delete(
     id: *const c_char,
     force: bool,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.delete(id, force))
-    })
+    ffi!(client, |l| l.delete(req_str(id, "id")?, force).await)
 }
 
 /// Changes resources (ResourceUpdate `{"cpus":N,"memoryBytes":N}`); returns the Instance.
@@ -580,11 +600,12 @@ pub unsafe extern "C" fn libgo_instance_update(
     id: *const c_char,
     update_json: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let update: ResourceUpdate = unsafe { json_req(update_json, "update") }?;
-        c.block_on(c.libgo.update(id, update))
+    ffi!(client, |l| {
+        l.update(
+            req_str(id, "id")?,
+            json_req::<ResourceUpdate>(update_json, "update")?,
+        )
+        .await
     })
 }
 
@@ -594,11 +615,7 @@ pub unsafe extern "C" fn libgo_instance_stats(
     client: *const libgo_client,
     id: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.stats(id))
-    })
+    ffi!(client, |l| l.stats(req_str(id, "id")?).await)
 }
 
 /// A stream of Stats samples, about one a second.
@@ -607,12 +624,7 @@ pub unsafe extern "C" fn libgo_instance_stats_stream(
     client: *const libgo_client,
     id: *const c_char,
 ) -> libgo_stream_result {
-    stream_result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let s = c.block_on(c.libgo.stats_stream(id))?;
-        Ok(json_stream(c, s))
-    })
+    ffi!(client, |l| l.stats_stream(req_str(id, "id")?).await)
 }
 
 /// A stream of LogEntry `{"stream":"stdout|stderr|console","timestamp":…,"message":…}`;
@@ -624,12 +636,12 @@ pub unsafe extern "C" fn libgo_instance_logs(
     id: *const c_char,
     options_json: *const c_char,
 ) -> libgo_stream_result {
-    stream_result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let options: LogOptions = unsafe { json_or_default(options_json, "options") }?;
-        let s = c.block_on(c.libgo.logs(id, options))?;
-        Ok(json_stream(c, s))
+    ffi!(client, |l| {
+        l.logs(
+            req_str(id, "id")?,
+            json_or_default::<LogOptions>(options_json, "options")?,
+        )
+        .await
     })
 }
 
@@ -641,11 +653,12 @@ pub unsafe extern "C" fn libgo_instance_exec(
     id: *const c_char,
     spec_json: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let spec: ExecSpec = unsafe { json_req(spec_json, "spec") }?;
-        c.block_on(c.libgo.exec(id, &spec))
+    ffi!(client, |l| {
+        l.exec(
+            req_str(id, "id")?,
+            &json_req::<ExecSpec>(spec_json, "spec")?,
+        )
+        .await
     })
 }
 
@@ -655,11 +668,7 @@ pub unsafe extern "C" fn libgo_instance_vnc_display(
     client: *const libgo_client,
     id: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.vnc_display(id))
-    })
+    ffi!(client, |l| l.vnc_display(req_str(id, "id")?).await)
 }
 
 /// Takes a snapshot (SnapshotSpec `{"name":…,"description":…}`); returns the Snapshot.
@@ -669,11 +678,12 @@ pub unsafe extern "C" fn libgo_snapshot_create(
     id: *const c_char,
     spec_json: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let spec: SnapshotSpec = unsafe { json_req(spec_json, "spec") }?;
-        c.block_on(c.libgo.snapshot_create(id, &spec))
+    ffi!(client, |l| {
+        l.snapshot_create(
+            req_str(id, "id")?,
+            &json_req::<SnapshotSpec>(spec_json, "spec")?,
+        )
+        .await
     })
 }
 
@@ -683,11 +693,7 @@ pub unsafe extern "C" fn libgo_snapshot_list(
     client: *const libgo_client,
     id: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.snapshot_list(id))
-    })
+    ffi!(client, |l| l.snapshot_list(req_str(id, "id")?).await)
 }
 
 /// Reverts an instance to a snapshot.
@@ -697,11 +703,9 @@ pub unsafe extern "C" fn libgo_snapshot_revert(
     id: *const c_char,
     snapshot: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let snapshot = unsafe { req_str(snapshot, "snapshot") }?;
-        c.block_on(c.libgo.snapshot_revert(id, snapshot))
+    ffi!(client, |l| {
+        l.snapshot_revert(req_str(id, "id")?, req_str(snapshot, "snapshot")?)
+            .await
     })
 }
 
@@ -712,11 +716,9 @@ pub unsafe extern "C" fn libgo_snapshot_delete(
     id: *const c_char,
     snapshot: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let snapshot = unsafe { req_str(snapshot, "snapshot") }?;
-        c.block_on(c.libgo.snapshot_delete(id, snapshot))
+    ffi!(client, |l| {
+        l.snapshot_delete(req_str(id, "id")?, req_str(snapshot, "snapshot")?)
+            .await
     })
 }
 
@@ -730,14 +732,14 @@ pub unsafe extern "C" fn libgo_instance_export(
     progress: libgo_progress_fn,
     user_data: *mut c_void,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let spec: ExportSpec = unsafe { json_req(spec_json, "spec") }?;
-        c.block_on(
-            c.libgo
-                .export(id, &spec, progress_sink(progress, user_data)),
+    ffi!(client, |l| {
+        let sink = progress_sink(progress, user_data);
+        l.export(
+            req_str(id, "id")?,
+            &json_req::<ExportSpec>(spec_json, "spec")?,
+            sink,
         )
+        .await
     })
 }
 
@@ -748,11 +750,9 @@ pub unsafe extern "C" fn libgo_events(
     client: *const libgo_client,
     filter_json: *const c_char,
 ) -> libgo_stream_result {
-    stream_result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let filter: EventFilter = unsafe { json_or_default(filter_json, "filter") }?;
-        let s = c.block_on(c.libgo.events(filter))?;
-        Ok(json_stream(c, s))
+    ffi!(client, |l| {
+        l.events(json_or_default::<EventFilter>(filter_json, "filter")?)
+            .await
     })
 }
 
@@ -818,10 +818,7 @@ pub unsafe extern "C" fn libgo_stream_free(stream: *mut libgo_stream) {
 /// Images of every backend: a JSON array of Image.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_image_list(client: *const libgo_client) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        c.block_on(c.libgo.image_list())
-    })
+    ffi!(client, |l| l.image_list().await)
 }
 
 /// One Image by id or reference.
@@ -831,11 +828,9 @@ pub unsafe extern "C" fn libgo_image_inspect(
     backend: *const c_char,
     id: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.image_inspect(backend, id))
+    ffi!(client, |l| {
+        l.image_inspect(opt_str(backend, "backend")?, req_str(id, "id")?)
+            .await
     })
 }
 
@@ -850,16 +845,14 @@ pub unsafe extern "C" fn libgo_image_pull(
     progress: libgo_progress_fn,
     user_data: *mut c_void,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let reference = unsafe { req_str(reference, "reference") }?;
-        let auth: Option<RegistryAuth> = match unsafe { opt_str(auth_json, "auth") }? {
-            None => None,
-            Some(_) => Some(unsafe { json_req(auth_json, "auth") }?),
-        };
+    ffi!(client, |l| {
+        let (backend, reference) = (
+            opt_str(backend, "backend")?,
+            req_str(reference, "reference")?,
+        );
+        let auth = json_opt::<RegistryAuth>(auth_json, "auth")?;
         let sink = progress_sink(progress, user_data);
-        c.block_on(c.libgo.image_pull(backend, reference, auth.as_ref(), sink))
+        l.image_pull(backend, reference, auth.as_ref(), sink).await
     })
 }
 
@@ -873,16 +866,14 @@ pub unsafe extern "C" fn libgo_image_push(
     progress: libgo_progress_fn,
     user_data: *mut c_void,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let reference = unsafe { req_str(reference, "reference") }?;
-        let auth: Option<RegistryAuth> = match unsafe { opt_str(auth_json, "auth") }? {
-            None => None,
-            Some(_) => Some(unsafe { json_req(auth_json, "auth") }?),
-        };
+    ffi!(client, |l| {
+        let (backend, reference) = (
+            opt_str(backend, "backend")?,
+            req_str(reference, "reference")?,
+        );
+        let auth = json_opt::<RegistryAuth>(auth_json, "auth")?;
         let sink = progress_sink(progress, user_data);
-        c.block_on(c.libgo.image_push(backend, reference, auth.as_ref(), sink))
+        l.image_push(backend, reference, auth.as_ref(), sink).await
     })
 }
 
@@ -899,17 +890,15 @@ pub unsafe extern "C" fn libgo_image_build(
     progress: libgo_progress_fn,
     user_data: *mut c_void,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let mut spec: BuildSpec = unsafe { json_or_default(spec_json, "spec") }?;
+    ffi!(client, |l| {
+        let backend = opt_str(backend, "backend")?;
+        let mut spec: BuildSpec = json_or_default(spec_json, "spec")?;
         if !context_tar.is_null() && context_len > 0 {
             // SAFETY: the caller passes `context_len` readable bytes.
-            spec.context_tar =
-                unsafe { std::slice::from_raw_parts(context_tar, context_len) }.to_vec();
+            spec.context_tar = std::slice::from_raw_parts(context_tar, context_len).to_vec();
         }
-        let sink = progress_sink(progress, user_data);
-        c.block_on(c.libgo.image_build(backend, &spec, sink))
+        l.image_build(backend, &spec, progress_sink(progress, user_data))
+            .await
     })
 }
 
@@ -921,12 +910,13 @@ pub unsafe extern "C" fn libgo_image_tag(
     source: *const c_char,
     target: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let source = unsafe { req_str(source, "source") }?;
-        let target = unsafe { req_str(target, "target") }?;
-        c.block_on(c.libgo.image_tag(backend, source, target))
+    ffi!(client, |l| {
+        l.image_tag(
+            opt_str(backend, "backend")?,
+            req_str(source, "source")?,
+            req_str(target, "target")?,
+        )
+        .await
     })
 }
 
@@ -938,11 +928,9 @@ pub unsafe extern "C" fn libgo_image_remove(
     id: *const c_char,
     force: bool,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.image_remove(backend, id, force))
+    ffi!(client, |l| {
+        l.image_remove(opt_str(backend, "backend")?, req_str(id, "id")?, force)
+            .await
     })
 }
 
@@ -952,10 +940,8 @@ pub unsafe extern "C" fn libgo_image_prune(
     client: *const libgo_client,
     backend: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        c.block_on(c.libgo.image_prune(backend))
+    ffi!(client, |l| {
+        l.image_prune(opt_str(backend, "backend")?).await
     })
 }
 
@@ -968,12 +954,13 @@ pub unsafe extern "C" fn libgo_image_save(
     id: *const c_char,
     destination: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let id = unsafe { req_str(id, "id") }?;
-        let destination = unsafe { req_str(destination, "destination") }?;
-        c.block_on(c.libgo.image_save(backend, id, Path::new(destination)))
+    ffi!(client, |l| {
+        l.image_save(
+            opt_str(backend, "backend")?,
+            req_str(id, "id")?,
+            Path::new(req_str(destination, "destination")?),
+        )
+        .await
     })
 }
 
@@ -982,10 +969,7 @@ pub unsafe extern "C" fn libgo_image_save(
 /// Networks of every backend: a JSON array of Network.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_network_list(client: *const libgo_client) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        c.block_on(c.libgo.network_list())
-    })
+    ffi!(client, |l| l.network_list().await)
 }
 
 /// Creates a network from a NetworkSpec (`{"name":…,"backend":…,"driver":…,"subnet":…,
@@ -995,10 +979,9 @@ pub unsafe extern "C" fn libgo_network_create(
     client: *const libgo_client,
     spec_json: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let spec: NetworkSpec = unsafe { json_req(spec_json, "spec") }?;
-        c.block_on(c.libgo.network_create(&spec))
+    ffi!(client, |l| {
+        l.network_create(&json_req::<NetworkSpec>(spec_json, "spec")?)
+            .await
     })
 }
 
@@ -1009,11 +992,9 @@ pub unsafe extern "C" fn libgo_network_inspect(
     backend: *const c_char,
     id: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let id = unsafe { req_str(id, "id") }?;
-        c.block_on(c.libgo.network_inspect(backend, id))
+    ffi!(client, |l| {
+        l.network_inspect(opt_str(backend, "backend")?, req_str(id, "id")?)
+            .await
     })
 }
 
@@ -1024,11 +1005,9 @@ pub unsafe extern "C" fn libgo_network_delete(
     backend: *const c_char,
     name: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.network_delete(backend, name))
+    ffi!(client, |l| {
+        l.network_delete(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 /// Activates a network (libvirt).
@@ -1038,11 +1017,9 @@ pub unsafe extern "C" fn libgo_network_start(
     backend: *const c_char,
     name: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.network_start(backend, name))
+    ffi!(client, |l| {
+        l.network_start(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 /// Deactivates a network (libvirt).
@@ -1052,11 +1029,9 @@ pub unsafe extern "C" fn libgo_network_stop(
     backend: *const c_char,
     name: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.network_stop(backend, name))
+    ffi!(client, |l| {
+        l.network_stop(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 
@@ -1067,11 +1042,9 @@ pub unsafe extern "C" fn libgo_network_connect(
     network: *const c_char,
     instance: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let network = unsafe { req_str(network, "network") }?;
-        let instance = unsafe { req_str(instance, "instance") }?;
-        c.block_on(c.libgo.network_connect(network, instance))
+    ffi!(client, |l| {
+        l.network_connect(req_str(network, "network")?, req_str(instance, "instance")?)
+            .await
     })
 }
 
@@ -1082,11 +1055,9 @@ pub unsafe extern "C" fn libgo_network_disconnect(
     network: *const c_char,
     instance: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let network = unsafe { req_str(network, "network") }?;
-        let instance = unsafe { req_str(instance, "instance") }?;
-        c.block_on(c.libgo.network_disconnect(network, instance))
+    ffi!(client, |l| {
+        l.network_disconnect(req_str(network, "network")?, req_str(instance, "instance")?)
+            .await
     })
 }
 
@@ -1095,10 +1066,7 @@ pub unsafe extern "C" fn libgo_network_disconnect(
 /// Volumes of every backend: a JSON array of Volume.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_volume_list(client: *const libgo_client) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        c.block_on(c.libgo.volume_list())
-    })
+    ffi!(client, |l| l.volume_list().await)
 }
 
 /// Creates a volume from a VolumeSpec (`{"name":…,"backend":…,"driver":…,"pool":…,
@@ -1108,10 +1076,9 @@ pub unsafe extern "C" fn libgo_volume_create(
     client: *const libgo_client,
     spec_json: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let spec: VolumeSpec = unsafe { json_req(spec_json, "spec") }?;
-        c.block_on(c.libgo.volume_create(&spec))
+    ffi!(client, |l| {
+        l.volume_create(&json_req::<VolumeSpec>(spec_json, "spec")?)
+            .await
     })
 }
 
@@ -1122,11 +1089,9 @@ pub unsafe extern "C" fn libgo_volume_inspect(
     backend: *const c_char,
     name: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.volume_inspect(backend, name))
+    ffi!(client, |l| {
+        l.volume_inspect(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 
@@ -1138,11 +1103,9 @@ pub unsafe extern "C" fn libgo_volume_delete(
     name: *const c_char,
     force: bool,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.volume_delete(backend, name, force))
+    ffi!(client, |l| {
+        l.volume_delete(opt_str(backend, "backend")?, req_str(name, "name")?, force)
+            .await
     })
 }
 
@@ -1152,10 +1115,8 @@ pub unsafe extern "C" fn libgo_volume_prune(
     client: *const libgo_client,
     backend: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        c.block_on(c.libgo.volume_prune(backend))
+    ffi!(client, |l| {
+        l.volume_prune(opt_str(backend, "backend")?).await
     })
 }
 
@@ -1167,11 +1128,13 @@ pub unsafe extern "C" fn libgo_volume_resize(
     name: *const c_char,
     size_bytes: u64,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.volume_resize(backend, name, size_bytes))
+    ffi!(client, |l| {
+        l.volume_resize(
+            opt_str(backend, "backend")?,
+            req_str(name, "name")?,
+            size_bytes,
+        )
+        .await
     })
 }
 
@@ -1182,11 +1145,9 @@ pub unsafe extern "C" fn libgo_volume_wipe(
     backend: *const c_char,
     name: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.volume_wipe(backend, name))
+    ffi!(client, |l| {
+        l.volume_wipe(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 
@@ -1198,12 +1159,13 @@ pub unsafe extern "C" fn libgo_volume_clone(
     source: *const c_char,
     target: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let source = unsafe { req_str(source, "source") }?;
-        let target = unsafe { req_str(target, "target") }?;
-        c.block_on(c.libgo.volume_clone(backend, source, target))
+    ffi!(client, |l| {
+        l.volume_clone(
+            opt_str(backend, "backend")?,
+            req_str(source, "source")?,
+            req_str(target, "target")?,
+        )
+        .await
     })
 }
 
@@ -1215,12 +1177,13 @@ pub unsafe extern "C" fn libgo_volume_upload(
     name: *const c_char,
     file: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        let file = unsafe { req_str(file, "file") }?;
-        c.block_on(c.libgo.volume_upload(backend, name, Path::new(file)))
+    ffi!(client, |l| {
+        l.volume_upload(
+            opt_str(backend, "backend")?,
+            req_str(name, "name")?,
+            Path::new(req_str(file, "file")?),
+        )
+        .await
     })
 }
 
@@ -1229,10 +1192,7 @@ pub unsafe extern "C" fn libgo_volume_upload(
 /// Storage pools of every backend: a JSON array of StoragePool.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_pool_list(client: *const libgo_client) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        c.block_on(c.libgo.pool_list())
-    })
+    ffi!(client, |l| l.pool_list().await)
 }
 
 /// Creates a storage pool from a StoragePoolSpec (`{"name":…,"path":…,"poolType":…,
@@ -1242,10 +1202,9 @@ pub unsafe extern "C" fn libgo_pool_create(
     client: *const libgo_client,
     spec_json: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let spec: StoragePoolSpec = unsafe { json_req(spec_json, "spec") }?;
-        c.block_on(c.libgo.pool_create(&spec))
+    ffi!(client, |l| {
+        l.pool_create(&json_req::<StoragePoolSpec>(spec_json, "spec")?)
+            .await
     })
 }
 
@@ -1256,11 +1215,9 @@ pub unsafe extern "C" fn libgo_pool_inspect(
     backend: *const c_char,
     name: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.pool_inspect(backend, name))
+    ffi!(client, |l| {
+        l.pool_inspect(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 
@@ -1271,11 +1228,9 @@ pub unsafe extern "C" fn libgo_pool_activate(
     backend: *const c_char,
     name: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.pool_activate(backend, name))
+    ffi!(client, |l| {
+        l.pool_activate(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 /// Stops a storage pool.
@@ -1285,11 +1240,9 @@ pub unsafe extern "C" fn libgo_pool_deactivate(
     backend: *const c_char,
     name: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.pool_deactivate(backend, name))
+    ffi!(client, |l| {
+        l.pool_deactivate(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 /// Deletes a storage pool.
@@ -1299,11 +1252,9 @@ pub unsafe extern "C" fn libgo_pool_delete(
     backend: *const c_char,
     name: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.pool_delete(backend, name))
+    ffi!(client, |l| {
+        l.pool_delete(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 
@@ -1312,10 +1263,7 @@ pub unsafe extern "C" fn libgo_pool_delete(
 /// VM templates of every backend: a JSON array of Template.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_template_list(client: *const libgo_client) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        c.block_on(c.libgo.template_list())
-    })
+    ffi!(client, |l| l.template_list().await)
 }
 
 /// Saves a Template (`{"name":…,"os":…,"image":…,"cpus":N,"memoryBytes":N,…}`); returns
@@ -1326,11 +1274,12 @@ pub unsafe extern "C" fn libgo_template_create(
     backend: *const c_char,
     template_json: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let t: Template = unsafe { json_req(template_json, "template") }?;
-        c.block_on(c.libgo.template_create(backend, &t))
+    ffi!(client, |l| {
+        l.template_create(
+            opt_str(backend, "backend")?,
+            &json_req::<Template>(template_json, "template")?,
+        )
+        .await
     })
 }
 
@@ -1341,11 +1290,9 @@ pub unsafe extern "C" fn libgo_template_get(
     backend: *const c_char,
     name: *const c_char,
 ) -> libgo_result {
-    result(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.template_get(backend, name))
+    ffi!(client, |l| {
+        l.template_get(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 
@@ -1356,11 +1303,9 @@ pub unsafe extern "C" fn libgo_template_delete(
     backend: *const c_char,
     name: *const c_char,
 ) -> *mut libgo_error {
-    unit(|| {
-        let c = unsafe { inner_of(client) }?;
-        let backend = unsafe { opt_str(backend, "backend") }?;
-        let name = unsafe { req_str(name, "name") }?;
-        c.block_on(c.libgo.template_delete(backend, name))
+    ffi!(client, |l| {
+        l.template_delete(opt_str(backend, "backend")?, req_str(name, "name")?)
+            .await
     })
 }
 

@@ -23,13 +23,18 @@ use serde_json::{Map, Value};
 
 pub use libgo;
 
-/// A stream of JSON items: log entries, stats samples or events.
-pub type JsonStream = futures::stream::BoxStream<'static, Result<Value>>;
+/// A stream of JSON texts: log entries, stats samples or events.
+pub type JsonStream = futures::stream::BoxStream<'static, Result<String>>;
 
 /// What an operation answers.
+///
+/// Results cross as JSON text, serialised straight from the core's types: each binding
+/// parses it with its language's own JSON parser (`json.loads`, `JSON.parse`), which is
+/// cheaper than building the host's objects one property at a time from a
+/// `serde_json::Value`.
 pub enum Reply {
-    /// A JSON value (`null` for operations that return nothing).
-    Json(Value),
+    /// A JSON text (`null` for operations that return nothing).
+    Json(String),
     /// A stream of JSON items.
     Stream(JsonStream),
     /// Raw bytes (a screenshot).
@@ -168,20 +173,20 @@ impl Args {
 }
 
 fn json<T: Serialize>(value: T) -> Result<Reply> {
-    serde_json::to_value(value)
+    serde_json::to_string(&value)
         .map(Reply::Json)
         .map_err(|e| Error::internal(format!("cannot encode the result as JSON: {e}")))
 }
 
 fn done(_: ()) -> Result<Reply> {
-    Ok(Reply::Json(Value::Null))
+    Ok(Reply::Json("null".to_owned()))
 }
 
 fn stream<T: Serialize + Send + 'static>(s: libgo::BoxStream<T>) -> Result<Reply> {
     Ok(Reply::Stream(
         s.map(|item| {
             item.and_then(|v| {
-                serde_json::to_value(v)
+                serde_json::to_string(&v)
                     .map_err(|e| Error::internal(format!("cannot encode a stream item: {e}")))
             })
         })

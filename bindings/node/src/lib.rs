@@ -2,7 +2,10 @@
 //!
 //! The native part of LibGo's Node package: a `Native` class whose Promise methods call the
 //! facade through [`libgo_bindings_common::call`], and a `NativeStream` for logs, stats and
-//! events. JSON values cross as JavaScript objects (napi's serde support). Errors reject
+//! events. Arguments cross as JavaScript objects (napi's serde support); results cross as
+//! JSON text, serialised straight from the core's types off the JS thread, which `lib.js`
+//! turns into objects with one `JSON.parse` (much cheaper than napi building them one
+//! property at a time). Errors reject
 //! with an `Error` whose `code` is the error kind's code (`NOT_FOUND`, …). The typed
 //! `Client` with async iterators is the thin JavaScript layer in `lib.js`.
 
@@ -11,7 +14,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use libgo_bindings_common::libgo::{self, LibGo, ProgressSink};
 use libgo_bindings_common::{JsonStream, Reply};
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, Unknown};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use serde_json::Value;
 
@@ -26,6 +30,22 @@ fn js_err(e: libgo::Error) -> napi::Error {
 
 fn misuse(message: &str) -> napi::Error {
     js_err(libgo::Error::invalid(message))
+}
+
+/// A JavaScript function called with the JSON text of each Progress report, from the
+/// engine's thread through a thread-safe function (so on the JavaScript thread).
+type ProgressFn = ThreadsafeFunction<String, Unknown<'static>, String, napi::Status, false>;
+
+/// Forwards progress reports to `progress`, without waiting for JavaScript to run them.
+fn progress_sink(progress: Option<ProgressFn>) -> ProgressSink {
+    let Some(f) = progress else {
+        return ProgressSink::none();
+    };
+    ProgressSink::new(move |p: libgo::Progress| {
+        if let Ok(json) = serde_json::to_string(&p) {
+            f.call(json, ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    })
 }
 
 /// A connection to the engines. Use `Client` from the package instead.
@@ -56,16 +76,19 @@ impl Native {
             .collect()
     }
 
-    /// Runs an operation that answers JSON.
-    #[napi(ts_return_type = "Promise<any>")]
+    /// Runs an operation that answers JSON: its JSON text. `progress` receives the JSON
+    /// text of each Progress report of pulls, pushes, builds and exports.
+    #[napi]
     pub async fn call(
         &self,
         op: String,
         args: Option<Value>,
         data: Option<Buffer>,
-    ) -> Result<Value> {
+        #[napi(ts_arg_type = "((progressJson: string) => void) | undefined | null")]
+        progress: Option<ProgressFn>,
+    ) -> Result<String> {
         let data = data.map(|b| b.to_vec()).unwrap_or_default();
-        let reply = self.run(op, args, data).await?;
+        let reply = self.run(op, args, data, progress_sink(progress)).await?;
         match reply {
             Reply::Json(v) => Ok(v),
             _ => Err(misuse("this operation answers a stream or bytes")),
@@ -75,7 +98,7 @@ impl Native {
     /// Runs an operation that answers bytes (a screenshot).
     #[napi]
     pub async fn call_bytes(&self, op: String, args: Option<Value>) -> Result<Buffer> {
-        match self.run(op, args, Vec::new()).await? {
+        match self.run(op, args, Vec::new(), ProgressSink::none()).await? {
             Reply::Bytes(b) => Ok(b.into()),
             _ => Err(misuse("this operation does not answer bytes")),
         }
@@ -84,7 +107,7 @@ impl Native {
     /// Runs an operation that answers a stream (logs, stats_stream, events).
     #[napi]
     pub async fn open_stream(&self, op: String, args: Option<Value>) -> Result<NativeStream> {
-        match self.run(op, args, Vec::new()).await? {
+        match self.run(op, args, Vec::new(), ProgressSink::none()).await? {
             Reply::Stream(s) => Ok(NativeStream {
                 inner: Arc::new(tokio::sync::Mutex::new(Some(s))),
             }),
@@ -94,16 +117,22 @@ impl Native {
 }
 
 impl Native {
-    async fn run(&self, op: String, args: Option<Value>, data: Vec<u8>) -> Result<Reply> {
+    async fn run(
+        &self,
+        op: String,
+        args: Option<Value>,
+        data: Vec<u8>,
+        progress: ProgressSink,
+    ) -> Result<Reply> {
         let libgo = self.libgo.clone();
         let args = args.unwrap_or(Value::Null);
-        libgo_bindings_common::call(&libgo, &op, args, data, ProgressSink::none())
+        libgo_bindings_common::call(&libgo, &op, args, data, progress)
             .await
             .map_err(js_err)
     }
 }
 
-/// A stream of JSON items; `next()` resolves to `null` at the end.
+/// A stream of JSON texts; `next()` resolves to `null` at the end.
 #[napi]
 pub struct NativeStream {
     inner: Arc<tokio::sync::Mutex<Option<JsonStream>>>,
@@ -111,9 +140,9 @@ pub struct NativeStream {
 
 #[napi]
 impl NativeStream {
-    /// The next item, or `null` at the end.
-    #[napi(ts_return_type = "Promise<any | null>")]
-    pub async fn next(&self) -> Result<Option<Value>> {
+    /// The next item's JSON text, or `null` at the end.
+    #[napi]
+    pub async fn next(&self) -> Result<Option<String>> {
         let mut guard = self.inner.lock().await;
         let Some(stream) = guard.as_mut() else {
             return Ok(None);

@@ -3,6 +3,9 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const crypto = require('node:crypto')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
 const { Client, LibGoError } = require('..')
 
 const IMAGE = 'libgo-test/busybox:latest'
@@ -82,4 +85,67 @@ test('VM verbs on libvirt test:///default', async () => {
   await vm.stop(name, { force: true })
   assert.equal((await vm.get(name)).state, 'stopped')
   await assert.rejects(vm.exec(name, { command: ['true'] }), { code: 'UNSUPPORTED' })
+})
+
+// A one-file tar archive (ustar), enough for a build context.
+function tarOf(name, content) {
+  const data = Buffer.from(content)
+  const header = Buffer.alloc(512)
+  header.write(name, 0)
+  header.write('0000644\0', 100)
+  header.write('0000000\0', 108)
+  header.write('0000000\0', 116)
+  header.write(data.length.toString(8).padStart(11, '0') + '\0', 124)
+  header.write('00000000000\0', 136)
+  header.write('        ', 148)
+  header.write('0', 156)
+  header.write('ustar\0' + '00', 257)
+  let sum = 0
+  for (const b of header) sum += b
+  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148)
+  const pad = Buffer.alloc((512 - (data.length % 512)) % 512)
+  return Buffer.concat([header, data, pad, Buffer.alloc(1024)])
+}
+
+test('progress callbacks of build, export, pull and push', async () => {
+  const client = await Client.connect({ docker: 'required', kvm: 'off' })
+  const tag = `libgo-test/${unique('node')}:v1`
+  const steps = []
+  const built = await client.imageBuild(tarOf('Dockerfile', `FROM ${IMAGE}\nRUN echo built > /built\n`),
+    { tags: [tag] }, undefined, { progress: (p) => steps.push(p) })
+  try {
+    assert.ok(built.tags.includes(tag))
+    assert.ok(steps.length > 0, 'the build reported progress')
+    assert.ok(steps.every((p) => typeof p.message === 'string'), JSON.stringify(steps[0]))
+
+    const name = unique('node-export')
+    await client.create({ name, kind: 'container', image: tag, command: IDLE })
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'libgo-node-'))
+    try {
+      const reports = []
+      const out = await client.export(name, { format: 'tar', destination: path.join(dir, 'fs.tar') },
+        { progress: (p) => reports.push(p) })
+      assert.equal(out.format, 'tar')
+      assert.ok(out.sizeBytes > 0)
+      assert.ok(reports.every((p) => typeof p.message === 'string'))
+    } finally {
+      await client.delete(name, { force: true })
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+
+    // No registry listens on port 1: both fail with a LibGo error, callback or not.
+    const seen = []
+    await assert.rejects(client.imagePull('127.0.0.1:1/libgo-none:v1', { progress: (p) => seen.push(p) }),
+      (e) => e instanceof LibGoError && typeof e.code === 'string')
+    await client.imageTag(tag, '127.0.0.1:1/libgo-none:v1')
+    try {
+      await assert.rejects(client.imagePush('127.0.0.1:1/libgo-none:v1', { progress: (p) => seen.push(p) }),
+        (e) => e instanceof LibGoError && typeof e.code === 'string')
+    } finally {
+      await client.imageRemove('127.0.0.1:1/libgo-none:v1')
+    }
+    assert.ok(seen.every((p) => typeof p.message === 'string'))
+  } finally {
+    await client.imageRemove(tag, { force: true })
+  }
 })

@@ -9,6 +9,8 @@
 //! - Async calls return asyncio awaitables (pyo3-async-runtimes, one tokio runtime).
 //! - Streams (logs, stats, events) are iterators (`Stream`) or async iterators
 //!   (`AsyncStream`).
+//! - Results arrive as JSON text (serialised straight from the core's types, without the
+//!   GIL) and become Python objects with one `json.loads` call.
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use libgo_bindings_common::libgo::{Error, ErrorKind, LibGo, Progress, ProgressSi
 use libgo_bindings_common::{JsonStream, Reply};
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 
@@ -26,36 +29,16 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 // ---- values ----
 
-/// JSON to Python: dicts, lists, str, int, float, bool, None.
-fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match value {
-        Value::Null => py.None().into_bound(py),
-        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i.into_pyobject(py)?.into_any()
-            } else if let Some(u) = n.as_u64() {
-                u.into_pyobject(py)?.into_any()
-            } else {
-                n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any()
-            }
-        }
-        Value::String(s) => PyString::new(py, s).into_any(),
-        Value::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(to_py(py, item)?)?;
-            }
-            list.into_any()
-        }
-        Value::Object(map) => {
-            let dict = PyDict::new(py);
-            for (k, v) in map {
-                dict.set_item(k, to_py(py, v)?)?;
-            }
-            dict.into_any()
-        }
-    })
+/// `json.loads`, looked up once.
+static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// JSON text to Python (dicts, lists, str, int, float, bool, None) with CPython's own
+/// parser: one call, which also shares the key strings between the dicts of a list.
+fn to_py<'py>(py: Python<'py>, json: &str) -> PyResult<Bound<'py, PyAny>> {
+    let loads = LOADS.get_or_try_init(py, || {
+        py.import("json")?.getattr("loads").map(Bound::unbind)
+    })?;
+    loads.bind(py).call1((PyString::new(py, json),))
 }
 
 /// Python to JSON. Also takes tuples, `os.PathLike` (as its path) and datetimes (as ISO
@@ -111,8 +94,8 @@ fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     )))
 }
 
-/// A JSON value crossing back into Python from a future.
-struct Json(Value);
+/// A JSON text crossing back into Python from a future.
+struct Json(String);
 
 impl<'py> IntoPyObject<'py> for Json {
     type Target = PyAny;
@@ -165,7 +148,7 @@ fn progress_sink(progress: Option<Py<PyAny>>) -> ProgressSink {
         return ProgressSink::none();
     };
     ProgressSink::new(move |p: Progress| {
-        let Ok(value) = serde_json::to_value(&p) else {
+        let Ok(value) = serde_json::to_string(&p) else {
             return;
         };
         Python::attach(|py| {
@@ -296,7 +279,7 @@ impl<'py> IntoPyObject<'py> for AsyncReply {
 
 type Shared = Arc<tokio::sync::Mutex<Option<JsonStream>>>;
 
-async fn next_item(inner: Shared) -> Option<Result<Value, Error>> {
+async fn next_item(inner: Shared) -> Option<Result<String, Error>> {
     let mut guard = inner.lock().await;
     let next = guard.as_mut()?.next().await;
     if next.is_none() {
