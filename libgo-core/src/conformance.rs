@@ -3,7 +3,7 @@
 //!
 //! A backend's test file provides a setup function and expands [`conformance_tests!`]:
 //!
-//! ```ignore
+//! ```text
 //! async fn setup() -> (std::sync::Arc<dyn libgo_core::Backend>, libgo_core::conformance::Fixture) {
 //!     /* connect to the engine, describe a runnable instance */
 //! }

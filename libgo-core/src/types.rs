@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// What an instance is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceKind {
     /// A virtual machine (libvirt).
@@ -43,6 +44,7 @@ impl std::str::FromStr for InstanceKind {
 
 /// One state vocabulary for VMs and containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceState {
     /// Being created, or starting.
@@ -94,6 +96,7 @@ impl std::str::FromStr for InstanceState {
 
 /// Transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// TCP.
@@ -115,6 +118,7 @@ impl Protocol {
 
 /// A port of the instance published on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PortMapping {
     /// Port inside the instance.
@@ -132,6 +136,7 @@ pub struct PortMapping {
 
 /// What a mount's source is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MountKind {
     /// A named volume of the backend.
@@ -145,6 +150,7 @@ pub enum MountKind {
 
 /// A file system mounted into the instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MountSpec {
     /// Kind of source.
@@ -162,6 +168,7 @@ pub struct MountSpec {
 
 /// Disk image formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DiskFormat {
     /// QEMU copy-on-write v2.
@@ -192,6 +199,7 @@ impl DiskFormat {
 /// A VM disk: a new blank disk (`size_bytes`), an overlay on a base image (`base_image`),
 /// or an existing volume (`volume`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DiskSpec {
     /// Size of a new disk, or the virtual size of an overlay (at least the base's).
@@ -215,6 +223,7 @@ pub struct DiskSpec {
 /// `<kernel>`/`<initrd>`/`<cmdline>`). The files are host paths: only administrators may
 /// ask for one.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct KernelBoot {
     /// Absolute host path of the kernel.
@@ -229,6 +238,7 @@ pub struct KernelBoot {
 
 /// A user created by cloud-init.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CloudInitUser {
     /// Login name.
@@ -249,6 +259,7 @@ pub struct CloudInitUser {
 
 /// A file cloud-init writes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CloudInitFile {
     /// Absolute path in the guest.
@@ -262,6 +273,7 @@ pub struct CloudInitFile {
 
 /// A NoCloud seed for a VM. Secrets in it are never serialised back out nor logged.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CloudInit {
     /// Guest hostname (`local-hostname`).
@@ -292,6 +304,7 @@ pub struct CloudInit {
 
 /// Restart policy of a container (VMs use `autostart`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     /// Never restart.
@@ -308,6 +321,7 @@ pub enum RestartPolicy {
 /// Everything needed to create an instance of either kind. Fields a backend does not use
 /// must be left empty; a backend rejects those it cannot honour with `Unsupported`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceSpec {
     /// Unique name, DNS-label-like.
@@ -417,6 +431,7 @@ impl InstanceSpec {
 
 /// An instance as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Instance {
     /// Engine id (container id, domain UUID).
@@ -451,6 +466,7 @@ pub struct Instance {
 
 /// Filters for [`crate::Compute::list`]. Empty fields match everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceFilter {
     /// Only this kind.
@@ -492,6 +508,7 @@ impl InstanceFilter {
 
 /// A page request: `page` from 1, `page_size` from 1 to [`Pagination::MAX_PAGE_SIZE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Pagination {
     /// Page number, from 1.
@@ -518,6 +535,7 @@ impl Default for Pagination {
 
 /// One page of a list and the total count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     /// Items of this page.
@@ -532,6 +550,7 @@ pub struct Page<T> {
 
 /// New resource limits for a created instance. `None` leaves a value as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceUpdate {
     /// CPUs.
@@ -544,6 +563,7 @@ pub struct ResourceUpdate {
 
 /// Resource usage, normalised across engines.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     /// When the sample was taken.
@@ -568,6 +588,7 @@ pub struct Stats {
 
 /// What to read from an instance's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LogOptions {
     /// Only the last N lines.
@@ -589,6 +610,7 @@ pub struct LogOptions {
 
 /// Where a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     /// Standard output.
@@ -601,6 +623,7 @@ pub enum LogStream {
 
 /// A chunk of log output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LogEntry {
     /// Source stream.
@@ -613,6 +636,7 @@ pub struct LogEntry {
 
 /// A command to run inside an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExecSpec {
     /// Program and arguments.
@@ -633,6 +657,7 @@ pub struct ExecSpec {
 
 /// The outcome of an [`ExecSpec`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExecResult {
     /// Exit code of the command.
@@ -645,6 +670,7 @@ pub struct ExecResult {
 
 /// A point-in-time copy of an instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     /// Name, unique per instance.
@@ -663,6 +689,7 @@ pub struct Snapshot {
 
 /// A snapshot to take.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotSpec {
     /// Name, DNS-label-like.
@@ -674,6 +701,7 @@ pub struct SnapshotSpec {
 
 /// Formats an instance can be exported to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     /// VM disk as qcow2.
@@ -694,19 +722,23 @@ pub enum ExportFormat {
 
 /// Where and how to export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExportSpec {
     /// Format.
     pub format: ExportFormat,
     /// File to write. It must not exist.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub destination: PathBuf,
 }
 
 /// A finished export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExportResult {
     /// The file written.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub path: PathBuf,
     /// Format.
     pub format: ExportFormat,
@@ -716,6 +748,7 @@ pub struct ExportResult {
 
 /// Progress of a long operation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     /// 0–100 where known.
@@ -757,6 +790,7 @@ impl std::fmt::Debug for ProgressSink {
 
 /// Kinds of images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ImageKind {
     /// An OCI/Docker image.
@@ -769,6 +803,7 @@ pub enum ImageKind {
 
 /// An image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Image {
     /// Engine id (image digest, volume key).
@@ -791,6 +826,7 @@ pub struct Image {
 
 /// Credentials for a registry.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryAuth {
     /// User name.
@@ -815,6 +851,7 @@ impl std::fmt::Debug for RegistryAuth {
 
 /// An image build.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BuildSpec {
     /// The build context as a tar archive.
@@ -849,6 +886,7 @@ impl std::fmt::Debug for BuildSpec {
 
 /// What a prune removed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PruneReport {
     /// Removed ids or names.
@@ -859,6 +897,7 @@ pub struct PruneReport {
 
 /// A network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Network {
     /// Engine id.
@@ -885,6 +924,7 @@ pub struct Network {
 
 /// A network to create.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkSpec {
     /// Name, DNS-label-like.
@@ -911,6 +951,7 @@ pub struct NetworkSpec {
 
 /// A volume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     /// Name.
@@ -937,6 +978,7 @@ pub struct Volume {
 
 /// A volume to create.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSpec {
     /// Name, DNS-label-like (a file extension is allowed for VM volumes).
@@ -963,6 +1005,7 @@ pub struct VolumeSpec {
 
 /// A storage pool (libvirt).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StoragePool {
     /// Name.
@@ -987,6 +1030,7 @@ pub struct StoragePool {
 
 /// A storage pool to create.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StoragePoolSpec {
     /// Name, DNS-label-like.
@@ -1006,6 +1050,7 @@ pub struct StoragePoolSpec {
 
 /// What happened to an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EventAction {
     /// Created.
@@ -1026,6 +1071,7 @@ pub enum EventAction {
 
 /// A lifecycle event, from whatever caused it — LibGo or another tool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// When the engine saw it.
@@ -1046,6 +1092,7 @@ pub struct Event {
 
 /// What the engine behind a backend is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BackendInfo {
     /// Registered name.
@@ -1064,6 +1111,7 @@ pub struct BackendInfo {
 
 /// Whether a backend answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
     /// Registered name.
@@ -1078,6 +1126,7 @@ pub struct Health {
 
 /// What a backend supports. An unsupported call returns [`crate::ErrorKind::Unsupported`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Capabilities {
     /// Instance kinds it manages.
@@ -1116,6 +1165,7 @@ pub struct Capabilities {
 
 /// How to stop an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StopOptions {
     /// Seconds to wait for a graceful stop before forcing it; the backend's default
@@ -1129,6 +1179,7 @@ pub struct StopOptions {
 
 /// Where a VM's graphical display listens, for a VNC client or WebSocket proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VncDisplay {
     /// Listen address (loopback).
@@ -1139,6 +1190,7 @@ pub struct VncDisplay {
 
 /// A named VM template (Kimchi): values VMs are created from.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Template {
     /// Name, DNS-label-like.
@@ -1171,6 +1223,7 @@ pub struct Template {
 
 /// Which events to receive. Empty fields match everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventFilter {
     /// Only this kind.

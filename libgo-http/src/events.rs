@@ -19,7 +19,6 @@ pub enum ServerEvent {
     /// An instance lifecycle event.
     Instance {
         /// The event.
-        #[schema(value_type = crate::schema::Event)]
         event: libgo_core::Event,
     },
     /// A task changed.

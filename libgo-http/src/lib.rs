@@ -42,7 +42,6 @@ pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
-pub mod schema;
 pub mod server;
 pub mod state;
 pub mod tasks;

@@ -140,7 +140,7 @@ impl Metrics {
 
     /// Refreshes the gauges that are read at scrape time and renders the text format.
     pub async fn render(&self, state: &AppState) -> String {
-        for h in state.health().await {
+        for h in state.cached_health().await.backends {
             self.backend_up
                 .with_label_values(&[&h.backend])
                 .set(i64::from(h.up));

@@ -162,6 +162,8 @@ impl Server {
             events: events_tx,
             metrics: Metrics::new(),
             pending: Mutex::new(Vec::new()),
+            health_cache: tokio::sync::Mutex::new(None),
+            health_generation: std::sync::atomic::AtomicU64::new(0),
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             config,

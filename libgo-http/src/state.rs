@@ -1,7 +1,10 @@
 //! Shared state of the server.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use libgo_core::{Health, LibGo};
 use tokio::sync::broadcast;
@@ -22,6 +25,21 @@ pub struct PendingBackend {
     pub name: String,
     /// Why it is not connected.
     pub error: String,
+}
+
+/// How long a `/health` answer is reused: the engines are asked at most once per this
+/// period, however many clients (load balancers, probes) poll.
+pub const HEALTH_TTL: Duration = Duration::from_secs(1);
+
+/// The health of every backend as last asked.
+#[derive(Debug, Clone)]
+pub struct HealthSnapshot {
+    /// When the engines were asked.
+    pub checked_at: DateTime<Utc>,
+    /// Each backend, registered or pending.
+    pub backends: Vec<Health>,
+    at: Instant,
+    generation: u64,
 }
 
 /// Everything a handler needs; shared as `Arc<AppState>`.
@@ -46,6 +64,10 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// Configured backends whose engines have not answered yet.
     pub pending: Mutex<Vec<PendingBackend>>,
+    /// The cached health view (see [`AppState::cached_health`]).
+    pub health_cache: tokio::sync::Mutex<Option<HealthSnapshot>>,
+    /// Bumped when a backend connects or fails, so that the cached health is not reused.
+    pub health_generation: AtomicU64,
     /// Start time.
     pub started: Instant,
     /// Cancelled when the server shuts down.
@@ -80,6 +102,30 @@ impl AppState {
                 error,
             });
         }
+        self.health_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// [`AppState::health`], asked of the engines at most once per [`HEALTH_TTL`]: answers
+    /// are at most that stale, except that a backend connecting or failing to connect
+    /// refreshes it at once. Concurrent callers share one refresh (the others wait for it
+    /// rather than asking the engines again).
+    pub async fn cached_health(&self) -> HealthSnapshot {
+        let mut cache = self.health_cache.lock().await;
+        let generation = self.health_generation.load(Ordering::SeqCst);
+        if let Some(c) = cache.as_ref()
+            && c.generation == generation
+            && c.at.elapsed() < HEALTH_TTL
+        {
+            return c.clone();
+        }
+        let snapshot = HealthSnapshot {
+            checked_at: Utc::now(),
+            backends: self.health().await,
+            at: Instant::now(),
+            generation,
+        };
+        *cache = Some(snapshot.clone());
+        snapshot
     }
 
     /// Health of registered backends plus configured ones that are not connected.

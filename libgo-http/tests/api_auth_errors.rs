@@ -38,7 +38,12 @@ fn operations() -> Vec<(Method, String)> {
 
 const SELF_SERVICE: &[&str] = &["/api/v1/users/me/password"];
 const PUBLIC: &[&str] = &["/login", "/api/v1/login", "/health"];
-const ADMIN_ONLY_PREFIXES: &[&str] = &["/api/v1/users", "/api/v1/audit", "/api/v1/storage-pools"];
+const ADMIN_ONLY_PREFIXES: &[&str] = &[
+    "/api/v1/users",
+    "/api/v1/audit",
+    "/api/v1/storage-pools",
+    "/api/v1/volumes/{name}/upload",
+];
 
 #[tokio::test]
 async fn role_matrix() {
@@ -590,6 +595,27 @@ async fn error_shapes_and_limits() {
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let r = s.client.get(s.url("/health")).send().await.expect("req");
     assert!(r.headers().contains_key("x-request-id"));
+    // /health is served from a view refreshed at most once a second.
+    let checked = || async {
+        let v: Value = s
+            .client
+            .get(s.url("/health"))
+            .send()
+            .await
+            .expect("req")
+            .json()
+            .await
+            .expect("json");
+        v["checkedAt"].as_str().expect("checkedAt").to_string()
+    };
+    let (a, b) = (checked().await, checked().await);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let c = checked().await;
+    assert!(c != b, "refreshed after a second: {b} then {c}");
+    let d = checked().await;
+    // Two answers a few milliseconds apart share one check (at most one of the two pairs
+    // can straddle an expiry).
+    assert!(a == b || c == d, "cached: {a} {b} {c} {d}");
     // 401 wrong password, then 429 with Retry-After after too many failures.
     for _ in 0..3 {
         let r = s

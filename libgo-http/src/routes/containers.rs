@@ -23,7 +23,6 @@ use super::instances::{
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::schema;
 use crate::state::AppState;
 
 /// Container list filters: the unified ones plus seed 001's `status`, `limit`, `offset`.
@@ -102,7 +101,6 @@ pub enum PortsInput {
     #[schema(value_type = Object)]
     Map(BTreeMap<String, Option<HostPort>>),
     /// Unified form.
-    #[schema(value_type = Vec<schema::PortMapping>)]
     List(Vec<PortMapping>),
 }
 
@@ -152,7 +150,6 @@ pub struct ContainerCreate {
     pub volumes: Vec<SeedVolume>,
     /// Mounts (unified).
     #[serde(default)]
-    #[schema(value_type = Vec<schema::MountSpec>)]
     pub mounts: Vec<MountSpec>,
     /// Command.
     pub command: Option<CommandInput>,
@@ -171,7 +168,6 @@ pub struct ContainerCreate {
     #[serde(default)]
     pub networks: Vec<String>,
     /// Restart policy.
-    #[schema(value_type = Option<schema::RestartPolicy>)]
     pub restart_policy: Option<RestartPolicy>,
     /// Allocate a TTY.
     #[serde(default)]
@@ -284,7 +280,7 @@ impl ContainerCreate {
 
 #[utoipa::path(get, path = "/api/v1/containers", tag = "containers",
     params(ContainerListQuery),
-    responses((status = 200, description = "One page of containers", body = schema::Page<schema::Instance>)))]
+    responses((status = 200, description = "One page of containers", body = libgo_core::Page<libgo_core::Instance>)))]
 async fn list_containers(
     State(state): State<Arc<AppState>>,
     Query(q): Query<ContainerListQuery>,
@@ -294,7 +290,7 @@ async fn list_containers(
 
 #[utoipa::path(post, path = "/api/v1/containers", tag = "containers",
     request_body = ContainerCreate,
-    responses((status = 201, description = "Created", body = schema::Instance)))]
+    responses((status = 201, description = "Created", body = libgo_core::Instance)))]
 async fn create_container(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -308,7 +304,7 @@ async fn create_container(
 
 #[utoipa::path(get, path = "/api/v1/vms", tag = "vms",
     params(ContainerListQuery),
-    responses((status = 200, description = "One page of VMs", body = schema::Page<schema::Instance>)))]
+    responses((status = 200, description = "One page of VMs", body = libgo_core::Page<libgo_core::Instance>)))]
 async fn list_vms(
     State(state): State<Arc<AppState>>,
     Query(q): Query<ContainerListQuery>,
@@ -317,8 +313,8 @@ async fn list_vms(
 }
 
 #[utoipa::path(post, path = "/api/v1/vms", tag = "vms",
-    request_body = schema::InstanceSpec,
-    responses((status = 201, description = "Created", body = schema::Instance)))]
+    request_body = libgo_core::InstanceSpec,
+    responses((status = 201, description = "Created", body = libgo_core::Instance)))]
 async fn create_vm(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -337,7 +333,7 @@ macro_rules! kind_routes {
     ($kind:expr, $tag:literal, $base:literal, $get:ident, $delete:ident, $action:ident, $logs:ident) => {
         #[utoipa::path(get, path = concat!($base, "/{id}"), tag = $tag,
             params(("id" = String, Path, description = "Id or name")),
-            responses((status = 200, description = "The instance", body = schema::Instance)))]
+            responses((status = 200, description = "The instance", body = libgo_core::Instance)))]
         async fn $get(
             State(state): State<Arc<AppState>>,
             Path(id): Path<String>,
@@ -362,7 +358,7 @@ macro_rules! kind_routes {
             params(("id" = String, Path, description = "Id or name"),
                    ("action" = Action, Path, description = "start, stop, restart, pause, unpause, resume or kill"),
                    ActionQuery),
-            responses((status = 200, description = "The instance after the action", body = schema::Instance)))]
+            responses((status = 200, description = "The instance after the action", body = libgo_core::Instance)))]
         async fn $action(
             State(state): State<Arc<AppState>>,
             Path((id, action)): Path<(String, Action)>,
@@ -373,7 +369,7 @@ macro_rules! kind_routes {
 
         #[utoipa::path(get, path = concat!($base, "/{id}/logs"), tag = $tag,
             params(("id" = String, Path, description = "Id or name"), LogsQuery),
-            responses((status = 200, description = "Log lines", body = schema::Page<schema::LogEntry>)))]
+            responses((status = 200, description = "Log lines", body = libgo_core::Page<libgo_core::LogEntry>)))]
         async fn $logs(
             State(state): State<Arc<AppState>>,
             Path(id): Path<String>,

@@ -6,7 +6,9 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use libgo_core::{BuildSpec, Image, Page, PruneReport, RegistryAuth, paginate};
+use libgo_core::{
+    BuildSpec, ExportFormat, ExportSpec, Image, Page, PruneReport, RegistryAuth, paginate,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::UtoipaMethodRouterExt;
@@ -14,16 +16,15 @@ use utoipa_axum::routes;
 
 use super::instances::accepted;
 use super::{BackendQuery, PageQuery, Router};
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::schema;
 use crate::state::AppState;
 use crate::tasks::Task;
 
 #[utoipa::path(get, path = "/api/v1/images", tag = "images",
     params(PageQuery),
-    responses((status = 200, description = "Images of every backend", body = schema::Page<schema::Image>)))]
+    responses((status = 200, description = "Images of every backend", body = libgo_core::Page<libgo_core::Image>)))]
 async fn list_images(
     State(state): State<Arc<AppState>>,
     Query(q): Query<PageQuery>,
@@ -36,7 +37,7 @@ async fn list_images(
 
 #[utoipa::path(get, path = "/api/v1/images/{id}", tag = "images",
     params(("id" = String, Path, description = "Image id or reference (URL-encode '/')"), BackendQuery),
-    responses((status = 200, description = "The image", body = schema::Image)))]
+    responses((status = 200, description = "The image", body = libgo_core::Image)))]
 async fn get_image(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -203,7 +204,7 @@ pub struct TagRequest {
 #[utoipa::path(post, path = "/api/v1/images/{id}/tag", tag = "images",
     params(("id" = String, Path, description = "Image id or reference (URL-encode '/')")),
     request_body = TagRequest,
-    responses((status = 201, description = "Tagged", body = schema::Image)))]
+    responses((status = 201, description = "Tagged", body = libgo_core::Image)))]
 async fn tag_image(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -260,9 +261,98 @@ async fn push_image(
     Ok(accepted(task))
 }
 
+/// An image save (`docker save`): a tar of the image with its layers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SaveRequest {
+    /// Backend.
+    pub backend: Option<String>,
+    /// File to write (administrators only); a new file in the server's export directory
+    /// (`<data dir>/exports`) when absent.
+    pub destination: Option<String>,
+}
+
+/// A file name made of the characters of `reference` that are safe in one.
+fn file_stem(reference: &str) -> String {
+    let stem: String = reference
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    stem.trim_start_matches('.').to_string()
+}
+
+#[utoipa::path(post, path = "/api/v1/images/{id}/save", tag = "images",
+    params(("id" = String, Path, description = "Image id or reference (URL-encode '/')")),
+    request_body = SaveRequest,
+    responses((status = 202, description = "Save task started; Location names it. The finished \
+        task's result is an ExportResult: the tar's path on the server, format and size", body = Task)))]
+async fn save_image(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<SaveRequest>,
+) -> ApiResult<Response> {
+    // Fail fast on an unknown image, before a task exists.
+    let image = state
+        .libgo
+        .image_inspect(req.backend.as_deref(), &id)
+        .await?;
+    let destination = match req.destination {
+        Some(d) => {
+            caller.require(Role::Admin).map_err(|_| {
+                ApiError::forbidden("only administrators may choose a save destination")
+            })?;
+            std::path::PathBuf::from(d)
+        }
+        None => {
+            let dir = state.config.data_dir.join("exports");
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(ApiError::internal)?;
+            dir.join(format!(
+                "{}-{}.tar",
+                file_stem(image.tags.first().unwrap_or(&image.id)),
+                uuid::Uuid::new_v4().simple()
+            ))
+        }
+    };
+    libgo_core::validate::export_spec(&ExportSpec {
+        format: ExportFormat::ImageTar,
+        destination: destination.clone(),
+    })?;
+    let libgo = state.libgo.clone();
+    let backend = Some(image.backend.clone());
+    let task = state
+        .tasks
+        .spawn(
+            "image.save",
+            Some(id.clone()),
+            &caller.username,
+            move |ctx| async move {
+                ctx.progress(
+                    Some(0.0),
+                    format!("saving {id} to {}", destination.display()),
+                );
+                let r = libgo
+                    .image_save(backend.as_deref(), &id, &destination)
+                    .await?;
+                Ok(serde_json::to_value(r).unwrap_or_default())
+            },
+        )
+        .await?;
+    Ok(accepted(task))
+}
+
 #[utoipa::path(post, path = "/api/v1/images/prune", tag = "images",
     params(BackendQuery),
-    responses((status = 200, description = "What was removed", body = schema::PruneReport)))]
+    responses((status = 200, description = "What was removed", body = libgo_core::PruneReport)))]
 async fn prune_images(
     State(state): State<Arc<AppState>>,
     Query(q): Query<BackendQuery>,
@@ -280,4 +370,20 @@ pub fn router(build_limit: usize) -> Router {
         .routes(routes!(tag_image))
         .routes(routes!(push_image))
         .routes(routes!(prune_images))
+        .routes(routes!(save_image))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_stem;
+
+    #[test]
+    fn save_file_names_are_plain() {
+        assert_eq!(
+            file_stem("127.0.0.1:5000/libgo/busybox:1"),
+            "127.0.0.1_5000_libgo_busybox_1"
+        );
+        assert_eq!(file_stem("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(file_stem("sha256:abc"), "sha256_abc");
+    }
 }

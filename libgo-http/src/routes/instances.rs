@@ -20,7 +20,6 @@ use super::{PageQuery, Router};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::schema;
 use crate::state::AppState;
 use crate::tasks::Task;
 
@@ -124,7 +123,7 @@ pub fn accepted(task: Task) -> Response {
 
 #[utoipa::path(get, path = "/api/v1/instances", tag = "instances",
     params(ListQuery),
-    responses((status = 200, description = "One page of instances of every backend", body = schema::Page<schema::Instance>)))]
+    responses((status = 200, description = "One page of instances of every backend", body = libgo_core::Page<libgo_core::Instance>)))]
 async fn list_instances(
     State(state): State<Arc<AppState>>,
     Query(q): Query<ListQuery>,
@@ -134,8 +133,8 @@ async fn list_instances(
 }
 
 #[utoipa::path(post, path = "/api/v1/instances", tag = "instances",
-    request_body = schema::InstanceSpec,
-    responses((status = 201, description = "Created", body = schema::Instance)))]
+    request_body = libgo_core::InstanceSpec,
+    responses((status = 201, description = "Created", body = libgo_core::Instance)))]
 async fn create_instance(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -148,7 +147,7 @@ async fn create_instance(
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
-    responses((status = 200, description = "The instance", body = schema::Instance)))]
+    responses((status = 200, description = "The instance", body = libgo_core::Instance)))]
 async fn get_instance(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -179,8 +178,8 @@ async fn delete_instance(
 
 #[utoipa::path(patch, path = "/api/v1/instances/{id}", tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
-    request_body = schema::ResourceUpdate,
-    responses((status = 200, description = "Updated", body = schema::Instance)))]
+    request_body = libgo_core::ResourceUpdate,
+    responses((status = 200, description = "Updated", body = libgo_core::Instance)))]
 async fn update_instance(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -251,7 +250,7 @@ pub async fn act(
     params(("id" = String, Path, description = "Instance id or name"),
            ("action" = Action, Path, description = "start, stop, restart, pause, unpause, resume or kill"),
            ActionQuery),
-    responses((status = 200, description = "The instance after the action", body = schema::Instance)))]
+    responses((status = 200, description = "The instance after the action", body = libgo_core::Instance)))]
 async fn instance_action(
     State(state): State<Arc<AppState>>,
     Path((id, action)): Path<(String, Action)>,
@@ -334,7 +333,7 @@ pub async fn read_logs(
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}/logs", tag = "instances",
     params(("id" = String, Path, description = "Instance id or name"), LogsQuery),
-    responses((status = 200, description = "Log lines (NDJSON stream with follow=true)", body = schema::Page<schema::LogEntry>)))]
+    responses((status = 200, description = "Log lines (NDJSON stream with follow=true)", body = libgo_core::Page<libgo_core::LogEntry>)))]
 async fn instance_logs(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -345,8 +344,8 @@ async fn instance_logs(
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/exec", tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
-    request_body = schema::ExecSpec,
-    responses((status = 200, description = "Exit code and output", body = schema::ExecResult)))]
+    request_body = libgo_core::ExecSpec,
+    responses((status = 200, description = "Exit code and output", body = libgo_core::ExecResult)))]
 async fn instance_exec(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -368,7 +367,7 @@ async fn instance_screenshot(
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}/snapshots", tag = "snapshots",
     params(("id" = String, Path, description = "Instance id or name"), PageQuery),
-    responses((status = 200, description = "Snapshots, oldest first", body = schema::Page<schema::Snapshot>)))]
+    responses((status = 200, description = "Snapshots, oldest first", body = libgo_core::Page<libgo_core::Snapshot>)))]
 async fn list_snapshots(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -380,8 +379,8 @@ async fn list_snapshots(
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/snapshots", tag = "snapshots",
     params(("id" = String, Path, description = "Instance id or name")),
-    request_body = schema::SnapshotSpec,
-    responses((status = 201, description = "Taken", body = schema::Snapshot)))]
+    request_body = libgo_core::SnapshotSpec,
+    responses((status = 201, description = "Taken", body = libgo_core::Snapshot)))]
 async fn create_snapshot(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -407,7 +406,7 @@ async fn delete_snapshot(
 
 #[utoipa::path(post, path = "/api/v1/instances/{id}/snapshots/{name}/revert", tag = "snapshots",
     params(("id" = String, Path, description = "Instance id or name"), ("name" = String, Path, description = "Snapshot name")),
-    responses((status = 200, description = "The instance after the revert", body = schema::Instance)))]
+    responses((status = 200, description = "The instance after the revert", body = libgo_core::Instance)))]
 async fn revert_snapshot(
     State(state): State<Arc<AppState>>,
     Path((id, name)): Path<(String, String)>,
@@ -421,7 +420,6 @@ async fn revert_snapshot(
 #[serde(rename_all = "camelCase")]
 pub struct ExportRequest {
     /// Format.
-    #[schema(value_type = schema::ExportFormat)]
     pub format: ExportFormat,
     /// File to write (administrators only); a new file in the server's export directory
     /// when absent.
@@ -501,7 +499,6 @@ async fn export_instance(
 #[serde(rename_all = "camelCase")]
 pub struct BatchCreate {
     /// The spec; its name is replaced by the name rule.
-    #[schema(value_type = schema::InstanceSpec)]
     pub spec: InstanceSpec,
     /// How many, 1–100.
     pub count: u32,

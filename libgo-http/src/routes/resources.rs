@@ -2,22 +2,24 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
+use futures::StreamExt;
 use libgo_core::{
     BackendInfo, Capabilities, Health, Network, NetworkSpec, Page, PruneReport, StoragePool,
     StoragePoolSpec, Template, Volume, VolumeSpec, paginate,
 };
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 use super::instances::created;
 use super::{BackendQuery, PageQuery, Router};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult, payload_too_large};
 use crate::extract::{Json, Path, Query};
-use crate::schema;
 use crate::state::AppState;
 
 type S = State<Arc<AppState>>;
@@ -25,7 +27,7 @@ type S = State<Arc<AppState>>;
 // ---- networks ----
 
 #[utoipa::path(get, path = "/api/v1/networks", tag = "networks", params(PageQuery),
-    responses((status = 200, description = "Networks of every backend", body = schema::Page<schema::Network>)))]
+    responses((status = 200, description = "Networks of every backend", body = libgo_core::Page<libgo_core::Network>)))]
 async fn list_networks(
     State(state): S,
     Query(q): Query<PageQuery>,
@@ -36,8 +38,8 @@ async fn list_networks(
     Ok(Json(paginate(all, page)))
 }
 
-#[utoipa::path(post, path = "/api/v1/networks", tag = "networks", request_body = schema::NetworkSpec,
-    responses((status = 201, description = "Created", body = schema::Network)))]
+#[utoipa::path(post, path = "/api/v1/networks", tag = "networks", request_body = libgo_core::NetworkSpec,
+    responses((status = 201, description = "Created", body = libgo_core::Network)))]
 async fn create_network(State(state): S, Json(spec): Json<NetworkSpec>) -> ApiResult<Response> {
     let n = state.libgo.network_create(&spec).await?;
     Ok(created(format!("/api/v1/networks/{}", n.id), n))
@@ -45,7 +47,7 @@ async fn create_network(State(state): S, Json(spec): Json<NetworkSpec>) -> ApiRe
 
 #[utoipa::path(get, path = "/api/v1/networks/{id}", tag = "networks",
     params(("id" = String, Path, description = "Network id or name"), BackendQuery),
-    responses((status = 200, description = "The network", body = schema::Network)))]
+    responses((status = 200, description = "The network", body = libgo_core::Network)))]
 async fn get_network(
     State(state): S,
     Path(id): Path<String>,
@@ -99,7 +101,7 @@ pub enum NetworkAction {
     params(("id" = String, Path, description = "Network id or name"),
            ("action" = NetworkAction, Path, description = "connect, disconnect, start or stop"), BackendQuery),
     request_body(content = Option<NetworkAttach>, description = "For connect and disconnect"),
-    responses((status = 200, description = "The network after the action", body = schema::Network)))]
+    responses((status = 200, description = "The network after the action", body = libgo_core::Network)))]
 async fn network_action(
     State(state): S,
     Path((id, action)): Path<(String, NetworkAction)>,
@@ -134,7 +136,7 @@ async fn network_action(
 // ---- volumes ----
 
 #[utoipa::path(get, path = "/api/v1/volumes", tag = "volumes", params(PageQuery),
-    responses((status = 200, description = "Volumes of every backend", body = schema::Page<schema::Volume>)))]
+    responses((status = 200, description = "Volumes of every backend", body = libgo_core::Page<libgo_core::Volume>)))]
 async fn list_volumes(
     State(state): S,
     Query(q): Query<PageQuery>,
@@ -145,8 +147,8 @@ async fn list_volumes(
     Ok(Json(paginate(all, page)))
 }
 
-#[utoipa::path(post, path = "/api/v1/volumes", tag = "volumes", request_body = schema::VolumeSpec,
-    responses((status = 201, description = "Created", body = schema::Volume)))]
+#[utoipa::path(post, path = "/api/v1/volumes", tag = "volumes", request_body = libgo_core::VolumeSpec,
+    responses((status = 201, description = "Created", body = libgo_core::Volume)))]
 async fn create_volume(State(state): S, Json(spec): Json<VolumeSpec>) -> ApiResult<Response> {
     let v = state.libgo.volume_create(&spec).await?;
     Ok(created(format!("/api/v1/volumes/{}", v.name), v))
@@ -154,7 +156,7 @@ async fn create_volume(State(state): S, Json(spec): Json<VolumeSpec>) -> ApiResu
 
 #[utoipa::path(get, path = "/api/v1/volumes/{name}", tag = "volumes",
     params(("name" = String, Path, description = "Volume name (`pool%2Fname` for VM volumes)"), BackendQuery),
-    responses((status = 200, description = "The volume", body = schema::Volume)))]
+    responses((status = 200, description = "The volume", body = libgo_core::Volume)))]
 async fn get_volume(
     State(state): S,
     Path(name): Path<String>,
@@ -193,7 +195,7 @@ pub struct ResizeRequest {
 
 #[utoipa::path(post, path = "/api/v1/volumes/{name}/resize", tag = "volumes",
     params(("name" = String, Path, description = "Volume name"), BackendQuery), request_body = ResizeRequest,
-    responses((status = 200, description = "Resized", body = schema::Volume)))]
+    responses((status = 200, description = "Resized", body = libgo_core::Volume)))]
 async fn resize_volume(
     State(state): S,
     Path(name): Path<String>,
@@ -229,7 +231,7 @@ pub struct CloneRequest {
 
 #[utoipa::path(post, path = "/api/v1/volumes/{name}/clone", tag = "volumes",
     params(("name" = String, Path, description = "Volume name"), BackendQuery), request_body = CloneRequest,
-    responses((status = 201, description = "Copied", body = schema::Volume)))]
+    responses((status = 201, description = "Copied", body = libgo_core::Volume)))]
 async fn clone_volume(
     State(state): S,
     Path(name): Path<String>,
@@ -243,8 +245,112 @@ async fn clone_volume(
     Ok(created(format!("/api/v1/volumes/{}", v.name), v))
 }
 
+/// An upload from a file already on the server's host.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct UploadFromHost {
+    /// Absolute path of a disk image file on the server's host.
+    pub path: String,
+}
+
+/// Removes the spooled upload file however the request ends.
+struct SpoolFile(std::path::PathBuf);
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.0.display(), error = %e, "cannot remove an upload file");
+        }
+    }
+}
+
+/// Writes the request body to a new file under `<data dir>/uploads`, chunk by chunk, up to
+/// the build-context limit (`build_body_limit_bytes`).
+async fn spool(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<SpoolFile> {
+    let limit = state.config.build_body_limit_bytes as u64;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(payload_too_large());
+    }
+    let dir = state.config.data_dir.join("uploads");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let file = SpoolFile(dir.join(format!("{}.img", uuid::Uuid::new_v4().simple())));
+    let mut out = tokio::fs::File::create(&file.0)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut stream = body.into_data_stream();
+    let mut written = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("cannot read the upload: {e}")))?;
+        written += chunk.len() as u64;
+        if written > limit {
+            return Err(payload_too_large());
+        }
+        out.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    out.flush().await.map_err(ApiError::internal)?;
+    if written == 0 {
+        return Err(ApiError::invalid("the upload is empty"));
+    }
+    Ok(file)
+}
+
+#[utoipa::path(post, path = "/api/v1/volumes/{name}/upload", tag = "volumes",
+    params(("name" = String, Path, description = "VM volume name (`pool%2Fname`)"), BackendQuery),
+    request_body(content(
+        (Vec<u8> = "application/octet-stream"),
+        (UploadFromHost = "application/json"),
+    ), description = "The disk image's bytes, or (JSON) the path of a file on the server's host"),
+    responses((status = 200, description = "Filled (administrators only: the volume then holds \
+        whatever the caller wrote, and a host path reads a host file); it grows to the data's size", body = libgo_core::Volume)))]
+async fn upload_volume(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<BackendQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Volume>> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    // Fail on an unknown volume before reading the body.
+    state
+        .libgo
+        .volume_inspect(q.backend.as_deref(), &name)
+        .await?;
+    let volume = if json {
+        let bytes = axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .map_err(|_| payload_too_large())?;
+        let from: UploadFromHost = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))?;
+        state
+            .libgo
+            .volume_upload(
+                q.backend.as_deref(),
+                &name,
+                std::path::Path::new(&from.path),
+            )
+            .await?
+    } else {
+        let file = spool(&state, &headers, body).await?;
+        state
+            .libgo
+            .volume_upload(q.backend.as_deref(), &name, &file.0)
+            .await?
+    };
+    Ok(Json(volume))
+}
+
 #[utoipa::path(post, path = "/api/v1/volumes/prune", tag = "volumes", params(BackendQuery),
-    responses((status = 200, description = "What was removed", body = schema::PruneReport)))]
+    responses((status = 200, description = "What was removed", body = libgo_core::PruneReport)))]
 async fn prune_volumes(
     State(state): S,
     Query(q): Query<BackendQuery>,
@@ -255,7 +361,7 @@ async fn prune_volumes(
 // ---- storage pools ----
 
 #[utoipa::path(get, path = "/api/v1/storage-pools", tag = "storage-pools", params(PageQuery),
-    responses((status = 200, description = "Storage pools", body = schema::Page<schema::StoragePool>)))]
+    responses((status = 200, description = "Storage pools", body = libgo_core::Page<libgo_core::StoragePool>)))]
 async fn list_pools(
     State(state): S,
     Query(q): Query<PageQuery>,
@@ -266,8 +372,8 @@ async fn list_pools(
     Ok(Json(paginate(all, page)))
 }
 
-#[utoipa::path(post, path = "/api/v1/storage-pools", tag = "storage-pools", request_body = schema::StoragePoolSpec,
-    responses((status = 201, description = "Created (admin only: it names a host directory)", body = schema::StoragePool)))]
+#[utoipa::path(post, path = "/api/v1/storage-pools", tag = "storage-pools", request_body = libgo_core::StoragePoolSpec,
+    responses((status = 201, description = "Created (admin only: it names a host directory)", body = libgo_core::StoragePool)))]
 async fn create_pool(State(state): S, Json(spec): Json<StoragePoolSpec>) -> ApiResult<Response> {
     let p = state.libgo.pool_create(&spec).await?;
     Ok(created(format!("/api/v1/storage-pools/{}", p.name), p))
@@ -275,7 +381,7 @@ async fn create_pool(State(state): S, Json(spec): Json<StoragePoolSpec>) -> ApiR
 
 #[utoipa::path(get, path = "/api/v1/storage-pools/{name}", tag = "storage-pools",
     params(("name" = String, Path, description = "Pool name"), BackendQuery),
-    responses((status = 200, description = "The pool", body = schema::StoragePool)))]
+    responses((status = 200, description = "The pool", body = libgo_core::StoragePool)))]
 async fn get_pool(
     State(state): S,
     Path(name): Path<String>,
@@ -313,7 +419,7 @@ pub enum PoolAction {
 
 #[utoipa::path(post, path = "/api/v1/storage-pools/{name}/{action}", tag = "storage-pools",
     params(("name" = String, Path, description = "Pool name"), ("action" = PoolAction, Path, description = "activate or deactivate"), BackendQuery),
-    responses((status = 200, description = "The pool after the action", body = schema::StoragePool)))]
+    responses((status = 200, description = "The pool after the action", body = libgo_core::StoragePool)))]
 async fn pool_action(
     State(state): S,
     Path((name, action)): Path<(String, PoolAction)>,
@@ -330,7 +436,7 @@ async fn pool_action(
 // ---- templates ----
 
 #[utoipa::path(get, path = "/api/v1/templates", tag = "templates", params(PageQuery),
-    responses((status = 200, description = "VM templates", body = schema::Page<schema::Template>)))]
+    responses((status = 200, description = "VM templates", body = libgo_core::Page<libgo_core::Template>)))]
 async fn list_templates(
     State(state): S,
     Query(q): Query<PageQuery>,
@@ -341,8 +447,8 @@ async fn list_templates(
     Ok(Json(paginate(all, page)))
 }
 
-#[utoipa::path(post, path = "/api/v1/templates", tag = "templates", params(BackendQuery), request_body = schema::Template,
-    responses((status = 201, description = "Saved", body = schema::Template)))]
+#[utoipa::path(post, path = "/api/v1/templates", tag = "templates", params(BackendQuery), request_body = libgo_core::Template,
+    responses((status = 201, description = "Saved", body = libgo_core::Template)))]
 async fn create_template(
     State(state): S,
     Query(q): Query<BackendQuery>,
@@ -357,7 +463,7 @@ async fn create_template(
 
 #[utoipa::path(get, path = "/api/v1/templates/{name}", tag = "templates",
     params(("name" = String, Path, description = "Template name"), BackendQuery),
-    responses((status = 200, description = "The template", body = schema::Template)))]
+    responses((status = 200, description = "The template", body = libgo_core::Template)))]
 async fn get_template(
     State(state): S,
     Path(name): Path<String>,
@@ -397,13 +503,10 @@ pub struct BackendView {
     /// Connected (registered with the facade).
     pub connected: bool,
     /// Engine info, when it answers.
-    #[schema(value_type = Option<schema::BackendInfo>)]
     pub info: Option<BackendInfo>,
     /// Capabilities, when connected.
-    #[schema(value_type = Option<schema::Capabilities>)]
     pub capabilities: Option<Capabilities>,
     /// Health.
-    #[schema(value_type = schema::Health)]
     pub health: Health,
 }
 
@@ -454,6 +557,7 @@ pub fn router() -> Router {
         .routes(routes!(wipe_volume))
         .routes(routes!(clone_volume))
         .routes(routes!(prune_volumes))
+        .routes(routes!(upload_volume))
         .routes(routes!(list_pools, create_pool))
         .routes(routes!(get_pool, delete_pool))
         .routes(routes!(pool_action))

@@ -11,7 +11,6 @@ use utoipa_axum::routes;
 
 use super::Router;
 use crate::extract::Json;
-use crate::schema;
 use crate::state::AppState;
 
 /// Health of the server and each backend.
@@ -24,15 +23,20 @@ pub struct HealthReport {
     pub version: String,
     /// Seconds since start.
     pub uptime_secs: u64,
+    /// When the backends were last asked: the answer is cached for up to a second.
+    pub checked_at: chrono::DateTime<chrono::Utc>,
     /// Each backend.
-    #[schema(value_type = Vec<schema::Health>)]
     pub backends: Vec<libgo_core::Health>,
 }
 
+/// Served from a view refreshed at most once a second (see `AppState::cached_health`), so
+/// that however many load balancers poll, the engines are asked about once a second.
 #[utoipa::path(get, path = "/health", tag = "system", security(()),
-    responses((status = 200, description = "The server answers; see each backend", body = HealthReport)))]
+    responses((status = 200, description = "The server answers; see each backend. The \
+        backends' health is at most one second old (`checkedAt`).", body = HealthReport)))]
 async fn health(State(state): State<Arc<AppState>>) -> Json<HealthReport> {
-    let backends = state.health().await;
+    let snapshot = state.cached_health().await;
+    let backends = snapshot.backends;
     let status = if backends.iter().all(|b| b.up) {
         "ok"
     } else {
@@ -42,6 +46,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<HealthReport> {
         status: status.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_secs: state.started.elapsed().as_secs(),
+        checked_at: snapshot.checked_at,
         backends,
     })
 }

@@ -31,7 +31,7 @@ pub struct TaskListQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskListQuery),
-    responses((status = 200, description = "Tasks, newest first", body = crate::schema::Page<Task>)))]
+    responses((status = 200, description = "Tasks, newest first", body = libgo_core::Page<Task>)))]
 async fn list_tasks(
     State(state): State<Arc<AppState>>,
     Query(q): Query<TaskListQuery>,

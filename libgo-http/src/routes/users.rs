@@ -178,7 +178,7 @@ pub struct PasswordChange {
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
-    responses((status = 200, description = "Users", body = crate::schema::Page<User>)))]
+    responses((status = 200, description = "Users", body = libgo_core::Page<User>)))]
 async fn list_users(
     State(state): State<Arc<AppState>>,
     Query(q): Query<PageQuery>,
@@ -351,7 +351,7 @@ pub struct CreatedApiKey {
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(PageQuery),
-    responses((status = 200, description = "The caller's keys (every key for administrators)", body = crate::schema::Page<ApiKey>)))]
+    responses((status = 200, description = "The caller's keys (every key for administrators)", body = libgo_core::Page<ApiKey>)))]
 async fn list_keys(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -450,7 +450,7 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, description = "Audit records, newest first", body = crate::schema::Page<AuditRecord>)))]
+    responses((status = 200, description = "Audit records, newest first", body = libgo_core::Page<AuditRecord>)))]
 async fn audit(
     State(state): State<Arc<AppState>>,
     Query(q): Query<AuditQuery>,

@@ -21,7 +21,6 @@ use super::Router;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventQuery;
 use crate::extract::{Json, Path, Query};
-use crate::schema;
 use crate::state::AppState;
 
 /// Seconds between server pings; a client silent for three of them is dropped.
@@ -137,7 +136,7 @@ async fn pump_stats(mut socket: WebSocket, mut stream: BoxStream<Stats>, state: 
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}/stats", tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
-    responses((status = 200, description = "One sample; with a WebSocket upgrade, a stream of samples about once a second", body = schema::Stats)))]
+    responses((status = 200, description = "One sample; with a WebSocket upgrade, a stream of samples about once a second", body = libgo_core::Stats)))]
 async fn instance_stats(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
