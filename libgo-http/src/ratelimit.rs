@@ -1,15 +1,19 @@
-//! Per-client request limits: a fixed window per client address, announced in
-//! `X-RateLimit-*` headers; past the limit, 429 with `Retry-After`.
+//! Per-client request limits with governor's GCRA limiter keyed by client address,
+//! announced in `X-RateLimit-*` headers; past the limit, 429 with `Retry-After`.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter as Gcra};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -19,61 +23,78 @@ use crate::state::AppState;
 pub struct Decision {
     /// The request may go on.
     pub allowed: bool,
-    /// Requests per window.
+    /// Requests per minute.
     pub limit: u32,
-    /// Requests left in this window.
+    /// Requests the client may still make at once.
     pub remaining: u32,
-    /// Seconds until the window resets.
+    /// Seconds until the client's full allowance is back (refused: until the next request
+    /// is admitted).
     pub reset_secs: u64,
 }
 
-/// Counts requests per client address in fixed windows.
-#[derive(Debug)]
+type Keyed = Gcra<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock, StateInformationMiddleware>;
+
+/// `limit` requests per minute per client address, refilled evenly (GCRA).
 pub struct RateLimiter {
-    limit: u32,
-    window: Duration,
-    clients: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    limiter: Option<(Keyed, Quota)>,
+    clock: DefaultClock,
 }
 
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field(
+                "per_minute",
+                &self.limiter.as_ref().map(|(_, q)| q.burst_size()),
+            )
+            .finish()
+    }
+}
+
+/// Clients remembered before idle ones are forgotten.
+const MAX_TRACKED_CLIENTS: usize = 100_000;
+
 impl RateLimiter {
-    /// `limit` requests per `window`; a limit of 0 admits everything.
-    pub fn new(limit: u32, window: Duration) -> Self {
+    /// `limit` requests per minute; a limit of 0 admits everything.
+    pub fn per_minute(limit: u32) -> Self {
+        let limiter = NonZeroU32::new(limit).map(|n| {
+            let quota = Quota::per_minute(n);
+            (
+                Gcra::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+                quota,
+            )
+        });
         RateLimiter {
-            limit,
-            window,
-            clients: Mutex::new(HashMap::new()),
+            limiter,
+            clock: DefaultClock::default(),
         }
     }
 
     /// Counts a request of `client`, if it is admitted. `None` when limits are off.
     pub fn check(&self, client: IpAddr) -> Option<Decision> {
-        if self.limit == 0 {
-            return None;
+        let (limiter, quota) = self.limiter.as_ref()?;
+        if limiter.len() > MAX_TRACKED_CLIENTS {
+            limiter.retain_recent();
         }
-        let now = Instant::now();
-        let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            let window = self.window;
-            map.retain(|_, (start, _)| now.duration_since(*start) < window);
-        }
-        let entry = map.entry(client).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        let reset_secs = self
-            .window
-            .saturating_sub(now.duration_since(entry.0))
-            .as_secs()
-            .max(1);
-        let allowed = entry.1 < self.limit;
-        if allowed {
-            entry.1 += 1;
-        }
-        Some(Decision {
-            allowed,
-            limit: self.limit,
-            remaining: self.limit - entry.1,
-            reset_secs,
+        let limit = quota.burst_size().get();
+        let ceil_secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        Some(match limiter.check_key(&client) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let refill = quota.replenish_interval() * (limit - remaining);
+                Decision {
+                    allowed: true,
+                    limit,
+                    remaining,
+                    reset_secs: ceil_secs(refill),
+                }
+            }
+            Err(not_until) => Decision {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset_secs: ceil_secs(not_until.wait_time_from(self.clock.now())).max(1),
+            },
         })
     }
 }
@@ -124,7 +145,7 @@ mod tests {
 
     #[test]
     fn window_counts_down_and_refuses() {
-        let l = RateLimiter::new(2, Duration::from_secs(60));
+        let l = RateLimiter::per_minute(2);
         let ip = IpAddr::from([10, 0, 0, 1]);
         let a = l.check(ip).expect("on");
         assert!(a.allowed);
@@ -135,10 +156,6 @@ mod tests {
         assert_eq!(c.remaining, 0);
         assert!(c.reset_secs >= 1);
         assert!(l.check(IpAddr::from([10, 0, 0, 2])).expect("on").allowed);
-        assert!(
-            RateLimiter::new(0, Duration::from_secs(1))
-                .check(ip)
-                .is_none()
-        );
+        assert!(RateLimiter::per_minute(0).check(ip).is_none());
     }
 }

@@ -156,7 +156,7 @@ impl Server {
                 config.login_max_failures,
                 Duration::from_secs(config.login_window_secs),
             ),
-            rate_limiter: RateLimiter::new(config.rate_limit_per_minute, Duration::from_secs(60)),
+            rate_limiter: RateLimiter::per_minute(config.rate_limit_per_minute),
             db,
             tasks,
             events: events_tx,
