@@ -39,6 +39,25 @@ fi
 if [ -e /dev/kvm ]; then chmod 0666 /dev/kvm; fi
 
 VIRSH="virsh -c qemu:///system"
+
+# LIBGO_LIBVIRT_TCP=1 (set by scripts/test.sh only) also serves libvirt's remote protocol
+# on 127.0.0.1:16509 without authentication, so that the tests can use a remote URI
+# (qemu+tcp://127.0.0.1/system). Never for real use: any local user could drive libvirt.
+LIBVIRTD_ARGS=""
+if [ "${LIBGO_LIBVIRT_TCP:-0}" = 1 ]; then
+  cat >/etc/libvirt/libgo-test-libvirtd.conf <<'CONF'
+listen_tls = 0
+listen_tcp = 1
+listen_addr = "127.0.0.1"
+auth_tcp = "none"
+CONF
+  LIBVIRTD_ARGS="--listen -f /etc/libvirt/libgo-test-libvirtd.conf"
+  if pgrep -x libvirtd >/dev/null && ! virsh -c qemu+tcp://127.0.0.1/system version >/dev/null 2>&1; then
+    log "restarting libvirtd to serve the remote protocol on loopback (tests only)"
+    pkill -x libvirtd || true
+    wait_for "libvirtd to exit" 30 sh -c '! pgrep -x libvirtd'
+  fi
+fi
 if ! $VIRSH version >/dev/null 2>&1; then
   log "starting virtlogd and libvirtd"
   if ! pgrep -x virtlogd >/dev/null; then
@@ -49,9 +68,13 @@ if ! $VIRSH version >/dev/null 2>&1; then
   if ! pgrep -x libvirtd >/dev/null; then
     rm -f /var/run/libvirtd.pid /var/run/libvirt/libvirt-sock /var/run/libvirt/libvirt-sock-ro \
       /var/run/libvirt/libvirt-admin-sock
-    libvirtd -d
+    libvirtd -d $LIBVIRTD_ARGS
   fi
   wait_for libvirtd 60 $VIRSH version
+fi
+
+if [ "${LIBGO_LIBVIRT_TCP:-0}" = 1 ]; then
+  wait_for "libvirt on 127.0.0.1:16509" 30 virsh -c qemu+tcp://127.0.0.1/system version
 fi
 
 # The default storage pool (a directory).

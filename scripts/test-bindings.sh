@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$LIBGO_ROOT"
 
 bash scripts/docker.sh
-if [ -f scripts/libvirt.sh ]; then bash scripts/libvirt.sh; fi
+LIBGO_LIBVIRT_TCP=1 bash scripts/libvirt.sh
 
 command -v cc >/dev/null || apt_install gcc libc6-dev
 command -v valgrind >/dev/null || apt_install valgrind

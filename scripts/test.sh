@@ -6,7 +6,7 @@ cd "$LIBGO_ROOT"
 started=$(date +%s)
 
 bash scripts/docker.sh
-bash scripts/libvirt.sh
+LIBGO_LIBVIRT_TCP=1 bash scripts/libvirt.sh
 bash scripts/ovs.sh
 bash scripts/test-tools.sh
 

@@ -1028,3 +1028,71 @@ async fn serial_log_since_and_until_split_at_a_point_in_time() {
     assert!(!std::path::Path::new(&log).exists());
     assert!(!std::path::Path::new(&format!("{log}.libgo-idx")).exists());
 }
+
+/// A remote URI: libvirt's remote protocol over TCP on loopback (scripts/test.sh has
+/// scripts/libvirt.sh serve it). The same VM verbs work; what reads files on the libvirt
+/// host (serial logs, export) says it needs a local URI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_uri_drives_the_same_vms() {
+    let remote = KvmBackend::connect(common::config("qemu+tcp://127.0.0.1/system"))
+        .await
+        .expect(
+            "libvirt's remote protocol on 127.0.0.1:16509 (LIBGO_LIBVIRT_TCP=1 scripts/libvirt.sh)",
+        );
+    let local = common::qemu().await;
+    common::ensure_base(&local).await;
+    let vm = common::name("remote");
+    let created = remote
+        .create(&common::guest_spec(&vm))
+        .await
+        .expect("create over tcp");
+    // The local connection sees what the remote one made: one libvirtd behind both.
+    assert_eq!(local.get(&vm).await.expect("seen locally").id, created.id);
+    remote.start(&vm).await.expect("start");
+    assert_eq!(
+        remote.get(&vm).await.expect("get").state,
+        InstanceState::Running
+    );
+    assert!(
+        remote
+            .list(&InstanceFilter::default())
+            .await
+            .expect("list")
+            .iter()
+            .any(|i| i.name == vm)
+    );
+    let logs = remote.logs(&vm, LogOptions::default()).await;
+    assert_eq!(logs.err().map(|e| e.kind()), Some(ErrorKind::Unsupported));
+    remote
+        .stop(
+            &vm,
+            StopOptions {
+                timeout_secs: None,
+                force: true,
+            },
+        )
+        .await
+        .expect("stop");
+    let dest = common::scratch().join(format!("{vm}.qcow2"));
+    let export = remote
+        .export(
+            &vm,
+            &ExportSpec {
+                format: ExportFormat::Qcow2,
+                destination: dest.clone(),
+            },
+            ProgressSink::none(),
+        )
+        .await;
+    assert_eq!(export.err().map(|e| e.kind()), Some(ErrorKind::Unsupported));
+    assert!(!dest.exists());
+    remote.delete(&vm, false).await.expect("delete");
+    assert_eq!(
+        local.get(&vm).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(
+        volumes_named(&local, &vm).await.is_empty(),
+        "its volumes went with it"
+    );
+}
