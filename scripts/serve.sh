@@ -9,4 +9,4 @@ if [ -f scripts/libvirt.sh ]; then bash scripts/libvirt.sh; fi
 
 export LIBGO_DATA_DIR=${LIBGO_DATA_DIR:-/var/lib/libgo}
 cargo build --release --locked -p libgo-http --bin libgo-server
-exec target/release/libgo-server serve "$@"
+exec "${CARGO_TARGET_DIR:-$LIBGO_ROOT/target}/release/libgo-server" serve "$@"
