@@ -499,6 +499,7 @@ impl LibGo {
         self.merge(
             |c| c.templates,
             |b| async move { b.template_list().await }.boxed(),
+            |a, b| a.name.cmp(&b.name).then_with(|| a.backend.cmp(&b.backend)),
         )
         .await
     }
@@ -542,6 +543,7 @@ impl LibGo {
         &self,
         wanted: impl Fn(&Capabilities) -> bool,
         list: impl Fn(Arc<dyn Backend>) -> BoxFuture<'static, Result<Vec<T>>>,
+        order: impl FnMut(&T, &T) -> std::cmp::Ordering,
     ) -> Result<Vec<T>> {
         let backends: Vec<_> = self
             .backends()
@@ -563,6 +565,7 @@ impl LibGo {
         if !failures.is_empty() && failures.len() == backends.len() {
             return Err(failures.remove(0));
         }
+        items.sort_by(order);
         Ok(items)
     }
 
@@ -570,8 +573,17 @@ impl LibGo {
 
     /// Images of every backend.
     pub async fn image_list(&self) -> Result<Vec<Image>> {
-        self.merge(|_| true, |b| async move { b.image_list().await }.boxed())
-            .await
+        self.merge(
+            |_| true,
+            |b| async move { b.image_list().await }.boxed(),
+            |a, b| {
+                a.tags
+                    .first()
+                    .cmp(&b.tags.first())
+                    .then_with(|| a.id.cmp(&b.id))
+            },
+        )
+        .await
     }
 
     /// Finds an image by id or reference on the named backend, or on the one backend that has it.
@@ -660,6 +672,7 @@ impl LibGo {
                 self.merge(
                     |c| c.image_registry,
                     |b| async move { b.image_prune().await.map(|r| vec![r]) }.boxed(),
+                    |_, _| std::cmp::Ordering::Equal,
                 )
                 .await?
             }
@@ -695,6 +708,7 @@ impl LibGo {
         self.merge(
             |c| c.networks,
             |b| async move { b.network_list().await }.boxed(),
+            |a, b| a.name.cmp(&b.name).then_with(|| a.backend.cmp(&b.backend)),
         )
         .await
     }
@@ -765,6 +779,7 @@ impl LibGo {
         self.merge(
             |c| c.volumes,
             |b| async move { b.volume_list().await }.boxed(),
+            |a, b| a.name.cmp(&b.name).then_with(|| a.backend.cmp(&b.backend)),
         )
         .await
     }
@@ -865,6 +880,7 @@ impl LibGo {
         self.merge(
             |c| c.storage_pools,
             |b| async move { b.pool_list().await }.boxed(),
+            |a, b| a.name.cmp(&b.name).then_with(|| a.backend.cmp(&b.backend)),
         )
         .await
     }

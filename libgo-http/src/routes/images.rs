@@ -30,8 +30,7 @@ async fn list_images(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Image>>> {
     let page = q.get()?;
-    let mut all = state.libgo.image_list().await?;
-    all.sort_by(|a, b| a.tags.first().cmp(&b.tags.first()).then(a.id.cmp(&b.id)));
+    let all = state.libgo.image_list().await?;
     Ok(Json(paginate(all, page)))
 }
 

@@ -33,8 +33,7 @@ async fn list_networks(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Network>>> {
     let page = q.get()?;
-    let mut all = state.libgo.network_list().await?;
-    all.sort_by(|a, b| a.name.cmp(&b.name).then(a.backend.cmp(&b.backend)));
+    let all = state.libgo.network_list().await?;
     Ok(Json(paginate(all, page)))
 }
 
@@ -142,8 +141,7 @@ async fn list_volumes(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Volume>>> {
     let page = q.get()?;
-    let mut all = state.libgo.volume_list().await?;
-    all.sort_by(|a, b| a.name.cmp(&b.name).then(a.backend.cmp(&b.backend)));
+    let all = state.libgo.volume_list().await?;
     Ok(Json(paginate(all, page)))
 }
 
@@ -367,8 +365,7 @@ async fn list_pools(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<StoragePool>>> {
     let page = q.get()?;
-    let mut all = state.libgo.pool_list().await?;
-    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let all = state.libgo.pool_list().await?;
     Ok(Json(paginate(all, page)))
 }
 
@@ -442,8 +439,7 @@ async fn list_templates(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Template>>> {
     let page = q.get()?;
-    let mut all = state.libgo.template_list().await?;
-    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let all = state.libgo.template_list().await?;
     Ok(Json(paginate(all, page)))
 }
 
