@@ -1019,3 +1019,51 @@ async fn internal_networks_and_subnets_are_what_docker_reports() -> Result<()> {
     b.network_delete(&name).await?;
     outcome
 }
+
+#[tokio::test]
+async fn a_tcp_docker_host_reaches_the_engine() -> Result<()> {
+    // dockerd listens on its Unix socket only; a loopback TCP forwarder stands in for a
+    // `DOCKER_HOST=tcp://…` engine, with the real dockerd behind it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) =
+                    tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    let tcp = DockerBackend::connect(
+        "tcp",
+        DockerConfig {
+            host: Some(format!("tcp://127.0.0.1:{port}")),
+            timeout_secs: 30,
+        },
+    )?;
+    let info = libgo_core::Backend::info(&tcp).await?;
+    assert_eq!(info.endpoint, format!("tcp://127.0.0.1:{port}"));
+    let name = unique("tcp");
+    let mut spec = runnable(&name);
+    spec.start = true;
+    let created = tcp.create(&spec).await?;
+    let outcome = async {
+        assert_eq!(created.state, InstanceState::Running);
+        assert_eq!(
+            backend().get(&name).await?.id,
+            created.id,
+            "the same engine"
+        );
+        assert_eq!(
+            tcp.exec(&name, &sh("echo over-tcp")).await?.stdout.trim(),
+            "over-tcp"
+        );
+        Ok::<_, libgo_core::Error>(())
+    }
+    .await;
+    tcp.delete(&name, true).await?;
+    outcome
+}
