@@ -42,7 +42,7 @@ impl std::fmt::Debug for LibGo {
     }
 }
 
-/// Picks a resource-capable backend for an operation on a named object.
+/// Asks one backend for a named object (an instance, image, network…).
 type Probe<'a, T> = &'a (dyn Fn(Arc<dyn Backend>) -> BoxFuture<'static, Result<T>> + Sync);
 
 impl LibGo {
