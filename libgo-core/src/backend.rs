@@ -4,6 +4,8 @@
 //! Optional operations have default bodies that return [`ErrorKind::Unsupported`]; a backend
 //! overrides what it supports and says so in [`Backend::capabilities`].
 
+use std::any::Any;
+use std::collections::BTreeSet;
 use std::pin::Pin;
 
 use async_trait::async_trait;
@@ -28,6 +30,44 @@ impl std::fmt::Debug for ConsoleSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ConsoleSession")
     }
+}
+
+/// Where a backend's change feed stands. Only the backend that made it reads what is inside.
+pub struct ChangeCursor(Box<dyn Any + Send + Sync>);
+
+impl ChangeCursor {
+    /// Wraps a backend's own position.
+    pub fn new<T: Any + Send + Sync>(position: T) -> Self {
+        ChangeCursor(Box::new(position))
+    }
+
+    /// The backend's position, when this cursor holds a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for ChangeCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangeCursor")
+    }
+}
+
+/// The answer of [`Compute::changes`].
+#[derive(Debug)]
+pub enum Changes {
+    /// The engine cannot say what changed: list everything, then go on from `cursor`.
+    Unknown {
+        /// Where the feed stands: taken before the full list that must follow.
+        cursor: ChangeCursor,
+    },
+    /// Only these instances (by engine id) may have been created, changed or deleted.
+    Instances {
+        /// Where the feed stands now.
+        cursor: ChangeCursor,
+        /// Engine ids of the instances to read again.
+        ids: BTreeSet<String>,
+    },
 }
 
 pub(crate) fn unsupported<T>(what: &str) -> Result<T> {
@@ -55,6 +95,24 @@ pub trait Compute: Send + Sync {
     }
     /// Every instance that passes `filter`, in one engine call.
     async fn list(&self, filter: &InstanceFilter) -> Result<Vec<Instance>>;
+    /// What changed since `cursor`, for the facade's inventory: one cheap engine call that
+    /// names every instance whose list entry may differ from the last answer. With no cursor,
+    /// or whenever the engine cannot vouch for its record (log overrun, engine restarted),
+    /// the answer is [`Changes::Unknown`] and the caller lists in full.
+    ///
+    /// Only an engine with an exact, ordered change record can offer this; the rest answer
+    /// `Unsupported` and are listed in full every time.
+    async fn changes(&self, cursor: Option<&ChangeCursor>) -> Result<Changes> {
+        let _ = cursor;
+        unsupported("a change feed")
+    }
+    /// The list entries of just these instances (those that still exist), exactly as
+    /// [`Compute::list`] gives them.
+    async fn list_ids(&self, ids: &BTreeSet<String>) -> Result<Vec<Instance>> {
+        let mut all = self.list(&InstanceFilter::default()).await?;
+        all.retain(|i| ids.contains(&i.id));
+        Ok(all)
+    }
     /// Starts a stopped instance.
     async fn start(&self, id: &str) -> Result<()>;
     /// Stops gracefully within the timeout, then forcibly; or forcibly at once.

@@ -1,13 +1,15 @@
 //! [`LibGo`]: one handle over every registered backend.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::future::{BoxFuture, join_all};
 use futures::{FutureExt, StreamExt};
 
 use crate::backend::{Backend, BoxStream, ConsoleSession};
 use crate::error::{Error, ErrorKind, Result};
+use crate::inventory::Inventory;
 use crate::types::*;
 use crate::validate;
 
@@ -15,7 +17,9 @@ use crate::validate;
 ///
 /// - `create` goes to the backend named in the spec, else the first one of the spec's kind.
 /// - Calls on an instance find it by id or unique name on whichever backend holds it.
-/// - `list` asks every backend at once, merges, filters and paginates.
+/// - `list` asks every backend at once, merges, filters and paginates. A backend with a
+///   change feed ([`crate::Compute::changes`]) is answered from an inventory held here and
+///   checked against the engine on every call, so it is as fresh as the engine's own list.
 /// - Instance names are unique across backends.
 ///
 /// ```no_run
@@ -32,6 +36,8 @@ use crate::validate;
 #[derive(Default)]
 pub struct LibGo {
     backends: RwLock<Vec<Arc<dyn Backend>>>,
+    /// Each backend's instances, by backend name, for lists (see [`Inventory`]).
+    inventories: Mutex<HashMap<String, Arc<Inventory>>>,
 }
 
 impl std::fmt::Debug for LibGo {
@@ -62,6 +68,8 @@ impl LibGo {
                 backend.name()
             )));
         }
+        self.inventories()
+            .insert(backend.name().to_string(), Default::default());
         backends.push(backend);
         Ok(())
     }
@@ -73,6 +81,7 @@ impl LibGo {
             .iter()
             .position(|b| b.name() == name)
             .ok_or_else(|| Error::not_found(format!("no backend named {name:?}")))?;
+        self.inventories().remove(name);
         Ok(backends.remove(pos))
     }
 
@@ -98,6 +107,17 @@ impl LibGo {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<dyn Backend>>> {
         // A poisoned lock only means a panic elsewhere while holding it; the Vec is intact.
         self.backends.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn inventories(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Inventory>>> {
+        self.inventories.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn inventory(&self, backend: &str) -> Arc<Inventory> {
+        self.inventories()
+            .entry(backend.to_string())
+            .or_default()
+            .clone()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<dyn Backend>>> {
@@ -275,8 +295,9 @@ impl LibGo {
 
     /// Every instance of every backend that passes `filter`, sorted by name.
     ///
-    /// Backends are asked concurrently, one engine call each. A backend that fails is left
-    /// out with a warning, unless every backend fails.
+    /// Backends are asked concurrently: one full engine list each, or, for a backend with a
+    /// change feed, one change check plus a read of what changed. A backend that fails is
+    /// left out with a warning, unless every backend fails.
     pub async fn list_all(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
         let backends: Vec<_> = self
             .backends()
@@ -288,7 +309,12 @@ impl LibGo {
                     .is_none_or(|k| b.capabilities().kinds.contains(&k))
             })
             .collect();
-        let answers = join_all(backends.iter().map(|b| b.list(filter))).await;
+        let answers = join_all(
+            backends
+                .iter()
+                .map(|b| async { self.inventory(b.name()).list(b.as_ref(), filter).await }),
+        )
+        .await;
         let mut items = Vec::new();
         let mut failures = Vec::new();
         for (b, answer) in backends.iter().zip(answers) {

@@ -29,13 +29,16 @@
 mod backend;
 mod error;
 mod facade;
+mod inventory;
 mod types;
 pub mod validate;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use backend::{Backend, BoxStream, Compute, ConsoleSession, Images, Networks, Volumes};
+pub use backend::{
+    Backend, BoxStream, ChangeCursor, Changes, Compute, ConsoleSession, Images, Networks, Volumes,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use facade::{LibGo, paginate};
 pub use types::*;

@@ -1,6 +1,6 @@
 //! Containers: the `Compute` trait on Docker.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -330,6 +330,42 @@ impl Compute for DockerBackend {
             .into_iter()
             .map(|c| convert::from_summary(&self.name, c))
             .filter(|i| filter.matches(i))
+            .collect())
+    }
+
+    async fn changes(
+        &self,
+        cursor: Option<&libgo_core::ChangeCursor>,
+    ) -> Result<libgo_core::Changes> {
+        if !self.endpoint.starts_with("unix://") {
+            return Err(Error::unsupported(
+                "a change feed needs dockerd's clock: only over a local socket",
+            ));
+        }
+        let docker = self.docker().await?;
+        crate::feed::changes(docker, &self.restart_watch, cursor)
+            .await
+            .map_err(|e| e.with_context("backend", self.name.clone()))
+    }
+
+    async fn list_ids(&self, ids: &BTreeSet<String>) -> Result<Vec<Instance>> {
+        let docker = self.docker().await?;
+        let containers = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(HashMap::from([(
+                    "id".to_string(),
+                    ids.iter().cloned().collect::<Vec<_>>(),
+                )])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(containers
+            .into_iter()
+            .map(|c| convert::from_summary(&self.name, c))
+            // dockerd matches ids by prefix; keep exact ones.
+            .filter(|i| ids.contains(&i.id))
             .collect())
     }
 

@@ -165,10 +165,17 @@ pub(crate) fn from_inspect(backend: &str, c: ContainerInspectResponse) -> Instan
             });
         }
     }
-    ports.sort_by_key(|p| (p.container_port, p.host_ip.clone()));
-    let networks = settings.networks.unwrap_or_default();
-    let mut network_names: Vec<String> = networks.keys().cloned().collect();
-    network_names.sort();
+    ports.sort_by_key(|p| {
+        (
+            p.container_port,
+            p.protocol == Protocol::Udp,
+            p.host_ip.clone(),
+            p.host_port,
+        )
+    });
+    // Ordered by network name, so that two reads of one container compare equal.
+    let networks: BTreeMap<_, _> = settings.networks.unwrap_or_default().into_iter().collect();
+    let network_names: Vec<String> = networks.keys().cloned().collect();
     let ip_addresses = networks
         .values()
         .filter_map(|n| n.ip_address.clone())
@@ -215,13 +222,21 @@ pub(crate) fn from_summary(backend: &str, c: ContainerSummary) -> Instance {
             },
         })
         .collect();
-    ports.sort_by_key(|p| (p.container_port, p.host_ip.clone()));
-    let networks = c
+    ports.sort_by_key(|p| {
+        (
+            p.container_port,
+            p.protocol == Protocol::Udp,
+            p.host_ip.clone(),
+            p.host_port,
+        )
+    });
+    let networks: BTreeMap<_, _> = c
         .network_settings
         .and_then(|s| s.networks)
-        .unwrap_or_default();
-    let mut network_names: Vec<String> = networks.keys().cloned().collect();
-    network_names.sort();
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let network_names: Vec<String> = networks.keys().cloned().collect();
     let ip_addresses = networks
         .values()
         .filter_map(|n| n.ip_address.clone())

@@ -25,6 +25,7 @@
 
 mod compute;
 mod convert;
+mod feed;
 mod images;
 mod resources;
 
@@ -82,6 +83,8 @@ pub struct DockerBackend {
     /// Last one-shot CPU sample per container: (container ns, host ns, time), so that the
     /// next one-shot call can report the CPU use in between.
     cpu_samples: std::sync::Mutex<HashMap<String, CpuSample>>,
+    /// Tells the change feed when dockerd restarted.
+    restart_watch: feed::RestartWatch,
 }
 
 impl std::fmt::Debug for DockerBackend {
@@ -115,6 +118,7 @@ impl DockerBackend {
             timeout_secs: config.timeout_secs,
             client: OnceCell::new(),
             cpu_samples: Default::default(),
+            restart_watch: Default::default(),
         })
     }
 

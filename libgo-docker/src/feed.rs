@@ -1,0 +1,242 @@
+//! The change feed behind the facade's inventory ([`libgo_core::Compute::changes`]).
+//!
+//! dockerd keeps its last 256 events in memory and answers `GET /events?since=…&until=…`
+//! from them in about half a millisecond, against ~14 ms for a full list of 200 containers.
+//! It logs a change's event before the API call that made it returns, and stamps it after
+//! the change, so a check at time `U` sees every change finished before `U`. Three things
+//! could still hide a change, and each one makes the feed answer `Unknown` (a full list):
+//! - more than the buffer holds since the last check (256 or more events returned);
+//! - dockerd restarted (its buffer starts empty): a long-lived event stream, the restart
+//!   watch, breaks with the old daemon, and cursors from before it are refused;
+//! - an image was tagged, untagged, pulled or removed: a container made outside LibGo lists
+//!   its image by name only while the name still points at its image, so such a change can
+//!   touch any container.
+//!
+//! Only for a local socket: `until` is read from this host's clock, which must be dockerd's.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bollard::Docker;
+use bollard::models::{EventMessage, EventMessageTypeEnum};
+use bollard::query_parameters::EventsOptions;
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use libgo_core::{ChangeCursor, Changes, Result};
+
+/// dockerd's event buffer (`eventsLimit` in moby's daemon/events): an answer this long may
+/// have lost older events.
+const EVENT_BUFFER: usize = 256;
+
+/// How long after its timestamp an event may still be entering dockerd's buffer (the stamp
+/// is taken before the buffer's lock). Each check looks this far back again and skips the
+/// events it has seen, so a late one is never missed.
+const SETTLE_NANOS: i64 = 1_000_000_000;
+
+/// One event, as told apart from the others.
+type EventKey = (i64, String, String, String);
+
+/// Where a feed stands: events from `since_nanos` on, less those in `seen`, are news.
+#[derive(Debug)]
+struct Position {
+    since_nanos: i64,
+    seen: HashSet<EventKey>,
+    /// The restart watch's generation the position belongs to.
+    generation: u64,
+}
+
+/// Notices dockerd restarts: a long-lived event stream that breaks with the daemon.
+#[derive(Debug, Default)]
+pub(crate) struct RestartWatch {
+    current: std::sync::Mutex<Option<Watch>>,
+}
+
+#[derive(Debug)]
+struct Watch {
+    generation: u64,
+    alive: Arc<AtomicBool>,
+    task: tokio::task::AbortHandle,
+}
+
+/// Marks the watch dead however its task ends: stream closed, error, abort, runtime gone.
+struct AliveWhileHeld(Arc<AtomicBool>);
+
+impl Drop for AliveWhileHeld {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+impl RestartWatch {
+    /// The generation of the watch now running, starting a new one when the last has ended.
+    fn generation(&self, docker: &Docker) -> u64 {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = current.as_ref()
+            && w.alive.load(Ordering::SeqCst)
+        {
+            return w.generation;
+        }
+        let generation = current.as_ref().map_or(1, |w| w.generation + 1);
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveWhileHeld(alive.clone());
+        // Daemon events are rare: the stream stays quiet until dockerd goes away.
+        let mut stream = docker.events(Some(EventsOptions {
+            since: None,
+            until: None,
+            filters: Some(std::collections::HashMap::from([(
+                "type".to_string(),
+                vec!["daemon".to_string()],
+            )])),
+        }));
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            while let Some(Ok(_)) = stream.next().await {}
+        });
+        *current = Some(Watch {
+            generation,
+            alive,
+            task: task.abort_handle(),
+        });
+        generation
+    }
+}
+
+impl Drop for RestartWatch {
+    fn drop(&mut self) {
+        if let Some(w) = self.current.get_mut().ok().and_then(|w| w.take()) {
+            w.task.abort();
+        }
+    }
+}
+
+fn timestamp(nanos: i64) -> String {
+    format!(
+        "{}.{:09}",
+        nanos.div_euclid(1_000_000_000),
+        nanos.rem_euclid(1_000_000_000)
+    )
+}
+
+fn unknown(now: i64, generation: u64) -> Changes {
+    Changes::Unknown {
+        cursor: ChangeCursor::new(Position {
+            since_nanos: now,
+            seen: HashSet::new(),
+            generation,
+        }),
+    }
+}
+
+/// What an event says about the list: these containers changed, or anything may have.
+enum Effect {
+    Container(String),
+    Everything,
+    Nothing,
+}
+
+fn effect(event: &EventMessage) -> Effect {
+    let actor = event.actor.as_ref();
+    match event.typ {
+        Some(EventMessageTypeEnum::CONTAINER) => match actor.and_then(|a| a.id.clone()) {
+            Some(id) => Effect::Container(id),
+            None => Effect::Everything,
+        },
+        // connect / disconnect change a container's networks and addresses.
+        Some(EventMessageTypeEnum::NETWORK) => match actor
+            .and_then(|a| a.attributes.as_ref())
+            .and_then(|a| a.get("container"))
+        {
+            Some(id) => Effect::Container(id.clone()),
+            None => Effect::Nothing,
+        },
+        Some(EventMessageTypeEnum::IMAGE | EventMessageTypeEnum::DAEMON) => Effect::Everything,
+        _ => Effect::Nothing,
+    }
+}
+
+fn key(event: &EventMessage) -> EventKey {
+    (
+        event.time_nano.unwrap_or_default(),
+        format!("{:?}", event.typ),
+        event.action.clone().unwrap_or_default(),
+        event
+            .actor
+            .as_ref()
+            .and_then(|a| a.id.clone())
+            .unwrap_or_default(),
+    )
+}
+
+/// The feed's answer for `cursor`, from one `GET /events` (none when there is no cursor).
+pub(crate) async fn changes(
+    docker: &Docker,
+    watch: &RestartWatch,
+    cursor: Option<&ChangeCursor>,
+) -> Result<Changes> {
+    let generation = watch.generation(docker);
+    let now = Utc::now()
+        .timestamp_nanos_opt()
+        .ok_or_else(|| libgo_core::Error::internal("the clock is past 2262"))?;
+    let Some(position) = cursor
+        .and_then(|c| c.get::<Position>())
+        .filter(|p| p.generation == generation && p.since_nanos <= now)
+    else {
+        return Ok(unknown(now, generation));
+    };
+    let events: Vec<EventMessage> = docker
+        .events(Some(EventsOptions {
+            since: Some(timestamp(position.since_nanos)),
+            until: Some(timestamp(now)),
+            filters: None,
+        }))
+        .try_collect()
+        .await
+        .map_err(crate::map_error)?;
+    if events.len() >= EVENT_BUFFER {
+        return Ok(unknown(now, generation));
+    }
+    let since_nanos = position.since_nanos.max(now - SETTLE_NANOS);
+    let mut seen: HashSet<EventKey> = position
+        .seen
+        .iter()
+        .filter(|k| k.0 >= since_nanos)
+        .cloned()
+        .collect();
+    let mut ids = BTreeSet::new();
+    for event in &events {
+        let key = key(event);
+        if position.seen.contains(&key) {
+            continue;
+        }
+        match effect(event) {
+            Effect::Container(id) => {
+                ids.insert(id);
+            }
+            Effect::Everything => return Ok(unknown(now, generation)),
+            Effect::Nothing => {}
+        }
+        if key.0 >= since_nanos {
+            seen.insert(key);
+        }
+    }
+    Ok(Changes::Instances {
+        cursor: ChangeCursor::new(Position {
+            since_nanos,
+            seen,
+            generation,
+        }),
+        ids,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_seconds_and_nanoseconds() {
+        assert_eq!(timestamp(1_700_000_000_000_000_001), "1700000000.000000001");
+        assert_eq!(timestamp(999_999_999), "0.999999999");
+    }
+}

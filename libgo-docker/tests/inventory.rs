@@ -1,0 +1,324 @@
+//! The facade's inventory over the real dockerd: lists answered from memory after a change
+//! check, exactly equal to the engine's own list after every kind of change, whoever made it.
+//! A proxy in front of dockerd records what each list really asks the engine.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use common::{IMAGE, backend, unique};
+use libgo_core::{Compute, Instance, InstanceFilter, InstanceState, LibGo, Result, Volumes};
+use libgo_docker::{DockerBackend, DockerConfig};
+use tokio::sync::watch;
+
+fn docker_cli(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A Unix socket forwarding to dockerd's that records each request line and can cut every
+/// connection at once, as a daemon going away would.
+struct Proxy {
+    path: std::path::PathBuf,
+    requests: Arc<Mutex<Vec<String>>>,
+    cut: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start() -> Proxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let path = std::env::temp_dir().join(format!("{}.sock", unique("proxy")));
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind proxy");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (cut, cut_rx) = watch::channel(false);
+        let log = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let log = log.clone();
+                let mut cut = cut_rx.clone();
+                tokio::spawn(async move {
+                    let server = tokio::net::UnixStream::connect("/var/run/docker.sock")
+                        .await
+                        .expect("dockerd");
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = async move {
+                        let mut buf = vec![0u8; 65536];
+                        while let Ok(n) = cr.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            let text = String::from_utf8_lossy(&buf[..n]);
+                            log.lock().unwrap().extend(
+                                text.lines()
+                                    .filter(|l| l.ends_with(" HTTP/1.1"))
+                                    .map(|l| l.to_string()),
+                            );
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let down = async move {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    };
+                    tokio::select! {
+                        _ = async { tokio::join!(up, down) } => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            path,
+            requests,
+            cut,
+        }
+    }
+
+    fn backend(&self) -> Arc<DockerBackend> {
+        Arc::new(
+            DockerBackend::connect(
+                "docker",
+                DockerConfig {
+                    host: Some(format!("unix://{}", self.path.display())),
+                    timeout_secs: 30,
+                },
+            )
+            .expect("proxied backend"),
+        )
+    }
+
+    /// The request lines since the last call.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.path).ok();
+    }
+}
+
+/// A `docker` command line and what the listed container must then show.
+type Step = (Vec<String>, Box<dyn Fn(&Instance) -> bool>);
+
+fn full_lists(requests: &[String]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.contains("/containers/json") && !r.contains("filters="))
+        .count()
+}
+
+fn id_lists(requests: &[String]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.contains("/containers/json") && r.contains("filters="))
+        .count()
+}
+
+fn change_checks(requests: &[String]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.contains("/events?") && r.contains("until="))
+        .count()
+}
+
+fn labelled(label: &str) -> InstanceFilter {
+    InstanceFilter {
+        labels: BTreeMap::from([("io.libgo.inventory".to_string(), label.to_string())]),
+        ..Default::default()
+    }
+}
+
+/// The facade's answer, and dockerd's own full list through the backend, for one label.
+async fn both(libgo: &LibGo, label: &str) -> Result<(Vec<Instance>, Vec<Instance>)> {
+    let ours = libgo.list_all(&labelled(label)).await?;
+    let mut engine = backend().list(&labelled(label)).await?;
+    engine.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((ours, engine))
+}
+
+#[tokio::test]
+async fn lists_follow_every_change_from_memory() -> Result<()> {
+    let proxy = Proxy::start().await;
+    let libgo = LibGo::new();
+    libgo.register(proxy.backend())?;
+    let label = unique("inv");
+    let name = unique("inv-a");
+
+    // The first list is the engine's own.
+    libgo.list_all(&InstanceFilter::default()).await?;
+    let first = proxy.take();
+    assert_eq!(full_lists(&first), 1, "{first:?}");
+
+    // Nothing changed: a change check, no list at all.
+    let (ours, engine) = both(&libgo, &label).await?;
+    assert!(ours.is_empty() && engine.is_empty());
+    let quiet = proxy.take();
+    assert_eq!(change_checks(&quiet), 1, "{quiet:?}");
+    assert_eq!(full_lists(&quiet) + id_lists(&quiet), 0, "{quiet:?}");
+
+    // Created outside LibGo: read back by id alone.
+    let id = docker_cli(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        &format!("io.libgo.inventory={label}"),
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 1; done",
+    ]);
+    let (ours, engine) = both(&libgo, &label).await?;
+    assert_eq!(ours, engine);
+    assert_eq!(ours.len(), 1);
+    assert_eq!(ours[0].id, id);
+    assert_eq!(ours[0].state, InstanceState::Stopped);
+    let after_create = proxy.take();
+    assert_eq!(full_lists(&after_create), 0, "{after_create:?}");
+    assert_eq!(id_lists(&after_create), 1, "{after_create:?}");
+
+    // Started, renamed, attached to a network, paused, stopped: each one seen at once.
+    let network = unique("inv-net");
+    docker_cli(&["network", "create", &network]);
+    let renamed = unique("inv-b");
+    let steps: Vec<Step> = vec![
+        (
+            vec!["start".into(), name.clone()],
+            Box::new(|i: &Instance| i.state == InstanceState::Running),
+        ),
+        (vec!["rename".into(), name.clone(), renamed.clone()], {
+            let renamed = renamed.clone();
+            Box::new(move |i: &Instance| i.name == renamed)
+        }),
+        (
+            vec![
+                "network".into(),
+                "connect".into(),
+                network.clone(),
+                id.clone(),
+            ],
+            {
+                let network = network.clone();
+                Box::new(move |i: &Instance| i.networks.contains(&network))
+            },
+        ),
+        (
+            vec!["pause".into(), id.clone()],
+            Box::new(|i: &Instance| i.state == InstanceState::Paused),
+        ),
+        (
+            vec!["unpause".into(), id.clone()],
+            Box::new(|i: &Instance| i.state == InstanceState::Running),
+        ),
+        (
+            vec![
+                "network".into(),
+                "disconnect".into(),
+                network.clone(),
+                id.clone(),
+            ],
+            {
+                let network = network.clone();
+                Box::new(move |i: &Instance| !i.networks.contains(&network))
+            },
+        ),
+        (
+            vec!["stop".into(), "-t".into(), "0".into(), id.clone()],
+            Box::new(|i: &Instance| i.state == InstanceState::Stopped),
+        ),
+    ];
+    for (args, expected) in &steps {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker_cli(&args);
+        let (ours, engine) = both(&libgo, &label).await?;
+        assert_eq!(ours, engine, "after docker {args:?}");
+        assert!(expected(&ours[0]), "after docker {args:?}: {:?}", ours[0]);
+        let requests = proxy.take();
+        assert_eq!(
+            full_lists(&requests),
+            0,
+            "after docker {args:?}: {requests:?}"
+        );
+    }
+
+    // An image change may touch any container's listed image: a full list.
+    let tag = format!("{}:v1", unique("libgo-test/inv"));
+    docker_cli(&["tag", IMAGE, &tag]);
+    let (ours, engine) = both(&libgo, &label).await?;
+    assert_eq!(ours, engine);
+    assert_eq!(full_lists(&proxy.take()), 1, "after an image tag");
+    docker_cli(&["rmi", &tag]);
+
+    // More events than dockerd keeps: a full list, still exact.
+    let b = backend();
+    for i in 0..130 {
+        let v = b
+            .volume_create(&libgo_core::VolumeSpec {
+                name: format!("{label}-{i}"),
+                ..Default::default()
+            })
+            .await?;
+        b.volume_delete(&v.name, false).await?;
+    }
+    docker_cli(&["start", &id]);
+    let (ours, engine) = both(&libgo, &label).await?;
+    assert_eq!(ours, engine);
+    assert_eq!(ours[0].state, InstanceState::Running);
+    assert_eq!(
+        full_lists(&proxy.take()),
+        1,
+        "after an overrun of the event buffer"
+    );
+
+    // Removed outside LibGo: gone from the next answer.
+    docker_cli(&["rm", "-f", &id]);
+    docker_cli(&["network", "rm", &network]);
+    let (ours, engine) = both(&libgo, &label).await?;
+    assert!(ours.is_empty() && engine.is_empty(), "{ours:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lost_engine_connection_forces_a_full_list() -> Result<()> {
+    let proxy = Proxy::start().await;
+    let libgo = LibGo::new();
+    libgo.register(proxy.backend())?;
+    libgo.list_all(&InstanceFilter::default()).await?;
+    libgo.list_all(&InstanceFilter::default()).await?;
+    proxy.take();
+    // What a dockerd restart does to its clients: every connection closes. Its event buffer
+    // would start empty, so the feed must not be trusted across it.
+    proxy.cut.send(true).expect("proxy running");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    proxy.cut.send(false).expect("proxy running");
+    let label = unique("inv-cut");
+    let name = unique("inv-cut");
+    let id = docker_cli(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        &format!("io.libgo.inventory={label}"),
+        IMAGE,
+    ]);
+    let (ours, engine) = both(&libgo, &label).await?;
+    docker_cli(&["rm", "-f", &id]);
+    assert_eq!(ours, engine);
+    assert_eq!(ours.len(), 1);
+    assert_eq!(full_lists(&proxy.take()), 1, "a full list after the cut");
+    Ok(())
+}
