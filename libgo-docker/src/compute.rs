@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::{ContainerUpdateBody, ExecConfig, NetworkConnectRequest};
+use bollard::models::{ContainerUpdateBody, ExecConfig, ImageSummary, NetworkConnectRequest};
 use bollard::query_parameters::{
     AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, EventsOptions,
     InspectContainerOptions, KillContainerOptions, ListContainersOptions, ListImagesOptions,
@@ -123,7 +123,8 @@ impl DockerBackend {
         format!("{SNAPSHOT_REPO}/{name}:{snapshot}")
     }
 
-    async fn snapshot_images(&self, instance_name: &str) -> Result<Vec<Snapshot>> {
+    /// The snapshot images of an instance, with each snapshot's name.
+    async fn snapshot_summaries(&self, instance_name: &str) -> Result<Vec<(String, ImageSummary)>> {
         let docker = self.docker().await?;
         let filters = HashMap::from([(
             "label".to_string(),
@@ -137,24 +138,32 @@ impl DockerBackend {
             }))
             .await
             .map_err(|e| self.error(e))?;
-        let mut snapshots: Vec<Snapshot> = images
+        Ok(images
             .into_iter()
             .filter_map(|i| {
                 let name = i.labels.get(LABEL_SNAPSHOT_NAME)?.clone();
                 // A deleted snapshot's image can live on, untagged, under a reverted
                 // container; only the tag makes it a snapshot.
-                let tag = Self::snapshot_ref(instance_name, &name);
-                if !i.repo_tags.contains(&tag) {
-                    return None;
-                }
-                Some(Snapshot {
-                    name,
-                    instance_id: instance_name.to_string(),
-                    created_at: DateTime::from_timestamp(i.created, 0),
-                    description: None,
-                    includes_memory: false,
-                    reference: Some(i.id),
-                })
+                i.repo_tags
+                    .contains(&Self::snapshot_ref(instance_name, &name))
+                    .then_some((name, i))
+            })
+            .collect())
+    }
+
+    async fn snapshot_images(&self, instance_name: &str) -> Result<Vec<Snapshot>> {
+        let docker = self.docker().await?;
+        let mut snapshots: Vec<Snapshot> = self
+            .snapshot_summaries(instance_name)
+            .await?
+            .into_iter()
+            .map(|(name, i)| Snapshot {
+                name,
+                instance_id: instance_name.to_string(),
+                created_at: DateTime::from_timestamp(i.created, 0),
+                description: None,
+                includes_memory: false,
+                reference: Some(i.id),
             })
             .collect();
         for s in &mut snapshots {
@@ -483,24 +492,25 @@ impl Compute for DockerBackend {
     async fn delete(&self, id: &str, force: bool) -> Result<()> {
         let docker = self.docker().await?;
         let instance = self.inspect(id).await?;
-        docker
-            .remove_container(
+        // Snapshots belong to the instance and go with it; look them up meanwhile.
+        let (removed, snapshots) = tokio::join!(
+            docker.remove_container(
                 &instance.id,
                 Some(RemoveContainerOptions {
                     force,
                     v: false,
                     link: false,
                 }),
-            )
-            .await
-            .map_err(|e| self.error(e).with_context("instance", id))?;
+            ),
+            self.snapshot_summaries(&instance.name)
+        );
+        removed.map_err(|e| self.error(e).with_context("instance", id))?;
         self.cpu_samples
             .lock()
             .map_err(|_| Error::internal("stats cache poisoned"))?
             .remove(&instance.id);
-        // Snapshots belong to the instance and go with it.
-        for s in self.snapshot_images(&instance.name).await? {
-            let reference = Self::snapshot_ref(&instance.name, &s.name);
+        for (snapshot, _) in snapshots? {
+            let reference = Self::snapshot_ref(&instance.name, &snapshot);
             if let Err(e) = docker
                 .remove_image(
                     &reference,
