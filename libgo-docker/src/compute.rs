@@ -346,13 +346,20 @@ impl Compute for DockerBackend {
         &self,
         cursor: Option<&libgo_core::ChangeCursor>,
     ) -> Result<libgo_core::Changes> {
-        if !self.endpoint.starts_with("unix://") {
+        let Some(socket) = self.endpoint.strip_prefix("unix://") else {
             return Err(Error::unsupported(
                 "a change feed needs dockerd's clock: only over a local socket",
             ));
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::unsupported("a change feed needs a Tokio runtime"));
         }
-        let docker = self.docker().await?;
-        crate::feed::changes(docker, &self.restart_watch, cursor)
+        let daemon = crate::feed::Daemon {
+            docker: self.docker().await?,
+            socket,
+            watch: &self.restart_watch,
+        };
+        crate::feed::changes(&daemon, cursor)
             .await
             .map_err(|e| e.with_context("backend", self.name.clone()))
     }

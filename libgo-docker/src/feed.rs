@@ -6,8 +6,10 @@
 //! the change, so a check at time `U` sees every change finished before `U`. Three things
 //! could still hide a change, and each one makes the feed answer `Unknown` (a full list):
 //! - more than the buffer holds since the last check (256 or more events returned);
-//! - dockerd restarted (its buffer starts empty): a long-lived event stream, the restart
-//!   watch, breaks with the old daemon, and cursors from before it are refused;
+//! - dockerd restarted (its buffer starts empty): the process behind the socket (pid and
+//!   start time, from the kernel) differs, or a long-lived event stream, the restart watch,
+//!   broke with the old daemon (this also covers a socket proxy in between); cursors from
+//!   an earlier daemon run are refused;
 //! - an image was tagged, untagged, pulled or removed: a container made outside LibGo lists
 //!   its image by name only while the name still points at its image, so such a change can
 //!   touch any container.
@@ -42,9 +44,12 @@ type EventKey = (i64, String, String, String);
 struct Position {
     since_nanos: i64,
     seen: HashSet<EventKey>,
-    /// The restart watch's generation the position belongs to.
-    generation: u64,
+    /// The daemon run the position belongs to.
+    run: DaemonRun,
 }
+
+/// The restart watch's generation, and dockerd's pid and start time where known.
+type DaemonRun = (u64, Option<(i32, u64)>);
 
 /// Notices dockerd restarts: a long-lived event stream that breaks with the daemon.
 #[derive(Debug, Default)]
@@ -118,12 +123,12 @@ fn timestamp(nanos: i64) -> String {
     )
 }
 
-fn unknown(now: i64, generation: u64) -> Changes {
+fn unknown(now: i64, run: DaemonRun) -> Changes {
     Changes::Unknown {
         cursor: ChangeCursor::new(Position {
             since_nanos: now,
             seen: HashSet::new(),
-            generation,
+            run,
         }),
     }
 }
@@ -168,23 +173,50 @@ fn key(event: &EventMessage) -> EventKey {
     )
 }
 
+/// Which dockerd process answers on `socket`: its pid and start time, so that a restart,
+/// even under the same pid, is told apart. `None` where the kernel does not say (a daemon
+/// in another pid namespace).
+async fn daemon_process(socket: &str) -> Option<(i32, u64)> {
+    let stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+    let pid = stream.peer_cred().ok()?.pid().filter(|p| *p > 0)?;
+    let stat = tokio::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .await
+        .ok()?;
+    // Field 22, `starttime`; the fields after the parenthesised name start at field 3.
+    let started = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
+    Some((pid, started.parse().ok()?))
+}
+
+/// Where dockerd is, and the watch on it: what tells one daemon run from the next.
+pub(crate) struct Daemon<'a> {
+    pub(crate) docker: &'a Docker,
+    /// Path of its Unix socket.
+    pub(crate) socket: &'a str,
+    pub(crate) watch: &'a RestartWatch,
+}
+
+impl Daemon<'_> {
+    /// The daemon run now answering: the restart watch's generation and, where known, the
+    /// process behind the socket.
+    async fn run(&self) -> DaemonRun {
+        let generation = self.watch.generation(self.docker);
+        (generation, daemon_process(self.socket).await)
+    }
+}
+
 /// The feed's answer for `cursor`, from one `GET /events` (none when there is no cursor).
-pub(crate) async fn changes(
-    docker: &Docker,
-    watch: &RestartWatch,
-    cursor: Option<&ChangeCursor>,
-) -> Result<Changes> {
-    let generation = watch.generation(docker);
+pub(crate) async fn changes(daemon: &Daemon<'_>, cursor: Option<&ChangeCursor>) -> Result<Changes> {
     let now = Utc::now()
         .timestamp_nanos_opt()
         .ok_or_else(|| libgo_core::Error::internal("the clock is past 2262"))?;
     let Some(position) = cursor
         .and_then(|c| c.get::<Position>())
-        .filter(|p| p.generation == generation && p.since_nanos <= now)
+        .filter(|p| p.since_nanos <= now)
     else {
-        return Ok(unknown(now, generation));
+        return Ok(unknown(now, daemon.run().await));
     };
-    let events: Vec<EventMessage> = docker
+    let events: Vec<EventMessage> = daemon
+        .docker
         .events(Some(EventsOptions {
             since: Some(timestamp(position.since_nanos)),
             until: Some(timestamp(now)),
@@ -193,8 +225,14 @@ pub(crate) async fn changes(
         .try_collect()
         .await
         .map_err(crate::map_error)?;
+    // Checked after the events were read: had dockerd restarted before they were, its run
+    // differs from the cursor's now.
+    let run = daemon.run().await;
+    if run != position.run {
+        return Ok(unknown(now, run));
+    }
     if events.len() >= EVENT_BUFFER {
-        return Ok(unknown(now, generation));
+        return Ok(unknown(now, run));
     }
     let since_nanos = position.since_nanos.max(now - SETTLE_NANOS);
     let mut seen: HashSet<EventKey> = position
@@ -213,7 +251,7 @@ pub(crate) async fn changes(
             Effect::Container(id) => {
                 ids.insert(id);
             }
-            Effect::Everything => return Ok(unknown(now, generation)),
+            Effect::Everything => return Ok(unknown(now, run)),
             Effect::Nothing => {}
         }
         if key.0 >= since_nanos {
@@ -224,7 +262,7 @@ pub(crate) async fn changes(
         cursor: ChangeCursor::new(Position {
             since_nanos,
             seen,
-            generation,
+            run,
         }),
         ids,
     })

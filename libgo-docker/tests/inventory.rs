@@ -13,6 +13,10 @@ use libgo_core::{Compute, Instance, InstanceFilter, InstanceState, LibGo, Result
 use libgo_docker::{DockerBackend, DockerConfig};
 use tokio::sync::watch;
 
+/// Held by the tests on the shared dockerd: each counts what its lists ask, and the other's
+/// image and volume changes would force full lists.
+static SHARED_ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn docker_cli(args: &[&str]) -> String {
     let out = Command::new("docker")
         .args(args)
@@ -152,6 +156,7 @@ async fn both(libgo: &LibGo, label: &str) -> Result<(Vec<Instance>, Vec<Instance
 
 #[tokio::test]
 async fn lists_follow_every_change_from_memory() -> Result<()> {
+    let _engine = SHARED_ENGINE.lock().await;
     let proxy = Proxy::start().await;
     let libgo = LibGo::new();
     libgo.register(proxy.backend())?;
@@ -294,6 +299,7 @@ async fn lists_follow_every_change_from_memory() -> Result<()> {
 
 #[tokio::test]
 async fn a_lost_engine_connection_forces_a_full_list() -> Result<()> {
+    let _engine = SHARED_ENGINE.lock().await;
     let proxy = Proxy::start().await;
     let libgo = LibGo::new();
     libgo.register(proxy.backend())?;
@@ -320,5 +326,148 @@ async fn a_lost_engine_connection_forces_a_full_list() -> Result<()> {
     assert_eq!(ours, engine);
     assert_eq!(ours.len(), 1);
     assert_eq!(full_lists(&proxy.take()), 1, "a full list after the cut");
+    Ok(())
+}
+
+/// A dockerd of the test's own (own socket, data and exec roots and network namespace, no
+/// bridge), so that a test can restart it without disturbing the others.
+struct OwnDaemon {
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnDaemon {
+    fn socket(&self) -> String {
+        format!("unix://{}/docker.sock", self.dir.display())
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let host = self.socket();
+        let mut all = vec!["-H", host.as_str()];
+        all.extend_from_slice(args);
+        docker_cli(&all)
+    }
+
+    fn start(dir: std::path::PathBuf) -> OwnDaemon {
+        let mut daemon = OwnDaemon { dir, child: None };
+        daemon.run();
+        daemon
+    }
+
+    fn run(&mut self) {
+        let d = &self.dir;
+        let log = std::fs::File::create(d.join("dockerd.log")).expect("log file");
+        // In a network namespace of its own: with `--bridge=none` dockerd deletes the host's
+        // `docker0`, which the main dockerd needs.
+        let child = Command::new("unshare")
+            .args(["--net", "dockerd"])
+            .args(["--data-root", &format!("{}/data", d.display())])
+            .args(["--exec-root", &format!("{}/exec", d.display())])
+            .args(["--pidfile", &format!("{}/dockerd.pid", d.display())])
+            .args(["-H", &self.socket()])
+            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("dockerd");
+        self.child = Some(child);
+        for _ in 0..300 {
+            let up = Command::new("docker")
+                .args(["-H", &self.socket(), "version"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if up {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "own dockerd did not answer: {}",
+            std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops dockerd as an init system would (SIGTERM, which also stops its containers).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill");
+            child.wait().expect("dockerd exit");
+        }
+    }
+}
+
+impl Drop for OwnDaemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let socket = self.socket();
+            let ids = Command::new("docker")
+                .args(["-H", &socket, "ps", "-aq"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            for id in ids.split_whitespace() {
+                let _ = Command::new("docker")
+                    .args(["-H", &socket, "rm", "-f", id])
+                    .output();
+            }
+            self.stop();
+        }
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.join("exec"))
+            .output();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_dockerd_is_listed_afresh() -> Result<()> {
+    // Short: containerd's sockets live under the exec root and Unix socket paths are short.
+    let dir = std::path::PathBuf::from(format!("/tmp/{}", unique("lgd")));
+    std::fs::create_dir_all(&dir).expect("daemon dir");
+    let mut daemon = OwnDaemon::start(dir);
+    let image_tar = daemon.dir.join("image.tar");
+    {
+        // `docker save` is an image event on the shared dockerd.
+        let _engine = SHARED_ENGINE.lock().await;
+        docker_cli(&["save", "-o", &image_tar.display().to_string(), IMAGE]);
+    }
+    daemon.cli(&["load", "-i", &image_tar.display().to_string()]);
+    let name = unique("inv-restart");
+    let id = daemon.cli(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 1; done",
+    ]);
+    let own = Arc::new(DockerBackend::connect(
+        "docker",
+        DockerConfig {
+            host: Some(daemon.socket()),
+            timeout_secs: 30,
+        },
+    )?);
+    let libgo = LibGo::new();
+    libgo.register(own.clone())?;
+    let running = libgo.list_all(&InstanceFilter::default()).await?;
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].state, InstanceState::Running);
+    // The shutdown stops the container; the events saying so die with that daemon's buffer.
+    daemon.stop();
+    daemon.run();
+    let listed = libgo.list_all(&InstanceFilter::default()).await?;
+    let engine = own.list(&InstanceFilter::default()).await?;
+    assert_eq!(listed, engine);
+    assert_eq!(listed[0].id, id);
+    assert_eq!(listed[0].state, InstanceState::Stopped, "{listed:?}");
     Ok(())
 }
