@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use futures::lock::Mutex;
+use tokio::sync::Mutex;
 
 use crate::backend::{Backend, ChangeCursor, Changes};
 use crate::error::{ErrorKind, Result};
@@ -51,7 +51,8 @@ impl Inventory {
         backend: &dyn Backend,
         filter: &InstanceFilter,
     ) -> Result<Vec<Instance>> {
-        // One list at a time per backend: each brings the state forward from the last.
+        // One list at a time per backend, first come first served: each brings the state
+        // forward from the last.
         let mut state = self.0.lock().await;
         let cursor = match &*state {
             State::NoFeed => return backend.list(filter).await,
