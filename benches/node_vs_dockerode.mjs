@@ -1,6 +1,7 @@
 // LibGo's Node package against dockerode on the same dockerd.
 //   node benches/node_vs_dockerode.mjs [containers=200] [cycles=10] [runs=15] [--no-build]
-// Prints each side's median and the ratio dockerode / LibGo (above 1: LibGo is faster).
+// Prints each side's median, the ratio dockerode / LibGo (above 1: LibGo is faster) and a
+// 95 % bootstrap interval of the per-round ratio (the contenders alternate within each round).
 //
 // It benchmarks the release build of the addon, as npm users get it: it runs
 // `cargo build --release -p libgo-node` (in $CARGO_TARGET_DIR, default target/), copies
@@ -36,9 +37,9 @@ const N = Number(args[0] ?? 200)
 const CYCLES = Number(args[1] ?? 10)
 const RUNS = Number(args[2] ?? 15)
 
-// Each function's median time. The functions take turns within every round, so that load
-// from elsewhere on the machine falls on all of them alike.
-async function mediansMs(fns, runs) {
+// Each function's times. The functions take turns within every round, so that load from
+// elsewhere on the machine falls on all of them alike.
+async function timedMs(fns, runs) {
   for (const fn of fns) await fn()
   const samples = fns.map(() => [])
   for (let i = 0; i < runs; i++) {
@@ -48,11 +49,33 @@ async function mediansMs(fns, runs) {
       samples[k].push(Number(process.hrtime.bigint() - t0) / 1e6)
     }
   }
-  return samples.map((s) => s.sort((a, b) => a - b)[Math.floor(s.length / 2)])
+  return samples
 }
 
-const report = (what, ours, theirs) =>
-  console.log(`${what.padEnd(36)} libgo ${ours.toFixed(2).padStart(8)} ms   dockerode ${theirs.toFixed(2).padStart(8)} ms   ratio ${(theirs / ours).toFixed(2)}x`)
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+// A 95 % interval for the median of the per-round ratios theirs/ours (bootstrap over rounds,
+// fixed seed): above 1 means LibGo is faster beyond the noise of the machine.
+function ratioInterval(ours, theirs, draws = 2000) {
+  const ratios = ours.map((o, i) => theirs[i] / o)
+  let seed = 1
+  const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647)
+  const medians = []
+  for (let d = 0; d < draws; d++) {
+    medians.push(median(ratios.map(() => ratios[Math.floor(random() * ratios.length)])))
+  }
+  medians.sort((a, b) => a - b)
+  return [medians[Math.floor(0.025 * draws)], medians[Math.floor(0.975 * draws) - 1]]
+}
+
+function report(what, oursSamples, theirsSamples) {
+  const [ours, theirs] = [median(oursSamples), median(theirsSamples)]
+  const [low, high] = ratioInterval(oursSamples, theirsSamples)
+  console.log(`${what.padEnd(36)} libgo ${ours.toFixed(2).padStart(8)} ms   dockerode ${theirs.toFixed(2).padStart(8)} ms   ratio ${(theirs / ours).toFixed(2)}x  (per round ${low.toFixed(2)}–${high.toFixed(2)}, 95 %)`)
+}
 
 const run = crypto.randomBytes(4).toString('hex')
 const lg = await Client.connect({ docker: 'required', kvm: 'off' })
@@ -62,7 +85,7 @@ try {
   for (let i = 0; i < N; i++) {
     made.push(await dk.createContainer({ Image: IMAGE, Cmd: IDLE, name: `nbench-${run}-${i}`, Labels: { 'io.libgo.bench': run } }))
   }
-  const [ours, theirs] = await mediansMs([
+  const [ours, theirs] = await timedMs([
     async () => {
       if ((await lg.listAll({ labels: { 'io.libgo.bench': run } })).length !== N) throw new Error('count')
     },
@@ -86,7 +109,7 @@ try {
     await c.stop({ t: 0 })
     await c.remove()
   }
-  report('create/start/stop/remove cycle', ...(await mediansMs([lgCycle, dkCycle], CYCLES)))
+  report('create/start/stop/remove cycle', ...(await timedMs([lgCycle, dkCycle], CYCLES)))
 } finally {
   for (const c of made) await c.remove({ force: true })
   for (const c of await dk.listContainers({ all: true, filters: { name: [`ncyc-${run}-`] } })) await dk.getContainer(c.Id).remove({ force: true })

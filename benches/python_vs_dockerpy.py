@@ -3,7 +3,8 @@
     python3 benches/python_vs_dockerpy.py [--containers 200] [--cycles 10] [--runs 15]
 
 Measures (1) listing N containers and (2) a create/start/stop/remove cycle, and prints
-each side's median and the ratio docker-py / LibGo (above 1: LibGo is faster).
+each side's median, the ratio docker-py / LibGo (above 1: LibGo is faster) and a 95 %
+bootstrap interval of the per-round ratio (the contenders alternate within each round).
 
 It benchmarks the release build, as `pip install` gives users: unless it already runs in
 that environment, it creates a venv at `$CARGO_TARGET_DIR/bench-venv` (default
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -54,9 +56,9 @@ def ensure_release_build() -> None:
     os.execv(str(py), [str(py), __file__, *sys.argv[1:]])
 
 
-def medians_ms(fns: list[Callable[[], object]], runs: int) -> list[float]:
-    """Each function's median time. The functions take turns within every round, so that
-    load from elsewhere on the machine falls on all of them alike."""
+def timed_ms(fns: list[Callable[[], object]], runs: int) -> list[list[float]]:
+    """Each function's times. The functions take turns within every round, so that load
+    from elsewhere on the machine falls on all of them alike."""
     for fn in fns:
         fn()  # warm up
     samples: list[list[float]] = [[] for _ in fns]
@@ -65,11 +67,25 @@ def medians_ms(fns: list[Callable[[], object]], runs: int) -> list[float]:
             t0 = time.perf_counter()
             fn()
             s.append((time.perf_counter() - t0) * 1000)
-    return [statistics.median(s) for s in samples]
+    return samples
 
 
-def report(what: str, ours: float, theirs: float, their_name: str) -> None:
-    print(f"{what:<48} libgo {ours:8.2f} ms   {their_name} {theirs:8.2f} ms   ratio {theirs / ours:5.2f}x")
+def ratio_interval(ours: list[float], theirs: list[float], draws: int = 2000) -> tuple[float, float]:
+    """A 95 % interval for the median of the per-round ratios theirs/ours (bootstrap over
+    rounds): an interval above 1 means LibGo is faster beyond the noise of the machine."""
+    ratios = [t / o for o, t in zip(ours, theirs)]
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(draws))
+    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
+
+
+def report(what: str, ours: list[float], theirs: list[float], their_name: str) -> None:
+    o, t = statistics.median(ours), statistics.median(theirs)
+    low, high = ratio_interval(ours, theirs)
+    print(
+        f"{what:<48} libgo {o:8.2f} ms   {their_name} {t:8.2f} ms   "
+        f"ratio {t / o:5.2f}x  (per round {low:.2f}–{high:.2f}, 95 %)"
+    )
 
 
 def main() -> None:
@@ -109,8 +125,8 @@ def main() -> None:
             assert len(dc.api.containers(all=True, filters={"label": label})) == opts.containers
 
         n = opts.containers
-        ours, sparse, api = medians_ms([lg_list, dp_list_sparse, dp_list_api], opts.runs)
-        ours_few, full = medians_ms([lg_list, dp_list], max(3, opts.runs // 5))  # containers.list inspects each one
+        ours, sparse, api = timed_ms([lg_list, dp_list_sparse, dp_list_api], opts.runs)
+        ours_few, full = timed_ms([lg_list, dp_list], max(3, opts.runs // 5))  # containers.list inspects each one
         report(f"list {n} containers (vs containers.list)", ours_few, full, "docker-py")
         report(f"list {n} containers (vs sparse=True)", ours, sparse, "docker-py")
         report(f"list {n} containers (vs low-level api)", ours, api, "docker-py")
@@ -142,7 +158,7 @@ def main() -> None:
             dc.api.stop(cid, timeout=0)
             dc.api.remove_container(cid)
 
-        ours, high, low = medians_ms([lg_cycle, dp_cycle, dp_cycle_api], opts.cycles)
+        ours, high, low = timed_ms([lg_cycle, dp_cycle, dp_cycle_api], opts.cycles)
         report("create/start/stop/remove (vs containers.*)", ours, high, "docker-py")
         report("create/start/stop/remove (vs low-level api)", ours, low, "docker-py")
     finally:

@@ -42,6 +42,8 @@ struct Held {
     /// By engine id.
     items: HashMap<String, Instance>,
     listed_at: Instant,
+    /// When the check that brought `items` up to date began.
+    checked_at: Instant,
 }
 
 impl Inventory {
@@ -51,14 +53,21 @@ impl Inventory {
         backend: &dyn Backend,
         filter: &InstanceFilter,
     ) -> Result<Vec<Instance>> {
+        let called_at = Instant::now();
         // One list at a time per backend, first come first served: each brings the state
         // forward from the last.
         let mut state = self.0.lock().await;
         let cursor = match &*state {
             State::NoFeed => return backend.list(filter).await,
+            // A check that began after this call did is as good as one of its own: callers
+            // queued behind one check share the next.
+            State::Held(held) if held.checked_at > called_at => {
+                return Ok(matching(&held.items, filter));
+            }
             State::Held(held) if held.listed_at.elapsed() < RECONCILE_AFTER => Some(&held.cursor),
             _ => None,
         };
+        let checked_at = Instant::now();
         let changes = match backend.changes(cursor).await {
             Ok(changes) => changes,
             Err(e) => {
@@ -87,28 +96,33 @@ impl Inventory {
                         .extend(fresh.into_iter().map(|i| (i.id.clone(), i)));
                 }
                 held.cursor = cursor;
+                held.checked_at = checked_at;
                 held
             }
             (Changes::Instances { cursor, .. } | Changes::Unknown { cursor }, _) => {
-                full(backend, cursor).await?
+                full(backend, cursor, checked_at).await?
             }
         };
-        let answer = held
-            .items
-            .values()
-            .filter(|i| filter.matches(i))
-            .cloned()
-            .collect();
+        let answer = matching(&held.items, filter);
         *state = State::Held(held);
         Ok(answer)
     }
 }
 
-async fn full(backend: &dyn Backend, cursor: ChangeCursor) -> Result<Held> {
+fn matching(items: &HashMap<String, Instance>, filter: &InstanceFilter) -> Vec<Instance> {
+    items
+        .values()
+        .filter(|i| filter.matches(i))
+        .cloned()
+        .collect()
+}
+
+async fn full(backend: &dyn Backend, cursor: ChangeCursor, checked_at: Instant) -> Result<Held> {
     let all = backend.list(&InstanceFilter::default()).await?;
     Ok(Held {
         cursor,
         items: all.into_iter().map(|i| (i.id.clone(), i)).collect(),
-        listed_at: Instant::now(),
+        listed_at: checked_at,
+        checked_at,
     })
 }

@@ -298,6 +298,26 @@ async fn lists_follow_every_change_from_memory() -> Result<()> {
 }
 
 #[tokio::test]
+async fn concurrent_lists_share_change_checks() -> Result<()> {
+    let _engine = SHARED_ENGINE.lock().await;
+    let proxy = Proxy::start().await;
+    let libgo = LibGo::new();
+    libgo.register(proxy.backend())?;
+    libgo.list_all(&InstanceFilter::default()).await?;
+    proxy.take();
+    let everything = InstanceFilter::default();
+    let answers = futures::future::join_all((0..16).map(|_| libgo.list_all(&everything))).await;
+    let answers: Vec<Vec<Instance>> = answers.into_iter().collect::<Result<_>>()?;
+    assert!(answers.iter().all(|a| *a == answers[0]));
+    let requests = proxy.take();
+    // The first call checks; the 15 queued behind it share the one check that begins after
+    // they all arrived.
+    assert_eq!(change_checks(&requests), 2, "{requests:?}");
+    assert_eq!(full_lists(&requests), 0, "{requests:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_lost_engine_connection_forces_a_full_list() -> Result<()> {
     let _engine = SHARED_ENGINE.lock().await;
     let proxy = Proxy::start().await;
