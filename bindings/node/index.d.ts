@@ -24,6 +24,21 @@ export declare class Native {
   callBytes(op: string, args?: any | undefined | null): Promise<Buffer>
   /** Runs an operation that answers a stream (logs, stats_stream, events). */
   openStream(op: string, args?: any | undefined | null): Promise<NativeStream>
+  /** Runs an operation that answers an interactive console. */
+  openConsole(op: string, args?: any | undefined | null): Promise<NativeConsole>
+}
+
+/** An interactive console: what the instance prints, and a way to type into it. */
+export declare class NativeConsole {
+  /**
+   * The next output, or `null` once the console has ended. With `timeoutMs`, a rejection
+   * with code `TIMEOUT` when nothing came (nothing is lost).
+   */
+  read(timeoutMs?: number | undefined | null): Promise<Buffer | null>
+  /** Types `data` into the console. */
+  write(data: Buffer): Promise<void>
+  /** Ends the session. */
+  close(): Promise<void>
 }
 
 /** A stream of JSON texts; `next()` resolves to `null` at the end. */

@@ -836,4 +836,5 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Native = nativeBinding.Native
+module.exports.NativeConsole = nativeBinding.NativeConsole
 module.exports.NativeStream = nativeBinding.NativeStream

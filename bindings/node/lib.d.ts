@@ -74,6 +74,21 @@ export declare class Stream<T> implements AsyncIterableIterator<T> {
   [Symbol.asyncIterator](): Stream<T>
 }
 
+/**
+ * An interactive console (a container shell, a VM serial console). `read()` resolves to the
+ * next output, `null` once the console has ended (with `timeoutMs`, it rejects with code
+ * `TIMEOUT` when nothing came); `write()` types into it; `close()` ends it. Iterating it
+ * with `for await` yields the output Buffers.
+ */
+export declare class Console implements AsyncIterableIterator<Buffer> {
+  read(timeoutMs?: number): Promise<Buffer | null>
+  write(data: Buffer | string): Promise<void>
+  close(): Promise<void>
+  next(): Promise<IteratorResult<Buffer>>
+  return(): Promise<IteratorResult<Buffer>>
+  [Symbol.asyncIterator](): Console
+}
+
 export declare class Client {
   private constructor(native: Native)
   static connect(config?: EngineConfig): Promise<Client>
@@ -98,6 +113,7 @@ export declare class Client {
   logs(id: string, options?: LogOptions): Promise<Stream<LogEntry>>
   exec(id: string, spec: ExecSpec): Promise<ExecResult>
   vncDisplay(id: string): Promise<{ host: string; port: number }>
+  console(id: string): Promise<Console>
   screenshot(id: string): Promise<Buffer>
   snapshotCreate(id: string, spec: SnapshotSpec): Promise<Snapshot>
   snapshotList(id: string): Promise<Snapshot[]>

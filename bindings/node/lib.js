@@ -51,6 +51,38 @@ class Stream {
   }
 }
 
+/**
+ * An interactive console (a container shell, a VM serial console): `read()` what the
+ * instance prints, `write()` to type into it, `close()` to end it. Also an async iterable of
+ * output Buffers.
+ */
+class Console {
+  constructor(native) {
+    this._native = native
+  }
+  /** The next output Buffer, `null` once the console has ended; with `timeoutMs`, rejects with code `TIMEOUT` when nothing came. */
+  read(timeoutMs) {
+    return guard(this._native.read(timeoutMs ?? null))
+  }
+  write(data) {
+    return guard(this._native.write(Buffer.isBuffer(data) ? data : Buffer.from(String(data))))
+  }
+  close() {
+    return guard(this._native.close())
+  }
+  async next() {
+    const chunk = await this.read()
+    return chunk === null ? { done: true, value: undefined } : { done: false, value: chunk }
+  }
+  async return() {
+    await this.close()
+    return { done: true, value: undefined }
+  }
+  [Symbol.asyncIterator]() {
+    return this
+  }
+}
+
 class Client {
   constructor(native) {
     this._n = native
@@ -91,6 +123,7 @@ class Client {
   logs(id, options) { return this._stream('logs', { id, options }) }
   exec(id, spec) { return this._call('exec', { id, spec }) }
   vncDisplay(id) { return this._call('vnc_display', { id }) }
+  async console(id) { return new Console(await guard(this._n.openConsole('console', { id }))) }
   screenshot(id) { return guard(this._n.callBytes('screenshot', { id })) }
   snapshotCreate(id, spec) { return this._call('snapshot_create', { id, spec }) }
   snapshotList(id) { return this._call('snapshot_list', { id }) }
@@ -141,4 +174,4 @@ class Client {
   templateDelete(name, backend) { return this._call('template_delete', { name, backend }) }
 }
 
-module.exports = { Client, LibGoError, Stream }
+module.exports = { Client, Console, LibGoError, Stream }

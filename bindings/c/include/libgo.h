@@ -52,6 +52,11 @@ typedef enum {
 // A connection to the engines. Opaque and thread-safe. Free with `libgo_client_free`.
 typedef struct libgo_client libgo_client;
 
+// An interactive console (a container shell, a VM serial console). Opaque. One thread may
+// read while another writes; reads are served one at a time, and so are writes. It keeps
+// its client's runtime alive. Free with `libgo_console_free`, which also ends the session.
+typedef struct libgo_console libgo_console;
+
 // A stream of JSON items (log entries, events, stats). Opaque; use it from one thread at
 // a time. It keeps its client's runtime alive. Free with `libgo_stream_free`.
 typedef struct libgo_stream libgo_stream;
@@ -87,6 +92,25 @@ typedef struct {
 // `user_data` must be safe to use from another thread. The string is valid only during
 // the call.
 typedef void (*libgo_progress_fn)(const char *progress_json, void *user_data);
+
+// The outcome of opening a console: exactly one of `console` and `error` is set.
+typedef struct {
+  // The console, or NULL. Free with `libgo_console_free`.
+  libgo_console *console;
+  // The error, or NULL. Free with `libgo_error_free`.
+  libgo_error *error;
+} libgo_console_result;
+
+// Bytes read from a console: `data` (`len` bytes, free with `libgo_bytes_free`) or
+// `error`; at the end of the console all are NULL / 0.
+typedef struct {
+  // The bytes, or NULL. Free with `libgo_bytes_free(data, len)`.
+  uint8_t *data;
+  // How many bytes `data` holds.
+  size_t len;
+  // The error, or NULL. Free with `libgo_error_free`.
+  libgo_error *error;
+} libgo_bytes_result;
 
 #ifdef __cplusplus
 extern "C" {
@@ -225,6 +249,24 @@ libgo_result libgo_stream_next(libgo_stream *stream, int64_t timeout_ms);
 
 // Closes and frees a stream. NULL is ignored.
 void libgo_stream_free(libgo_stream *stream);
+
+// An interactive console on an instance: a shell in a container, the serial console of a
+// VM. Read its output with `libgo_console_read`, type with `libgo_console_write`.
+libgo_console_result libgo_instance_console(const libgo_client *client, const char *id);
+
+// The next output of a console. Waits at most `timeout_ms` milliseconds (negative: no
+// limit); on timeout the error code is LIBGO_CODE_TIMEOUT and nothing is lost. At the end
+// of the console `data` and `error` are both NULL.
+libgo_bytes_result libgo_console_read(libgo_console *console, int64_t timeout_ms);
+
+// Types `len` bytes of `data` into a console. NULL on success.
+libgo_error *libgo_console_write(libgo_console *console, const uint8_t *data, size_t len);
+
+// Frees bytes from `libgo_console_read` (`len` as it returned). NULL is ignored.
+void libgo_bytes_free(uint8_t *data, size_t len);
+
+// Ends the session and frees the console. NULL is ignored.
+void libgo_console_free(libgo_console *console);
 
 // Images of every backend: a JSON array of Image.
 libgo_result libgo_image_list(const libgo_client *client);

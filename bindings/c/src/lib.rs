@@ -110,6 +110,29 @@ pub struct libgo_stream_result {
     pub error: *mut libgo_error,
 }
 
+/// The outcome of opening a console: exactly one of `console` and `error` is set.
+#[repr(C)]
+#[derive(Debug)]
+pub struct libgo_console_result {
+    /// The console, or NULL. Free with `libgo_console_free`.
+    pub console: *mut libgo_console,
+    /// The error, or NULL. Free with `libgo_error_free`.
+    pub error: *mut libgo_error,
+}
+
+/// Bytes read from a console: `data` (`len` bytes, free with `libgo_bytes_free`) or
+/// `error`; at the end of the console all are NULL / 0.
+#[repr(C)]
+#[derive(Debug)]
+pub struct libgo_bytes_result {
+    /// The bytes, or NULL. Free with `libgo_bytes_free(data, len)`.
+    pub data: *mut u8,
+    /// How many bytes `data` holds.
+    pub len: usize,
+    /// The error, or NULL. Free with `libgo_error_free`.
+    pub error: *mut libgo_error,
+}
+
 /// Receives progress of a long operation (pull, push, build, export) as JSON
 /// (`{"percent":…,"message":…,"id":…}`). It is called on a runtime thread, so
 /// `user_data` must be safe to use from another thread. The string is valid only during
@@ -140,6 +163,15 @@ type JsonStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<String>> +
 pub struct libgo_stream {
     inner: Arc<Inner>,
     items: Mutex<JsonStream>,
+}
+
+/// An interactive console (a container shell, a VM serial console). Opaque. One thread may
+/// read while another writes; reads are served one at a time, and so are writes. It keeps
+/// its client's runtime alive. Free with `libgo_console_free`, which also ends the session.
+pub struct libgo_console {
+    inner: Arc<Inner>,
+    output: Mutex<libgo::BoxStream<bytes::Bytes>>,
+    input: Mutex<Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>>,
 }
 
 // ---- conversions ----
@@ -268,6 +300,26 @@ impl<T: Serialize + 'static> Pack<libgo::BoxStream<T>> for libgo_stream_result {
     fn err(e: &Error) -> Self {
         libgo_stream_result {
             stream: std::ptr::null_mut(),
+            error: error_ptr(e),
+        }
+    }
+}
+
+/// A console, on the client's runtime.
+impl Pack<libgo::ConsoleSession> for libgo_console_result {
+    fn ok(session: libgo::ConsoleSession, inner: &Arc<Inner>) -> Result<Self> {
+        Ok(libgo_console_result {
+            console: Box::into_raw(Box::new(libgo_console {
+                inner: inner.clone(),
+                output: Mutex::new(session.output),
+                input: Mutex::new(Some(session.input)),
+            })),
+            error: std::ptr::null_mut(),
+        })
+    }
+    fn err(e: &Error) -> Self {
+        libgo_console_result {
+            console: std::ptr::null_mut(),
             error: error_ptr(e),
         }
     }
@@ -813,6 +865,146 @@ pub unsafe extern "C" fn libgo_stream_free(stream: *mut libgo_stream) {
     }
 }
 
+// ---- consoles ----
+
+/// An interactive console on an instance: a shell in a container, the serial console of a
+/// VM. Read its output with `libgo_console_read`, type with `libgo_console_write`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_instance_console(
+    client: *const libgo_client,
+    id: *const c_char,
+) -> libgo_console_result {
+    ffi!(client, |l| l.console(req_str(id, "id")?).await)
+}
+
+/// The next output of a console. Waits at most `timeout_ms` milliseconds (negative: no
+/// limit); on timeout the error code is LIBGO_CODE_TIMEOUT and nothing is lost. At the end
+/// of the console `data` and `error` are both NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_console_read(
+    console: *mut libgo_console,
+    timeout_ms: i64,
+) -> libgo_bytes_result {
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Option<Vec<u8>>> {
+        if console.is_null() {
+            return Err(Error::invalid("console must not be NULL"));
+        }
+        // SAFETY: a live console from this library.
+        let c = unsafe { &*console };
+        let mut output = c.output.lock().unwrap_or_else(|e| e.into_inner());
+        // An empty chunk is neither output nor the end: wait on for the next one.
+        let next = async {
+            loop {
+                match output.next().await {
+                    Some(Ok(b)) if b.is_empty() => continue,
+                    other => return other,
+                }
+            }
+        };
+        let chunk = match u64::try_from(timeout_ms) {
+            Err(_) => c.inner.block_on(next),
+            // The timer is made inside the runtime, which it needs.
+            Ok(ms) => c
+                .inner
+                .block_on(async { tokio::time::timeout(Duration::from_millis(ms), next).await })
+                .map_err(|_| Error::new(ErrorKind::Timeout, "no console output in time"))?,
+        };
+        chunk.map(|b| b.map(|b| b.to_vec())).transpose()
+    }))
+    .unwrap_or_else(|_| Err(panic_error()));
+    match outcome {
+        Ok(Some(bytes)) => {
+            let len = bytes.len();
+            libgo_bytes_result {
+                data: Box::into_raw(bytes.into_boxed_slice()).cast::<u8>(),
+                len,
+                error: std::ptr::null_mut(),
+            }
+        }
+        Ok(None) => libgo_bytes_result {
+            data: std::ptr::null_mut(),
+            len: 0,
+            error: std::ptr::null_mut(),
+        },
+        Err(e) => libgo_bytes_result {
+            data: std::ptr::null_mut(),
+            len: 0,
+            error: error_ptr(&e),
+        },
+    }
+}
+
+/// Types `len` bytes of `data` into a console. NULL on success.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_console_write(
+    console: *mut libgo_console,
+    data: *const u8,
+    len: usize,
+) -> *mut libgo_error {
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
+        if console.is_null() {
+            return Err(Error::invalid("console must not be NULL"));
+        }
+        if data.is_null() && len > 0 {
+            return Err(Error::invalid("data must not be NULL"));
+        }
+        // SAFETY: a live console from this library.
+        let c = unsafe { &*console };
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller passes `len` readable bytes (crate-level contract).
+            unsafe { std::slice::from_raw_parts(data, len) }
+        };
+        let mut input = c.input.lock().unwrap_or_else(|e| e.into_inner());
+        let writer = input
+            .as_mut()
+            .ok_or_else(|| Error::invalid("the console is closed"))?;
+        c.inner.block_on(async {
+            use tokio::io::AsyncWriteExt;
+            writer.write_all(bytes).await?;
+            writer.flush().await?;
+            Ok(())
+        })
+    }))
+    .unwrap_or_else(|_| Err(panic_error()));
+    match outcome {
+        Ok(()) => std::ptr::null_mut(),
+        Err(e) => error_ptr(&e),
+    }
+}
+
+/// Frees bytes from `libgo_console_read` (`len` as it returned). NULL is ignored.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_bytes_free(data: *mut u8, len: usize) {
+    if !data.is_null() && len > 0 {
+        // SAFETY: `data`/`len` came from `libgo_console_read`'s boxed slice, freed once.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, len)) });
+    }
+}
+
+/// Ends the session and frees the console. NULL is ignored.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_console_free(console: *mut libgo_console) {
+    if !console.is_null() {
+        // SAFETY: the console came from this library and is freed once.
+        let c = unsafe { Box::from_raw(console) };
+        let closed = catch_unwind(AssertUnwindSafe(|| {
+            let inner = c.inner.clone();
+            if let Some(mut writer) = c.input.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                use tokio::io::AsyncWriteExt;
+                if let Err(e) = inner.block_on(writer.shutdown()) {
+                    tracing::debug!(error = %e, "closing a console's input");
+                }
+            }
+            drop(c);
+        }));
+        if closed.is_err() {
+            tracing::warn!("closing a console panicked");
+        }
+    }
+}
+
 // ---- images ----
 
 /// Images of every backend: a JSON array of Image.
@@ -1341,5 +1533,23 @@ mod tests {
         assert_eq!(unsafe { (*err).code }, libgo_code::InvalidInput);
         // SAFETY: freeing what the library returned.
         unsafe { libgo_error_free(err) };
+
+        // SAFETY: NULL is allowed everywhere.
+        let read = unsafe { libgo_console_read(std::ptr::null_mut(), 0) };
+        assert!(read.data.is_null());
+        // SAFETY: a live error from this library.
+        assert_eq!(unsafe { (*read.error).code }, libgo_code::InvalidInput);
+        // SAFETY: freeing what the library returned.
+        unsafe { libgo_error_free(read.error) };
+        // SAFETY: NULL is allowed everywhere.
+        let wrote = unsafe { libgo_console_write(std::ptr::null_mut(), std::ptr::null(), 3) };
+        // SAFETY: a live error from this library.
+        assert_eq!(unsafe { (*wrote).code }, libgo_code::InvalidInput);
+        // SAFETY: freeing what the library returned; NULLs are ignored.
+        unsafe {
+            libgo_error_free(wrote);
+            libgo_console_free(std::ptr::null_mut());
+            libgo_bytes_free(std::ptr::null_mut(), 0);
+        }
     }
 }

@@ -10,6 +10,9 @@
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use libgo::{
@@ -39,6 +42,85 @@ pub enum Reply {
     Stream(JsonStream),
     /// Raw bytes (a screenshot).
     Bytes(Vec<u8>),
+    /// An open interactive console.
+    Console(Console),
+}
+
+/// An interactive console (a container's tty, a VM's serial console), for bindings whose
+/// hosts read and type at their own pace. Reads and writes may come from different threads;
+/// reads are served one at a time, and so are writes.
+#[derive(Clone)]
+pub struct Console {
+    output: Arc<tokio::sync::Mutex<Option<libgo::BoxStream<bytes::Bytes>>>>,
+    input: Arc<tokio::sync::Mutex<Option<ConsoleInput>>>,
+}
+
+/// Where typing into a console goes.
+type ConsoleInput = Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Console")
+    }
+}
+
+impl Console {
+    fn new(session: libgo::ConsoleSession) -> Self {
+        Console {
+            output: Arc::new(tokio::sync::Mutex::new(Some(session.output))),
+            input: Arc::new(tokio::sync::Mutex::new(Some(session.input))),
+        }
+    }
+
+    /// The next output the instance printed; `None` once the console has ended or was
+    /// closed. With a `timeout`, waiting longer is a `Timeout` error (and nothing is lost).
+    pub async fn read(&self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>> {
+        let mut output = self.output.lock().await;
+        let Some(stream) = output.as_mut() else {
+            return Ok(None);
+        };
+        let next = match timeout {
+            None => stream.next().await,
+            Some(limit) => tokio::time::timeout(limit, stream.next())
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        libgo::ErrorKind::Timeout,
+                        format!("no console output within {limit:?}"),
+                    )
+                })?,
+        };
+        match next {
+            Some(chunk) => chunk.map(|b| Some(b.to_vec())),
+            None => {
+                *output = None;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Types `data` into the console.
+    pub async fn write(&self, data: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut input = self.input.lock().await;
+        let writer = input
+            .as_mut()
+            .ok_or_else(|| Error::invalid("the console is closed"))?;
+        writer.write_all(data).await?;
+        writer.flush().await?;
+        Ok(())
+    }
+
+    /// Ends the session: later reads answer `None`, later writes fail.
+    pub async fn close(&self) {
+        if let Some(mut writer) = self.input.lock().await.take() {
+            use tokio::io::AsyncWriteExt;
+            if let Err(e) = writer.shutdown().await {
+                tracing::debug!(error = %e, "closing a console's input");
+            }
+        }
+        self.output.lock().await.take();
+    }
 }
 
 impl std::fmt::Debug for Reply {
@@ -47,6 +129,7 @@ impl std::fmt::Debug for Reply {
             Reply::Json(v) => f.debug_tuple("Json").field(v).finish(),
             Reply::Stream(_) => f.write_str("Stream"),
             Reply::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Reply::Console(_) => f.write_str("Console"),
         }
     }
 }
@@ -73,6 +156,7 @@ pub const OPERATIONS: &[&str] = &[
     "stats_stream",
     "logs",
     "exec",
+    "console",
     "vnc_display",
     "screenshot",
     "snapshot_create",
@@ -276,6 +360,9 @@ pub async fn call(
             let spec: ExecSpec = a.req("spec")?;
             json(libgo.exec(&id, &spec).await?)
         }
+        "console" => Ok(Reply::Console(Console::new(
+            libgo.console(&a.string("id")?).await?,
+        ))),
         "vnc_display" => json(libgo.vnc_display(&a.string("id")?).await?),
         "screenshot" => Ok(Reply::Bytes(libgo.screenshot(&a.string("id")?).await?)),
         "snapshot_create" => {

@@ -1,8 +1,8 @@
 //! # libgo-node
 //!
 //! The native part of LibGo's Node package: a `Native` class whose Promise methods call the
-//! facade through [`libgo_bindings_common::call`], and a `NativeStream` for logs, stats and
-//! events. Arguments cross as JavaScript objects (napi's serde support); results cross as
+//! facade through [`libgo_bindings_common::call`], a `NativeStream` for logs, stats and
+//! events, and a `NativeConsole` for interactive consoles. Arguments cross as JavaScript objects (napi's serde support); results cross as
 //! JSON text, serialised straight from the core's types off the JS thread, which `lib.js`
 //! turns into objects with one `JSON.parse` (much cheaper than napi building them one
 //! property at a time). Errors reject
@@ -114,6 +114,15 @@ impl Native {
             _ => Err(misuse("this operation does not answer a stream")),
         }
     }
+
+    /// Runs an operation that answers an interactive console.
+    #[napi]
+    pub async fn open_console(&self, op: String, args: Option<Value>) -> Result<NativeConsole> {
+        match self.run(op, args, Vec::new(), ProgressSink::none()).await? {
+            Reply::Console(inner) => Ok(NativeConsole { inner }),
+            _ => Err(misuse("this operation does not answer a console")),
+        }
+    }
 }
 
 impl Native {
@@ -160,6 +169,38 @@ impl NativeStream {
     #[napi]
     pub async fn close(&self) -> Result<()> {
         self.inner.lock().await.take();
+        Ok(())
+    }
+}
+
+/// An interactive console: what the instance prints, and a way to type into it.
+#[napi]
+pub struct NativeConsole {
+    inner: libgo_bindings_common::Console,
+}
+
+#[napi]
+impl NativeConsole {
+    /// The next output, or `null` once the console has ended. With `timeoutMs`, a rejection
+    /// with code `TIMEOUT` when nothing came (nothing is lost).
+    #[napi]
+    pub async fn read(&self, timeout_ms: Option<u32>) -> Result<Option<Buffer>> {
+        let limit = timeout_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms)));
+        let chunk = self.inner.read(limit).await.map_err(js_err)?;
+        Ok(chunk.map(Buffer::from))
+    }
+
+    /// Types `data` into the console.
+    #[napi]
+    pub async fn write(&self, data: Buffer) -> Result<()> {
+        let data = data.to_vec();
+        self.inner.write(&data).await.map_err(js_err)
+    }
+
+    /// Ends the session.
+    #[napi]
+    pub async fn close(&self) -> Result<()> {
+        self.inner.close().await;
         Ok(())
     }
 }

@@ -57,6 +57,28 @@ test('container life cycle, logs, events, exec, errors', async () => {
   await assert.rejects(Client.connect({ docker: 'sometimes' }), { code: 'INVALID_INPUT' })
 })
 
+test('console is an interactive shell', async () => {
+  const client = await Client.connect({ docker: 'required', kvm: 'off' })
+  const name = unique('ncon')
+  await client.create({ name, kind: 'container', image: IMAGE, command: IDLE, start: true })
+  try {
+    const shell = await client.console(name)
+    // Nothing typed yet: a short read times out and loses nothing.
+    await assert.rejects(async () => { for (;;) await shell.read(300) }, (e) => e.code === 'TIMEOUT')
+    await shell.write('echo node-$((6*7))\n')
+    let seen = ''
+    while (!seen.includes('node-42')) seen += (await shell.read(10000)).toString()
+    await shell.write(Buffer.from('exit\n'))
+    for await (const chunk of shell) assert.ok(Buffer.isBuffer(chunk))
+    assert.equal(await shell.read(), null)
+    await shell.close()
+    await assert.rejects(shell.write('too late\n'), (e) => e.code === 'INVALID_INPUT')
+    assert.equal((await client.get(name)).state, 'running')
+  } finally {
+    await client.delete(name, { force: true })
+  }
+})
+
 test('images, networks and volumes', async () => {
   const client = await Client.connect({ docker: 'required', kvm: 'off' })
   assert.ok((await client.imageList()).some((i) => i.tags.includes(IMAGE)))

@@ -13,6 +13,7 @@
 //!   GIL) and become Python objects with one `json.loads` call.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use libgo_bindings_common::libgo::{Error, ErrorKind, LibGo, Progress, ProgressSink};
@@ -230,6 +231,7 @@ impl Native {
             Reply::Json(v) => to_py(py, &v)?.unbind(),
             Reply::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
             Reply::Stream(s) => Py::new(py, Stream::new(s))?.into_any(),
+            Reply::Console(c) => Py::new(py, Console { inner: c })?.into_any(),
         })
     }
 
@@ -273,6 +275,7 @@ impl<'py> IntoPyObject<'py> for AsyncReply {
             Reply::Json(v) => to_py(py, &v)?,
             Reply::Bytes(b) => PyBytes::new(py, &b).into_any(),
             Reply::Stream(s) => Bound::new(py, AsyncStream::new(s))?.into_any(),
+            Reply::Console(c) => Bound::new(py, AsyncConsole { inner: c })?.into_any(),
         })
     }
 }
@@ -395,6 +398,134 @@ impl AsyncStream {
     }
 }
 
+// ---- consoles ----
+
+/// A read timeout in seconds, as Python gives it.
+fn timeout_of(seconds: Option<f64>) -> PyResult<Option<Duration>> {
+    seconds
+        .map(|s| {
+            Duration::try_from_secs_f64(s).map_err(|_| {
+                PyValueError::new_err(format!("timeout must be seconds >= 0, not {s}"))
+            })
+        })
+        .transpose()
+}
+
+/// Console output for an awaitable: `bytes`, `b""` once the console has ended.
+struct Output(Option<Vec<u8>>);
+
+impl<'py> IntoPyObject<'py> for Output {
+    type Target = PyBytes;
+    type Output = Bound<'py, PyBytes>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, self.0.as_deref().unwrap_or_default()))
+    }
+}
+
+/// An interactive console (a container shell, a VM serial console): `read()` what the
+/// instance prints, `write()` to type into it; `close()` (or leaving a `with` block) ends it.
+#[pyclass(module = "libgo._native", frozen)]
+struct Console {
+    inner: libgo_bindings_common::Console,
+}
+
+#[pymethods]
+impl Console {
+    /// The next output, blocking without the GIL: `b""` once the console has ended. With a
+    /// `timeout` in seconds, `libgo.errors.TimeoutError` when nothing came (nothing is lost).
+    #[pyo3(signature = (timeout=None))]
+    fn read<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
+        let limit = timeout_of(timeout)?;
+        let console = self.inner.clone();
+        let chunk = py
+            .detach(|| runtime().block_on(console.read(limit)))
+            .map_err(py_err)?;
+        Output(chunk).into_pyobject(py)
+    }
+
+    /// Types `data` into the console.
+    fn write(&self, py: Python<'_>, data: Vec<u8>) -> PyResult<()> {
+        let console = self.inner.clone();
+        py.detach(|| runtime().block_on(console.write(&data)))
+            .map_err(py_err)
+    }
+
+    /// Ends the session.
+    fn close(&self, py: Python<'_>) {
+        let console = self.inner.clone();
+        py.detach(|| runtime().block_on(console.close()));
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+}
+
+/// An interactive console for asyncio: `await read()`, `await write()`, `await aclose()` (or
+/// `async with`).
+#[pyclass(module = "libgo._native", frozen)]
+struct AsyncConsole {
+    inner: libgo_bindings_common::Console,
+}
+
+#[pymethods]
+impl AsyncConsole {
+    /// An awaitable of the next output: `b""` once the console has ended. With a `timeout` in
+    /// seconds, `libgo.errors.TimeoutError` when nothing came (nothing is lost).
+    #[pyo3(signature = (timeout=None))]
+    fn read<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let limit = timeout_of(timeout)?;
+        let console = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            console.read(limit).await.map(Output).map_err(py_err)
+        })
+    }
+
+    /// Types `data` into the console: an awaitable.
+    fn write<'py>(&self, py: Python<'py>, data: Vec<u8>) -> PyResult<Bound<'py, PyAny>> {
+        let console = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            console.write(&data).await.map_err(py_err)
+        })
+    }
+
+    /// Ends the session: an awaitable.
+    fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let console = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            console.close().await;
+            Ok(())
+        })
+    }
+
+    fn __aenter__<'py>(slf: PyRef<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this: Py<AsyncConsole> = slf.into();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(this) })
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let console = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            console.close().await;
+            Ok(false)
+        })
+    }
+}
+
 /// LibGo's native module.
 #[pymodule]
 #[pyo3(name = "_native")]
@@ -402,5 +533,7 @@ fn libgo_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Native>()?;
     m.add_class::<Stream>()?;
     m.add_class::<AsyncStream>()?;
+    m.add_class::<Console>()?;
+    m.add_class::<AsyncConsole>()?;
     Ok(())
 }

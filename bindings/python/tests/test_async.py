@@ -62,3 +62,25 @@ async def errors() -> None:
 
 def test_async_client_errors() -> None:
     asyncio.run(errors())
+
+
+async def console() -> None:
+    client = await libgo.AsyncClient.connect({"docker": "required", "kvm": "off"})
+    name = unique("acon")
+    await client.create({"name": name, "kind": "container", "image": IMAGE, "command": IDLE, "start": True})
+    try:
+        async with await client.console(name) as shell:
+            await shell.write(b"echo async-$((6*7))\n")
+            seen = b""
+            while b"async-42" not in seen:
+                seen += await asyncio.wait_for(shell.read(), 10)
+            await shell.write(b"exit\n")
+            while await shell.read(timeout=10):
+                pass
+        assert await shell.read() == b""
+    finally:
+        await client.delete(name, force=True)
+
+
+def test_async_console() -> None:
+    asyncio.run(console())

@@ -108,6 +108,27 @@ def test_stats_stream_yields_samples(client: libgo.Client, container: libgo.type
     assert list(stream) == []
 
 
+def test_console_is_an_interactive_shell(client: libgo.Client, container: libgo.types.Instance) -> None:
+    with client.console(container["name"]) as console:
+        # Nothing typed yet: a short read times out and loses nothing.
+        with pytest.raises(libgo.errors.TimeoutError):
+            while True:
+                console.read(timeout=0.3)
+        console.write(b"echo console-$((6*7))\n")
+        seen = b""
+        while b"console-42" not in seen:
+            seen += console.read(timeout=10)
+        console.write(b"exit\n")
+        rest = b""
+        while chunk := console.read(timeout=10):
+            rest += chunk
+    assert console.read() == b""
+    with pytest.raises(libgo.errors.InvalidInputError):
+        console.write(b"too late\n")
+    # The shell ended; the container did not.
+    assert client.get(container["name"])["state"] == "running"
+
+
 def test_events_iterator_sees_a_start(client: libgo.Client) -> None:
     name = unique("ev")
     client.create({"name": name, "kind": "container", "image": IMAGE, "command": IDLE})

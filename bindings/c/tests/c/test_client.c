@@ -160,6 +160,38 @@ int main(int argc, char **argv) {
     CHECK(workers[i].errors == 0, "thread %d had %d errors", i, workers[i].errors);
   }
 
+  /* An interactive shell: type a command, read until its answer, end it. */
+  libgo_console_result con = libgo_instance_console(client, name);
+  CHECK(con.error == NULL, "console: %s", con.error ? con.error->message : "");
+  libgo_error_free(con.error);
+  if (con.console) {
+    libgo_bytes_result quiet = libgo_console_read(con.console, 300);
+    while (quiet.error == NULL && quiet.data != NULL) { /* a prompt, maybe */
+      libgo_bytes_free(quiet.data, quiet.len);
+      quiet = libgo_console_read(con.console, 300);
+    }
+    CHECK(quiet.error && quiet.error->code == LIBGO_CODE_TIMEOUT, "console read times out");
+    libgo_error_free(quiet.error);
+    const char *typed = "echo console-$((6*7))\n";
+    ok(libgo_console_write(con.console, (const uint8_t *)typed, strlen(typed)), "console write");
+    char answer[4096] = {0};
+    size_t used = 0;
+    for (int i = 0; i < 50 && !strstr(answer, "console-42"); i++) {
+      libgo_bytes_result chunk = libgo_console_read(con.console, 10000);
+      if (chunk.error || chunk.data == NULL) {
+        libgo_error_free(chunk.error);
+        break;
+      }
+      size_t n = chunk.len < sizeof answer - 1 - used ? chunk.len : sizeof answer - 1 - used;
+      memcpy(answer + used, chunk.data, n);
+      used += n;
+      libgo_bytes_free(chunk.data, chunk.len);
+    }
+    CHECK(strstr(answer, "console-42") != NULL, "console answers: %s", answer);
+    ok(libgo_console_write(con.console, (const uint8_t *)"exit\n", 5), "console exit");
+    libgo_console_free(con.console);
+  }
+
   ok(libgo_instance_pause(client, name), "pause");
   ok_json(libgo_instance_get(client, name), "\"state\":\"paused\"", "get paused");
   ok(libgo_instance_resume(client, name), "resume");

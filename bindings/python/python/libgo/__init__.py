@@ -13,7 +13,7 @@ Results are dicts typed by :mod:`libgo.types`; errors are the exceptions of
 
 from . import errors, types
 from ._async import AsyncClient
-from ._native import AsyncStream, Stream
+from ._native import AsyncConsole, AsyncStream, Console, Stream
 from ._sync import Client
 from .errors import (
     ConflictError,
@@ -30,8 +30,10 @@ from .errors import (
 
 __all__ = [
     "AsyncClient",
+    "AsyncConsole",
     "AsyncStream",
     "Client",
+    "Console",
     "ConflictError",
     "ForbiddenError",
     "InternalError",

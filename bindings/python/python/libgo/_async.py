@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional, Union, cast
 
 from . import types as t
-from ._native import AsyncStream, Native
+from ._native import AsyncConsole, AsyncStream, Native
 
 Path = Union[str, "os.PathLike[str]"]
 When = Union[str, datetime]
@@ -159,6 +159,15 @@ class AsyncClient:
     async def vnc_display(self, id: str) -> t.VncDisplay:
         """Where a VM's display listens."""
         return cast(t.VncDisplay, await self._call("vnc_display", {"id": id}))
+
+    async def console(self, id: str) -> AsyncConsole:
+        """An interactive console: a shell in a container, the serial console of a VM.
+
+        ``await read(timeout=None)`` returns what the instance printed (``b""`` once the
+        console has ended), ``await write(data)`` types into it; use it in an ``async with``
+        block or ``await aclose()`` it.
+        """
+        return cast(AsyncConsole, await self._call("console", {"id": id}))
 
     async def screenshot(self, id: str) -> bytes:
         """A PNG screenshot of a VM."""

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional, Union, cast
 
 from . import types as t
-from ._native import Native, Stream
+from ._native import Console, Native, Stream
 
 Path = Union[str, "os.PathLike[str]"]
 When = Union[str, datetime]
@@ -150,6 +150,14 @@ class Client:
     def vnc_display(self, id: str) -> t.VncDisplay:
         """Where a VM's display listens."""
         return cast(t.VncDisplay, self._call("vnc_display", {"id": id}))
+
+    def console(self, id: str) -> Console:
+        """An interactive console: a shell in a container, the serial console of a VM.
+
+        ``read(timeout=None)`` returns what the instance printed (``b""`` once the console has
+        ended), ``write(data)`` types into it; use it in a ``with`` block or ``close()`` it.
+        """
+        return cast(Console, self._call("console", {"id": id}))
 
     def screenshot(self, id: str) -> bytes:
         """A PNG screenshot of a VM."""
