@@ -2,9 +2,11 @@
 //!
 //! dockerd keeps its last 256 events in memory and answers `GET /events?since=…&until=…`
 //! from them in about half a millisecond, against ~14 ms for a full list of 200 containers.
-//! It logs a change's event before the API call that made it returns, and stamps it after
-//! the change, so a check at time `U` sees every change finished before `U`. Three things
-//! could still hide a change, and each one makes the feed answer `Unknown` (a full list):
+//! It logs a change's event before the API call that made it returns, so a check at time
+//! `U` sees every change finished before `U`; the containers named by events of the last
+//! second are read again at each check, since an event can be stamped a moment before its
+//! change is visible (see [`SETTLE_NANOS`]). Three things could still hide a change, and
+//! each one makes the feed answer `Unknown` (a full list):
 //! - more than the buffer holds since the last check (256 or more events returned);
 //! - dockerd restarted (its buffer starts empty): the process behind the socket (pid and
 //!   start time, from the kernel) differs, or a long-lived event stream, the restart watch,
@@ -16,7 +18,7 @@
 //!
 //! Only for a local socket: `until` is read from this host's clock, which must be dockerd's.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -31,19 +33,19 @@ use libgo_core::{ChangeCursor, Changes, Result};
 /// have lost older events.
 const EVENT_BUFFER: usize = 256;
 
-/// How long after its timestamp an event may still be entering dockerd's buffer (the stamp
-/// is taken before the buffer's lock). Each check looks this far back again and skips the
-/// events it has seen, so a late one is never missed.
+/// How long the effects of an event may lag behind its timestamp: dockerd stamps an event
+/// before it enters the buffer, and for some (pause, network connect) before the container's
+/// listed state is saved. Each check looks this far back again and reads the containers of
+/// those events once more, so the last read of every change comes after it settled.
 const SETTLE_NANOS: i64 = 1_000_000_000;
 
-/// One event, as told apart from the others.
-type EventKey = (i64, String, String, String);
-
-/// Where a feed stands: events from `since_nanos` on, less those in `seen`, are news.
+/// Where a feed stands: events from `since_nanos` on are news.
 #[derive(Debug)]
 struct Position {
     since_nanos: i64,
-    seen: HashSet<EventKey>,
+    /// When the last full list began: a change to every container (an image event, logged
+    /// after the change) stamped before it is in that list already.
+    listed_nanos: i64,
     /// The daemon run the position belongs to.
     run: DaemonRun,
 }
@@ -126,8 +128,8 @@ fn timestamp(nanos: i64) -> String {
 fn unknown(now: i64, run: DaemonRun) -> Changes {
     Changes::Unknown {
         cursor: ChangeCursor::new(Position {
-            since_nanos: now,
-            seen: HashSet::new(),
+            since_nanos: now - SETTLE_NANOS,
+            listed_nanos: now,
             run,
         }),
     }
@@ -158,19 +160,6 @@ fn effect(event: &EventMessage) -> Effect {
         Some(EventMessageTypeEnum::IMAGE | EventMessageTypeEnum::DAEMON) => Effect::Everything,
         _ => Effect::Nothing,
     }
-}
-
-fn key(event: &EventMessage) -> EventKey {
-    (
-        event.time_nano.unwrap_or_default(),
-        format!("{:?}", event.typ),
-        event.action.clone().unwrap_or_default(),
-        event
-            .actor
-            .as_ref()
-            .and_then(|a| a.id.clone())
-            .unwrap_or_default(),
-    )
 }
 
 /// Which dockerd process answers on `socket`: its pid and start time, so that a restart,
@@ -234,34 +223,21 @@ pub(crate) async fn changes(daemon: &Daemon<'_>, cursor: Option<&ChangeCursor>) 
     if events.len() >= EVENT_BUFFER {
         return Ok(unknown(now, run));
     }
-    let since_nanos = position.since_nanos.max(now - SETTLE_NANOS);
-    let mut seen: HashSet<EventKey> = position
-        .seen
-        .iter()
-        .filter(|k| k.0 >= since_nanos)
-        .cloned()
-        .collect();
     let mut ids = BTreeSet::new();
     for event in &events {
-        let key = key(event);
-        if position.seen.contains(&key) {
-            continue;
-        }
         match effect(event) {
             Effect::Container(id) => {
                 ids.insert(id);
             }
+            Effect::Everything if event.time_nano.is_some_and(|t| t < position.listed_nanos) => {}
             Effect::Everything => return Ok(unknown(now, run)),
             Effect::Nothing => {}
-        }
-        if key.0 >= since_nanos {
-            seen.insert(key);
         }
     }
     Ok(Changes::Instances {
         cursor: ChangeCursor::new(Position {
-            since_nanos,
-            seen,
+            since_nanos: now - SETTLE_NANOS,
+            listed_nanos: position.listed_nanos,
             run,
         }),
         ids,
