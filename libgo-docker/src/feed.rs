@@ -4,7 +4,7 @@
 //! from them in about half a millisecond, against ~14 ms for a full list of 200 containers.
 //! It logs a change's event before the API call that made it returns, so a check at time
 //! `U` sees every change finished before `U`; the containers named by events of the last
-//! second are read again at each check, since an event can be stamped a moment before its
+//! 100 ms are read again at each check, since an event can be stamped a moment before its
 //! change is visible (see [`SETTLE_NANOS`]). Three things could still hide a change, and
 //! each one makes the feed answer `Unknown` (a full list):
 //! - more than the buffer holds since the last check (256 or more events returned);
@@ -35,9 +35,10 @@ const EVENT_BUFFER: usize = 256;
 
 /// How long the effects of an event may lag behind its timestamp: dockerd stamps an event
 /// before it enters the buffer, and for some (pause, network connect) before the container's
-/// listed state is saved. Each check looks this far back again and reads the containers of
-/// those events once more, so the last read of every change comes after it settled.
-const SETTLE_NANOS: i64 = 1_000_000_000;
+/// listed state is saved, in the same goroutine microseconds later. Each check looks this far
+/// back again and reads the containers of those events once more, so the last read of every
+/// change comes after it settled. Longer costs more reads right after a burst of changes.
+const SETTLE_NANOS: i64 = 100_000_000;
 
 /// Where a feed stands: events from `since_nanos` on are news.
 #[derive(Debug)]

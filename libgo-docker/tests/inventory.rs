@@ -168,9 +168,9 @@ async fn lists_follow_every_change_from_memory() -> Result<()> {
     let first = proxy.take();
     assert_eq!(full_lists(&first), 1, "{first:?}");
 
-    // Each check reads again the containers of the last second's events; past that, and
+    // Each check reads again the containers of the last 100 ms of events; past that, and
     // with nothing changed, a list is a change check and no list at all.
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     libgo.list_all(&InstanceFilter::default()).await?;
     proxy.take();
     let (ours, engine) = both(&libgo, &label).await?;
