@@ -7,6 +7,14 @@ use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder, SecurityRequiremen
 
 use crate::error::ErrorBody;
 
+/// Raw bytes: a disk image, a tar archive.
+// Described as `type: string, format: binary`, as OpenAPI describes file uploads, not as
+// the array of integers a `Vec<u8>` would give.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // only described, never built: handlers stream the body
+pub struct Binary(Vec<u8>);
+
 /// The document's fixed parts; the paths come from the routers.
 #[derive(OpenApi)]
 #[openapi(

@@ -147,7 +147,7 @@ pub struct BuildQuery {
 
 #[utoipa::path(post, path = "/api/v1/images/build", tag = "images",
     params(BuildQuery),
-    request_body(content = Vec<u8>, content_type = "application/x-tar", description = "Build context"),
+    request_body(content = crate::openapi::Binary, content_type = "application/x-tar", description = "Build context"),
     responses((status = 202, description = "Build task started; Location names it", body = Task)))]
 async fn build_image(
     State(state): State<Arc<AppState>>,

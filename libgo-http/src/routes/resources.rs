@@ -302,7 +302,7 @@ async fn spool(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<S
 #[utoipa::path(post, path = "/api/v1/volumes/{name}/upload", tag = "volumes",
     params(("name" = String, Path, description = "VM volume name (`pool%2Fname`)"), BackendQuery),
     request_body(content(
-        (Vec<u8> = "application/octet-stream"),
+        (crate::openapi::Binary = "application/octet-stream"),
         (UploadFromHost = "application/json"),
     ), description = "The disk image's bytes, or (JSON) the path of a file on the server's host"),
     responses((status = 200, description = "Filled (administrators only: the volume then holds \
