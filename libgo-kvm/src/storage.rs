@@ -55,7 +55,12 @@ fn all_volumes(inner: &Inner, c: &Connect) -> Result<Vec<Volume>> {
     {
         let pname = p.name().lv()?;
         for v in p.list_all_volumes(0).lv()? {
-            out.push(describe_volume(inner, &pname, &v)?);
+            match describe_volume(inner, &pname, &v) {
+                Ok(volume) => out.push(volume),
+                // Deleted since the listing (by another client): no longer in the answer.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(out)

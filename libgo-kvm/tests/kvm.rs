@@ -1096,3 +1096,45 @@ async fn a_remote_uri_drives_the_same_vms() {
         "its volumes went with it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volume_lists_survive_concurrent_deletes() {
+    let b = std::sync::Arc::new(common::qemu().await);
+    let names: Vec<String> = (0..30).map(|i| name(&format!("race{i}.qcow2"))).collect();
+    for n in &names {
+        b.volume_create(&VolumeSpec {
+            name: n.clone(),
+            size_bytes: Some(1 << 20),
+            ..Default::default()
+        })
+        .await
+        .expect("volume create");
+    }
+    // Another client deletes them one by one while this one lists.
+    let deleter = tokio::spawn({
+        let b = b.clone();
+        let names = names.clone();
+        async move {
+            for n in &names {
+                b.volume_delete(n, false).await.expect("volume delete");
+            }
+        }
+    });
+    let mut lists = 0;
+    while !deleter.is_finished() {
+        let listed = b.volume_list().await;
+        assert!(listed.is_ok(), "a list during deletes failed: {listed:?}");
+        lists += 1;
+    }
+    deleter.await.expect("deleter");
+    let left: Vec<String> = b
+        .volume_list()
+        .await
+        .expect("volume list")
+        .into_iter()
+        .map(|v| v.name)
+        .filter(|n| names.contains(n))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(lists > 1, "the lists ran alongside the deletes");
+}
