@@ -170,8 +170,7 @@ pub struct libgo_stream {
 /// its client's runtime alive. Free with `libgo_console_free`, which also ends the session.
 pub struct libgo_console {
     inner: Arc<Inner>,
-    output: Mutex<libgo::BoxStream<bytes::Bytes>>,
-    input: Mutex<Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>>,
+    console: libgo_bindings_common::Console,
 }
 
 // ---- conversions ----
@@ -311,8 +310,7 @@ impl Pack<libgo::ConsoleSession> for libgo_console_result {
         Ok(libgo_console_result {
             console: Box::into_raw(Box::new(libgo_console {
                 inner: inner.clone(),
-                output: Mutex::new(session.output),
-                input: Mutex::new(Some(session.input)),
+                console: libgo_bindings_common::Console::new(session),
             })),
             error: std::ptr::null_mut(),
         })
@@ -891,25 +889,8 @@ pub unsafe extern "C" fn libgo_console_read(
         }
         // SAFETY: a live console from this library.
         let c = unsafe { &*console };
-        let mut output = c.output.lock().unwrap_or_else(|e| e.into_inner());
-        // An empty chunk is neither output nor the end: wait on for the next one.
-        let next = async {
-            loop {
-                match output.next().await {
-                    Some(Ok(b)) if b.is_empty() => continue,
-                    other => return other,
-                }
-            }
-        };
-        let chunk = match u64::try_from(timeout_ms) {
-            Err(_) => c.inner.block_on(next),
-            // The timer is made inside the runtime, which it needs.
-            Ok(ms) => c
-                .inner
-                .block_on(async { tokio::time::timeout(Duration::from_millis(ms), next).await })
-                .map_err(|_| Error::new(ErrorKind::Timeout, "no console output in time"))?,
-        };
-        chunk.map(|b| b.map(|b| b.to_vec())).transpose()
+        let limit = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+        c.inner.block_on(c.console.read(limit))
     }))
     .unwrap_or_else(|_| Err(panic_error()));
     match outcome {
@@ -956,16 +937,7 @@ pub unsafe extern "C" fn libgo_console_write(
             // SAFETY: the caller passes `len` readable bytes (crate-level contract).
             unsafe { std::slice::from_raw_parts(data, len) }
         };
-        let mut input = c.input.lock().unwrap_or_else(|e| e.into_inner());
-        let writer = input
-            .as_mut()
-            .ok_or_else(|| Error::invalid("the console is closed"))?;
-        c.inner.block_on(async {
-            use tokio::io::AsyncWriteExt;
-            writer.write_all(bytes).await?;
-            writer.flush().await?;
-            Ok(())
-        })
+        c.inner.block_on(c.console.write(bytes))
     }))
     .unwrap_or_else(|_| Err(panic_error()));
     match outcome {
@@ -990,13 +962,7 @@ pub unsafe extern "C" fn libgo_console_free(console: *mut libgo_console) {
         // SAFETY: the console came from this library and is freed once.
         let c = unsafe { Box::from_raw(console) };
         let closed = catch_unwind(AssertUnwindSafe(|| {
-            let inner = c.inner.clone();
-            if let Some(mut writer) = c.input.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                use tokio::io::AsyncWriteExt;
-                if let Err(e) = inner.block_on(writer.shutdown()) {
-                    tracing::debug!(error = %e, "closing a console's input");
-                }
-            }
+            c.inner.block_on(c.console.close());
             drop(c);
         }));
         if closed.is_err() {

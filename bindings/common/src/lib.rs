@@ -1,9 +1,10 @@
 //! # libgo-bindings-common
 //!
-//! One table shared by the Python and Node bindings: [`call`] takes an operation name and
+//! What the bindings share. For Python and Node, one table: [`call`] takes an operation name and
 //! its arguments as a JSON object, converts them to the core's types, calls the
 //! [`LibGo`] facade once and converts the answer back to JSON (or a stream of JSON items,
-//! or bytes). It has no behaviour of its own: validation and routing live in the core.
+//! or bytes). For all three (C too), [`Console`]: an interactive console read and written
+//! at the host's pace. No behaviour of its own: validation and routing live in the core.
 //!
 //! Argument names are camelCase, like the JSON of the core's types: `{"id": "web",
 //! "options": {"timeoutSecs": 5}}`. Optional arguments may be missing or `null`.
@@ -65,7 +66,8 @@ impl std::fmt::Debug for Console {
 }
 
 impl Console {
-    fn new(session: libgo::ConsoleSession) -> Self {
+    /// Wraps a session from [`LibGo::console`].
+    pub fn new(session: libgo::ConsoleSession) -> Self {
         Console {
             output: Arc::new(tokio::sync::Mutex::new(Some(session.output))),
             input: Arc::new(tokio::sync::Mutex::new(Some(session.input))),
@@ -79,16 +81,23 @@ impl Console {
         let Some(stream) = output.as_mut() else {
             return Ok(None);
         };
+        // An empty chunk is neither output nor the end (where bindings answer empty bytes).
+        let next = async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(b)) if b.is_empty() => continue,
+                    other => return other,
+                }
+            }
+        };
         let next = match timeout {
-            None => stream.next().await,
-            Some(limit) => tokio::time::timeout(limit, stream.next())
-                .await
-                .map_err(|_| {
-                    Error::new(
-                        libgo::ErrorKind::Timeout,
-                        format!("no console output within {limit:?}"),
-                    )
-                })?,
+            None => next.await,
+            Some(limit) => tokio::time::timeout(limit, next).await.map_err(|_| {
+                Error::new(
+                    libgo::ErrorKind::Timeout,
+                    format!("no console output within {limit:?}"),
+                )
+            })?,
         };
         match next {
             Some(chunk) => chunk.map(|b| Some(b.to_vec())),
