@@ -20,7 +20,10 @@ def generate(src: str) -> str:
         '"""The asyncio client: the methods of :class:`libgo.Client`, as coroutines.\n\n'
         'Generated from ``_sync.py`` by ``bindings/python/gen_async.py``; edit that file."""',
     )
-    a = a.replace("from ._native import Native, Stream", "from ._native import AsyncStream, Native")
+    a = a.replace(
+        "from ._native import Console, Native, Stream",
+        "from ._native import AsyncConsole, AsyncStream, Native",
+    )
     a = a.replace("class Client:", "class AsyncClient:")
     a = a.replace(
         "    def __init__(self, config: Optional[t.EngineConfig] = None) -> None:\n"
@@ -41,6 +44,14 @@ def generate(src: str) -> str:
     a = re.sub(r"\n    def (?!__init__)", "\n    async def ", a)
     a = a.replace("self._call(", "await self._call(")
     a = a.replace("Stream[", "AsyncStream[").replace("AsyncAsyncStream", "AsyncStream")
+    a = a.replace("-> Console:", "-> AsyncConsole:").replace("cast(Console,", "cast(AsyncConsole,")
+    a = a.replace(
+        '        ``read(timeout=None)`` returns what the instance printed (``b""`` once the console has\n'
+        '        ended), ``write(data)`` types into it; use it in a ``with`` block or ``close()`` it.',
+        '        ``await read(timeout=None)`` returns what the instance printed (``b""`` once the\n'
+        '        console has ended), ``await write(data)`` types into it; use it in an ``async with``\n'
+        '        block or ``await aclose()`` it.',
+    )
     return a
 
 

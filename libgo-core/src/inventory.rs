@@ -57,8 +57,12 @@ impl Inventory {
         // One list at a time per backend, first come first served: each brings the state
         // forward from the last.
         let mut state = self.0.lock().await;
+        if matches!(*state, State::NoFeed) {
+            // Nothing held to keep consistent: lists of such a backend run side by side.
+            drop(state);
+            return backend.list(filter).await;
+        }
         let cursor = match &*state {
-            State::NoFeed => return backend.list(filter).await,
             // A check that began after this call did is as good as one of its own: callers
             // queued behind one check share the next.
             State::Held(held) if held.checked_at > called_at => {
@@ -77,6 +81,7 @@ impl Inventory {
                     tracing::debug!(backend = backend.name(), error = %e, "change check failed");
                     State::Empty
                 };
+                drop(state);
                 // The engine's own list gives the true answer, or its true error.
                 return backend.list(filter).await;
             }
