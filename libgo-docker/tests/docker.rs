@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{IMAGE, REGISTRY, backend, runnable, unique};
+use common::{IMAGE, REGISTRY, backend, docker_cli, runnable, unique};
 use futures::StreamExt;
 use libgo_core::{
     BuildSpec, Compute, ErrorKind, EventAction, ExecSpec, Images, InstanceSpec, InstanceState,
@@ -21,19 +21,6 @@ fn sh(command: &str) -> ExecSpec {
         command: vec!["sh".into(), "-c".into(), command.into()],
         ..Default::default()
     }
-}
-
-fn docker_cli(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A tar archive with one regular file, written by hand: the format is simple and the

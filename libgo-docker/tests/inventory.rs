@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use common::{IMAGE, backend, unique};
+use common::{IMAGE, backend, docker_cli, unique};
 use libgo_core::{Compute, Instance, InstanceFilter, InstanceState, LibGo, Result, Volumes};
 use libgo_docker::{DockerBackend, DockerConfig};
 use tokio::sync::watch;
@@ -16,19 +16,6 @@ use tokio::sync::watch;
 /// Held by the tests on the shared dockerd: each counts what its lists ask, and the other's
 /// image and volume changes would force full lists.
 static SHARED_ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn docker_cli(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A Unix socket forwarding to dockerd's that records each request line and can cut every
 /// connection at once, as a daemon going away would.

@@ -2,6 +2,7 @@
 //! `scripts/docker.sh` starts, with the locally built busybox image.
 #![allow(dead_code)]
 
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,21 @@ use libgo_docker::{DockerBackend, DockerConfig};
 pub const IMAGE: &str = "libgo-test/busybox:latest";
 /// The local registry `scripts/docker.sh` starts.
 pub const REGISTRY: &str = "127.0.0.1:5000";
+
+/// Runs the docker CLI against the same dockerd; its trimmed stdout, or a panic with its
+/// stderr.
+pub fn docker_cli(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
 
 /// A fresh lowercase prefix so that reruns never collide with leftovers.
 pub fn unique(prefix: &str) -> String {
