@@ -156,7 +156,10 @@ fn list_200(c: &mut Criterion) {
                 ContainerCreateBody {
                     image: Some(IMAGE.into()),
                     cmd: Some(COMMAND.iter().map(|s| s.to_string()).collect()),
-                    labels: Some(HashMap::from([("io.libgo.bench".to_string(), run.clone())])),
+                    labels: Some(HashMap::from([(
+                        "test.libgo.bench".to_string(),
+                        run.clone(),
+                    )])),
                     ..Default::default()
                 },
             ))

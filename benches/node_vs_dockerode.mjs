@@ -83,14 +83,14 @@ const dk = new Docker()
 const made = []
 try {
   for (let i = 0; i < N; i++) {
-    made.push(await dk.createContainer({ Image: IMAGE, Cmd: IDLE, name: `nbench-${run}-${i}`, Labels: { 'io.libgo.bench': run } }))
+    made.push(await dk.createContainer({ Image: IMAGE, Cmd: IDLE, name: `nbench-${run}-${i}`, Labels: { 'test.libgo.bench': run } }))
   }
   const [ours, theirs] = await timedMs([
     async () => {
-      if ((await lg.listAll({ labels: { 'io.libgo.bench': run } })).length !== N) throw new Error('count')
+      if ((await lg.listAll({ labels: { 'test.libgo.bench': run } })).length !== N) throw new Error('count')
     },
     async () => {
-      if ((await dk.listContainers({ all: true, filters: { label: [`io.libgo.bench=${run}`] } })).length !== N) throw new Error('count')
+      if ((await dk.listContainers({ all: true, filters: { label: [`test.libgo.bench=${run}`] } })).length !== N) throw new Error('count')
     },
   ], RUNS)
   report(`list ${N} containers`, ours, theirs)

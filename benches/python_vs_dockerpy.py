@@ -103,14 +103,14 @@ def main() -> None:
     import libgo
 
     run = uuid.uuid4().hex[:8]
-    label = f"io.libgo.bench={run}"
+    label = f"test.libgo.bench={run}"
     lg = libgo.Client({"docker": "required", "kvm": "off"})
     dc = docker.from_env()
     ids = []
     try:
         for i in range(opts.containers):
-            ids.append(dc.api.create_container(IMAGE, IDLE, name=f"bench-{run}-{i}", labels={"io.libgo.bench": run})["Id"])
-        flt: libgo.types.InstanceFilter = {"labels": {"io.libgo.bench": run}}
+            ids.append(dc.api.create_container(IMAGE, IDLE, name=f"bench-{run}-{i}", labels={"test.libgo.bench": run})["Id"])
+        flt: libgo.types.InstanceFilter = {"labels": {"test.libgo.bench": run}}
 
         def lg_list() -> None:
             assert len(lg.list_all(flt)) == opts.containers

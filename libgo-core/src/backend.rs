@@ -145,6 +145,14 @@ pub trait Compute: Send + Sync {
         let _ = id;
         unsupported("console")
     }
+    /// What the instance holds of its host (privileged mode, host paths, devices, host
+    /// namespaces or networks, a host kernel), read from the engine; empty when nothing.
+    /// Backends that cannot tell answer `Unsupported`, and callers then treat the instance
+    /// as holding host access.
+    async fn host_access(&self, id: &str) -> Result<Vec<HostAccess>> {
+        let _ = id;
+        unsupported("host access report")
+    }
     /// The VNC display of a VM.
     async fn vnc_display(&self, id: &str) -> Result<VncDisplay> {
         let _ = id;
@@ -264,6 +272,12 @@ pub trait Networks: Send + Sync {
     /// Every network.
     async fn network_list(&self) -> Result<Vec<Network>> {
         unsupported("networks")
+    }
+    /// Whether a network made from `spec` would attach its instances to a host bridge or
+    /// interface (a host privilege). Backends whose drivers can answer `true`.
+    fn network_attaches_host(&self, spec: &NetworkSpec) -> bool {
+        let _ = spec;
+        false
     }
     /// Creates a network.
     async fn network_create(&self, spec: &NetworkSpec) -> Result<Network> {

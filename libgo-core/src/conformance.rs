@@ -233,7 +233,7 @@ pub async fn instance_lifecycle(b: &dyn Backend, fx: &Fixture) -> Result<()> {
 pub async fn bad_input(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     // Every bad spec carries this label, so that whatever one wrongly created is found
     // even while other tests run.
-    let marker = ("io.libgo.conformance.bad".to_string(), fx.prefix.clone());
+    let marker = ("libgo-conformance-bad".to_string(), fx.prefix.clone());
     let mine = InstanceFilter {
         labels: [marker.clone()].into(),
         ..Default::default()

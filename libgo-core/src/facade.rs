@@ -258,6 +258,9 @@ impl LibGo {
             })?,
         };
         validate::instance_spec(spec, kind)?;
+        if let Some(image) = &spec.image {
+            validate::user_image_reference(image)?;
+        }
         // The target backend refuses a duplicate itself; the others are asked here.
         let others: Vec<_> = self
             .read()
@@ -427,6 +430,13 @@ impl LibGo {
     pub async fn console(&self, id: &str) -> Result<ConsoleSession> {
         let (b, i) = self.route(id).await?;
         b.console(&i).await
+    }
+
+    /// What an instance holds of its host, as its engine reports it (see
+    /// [`Compute::host_access`]).
+    pub async fn host_access(&self, id: &str) -> Result<Vec<HostAccess>> {
+        let (b, i) = self.route(id).await?;
+        b.host_access(&i).await
     }
 
     /// The VNC display of a VM.
@@ -639,7 +649,7 @@ impl LibGo {
         auth: Option<&RegistryAuth>,
         progress: ProgressSink,
     ) -> Result<Image> {
-        validate::image_reference(reference)?;
+        validate::user_image_reference(reference)?;
         self.pick(backend, |c| c.image_registry, "image pull")?
             .image_pull(reference, auth, progress)
             .await
@@ -670,7 +680,7 @@ impl LibGo {
             return Err(Error::invalid("an image build needs a context tar"));
         }
         for t in &spec.tags {
-            validate::image_reference(t)?;
+            validate::user_image_reference(t)?;
         }
         self.pick(backend, |c| c.image_build, "image build")?
             .image_build(spec, progress)
@@ -679,7 +689,7 @@ impl LibGo {
 
     /// Tags an image.
     pub async fn image_tag(&self, backend: Option<&str>, source: &str, target: &str) -> Result<()> {
-        validate::image_reference(target)?;
+        validate::user_image_reference(target)?;
         let (b, _) = self.find_image(backend, source).await?;
         b.image_tag(source, target).await
     }
@@ -737,6 +747,14 @@ impl LibGo {
             |a, b| a.name.cmp(&b.name).then_with(|| a.backend.cmp(&b.backend)),
         )
         .await
+    }
+
+    /// Whether creating `spec` would make a host-attached network (see
+    /// [`crate::Networks::network_attaches_host`]) on the backend that would create it.
+    pub fn network_attaches_host(&self, spec: &NetworkSpec) -> Result<bool> {
+        Ok(self
+            .pick(spec.backend.as_deref(), |c| c.networks, "networks")?
+            .network_attaches_host(spec))
     }
 
     /// Creates a network on the spec's backend or the first with networks.

@@ -420,12 +420,18 @@ impl InstanceSpec {
     }
 
     /// Whether the spec asks for something that makes its owner root on the host
-    /// (privileged mode, a host bind mount, a host device, a kernel from host files).
+    /// (privileged mode, a host bind mount, a host device, a kernel from host files, the
+    /// host's network namespace or none). Networks that attach to a host bridge are
+    /// checked by the caller, which can look them up.
     pub fn needs_host_privileges(&self) -> bool {
         self.privileged
             || !self.devices.is_empty()
             || self.kernel_boot.is_some()
             || self.mounts.iter().any(|m| m.kind == MountKind::Bind)
+            || self
+                .networks
+                .iter()
+                .any(|n| n == "host" || n == "none" || n.starts_with("container:"))
     }
 }
 
@@ -653,6 +659,21 @@ pub struct ExecSpec {
     /// Allocate a TTY (stdout and stderr are merged).
     #[serde(default)]
     pub tty: bool,
+    /// Most bytes of output kept per stream; the rest is dropped and the result says
+    /// `truncated` ([`ExecSpec::DEFAULT_MAX_OUTPUT`] when absent).
+    #[serde(default)]
+    pub max_output_bytes: Option<u64>,
+}
+
+impl ExecSpec {
+    /// Output kept per stream when [`ExecSpec::max_output_bytes`] is absent: 16 MiB, as the
+    /// QEMU guest agent keeps.
+    pub const DEFAULT_MAX_OUTPUT: u64 = 16 << 20;
+
+    /// The output limit in force.
+    pub fn output_limit(&self) -> u64 {
+        self.max_output_bytes.unwrap_or(Self::DEFAULT_MAX_OUTPUT)
+    }
 }
 
 /// The outcome of an [`ExecSpec`].
@@ -666,6 +687,10 @@ pub struct ExecResult {
     pub stdout: String,
     /// Standard error (lossy UTF-8; empty with a TTY).
     pub stderr: String,
+    /// Output was cut at the limit. A container command still running then is left to end
+    /// on its own (its pipe is closed) and `exitCode` is -1.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// A point-in-time copy of an instance.
@@ -920,6 +945,10 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     /// Ids of attached instances, where the engine reports them.
     pub instances: Vec<String>,
+    /// Whether it attaches its instances to a host bridge or interface (libvirt `bridge`
+    /// and `ovs`, Docker `macvlan`/`ipvlan`/`host`): a host privilege.
+    #[serde(default)]
+    pub host_attached: bool,
 }
 
 /// A network to create.
@@ -1175,6 +1204,41 @@ pub struct StopOptions {
     /// Skip the graceful stop.
     #[serde(default)]
     pub force: bool,
+}
+
+/// Something an existing instance holds of its host that makes whoever runs code in it, or
+/// changes it, root on that host. Backends read it from the engine, not from what LibGo
+/// remembers of the create call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", content = "detail", rename_all = "camelCase")]
+pub enum HostAccess {
+    /// Privileged mode, added capabilities or a disabled security profile.
+    Privileged(String),
+    /// A host path mounted or used as a disk.
+    HostPath(String),
+    /// A host device passed through.
+    Device(String),
+    /// A host namespace shared (network `host`, `none`, `container:*`; pid, ipc, uts or
+    /// user namespace `host`).
+    HostNamespace(String),
+    /// A network that attaches to a host bridge or interface.
+    HostNetwork(String),
+    /// A kernel booted from host files.
+    KernelBoot(String),
+}
+
+impl std::fmt::Display for HostAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostAccess::Privileged(d) => write!(f, "privileged ({d})"),
+            HostAccess::HostPath(d) => write!(f, "host path {d}"),
+            HostAccess::Device(d) => write!(f, "host device {d}"),
+            HostAccess::HostNamespace(d) => write!(f, "host namespace {d}"),
+            HostAccess::HostNetwork(d) => write!(f, "host-attached network {d}"),
+            HostAccess::KernelBoot(d) => write!(f, "kernel booted from host file {d}"),
+        }
+    }
 }
 
 /// Where a VM's graphical display listens, for a VNC client or WebSocket proxy.

@@ -122,8 +122,34 @@ fn no_nul(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Label prefixes LibGo keeps for its own records; user input carrying them is refused.
+pub const RESERVED_LABEL_PREFIXES: [&str; 2] = ["io.libgo.", "kvm.libgo.io/"];
+
+/// The image repository of container snapshots; only LibGo writes to it.
+pub const SNAPSHOT_REPOSITORY: &str = "libgo-snapshots";
+
+/// An image reference given by a user: valid, and not in LibGo's snapshot repository
+/// (whose images only LibGo commits, so that a revert uses nothing else).
+pub fn user_image_reference(value: &str) -> Result<()> {
+    image_reference(value)?;
+    let repo = value.split(['@', ':']).next().unwrap_or_default();
+    let repo = repo.strip_prefix("docker.io/library/").unwrap_or(repo);
+    if repo == SNAPSHOT_REPOSITORY || repo.starts_with(&format!("{SNAPSHOT_REPOSITORY}/")) {
+        return Err(Error::invalid(format!(
+            "image reference {value:?} is in {SNAPSHOT_REPOSITORY}/, which only LibGo's \
+             snapshots may use"
+        )));
+    }
+    Ok(())
+}
+
 fn labels(map: &std::collections::BTreeMap<String, String>) -> Result<()> {
     for (k, v) in map {
+        if let Some(p) = RESERVED_LABEL_PREFIXES.iter().find(|p| k.starts_with(*p)) {
+            return Err(Error::invalid(format!(
+                "label key {k:?} is invalid: the prefix {p:?} is reserved for LibGo"
+            )));
+        }
         if k.is_empty() || k.len() > 255 || k.chars().any(|c| c.is_whitespace() || c == '\0') {
             return Err(Error::invalid(format!(
                 "label key {k:?} is invalid: 1 to 255 characters without spaces"

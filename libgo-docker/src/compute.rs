@@ -680,30 +680,89 @@ impl Compute for DockerBackend {
             )
             .await
             .map_err(|e| self.error(e).with_context("instance", id))?;
+        let limit = usize::try_from(spec.output_limit()).unwrap_or(usize::MAX);
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut truncated = false;
         if let StartExecResults::Attached { mut output, .. } = started {
+            // Keep at most `limit` bytes per stream; past that, stop reading and close the
+            // attach stream, so that no caller can make this process hold unbounded output.
+            let keep = |buf: &mut Vec<u8>, message: &[u8], truncated: &mut bool| {
+                let room = limit.saturating_sub(buf.len());
+                buf.extend_from_slice(&message[..message.len().min(room)]);
+                *truncated |= message.len() > room;
+            };
             while let Some(chunk) = output.next().await {
                 match chunk.map_err(|e| self.error(e))? {
-                    LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                    LogOutput::StdErr { message } => keep(&mut stderr, &message, &mut truncated),
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        stdout.extend_from_slice(&message)
+                        keep(&mut stdout, &message, &mut truncated)
                     }
                     LogOutput::StdIn { .. } => {}
                 }
+                if truncated {
+                    break;
+                }
             }
         }
-        let inspected = docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(|e| self.error(e))?;
-        let exit_code = inspected
-            .exit_code
-            .ok_or_else(|| Error::internal("dockerd reported no exit code for the exec"))?;
+        let mut exit_code = None;
+        for attempt in 0..20 {
+            let inspected = docker
+                .inspect_exec(&created.id)
+                .await
+                .map_err(|e| self.error(e))?;
+            if inspected.running != Some(true) {
+                exit_code = inspected.exit_code;
+                break;
+            }
+            if !truncated || attempt == 19 {
+                break;
+            }
+            // The command gets SIGPIPE at its next write into the closed stream.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let exit_code = match exit_code {
+            Some(c) => c,
+            None if truncated => -1,
+            None => {
+                return Err(Error::internal(
+                    "dockerd reported no exit code for the exec",
+                ));
+            }
+        };
         Ok(ExecResult {
             exit_code,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            truncated,
         })
+    }
+
+    async fn host_access(&self, id: &str) -> Result<Vec<libgo_core::HostAccess>> {
+        let docker = self.docker().await?;
+        let c = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let mut out = convert::host_access(&c.host_config.unwrap_or_default());
+        // A network with a host-attached driver (macvlan, ipvlan) puts it on a host NIC.
+        let networks = c
+            .network_settings
+            .and_then(|s| s.networks)
+            .unwrap_or_default();
+        for name in networks.keys() {
+            if matches!(name.as_str(), "host" | "none" | "bridge") {
+                continue;
+            }
+            match libgo_core::Networks::network_inspect(self, name).await {
+                Ok(n) if n.host_attached => {
+                    out.push(libgo_core::HostAccess::HostNetwork(name.clone()));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     async fn console(&self, id: &str) -> Result<ConsoleSession> {

@@ -10,8 +10,8 @@ use bollard::models::{
 };
 use chrono::{DateTime, TimeZone, Utc};
 use libgo_core::{
-    EventAction, Instance, InstanceKind, InstanceSpec, InstanceState, MountKind, PortMapping,
-    Protocol, RestartPolicy, Stats,
+    EventAction, HostAccess, Instance, InstanceKind, InstanceSpec, InstanceState, MountKind,
+    PortMapping, Protocol, RestartPolicy, Stats,
 };
 
 use crate::LABEL_IMAGE;
@@ -144,6 +144,62 @@ fn image_of(labels: &BTreeMap<String, String>, docker_image: Option<String>) -> 
 }
 
 /// An instance from a full inspect.
+/// What a container's host configuration takes from the host.
+pub(crate) fn host_access(host: &bollard::models::HostConfig) -> Vec<HostAccess> {
+    let mut out = Vec::new();
+    if host.privileged == Some(true) {
+        out.push(HostAccess::Privileged("privileged mode".into()));
+    }
+    for cap in host.cap_add.iter().flatten() {
+        out.push(HostAccess::Privileged(format!("capability {cap}")));
+    }
+    for opt in host.security_opt.iter().flatten() {
+        if opt.contains("unconfined") {
+            out.push(HostAccess::Privileged(format!("security option {opt}")));
+        }
+    }
+    for bind in host.binds.iter().flatten() {
+        // `source:target[:options]`; a source that is not a path is a named volume.
+        let source = bind.split(':').next().unwrap_or_default();
+        if source.starts_with('/') {
+            out.push(HostAccess::HostPath(source.to_string()));
+        }
+    }
+    for m in host.mounts.iter().flatten() {
+        if m.typ == Some(bollard::models::MountType::BIND) {
+            out.push(HostAccess::HostPath(m.source.clone().unwrap_or_default()));
+        }
+    }
+    for d in host.devices.iter().flatten() {
+        out.push(HostAccess::Device(
+            d.path_on_host.clone().unwrap_or_default(),
+        ));
+    }
+    if !host.device_requests.as_ref().is_none_or(Vec::is_empty) {
+        out.push(HostAccess::Device("device request".into()));
+    }
+    if let Some(mode) = host.network_mode.as_deref()
+        && (mode == "host" || mode == "none" || mode.starts_with("container:"))
+    {
+        out.push(HostAccess::HostNamespace(format!("network {mode}")));
+    }
+    let namespaces = [
+        ("pid", host.pid_mode.as_deref()),
+        ("ipc", host.ipc_mode.as_deref()),
+        ("uts", host.uts_mode.as_deref()),
+        ("user", host.userns_mode.as_deref()),
+        ("cgroup", host.cgroupns_mode.as_ref().map(|m| m.as_ref())),
+    ];
+    for (ns, mode) in namespaces {
+        if let Some(mode) = mode
+            && (mode == "host" || mode.starts_with("container:"))
+        {
+            out.push(HostAccess::HostNamespace(format!("{ns} {mode}")));
+        }
+    }
+    out
+}
+
 pub(crate) fn from_inspect(backend: &str, c: ContainerInspectResponse) -> Instance {
     let config = c.config.unwrap_or_default();
     let host = c.host_config.unwrap_or_default();

@@ -52,6 +52,11 @@ pub(crate) const LABEL_SNAPSHOT_NAME: &str = "io.libgo.snapshot.name";
 /// Repository of snapshot images.
 pub(crate) const SNAPSHOT_REPO: &str = "libgo-snapshots";
 
+/// Whether a Docker network driver puts containers on the host's own interfaces.
+pub(crate) fn host_attached_driver(driver: Option<&str>) -> bool {
+    matches!(driver, Some("host" | "macvlan" | "ipvlan"))
+}
+
 /// A container's CPU nanoseconds, the host's, and when they were read.
 pub(crate) type CpuSample = (u64, u64, DateTime<Utc>);
 

@@ -43,6 +43,10 @@ impl DockerBackend {
 
 #[async_trait]
 impl Networks for DockerBackend {
+    fn network_attaches_host(&self, spec: &NetworkSpec) -> bool {
+        crate::host_attached_driver(spec.driver.as_deref())
+    }
+
     async fn network_list(&self) -> Result<Vec<Network>> {
         let docker = self.docker().await?;
         let networks = docker
@@ -57,6 +61,7 @@ impl Networks for DockerBackend {
                     id: n.id.unwrap_or_default(),
                     name: n.name.unwrap_or_default(),
                     backend: self.name.clone(),
+                    host_attached: crate::host_attached_driver(n.driver.as_deref()),
                     driver: n.driver.unwrap_or_default(),
                     subnet,
                     gateway,
@@ -120,6 +125,7 @@ impl Networks for DockerBackend {
             id: n.id.unwrap_or_default(),
             name: n.name.unwrap_or_default(),
             backend: self.name.clone(),
+            host_attached: crate::host_attached_driver(n.driver.as_deref()),
             driver: n.driver.unwrap_or_default(),
             subnet,
             gateway,

@@ -52,7 +52,7 @@ async fn build_push_and_pull_through_the_local_registry() -> Result<()> {
     let local = format!("libgo-test/{tag}:v1");
     let remote = format!("{REGISTRY}/libgo-test/{tag}:v1");
     let dockerfile =
-        format!("FROM {IMAGE}\nRUN echo built-by-libgo > /built\nLABEL io.libgo.test={tag}\n");
+        format!("FROM {IMAGE}\nRUN echo built-by-libgo > /built\nLABEL test.libgo.test={tag}\n");
     let lines = Arc::new(Mutex::new(Vec::new()));
     let seen = lines.clone();
     let built = b
@@ -66,7 +66,7 @@ async fn build_push_and_pull_through_the_local_registry() -> Result<()> {
         )
         .await?;
     assert!(built.tags.contains(&local), "{:?}", built.tags);
-    assert_eq!(built.labels.get("io.libgo.test"), Some(&tag));
+    assert_eq!(built.labels.get("test.libgo.test"), Some(&tag));
     assert!(
         !lines.lock().unwrap().is_empty(),
         "the build reported its steps"
@@ -245,7 +245,7 @@ async fn volume_data_outlives_the_container() -> Result<()> {
     let vol = unique("vol");
     b.volume_create(&VolumeSpec {
         name: vol.clone(),
-        labels: BTreeMap::from([("io.libgo.test".into(), "1".into())]),
+        labels: BTreeMap::from([("test.libgo.test".into(), "1".into())]),
         ..Default::default()
     })
     .await?;
@@ -755,7 +755,7 @@ async fn create_honours_the_whole_spec() -> Result<()> {
     let name = unique("full");
     let mut spec = runnable(&name);
     spec.env = BTreeMap::from([("GREETING".into(), "hi there".into())]);
-    spec.labels = BTreeMap::from([("io.libgo.test".into(), "full".into())]);
+    spec.labels = BTreeMap::from([("test.libgo.test".into(), "full".into())]);
     spec.cpus = Some(1);
     spec.memory_bytes = Some(64 << 20);
     spec.restart_policy = Some(libgo_core::RestartPolicy::UnlessStopped);
@@ -779,7 +779,7 @@ async fn create_honours_the_whole_spec() -> Result<()> {
         assert_eq!(created.cpus, Some(1.0));
         assert_eq!(created.memory_bytes, Some(64 << 20));
         assert_eq!(
-            created.labels.get("io.libgo.test").map(String::as_str),
+            created.labels.get("test.libgo.test").map(String::as_str),
             Some("full")
         );
         assert_eq!(created.image.as_deref(), Some(IMAGE));
@@ -891,7 +891,7 @@ async fn internal_networks_and_subnets_are_what_docker_reports() -> Result<()> {
         .network_create(&NetworkSpec {
             name: name.clone(),
             internal: true,
-            labels: BTreeMap::from([("io.libgo.test".into(), "1".into())]),
+            labels: BTreeMap::from([("test.libgo.test".into(), "1".into())]),
             ..Default::default()
         })
         .await?;

@@ -128,7 +128,7 @@ fn change_checks(requests: &[String]) -> usize {
 
 fn labelled(label: &str) -> InstanceFilter {
     InstanceFilter {
-        labels: BTreeMap::from([("io.libgo.inventory".to_string(), label.to_string())]),
+        labels: BTreeMap::from([("test.libgo.inventory".to_string(), label.to_string())]),
         ..Default::default()
     }
 }
@@ -172,7 +172,7 @@ async fn lists_follow_every_change_from_memory() -> Result<()> {
         "--name",
         &name,
         "--label",
-        &format!("io.libgo.inventory={label}"),
+        &format!("test.libgo.inventory={label}"),
         IMAGE,
         "sh",
         "-c",
@@ -329,7 +329,7 @@ async fn a_lost_engine_connection_forces_a_full_list() -> Result<()> {
         "--name",
         &name,
         "--label",
-        &format!("io.libgo.inventory={label}"),
+        &format!("test.libgo.inventory={label}"),
         IMAGE,
     ]);
     let (ours, engine) = both(&libgo, &label).await?;

@@ -63,6 +63,23 @@ impl FromStr for Role {
     }
 }
 
+/// What a caller authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A token of a login session.
+    Session {
+        /// Session id (the token's `sid`).
+        id: String,
+        /// The token's expiry (seconds since the epoch).
+        expires_at: i64,
+    },
+    /// An API key (its SHA-256, never the key).
+    ApiKey {
+        /// Hash of the key.
+        hash: String,
+    },
+}
+
 /// The authenticated caller of a request (a request extension).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -72,9 +89,32 @@ pub struct Caller {
     pub username: String,
     /// Role.
     pub role: Role,
+    /// How the caller authenticated.
+    pub credential: Credential,
+    /// The least role the route admitted the caller for (re-checked on long streams).
+    pub admitted_as: Role,
 }
 
 impl Caller {
+    /// The caller behind `user`'s credential.
+    pub fn new(user: UserRecord, credential: Credential) -> Caller {
+        Caller {
+            user_id: user.id,
+            username: user.username,
+            role: user.role,
+            credential,
+            admitted_as: Role::Viewer,
+        }
+    }
+
+    /// The session id, when the caller used a token.
+    pub fn session_id(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Session { id, .. } => Some(id),
+            Credential::ApiKey { .. } => None,
+        }
+    }
+
     /// 403 unless the caller has at least `role`.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
@@ -119,6 +159,8 @@ pub struct Claims {
     pub exp: i64,
     /// Token id.
     pub jti: String,
+    /// Session id: the token is valid while this session lives.
+    pub sid: String,
 }
 
 /// Token signing with one fixed algorithm (HS256).
@@ -151,8 +193,8 @@ impl Tokens {
         }
     }
 
-    /// A token for `user` and its expiry (seconds since the epoch).
-    pub fn issue(&self, user: &UserRecord) -> Result<(String, i64), ApiError> {
+    /// A token of session `sid` for `user`, and its expiry (seconds since the epoch).
+    pub fn issue(&self, user: &UserRecord, sid: &str) -> Result<(String, i64), ApiError> {
         let now = chrono::Utc::now().timestamp();
         let exp = now + i64::try_from(self.ttl.as_secs()).unwrap_or(3600);
         let claims = Claims {
@@ -162,6 +204,7 @@ impl Tokens {
             iat: now,
             exp,
             jti: uuid::Uuid::new_v4().to_string(),
+            sid: sid.to_string(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
@@ -236,44 +279,122 @@ pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Which callers a route admits.
+/// Which callers a route admits, as declared next to its handler by the
+/// `x-libgo-access` extension of its `#[utoipa::path]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone, without credentials.
     Public,
+    /// Any authenticated caller, acting on its own account only (its sessions, keys,
+    /// password); the handler scopes the work to the caller.
+    OwnAccount,
     /// Authenticated callers with at least this role.
     Role(Role),
 }
 
-/// The access rule of a route: the one table where authorisation is decided.
-///
-/// - Reads need `viewer`; writes need `operator`.
-/// - Users, the audit log, storage pools (they name host directories) and volume uploads
-///   (they read a host file) need `admin` for writes; users and the audit log for reads too.
-/// - Every caller may read itself, change its own password and list its own keys.
-/// - Privileged container specs are checked again once the body is parsed (admin only).
-pub fn access_for(method: &Method, route: &str) -> Access {
-    let read = matches!(*method, Method::GET | Method::HEAD);
-    match route {
-        "/health" | "/login" | "/api/v1/login" => return Access::Public,
-        "/api/v1/users/me" | "/api/v1/users/me/password" | "/api/v1/api-keys" if read => {
-            return Access::Role(Role::Viewer);
+impl Access {
+    /// The name used in route declarations and the OpenAPI document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::OwnAccount => "self",
+            Access::Role(r) => r.as_str(),
         }
-        "/api/v1/users/me/password" => return Access::Role(Role::Viewer),
-        _ => {}
     }
-    let admin_prefixes = ["/api/v1/users", "/api/v1/audit"];
-    if admin_prefixes.iter().any(|p| route.starts_with(p)) {
-        return Access::Role(Role::Admin);
+
+    /// Parses a declaration.
+    pub fn parse(s: &str) -> Option<Access> {
+        match s {
+            "public" => Some(Access::Public),
+            "self" => Some(Access::OwnAccount),
+            other => other.parse().ok().map(Access::Role),
+        }
     }
-    if read {
-        return Access::Role(Role::Viewer);
+
+    /// The least role that satisfies this rule (`None` for public routes).
+    pub fn least_role(self) -> Option<Role> {
+        match self {
+            Access::Public => None,
+            Access::OwnAccount => Some(Role::Viewer),
+            Access::Role(r) => Some(r),
+        }
     }
-    let admin_writes = ["/api/v1/storage-pools", "/api/v1/volumes/{name}/upload"];
-    if admin_writes.iter().any(|p| route.starts_with(p)) {
-        return Access::Role(Role::Admin);
+}
+
+/// The name of the OpenAPI operation extension that declares a route's [`Access`].
+pub const ACCESS_EXTENSION: &str = "x-libgo-access";
+
+/// Every route's [`Access`], read from the declarations in the OpenAPI document: the one
+/// table where authorisation is decided. A route missing from it is refused.
+#[derive(Debug, Clone, Default)]
+pub struct AccessTable {
+    routes: HashMap<(Method, String), Access>,
+    undeclared: Vec<String>,
+}
+
+impl AccessTable {
+    /// Reads each operation's declaration. Operations without a valid one are listed by
+    /// [`AccessTable::undeclared`] and refused at run time.
+    pub fn from_openapi(api: &utoipa::openapi::OpenApi) -> AccessTable {
+        let mut table = AccessTable::default();
+        for (path, item) in &api.paths.paths {
+            let ops = [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::PATCH, &item.patch),
+                (Method::HEAD, &item.head),
+                (Method::OPTIONS, &item.options),
+                (Method::TRACE, &item.trace),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                let declared = op
+                    .extensions
+                    .as_ref()
+                    .and_then(|e| e.get(ACCESS_EXTENSION))
+                    .and_then(|v| v.as_str())
+                    .and_then(Access::parse);
+                match declared {
+                    Some(a) => {
+                        table.routes.insert((method, path.clone()), a);
+                    }
+                    None => table.undeclared.push(format!("{method} {path}")),
+                }
+            }
+        }
+        table.undeclared.sort();
+        table
     }
-    Access::Role(Role::Operator)
+
+    /// The rule of a route, if it declared one.
+    pub fn get(&self, method: &Method, route: &str) -> Option<Access> {
+        let method = if *method == Method::HEAD
+            && !self.routes.contains_key(&(Method::HEAD, route.to_string()))
+        {
+            Method::GET
+        } else {
+            method.clone()
+        };
+        self.routes.get(&(method, route.to_string())).copied()
+    }
+
+    /// Operations that declared no (valid) rule.
+    pub fn undeclared(&self) -> &[String] {
+        &self.undeclared
+    }
+
+    /// Every declared rule as `(method, route, access)`, sorted by route then method.
+    pub fn entries(&self) -> Vec<(String, String, Access)> {
+        let mut v: Vec<_> = self
+            .routes
+            .iter()
+            .map(|((m, r), a)| (m.to_string(), r.clone(), *a))
+            .collect();
+        v.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+        v
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -294,54 +415,159 @@ fn query_token(query: Option<&str>) -> Option<String> {
     })
 }
 
-/// Finds the caller from a bearer token, an `X-API-Key`, or (for WebSocket upgrades, which
-/// browsers cannot give headers) an `access_token` query parameter.
+/// Finds the caller from a bearer token (whose session must still be live), an
+/// `X-API-Key`, or (for WebSocket upgrades, which browsers cannot give headers) an
+/// `access_token` query parameter.
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Caller, ApiError> {
-    let user = if let Some(key) = headers.get("x-api-key") {
+    if let Some(key) = headers.get("x-api-key") {
         let key = key
             .to_str()
             .map_err(|_| ApiError::unauthorized("invalid API key"))?;
-        state
+        let hash = hash_api_key(key);
+        let user = state
             .db
-            .key_owner(&hash_api_key(key))
+            .key_owner(&hash)
             .await?
-            .ok_or_else(|| ApiError::unauthorized("invalid or expired API key"))?
-    } else {
-        let is_upgrade = headers.contains_key(axum::http::header::UPGRADE);
-        let token = match bearer(headers) {
-            Some(t) => t.to_string(),
-            None => match query_token(query).filter(|_| is_upgrade) {
-                Some(t) => t,
-                None => {
-                    return Err(ApiError::unauthorized(
-                        "authentication required: send Authorization: Bearer <token> or \
-                         X-API-Key",
-                    ));
-                }
-            },
-        };
-        let claims = state.tokens.verify(&token)?;
-        state
-            .db
-            .user_by_id(&claims.sub)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?
+            .ok_or_else(|| ApiError::unauthorized("invalid or expired API key"))?;
+        return Ok(Caller::new(user, Credential::ApiKey { hash }));
+    }
+    let is_upgrade = headers.contains_key(axum::http::header::UPGRADE);
+    let token = match bearer(headers) {
+        Some(t) => t.to_string(),
+        None => match query_token(query).filter(|_| is_upgrade) {
+            Some(t) => t,
+            None => {
+                return Err(ApiError::unauthorized(
+                    "authentication required: send Authorization: Bearer <token> or X-API-Key",
+                ));
+            }
+        },
     };
-    Ok(Caller {
-        user_id: user.id,
-        username: user.username,
-        role: user.role,
-    })
+    let claims = state.tokens.verify(&token)?;
+    let user = state
+        .db
+        .session_user(&claims.sid, &claims.sub)
+        .await?
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "the session has ended (logged out, password or role changed, or user \
+                 deleted): log in again",
+            )
+        })?;
+    Ok(Caller::new(
+        user,
+        Credential::Session {
+            id: claims.sid,
+            expires_at: claims.exp,
+        },
+    ))
 }
 
-/// Route middleware: authenticates and authorises from the route alone, before any handler
-/// (and so before the body is read).
+/// Checks again that the credentials behind `caller` still admit what the request was
+/// admitted for: the session is live (or the key exists) and the user's current role still
+/// suffices. `Err` carries why not, for a close frame.
+pub async fn recheck(state: &AppState, caller: &Caller) -> Result<(), String> {
+    let user = match &caller.credential {
+        Credential::Session { id, expires_at } => {
+            if chrono::Utc::now().timestamp() >= *expires_at {
+                return Err("the session expired".into());
+            }
+            state.db.session_user(id, &caller.user_id).await
+        }
+        Credential::ApiKey { hash } => state
+            .db
+            .key_owner(hash)
+            .await
+            .map(|u| u.filter(|u| u.id == caller.user_id)),
+    }
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot re-check a session");
+        "the session could not be checked".to_string()
+    })?;
+    let Some(user) = user else {
+        return Err("the session has ended".into());
+    };
+    if user.role < caller.admitted_as {
+        return Err(format!(
+            "{} no longer has the {} role",
+            user.username,
+            caller.admitted_as.as_str()
+        ));
+    }
+    Ok(())
+}
+
+/// Ends when the credentials behind a long-lived stream stop admitting it: checked every
+/// `stream_recheck_secs` and at the token's expiry. Dropping it stops the checks.
+#[derive(Debug)]
+pub struct SessionWatch {
+    ended: tokio_util::sync::CancellationToken,
+    reason: Arc<Mutex<String>>,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl SessionWatch {
+    /// Starts watching `caller`'s credentials.
+    pub fn start(state: Arc<AppState>, caller: Caller) -> SessionWatch {
+        let ended = tokio_util::sync::CancellationToken::new();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let reason = Arc::new(Mutex::new(String::new()));
+        let every = Duration::from_secs(state.config.stream_recheck_secs.max(1));
+        let (ended2, stop2, reason2) = (ended.clone(), stop.clone(), reason.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut wait = every;
+                if let Credential::Session { expires_at, .. } = &caller.credential {
+                    let left = expires_at.saturating_sub(chrono::Utc::now().timestamp());
+                    wait = wait.min(Duration::from_secs(u64::try_from(left).unwrap_or(0)));
+                }
+                tokio::select! {
+                    _ = stop2.cancelled() => return,
+                    _ = state.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                if let Err(why) = recheck(&state, &caller).await {
+                    *reason2.lock().unwrap_or_else(|e| e.into_inner()) = why;
+                    ended2.cancel();
+                    return;
+                }
+            }
+        });
+        SessionWatch {
+            ended,
+            reason,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    /// Resolves once the credentials no longer admit the stream.
+    pub async fn ended(&self) {
+        self.ended.cancelled().await
+    }
+
+    /// A token cancelled when the credentials no longer admit the stream.
+    pub fn token(&self) -> tokio_util::sync::CancellationToken {
+        self.ended.clone()
+    }
+
+    /// Why the stream was ended (empty while it is not).
+    pub fn reason(&self) -> String {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Route middleware: authenticates and authorises from the route's declared [`Access`]
+/// alone, before any handler (and so before the body is read). Undeclared routes are
+/// refused.
 pub async fn authorize(
-    State(state): State<Arc<AppState>>,
+    State((state, table)): State<(Arc<AppState>, Arc<AccessTable>)>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -350,15 +576,21 @@ pub async fn authorize(
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_default();
-    let access = access_for(req.method(), &route);
-    let Access::Role(needed) = access else {
+    let Some(access) = table.get(req.method(), &route) else {
+        tracing::error!(%route, method = %req.method(), "route without an access declaration");
+        return Err(ApiError::forbidden(
+            "this route declares no permission and is refused",
+        ));
+    };
+    let Some(needed) = access.least_role() else {
         return Ok(next.run(req).await);
     };
     if route == "/metrics" && state.config.metrics_public {
         return Ok(next.run(req).await);
     }
     let query = req.uri().query().map(str::to_string);
-    let caller = authenticate(&state, req.headers(), query.as_deref()).await?;
+    let mut caller = authenticate(&state, req.headers(), query.as_deref()).await?;
+    caller.admitted_as = needed;
     req.extensions_mut().insert(caller.clone());
     // Let the audit layer outside see who it was, even when the answer is 403.
     let denied = caller.require(needed).err();
@@ -370,63 +602,99 @@ pub async fn authorize(
     Ok(resp)
 }
 
-/// Counts failed logins per client and user name, and refuses logins past the limit.
+/// Why a login may not go ahead now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginRefused {
+    /// Seconds to wait.
+    pub retry_after: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LimitKey {
+    User(String),
+    Client(IpAddr),
+}
+
+/// Limits login attempts per user name (whatever the client) and per client address
+/// (whatever the name). An attempt is reserved before the password is checked, so
+/// parallel attempts cannot all pass the check; a successful login gives its reservation
+/// back.
 #[derive(Debug)]
 pub struct LoginLimiter {
-    max_failures: u32,
+    per_user: u32,
+    per_client: u32,
     window: Duration,
-    failures: Mutex<HashMap<(IpAddr, String), Vec<Instant>>>,
+    attempts: Mutex<HashMap<LimitKey, Vec<Instant>>>,
 }
 
 impl LoginLimiter {
-    /// A limiter allowing `max_failures` per `window`.
-    pub fn new(max_failures: u32, window: Duration) -> Self {
+    /// A limiter allowing `per_user` failures per user name and `per_client` per client
+    /// address within `window` (0 turns a limit off).
+    pub fn new(per_user: u32, per_client: u32, window: Duration) -> Self {
         LoginLimiter {
-            max_failures,
+            per_user,
+            per_client,
             window,
-            failures: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(IpAddr, String), Vec<Instant>>> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LimitKey, Vec<Instant>>> {
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `Err(seconds to wait)` when the client must wait before trying again.
-    pub fn check(&self, ip: IpAddr, user: &str) -> Result<(), u64> {
-        if self.max_failures == 0 {
-            return Ok(());
-        }
+    /// Reserves an attempt for `user` from `ip`, or says how long to wait.
+    pub fn reserve(&self, ip: IpAddr, user: &str) -> Result<(), LoginRefused> {
         let mut map = self.lock();
         let now = Instant::now();
-        let Some(list) = map.get_mut(&(ip, user.to_string())) else {
-            return Ok(());
-        };
-        list.retain(|t| now.duration_since(*t) < self.window);
-        if list.len() as u32 >= self.max_failures {
-            let oldest = list.first().copied().unwrap_or(now);
-            let wait = self.window.saturating_sub(now.duration_since(oldest));
-            return Err(wait.as_secs().max(1));
+        if map.len() > 100_000 {
+            let window = self.window;
+            map.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        let keys = [
+            (LimitKey::User(user.to_string()), self.per_user),
+            (LimitKey::Client(ip), self.per_client),
+        ];
+        for (key, max) in &keys {
+            if *max == 0 {
+                continue;
+            }
+            if let Some(list) = map.get_mut(key) {
+                list.retain(|t| now.duration_since(*t) < self.window);
+                if list.len() as u32 >= *max {
+                    let oldest = list.first().copied().unwrap_or(now);
+                    let wait = self.window.saturating_sub(now.duration_since(oldest));
+                    return Err(LoginRefused {
+                        retry_after: wait.as_secs().max(1),
+                    });
+                }
+            }
+        }
+        for (key, max) in keys {
+            if max > 0 {
+                map.entry(key).or_default().push(now);
+            }
         }
         Ok(())
     }
 
-    /// Records a failure.
-    pub fn failed(&self, ip: IpAddr, user: &str) {
+    /// Gives back a reservation that was not a failed attempt (the server was busy).
+    pub fn release(&self, ip: IpAddr, user: &str) {
         let mut map = self.lock();
-        if map.len() > 100_000 {
-            let now = Instant::now();
-            let window = self.window;
-            map.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < window));
+        for key in [LimitKey::User(user.to_string()), LimitKey::Client(ip)] {
+            if let Some(list) = map.get_mut(&key) {
+                list.pop();
+            }
         }
-        map.entry((ip, user.to_string()))
-            .or_default()
-            .push(Instant::now());
     }
 
-    /// Forgets failures after a success.
+    /// A successful login: the user's failures are forgotten and the reservation given back.
     pub fn succeeded(&self, ip: IpAddr, user: &str) {
-        self.lock().remove(&(ip, user.to_string()));
+        let mut map = self.lock();
+        map.remove(&LimitKey::User(user.to_string()));
+        if let Some(list) = map.get_mut(&LimitKey::Client(ip)) {
+            list.pop();
+        }
     }
 }
 
@@ -435,34 +703,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn access_table() {
-        use Access::*;
-        assert_eq!(access_for(&Method::GET, "/health"), Public);
-        assert_eq!(access_for(&Method::POST, "/login"), Public);
-        assert_eq!(
-            access_for(&Method::GET, "/api/v1/instances"),
-            Role(super::Role::Viewer)
+    fn every_route_declares_its_access() {
+        let table = AccessTable::from_openapi(&crate::server::openapi());
+        assert!(
+            table.undeclared().is_empty(),
+            "undeclared: {:?}",
+            table.undeclared()
         );
-        assert_eq!(
-            access_for(&Method::POST, "/api/v1/instances"),
-            Role(super::Role::Operator)
-        );
-        assert_eq!(
-            access_for(&Method::GET, "/api/v1/users"),
-            Role(super::Role::Admin)
-        );
-        assert_eq!(
-            access_for(&Method::PUT, "/api/v1/users/me/password"),
-            Role(super::Role::Viewer)
-        );
-        assert_eq!(
-            access_for(&Method::POST, "/api/v1/storage-pools"),
-            Role(super::Role::Admin)
-        );
-        assert_eq!(
-            access_for(&Method::GET, "/api/v1/audit"),
-            Role(super::Role::Admin)
-        );
+        use super::Role::*;
+        let cases = [
+            ("GET", "/health", Access::Public),
+            ("POST", "/login", Access::Public),
+            ("GET", "/api/v1/instances", Access::Role(Viewer)),
+            ("POST", "/api/v1/instances", Access::Role(Operator)),
+            (
+                "GET",
+                "/api/v1/instances/{id}/console",
+                Access::Role(Operator),
+            ),
+            ("GET", "/api/v1/instances/{id}/vnc", Access::Role(Operator)),
+            ("GET", "/api/v1/users", Access::Role(Admin)),
+            ("PUT", "/api/v1/users/me/password", Access::OwnAccount),
+            ("POST", "/api/v1/api-keys", Access::OwnAccount),
+            ("DELETE", "/api/v1/api-keys/{id}", Access::OwnAccount),
+            ("POST", "/api/v1/storage-pools", Access::Role(Admin)),
+            ("GET", "/api/v1/audit", Access::Role(Admin)),
+        ];
+        for (m, r, a) in cases {
+            let method: Method = m.parse().expect("method");
+            assert_eq!(table.get(&method, r), Some(a), "{m} {r}");
+        }
+        assert_eq!(table.get(&Method::GET, "/api/v1/nothing"), None);
     }
 
     #[test]
@@ -476,8 +747,9 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        let (token, _) = t.issue(&user).expect("token");
-        assert_eq!(t.verify(&token).expect("valid").sub, "u1");
+        let (token, _) = t.issue(&user, "s1").expect("token");
+        let claims = t.verify(&token).expect("valid");
+        assert_eq!((claims.sub.as_str(), claims.sid.as_str()), ("u1", "s1"));
         let mut tampered = token.clone();
         tampered.pop();
         tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
@@ -487,16 +759,22 @@ mod tests {
     }
 
     #[test]
-    fn login_limiter_blocks_after_failures() {
-        let l = LoginLimiter::new(2, Duration::from_secs(60));
-        let ip: IpAddr = [127, 0, 0, 1].into();
-        assert!(l.check(ip, "a").is_ok());
-        l.failed(ip, "a");
-        l.failed(ip, "a");
-        assert!(l.check(ip, "a").is_err());
-        assert!(l.check(ip, "b").is_ok());
-        l.succeeded(ip, "a");
-        assert!(l.check(ip, "a").is_ok());
+    fn login_attempts_are_reserved_per_user_and_per_client() {
+        let l = LoginLimiter::new(2, 2, Duration::from_secs(60));
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let b: IpAddr = [127, 0, 0, 2].into();
+        // Reservations count before any password is checked.
+        assert!(l.reserve(a, "alice").is_ok());
+        assert!(l.reserve(b, "alice").is_ok());
+        // The user's limit holds whatever the client address.
+        assert!(l.reserve(a, "alice").is_err());
+        assert!(l.reserve(b, "alice").is_err());
+        // The client's limit holds whatever the user name.
+        assert!(l.reserve(a, "bob").is_ok());
+        assert!(l.reserve(a, "carol").is_err());
+        // A success forgets the user's failures.
+        l.succeeded(b, "alice");
+        assert!(l.reserve(b, "alice").is_ok());
     }
 
     #[test]

@@ -101,6 +101,29 @@ pub struct Config {
     pub stats_interval_secs: u64,
     /// Seconds between attempts to connect a backend whose engine is down.
     pub reconnect_secs: u64,
+    /// Failed logins of one client address, whatever the user names, within
+    /// `login_window_secs` before that client's logins are refused.
+    pub login_client_max_failures: u32,
+    /// Password checks running at once; further logins answer 429 (0: the number of cores).
+    pub login_concurrency: usize,
+    /// Seconds between re-checks of the session behind an open WebSocket or log stream.
+    pub stream_recheck_secs: u64,
+    /// Largest output an exec returns, per stream, in bytes; more is cut and flagged.
+    pub exec_output_limit_bytes: u64,
+    /// Lines a log read returns when the caller names no `tail`.
+    pub logs_default_tail: usize,
+    /// Audit records older than this many days are deleted.
+    pub audit_retention_days: u64,
+    /// At most this many audit records are kept (the oldest go first).
+    pub audit_max_rows: u64,
+    /// Ended tasks older than this many days are deleted.
+    pub task_retention_days: u64,
+    /// At most this many ended tasks are kept.
+    pub task_max_rows: u64,
+    /// Tasks (builds, exports, pulls, batches) one user may have running at once.
+    pub tasks_per_user: usize,
+    /// WebSockets (events, stats, consoles, VNC) one user may have open at once.
+    pub websockets_per_user: usize,
     /// Docker backend.
     pub docker: DockerSection,
     /// KVM backend.
@@ -125,6 +148,17 @@ impl Default for Config {
             metrics_public: false,
             stats_interval_secs: 30,
             reconnect_secs: 5,
+            login_client_max_failures: 20,
+            login_concurrency: 0,
+            stream_recheck_secs: 30,
+            exec_output_limit_bytes: 16 << 20,
+            logs_default_tail: 1000,
+            audit_retention_days: 90,
+            audit_max_rows: 100_000,
+            task_retention_days: 30,
+            task_max_rows: 10_000,
+            tasks_per_user: 8,
+            websockets_per_user: 64,
             docker: DockerSection::default(),
             kvm: KvmSection::default(),
         }
@@ -182,6 +216,9 @@ impl Config {
                 "LIBGO_TOKEN_TTL_SECS" => self.token_ttl_secs = parse(&k, v)?,
                 "LIBGO_RATE_LIMIT_PER_MINUTE" => self.rate_limit_per_minute = parse(&k, v)?,
                 "LIBGO_LOGIN_MAX_FAILURES" => self.login_max_failures = parse(&k, v)?,
+                "LIBGO_EXEC_OUTPUT_LIMIT_BYTES" => self.exec_output_limit_bytes = parse(&k, v)?,
+                "LIBGO_AUDIT_RETENTION_DAYS" => self.audit_retention_days = parse(&k, v)?,
+                "LIBGO_TASKS_PER_USER" => self.tasks_per_user = parse(&k, v)?,
                 "LIBGO_BODY_LIMIT_BYTES" => self.body_limit_bytes = parse(&k, v)?,
                 "LIBGO_METRICS_PUBLIC" => self.metrics_public = parse_bool(&k, v)?,
                 "LIBGO_STATS_INTERVAL_SECS" => self.stats_interval_secs = parse(&k, v)?,
@@ -200,6 +237,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.token_ttl_secs == 0 {
             return Err(ConfigError("token_ttl_secs must be positive".into()));
+        }
+        if self.stream_recheck_secs == 0 {
+            return Err(ConfigError("stream_recheck_secs must be positive".into()));
         }
         if self.body_limit_bytes == 0 {
             return Err(ConfigError("body_limit_bytes must be positive".into()));

@@ -133,6 +133,56 @@ pub struct AuditRecord {
     pub client: Option<String>,
 }
 
+/// The most characters a free-text audit field keeps.
+pub const AUDIT_FIELD_MAX: usize = 256;
+
+fn cut(s: &str) -> String {
+    s.chars().take(AUDIT_FIELD_MAX).collect()
+}
+
+impl AuditRecord {
+    /// The record with every free-text field cut to [`AUDIT_FIELD_MAX`] characters.
+    pub fn bounded(&self) -> AuditRecord {
+        let opt = |o: &Option<String>| o.as_deref().map(cut);
+        AuditRecord {
+            id: self.id.clone(),
+            time: self.time,
+            username: opt(&self.username),
+            role: opt(&self.role),
+            method: cut(&self.method),
+            path: cut(&self.path),
+            route: opt(&self.route),
+            target: opt(&self.target),
+            status: self.status,
+            outcome: cut(&self.outcome),
+            request_id: opt(&self.request_id),
+            client: opt(&self.client),
+        }
+    }
+}
+
+/// A login session as listed (the token itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    /// Id (the token's `sid`).
+    pub id: String,
+    /// Owner's id.
+    pub user_id: String,
+    /// Owner's name.
+    pub username: String,
+    /// Login time.
+    pub created_at: DateTime<Utc>,
+    /// When its token expires.
+    pub expires_at: DateTime<Utc>,
+    /// Client address at login.
+    pub client: Option<String>,
+    /// `User-Agent` at login (cut to 256 characters).
+    pub user_agent: Option<String>,
+    /// Whether this is the session of the request that lists it.
+    pub current: bool,
+}
+
 /// Filters of the audit query.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -350,7 +400,7 @@ impl Db {
             .collect()
     }
 
-    /// Changes a user's role and/or password hash.
+    /// Changes a user's role and/or password hash, and ends the user's sessions.
     pub async fn user_update(
         &self,
         id: &str,
@@ -374,15 +424,20 @@ impl Db {
                 .execute(&self.pool)
                 .await?;
         }
+        if role.is_some() || password_hash.is_some() {
+            // A new password or role ends every session issued under the old one.
+            self.sessions_end_for_user(id).await?;
+        }
         Ok(())
     }
 
-    /// Deletes a user and their keys.
+    /// Deletes a user, their keys and their sessions.
     pub async fn user_delete(&self, id: &str) -> Result<bool, sqlx::Error> {
         sqlx::query("DELETE FROM api_keys WHERE user_id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.sessions_end_for_user(id).await?;
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -598,8 +653,10 @@ impl Db {
 
     // ---- audit ----
 
-    /// Appends an audit record.
+    /// Appends an audit record. Free-text fields are cut to [`AUDIT_FIELD_MAX`] characters,
+    /// so one record's size is bounded whatever a client sends.
     pub async fn audit_insert(&self, a: &AuditRecord) -> Result<(), sqlx::Error> {
+        let a = &a.bounded();
         sqlx::query(
             "INSERT INTO audit_log (id, time, username, role, method, path, route, target, \
              status, outcome, request_id, client) \
@@ -686,5 +743,150 @@ impl Db {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok((items, count))
+    }
+
+    // ---- sessions ----
+
+    /// Stores a new session.
+    pub async fn session_insert(
+        &self,
+        id: &str,
+        user_id: &str,
+        expires_at_ms: i64,
+        client: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, expires_at, client, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(now_ms())
+        .bind(expires_at_ms)
+        .bind(client.map(cut))
+        .bind(user_agent.map(cut))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user of a live session (`None` when it ended, expired or is someone else's).
+    pub async fn session_user(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> Result<Option<UserRecord>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.password_hash, u.role, u.created_at, u.updated_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = $1 AND s.user_id = $2 AND s.expires_at > $3",
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Live sessions, of one user or of all, newest first.
+    pub async fn session_list(&self, user_id: Option<&str>) -> Result<Vec<Session>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.user_id, u.username, s.created_at, s.expires_at, s.client, \
+             s.user_agent FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE ($1 IS NULL OR s.user_id = $1) AND s.expires_at > $2 \
+             ORDER BY s.created_at DESC, s.id",
+        )
+        .bind(user_id)
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Session {
+                    id: r.try_get("id")?,
+                    user_id: r.try_get("user_id")?,
+                    username: r.try_get("username")?,
+                    created_at: to_time(r.try_get("created_at")?),
+                    expires_at: to_time(r.try_get("expires_at")?),
+                    client: r.try_get("client")?,
+                    user_agent: r.try_get("user_agent")?,
+                    current: false,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends one session (only the owner's when `user_id` is given).
+    pub async fn session_delete(
+        &self,
+        id: &str,
+        user_id: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let done =
+            sqlx::query("DELETE FROM sessions WHERE id = $1 AND ($2 IS NULL OR user_id = $2)")
+                .bind(id)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ends every session of a user; returns how many.
+    pub async fn sessions_end_for_user(&self, user_id: &str) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- retention ----
+
+    /// Deletes expired sessions, audit records older than `audit_max_age_ms` or beyond the
+    /// newest `audit_max_rows`, and ended tasks likewise. Returns the rows deleted.
+    pub async fn purge(
+        &self,
+        audit_max_age_ms: i64,
+        audit_max_rows: i64,
+        task_max_age_ms: i64,
+        task_max_rows: i64,
+    ) -> Result<u64, sqlx::Error> {
+        let now = now_ms();
+        let mut n = 0;
+        n += sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        n += sqlx::query("DELETE FROM audit_log WHERE time < $1")
+            .bind(now - audit_max_age_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        n += sqlx::query(
+            "DELETE FROM audit_log WHERE time < (SELECT MIN(time) FROM \
+             (SELECT time FROM audit_log ORDER BY time DESC LIMIT $1) AS newest)",
+        )
+        .bind(audit_max_rows)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        n += sqlx::query("DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1")
+            .bind(now - task_max_age_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        n += sqlx::query(
+            "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < (SELECT \
+             MIN(finished_at) FROM (SELECT finished_at FROM tasks WHERE finished_at IS NOT NULL \
+             ORDER BY finished_at DESC LIMIT $1) AS newest)",
+        )
+        .bind(task_max_rows)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
     }
 }

@@ -28,6 +28,17 @@ pub enum ServerEvent {
     },
 }
 
+impl ServerEvent {
+    /// Whether `caller` may see this message: instance events go to every reader, a task's
+    /// changes only to its owner and administrators (they carry results and paths).
+    pub fn visible_to(&self, caller: &crate::auth::Caller) -> bool {
+        match self {
+            ServerEvent::Instance { .. } => true,
+            ServerEvent::Task { task } => task.visible_to(caller),
+        }
+    }
+}
+
 /// Filters of the events socket (query parameters).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     /// Failed logins.
     pub login_failures: IntCounter,
+    /// Requests refused for lack of valid credentials (bad logins included).
+    pub unauthenticated_failures: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -101,8 +103,13 @@ impl Metrics {
             "libgo_login_failures_total",
             "Failed login attempts",
         ));
+        let unauthenticated_failures = must(IntCounter::new(
+            "libgo_unauthenticated_failures_total",
+            "Requests refused for lack of valid credentials, failed logins included",
+        ));
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(unauthenticated_failures.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(instances.clone()),
             Box::new(backend_up.clone()),
@@ -125,6 +132,7 @@ impl Metrics {
             instance_memory,
             rate_limited,
             login_failures,
+            unauthenticated_failures,
         }
     }
 

@@ -68,8 +68,8 @@ fn target_of(route: &str, path: &str) -> Option<String> {
         .map(|(_, p)| p.to_string())
 }
 
-/// Records metrics for every request, and an audit record for every mutating one (logins
-/// audit themselves, with the attempted user name).
+/// Records metrics for every request, and an audit record for every authenticated mutating
+/// one (logins audit themselves; unauthenticated failures are only counted).
 pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
@@ -98,8 +98,14 @@ pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Nex
         .is_some_and(|r| r.ends_with("/console") || r.ends_with("/vnc"));
     let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     let is_login = matches!(route.as_deref(), Some("/login" | "/api/v1/login"));
+    let caller = resp.extensions().get::<Caller>();
+    if caller.is_none() && matches!(status, 401 | 429) && !is_login {
+        // Unauthenticated failures are counted, never stored one row each: a flood of
+        // them must not grow the database.
+        state.note_unauthenticated_failure(status, &client).await;
+        return resp;
+    }
     if (mutating || sensitive_read) && !is_login {
-        let caller = resp.extensions().get::<Caller>();
         let record = AuditRecord {
             id: uuid::Uuid::new_v4().to_string(),
             time: Utc::now(),

@@ -48,6 +48,7 @@ pub struct Binary(Vec<u8>);
         (name = "events", description = "WebSocket events"),
         (name = "users", description = "Users (admin)"),
         (name = "api-keys", description = "API keys"),
+        (name = "sessions", description = "Login sessions"),
         (name = "audit", description = "Audit log (admin)"),
         (name = "system", description = "Health, metrics and backends"),
     )

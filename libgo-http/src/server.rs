@@ -94,16 +94,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 impl Server {
     /// Opens the database, creates the first administrator when there is none, and builds
     /// the routes over `libgo`.
+    ///
+    /// The server's files hold secrets (the JWT secret, password hashes, exported disks), so
+    /// the process umask becomes 0077 and the data dir is made 0700 with its files 0600.
     pub async fn new(config: Config, libgo: Arc<LibGo>) -> Result<Server, StartError> {
         config.validate().map_err(|e| StartError(e.to_string()))?;
-        if config.database_url.is_none() {
-            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-                StartError(format!("cannot create {}: {e}", config.data_dir.display()))
-            })?;
-        }
+        private_files();
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError(format!("cannot create {}: {e}", config.data_dir.display())))?;
+        restrict(&config.data_dir)?;
         let db = Db::connect(&config.database_url())
             .await
             .map_err(|e| StartError(format!("database: {e}")))?;
+        restrict(&config.data_dir)?;
         let secret = match &config.jwt_secret {
             Some(s) => s.0.clone(),
             None => db
@@ -141,7 +144,7 @@ impl Server {
             tracing::info!(user = %config.admin_user, "created the first administrator");
         }
         let (events_tx, _) = broadcast::channel(1024);
-        let tasks = TaskManager::new(db.clone(), events_tx.clone());
+        let tasks = TaskManager::new(db.clone(), events_tx.clone(), config.tasks_per_user);
         tasks
             .recover()
             .await
@@ -154,8 +157,18 @@ impl Server {
             ),
             login_limiter: LoginLimiter::new(
                 config.login_max_failures,
+                config.login_client_max_failures,
                 Duration::from_secs(config.login_window_secs),
             ),
+            password_slots: tokio::sync::Semaphore::new(match config.login_concurrency {
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                n => n,
+            }),
+            sockets: Mutex::new(std::collections::HashMap::new()),
+            unauthenticated: Mutex::new(crate::state::UnauthenticatedFailures {
+                count: 0,
+                last_summary: None,
+            }),
             rate_limiter: RateLimiter::per_minute(config.rate_limit_per_minute),
             db,
             tasks,
@@ -172,6 +185,7 @@ impl Server {
         for name in state.libgo.backend_names() {
             events::spawn_pump(state.clone(), name);
         }
+        spawn_retention(state.clone());
         crate::metrics::spawn_sampler(
             state.clone(),
             Duration::from_secs(state.config.stats_interval_secs),
@@ -266,6 +280,66 @@ impl Server {
     }
 }
 
+/// Deletes expired sessions and old audit records and tasks, at start and hourly.
+fn spawn_retention(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let day_ms = |d: u64| i64::try_from(d.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+        let rows = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        loop {
+            let c = &state.config;
+            match state
+                .db
+                .purge(
+                    day_ms(c.audit_retention_days),
+                    rows(c.audit_max_rows),
+                    day_ms(c.task_retention_days),
+                    rows(c.task_max_rows),
+                )
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "retention: deleted old records"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "retention: cannot delete old records"),
+            }
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            }
+        }
+    });
+}
+
+/// Files the process creates from now on are readable by their owner only.
+fn private_files() {
+    // SAFETY: umask(2) only swaps the process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// The data dir 0700 and every file directly in it (database, WAL, exports) 0600.
+fn restrict(dir: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| StartError(format!("cannot restrict {}: {e}", p.display())))
+    };
+    set(dir, 0o700)?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| StartError(format!("cannot read {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| StartError(format!("cannot read {}: {e}", path.display())))?;
+        if meta.is_dir() {
+            set(&path, 0o700)?;
+        } else if meta.is_file() {
+            set(&path, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 /// The router with every layer, and the OpenAPI document.
 pub fn build_router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (api_router, mut api) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
@@ -274,9 +348,13 @@ pub fn build_router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::Ope
     crate::openapi::finish(&mut api);
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
 
+    let access = Arc::new(crate::auth::AccessTable::from_openapi(&api));
+    for op in access.undeclared() {
+        tracing::error!(operation = %op, "no access declared: every request to it is refused");
+    }
     let api_router = api_router
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), access),
             crate::auth::authorize,
         ))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));

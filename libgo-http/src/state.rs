@@ -60,6 +60,12 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Failed-login limiter.
     pub login_limiter: LoginLimiter,
+    /// Password hashes computed at once (argon2 takes ~19 MiB and a core each).
+    pub password_slots: tokio::sync::Semaphore,
+    /// Open WebSockets per user id.
+    pub sockets: Mutex<std::collections::HashMap<String, usize>>,
+    /// Unauthenticated failures not yet summarised in the audit log.
+    pub unauthenticated: Mutex<UnauthenticatedFailures>,
     /// Per-client request limiter.
     pub rate_limiter: RateLimiter,
     /// Configured backends whose engines have not answered yet.
@@ -73,6 +79,19 @@ pub struct AppState {
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
+
+/// Failed unauthenticated requests since the last audit summary: counted, never stored
+/// one row each, so a flood of bad logins cannot grow the database.
+#[derive(Debug)]
+pub struct UnauthenticatedFailures {
+    /// Failures since the last summary row.
+    pub count: u64,
+    /// When the last summary row was written.
+    pub last_summary: Option<Instant>,
+}
+
+/// At most one summary row of unauthenticated failures per this period.
+pub const UNAUTHENTICATED_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,6 +145,47 @@ impl AppState {
         };
         *cache = Some(snapshot.clone());
         snapshot
+    }
+
+    /// Counts an unauthenticated failure (a bad login, a request without valid
+    /// credentials): a metric, and at most one audit row per
+    /// [`UNAUTHENTICATED_SUMMARY_EVERY`] saying how many there were.
+    pub async fn note_unauthenticated_failure(&self, status: u16, client: &str) {
+        self.metrics.unauthenticated_failures.inc();
+        let summary = {
+            let mut u = self
+                .unauthenticated
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            u.count += 1;
+            let due = u
+                .last_summary
+                .is_none_or(|t| t.elapsed() >= UNAUTHENTICATED_SUMMARY_EVERY);
+            if due {
+                u.last_summary = Some(Instant::now());
+                Some(std::mem::take(&mut u.count))
+            } else {
+                None
+            }
+        };
+        let Some(count) = summary else { return };
+        let record = crate::db::AuditRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            time: Utc::now(),
+            username: None,
+            role: None,
+            method: "-".into(),
+            path: "unauthenticated failures".into(),
+            route: None,
+            target: Some(format!("{count} failed unauthenticated requests")),
+            status,
+            outcome: "denied".into(),
+            request_id: None,
+            client: Some(client.to_string()),
+        };
+        if let Err(e) = self.db.audit_insert(&record).await {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
     }
 
     /// Health of registered backends plus configured ones that are not connected.

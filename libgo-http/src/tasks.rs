@@ -79,7 +79,7 @@ pub struct Task {
     pub result: Option<serde_json::Value>,
     /// Error, once failed.
     pub error: Option<ErrorBody>,
-    /// Who started it.
+    /// Who started it (user name).
     pub created_by: Option<String>,
     /// Start.
     pub created_at: DateTime<Utc>,
@@ -142,6 +142,15 @@ pub struct TaskManager {
     db: Db,
     live: Arc<Mutex<HashMap<String, Live>>>,
     events: broadcast::Sender<ServerEvent>,
+    per_user: usize,
+}
+
+impl Task {
+    /// Whether `caller` may see (and cancel) this task: its owner and administrators.
+    pub fn visible_to(&self, caller: &crate::auth::Caller) -> bool {
+        caller.role == crate::auth::Role::Admin
+            || self.created_by.as_deref() == Some(caller.username.as_str())
+    }
 }
 
 impl std::fmt::Debug for TaskManager {
@@ -216,11 +225,13 @@ impl TaskCtx {
 
 impl TaskManager {
     /// A manager storing in `db` and announcing on `events`.
-    pub fn new(db: Db, events: broadcast::Sender<ServerEvent>) -> Self {
+    /// At most `per_user` tasks of one user run at once (0: no limit).
+    pub fn new(db: Db, events: broadcast::Sender<ServerEvent>, per_user: usize) -> Self {
         TaskManager {
             db,
             live: Arc::new(Mutex::new(HashMap::new())),
             events,
+            per_user,
         }
     }
 
@@ -252,6 +263,22 @@ impl TaskManager {
         F: FnOnce(TaskCtx) -> Fut,
         Fut: Future<Output = Result<serde_json::Value, ApiError>> + Send + 'static,
     {
+        if self.per_user > 0 {
+            let running = self
+                .lock()
+                .values()
+                .filter(|l| l.view.borrow().created_by.as_deref() == Some(created_by))
+                .count();
+            if running >= self.per_user {
+                return Err(ApiError::rate_limited(
+                    format!(
+                        "{created_by} has {running} tasks running, the most one user may; \
+                         wait for one to end"
+                    ),
+                    5,
+                ));
+            }
+        }
         let now = Utc::now();
         let task = Task {
             id: uuid::Uuid::new_v4().to_string(),

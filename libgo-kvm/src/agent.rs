@@ -214,16 +214,28 @@ pub(crate) async fn exec(b: &KvmBackend, id: &str, spec: &ExecSpec) -> Result<Ex
                 (None, Some(sig)) => 128 + sig,
                 (None, None) => -1,
             };
-            if v.get("out-truncated").and_then(Value::as_bool) == Some(true)
-                || v.get("err-truncated").and_then(Value::as_bool) == Some(true)
-            {
-                tracing::warn!(instance = %id, pid, "the guest agent truncated the output (16 MiB)");
-            }
+            let mut truncated = v.get("out-truncated").and_then(Value::as_bool) == Some(true)
+                || v.get("err-truncated").and_then(Value::as_bool) == Some(true);
             tracing::debug!(instance = %id, pid, exit_code, elapsed = ?started.elapsed(), "guest-exec done");
+            let limit = usize::try_from(spec.output_limit()).unwrap_or(usize::MAX);
+            let mut cut = |mut s: String| {
+                if s.len() > limit {
+                    let mut end = limit;
+                    while !s.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    s.truncate(end);
+                    truncated = true;
+                }
+                s
+            };
+            let stdout = cut(decode(&v, "out-data")?);
+            let stderr = cut(decode(&v, "err-data")?);
             return Ok(ExecResult {
                 exit_code,
-                stdout: decode(&v, "out-data")?,
-                stderr: decode(&v, "err-data")?,
+                stdout,
+                stderr,
+                truncated,
             });
         }
         tokio::time::sleep(delay).await;

@@ -1128,6 +1128,39 @@ impl Compute for KvmBackend {
         crate::network::open_console(self, id).await
     }
 
+    async fn host_access(&self, id: &str) -> Result<Vec<HostAccess>> {
+        self.with_domain(id, |_, c, d| {
+            let f = xml::host_facts(&d.xml_desc(0).lv()?)?;
+            let mut out = Vec::new();
+            if let Some(k) = f.kernel {
+                out.push(HostAccess::KernelBoot(k));
+            }
+            out.extend(f.hostdevs.into_iter().map(HostAccess::Device));
+            out.extend(f.host_interfaces.into_iter().map(HostAccess::HostNetwork));
+            out.extend(f.shared_dirs.into_iter().map(HostAccess::HostPath));
+            // A disk is the guest's own when it is a volume of a storage pool.
+            for p in f.disk_paths {
+                if c.lookup_storage_vol_by_path(&p).is_err() {
+                    out.push(HostAccess::HostPath(p));
+                }
+            }
+            for n in f.networks {
+                let attached = c
+                    .lookup_network_by_name(&n)
+                    .and_then(|net| net.xml_desc(0))
+                    .ok()
+                    .and_then(|x| xml::parse_network(&x).ok())
+                    // A network that cannot be read is counted as host-attached.
+                    .is_none_or(|nf| nf.ovs || nf.forward.as_deref() == Some("bridge"));
+                if attached {
+                    out.push(HostAccess::HostNetwork(n));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn vnc_display(&self, id: &str) -> Result<VncDisplay> {
         self.with_domain(id, |_, _, d| {
             let f = xml::parse_domain(&d.xml_desc(0).lv()?)?;

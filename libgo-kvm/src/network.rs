@@ -67,6 +67,7 @@ fn describe(inner: &Inner, n: &VirNetwork) -> Result<Network> {
         name: n.name().lv()?,
         backend: inner.config.name.clone(),
         internal: driver == "isolated",
+        host_attached: matches!(driver.as_str(), "bridge" | "ovs"),
         driver,
         subnet,
         gateway,
@@ -265,6 +266,12 @@ fn delete_blocking(c: &Connect, id: &str) -> Result<()> {
 
 #[async_trait]
 impl Networks for KvmBackend {
+    fn network_attaches_host(&self, spec: &NetworkSpec) -> bool {
+        // A bridge network uses the host bridge of its name; an OVS one sits on a host
+        // bridge too.
+        matches!(spec.driver.as_deref(), Some("bridge" | "ovs"))
+    }
+
     async fn network_list(&self) -> Result<Vec<Network>> {
         let inner = self.inner.clone();
         self.inner

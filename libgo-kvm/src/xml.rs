@@ -699,6 +699,81 @@ pub(crate) fn network_xml(n: &NetworkPlan<'_>) -> Result<String> {
     finish(w)
 }
 
+/// What a domain's XML says it takes from its host, before paths and networks are
+/// checked against the pools and networks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct HostFacts {
+    /// A kernel (or initrd) booted from a host file.
+    pub kernel: Option<String>,
+    /// Passed-through host devices (`<hostdev>`), described.
+    pub hostdevs: Vec<String>,
+    /// Interfaces on a host bridge or device directly (`type` bridge, direct, ethernet…).
+    pub host_interfaces: Vec<String>,
+    /// libvirt networks the interfaces use.
+    pub networks: Vec<String>,
+    /// Files and block devices used as disks.
+    pub disk_paths: Vec<String>,
+    /// Host directories shared into the guest (`<filesystem>`).
+    pub shared_dirs: Vec<String>,
+}
+
+/// Reads what a domain takes from its host.
+pub(crate) fn host_facts(xml: &str) -> Result<HostFacts> {
+    let doc = parse_doc(xml)?;
+    let root = doc.root_element();
+    let mut f = HostFacts::default();
+    if let Some(os) = child(root, "os") {
+        f.kernel = ["kernel", "initrd", "dtb"]
+            .iter()
+            .find_map(|t| child_text(os, t));
+    }
+    let Some(devices) = child(root, "devices") else {
+        return Ok(f);
+    };
+    for d in devices.children().filter(|c| c.is_element()) {
+        let src = child(d, "source");
+        match d.tag_name().name() {
+            "hostdev" => f.hostdevs.push(
+                src.and_then(|s| s.children().find(|c| c.is_element()))
+                    .map(|a| {
+                        let attrs: Vec<String> = a
+                            .attributes()
+                            .map(|at| format!("{}={}", at.name(), at.value()))
+                            .collect();
+                        format!("{} {}", a.tag_name().name(), attrs.join(" "))
+                    })
+                    .unwrap_or_else(|| d.attribute("type").unwrap_or("hostdev").to_string()),
+            ),
+            "interface" => match d.attribute("type") {
+                Some("network") => {
+                    if let Some(n) = src.and_then(|s| s.attribute("network")) {
+                        f.networks.push(n.to_string());
+                    }
+                }
+                Some("user") => {}
+                other => f.host_interfaces.push(format!(
+                    "{} {}",
+                    other.unwrap_or("interface"),
+                    src.and_then(|s| s.attribute("bridge").or(s.attribute("dev")))
+                        .unwrap_or("")
+                )),
+            },
+            "disk" => {
+                if let Some(p) = src.and_then(|s| s.attribute("file").or(s.attribute("dev"))) {
+                    f.disk_paths.push(p.to_string());
+                }
+            }
+            "filesystem" => {
+                if let Some(p) = src.and_then(|s| s.attribute("dir").or(s.attribute("file"))) {
+                    f.shared_dirs.push(p.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
 /// What LibGo reads from a network's XML.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NetworkFacts {

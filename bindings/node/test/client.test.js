@@ -16,7 +16,7 @@ test('container life cycle, logs, events, exec, errors', async () => {
   const client = await Client.connect({ docker: 'required', kvm: 'off' })
   assert.deepEqual(await client.backends(), ['docker'])
   const name = unique('node')
-  const inst = await client.create({ name, kind: 'container', image: IMAGE, command: IDLE, labels: { 'io.libgo.test': name } })
+  const inst = await client.create({ name, kind: 'container', image: IMAGE, command: IDLE, labels: { 'test.libgo.test': name } })
   try {
     assert.equal(inst.state, 'stopped')
     const events = await client.events({ instance: name, actions: ['started'] })
@@ -26,7 +26,7 @@ test('container life cycle, logs, events, exec, errors', async () => {
       assert.equal(ev.instanceId, inst.id)
       break
     }
-    const page = await client.list({ labels: { 'io.libgo.test': name } })
+    const page = await client.list({ labels: { 'test.libgo.test': name } })
     assert.equal(page.count, 1)
     const [got, out, stats] = await Promise.all([
       client.get(name), client.exec(name, { command: ['echo', 'node'] }), client.stats(name),

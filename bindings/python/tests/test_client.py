@@ -23,7 +23,7 @@ def test_lifecycle_of_a_container(client: libgo.Client) -> None:
             "kind": "container",
             "image": IMAGE,
             "command": IDLE,
-            "labels": {"io.libgo.test": label},
+            "labels": {"test.libgo.test": label},
             "env": {"GREETING": "hi"},
         }
     )
@@ -33,7 +33,7 @@ def test_lifecycle_of_a_container(client: libgo.Client) -> None:
         client.start(name)
         assert client.get(inst["id"])["state"] == "running"
 
-        page = client.list({"labels": {"io.libgo.test": label}})
+        page = client.list({"labels": {"test.libgo.test": label}})
         assert page["count"] == 1 and page["items"][0]["name"] == name
         assert [i["name"] for i in client.list_all({"name": name})] == [name]
 
@@ -180,10 +180,10 @@ def test_images(client: libgo.Client, tmp_path: Path) -> None:
         tar.addfile(info, io.BytesIO(dockerfile))
     steps: list[libgo.types.Progress] = []
     built = client.image_build(
-        context.getvalue(), tags=[tag], labels={"io.libgo.test": "py"}, progress=steps.append
+        context.getvalue(), tags=[tag], labels={"test.libgo.test": "py"}, progress=steps.append
     )
     try:
-        assert tag in built["tags"] and built["labels"]["io.libgo.test"] == "py"
+        assert tag in built["tags"] and built["labels"]["test.libgo.test"] == "py"
         assert steps, "the build reported progress"
         other = tag.replace(":v1", ":v2")
         client.image_tag(tag, other)
@@ -202,7 +202,7 @@ def test_images(client: libgo.Client, tmp_path: Path) -> None:
 
 def test_networks_and_volumes(client: libgo.Client, container: libgo.types.Instance) -> None:
     net = unique("pynet")
-    created = client.network_create({"name": net, "labels": {"io.libgo.test": "py"}})
+    created = client.network_create({"name": net, "labels": {"test.libgo.test": "py"}})
     try:
         assert created["name"] == net
         assert client.network_inspect(net)["id"] == created["id"]
@@ -216,9 +216,9 @@ def test_networks_and_volumes(client: libgo.Client, container: libgo.types.Insta
         client.network_inspect(net)
 
     vol = unique("pyvol")
-    v = client.volume_create({"name": vol, "labels": {"io.libgo.test": "py"}})
+    v = client.volume_create({"name": vol, "labels": {"test.libgo.test": "py"}})
     assert v["name"] == vol and v["backend"] == "docker"
-    assert client.volume_inspect(vol)["labels"]["io.libgo.test"] == "py"
+    assert client.volume_inspect(vol)["labels"]["test.libgo.test"] == "py"
     assert any(x["name"] == vol for x in client.volume_list())
     client.volume_delete(vol)
     with pytest.raises(libgo.errors.NotFoundError):

@@ -278,7 +278,7 @@ impl ContainerCreate {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/containers", tag = "containers",
+#[utoipa::path(get, path = "/api/v1/containers", extensions(("x-libgo-access" = json!("viewer"))), tag = "containers",
     params(ContainerListQuery),
     responses((status = 200, description = "One page of containers", body = libgo_core::Page<libgo_core::Instance>)))]
 async fn list_containers(
@@ -288,7 +288,7 @@ async fn list_containers(
     Ok(Json(list_kind(&state, q, InstanceKind::Container).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/containers", tag = "containers",
+#[utoipa::path(post, path = "/api/v1/containers", extensions(("x-libgo-access" = json!("operator"))), tag = "containers",
     request_body = ContainerCreate,
     responses((status = 201, description = "Created", body = libgo_core::Instance)))]
 async fn create_container(
@@ -297,12 +297,12 @@ async fn create_container(
     Json(req): Json<ContainerCreate>,
 ) -> ApiResult<Response> {
     let spec = req.into_spec()?;
-    check_host_privileges(&caller, &spec)?;
+    check_host_privileges(&state, &caller, &spec).await?;
     let i = state.libgo.create(&spec).await?;
     Ok(created(format!("/api/v1/containers/{}", i.id), i))
 }
 
-#[utoipa::path(get, path = "/api/v1/vms", tag = "vms",
+#[utoipa::path(get, path = "/api/v1/vms", extensions(("x-libgo-access" = json!("viewer"))), tag = "vms",
     params(ContainerListQuery),
     responses((status = 200, description = "One page of VMs", body = libgo_core::Page<libgo_core::Instance>)))]
 async fn list_vms(
@@ -312,7 +312,7 @@ async fn list_vms(
     Ok(Json(list_kind(&state, q, InstanceKind::Vm).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/vms", tag = "vms",
+#[utoipa::path(post, path = "/api/v1/vms", extensions(("x-libgo-access" = json!("operator"))), tag = "vms",
     request_body = libgo_core::InstanceSpec,
     responses((status = 201, description = "Created", body = libgo_core::Instance)))]
 async fn create_vm(
@@ -324,14 +324,14 @@ async fn create_vm(
         return Err(ApiError::invalid("kind must be \"vm\" on /api/v1/vms"));
     }
     spec.kind = Some(InstanceKind::Vm);
-    check_host_privileges(&caller, &spec)?;
+    check_host_privileges(&state, &caller, &spec).await?;
     let i = state.libgo.create(&spec).await?;
     Ok(created(format!("/api/v1/vms/{}", i.id), i))
 }
 
 macro_rules! kind_routes {
     ($kind:expr, $tag:literal, $base:literal, $get:ident, $delete:ident, $action:ident, $logs:ident) => {
-        #[utoipa::path(get, path = concat!($base, "/{id}"), tag = $tag,
+        #[utoipa::path(get, path = concat!($base, "/{id}"), extensions(("x-libgo-access" = json!("viewer"))), tag = $tag,
             params(("id" = String, Path, description = "Id or name")),
             responses((status = 200, description = "The instance", body = libgo_core::Instance)))]
         async fn $get(
@@ -341,7 +341,7 @@ macro_rules! kind_routes {
             Ok(Json(get_of_kind(&state, &id, Some($kind)).await?))
         }
 
-        #[utoipa::path(delete, path = concat!($base, "/{id}"), tag = $tag,
+        #[utoipa::path(delete, path = concat!($base, "/{id}"), extensions(("x-libgo-access" = json!("operator"))), tag = $tag,
             params(("id" = String, Path, description = "Id or name"), ForceQuery),
             responses((status = 204, description = "Deleted")))]
         async fn $delete(
@@ -354,7 +354,7 @@ macro_rules! kind_routes {
             Ok(StatusCode::NO_CONTENT)
         }
 
-        #[utoipa::path(post, path = concat!($base, "/{id}/{action}"), tag = $tag,
+        #[utoipa::path(post, path = concat!($base, "/{id}/{action}"), extensions(("x-libgo-access" = json!("operator"))), tag = $tag,
             params(("id" = String, Path, description = "Id or name"),
                    ("action" = Action, Path, description = "start, stop, restart, pause, unpause, resume or kill"),
                    ActionQuery),
@@ -367,15 +367,16 @@ macro_rules! kind_routes {
             Ok(Json(act(&state, &id, action, &q, Some($kind)).await?))
         }
 
-        #[utoipa::path(get, path = concat!($base, "/{id}/logs"), tag = $tag,
+        #[utoipa::path(get, path = concat!($base, "/{id}/logs"), extensions(("x-libgo-access" = json!("viewer"))), tag = $tag,
             params(("id" = String, Path, description = "Id or name"), LogsQuery),
             responses((status = 200, description = "Log lines", body = libgo_core::Page<libgo_core::LogEntry>)))]
         async fn $logs(
             State(state): State<Arc<AppState>>,
+            caller: crate::auth::Caller,
             Path(id): Path<String>,
             Query(q): Query<LogsQuery>,
         ) -> ApiResult<Response> {
-            read_logs(&state, &id, q, Some($kind)).await
+            read_logs(&state, &caller, &id, q, Some($kind)).await
         }
     };
 }

@@ -22,7 +22,7 @@ use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use crate::tasks::Task;
 
-#[utoipa::path(get, path = "/api/v1/images", tag = "images",
+#[utoipa::path(get, path = "/api/v1/images", extensions(("x-libgo-access" = json!("viewer"))), tag = "images",
     params(PageQuery),
     responses((status = 200, description = "Images of every backend", body = libgo_core::Page<libgo_core::Image>)))]
 async fn list_images(
@@ -34,7 +34,7 @@ async fn list_images(
     Ok(Json(paginate(all, page)))
 }
 
-#[utoipa::path(get, path = "/api/v1/images/{id}", tag = "images",
+#[utoipa::path(get, path = "/api/v1/images/{id}", extensions(("x-libgo-access" = json!("viewer"))), tag = "images",
     params(("id" = String, Path, description = "Image id or reference (URL-encode '/')"), BackendQuery),
     responses((status = 200, description = "The image", body = libgo_core::Image)))]
 async fn get_image(
@@ -47,7 +47,7 @@ async fn get_image(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/images/{id}", tag = "images",
+#[utoipa::path(delete, path = "/api/v1/images/{id}", extensions(("x-libgo-access" = json!("operator"))), tag = "images",
     params(("id" = String, Path, description = "Image id or reference (URL-encode '/')"), BackendQuery),
     responses((status = 204, description = "Removed")))]
 async fn delete_image(
@@ -98,7 +98,7 @@ pub struct PullRequest {
     pub auth: Option<AuthInput>,
 }
 
-#[utoipa::path(post, path = "/api/v1/images/pull", tag = "images",
+#[utoipa::path(post, path = "/api/v1/images/pull", extensions(("x-libgo-access" = json!("operator"))), tag = "images",
     request_body = PullRequest,
     responses((status = 202, description = "Pull task started; Location names it", body = Task)))]
 async fn pull_image(
@@ -145,7 +145,7 @@ pub struct BuildQuery {
     pub backend: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/images/build", tag = "images",
+#[utoipa::path(post, path = "/api/v1/images/build", extensions(("x-libgo-access" = json!("operator"))), tag = "images",
     params(BuildQuery),
     request_body(content = crate::openapi::Binary, content_type = "application/x-tar", description = "Build context"),
     responses((status = 202, description = "Build task started; Location names it", body = Task)))]
@@ -200,7 +200,7 @@ pub struct TagRequest {
     pub backend: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/images/{id}/tag", tag = "images",
+#[utoipa::path(post, path = "/api/v1/images/{id}/tag", extensions(("x-libgo-access" = json!("operator"))), tag = "images",
     params(("id" = String, Path, description = "Image id or reference (URL-encode '/')")),
     request_body = TagRequest,
     responses((status = 201, description = "Tagged", body = libgo_core::Image)))]
@@ -229,7 +229,7 @@ pub struct PushRequest {
     pub auth: Option<AuthInput>,
 }
 
-#[utoipa::path(post, path = "/api/v1/images/{id}/push", tag = "images",
+#[utoipa::path(post, path = "/api/v1/images/{id}/push", extensions(("x-libgo-access" = json!("operator"))), tag = "images",
     params(("id" = String, Path, description = "Image reference to push (URL-encode '/')")),
     request_body = PushRequest,
     responses((status = 202, description = "Push task started; Location names it", body = Task)))]
@@ -287,7 +287,7 @@ fn file_stem(reference: &str) -> String {
     stem.trim_start_matches('.').to_string()
 }
 
-#[utoipa::path(post, path = "/api/v1/images/{id}/save", tag = "images",
+#[utoipa::path(post, path = "/api/v1/images/{id}/save", extensions(("x-libgo-access" = json!("operator"))), tag = "images",
     params(("id" = String, Path, description = "Image id or reference (URL-encode '/')")),
     request_body = SaveRequest,
     responses((status = 202, description = "Save task started; Location names it. The finished \
@@ -349,7 +349,7 @@ async fn save_image(
     Ok(accepted(task))
 }
 
-#[utoipa::path(post, path = "/api/v1/images/prune", tag = "images",
+#[utoipa::path(post, path = "/api/v1/images/prune", extensions(("x-libgo-access" = json!("operator"))), tag = "images",
     params(BackendQuery),
     responses((status = 200, description = "What was removed", body = libgo_core::PruneReport)))]
 async fn prune_images(

@@ -74,17 +74,68 @@ impl ListQuery {
     }
 }
 
-/// 403 unless an admin asks for host privileges.
-pub fn check_host_privileges(caller: &Caller, spec: &InstanceSpec) -> ApiResult<()> {
+/// 403 unless an admin asks for host privileges: privileged mode, host paths or devices,
+/// a host kernel, the host's network namespace (or none), or a network that attaches to a
+/// host bridge or interface.
+pub async fn check_host_privileges(
+    state: &AppState,
+    caller: &Caller,
+    spec: &InstanceSpec,
+) -> ApiResult<()> {
+    if caller.role == Role::Admin {
+        return Ok(());
+    }
+    let refuse = || {
+        ApiError::forbidden(
+            "only administrators may create privileged instances, bind-mount host paths, \
+             attach host devices, boot host kernels, join the host's network (host, none, \
+             container:*) or use networks attached to host bridges",
+        )
+    };
     if spec.needs_host_privileges() {
-        caller.require(Role::Admin).map_err(|_| {
-            ApiError::forbidden(
-                "only administrators may create privileged instances, bind-mount host paths, \
-                 attach host devices or boot host kernels",
-            )
-        })?;
+        return Err(refuse());
+    }
+    for n in &spec.networks {
+        match state
+            .libgo
+            .network_inspect(spec.backend.as_deref(), n)
+            .await
+        {
+            Ok(net) if net.host_attached => return Err(refuse()),
+            // A missing network is the create call's to report.
+            Ok(_) | Err(_) => {}
+        }
     }
     Ok(())
+}
+
+/// 403 unless the caller is an admin or the instance holds nothing of its host, as its
+/// engine reports it. Verbs that run code in an instance or change it call this: whoever
+/// could do so in a privileged instance would be root on the host.
+pub async fn require_for_host_access(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    if caller.role == Role::Admin {
+        return Ok(());
+    }
+    let held = match state.libgo.host_access(id).await {
+        Ok(held) => held,
+        // A backend that cannot tell is treated as one that holds host access.
+        Err(e) if e.kind() == libgo_core::ErrorKind::Unsupported => {
+            return Err(ApiError::forbidden(
+                "this backend cannot report the instance's host access, so only \
+                 administrators may run code in it or change it",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if held.is_empty() {
+        return Ok(());
+    }
+    let what: Vec<String> = held.iter().map(ToString::to_string).collect();
+    Err(ApiError::forbidden(format!(
+        "instance {id} holds host privileges ({}): only administrators may run code in it \
+         or change it",
+        what.join(", ")
+    )))
 }
 
 /// The instance, if it is of `kind`.
@@ -121,7 +172,7 @@ pub fn accepted(task: Task) -> Response {
     (StatusCode::ACCEPTED, h, axum::Json(task)).into_response()
 }
 
-#[utoipa::path(get, path = "/api/v1/instances", tag = "instances",
+#[utoipa::path(get, path = "/api/v1/instances", extensions(("x-libgo-access" = json!("viewer"))), tag = "instances",
     params(ListQuery),
     responses((status = 200, description = "One page of instances of every backend", body = libgo_core::Page<libgo_core::Instance>)))]
 async fn list_instances(
@@ -132,7 +183,7 @@ async fn list_instances(
     Ok(Json(state.libgo.list(&q.filter(None)?, page).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/instances", tag = "instances",
+#[utoipa::path(post, path = "/api/v1/instances", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     request_body = libgo_core::InstanceSpec,
     responses((status = 201, description = "Created", body = libgo_core::Instance)))]
 async fn create_instance(
@@ -140,12 +191,12 @@ async fn create_instance(
     caller: Caller,
     Json(spec): Json<InstanceSpec>,
 ) -> ApiResult<Response> {
-    check_host_privileges(&caller, &spec)?;
+    check_host_privileges(&state, &caller, &spec).await?;
     let i = state.libgo.create(&spec).await?;
     Ok(created(format!("/api/v1/instances/{}", i.id), i))
 }
 
-#[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
+#[utoipa::path(get, path = "/api/v1/instances/{id}", extensions(("x-libgo-access" = json!("viewer"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
     responses((status = 200, description = "The instance", body = libgo_core::Instance)))]
 async fn get_instance(
@@ -164,7 +215,7 @@ pub struct ForceQuery {
     pub force: bool,
 }
 
-#[utoipa::path(delete, path = "/api/v1/instances/{id}", tag = "instances",
+#[utoipa::path(delete, path = "/api/v1/instances/{id}", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name"), ForceQuery),
     responses((status = 204, description = "Deleted")))]
 async fn delete_instance(
@@ -176,15 +227,17 @@ async fn delete_instance(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(patch, path = "/api/v1/instances/{id}", tag = "instances",
+#[utoipa::path(patch, path = "/api/v1/instances/{id}", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
     request_body = libgo_core::ResourceUpdate,
     responses((status = 200, description = "Updated", body = libgo_core::Instance)))]
 async fn update_instance(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     Json(update): Json<ResourceUpdate>,
 ) -> ApiResult<Json<Instance>> {
+    require_for_host_access(&state, &caller, &id).await?;
     Ok(Json(state.libgo.update(&id, update).await?))
 }
 
@@ -246,7 +299,7 @@ pub async fn act(
     Ok(l.get(&i.id).await?)
 }
 
-#[utoipa::path(post, path = "/api/v1/instances/{id}/{action}", tag = "instances",
+#[utoipa::path(post, path = "/api/v1/instances/{id}/{action}", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name"),
            ("action" = Action, Path, description = "start, stop, restart, pause, unpause, resume or kill"),
            ActionQuery),
@@ -264,7 +317,8 @@ async fn instance_action(
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
-    /// Only the last N lines.
+    /// Only the last N lines (at most 10,000; the server's default, 1,000, when absent).
+    #[param(maximum = 10000)]
     pub tail: Option<usize>,
     /// Only lines at or after this time (RFC 3339).
     pub since: Option<chrono::DateTime<chrono::Utc>>,
@@ -282,17 +336,41 @@ pub struct LogsQuery {
     pub page_size: Option<u32>,
 }
 
-/// Reads logs of an instance of `kind`.
+/// The most lines one log read returns.
+pub const MAX_LOG_TAIL: usize = 10_000;
+
+/// A page counted from the end: page 1 is the last `page_size` items.
+fn paginate_from_end<T>(mut items: Vec<T>, page: libgo_core::Pagination) -> Page<T> {
+    let count = items.len();
+    let size = page.page_size as usize;
+    let skip_from_end = (page.page as usize - 1).saturating_mul(size);
+    let end = count.saturating_sub(skip_from_end);
+    let start = end.saturating_sub(size);
+    items.truncate(end);
+    let items = items.split_off(start);
+    Page {
+        items,
+        count,
+        page: page.page,
+        page_size: page.page_size,
+    }
+}
+
+/// Reads logs of an instance of `kind`: the last `tail` lines (the server's default tail
+/// when absent), paged from the end — page 1 holds the newest lines, oldest first within
+/// the page. A followed stream ends when the caller's session does.
 pub async fn read_logs(
-    state: &AppState,
+    state: &Arc<AppState>,
+    caller: &Caller,
     id: &str,
     q: LogsQuery,
     kind: Option<InstanceKind>,
 ) -> ApiResult<Response> {
     let i = get_of_kind(state, id, kind).await?;
     let page = super::pagination(q.page, q.page_size)?;
+    let default_tail = state.config.logs_default_tail;
     let opts = LogOptions {
-        tail: q.tail,
+        tail: Some(q.tail.unwrap_or(default_tail).min(MAX_LOG_TAIL)),
         since: q.since,
         until: q.until,
         follow: q.follow,
@@ -300,7 +378,11 @@ pub async fn read_logs(
     };
     let stream = state.libgo.logs(&i.id, opts).await?;
     if q.follow {
-        let body = stream.map(|item| {
+        let watch = crate::auth::SessionWatch::start(state.clone(), caller.clone());
+        let ended = watch.token();
+        let stream = stream.take_until(ended.cancelled_owned());
+        let body = stream.map(move |item| {
+            let _watching = &watch;
             let line = match item {
                 Ok(e) => serde_json::to_string(&e),
                 Err(e) => serde_json::to_string(&ApiError::from(e).body()),
@@ -328,33 +410,39 @@ pub async fn read_logs(
     })?
     .into_iter()
     .collect::<Result<_, _>>()?;
-    Ok(axum::Json(paginate(entries, page)).into_response())
+    Ok(axum::Json(paginate_from_end(entries, page)).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/instances/{id}/logs", tag = "instances",
+#[utoipa::path(get, path = "/api/v1/instances/{id}/logs", extensions(("x-libgo-access" = json!("viewer"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name"), LogsQuery),
     responses((status = 200, description = "Log lines (NDJSON stream with follow=true)", body = libgo_core::Page<libgo_core::LogEntry>)))]
 async fn instance_logs(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Response> {
-    read_logs(&state, &id, q, None).await
+    read_logs(&state, &caller, &id, q, None).await
 }
 
-#[utoipa::path(post, path = "/api/v1/instances/{id}/exec", tag = "instances",
+#[utoipa::path(post, path = "/api/v1/instances/{id}/exec", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
     request_body = libgo_core::ExecSpec,
     responses((status = 200, description = "Exit code and output", body = libgo_core::ExecResult)))]
 async fn instance_exec(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
-    Json(spec): Json<ExecSpec>,
+    Json(mut spec): Json<ExecSpec>,
 ) -> ApiResult<Json<ExecResult>> {
+    require_for_host_access(&state, &caller, &id).await?;
+    // The server's limit bounds what one request can make it hold; a caller may ask less.
+    let limit = state.config.exec_output_limit_bytes;
+    spec.max_output_bytes = Some(spec.max_output_bytes.map_or(limit, |m| m.min(limit)));
     Ok(Json(state.libgo.exec(&id, &spec).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/instances/{id}/screenshot", tag = "instances",
+#[utoipa::path(get, path = "/api/v1/instances/{id}/screenshot", extensions(("x-libgo-access" = json!("viewer"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
     responses((status = 200, description = "PNG of the VM's display", content_type = "image/png", body = Vec<u8>)))]
 async fn instance_screenshot(
@@ -365,7 +453,7 @@ async fn instance_screenshot(
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/instances/{id}/snapshots", tag = "snapshots",
+#[utoipa::path(get, path = "/api/v1/instances/{id}/snapshots", extensions(("x-libgo-access" = json!("viewer"))), tag = "snapshots",
     params(("id" = String, Path, description = "Instance id or name"), PageQuery),
     responses((status = 200, description = "Snapshots, oldest first", body = libgo_core::Page<libgo_core::Snapshot>)))]
 async fn list_snapshots(
@@ -377,15 +465,17 @@ async fn list_snapshots(
     Ok(Json(paginate(state.libgo.snapshot_list(&id).await?, page)))
 }
 
-#[utoipa::path(post, path = "/api/v1/instances/{id}/snapshots", tag = "snapshots",
+#[utoipa::path(post, path = "/api/v1/instances/{id}/snapshots", extensions(("x-libgo-access" = json!("operator"))), tag = "snapshots",
     params(("id" = String, Path, description = "Instance id or name")),
     request_body = libgo_core::SnapshotSpec,
     responses((status = 201, description = "Taken", body = libgo_core::Snapshot)))]
 async fn create_snapshot(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     Json(spec): Json<SnapshotSpec>,
 ) -> ApiResult<Response> {
+    require_for_host_access(&state, &caller, &id).await?;
     let s = state.libgo.snapshot_create(&id, &spec).await?;
     Ok(created(
         format!("/api/v1/instances/{id}/snapshots/{}", s.name),
@@ -393,24 +483,28 @@ async fn create_snapshot(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/instances/{id}/snapshots/{name}", tag = "snapshots",
+#[utoipa::path(delete, path = "/api/v1/instances/{id}/snapshots/{name}", extensions(("x-libgo-access" = json!("operator"))), tag = "snapshots",
     params(("id" = String, Path, description = "Instance id or name"), ("name" = String, Path, description = "Snapshot name")),
     responses((status = 204, description = "Deleted")))]
 async fn delete_snapshot(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    require_for_host_access(&state, &caller, &id).await?;
     state.libgo.snapshot_delete(&id, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/instances/{id}/snapshots/{name}/revert", tag = "snapshots",
+#[utoipa::path(post, path = "/api/v1/instances/{id}/snapshots/{name}/revert", extensions(("x-libgo-access" = json!("operator"))), tag = "snapshots",
     params(("id" = String, Path, description = "Instance id or name"), ("name" = String, Path, description = "Snapshot name")),
     responses((status = 200, description = "The instance after the revert", body = libgo_core::Instance)))]
 async fn revert_snapshot(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Instance>> {
+    require_for_host_access(&state, &caller, &id).await?;
     state.libgo.snapshot_revert(&id, &name).await?;
     Ok(Json(state.libgo.get(&id).await?))
 }
@@ -437,7 +531,7 @@ fn extension(f: ExportFormat) -> &'static str {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/instances/{id}/export", tag = "instances",
+#[utoipa::path(post, path = "/api/v1/instances/{id}/export", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
     request_body = ExportRequest,
     responses((status = 202, description = "Export task started; Location names it", body = Task)))]
@@ -447,6 +541,7 @@ async fn export_instance(
     Path(id): Path<String>,
     Json(req): Json<ExportRequest>,
 ) -> ApiResult<Response> {
+    require_for_host_access(&state, &caller, &id).await?;
     let i = state.libgo.get(&id).await?;
     let destination = match req.destination {
         Some(d) => {
@@ -533,7 +628,7 @@ pub struct BatchItem {
     pub error: Option<crate::error::ErrorBody>,
 }
 
-#[utoipa::path(post, path = "/api/v1/instances/batch", tag = "instances",
+#[utoipa::path(post, path = "/api/v1/instances/batch", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     request_body = BatchCreate,
     responses((status = 202, description = "Batch task started; its result lists each item", body = Task)))]
 async fn batch_create(
@@ -541,7 +636,7 @@ async fn batch_create(
     caller: Caller,
     Json(req): Json<BatchCreate>,
 ) -> ApiResult<Response> {
-    check_host_privileges(&caller, &req.spec)?;
+    check_host_privileges(&state, &caller, &req.spec).await?;
     if req.count == 0 || req.count > 100 {
         return Err(ApiError::invalid("count must be between 1 and 100"));
     }
@@ -583,7 +678,7 @@ async fn batch_create(
     Ok(accepted(task))
 }
 
-#[utoipa::path(post, path = "/api/v1/instances/batch-delete", tag = "instances",
+#[utoipa::path(post, path = "/api/v1/instances/batch-delete", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     request_body = BatchDelete,
     responses((status = 202, description = "Batch task started; its result lists each item", body = Task)))]
 async fn batch_delete(

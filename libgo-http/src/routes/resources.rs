@@ -26,7 +26,7 @@ type S = State<Arc<AppState>>;
 
 // ---- networks ----
 
-#[utoipa::path(get, path = "/api/v1/networks", tag = "networks", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/networks", extensions(("x-libgo-access" = json!("viewer"))), tag = "networks", params(PageQuery),
     responses((status = 200, description = "Networks of every backend", body = libgo_core::Page<libgo_core::Network>)))]
 async fn list_networks(
     State(state): S,
@@ -37,14 +37,24 @@ async fn list_networks(
     Ok(Json(paginate(all, page)))
 }
 
-#[utoipa::path(post, path = "/api/v1/networks", tag = "networks", request_body = libgo_core::NetworkSpec,
+#[utoipa::path(post, path = "/api/v1/networks", extensions(("x-libgo-access" = json!("operator"))), tag = "networks", request_body = libgo_core::NetworkSpec,
     responses((status = 201, description = "Created", body = libgo_core::Network)))]
-async fn create_network(State(state): S, Json(spec): Json<NetworkSpec>) -> ApiResult<Response> {
+async fn create_network(
+    State(state): S,
+    caller: crate::auth::Caller,
+    Json(spec): Json<NetworkSpec>,
+) -> ApiResult<Response> {
+    if caller.role != crate::auth::Role::Admin && state.libgo.network_attaches_host(&spec)? {
+        return Err(crate::error::ApiError::forbidden(
+            "this network would attach instances to a host bridge or interface: only \
+             administrators may create it",
+        ));
+    }
     let n = state.libgo.network_create(&spec).await?;
     Ok(created(format!("/api/v1/networks/{}", n.id), n))
 }
 
-#[utoipa::path(get, path = "/api/v1/networks/{id}", tag = "networks",
+#[utoipa::path(get, path = "/api/v1/networks/{id}", extensions(("x-libgo-access" = json!("viewer"))), tag = "networks",
     params(("id" = String, Path, description = "Network id or name"), BackendQuery),
     responses((status = 200, description = "The network", body = libgo_core::Network)))]
 async fn get_network(
@@ -60,7 +70,7 @@ async fn get_network(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/networks/{id}", tag = "networks",
+#[utoipa::path(delete, path = "/api/v1/networks/{id}", extensions(("x-libgo-access" = json!("operator"))), tag = "networks",
     params(("id" = String, Path, description = "Network id or name"), BackendQuery),
     responses((status = 204, description = "Deleted")))]
 async fn delete_network(
@@ -96,13 +106,14 @@ pub enum NetworkAction {
     Stop,
 }
 
-#[utoipa::path(post, path = "/api/v1/networks/{id}/{action}", tag = "networks",
+#[utoipa::path(post, path = "/api/v1/networks/{id}/{action}", extensions(("x-libgo-access" = json!("operator"))), tag = "networks",
     params(("id" = String, Path, description = "Network id or name"),
            ("action" = NetworkAction, Path, description = "connect, disconnect, start or stop"), BackendQuery),
     request_body(content = Option<NetworkAttach>, description = "For connect and disconnect"),
     responses((status = 200, description = "The network after the action", body = libgo_core::Network)))]
 async fn network_action(
     State(state): S,
+    caller: crate::auth::Caller,
     Path((id, action)): Path<(String, NetworkAction)>,
     Query(q): Query<BackendQuery>,
     body: axum::body::Bytes,
@@ -114,17 +125,24 @@ async fn network_action(
         })
     };
     match action {
-        NetworkAction::Connect => {
-            state
-                .libgo
-                .network_connect(&id, &attach()?.instance)
-                .await?
-        }
-        NetworkAction::Disconnect => {
-            state
-                .libgo
-                .network_disconnect(&id, &attach()?.instance)
-                .await?
+        NetworkAction::Connect | NetworkAction::Disconnect => {
+            let instance = attach()?.instance;
+            super::instances::require_for_host_access(&state, &caller, &instance).await?;
+            if action == NetworkAction::Connect && caller.role != crate::auth::Role::Admin {
+                let net = state.libgo.network_inspect(b, &id).await?;
+                if net.host_attached || matches!(net.name.as_str(), "host" | "none") {
+                    return Err(crate::error::ApiError::forbidden(format!(
+                        "network {} attaches to the host: only administrators may connect \
+                         instances to it",
+                        net.name
+                    )));
+                }
+                state.libgo.network_connect(&id, &instance).await?
+            } else if action == NetworkAction::Connect {
+                state.libgo.network_connect(&id, &instance).await?
+            } else {
+                state.libgo.network_disconnect(&id, &instance).await?
+            }
         }
         NetworkAction::Start => state.libgo.network_start(b, &id).await?,
         NetworkAction::Stop => state.libgo.network_stop(b, &id).await?,
@@ -134,7 +152,7 @@ async fn network_action(
 
 // ---- volumes ----
 
-#[utoipa::path(get, path = "/api/v1/volumes", tag = "volumes", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/volumes", extensions(("x-libgo-access" = json!("viewer"))), tag = "volumes", params(PageQuery),
     responses((status = 200, description = "Volumes of every backend", body = libgo_core::Page<libgo_core::Volume>)))]
 async fn list_volumes(
     State(state): S,
@@ -145,14 +163,14 @@ async fn list_volumes(
     Ok(Json(paginate(all, page)))
 }
 
-#[utoipa::path(post, path = "/api/v1/volumes", tag = "volumes", request_body = libgo_core::VolumeSpec,
+#[utoipa::path(post, path = "/api/v1/volumes", extensions(("x-libgo-access" = json!("operator"))), tag = "volumes", request_body = libgo_core::VolumeSpec,
     responses((status = 201, description = "Created", body = libgo_core::Volume)))]
 async fn create_volume(State(state): S, Json(spec): Json<VolumeSpec>) -> ApiResult<Response> {
     let v = state.libgo.volume_create(&spec).await?;
     Ok(created(format!("/api/v1/volumes/{}", v.name), v))
 }
 
-#[utoipa::path(get, path = "/api/v1/volumes/{name}", tag = "volumes",
+#[utoipa::path(get, path = "/api/v1/volumes/{name}", extensions(("x-libgo-access" = json!("viewer"))), tag = "volumes",
     params(("name" = String, Path, description = "Volume name (`pool%2Fname` for VM volumes)"), BackendQuery),
     responses((status = 200, description = "The volume", body = libgo_core::Volume)))]
 async fn get_volume(
@@ -168,7 +186,7 @@ async fn get_volume(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/volumes/{name}", tag = "volumes",
+#[utoipa::path(delete, path = "/api/v1/volumes/{name}", extensions(("x-libgo-access" = json!("operator"))), tag = "volumes",
     params(("name" = String, Path, description = "Volume name"), BackendQuery),
     responses((status = 204, description = "Deleted")))]
 async fn delete_volume(
@@ -191,7 +209,7 @@ pub struct ResizeRequest {
     pub size_bytes: u64,
 }
 
-#[utoipa::path(post, path = "/api/v1/volumes/{name}/resize", tag = "volumes",
+#[utoipa::path(post, path = "/api/v1/volumes/{name}/resize", extensions(("x-libgo-access" = json!("operator"))), tag = "volumes",
     params(("name" = String, Path, description = "Volume name"), BackendQuery), request_body = ResizeRequest,
     responses((status = 200, description = "Resized", body = libgo_core::Volume)))]
 async fn resize_volume(
@@ -208,7 +226,7 @@ async fn resize_volume(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/volumes/{name}/wipe", tag = "volumes",
+#[utoipa::path(post, path = "/api/v1/volumes/{name}/wipe", extensions(("x-libgo-access" = json!("operator"))), tag = "volumes",
     params(("name" = String, Path, description = "Volume name"), BackendQuery),
     responses((status = 204, description = "Wiped")))]
 async fn wipe_volume(
@@ -227,7 +245,7 @@ pub struct CloneRequest {
     pub target: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/volumes/{name}/clone", tag = "volumes",
+#[utoipa::path(post, path = "/api/v1/volumes/{name}/clone", extensions(("x-libgo-access" = json!("operator"))), tag = "volumes",
     params(("name" = String, Path, description = "Volume name"), BackendQuery), request_body = CloneRequest,
     responses((status = 201, description = "Copied", body = libgo_core::Volume)))]
 async fn clone_volume(
@@ -299,7 +317,7 @@ async fn spool(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<S
     Ok(file)
 }
 
-#[utoipa::path(post, path = "/api/v1/volumes/{name}/upload", tag = "volumes",
+#[utoipa::path(post, path = "/api/v1/volumes/{name}/upload", extensions(("x-libgo-access" = json!("admin"))), tag = "volumes",
     params(("name" = String, Path, description = "VM volume name (`pool%2Fname`)"), BackendQuery),
     request_body(content(
         (crate::openapi::Binary = "application/octet-stream"),
@@ -347,7 +365,7 @@ async fn upload_volume(
     Ok(Json(volume))
 }
 
-#[utoipa::path(post, path = "/api/v1/volumes/prune", tag = "volumes", params(BackendQuery),
+#[utoipa::path(post, path = "/api/v1/volumes/prune", extensions(("x-libgo-access" = json!("operator"))), tag = "volumes", params(BackendQuery),
     responses((status = 200, description = "What was removed", body = libgo_core::PruneReport)))]
 async fn prune_volumes(
     State(state): S,
@@ -358,7 +376,7 @@ async fn prune_volumes(
 
 // ---- storage pools ----
 
-#[utoipa::path(get, path = "/api/v1/storage-pools", tag = "storage-pools", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/storage-pools", extensions(("x-libgo-access" = json!("viewer"))), tag = "storage-pools", params(PageQuery),
     responses((status = 200, description = "Storage pools", body = libgo_core::Page<libgo_core::StoragePool>)))]
 async fn list_pools(
     State(state): S,
@@ -369,14 +387,14 @@ async fn list_pools(
     Ok(Json(paginate(all, page)))
 }
 
-#[utoipa::path(post, path = "/api/v1/storage-pools", tag = "storage-pools", request_body = libgo_core::StoragePoolSpec,
+#[utoipa::path(post, path = "/api/v1/storage-pools", extensions(("x-libgo-access" = json!("admin"))), tag = "storage-pools", request_body = libgo_core::StoragePoolSpec,
     responses((status = 201, description = "Created (admin only: it names a host directory)", body = libgo_core::StoragePool)))]
 async fn create_pool(State(state): S, Json(spec): Json<StoragePoolSpec>) -> ApiResult<Response> {
     let p = state.libgo.pool_create(&spec).await?;
     Ok(created(format!("/api/v1/storage-pools/{}", p.name), p))
 }
 
-#[utoipa::path(get, path = "/api/v1/storage-pools/{name}", tag = "storage-pools",
+#[utoipa::path(get, path = "/api/v1/storage-pools/{name}", extensions(("x-libgo-access" = json!("viewer"))), tag = "storage-pools",
     params(("name" = String, Path, description = "Pool name"), BackendQuery),
     responses((status = 200, description = "The pool", body = libgo_core::StoragePool)))]
 async fn get_pool(
@@ -392,7 +410,7 @@ async fn get_pool(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/storage-pools/{name}", tag = "storage-pools",
+#[utoipa::path(delete, path = "/api/v1/storage-pools/{name}", extensions(("x-libgo-access" = json!("admin"))), tag = "storage-pools",
     params(("name" = String, Path, description = "Pool name"), BackendQuery),
     responses((status = 204, description = "Deleted")))]
 async fn delete_pool(
@@ -414,7 +432,7 @@ pub enum PoolAction {
     Deactivate,
 }
 
-#[utoipa::path(post, path = "/api/v1/storage-pools/{name}/{action}", tag = "storage-pools",
+#[utoipa::path(post, path = "/api/v1/storage-pools/{name}/{action}", extensions(("x-libgo-access" = json!("admin"))), tag = "storage-pools",
     params(("name" = String, Path, description = "Pool name"), ("action" = PoolAction, Path, description = "activate or deactivate"), BackendQuery),
     responses((status = 200, description = "The pool after the action", body = libgo_core::StoragePool)))]
 async fn pool_action(
@@ -432,7 +450,7 @@ async fn pool_action(
 
 // ---- templates ----
 
-#[utoipa::path(get, path = "/api/v1/templates", tag = "templates", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/templates", extensions(("x-libgo-access" = json!("viewer"))), tag = "templates", params(PageQuery),
     responses((status = 200, description = "VM templates", body = libgo_core::Page<libgo_core::Template>)))]
 async fn list_templates(
     State(state): S,
@@ -443,7 +461,7 @@ async fn list_templates(
     Ok(Json(paginate(all, page)))
 }
 
-#[utoipa::path(post, path = "/api/v1/templates", tag = "templates", params(BackendQuery), request_body = libgo_core::Template,
+#[utoipa::path(post, path = "/api/v1/templates", extensions(("x-libgo-access" = json!("operator"))), tag = "templates", params(BackendQuery), request_body = libgo_core::Template,
     responses((status = 201, description = "Saved", body = libgo_core::Template)))]
 async fn create_template(
     State(state): S,
@@ -457,7 +475,7 @@ async fn create_template(
     Ok(created(format!("/api/v1/templates/{}", t.name), t))
 }
 
-#[utoipa::path(get, path = "/api/v1/templates/{name}", tag = "templates",
+#[utoipa::path(get, path = "/api/v1/templates/{name}", extensions(("x-libgo-access" = json!("viewer"))), tag = "templates",
     params(("name" = String, Path, description = "Template name"), BackendQuery),
     responses((status = 200, description = "The template", body = libgo_core::Template)))]
 async fn get_template(
@@ -473,7 +491,7 @@ async fn get_template(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/templates/{name}", tag = "templates",
+#[utoipa::path(delete, path = "/api/v1/templates/{name}", extensions(("x-libgo-access" = json!("operator"))), tag = "templates",
     params(("name" = String, Path, description = "Template name"), BackendQuery),
     responses((status = 204, description = "Deleted")))]
 async fn delete_template(
@@ -506,7 +524,7 @@ pub struct BackendView {
     pub health: Health,
 }
 
-#[utoipa::path(get, path = "/api/v1/backends", tag = "system",
+#[utoipa::path(get, path = "/api/v1/backends", extensions(("x-libgo-access" = json!("viewer"))), tag = "system",
     responses((status = 200, description = "Every configured backend", body = Vec<BackendView>)))]
 async fn list_backends(State(state): S) -> ApiResult<Json<Vec<BackendView>>> {
     let backends = state.libgo.backends();

@@ -31,7 +31,7 @@ pub struct HealthReport {
 
 /// Served from a view refreshed at most once a second (see `AppState::cached_health`), so
 /// that however many load balancers poll, the engines are asked about once a second.
-#[utoipa::path(get, path = "/health", tag = "system", security(()),
+#[utoipa::path(get, path = "/health", extensions(("x-libgo-access" = json!("public"))), tag = "system", security(()),
     responses((status = 200, description = "The server answers; see each backend. The \
         backends' health is at most one second old (`checkedAt`).", body = HealthReport)))]
 async fn health(State(state): State<Arc<AppState>>) -> Json<HealthReport> {
@@ -51,7 +51,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<HealthReport> {
     })
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "system",
+#[utoipa::path(get, path = "/metrics", extensions(("x-libgo-access" = json!("viewer"))), tag = "system",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state.metrics.render(&state).await;

@@ -10,7 +10,8 @@ use utoipa::IntoParams;
 use utoipa_axum::routes;
 
 use super::Router;
-use crate::error::ApiResult;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use crate::tasks::Task;
@@ -30,17 +31,19 @@ pub struct TaskListQuery {
     pub page_size: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskListQuery),
-    responses((status = 200, description = "Tasks, newest first", body = libgo_core::Page<Task>)))]
+#[utoipa::path(get, path = "/api/v1/tasks", extensions(("x-libgo-access" = json!("viewer"))), tag = "tasks", params(TaskListQuery),
+    responses((status = 200, description = "Tasks, newest first: the caller's own (every user's for administrators)", body = libgo_core::Page<Task>)))]
 async fn list_tasks(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Query(q): Query<TaskListQuery>,
 ) -> ApiResult<Json<Page<Task>>> {
     let page = super::pagination(q.page, q.page_size)?;
-    let all = state
+    let mut all = state
         .tasks
         .list(q.status.as_deref(), q.kind.as_deref())
         .await?;
+    all.retain(|t| t.visible_to(&caller));
     Ok(Json(paginate(all, page)))
 }
 
@@ -52,25 +55,38 @@ pub struct WaitQuery {
     pub wait: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", extensions(("x-libgo-access" = json!("viewer"))), tag = "tasks",
     params(("id" = String, Path, description = "Task id"), WaitQuery),
     responses((status = 200, description = "The task", body = Task)))]
 async fn get_task(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<Json<Task>> {
+    visible_task(&state, &caller, &id).await?;
     let wait = q.wait.map(|s| Duration::from_secs(s.min(300)));
     Ok(Json(state.tasks.get(&id, wait).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks",
+/// The task, if the caller may see it; others' tasks are answered as missing.
+async fn visible_task(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Task> {
+    let t = state.tasks.get(id, None).await?;
+    if !t.visible_to(caller) {
+        return Err(ApiError::not_found(format!("no task {id:?}")));
+    }
+    Ok(t)
+}
+
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", extensions(("x-libgo-access" = json!("operator"))), tag = "tasks",
     params(("id" = String, Path, description = "Task id")),
     responses((status = 200, description = "The cancelled task", body = Task)))]
 async fn cancel_task(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Task>> {
+    visible_task(&state, &caller, &id).await?;
     Ok(Json(state.tasks.cancel(&id).await?))
 }
 

@@ -16,7 +16,7 @@ use super::{PageQuery, Router};
 use crate::auth::{
     Caller, Role, check_password_rules, hash_api_key, hash_password, new_api_key, verify_password,
 };
-use crate::db::{ApiKey, AuditFilter, AuditRecord, User};
+use crate::db::{ApiKey, AuditFilter, AuditRecord, Session, User};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::middleware::outcome;
@@ -44,34 +44,46 @@ pub struct LoginResponse {
     pub expires_at: DateTime<Utc>,
     /// Seconds until expiry.
     pub expires_in: u64,
+    /// The session this token belongs to (`DELETE /api/v1/sessions/{id}` or
+    /// `POST /logout` ends it).
+    pub session_id: String,
     /// Who logged in.
     pub user: User,
+}
+
+async fn audit_login(state: &AppState, req: &LoginMeta, user: &crate::db::UserRecord) {
+    let record = AuditRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        time: Utc::now(),
+        username: Some(user.username.clone()),
+        role: Some(user.role.as_str().to_string()),
+        method: "POST".into(),
+        path: req.path.clone(),
+        route: Some(req.path.clone()),
+        target: Some(user.username.clone()),
+        status: 200,
+        outcome: outcome(200).into(),
+        request_id: req.request_id.clone(),
+        client: Some(req.client.clone()),
+    };
+    if let Err(e) = state.db.audit_insert(&record).await {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
 }
 
 struct LoginMeta {
     path: String,
     request_id: Option<String>,
     client: String,
+    user_agent: Option<String>,
 }
 
-async fn audit_login(state: &AppState, meta: &LoginMeta, username: &str, status: u16) {
-    let record = AuditRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        time: Utc::now(),
-        username: Some(username.to_string()),
-        role: None,
-        method: "POST".into(),
-        path: meta.path.clone(),
-        route: Some(meta.path.clone()),
-        target: Some(username.to_string()),
-        status,
-        outcome: outcome(status).into(),
-        request_id: meta.request_id.clone(),
-        client: Some(meta.client.clone()),
-    };
-    if let Err(e) = state.db.audit_insert(&record).await {
-        tracing::error!(error = %e, "cannot write the audit log");
-    }
+/// A refused login: counted (never stored one row each), then answered.
+async fn login_refused(state: &AppState, meta: &LoginMeta, e: ApiError) -> ApiError {
+    state
+        .note_unauthenticated_failure(e.status().as_u16(), &meta.client)
+        .await;
+    e
 }
 
 async fn do_login(
@@ -79,29 +91,58 @@ async fn do_login(
     req: axum::extract::Request,
 ) -> ApiResult<Json<LoginResponse>> {
     let ip = client_ip(&req);
+    let header = |req: &axum::extract::Request, name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let meta = LoginMeta {
         path: req.uri().path().to_string(),
-        request_id: req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        request_id: header(&req, "x-request-id"),
         client: ip.to_string(),
+        user_agent: header(&req, "user-agent"),
     };
-    let limit = state.config.body_limit_bytes;
-    let bytes = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| crate::error::payload_too_large())?;
-    let creds: LoginRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid(format!("body must be {{\"username\", \"password\"}}: {e}"))
-    })?;
-    if let Err(wait) = state.login_limiter.check(ip, &creds.username) {
-        audit_login(&state, &meta, &creds.username, 429).await;
-        return Err(ApiError::rate_limited(
-            format!("too many failed logins; retry in {wait} s"),
-            wait,
-        ));
+    let limit = state.config.body_limit_bytes.min(16 << 10);
+    let bytes = match axum::body::to_bytes(req.into_body(), limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Err(login_refused(&state, &meta, crate::error::payload_too_large()).await);
+        }
+    };
+    let creds: LoginRequest = match serde_json::from_slice(&bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            let e = ApiError::invalid(format!("body must be {{\"username\", \"password\"}}: {e}"));
+            return Err(login_refused(&state, &meta, e).await);
+        }
+    };
+    // Names are checked before they reach the limiter's memory or the audit log.
+    if validate::name("username", &creds.username).is_err() || creds.password.len() > 1024 {
+        let e = ApiError::unauthorized("wrong user name or password");
+        return Err(login_refused(&state, &meta, e).await);
     }
+    if let Err(r) = state.login_limiter.reserve(ip, &creds.username) {
+        let e = ApiError::rate_limited(
+            format!("too many failed logins; retry in {} s", r.retry_after),
+            r.retry_after,
+        );
+        return Err(login_refused(&state, &meta, e).await);
+    }
+    // Password hashing is slow and memory-hungry by design: a bounded number at once.
+    let permit = match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.password_slots.acquire(),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            state.login_limiter.release(ip, &creds.username);
+            let e = ApiError::rate_limited("too many logins at once; retry in 1 s", 1);
+            return Err(login_refused(&state, &meta, e).await);
+        }
+    };
     let user = state.db.user_by_name(&creds.username).await?;
     let ok = match &user {
         Some(u) => verify_password(creds.password.clone(), u.password_hash.clone()).await,
@@ -111,25 +152,37 @@ async fn do_login(
             false
         }
     };
+    drop(permit);
     let Some(user) = user.filter(|_| ok) else {
-        state.login_limiter.failed(ip, &creds.username);
         state.metrics.login_failures.inc();
-        audit_login(&state, &meta, &creds.username, 401).await;
-        return Err(ApiError::unauthorized("wrong user name or password"));
+        let e = ApiError::unauthorized("wrong user name or password");
+        return Err(login_refused(&state, &meta, e).await);
     };
     state.login_limiter.succeeded(ip, &creds.username);
-    let (token, exp) = state.tokens.issue(&user)?;
-    audit_login(&state, &meta, &creds.username, 200).await;
+    let sid = uuid::Uuid::new_v4().to_string();
+    let (token, exp) = state.tokens.issue(&user, &sid)?;
+    state
+        .db
+        .session_insert(
+            &sid,
+            &user.id,
+            exp * 1000,
+            Some(&meta.client),
+            meta.user_agent.as_deref(),
+        )
+        .await?;
+    audit_login(&state, &meta, &user).await;
     Ok(Json(LoginResponse {
         token,
         token_type: "Bearer".into(),
         expires_at: crate::db::to_time(exp * 1000),
         expires_in: state.config.token_ttl_secs,
+        session_id: sid,
         user: User::from(&user),
     }))
 }
 
-#[utoipa::path(post, path = "/login", tag = "auth", security(()), request_body = LoginRequest,
+#[utoipa::path(post, path = "/login", extensions(("x-libgo-access" = json!("public"))), tag = "auth", security(()), request_body = LoginRequest,
     responses((status = 200, description = "A token", body = LoginResponse)))]
 async fn login(
     State(state): State<Arc<AppState>>,
@@ -138,7 +191,7 @@ async fn login(
     do_login(state, req).await
 }
 
-#[utoipa::path(post, path = "/api/v1/login", tag = "auth", security(()), request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/v1/login", extensions(("x-libgo-access" = json!("public"))), tag = "auth", security(()), request_body = LoginRequest,
     responses((status = 200, description = "A token (same as /login)", body = LoginResponse)))]
 async fn login_v1(
     State(state): State<Arc<AppState>>,
@@ -177,7 +230,7 @@ pub struct PasswordChange {
     pub new_password: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/users", extensions(("x-libgo-access" = json!("admin"))), tag = "users", params(PageQuery),
     responses((status = 200, description = "Users", body = libgo_core::Page<User>)))]
 async fn list_users(
     State(state): State<Arc<AppState>>,
@@ -188,7 +241,7 @@ async fn list_users(
     Ok(Json(libgo_core::paginate(users, page)))
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+#[utoipa::path(post, path = "/api/v1/users", extensions(("x-libgo-access" = json!("admin"))), tag = "users", request_body = NewUser,
     responses((status = 201, description = "Created", body = User)))]
 async fn create_user(
     State(state): State<Arc<AppState>>,
@@ -210,7 +263,7 @@ async fn create_user(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
+#[utoipa::path(get, path = "/api/v1/users/me", extensions(("x-libgo-access" = json!("self"))), tag = "users",
     responses((status = 200, description = "The caller", body = User)))]
 async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<User>> {
     let u = state
@@ -221,7 +274,7 @@ async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Jso
     Ok(Json(User::from(&u)))
 }
 
-#[utoipa::path(put, path = "/api/v1/users/me/password", tag = "users", request_body = PasswordChange,
+#[utoipa::path(put, path = "/api/v1/users/me/password", extensions(("x-libgo-access" = json!("self"))), tag = "users", request_body = PasswordChange,
     responses((status = 204, description = "Changed")))]
 async fn change_my_password(
     State(state): State<Arc<AppState>>,
@@ -251,7 +304,7 @@ async fn find_user(state: &AppState, id: &str) -> ApiResult<crate::db::UserRecor
         .ok_or_else(|| ApiError::not_found(format!("no user {id:?}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
+#[utoipa::path(get, path = "/api/v1/users/{id}", extensions(("x-libgo-access" = json!("admin"))), tag = "users",
     params(("id" = String, Path, description = "User id or name")),
     responses((status = 200, description = "The user", body = User)))]
 async fn get_user(
@@ -261,7 +314,7 @@ async fn get_user(
     Ok(Json(User::from(&find_user(&state, &id).await?)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users",
+#[utoipa::path(patch, path = "/api/v1/users/{id}", extensions(("x-libgo-access" = json!("admin"))), tag = "users",
     params(("id" = String, Path, description = "User id or name")), request_body = UserUpdate,
     responses((status = 200, description = "Updated", body = User)))]
 async fn update_user(
@@ -292,7 +345,7 @@ async fn update_user(
     Ok(Json(User::from(&find_user(&state, &u.id).await?)))
 }
 
-#[utoipa::path(put, path = "/api/v1/users/{id}/password", tag = "users",
+#[utoipa::path(put, path = "/api/v1/users/{id}/password", extensions(("x-libgo-access" = json!("admin"))), tag = "users",
     params(("id" = String, Path, description = "User id or name")), request_body = PasswordChange,
     responses((status = 204, description = "Changed")))]
 async fn set_password(
@@ -307,7 +360,7 @@ async fn set_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+#[utoipa::path(delete, path = "/api/v1/users/{id}", extensions(("x-libgo-access" = json!("admin"))), tag = "users",
     params(("id" = String, Path, description = "User id or name")),
     responses((status = 204, description = "Deleted, with the user's API keys")))]
 async fn delete_user(
@@ -334,11 +387,15 @@ async fn delete_user(
 pub struct NewApiKey {
     /// A label.
     pub name: String,
-    /// Lifetime in days; no expiry when absent.
+    /// Lifetime in days (1–3650); no expiry when absent.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
     /// Owner (administrators only); the caller when absent.
     pub user: Option<String>,
 }
+
+/// The longest lifetime of an API key, in days (ten years).
+pub const MAX_KEY_DAYS: u32 = 3650;
 
 /// A new key: the only time the key itself is shown.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -350,7 +407,7 @@ pub struct CreatedApiKey {
     pub api_key: ApiKey,
 }
 
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/api-keys", extensions(("x-libgo-access" = json!("self"))), tag = "api-keys", params(PageQuery),
     responses((status = 200, description = "The caller's keys (every key for administrators)", body = libgo_core::Page<ApiKey>)))]
 async fn list_keys(
     State(state): State<Arc<AppState>>,
@@ -365,7 +422,7 @@ async fn list_keys(
     )))
 }
 
-#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = NewApiKey,
+#[utoipa::path(post, path = "/api/v1/api-keys", extensions(("x-libgo-access" = json!("self"))), tag = "api-keys", request_body = NewApiKey,
     responses((status = 201, description = "Created; the key is in this answer only", body = CreatedApiKey)))]
 async fn create_key(
     State(state): State<Arc<AppState>>,
@@ -374,6 +431,13 @@ async fn create_key(
 ) -> ApiResult<Response> {
     if k.name.trim().is_empty() || k.name.len() > 100 {
         return Err(ApiError::invalid("name must have 1 to 100 characters"));
+    }
+    if k.expires_in_days
+        .is_some_and(|d| !(1..=MAX_KEY_DAYS).contains(&d))
+    {
+        return Err(ApiError::invalid(format!(
+            "expiresInDays must be between 1 and {MAX_KEY_DAYS}"
+        )));
     }
     let owner = match &k.user {
         Some(u) => {
@@ -409,7 +473,7 @@ async fn create_key(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", extensions(("x-libgo-access" = json!("self"))), tag = "api-keys",
     params(("id" = String, Path, description = "Key id")),
     responses((status = 204, description = "Revoked")))]
 async fn revoke_key(
@@ -422,6 +486,59 @@ async fn revoke_key(
         return Err(ApiError::not_found(format!("no API key {id:?}")));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions", extensions(("x-libgo-access" = json!("self"))), tag = "sessions", params(PageQuery),
+    responses((status = 200, description = "Live sessions: the caller's own (every user's for administrators), newest first", body = libgo_core::Page<Session>)))]
+async fn list_sessions(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<Session>>> {
+    let page = q.get()?;
+    let owner = (caller.role != Role::Admin).then_some(caller.user_id.as_str());
+    let mut sessions = state.db.session_list(owner).await?;
+    for s in &mut sessions {
+        s.current = caller.session_id() == Some(s.id.as_str());
+    }
+    Ok(Json(libgo_core::paginate(sessions, page)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", extensions(("x-libgo-access" = json!("self"))), tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 204, description = "Ended: its token is refused from now on, and its open streams close")))]
+async fn end_session(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let owner = (caller.role != Role::Admin).then_some(caller.user_id.as_str());
+    if !state.db.session_delete(&id, owner).await? {
+        return Err(ApiError::not_found(format!("no session {id:?}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn do_logout(state: &AppState, caller: &Caller) -> ApiResult<StatusCode> {
+    let Some(sid) = caller.session_id() else {
+        return Err(ApiError::invalid(
+            "an API key has no session to end: revoke the key instead",
+        ));
+    };
+    state.db.session_delete(sid, Some(&caller.user_id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/logout", extensions(("x-libgo-access" = json!("self"))), tag = "auth",
+    responses((status = 204, description = "The caller's session ended")))]
+async fn logout(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<StatusCode> {
+    do_logout(&state, &caller).await
+}
+
+#[utoipa::path(post, path = "/api/v1/logout", extensions(("x-libgo-access" = json!("self"))), tag = "auth",
+    responses((status = 204, description = "The caller's session ended (same as /logout)")))]
+async fn logout_v1(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<StatusCode> {
+    do_logout(&state, &caller).await
 }
 
 /// Audit query: filters and page.
@@ -449,7 +566,7 @@ pub struct AuditQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, path = "/api/v1/audit", extensions(("x-libgo-access" = json!("admin"))), tag = "audit", params(AuditQuery),
     responses((status = 200, description = "Audit records, newest first", body = libgo_core::Page<AuditRecord>)))]
 async fn audit(
     State(state): State<Arc<AppState>>,
@@ -491,4 +608,8 @@ pub fn router() -> Router {
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
         .routes(routes!(audit))
+        .routes(routes!(list_sessions))
+        .routes(routes!(end_session))
+        .routes(routes!(logout))
+        .routes(routes!(logout_v1))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -18,9 +18,11 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa_axum::routes;
 
 use super::Router;
+use crate::auth::{Caller, SessionWatch};
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventQuery;
 use crate::extract::{Json, Path, Query};
+use crate::routes::instances::require_for_host_access;
 use crate::state::AppState;
 
 /// Seconds between server pings; a client silent for three of them is dropped.
@@ -32,10 +34,14 @@ fn is_upgrade(h: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
+/// The largest WebSocket message a client may send.
+const MAX_MESSAGE: usize = 1 << 20;
+
 async fn upgrade(req: Request) -> ApiResult<WebSocketUpgrade> {
     let (mut parts, _) = req.into_parts();
     WebSocketUpgrade::from_request_parts(&mut parts, &())
         .await
+        .map(|ws| ws.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE))
         .map_err(|e| {
             ApiError::invalid(format!(
                 "a WebSocket upgrade is needed here: {}",
@@ -44,19 +50,83 @@ async fn upgrade(req: Request) -> ApiResult<WebSocketUpgrade> {
         })
 }
 
+/// One open WebSocket of a user: counted against the per-user cap while it lives.
+struct SocketSlot {
+    state: Arc<AppState>,
+    user_id: String,
+}
+
+impl SocketSlot {
+    fn take(state: &Arc<AppState>, caller: &Caller) -> ApiResult<SocketSlot> {
+        let mut open = state.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(caller.user_id.clone()).or_insert(0);
+        if *n >= state.config.websockets_per_user {
+            return Err(ApiError::rate_limited(
+                format!(
+                    "{} has {} WebSockets open, the most one user may",
+                    caller.username, n
+                ),
+                5,
+            ));
+        }
+        *n += 1;
+        Ok(SocketSlot {
+            state: state.clone(),
+            user_id: caller.user_id.clone(),
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.state.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.user_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+/// What a WebSocket handler holds while it runs: its slot and the watch on its session.
+struct Guarded {
+    _slot: SocketSlot,
+    watch: SessionWatch,
+}
+
+impl Guarded {
+    fn new(state: &Arc<AppState>, caller: &Caller) -> ApiResult<Guarded> {
+        Ok(Guarded {
+            _slot: SocketSlot::take(state, caller)?,
+            watch: SessionWatch::start(state.clone(), caller.clone()),
+        })
+    }
+
+    /// The close frame sent when the session ended.
+    fn close(&self) -> Message {
+        Message::Close(Some(CloseFrame {
+            code: close_code::POLICY,
+            reason: format!("session ended: {}", self.watch.reason()).into(),
+        }))
+    }
+}
+
 fn text(v: &impl serde::Serialize) -> Message {
     Message::Text(serde_json::to_string(v).unwrap_or_default().into())
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
+#[utoipa::path(get, path = "/api/v1/events", extensions(("x-libgo-access" = json!("viewer"))), tag = "events", params(EventQuery),
     responses((status = 101, description = "WebSocket of JSON messages: instance events and task changes", body = crate::events::ServerEvent)))]
 async fn events(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Query(q): Query<EventQuery>,
     req: Request,
 ) -> ApiResult<Response> {
     let filter = q.filter()?;
     let ws = upgrade(req).await?;
+    let guard = Guarded::new(&state, &caller)?;
     Ok(ws.on_upgrade(move |socket| async move {
         let mut socket = socket;
         let mut rx = state.events.subscribe();
@@ -64,6 +134,10 @@ async fn events(
         let mut last_seen = Instant::now();
         loop {
             tokio::select! {
+                _ = guard.watch.ended() => {
+                    let _ = socket.send(guard.close()).await;
+                    break;
+                }
                 _ = state.shutdown.cancelled() => {
                     let _ = socket.send(Message::Close(None)).await;
                     break;
@@ -92,7 +166,7 @@ async fn events(
                 },
                 ev = rx.recv() => match ev {
                     Ok(e) => {
-                        if q.admits(&filter, &e) && socket.send(text(&e)).await.is_err() {
+                        if q.admits(&filter, &e) && e.visible_to(&caller) && socket.send(text(&e)).await.is_err() {
                             break;
                         }
                     }
@@ -109,9 +183,18 @@ async fn events(
     }))
 }
 
-async fn pump_stats(mut socket: WebSocket, mut stream: BoxStream<Stats>, state: Arc<AppState>) {
+async fn pump_stats(
+    mut socket: WebSocket,
+    mut stream: BoxStream<Stats>,
+    state: Arc<AppState>,
+    guard: Guarded,
+) {
     loop {
         tokio::select! {
+            _ = guard.watch.ended() => {
+                let _ = socket.send(guard.close()).await;
+                return;
+            }
             _ = state.shutdown.cancelled() => break,
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
@@ -134,37 +217,47 @@ async fn pump_stats(mut socket: WebSocket, mut stream: BoxStream<Stats>, state: 
     let _ = socket.send(Message::Close(None)).await;
 }
 
-#[utoipa::path(get, path = "/api/v1/instances/{id}/stats", tag = "instances",
+#[utoipa::path(get, path = "/api/v1/instances/{id}/stats", extensions(("x-libgo-access" = json!("viewer"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
     responses((status = 200, description = "One sample; with a WebSocket upgrade, a stream of samples about once a second", body = libgo_core::Stats)))]
 async fn instance_stats(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
     if is_upgrade(req.headers()) {
         let ws = upgrade(req).await?;
+        let guard = Guarded::new(&state, &caller)?;
         let stream = state.libgo.stats_stream(&id).await?;
-        return Ok(ws.on_upgrade(move |socket| pump_stats(socket, stream, state)));
+        return Ok(ws.on_upgrade(move |socket| pump_stats(socket, stream, state, guard)));
     }
     Ok(Json(state.libgo.stats(&id).await?).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/instances/{id}/console", tag = "instances",
+#[utoipa::path(get, path = "/api/v1/instances/{id}/console", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
     responses((status = 101, description = "WebSocket: binary frames of console output; text or binary frames typed in")))]
 async fn instance_console(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
     let ws = upgrade(req).await?;
+    require_for_host_access(&state, &caller, &id).await?;
+    let guard = Guarded::new(&state, &caller)?;
     let session = state.libgo.console(&id).await?;
     Ok(ws.on_upgrade(move |mut socket| async move {
         let mut output = session.output;
         let mut input = session.input;
         loop {
             tokio::select! {
+                _ = guard.watch.ended() => {
+                    let _ = socket.send(guard.close()).await;
+                    let _ = input.shutdown().await;
+                    return;
+                }
                 _ = state.shutdown.cancelled() => break,
                 chunk = output.next() => match chunk {
                     Some(Ok(b)) => {
@@ -196,15 +289,18 @@ async fn instance_console(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/instances/{id}/vnc", tag = "instances",
+#[utoipa::path(get, path = "/api/v1/instances/{id}/vnc", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     params(("id" = String, Path, description = "VM id or name")),
     responses((status = 101, description = "WebSocket (subprotocol `binary`) carrying the RFB stream in binary frames, for noVNC")))]
 async fn instance_vnc(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Path(id): Path<String>,
     req: Request,
 ) -> ApiResult<Response> {
     let ws = upgrade(req).await?.protocols(["binary"]);
+    require_for_host_access(&state, &caller, &id).await?;
+    let guard = Guarded::new(&state, &caller)?;
     let display = state.libgo.vnc_display(&id).await?;
     let tcp = tokio::net::TcpStream::connect((display.host.as_str(), display.port))
         .await
@@ -218,6 +314,10 @@ async fn instance_vnc(
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             tokio::select! {
+                _ = guard.watch.ended() => {
+                    let _ = socket.send(guard.close()).await;
+                    return;
+                }
                 _ = state.shutdown.cancelled() => break,
                 n = rd.read(&mut buf) => match n {
                     Ok(0) | Err(_) => break,

@@ -81,8 +81,18 @@ pub async fn test_driver() -> KvmBackend {
     b
 }
 
+/// One test of this process makes the base image; the others wait for it to be whole.
+/// (Without this, a test that lost the race to create it got `Conflict` while libvirt was
+/// still building the volume, and its VM then failed to find the base by path: seen on
+/// every machine that had never run the suite.)
+static BASE_READY: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+
 pub async fn ensure_base(b: &KvmBackend) {
     use libgo_core::Volumes;
+    let mut ready = BASE_READY.lock().await;
+    if *ready && b.volume_inspect(BASE_IMAGE).await.is_ok() {
+        return;
+    }
     match b.volume_inspect(BASE_IMAGE).await {
         Ok(_) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -101,6 +111,7 @@ pub async fn ensure_base(b: &KvmBackend) {
         }
         Err(e) => panic!("inspecting the base image: {e}"),
     }
+    *ready = true;
 }
 
 /// A VM spec that boots the test guest directly, with a disk on the base image.

@@ -107,7 +107,7 @@ int main(int argc, char **argv) {
   /* Create; then watch its events while starting it. */
   snprintf(spec, sizeof spec,
            "{\"name\":\"%s\",\"kind\":\"container\",\"image\":\"%s\","
-           "\"labels\":{\"io.libgo.test\":\"%s\"},"
+           "\"labels\":{\"test.libgo.test\":\"%s\"},"
            "\"command\":[\"sh\",\"-c\",\"trap 'exit 0' TERM; echo hello-from-c; "
            "while true; do sleep 1; done\"]}",
            name, image, prefix);
@@ -126,7 +126,7 @@ int main(int argc, char **argv) {
     libgo_stream_free(events.stream);
   }
 
-  snprintf(filter, sizeof filter, "{\"labels\":{\"io.libgo.test\":\"%s\"}}", prefix);
+  snprintf(filter, sizeof filter, "{\"labels\":{\"test.libgo.test\":\"%s\"}}", prefix);
   ok_json(libgo_instance_list(client, filter, 1, 10), "\"count\":1", "list by label");
   ok_json(libgo_instance_get(client, name), "\"state\":\"running\"", "get running");
   ok_json(libgo_instance_stats(client, name), "\"memoryBytes\"", "stats");
