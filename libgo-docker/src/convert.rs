@@ -188,7 +188,8 @@ pub(crate) fn host_access(host: &bollard::models::HostConfig) -> Vec<HostAccess>
         ("ipc", host.ipc_mode.as_deref()),
         ("uts", host.uts_mode.as_deref()),
         ("user", host.userns_mode.as_deref()),
-        ("cgroup", host.cgroupns_mode.as_ref().map(|m| m.as_ref())),
+        // The cgroup namespace is left out: `host` is Docker's default on cgroup v1 hosts
+        // and gives no write access to the host by itself.
     ];
     for (ns, mode) in namespaces {
         if let Some(mode) = mode

@@ -380,6 +380,11 @@ impl AccessTable {
         self.routes.get(&(method, route.to_string())).copied()
     }
 
+    /// Whether any method of `route` declared a rule.
+    pub fn has_route(&self, route: &str) -> bool {
+        self.routes.keys().any(|(_, r)| r == route)
+    }
+
     /// Operations that declared no (valid) rule.
     pub fn undeclared(&self) -> &[String] {
         &self.undeclared
@@ -577,6 +582,10 @@ pub async fn authorize(
         .map(|m| m.as_str().to_string())
         .unwrap_or_default();
     let Some(access) = table.get(req.method(), &route) else {
+        if table.has_route(&route) {
+            // A method the route does not serve: the router answers 405, no handler runs.
+            return Ok(next.run(req).await);
+        }
         tracing::error!(%route, method = %req.method(), "route without an access declaration");
         return Err(ApiError::forbidden(
             "this route declares no permission and is refused",

@@ -111,7 +111,7 @@ async fn pull_image(
         (None, Some(n)) => format!("{n}:{}", req.tag.as_deref().unwrap_or("latest")),
         _ => return Err(ApiError::invalid("give either reference or name (and tag)")),
     };
-    libgo_core::validate::image_reference(&reference)?;
+    libgo_core::validate::user_image_reference(&reference)?;
     let libgo = state.libgo.clone();
     let auth = req.auth.map(RegistryAuth::from);
     let backend = req.backend;
@@ -171,6 +171,9 @@ async fn build_image(
         return Err(ApiError::invalid(
             "the body must be the build context as a tar",
         ));
+    }
+    for t in &spec.tags {
+        libgo_core::validate::user_image_reference(t)?;
     }
     let libgo = state.libgo.clone();
     let target = spec.tags.first().cloned();
