@@ -229,6 +229,69 @@ pub async fn instance_lifecycle(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     .await
 }
 
+/// One rule for every backend, through the facade: a state verb whose target state the
+/// instance is already in succeeds (start when running, stop when stopped, pause when
+/// paused, resume when running); one that cannot reach it is a conflict (pause when
+/// stopped); delete when gone is `NotFound`.
+pub async fn idempotent_verbs(b: Arc<dyn Backend>, fx: &Fixture) -> Result<()> {
+    let name = fx.name("idem");
+    let libgo = LibGo::new();
+    libgo.register(b.clone())?;
+    with_cleanup(&*b, std::slice::from_ref(&name), async {
+        libgo.create(&fx.spec("idem")).await?;
+        let quick = StopOptions {
+            timeout_secs: None,
+            force: true,
+        };
+        libgo.stop(&name, quick).await?;
+        check(
+            libgo.get(&name).await?.state == InstanceState::Stopped,
+            "stop when stopped succeeds and leaves it stopped",
+        )?;
+        if b.capabilities().pause {
+            expect_kind(
+                libgo.resume(&name).await,
+                ErrorKind::Conflict,
+                "resume when stopped",
+            )?;
+        }
+        libgo.start(&name).await?;
+        wait_state(&*b, &name, InstanceState::Running, fx.boot_timeout).await?;
+        libgo.start(&name).await?;
+        libgo.resume(&name).await?;
+        check(
+            libgo.get(&name).await?.state == InstanceState::Running,
+            "start and resume when running succeed and leave it running",
+        )?;
+        if b.capabilities().pause {
+            libgo.pause(&name).await?;
+            libgo.pause(&name).await?;
+            check(
+                libgo.get(&name).await?.state == InstanceState::Paused,
+                "pause when paused succeeds",
+            )?;
+            libgo.resume(&name).await?;
+        }
+        libgo.stop(&name, quick).await?;
+        wait_state(&*b, &name, InstanceState::Stopped, Duration::from_secs(30)).await?;
+        libgo.stop(&name, quick).await?;
+        if b.capabilities().pause {
+            expect_kind(
+                libgo.pause(&name).await,
+                ErrorKind::Conflict,
+                "pause when stopped",
+            )?;
+        }
+        libgo.delete(&name, false).await?;
+        expect_kind(
+            libgo.delete(&name, false).await,
+            ErrorKind::NotFound,
+            "delete when gone",
+        )
+    })
+    .await
+}
+
 /// Bad specs are refused with the right kind and create nothing.
 pub async fn bad_input(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     // Every bad spec carries this label, so that whatever one wrongly created is found
@@ -925,6 +988,13 @@ macro_rules! conformance_tests {
             let (backend, fixture) = $setup().await;
             if let Err(e) = $crate::conformance::list_and_facade(backend, &fixture).await {
                 panic!("conformance list_and_facade: {e}");
+            }
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn idempotent_verbs() {
+            let (backend, fixture) = $setup().await;
+            if let Err(e) = $crate::conformance::idempotent_verbs(backend, &fixture).await {
+                panic!("conformance idempotent_verbs: {e}");
             }
         }
     };

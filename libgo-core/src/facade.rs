@@ -161,6 +161,7 @@ impl LibGo {
         id: &str,
         probe: Probe<'_, T>,
     ) -> Result<(Arc<dyn Backend>, T)> {
+        validate::object_id(what, id)?;
         let candidates: Vec<_> = match backend {
             Some(n) => vec![self.backend(n)?],
             None => self
@@ -217,6 +218,7 @@ impl LibGo {
     /// The backend holding instance `id` and the id to call it with. With a single backend
     /// that manages instances this asks no engine: the backend's own call answers NotFound.
     async fn route(&self, id: &str) -> Result<(Arc<dyn Backend>, String)> {
+        validate::object_id("instance", id)?;
         let candidates: Vec<_> = self
             .read()
             .iter()
@@ -302,6 +304,15 @@ impl LibGo {
     /// change feed, one change check plus a read of what changed. A backend that fails is
     /// left out with a warning, unless every backend fails.
     pub async fn list_all(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
+        Ok(self.list_all_reporting(filter).await?.0)
+    }
+
+    /// [`LibGo::list_all`], with the backends that could not be listed (their instances
+    /// are missing from the answer). Fails only when no backend answered.
+    pub async fn list_all_reporting(
+        &self,
+        filter: &InstanceFilter,
+    ) -> Result<(Vec<Instance>, Vec<Unavailable>)> {
         let backends: Vec<_> = self
             .backends()
             .into_iter()
@@ -320,11 +331,16 @@ impl LibGo {
         .await;
         let mut items = Vec::new();
         let mut failures = Vec::new();
+        let mut unavailable = Vec::new();
         for (b, answer) in backends.iter().zip(answers) {
             match answer {
                 Ok(list) => items.extend(list.into_iter().filter(|i| filter.matches(i))),
                 Err(e) => {
                     tracing::warn!(backend = b.name(), error = %e, "listing failed");
+                    unavailable.push(Unavailable {
+                        backend: b.name().to_string(),
+                        message: e.to_string(),
+                    });
                     failures.push(e);
                 }
             }
@@ -333,25 +349,49 @@ impl LibGo {
             return Err(failures.remove(0));
         }
         items.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.backend.cmp(&b.backend)));
-        Ok(items)
+        Ok((items, unavailable))
     }
 
     /// One page of [`LibGo::list_all`].
     pub async fn list(&self, filter: &InstanceFilter, page: Pagination) -> Result<Page<Instance>> {
         validate::pagination(page)?;
-        Ok(paginate(self.list_all(filter).await?, page))
+        let (items, unavailable) = self.list_all_reporting(filter).await?;
+        Ok(Page {
+            unavailable,
+            ..paginate(items, page)
+        })
     }
 
-    /// Starts an instance.
+    /// A state verb's answer under LibGo's idempotency rule: a verb whose target state the
+    /// instance is already in succeeds (start when running, stop when stopped, pause when
+    /// paused, resume when running), whatever the engine says; other conflicts stay.
+    async fn idempotent(
+        b: &Arc<dyn Backend>,
+        id: &str,
+        target: InstanceState,
+        answer: Result<()>,
+    ) -> Result<()> {
+        match answer {
+            Err(e) if e.kind() == ErrorKind::Conflict => match b.get(id).await {
+                Ok(i) if i.state == target => Ok(()),
+                _ => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// Starts an instance (already running is success).
     pub async fn start(&self, id: &str) -> Result<()> {
         let (b, i) = self.route(id).await?;
-        b.start(&i).await
+        let answer = b.start(&i).await;
+        Self::idempotent(&b, &i, InstanceState::Running, answer).await
     }
 
-    /// Stops an instance.
+    /// Stops an instance (already stopped is success).
     pub async fn stop(&self, id: &str, options: StopOptions) -> Result<()> {
         let (b, i) = self.route(id).await?;
-        b.stop(&i, options).await
+        let answer = b.stop(&i, options).await;
+        Self::idempotent(&b, &i, InstanceState::Stopped, answer).await
     }
 
     /// Restarts an instance.
@@ -366,16 +406,19 @@ impl LibGo {
         b.kill(&i, signal).await
     }
 
-    /// Pauses an instance.
+    /// Pauses an instance (already paused is success; a stopped one is a conflict).
     pub async fn pause(&self, id: &str) -> Result<()> {
         let (b, i) = self.route(id).await?;
-        b.pause(&i).await
+        let answer = b.pause(&i).await;
+        Self::idempotent(&b, &i, InstanceState::Paused, answer).await
     }
 
-    /// Resumes a paused instance.
+    /// Resumes a paused instance (already running is success; a stopped one is a
+    /// conflict).
     pub async fn resume(&self, id: &str) -> Result<()> {
         let (b, i) = self.route(id).await?;
-        b.resume(&i).await
+        let answer = b.resume(&i).await;
+        Self::idempotent(&b, &i, InstanceState::Running, answer).await
     }
 
     /// Deletes an instance; `force` stops it first.
@@ -702,15 +745,30 @@ impl LibGo {
 
     /// Removes unused images on the named backend or every backend that can.
     pub async fn image_prune(&self, backend: Option<&str>) -> Result<PruneReport> {
+        self.prune(backend, |b| async move { b.image_prune().await }.boxed())
+            .await
+    }
+
+    /// Prunes on the named backend, or on every backend that can (one that answers
+    /// `Unsupported` is skipped), and adds the reports up.
+    async fn prune(
+        &self,
+        backend: Option<&str>,
+        op: impl Fn(Arc<dyn Backend>) -> BoxFuture<'static, Result<PruneReport>>,
+    ) -> Result<PruneReport> {
         let reports = match backend {
-            Some(n) => vec![self.backend(n)?.image_prune().await?],
+            Some(n) => vec![op(self.backend(n)?).await?],
             None => {
-                self.merge(
-                    |c| c.image_registry,
-                    |b| async move { b.image_prune().await.map(|r| vec![r]) }.boxed(),
-                    |_, _| std::cmp::Ordering::Equal,
-                )
-                .await?
+                let answers = join_all(self.backends().into_iter().map(&op)).await;
+                let mut reports = Vec::new();
+                for a in answers {
+                    match a {
+                        Ok(r) => reports.push(r),
+                        Err(e) if e.kind() == ErrorKind::Unsupported => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                reports
             }
         };
         Ok(reports
@@ -867,10 +925,9 @@ impl LibGo {
         b.volume_delete(name, force).await
     }
 
-    /// Removes unused volumes on the named backend or the first with volumes.
+    /// Removes unused volumes on the named backend or every backend that can.
     pub async fn volume_prune(&self, backend: Option<&str>) -> Result<PruneReport> {
-        self.pick(backend, |c| c.volumes, "volumes")?
-            .volume_prune()
+        self.prune(backend, |b| async move { b.volume_prune().await }.boxed())
             .await
     }
 
@@ -1012,6 +1069,7 @@ pub fn paginate<T>(items: Vec<T>, page: Pagination) -> Page<T> {
         count,
         page: page.page,
         page_size: page.page_size,
+        unavailable: Vec::new(),
     }
 }
 

@@ -119,7 +119,7 @@ impl Protocol {
 /// A port of the instance published on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PortMapping {
     /// Port inside the instance.
     pub container_port: u16,
@@ -151,7 +151,7 @@ pub enum MountKind {
 /// A file system mounted into the instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MountSpec {
     /// Kind of source.
     #[serde(default)]
@@ -200,7 +200,7 @@ impl DiskFormat {
 /// or an existing volume (`volume`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DiskSpec {
     /// Size of a new disk, or the virtual size of an overlay (at least the base's).
     #[serde(default)]
@@ -224,7 +224,7 @@ pub struct DiskSpec {
 /// ask for one.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct KernelBoot {
     /// Absolute host path of the kernel.
     pub kernel: String,
@@ -239,7 +239,7 @@ pub struct KernelBoot {
 /// A user created by cloud-init.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CloudInitUser {
     /// Login name.
     pub name: String,
@@ -260,7 +260,7 @@ pub struct CloudInitUser {
 /// A file cloud-init writes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CloudInitFile {
     /// Absolute path in the guest.
     pub path: String,
@@ -274,7 +274,7 @@ pub struct CloudInitFile {
 /// A NoCloud seed for a VM. Secrets in it are never serialised back out nor logged.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CloudInit {
     /// Guest hostname (`local-hostname`).
     #[serde(default)]
@@ -322,7 +322,7 @@ pub enum RestartPolicy {
 /// must be left empty; a backend rejects those it cannot honour with `Unsupported`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct InstanceSpec {
     /// Unique name, DNS-label-like.
     pub name: String,
@@ -473,7 +473,7 @@ pub struct Instance {
 /// Filters for [`crate::Compute::list`]. Empty fields match everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct InstanceFilter {
     /// Only this kind.
     #[serde(default)]
@@ -552,12 +552,27 @@ pub struct Page<T> {
     pub page: u32,
     /// Items per page.
     pub page_size: u32,
+    /// Backends that could not be asked, so that their items are missing from this answer
+    /// (absent when every backend answered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<Unavailable>,
+}
+
+/// A backend whose part of an answer is missing, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Unavailable {
+    /// Backend name.
+    pub backend: String,
+    /// What went wrong.
+    pub message: String,
 }
 
 /// New resource limits for a created instance. `None` leaves a value as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResourceUpdate {
     /// CPUs.
     #[serde(default)]
@@ -595,7 +610,7 @@ pub struct Stats {
 /// What to read from an instance's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LogOptions {
     /// Only the last N lines.
     #[serde(default)]
@@ -643,7 +658,7 @@ pub struct LogEntry {
 /// A command to run inside an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExecSpec {
     /// Program and arguments.
     pub command: Vec<String>,
@@ -715,7 +730,7 @@ pub struct Snapshot {
 /// A snapshot to take.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SnapshotSpec {
     /// Name, DNS-label-like.
     pub name: String,
@@ -748,7 +763,7 @@ pub enum ExportFormat {
 /// Where and how to export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExportSpec {
     /// Format.
     pub format: ExportFormat,
@@ -852,7 +867,7 @@ pub struct Image {
 /// Credentials for a registry.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegistryAuth {
     /// User name.
     pub username: String,
@@ -954,7 +969,7 @@ pub struct Network {
 /// A network to create.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkSpec {
     /// Name, DNS-label-like.
     pub name: String,
@@ -1008,7 +1023,7 @@ pub struct Volume {
 /// A volume to create.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VolumeSpec {
     /// Name, DNS-label-like (a file extension is allowed for VM volumes).
     pub name: String,
@@ -1060,7 +1075,7 @@ pub struct StoragePool {
 /// A storage pool to create.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StoragePoolSpec {
     /// Name, DNS-label-like.
     pub name: String,
@@ -1195,7 +1210,7 @@ pub struct Capabilities {
 /// How to stop an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StopOptions {
     /// Seconds to wait for a graceful stop before forcing it; the backend's default
     /// (10 s) when `None`.
@@ -1255,7 +1270,7 @@ pub struct VncDisplay {
 /// A named VM template (Kimchi): values VMs are created from.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Template {
     /// Name, DNS-label-like.
     pub name: String,
@@ -1288,7 +1303,7 @@ pub struct Template {
 /// Which events to receive. Empty fields match everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EventFilter {
     /// Only this kind.
     #[serde(default)]

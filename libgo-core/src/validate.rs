@@ -86,6 +86,26 @@ pub fn image_reference(value: &str) -> Result<()> {
     }
 }
 
+/// An id or name that names an existing object (instance, network, volume, image, pool):
+/// 1 to 512 printable ASCII characters without spaces, `?`, `#`, `%` or a `..` path
+/// component, since it may reach an engine's URL or a file path.
+pub fn object_id(what: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 512
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'%'))
+        && !value.split('/').any(|c| c == "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{what} id or name {value:?} is invalid: 1 to 512 printable characters without \
+             spaces, '?', '#', '%' or '..'"
+        )))
+    }
+}
+
 /// An environment variable name: a letter or `_`, then letters, digits and `_`.
 pub fn env_key(key: &str) -> Result<()> {
     let mut bytes = key.bytes();

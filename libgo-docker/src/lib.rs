@@ -206,6 +206,22 @@ pub(crate) fn stream_error_kind(message: &str) -> ErrorKind {
         ErrorKind::Forbidden
     } else if m.contains("connection refused") || m.contains("no such host") {
         ErrorKind::Unavailable
+    } else if m.contains("invalid reference format")
+        || m.contains("64-byte hex")
+        || m.contains("invalid tag format")
+        || m.contains("refusing to create")
+        || m.contains("is not a valid")
+        || m.contains("invalid argument")
+    {
+        // dockerd 20.10 answers 500 to requests it finds malformed; the request was bad.
+        ErrorKind::InvalidInput
+    } else if m.contains("is already in use")
+        || m.contains("conflict")
+        || m.contains("is not paused")
+        || m.contains("is already paused")
+        || m.contains("is not running")
+    {
+        ErrorKind::Conflict
     } else {
         ErrorKind::Internal
     }

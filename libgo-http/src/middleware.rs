@@ -59,6 +59,20 @@ pub async fn not_found(req: Request<Body>) -> ApiError {
     ))
 }
 
+/// What a request acted on, set by a handler that knows better than the path (a create:
+/// the new object's name and id).
+#[derive(Debug, Clone)]
+pub struct AuditTarget(pub String);
+
+/// The id a `201 Created` answer names in its `Location`.
+fn created_target(resp: &Response) -> Option<String> {
+    if resp.status() != StatusCode::CREATED {
+        return None;
+    }
+    let location = resp.headers().get(header::LOCATION)?.to_str().ok()?;
+    location.rsplit('/').next().map(str::to_string)
+}
+
 /// The value of the first `{param}` of `route` in `path`.
 fn target_of(route: &str, path: &str) -> Option<String> {
     route
@@ -112,7 +126,12 @@ pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Nex
             username: caller.map(|c| c.username.clone()),
             role: caller.map(|c| c.role.as_str().to_string()),
             method: method.to_string(),
-            target: route.as_deref().and_then(|r| target_of(r, &path)),
+            target: resp
+                .extensions()
+                .get::<AuditTarget>()
+                .map(|t| t.0.clone())
+                .or_else(|| created_target(&resp))
+                .or_else(|| route.as_deref().and_then(|r| target_of(r, &path))),
             path,
             route,
             status,

@@ -139,12 +139,17 @@ async fn image_build_and_save_as_tasks() {
         names.contains("manifest.json"),
         "a docker save tar: {names}"
     );
-    // The task stays readable after it ended.
+    // The task stays readable after it ended, by its owner; other users do not see it.
     let again = ok_json(
-        s.req(Method::GET, &loc, &viewer).send().await.expect("req"),
+        s.req(Method::GET, &loc, &operator)
+            .send()
+            .await
+            .expect("req"),
         200,
     )
     .await;
+    let r = s.req(Method::GET, &loc, &viewer).send().await.expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
     assert_eq!(again["result"]["path"], task["result"]["path"]);
     std::fs::remove_file(&path).expect("remove saved tar");
 

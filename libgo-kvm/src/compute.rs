@@ -988,8 +988,8 @@ impl Compute for KvmBackend {
         if let Some(s) = signal
             && !matches!(s, "SIGKILL" | "KILL" | "9")
         {
-            return Err(Error::unsupported(format!(
-                "a VM cannot receive signal {s:?}; only SIGKILL (pull the plug) is supported"
+            return Err(Error::invalid(format!(
+                "a VM cannot receive signal {s:?}; only SIGKILL (pull the plug) is accepted"
             )));
         }
         self.with_domain(id, |_, _, d| {

@@ -190,8 +190,9 @@ fn create_blocking(inner: &Inner, c: &Connect, spec: &NetworkSpec) -> Result<Net
             (None, None)
         }
         other => {
-            return Err(Error::unsupported(format!(
-                "network driver {other:?} is not supported; use nat, isolated, route, bridge or ovs"
+            return Err(Error::invalid(format!(
+                "network driver {other:?} is not one this backend has; use nat, isolated, \
+                 route, bridge or ovs"
             )));
         }
     };

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use libgo_core::{
     Instance, InstanceKind, InstanceSpec, MountKind, MountSpec, Page, PortMapping, Protocol,
-    RestartPolicy, paginate,
+    RestartPolicy,
 };
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -77,10 +77,11 @@ async fn list_kind(
             count,
             page: u32::try_from(offset / limit as usize + 1).unwrap_or(u32::MAX),
             page_size: limit,
+            unavailable: Vec::new(),
         });
     }
     let page = super::pagination(q.page, q.page_size)?;
-    Ok(paginate(state.libgo.list_all(&filter).await?, page))
+    super::instances::list_page(state, &filter, page).await
 }
 
 /// A host port: a number, a string (`"8080"`, `"127.0.0.1:8080"`) or null.
@@ -106,6 +107,7 @@ pub enum PortsInput {
 
 /// A seed 001 volume entry: a host path (administrators only) or a named volume.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SeedVolume {
     /// Host path to bind-mount.
     pub host_path: Option<String>,
@@ -131,7 +133,7 @@ pub enum CommandInput {
 
 /// A container to create: seed 001's shape, plus the unified spec's fields.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ContainerCreate {
     /// Name.
     pub name: String,

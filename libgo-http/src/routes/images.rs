@@ -64,6 +64,7 @@ async fn delete_image(
 
 /// Registry credentials (never stored nor logged).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AuthInput {
     /// User.
     pub username: String,
@@ -85,6 +86,7 @@ impl From<AuthInput> for RegistryAuth {
 
 /// A pull: seed 001's `{name, tag}` or a full `reference`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PullRequest {
     /// Repository (seed 001), e.g. `busybox`.
     pub name: Option<String>,
@@ -196,6 +198,7 @@ async fn build_image(
 
 /// A new reference for an image.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TagRequest {
     /// New reference (`repo:tag`).
     pub target: String,
@@ -225,6 +228,7 @@ async fn tag_image(
 
 /// A push.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PushRequest {
     /// Backend.
     pub backend: Option<String>,
@@ -265,7 +269,7 @@ async fn push_image(
 
 /// An image save (`docker save`): a tar of the image with its layers.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SaveRequest {
     /// Backend.
     pub backend: Option<String>,

@@ -163,6 +163,14 @@ pub fn created<T: Serialize>(location: String, body: T) -> Response {
     (StatusCode::CREATED, h, axum::Json(body)).into_response()
 }
 
+/// A 201 for a new instance, whose audit record names it and its id.
+pub fn created_instance(i: Instance) -> Response {
+    let target = crate::middleware::AuditTarget(format!("{} ({})", i.name, i.id));
+    let mut resp = created(format!("/api/v1/instances/{}", i.id), i);
+    resp.extensions_mut().insert(target);
+    resp
+}
+
 /// A 202 pointing at a task.
 pub fn accepted(task: Task) -> Response {
     let mut h = HeaderMap::new();
@@ -180,7 +188,26 @@ async fn list_instances(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Page<Instance>>> {
     let page = super::pagination(q.page, q.page_size)?;
-    Ok(Json(state.libgo.list(&q.filter(None)?, page).await?))
+    list_page(&state, &q.filter(None)?, page).await.map(Json)
+}
+
+/// One page of instances, saying which backends are missing from it: those whose engine
+/// failed to answer, and configured ones not connected yet.
+pub async fn list_page(
+    state: &AppState,
+    filter: &InstanceFilter,
+    page: libgo_core::Pagination,
+) -> ApiResult<Page<Instance>> {
+    let mut page = state.libgo.list(filter, page).await?;
+    for p in state.pending() {
+        if filter.backend.as_deref().is_none_or(|b| b == p.name) {
+            page.unavailable.push(libgo_core::Unavailable {
+                backend: p.name,
+                message: p.error,
+            });
+        }
+    }
+    Ok(page)
 }
 
 #[utoipa::path(post, path = "/api/v1/instances", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
@@ -193,7 +220,7 @@ async fn create_instance(
 ) -> ApiResult<Response> {
     check_host_privileges(&state, &caller, &spec).await?;
     let i = state.libgo.create(&spec).await?;
-    Ok(created(format!("/api/v1/instances/{}", i.id), i))
+    Ok(created_instance(i))
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}", extensions(("x-libgo-access" = json!("viewer"))), tag = "instances",
@@ -353,6 +380,7 @@ fn paginate_from_end<T>(mut items: Vec<T>, page: libgo_core::Pagination) -> Page
         count,
         page: page.page,
         page_size: page.page_size,
+        unavailable: Vec::new(),
     }
 }
 
@@ -511,7 +539,7 @@ async fn revert_snapshot(
 
 /// An export request.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExportRequest {
     /// Format.
     pub format: ExportFormat,
@@ -591,7 +619,7 @@ async fn export_instance(
 
 /// Create many instances from one spec.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BatchCreate {
     /// The spec; its name is replaced by the name rule.
     pub spec: InstanceSpec,
@@ -605,7 +633,7 @@ pub struct BatchCreate {
 
 /// Delete many instances.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BatchDelete {
     /// Ids or names, at most 100.
     pub ids: Vec<String>,

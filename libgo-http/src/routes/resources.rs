@@ -87,6 +87,7 @@ async fn delete_network(
 
 /// An instance to attach or detach.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NetworkAttach {
     /// Instance id or name.
     pub instance: String,
@@ -203,7 +204,7 @@ async fn delete_volume(
 
 /// A new size.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResizeRequest {
     /// New size in bytes.
     pub size_bytes: u64,
@@ -240,6 +241,7 @@ async fn wipe_volume(
 
 /// A copy's name.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CloneRequest {
     /// Name of the copy.
     pub target: String,
@@ -263,6 +265,7 @@ async fn clone_volume(
 
 /// An upload from a file already on the server's host.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UploadFromHost {
     /// Absolute path of a disk image file on the server's host.
     pub path: String,

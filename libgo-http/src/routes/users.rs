@@ -25,6 +25,7 @@ use crate::state::AppState;
 
 /// Credentials.
 #[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// User name.
     pub username: String,
@@ -202,6 +203,7 @@ async fn login_v1(
 
 /// A user to create.
 #[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Login name (lowercase letters, digits, '-').
     pub username: String,
@@ -213,6 +215,7 @@ pub struct NewUser {
 
 /// Changes to a user.
 #[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UserUpdate {
     /// New role.
     pub role: Option<Role>,
@@ -222,7 +225,7 @@ pub struct UserUpdate {
 
 /// A password change.
 #[derive(Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PasswordChange {
     /// The current password (needed when changing one's own).
     pub current_password: Option<String>,
@@ -383,7 +386,7 @@ async fn delete_user(
 
 /// A key to create.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewApiKey {
     /// A label.
     pub name: String,
@@ -592,6 +595,7 @@ async fn audit(
         count: usize::try_from(count).unwrap_or(0),
         page: page.page,
         page_size: page.page_size,
+        unavailable: Vec::new(),
     }))
 }
 

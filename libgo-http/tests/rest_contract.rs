@@ -1,0 +1,446 @@
+//! The REST contract where it leaked: unknown fields, partial answers, log pages, audit
+//! targets and engine errors that are the caller's, against a real server and engines.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestServer, assert_error, start, unique};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, UnixStream};
+use tokio::task::JoinHandle;
+
+const IMAGE: &str = "libgo-test/busybox:latest";
+
+async fn json_of(r: reqwest::Response, status: u16) -> Value {
+    let code = r.status().as_u16();
+    let url = r.url().to_string();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(code, status, "{url}: {body}");
+    body
+}
+
+async fn post(s: &TestServer, path: &str, body: Value) -> reqwest::Response {
+    s.req(Method::POST, path, &s.admin)
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// Unknown fields were silently dropped: `memory_mb` made a VM with the default memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_are_refused_by_name() {
+    let s = start(true, |_| {}).await;
+    let name = unique("uf");
+    let cases = [
+        (
+            "/api/v1/instances",
+            json!({"name": name, "kind": "vm", "memory_mb": 128,
+                   "disks": [{"sizeBytes": 16u64 << 20}]}),
+            "memory_mb",
+        ),
+        (
+            "/api/v1/instances",
+            json!({"name": name, "kind": "container", "image": IMAGE,
+                   "mounts": [{"kind": "volume", "source": "v", "target": "/d", "readonly": true}]}),
+            "readonly",
+        ),
+        (
+            "/api/v1/networks",
+            json!({"name": name, "driverName": "bridge"}),
+            "driverName",
+        ),
+        ("/api/v1/volumes", json!({"name": name, "size": 1}), "size"),
+        (
+            "/api/v1/users",
+            json!({"username": name, "password": "password-123",
+                                 "role": "viewer", "admin": true}),
+            "admin",
+        ),
+        (
+            "/api/v1/api-keys",
+            json!({"name": "k", "scope": "all"}),
+            "scope",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let v = assert_error(post(&s, path, body).await, 400, "INVALID_INPUT").await;
+        assert!(
+            v["message"].as_str().unwrap_or_default().contains(field),
+            "{path}: the error names {field}: {v}"
+        );
+    }
+    // Nothing was made.
+    let r = s
+        .req(Method::GET, &format!("/api/v1/instances/{name}"), &s.admin)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+    // A body of the wrong type is refused, not taken as "no change".
+    let c = unique("uf-c");
+    json_of(
+        post(
+            &s,
+            "/api/v1/instances",
+            json!({"name": c, "kind": "container", "image": IMAGE}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let r = s
+        .req(Method::PATCH, &format!("/api/v1/instances/{c}"), &s.admin)
+        .json(&json!([]))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 400, "INVALID_INPUT").await;
+    let _ = s
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/instances/{c}?force=true"),
+            &s.admin,
+        )
+        .send()
+        .await;
+    s.stop().await;
+}
+
+/// A loopback TCP port that forwards to dockerd's socket until it is cut.
+struct Forwarder {
+    port: u16,
+    tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Forwarder {
+    async fn start() -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let t = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut engine) = UnixStream::connect("/var/run/docker.sock").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+                t.lock().expect("lock").push(task);
+            }
+        });
+        Forwarder {
+            port,
+            tasks,
+            accept,
+        }
+    }
+
+    /// Cuts every connection and stops accepting: the engine is gone for the server.
+    fn cut(&self) {
+        self.accept.abort();
+        for t in self.tasks.lock().expect("lock").drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// With dockerd unreachable, the instance list answered 200 with the VMs alone and no word
+/// that Docker was missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_say_which_backends_are_missing() {
+    let fwd = Forwarder::start().await;
+    let port = fwd.port;
+    let s = start(true, move |c| {
+        c.docker.host = Some(format!("tcp://127.0.0.1:{port}"))
+    })
+    .await;
+    let tag = unique("pa");
+    let c = format!("{tag}-c");
+    let v = format!("{tag}-v");
+    json_of(
+        post(
+            &s,
+            "/api/v1/instances",
+            json!({"name": c, "kind": "container", "image": IMAGE,
+                                             "labels": {"run": tag}}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    json_of(
+        post(
+            &s,
+            "/api/v1/vms",
+            json!({"name": v, "memoryBytes": 64u64 << 20, "cpus": 1,
+                                       "disks": [{"sizeBytes": 16u64 << 20}],
+                                       "labels": {"run": tag}}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let list = |s: &TestServer| {
+        let url = format!("/api/v1/instances?label=run={tag}");
+        let r = s.req(Method::GET, &url, &s.admin).send();
+        async move { json_of(r.await.expect("list"), 200).await }
+    };
+    let whole = list(&s).await;
+    assert_eq!(whole["count"], 2, "{whole}");
+    assert!(whole.get("unavailable").is_none(), "{whole}");
+
+    fwd.cut();
+    let partial = list(&s).await;
+    assert_eq!(partial["count"], 1, "{partial}");
+    assert_eq!(partial["items"][0]["name"], v.as_str(), "{partial}");
+    let missing = partial["unavailable"]
+        .as_array()
+        .expect("unavailable listed");
+    assert_eq!(missing.len(), 1, "{partial}");
+    assert_eq!(missing[0]["backend"], "docker", "{partial}");
+    assert!(
+        missing[0]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+
+    let _ = s
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/instances/{v}?force=true"),
+            &s.admin,
+        )
+        .send()
+        .await;
+    s.stop().await;
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &c])
+        .output();
+}
+
+/// `tail=200` answered the 50 oldest of those 200 lines, and without `tail` the whole log
+/// was read and its oldest 50 lines came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_pages_count_from_the_end() {
+    let s = start(true, |c| c.logs_default_tail = 250).await;
+    let name = unique("logs");
+    json_of(
+        post(
+            &s,
+            "/api/v1/instances",
+            json!({"name": name, "kind": "container", "image": IMAGE,
+            "command": ["sh", "-c", "for i in $(seq 1 300); do echo line-$i; done; sleep 600"],
+            "start": true}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let read = |q: &str| {
+        let r = s
+            .req(
+                Method::GET,
+                &format!("/api/v1/instances/{name}/logs?{q}"),
+                &s.admin,
+            )
+            .send();
+        async move { json_of(r.await.expect("logs"), 200).await }
+    };
+    let lines = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or_default().trim().to_string())
+            .collect()
+    };
+    let mut all = Value::Null;
+    for _ in 0..50 {
+        all = read("tail=200").await;
+        if all["count"] == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(all["count"], 200, "{all}");
+    let first_page = lines(&all);
+    let want: Vec<String> = (251..=300).map(|i| format!("line-{i}")).collect();
+    assert_eq!(
+        first_page, want,
+        "page 1 holds the newest lines, oldest first"
+    );
+    let fourth = lines(&read("tail=200&page=4").await);
+    let want: Vec<String> = (101..=150).map(|i| format!("line-{i}")).collect();
+    assert_eq!(fourth, want);
+    // Without tail: the server's bounded default, still from the end.
+    let default = read("pageSize=10").await;
+    assert_eq!(default["count"], 250, "{default}");
+    let want: Vec<String> = (291..=300).map(|i| format!("line-{i}")).collect();
+    assert_eq!(lines(&default), want);
+    let _ = s
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/instances/{name}?force=true"),
+            &s.admin,
+        )
+        .send()
+        .await;
+    s.stop().await;
+}
+
+/// The audit record of a create said nothing of what was created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_records_name_what_was_created() {
+    let s = start(true, |_| {}).await;
+    let name = unique("au");
+    let created = json_of(
+        post(
+            &s,
+            "/api/v1/instances",
+            json!({"name": name, "kind": "container", "image": IMAGE}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = created["id"].as_str().expect("id");
+    let audit = json_of(
+        s.req(
+            Method::GET,
+            "/api/v1/audit?method=POST&path=/api/v1/instances",
+            &s.admin,
+        )
+        .send()
+        .await
+        .expect("audit"),
+        200,
+    )
+    .await;
+    let record = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|r| r["path"] == "/api/v1/instances" && r["status"] == 201)
+        .cloned()
+        .expect("the create is audited");
+    let target = record["target"].as_str().expect("target");
+    assert!(target.contains(&name) && target.contains(id), "{record}");
+    // Other creates name the new object's id from their Location.
+    let user = json_of(
+        post(
+            &s,
+            "/api/v1/users",
+            json!({"username": unique("au-u"), "password": "password-123",
+                                         "role": "viewer"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let audit = json_of(
+        s.req(
+            Method::GET,
+            "/api/v1/audit?method=POST&path=/api/v1/users",
+            &s.admin,
+        )
+        .send()
+        .await
+        .expect("audit"),
+        200,
+    )
+    .await;
+    assert_eq!(audit["items"][0]["target"], user["id"], "{audit}");
+    let _ = s
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/instances/{name}?force=true"),
+            &s.admin,
+        )
+        .send()
+        .await;
+    s.stop().await;
+}
+
+/// Bad input that reached an engine came back as 500 or 501; it is the caller's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_refusals_of_bad_input_are_client_errors() {
+    let s = start(true, |_| {}).await;
+    // dockerd refuses a 64-hex repository name with a 500 of its own.
+    let r = post(
+        &s,
+        "/api/v1/images/libgo-test%2Fbusybox:latest/tag",
+        json!({"target": "a".repeat(64)}),
+    )
+    .await;
+    assert_error(r, 400, "INVALID_INPUT").await;
+    // A network driver the backend does not have is bad input, not a missing capability.
+    let r = post(
+        &s,
+        "/api/v1/networks",
+        json!({"name": unique("nd"), "backend": "kvm",
+                                                "driver": "bogus"}),
+    )
+    .await;
+    assert_error(r, 400, "INVALID_INPUT").await;
+    // A VM takes no signal but SIGKILL.
+    let vm = unique("sig");
+    json_of(
+        post(
+            &s,
+            "/api/v1/vms",
+            json!({"name": vm, "memoryBytes": 64u64 << 20, "cpus": 1,
+                                       "disks": [{"sizeBytes": 16u64 << 20}]}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/instances/{vm}/kill?signal=%C2%B6%C3%B3y"),
+            &s.admin,
+        )
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 400, "INVALID_INPUT").await;
+    // Odd ids are not found (or bad), never a server error.
+    for path in [
+        "/api/v1/networks/%09",
+        "/api/v1/instances/%20",
+        "/api/v1/volumes/..%2Fetc",
+    ] {
+        let r = s
+            .req(Method::DELETE, path, &s.admin)
+            .send()
+            .await
+            .expect("req");
+        let status = r.status().as_u16();
+        assert!(matches!(status, 400 | 404), "{path}: {status}");
+        assert_error(
+            r,
+            status,
+            if status == 404 {
+                "NOT_FOUND"
+            } else {
+                "INVALID_INPUT"
+            },
+        )
+        .await;
+    }
+    let _ = s
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/instances/{vm}?force=true"),
+            &s.admin,
+        )
+        .send()
+        .await;
+    s.stop().await;
+}
