@@ -29,13 +29,15 @@ export interface Instance {
   ports: PortMapping[]; networks: string[]; ipAddresses: string[]; exitCode: number | null
 }
 export interface InstanceFilter { kind?: InstanceKind; state?: InstanceState; name?: string; labels?: Record<string, string>; backend?: string }
-export interface Page<T> { items: T[]; count: number; page: number; pageSize: number }
+/** A backend whose part of a list is missing, and why. */
+export interface Unavailable { backend: string; message: string }
+export interface Page<T> { items: T[]; count: number; page: number; pageSize: number; unavailable?: Unavailable[] }
 export interface StopOptions { timeoutSecs?: number | null; force?: boolean }
 export interface Stats { timestamp: string; cpuPercent: number; memoryBytes: number; memoryLimitBytes: number; blockReadBytes: number; blockWriteBytes: number; netRxBytes: number; netTxBytes: number; pids: number | null }
 export interface LogOptions { tail?: number; since?: string; until?: string; follow?: boolean; timestamps?: boolean }
 export interface LogEntry { stream: 'stdout' | 'stderr' | 'console'; timestamp: string | null; message: string }
-export interface ExecSpec { command: string[]; env?: Record<string, string>; workdir?: string | null; user?: string | null; tty?: boolean }
-export interface ExecResult { exitCode: number; stdout: string; stderr: string }
+export interface ExecSpec { command: string[]; env?: Record<string, string>; workdir?: string | null; user?: string | null; tty?: boolean; maxOutputBytes?: number | null }
+export interface ExecResult { exitCode: number; stdout: string; stderr: string; truncated: boolean }
 export interface SnapshotSpec { name: string; description?: string | null }
 export interface Snapshot { name: string; instanceId: string; createdAt: string | null; description: string | null; includesMemory: boolean; reference: string | null }
 export interface ExportSpec { format: ExportFormat; destination: string }
@@ -51,7 +53,7 @@ export interface RegistryAuth { username: string; password: string; server?: str
 export interface BuildSpec { dockerfile?: string | null; tags?: string[]; buildArgs?: Record<string, string>; labels?: Record<string, string> }
 export interface PruneReport { deleted: string[]; spaceReclaimedBytes: number }
 export interface NetworkSpec { name: string; backend?: string | null; driver?: string | null; subnet?: string | null; gateway?: string | null; internal?: boolean; labels?: Record<string, string> }
-export interface Network { id: string; name: string; backend: string; driver: string; subnet: string | null; gateway: string | null; internal: boolean; active: boolean; labels: Record<string, string>; instances: string[] }
+export interface Network { id: string; name: string; backend: string; driver: string; subnet: string | null; gateway: string | null; internal: boolean; active: boolean; labels: Record<string, string>; instances: string[]; hostAttached: boolean }
 export interface VolumeSpec { name: string; backend?: string | null; driver?: string | null; pool?: string | null; sizeBytes?: number | null; format?: string | null; labels?: Record<string, string> }
 export interface Volume { name: string; backend: string; driver: string; pool: string | null; path: string | null; format: string | null; capacityBytes: number | null; allocationBytes: number | null; createdAt: string | null; labels: Record<string, string> }
 export interface StoragePoolSpec { name: string; path: string; backend?: string | null; poolType?: string | null; autostart?: boolean }

@@ -124,6 +124,11 @@ pub struct Config {
     pub tasks_per_user: usize,
     /// WebSockets (events, stats, consoles, VNC) one user may have open at once.
     pub websockets_per_user: usize,
+    /// Seconds a request may take before the server answers 504 `TIMEOUT` (streams count
+    /// until their first byte; uploads, builds and task waits have their own bounds).
+    pub request_timeout_secs: u64,
+    /// Requests handled at once; more are answered 503 at once rather than queued.
+    pub max_concurrent_requests: usize,
     /// Docker backend.
     pub docker: DockerSection,
     /// KVM backend.
@@ -159,6 +164,8 @@ impl Default for Config {
             task_max_rows: 10_000,
             tasks_per_user: 8,
             websockets_per_user: 64,
+            request_timeout_secs: 120,
+            max_concurrent_requests: 1024,
             docker: DockerSection::default(),
             kvm: KvmSection::default(),
         }
@@ -219,6 +226,7 @@ impl Config {
                 "LIBGO_EXEC_OUTPUT_LIMIT_BYTES" => self.exec_output_limit_bytes = parse(&k, v)?,
                 "LIBGO_AUDIT_RETENTION_DAYS" => self.audit_retention_days = parse(&k, v)?,
                 "LIBGO_TASKS_PER_USER" => self.tasks_per_user = parse(&k, v)?,
+                "LIBGO_REQUEST_TIMEOUT_SECS" => self.request_timeout_secs = parse(&k, v)?,
                 "LIBGO_BODY_LIMIT_BYTES" => self.body_limit_bytes = parse(&k, v)?,
                 "LIBGO_METRICS_PUBLIC" => self.metrics_public = parse_bool(&k, v)?,
                 "LIBGO_STATS_INTERVAL_SECS" => self.stats_interval_secs = parse(&k, v)?,
@@ -237,6 +245,16 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.token_ttl_secs == 0 {
             return Err(ConfigError("token_ttl_secs must be positive".into()));
+        }
+        if self.request_timeout_secs < 10 {
+            return Err(ConfigError(
+                "request_timeout_secs must be at least 10".into(),
+            ));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(ConfigError(
+                "max_concurrent_requests must be positive".into(),
+            ));
         }
         if self.stream_recheck_secs == 0 {
             return Err(ConfigError("stream_recheck_secs must be positive".into()));

@@ -50,6 +50,49 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     new
 }
 
+/// Routes whose handlers bound their own time: uploads and build contexts (as long as the
+/// body takes to arrive) and task waits (`?wait=`, capped below the deadline).
+const OWN_DEADLINE: [&str; 3] = [
+    "/api/v1/images/build",
+    "/api/v1/volumes/{name}/upload",
+    "/api/v1/tasks/{id}",
+];
+
+/// Answers 504 `TIMEOUT` when a request is not answered within the server's deadline (a
+/// handler waiting on an engine that does not answer), and 503 when the server already
+/// handles as many requests as it may.
+pub async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Ok(_slot) = state.request_slots.try_acquire() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "BACKEND_UNAVAILABLE",
+            "the server is handling as many requests as it may; retry shortly",
+        )
+        .with_header(header::RETRY_AFTER, "1")
+        .into_response();
+    };
+    let own = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|m| OWN_DEADLINE.contains(&m.as_str()));
+    if own {
+        return next.run(req).await;
+    }
+    let limit = std::time::Duration::from_secs(state.config.request_timeout_secs);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "TIMEOUT",
+            format!(
+                "no answer within {} s (an engine may be stuck); the work may still finish",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
 /// The JSON 404 for unknown routes.
 pub async fn not_found(req: Request<Body>) -> ApiError {
     ApiError::not_found(format!(

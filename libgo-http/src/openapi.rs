@@ -103,9 +103,21 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
                 .security
                 .as_ref()
                 .is_some_and(|s| s.iter().all(|r| *r == SecurityRequirement::default()));
-            let mut codes = vec!["400", "404", "429", "500", "503"];
+            // Every operation may meet a conflict with an object's state, a capability its
+            // backend lacks (501 UNSUPPORTED), an engine that is down or slow (503, 504),
+            // and the limits on bodies and media types.
+            let mut codes = vec![
+                "400", "404", "409", "413", "415", "429", "500", "501", "503", "504",
+            ];
+            let is_login = op
+                .operation_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("login"));
+            if !public || is_login {
+                codes.push("401");
+            }
             if !public {
-                codes.extend(["401", "403"]);
+                codes.push("403");
             }
             for code in codes {
                 op.responses

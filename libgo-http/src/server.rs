@@ -165,6 +165,7 @@ impl Server {
                 n => n,
             }),
             sockets: Mutex::new(std::collections::HashMap::new()),
+            request_slots: tokio::sync::Semaphore::new(config.max_concurrent_requests),
             unauthenticated: Mutex::new(crate::state::UnauthenticatedFailures {
                 count: 0,
                 last_summary: None,
@@ -356,6 +357,10 @@ pub fn build_router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::Ope
         .route_layer(axum::middleware::from_fn_with_state(
             (state.clone(), access),
             crate::auth::authorize,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::deadline,
         ))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
 

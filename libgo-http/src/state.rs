@@ -62,6 +62,8 @@ pub struct AppState {
     pub login_limiter: LoginLimiter,
     /// Password hashes computed at once (argon2 takes ~19 MiB and a core each).
     pub password_slots: tokio::sync::Semaphore,
+    /// Requests being handled (see [`crate::config::Config::max_concurrent_requests`]).
+    pub request_slots: tokio::sync::Semaphore,
     /// Open WebSockets per user id.
     pub sockets: Mutex<std::collections::HashMap<String, usize>>,
     /// Unauthenticated failures not yet summarised in the audit log.

@@ -115,6 +115,8 @@ struct Forwarder {
     port: u16,
     tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
+    /// When set, new connections are accepted and never answered: an engine that hangs.
+    hang: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Forwarder {
@@ -122,11 +124,17 @@ impl Forwarder {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let t = tasks.clone();
+        let hang: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (t, h) = (tasks.clone(), hang.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                let hang = h.load(std::sync::atomic::Ordering::SeqCst);
                 let task = tokio::spawn(async move {
-                    if let Ok(mut engine) = UnixStream::connect("/var/run/docker.sock").await {
+                    if hang {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        drop(client);
+                    } else if let Ok(mut engine) = UnixStream::connect("/var/run/docker.sock").await
+                    {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
                     }
                 });
@@ -137,7 +145,13 @@ impl Forwarder {
             port,
             tasks,
             accept,
+            hang,
         }
+    }
+
+    /// From now on, new connections hang.
+    fn hang(&self) {
+        self.hang.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Cuts every connection and stops accepting: the engine is gone for the server.
@@ -442,5 +456,39 @@ async fn engine_refusals_of_bad_input_are_client_errors() {
         )
         .send()
         .await;
+    s.stop().await;
+}
+
+/// A handler waiting on an engine that never answers hung past 20 s; it answers 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_engine_gets_a_timeout_not_a_hang() {
+    let fwd = Forwarder::start().await;
+    let port = fwd.port;
+    let s = start(true, move |c| {
+        c.docker.host = Some(format!("tcp://127.0.0.1:{port}"));
+        c.request_timeout_secs = 10;
+    })
+    .await;
+    fwd.hang();
+    let started = std::time::Instant::now();
+    let r = s
+        .req(Method::GET, "/api/v1/instances?backend=docker", &s.admin)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 504, "TIMEOUT").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server still answers what does not need that engine.
+    let r = s
+        .req(Method::GET, "/api/v1/users/me", &s.admin)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status().as_u16(), 200);
+    fwd.cut();
     s.stop().await;
 }

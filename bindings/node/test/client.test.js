@@ -32,7 +32,7 @@ test('container life cycle, logs, events, exec, errors', async () => {
       client.get(name), client.exec(name, { command: ['echo', 'node'] }), client.stats(name),
     ])
     assert.equal(got.state, 'running')
-    assert.deepEqual(out, { exitCode: 0, stdout: 'node\n', stderr: '' })
+    assert.deepEqual(out, { exitCode: 0, stdout: 'node\n', stderr: '', truncated: false })
     assert.ok(stats.memoryBytes > 0)
 
     let seen = ''

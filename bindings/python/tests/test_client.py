@@ -38,7 +38,7 @@ def test_lifecycle_of_a_container(client: libgo.Client) -> None:
         assert [i["name"] for i in client.list_all({"name": name})] == [name]
 
         out = client.exec(name, ["sh", "-c", "echo $GREETING; echo oops >&2; exit 3"])
-        assert out == {"exitCode": 3, "stdout": "hi\n", "stderr": "oops\n"}
+        assert out == {"exitCode": 3, "stdout": "hi\n", "stderr": "oops\n", "truncated": False}
 
         stats = client.stats(name)
         assert stats["memoryBytes"] > 0

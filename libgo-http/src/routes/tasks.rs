@@ -47,6 +47,9 @@ async fn list_tasks(
     Ok(Json(paginate(all, page)))
 }
 
+/// The longest `?wait=`.
+pub const MAX_WAIT_SECS: u64 = 300;
+
 /// `?wait=SECONDS`.
 #[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -65,7 +68,7 @@ async fn get_task(
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<Json<Task>> {
     visible_task(&state, &caller, &id).await?;
-    let wait = q.wait.map(|s| Duration::from_secs(s.min(300)));
+    let wait = q.wait.map(|s| Duration::from_secs(s.min(MAX_WAIT_SECS)));
     Ok(Json(state.tasks.get(&id, wait).await?))
 }
 

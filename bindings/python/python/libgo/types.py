@@ -125,11 +125,17 @@ class InstanceFilter(TypedDict, total=False):
     backend: Optional[str]
 
 
+class Unavailable(TypedDict):
+    backend: str
+    message: str
+
+
 class InstancePage(TypedDict):
     items: List[Instance]
     count: int
     page: int
     pageSize: int
+    unavailable: NotRequired[List["Unavailable"]]
 
 
 class Stats(TypedDict):
@@ -154,6 +160,7 @@ class ExecResult(TypedDict):
     exitCode: int
     stdout: str
     stderr: str
+    truncated: bool
 
 
 class Snapshot(TypedDict):
@@ -232,6 +239,7 @@ class Network(TypedDict):
     active: bool
     labels: Dict[str, str]
     instances: List[str]
+    hostAttached: bool
 
 
 class NetworkSpec(TypedDict):
