@@ -17,5 +17,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "running the Rust tests (the C binding's run in test-bindings.sh)"
 cargo test --workspace --locked --exclude libgo-c --exclude libgo-bindings-common "$@"
 bash scripts/test-bindings.sh
+log "fuzzing the REST API (schemathesis, as admin and operator)"
+bash scripts/fuzz-api.sh
 
 log "all tests passed in $(( $(date +%s) - started )) s"
