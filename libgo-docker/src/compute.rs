@@ -729,10 +729,15 @@ impl Compute for DockerBackend {
                 ));
             }
         };
+        // Valid UTF-8 (the usual case) becomes a String without a copy.
+        let text = |b: Vec<u8>| {
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        };
         Ok(ExecResult {
             exit_code,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout: text(stdout),
+            stderr: text(stderr),
             truncated,
         })
     }

@@ -100,6 +100,7 @@ impl Server {
     pub async fn new(config: Config, libgo: Arc<LibGo>) -> Result<Server, StartError> {
         config.validate().map_err(|e| StartError(e.to_string()))?;
         private_files();
+        return_large_buffers();
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError(format!("cannot create {}: {e}", config.data_dir.display())))?;
         restrict(&config.data_dir)?;
@@ -315,6 +316,19 @@ fn private_files() {
     // SAFETY: umask(2) only swaps the process's file mode mask; it cannot fail.
     unsafe {
         libc::umask(0o077);
+    }
+}
+
+/// Large buffers go back to the system when freed. glibc raises its mmap threshold after
+/// the first large free, so argon2's 19 MiB per password check and exec outputs would
+/// otherwise stay in the heap (and one arena per thread): RSS only grows under a login
+/// flood. Fixing the threshold at 1 MiB and capping arenas keeps RSS near what is in use.
+fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters; bad values are refused.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -984,3 +984,34 @@ async fn tasks_belong_to_their_owner() {
     remove(&s, &name).await;
     s.stop().await;
 }
+
+/// One user cannot hold unbounded WebSockets open (each holds a task and buffers).
+#[tokio::test]
+async fn websockets_per_user_are_capped() {
+    let s = start(false, |c| c.websockets_per_user = 2).await;
+    let (_, viewer) = s.user("viewer").await;
+    let first = ws_open(&s, "/api/v1/events", &viewer).await.expect("first");
+    let _second = ws_open(&s, "/api/v1/events", &viewer)
+        .await
+        .expect("second");
+    assert_eq!(
+        ws_open(&s, "/api/v1/events", &viewer).await.err(),
+        Some(429)
+    );
+    // Another user has sockets of its own.
+    let _admin = ws_open(&s, "/api/v1/events", &s.admin)
+        .await
+        .expect("admin");
+    // Closing one frees its slot.
+    drop(first);
+    let mut again = Err(0);
+    for _ in 0..50 {
+        again = ws_open(&s, "/api/v1/events", &viewer).await.map(|_| ());
+        if again.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(again, Ok(()));
+    s.stop().await;
+}

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -462,12 +463,48 @@ async fn instance_exec(
     caller: Caller,
     Path(id): Path<String>,
     Json(mut spec): Json<ExecSpec>,
-) -> ApiResult<Json<ExecResult>> {
+) -> ApiResult<Response> {
     require_for_host_access(&state, &caller, &id).await?;
     // The server's limit bounds what one request can make it hold; a caller may ask less.
     let limit = state.config.exec_output_limit_bytes;
     spec.max_output_bytes = Some(spec.max_output_bytes.map_or(limit, |m| m.min(limit)));
-    Ok(Json(state.libgo.exec(&id, &spec).await?))
+    Ok(exec_response(state.libgo.exec(&id, &spec).await?))
+}
+
+/// An [`ExecResult`] as JSON, its output escaped and sent in pieces: escaping can make
+/// output six times larger (`\u0000`), and a whole body of that would be held at once.
+fn exec_response(r: ExecResult) -> Response {
+    const PIECE: usize = 64 << 10;
+    fn pieces(text: String) -> impl Iterator<Item = Result<Bytes, std::convert::Infallible>> {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= text.len() {
+                return None;
+            }
+            let mut end = (at + PIECE).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            let quoted = serde_json::to_string(&text[at..end]).unwrap_or_default();
+            at = end;
+            let inner = quoted[1..quoted.len().saturating_sub(1)].to_string();
+            Some(Ok(Bytes::from(inner)))
+        })
+    }
+    let head = format!(
+        "{{\"exitCode\":{},\"truncated\":{},\"stdout\":\"",
+        r.exit_code, r.truncated
+    );
+    let parts = std::iter::once(Ok(Bytes::from(head)))
+        .chain(pieces(r.stdout))
+        .chain(std::iter::once(Ok(Bytes::from_static(b"\",\"stderr\":\""))))
+        .chain(pieces(r.stderr))
+        .chain(std::iter::once(Ok(Bytes::from_static(b"\"}"))));
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(futures::stream::iter(parts)),
+    )
+        .into_response()
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}/screenshot", extensions(("x-libgo-access" = json!("viewer"))), tag = "instances",
