@@ -87,7 +87,7 @@ for role in admin operator; do
       -H "X-API-Key: ${!key_var}" \
       --checks not_a_server_error,status_code_conformance,response_schema_conformance \
       --exclude-path-regex '(prune|/console|/vnc|/events|/stats|/logs|/logout|/sessions|/storage-pools|/upload|/wipe|/images/build)' \
-      --max-time "$SECONDS_PER_ROLE" --workers 2 --request-timeout 30 \
+      --max-time "$SECONDS_PER_ROLE" --workers 2 --request-timeout 150 \
       --phases examples,coverage,fuzzing --no-color >"$work/$role.log" 2>&1; then
     failed=1
     log "schemathesis found failures as $role:"

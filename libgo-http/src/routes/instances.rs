@@ -293,7 +293,9 @@ pub enum Action {
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ActionQuery {
-    /// Seconds to wait for a graceful stop.
+    /// Seconds to wait for a graceful stop before forcing it (at most 60, so that the
+    /// answer comes within the request's deadline).
+    #[param(maximum = 60)]
     pub timeout: Option<u64>,
     /// Skip the graceful stop.
     #[serde(default)]
@@ -301,6 +303,9 @@ pub struct ActionQuery {
     /// Signal for `kill`.
     pub signal: Option<String>,
 }
+
+/// The longest graceful stop a request may wait for.
+pub const MAX_STOP_WAIT_SECS: u64 = 60;
 
 /// Runs a verb on an instance of `kind` (any kind when `None`) and returns it.
 pub async fn act(
@@ -310,6 +315,11 @@ pub async fn act(
     q: &ActionQuery,
     kind: Option<InstanceKind>,
 ) -> ApiResult<Instance> {
+    if q.timeout.is_some_and(|t| t > MAX_STOP_WAIT_SECS) {
+        return Err(ApiError::invalid(format!(
+            "timeout is at most {MAX_STOP_WAIT_SECS} s; force a stop that takes longer"
+        )));
+    }
     let i = get_of_kind(state, id, kind).await?;
     let opts = StopOptions {
         timeout_secs: q.timeout,
