@@ -204,6 +204,10 @@ impl DiskFormat {
 pub struct DiskSpec {
     /// Size of a new disk, or the virtual size of an overlay (at least the base's).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1048576, maximum = 70368744177664_u64)
+    )]
     pub size_bytes: Option<u64>,
     /// Base image (name in a pool, or path) to put a copy-on-write overlay on.
     #[serde(default)]
@@ -325,6 +329,10 @@ pub enum RestartPolicy {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct InstanceSpec {
     /// Unique name, DNS-label-like.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)
+    )]
     pub name: String,
     /// VM or container.
     pub kind: Option<InstanceKind>,
@@ -339,9 +347,14 @@ pub struct InstanceSpec {
     pub template: Option<String>,
     /// Virtual CPUs (VM) or CPU limit (container).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 512))]
     pub cpus: Option<u32>,
     /// Memory in bytes.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 6291456, maximum = 4398046511104_u64)
+    )]
     pub memory_bytes: Option<u64>,
     /// VM disks.
     #[serde(default)]
@@ -576,9 +589,14 @@ pub struct Unavailable {
 pub struct ResourceUpdate {
     /// CPUs.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 512))]
     pub cpus: Option<u32>,
     /// Memory in bytes.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 6291456, maximum = 4398046511104_u64)
+    )]
     pub memory_bytes: Option<u64>,
 }
 
@@ -733,6 +751,10 @@ pub struct Snapshot {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SnapshotSpec {
     /// Name, DNS-label-like.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)
+    )]
     pub name: String,
     /// Free text.
     #[serde(default)]
@@ -972,6 +994,10 @@ pub struct Network {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkSpec {
     /// Name, DNS-label-like.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)
+    )]
     pub name: String,
     /// Backend to create it on.
     #[serde(default)]
@@ -1038,6 +1064,10 @@ pub struct VolumeSpec {
     pub pool: Option<String>,
     /// Size in bytes (libvirt).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1048576, maximum = 70368744177664_u64)
+    )]
     pub size_bytes: Option<u64>,
     /// Format (libvirt).
     #[serde(default)]
@@ -1078,6 +1108,10 @@ pub struct StoragePool {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StoragePoolSpec {
     /// Name, DNS-label-like.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)
+    )]
     pub name: String,
     /// Backend to create it on.
     #[serde(default)]
@@ -1273,6 +1307,10 @@ pub struct VncDisplay {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Template {
     /// Name, DNS-label-like.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)
+    )]
     pub name: String,
     /// Backend it lives on (set by the backend).
     #[serde(default)]
@@ -1285,9 +1323,14 @@ pub struct Template {
     pub image: Option<String>,
     /// Virtual CPUs.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 512))]
     pub cpus: Option<u32>,
     /// Memory in bytes.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 6291456, maximum = 4398046511104_u64)
+    )]
     pub memory_bytes: Option<u64>,
     /// Disks.
     #[serde(default)]

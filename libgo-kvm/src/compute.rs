@@ -371,6 +371,15 @@ fn volume_format(v: &StorageVol) -> Result<String> {
     Ok(f.format.unwrap_or_else(|| "raw".into()))
 }
 
+/// The format of an existing volume a new VM will open, once its backing chain is known to
+/// stay inside the pools (libvirt may have probed the format from guest-written bytes).
+fn checked_format(inner: &Inner, c: &Connect, v: &StorageVol) -> Result<String> {
+    if crate::chain::checkable(inner) {
+        crate::chain::check(c, &volume_path(v)?, None)?;
+    }
+    volume_format(v)
+}
+
 /// Creates a VM; everything made is removed again when a step fails.
 pub(crate) fn create_blocking(
     inner: &Inner,
@@ -433,7 +442,7 @@ fn create_inner(
         let target = disk_target(i);
         if let Some(v) = &d.volume {
             let vol = find_volume(inner, c, v)?;
-            let format = volume_format(&vol)?;
+            let format = checked_format(inner, c, &vol)?;
             let pool = vol.lookup_storage_pool().lv()?.name().lv()?;
             planned.push(PlannedDisk {
                 source: DiskSource::Volume {
@@ -452,7 +461,7 @@ fn create_inner(
         let (vol_xml, format) = if let Some(base) = &d.base_image {
             let base_vol = find_volume(inner, c, base)?;
             let base_path = volume_path(&base_vol)?;
-            let base_format = volume_format(&base_vol)?;
+            let base_format = checked_format(inner, c, &base_vol)?;
             let base_cap = base_vol.info().lv()?.capacity;
             let cap = d.size_bytes.unwrap_or(base_cap).max(base_cap);
             let name = format!("{}-disk{i}.qcow2", spec.name);

@@ -50,9 +50,13 @@ async fn source(b: &KvmBackend, id: &str) -> Result<Source> {
                 (_, _, Some(file)) => file.clone(),
                 _ => return Err(Error::internal("the VM's disk has no source")),
             };
+            let format = disk.format.clone().unwrap_or_else(|| "raw".into());
+            if crate::chain::checkable(&inner) {
+                crate::chain::check(c, &path, Some(&format))?;
+            }
             Ok(Source {
                 path,
-                format: disk.format.clone().unwrap_or_else(|| "raw".into()),
+                format,
                 name: f.name.clone(),
                 cpus: f.vcpus,
                 memory_bytes: f.memory_bytes,

@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 mod agent;
+mod chain;
 mod cloudinit;
 mod compute;
 mod conn;

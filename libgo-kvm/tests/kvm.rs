@@ -1138,3 +1138,70 @@ async fn volume_lists_survive_concurrent_deletes() {
     assert!(left.is_empty(), "{left:?}");
     assert!(lists > 1, "the lists ran alongside the deletes");
 }
+
+/// A raw volume whose guest wrote a qcow2 header naming a host file as its backing file:
+/// libvirt then reports it as qcow2, and a VM given that volume would read the host file.
+/// LibGo follows the chain first and refuses, creating nothing; an export checks likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_written_backing_file_outside_the_pools_is_refused() {
+    let b = common::qemu().await;
+    let vol = format!("{}.img", name("chain"));
+    let created = b
+        .volume_create(&VolumeSpec {
+            name: vol.clone(),
+            size_bytes: Some(16 << 20),
+            format: Some(DiskFormat::Raw),
+            ..Default::default()
+        })
+        .await
+        .expect("raw volume");
+    let path = created.path.clone().expect("path");
+    // What a guest can write into its raw disk: a qcow2 header with a host backing file.
+    let out = std::process::Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "/etc/hostname",
+            "-F",
+            "raw",
+            &path,
+        ])
+        .output()
+        .expect("qemu-img");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, text) = virsh(URI, &["pool-refresh", "default"]);
+    assert!(ok, "{text}");
+    let reported = b.volume_inspect(&vol).await.expect("inspect");
+    assert_eq!(
+        reported.format,
+        Some(DiskFormat::Qcow2),
+        "libvirt probed the header"
+    );
+
+    let vm = name("chain-vm");
+    let mut spec = InstanceSpec::vm(&vm);
+    spec.memory_bytes = Some(64 << 20);
+    spec.disks = vec![DiskSpec {
+        volume: Some(vol.clone()),
+        ..Default::default()
+    }];
+    let e = b.create(&spec).await.expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("/etc/hostname"), "{e}");
+    assert_eq!(b.get(&vm).await.unwrap_err().kind(), ErrorKind::NotFound);
+    // The same volume as a base image is refused too.
+    let mut spec = InstanceSpec::vm(&vm);
+    spec.memory_bytes = Some(64 << 20);
+    spec.image = Some(vol.clone());
+    let e = b.create(&spec).await.expect_err("refused as a base");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(b.get(&vm).await.unwrap_err().kind(), ErrorKind::NotFound);
+    b.volume_delete(&vol, true).await.expect("delete");
+}

@@ -206,8 +206,10 @@ async fn login_v1(
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Login name (lowercase letters, digits, '-').
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
     pub username: String,
     /// Password (at least 8 characters).
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     /// Role.
     pub role: Role,
@@ -229,7 +231,8 @@ pub struct UserUpdate {
 pub struct PasswordChange {
     /// The current password (needed when changing one's own).
     pub current_password: Option<String>,
-    /// The new password.
+    /// The new password (at least 8 characters).
+    #[schema(min_length = 8, max_length = 1024)]
     pub new_password: String,
 }
 
