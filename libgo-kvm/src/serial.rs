@@ -283,8 +283,16 @@ fn add(uuid: String, log: PathBuf) {
 }
 
 fn run(rx: mpsc::Receiver<Msg>) {
+    let mut last_tick = std::time::Instant::now();
     loop {
-        match rx.recv_timeout(POLL) {
+        // Logs are looked at every POLL however busy the queue is: with many backends in
+        // one process each domain event arrives once per backend, and a steady stream of
+        // them once kept the polls waiting for seconds (lines then got no time).
+        if last_tick.elapsed() >= POLL {
+            tick();
+            last_tick = std::time::Instant::now();
+        }
+        match rx.recv_timeout(POLL.saturating_sub(last_tick.elapsed())) {
             Ok(Msg::Started(inner, uuid)) => {
                 let Some(inner) = inner.upgrade() else {
                     continue;
@@ -323,7 +331,6 @@ fn run(rx: mpsc::Receiver<Msg>) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        tick();
     }
 }
 

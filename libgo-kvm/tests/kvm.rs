@@ -1176,8 +1176,16 @@ async fn a_guest_written_backing_file_outside_the_pools_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (ok, text) = virsh(URI, &["pool-refresh", "default"]);
-    assert!(ok, "{text}");
+    // Another client may be refreshing the pool at the same moment: try again then.
+    let mut refreshed = (false, String::new());
+    for _ in 0..10 {
+        refreshed = virsh(URI, &["pool-refresh", "default"]);
+        if refreshed.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(refreshed.0, "{}", refreshed.1);
     let reported = b.volume_inspect(&vol).await.expect("inspect");
     assert_eq!(
         reported.format,
