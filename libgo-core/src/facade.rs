@@ -1055,6 +1055,23 @@ fn manages_instances(c: &Capabilities) -> bool {
     !c.kinds.is_empty()
 }
 
+/// Cuts one page out of `items`, counted from the end: page 1 holds the last `page_size`
+/// items (in their order), page 2 the ones before — for logs, whose newest lines matter.
+pub fn paginate_from_end<T>(mut items: Vec<T>, page: Pagination) -> Page<T> {
+    let count = items.len();
+    let size = page.page_size as usize;
+    let end = count.saturating_sub((page.page.saturating_sub(1) as usize).saturating_mul(size));
+    items.truncate(end);
+    let start = end.saturating_sub(size);
+    Page {
+        items: items.split_off(start),
+        count,
+        page: page.page,
+        page_size: page.page_size,
+        unavailable: Vec::new(),
+    }
+}
+
 /// Cuts one page out of `items`.
 pub fn paginate<T>(items: Vec<T>, page: Pagination) -> Page<T> {
     let count = items.len();
@@ -1076,6 +1093,16 @@ pub fn paginate<T>(items: Vec<T>, page: Pagination) -> Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_from_the_end_hold_the_newest_items() {
+        let p = |page, page_size| Pagination { page, page_size };
+        let items: Vec<u32> = (1..=7).collect();
+        let first = paginate_from_end(items.clone(), p(1, 3));
+        assert_eq!((first.items, first.count), (vec![5, 6, 7], 7));
+        assert_eq!(paginate_from_end(items.clone(), p(3, 3)).items, vec![1]);
+        assert!(paginate_from_end(items, p(4, 3)).items.is_empty());
+    }
 
     #[test]
     fn paginate_cuts_pages() {

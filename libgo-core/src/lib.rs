@@ -40,5 +40,5 @@ pub use backend::{
     Backend, BoxStream, ChangeCursor, Changes, Compute, ConsoleSession, Images, Networks, Volumes,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use facade::{LibGo, paginate};
+pub use facade::{LibGo, paginate, paginate_from_end};
 pub use types::*;

@@ -6,21 +6,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestServer, assert_error, start, unique};
+use common::{TestServer, assert_error, json_of, start, unique};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, UnixStream};
 use tokio::task::JoinHandle;
 
 const IMAGE: &str = "libgo-test/busybox:latest";
-
-async fn json_of(r: reqwest::Response, status: u16) -> Value {
-    let code = r.status().as_u16();
-    let url = r.url().to_string();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    assert_eq!(code, status, "{url}: {body}");
-    body
-}
 
 async fn post(s: &TestServer, path: &str, body: Value) -> reqwest::Response {
     s.req(Method::POST, path, &s.admin)

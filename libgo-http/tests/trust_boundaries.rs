@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN_PASSWORD, TestServer, assert_error, start, unique};
+use common::{ADMIN_PASSWORD, TestServer, assert_error, json_of, start, unique};
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -45,14 +45,6 @@ async fn wait_closed(ws: &mut Ws, secs: u64) -> Option<CloseCode> {
             Ok(Some(Ok(_))) => {}
         }
     }
-}
-
-async fn json_of(r: reqwest::Response, status: u16) -> Value {
-    let code = r.status().as_u16();
-    let url = r.url().to_string();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    assert_eq!(code, status, "{url}: {body}");
-    body
 }
 
 /// A running busybox container, created by `token`'s user.

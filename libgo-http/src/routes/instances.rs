@@ -377,24 +377,6 @@ pub struct LogsQuery {
 /// The most lines one log read returns.
 pub const MAX_LOG_TAIL: usize = 10_000;
 
-/// A page counted from the end: page 1 is the last `page_size` items.
-fn paginate_from_end<T>(mut items: Vec<T>, page: libgo_core::Pagination) -> Page<T> {
-    let count = items.len();
-    let size = page.page_size as usize;
-    let skip_from_end = (page.page as usize - 1).saturating_mul(size);
-    let end = count.saturating_sub(skip_from_end);
-    let start = end.saturating_sub(size);
-    items.truncate(end);
-    let items = items.split_off(start);
-    Page {
-        items,
-        count,
-        page: page.page,
-        page_size: page.page_size,
-        unavailable: Vec::new(),
-    }
-}
-
 /// Reads logs of an instance of `kind`: the last `tail` lines (the server's default tail
 /// when absent), paged from the end — page 1 holds the newest lines, oldest first within
 /// the page. A followed stream ends when the caller's session does.
@@ -449,7 +431,7 @@ pub async fn read_logs(
     })?
     .into_iter()
     .collect::<Result<_, _>>()?;
-    Ok(axum::Json(paginate_from_end(entries, page)).into_response())
+    Ok(axum::Json(libgo_core::paginate_from_end(entries, page)).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/instances/{id}/logs", extensions(("x-libgo-access" = json!("viewer"))), tag = "instances",

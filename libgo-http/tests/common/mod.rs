@@ -215,3 +215,12 @@ pub async fn assert_error(r: Response, status: u16, code: &str) -> Value {
     );
     v
 }
+
+/// The JSON body of a response that must have `status`.
+pub async fn json_of(r: Response, status: u16) -> Value {
+    let code = r.status().as_u16();
+    let url = r.url().to_string();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(code, status, "{url}: {body}");
+    body
+}
