@@ -91,14 +91,7 @@ async fn unknown_fields_are_refused_by_name() {
         .await
         .expect("req");
     assert_error(r, 400, "INVALID_INPUT").await;
-    let _ = s
-        .req(
-            Method::DELETE,
-            &format!("/api/v1/instances/{c}?force=true"),
-            &s.admin,
-        )
-        .send()
-        .await;
+    s.remove_instance(&c).await;
     s.stop().await;
 }
 
@@ -215,14 +208,7 @@ async fn lists_say_which_backends_are_missing() {
             .is_some_and(|m| !m.is_empty())
     );
 
-    let _ = s
-        .req(
-            Method::DELETE,
-            &format!("/api/v1/instances/{v}?force=true"),
-            &s.admin,
-        )
-        .send()
-        .await;
+    s.remove_instance(&v).await;
     s.stop().await;
     let _ = std::process::Command::new("docker")
         .args(["rm", "-f", &c])
@@ -288,14 +274,7 @@ async fn log_pages_count_from_the_end() {
     assert_eq!(default["count"], 250, "{default}");
     let want: Vec<String> = (291..=300).map(|i| format!("line-{i}")).collect();
     assert_eq!(lines(&default), want);
-    let _ = s
-        .req(
-            Method::DELETE,
-            &format!("/api/v1/instances/{name}?force=true"),
-            &s.admin,
-        )
-        .send()
-        .await;
+    s.remove_instance(&name).await;
     s.stop().await;
 }
 
@@ -361,14 +340,7 @@ async fn audit_records_name_what_was_created() {
     )
     .await;
     assert_eq!(audit["items"][0]["target"], user["id"], "{audit}");
-    let _ = s
-        .req(
-            Method::DELETE,
-            &format!("/api/v1/instances/{name}?force=true"),
-            &s.admin,
-        )
-        .send()
-        .await;
+    s.remove_instance(&name).await;
     s.stop().await;
 }
 
@@ -440,14 +412,7 @@ async fn engine_refusals_of_bad_input_are_client_errors() {
         )
         .await;
     }
-    let _ = s
-        .req(
-            Method::DELETE,
-            &format!("/api/v1/instances/{vm}?force=true"),
-            &s.admin,
-        )
-        .send()
-        .await;
+    s.remove_instance(&vm).await;
     s.stop().await;
 }
 

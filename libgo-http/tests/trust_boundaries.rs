@@ -67,17 +67,6 @@ async fn container(s: &TestServer, token: &str, extra: Value) -> String {
     name
 }
 
-async fn remove(s: &TestServer, name: &str) {
-    let _ = s
-        .req(
-            Method::DELETE,
-            &format!("/api/v1/instances/{name}?force=true"),
-            &s.admin,
-        )
-        .send()
-        .await;
-}
-
 async fn exec_status(s: &TestServer, token: &str, name: &str) -> u16 {
     s.req(
         Method::POST,
@@ -129,7 +118,7 @@ async fn viewers_get_no_console_or_vnc() {
             other => panic!("console ended before answering: {other:?} after {seen:?}"),
         }
     }
-    remove(&s, &name).await;
+    s.remove_instance(&name).await;
     s.stop().await;
 }
 
@@ -190,7 +179,7 @@ async fn host_networks_are_admin_only() {
     );
     // And an operator may not run code in it afterwards.
     assert_eq!(exec_status(&s, &operator, &name).await, 403);
-    remove(&s, &name).await;
+    s.remove_instance(&name).await;
     s.stop().await;
 }
 
@@ -295,7 +284,7 @@ async fn host_privileged_instances_need_admin_for_every_verb() {
         .expect("snapshot");
     json_of(r, 201).await;
     for n in [&bound, &plain, &outside] {
-        remove(&s, n).await;
+        s.remove_instance(n).await;
     }
     s.stop().await;
 }
@@ -634,7 +623,7 @@ async fn streams_close_when_their_session_ends() {
         ended.is_ok(),
         "the followed log stream ended with the session"
     );
-    remove(&s, &name).await;
+    s.remove_instance(&name).await;
     s.stop().await;
 }
 
@@ -857,7 +846,7 @@ async fn exec_output_is_capped() {
         ),
         (json!("hi\n"), json!(3), json!(false))
     );
-    remove(&s, &name).await;
+    s.remove_instance(&name).await;
     s.stop().await;
 }
 
@@ -898,7 +887,7 @@ async fn state_files_are_private() {
     let path = task["result"]["path"].as_str().expect("export path");
     assert_eq!(mode(std::path::Path::new(path)), 0o600, "export file");
     assert_eq!(mode(&s.data_dir.join("exports")), 0o700, "exports dir");
-    remove(&s, &name).await;
+    s.remove_instance(&name).await;
     s.stop().await;
 }
 
@@ -973,7 +962,7 @@ async fn tasks_belong_to_their_owner() {
         }
     }
     assert!(!leaked, "task events went to another user");
-    remove(&s, &name).await;
+    s.remove_instance(&name).await;
     s.stop().await;
 }
 

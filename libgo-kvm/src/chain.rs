@@ -21,14 +21,10 @@ struct ImageInfo {
 }
 
 /// Whether images of this connection are files `qemu-img` here can read: not libvirt's
-/// test driver (its volumes have no content) and not a remote host (its files are there).
-/// Elsewhere only libvirt's view of the chain is available; see the crate's notes.
+/// test driver (its volumes have no content) and not a remote host (its files are there;
+/// such hosts are not checked yet).
 pub(crate) fn checkable(inner: &crate::conn::Inner) -> bool {
-    let uri = inner.config.uri.as_str();
-    let local = uri.split_once("://").is_some_and(|(scheme, rest)| {
-        !scheme.contains('+') && (rest.starts_with('/') || rest.is_empty())
-    });
-    !inner.is_test && local
+    !inner.is_test && crate::compute::is_local(inner)
 }
 
 /// Checks the chain `path` opens as `format` (probed when `None`, as an attacker's file

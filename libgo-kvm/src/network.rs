@@ -67,7 +67,7 @@ fn describe(inner: &Inner, n: &VirNetwork) -> Result<Network> {
         name: n.name().lv()?,
         backend: inner.config.name.clone(),
         internal: driver == "isolated",
-        host_attached: matches!(driver.as_str(), "bridge" | "ovs"),
+        host_attached: attaches_host(&driver),
         driver,
         subnet,
         gateway,
@@ -163,6 +163,12 @@ fn ovs_vsctl(args: &[&str]) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether a network mode attaches its VMs to a host bridge (`bridge` uses the host bridge
+/// of its name; `ovs` sits on one).
+fn attaches_host(mode: &str) -> bool {
+    matches!(mode, "bridge" | "ovs")
 }
 
 const OVS_LABEL: &str = "kvm.libgo.io/ovs-bridge-created";
@@ -268,9 +274,7 @@ fn delete_blocking(c: &Connect, id: &str) -> Result<()> {
 #[async_trait]
 impl Networks for KvmBackend {
     fn network_attaches_host(&self, spec: &NetworkSpec) -> bool {
-        // A bridge network uses the host bridge of its name; an OVS one sits on a host
-        // bridge too.
-        matches!(spec.driver.as_deref(), Some("bridge" | "ovs"))
+        spec.driver.as_deref().is_some_and(attaches_host)
     }
 
     async fn network_list(&self) -> Result<Vec<Network>> {

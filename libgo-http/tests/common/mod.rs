@@ -171,6 +171,18 @@ impl TestServer {
         self.dir.take()
     }
 
+    /// Deletes an instance (force) as the administrator, ignoring the answer: test cleanup.
+    pub async fn remove_instance(&self, name: &str) {
+        let _ = self
+            .req(
+                Method::DELETE,
+                &format!("/api/v1/instances/{name}?force=true"),
+                &self.admin,
+            )
+            .send()
+            .await;
+    }
+
     /// Waits for a task to end and returns it.
     pub async fn wait_task(&self, location: &str, token: &str) -> Value {
         for _ in 0..60 {
