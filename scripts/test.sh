@@ -14,6 +14,8 @@ log "checking formatting"
 cargo fmt --all -- --check
 log "running clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "checking one-engine builds"
+bash scripts/check-features.sh
 log "running the Rust tests (the C binding's run in test-bindings.sh)"
 cargo test --workspace --locked --exclude libgo-c --exclude libgo-bindings-common "$@"
 bash scripts/test-bindings.sh

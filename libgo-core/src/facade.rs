@@ -719,7 +719,7 @@ impl LibGo {
         spec: &BuildSpec,
         progress: ProgressSink,
     ) -> Result<Image> {
-        if spec.context_tar.is_empty() {
+        if spec.context_tar.is_empty() && spec.context_file.is_none() {
             return Err(Error::invalid("an image build needs a context tar"));
         }
         for t in &spec.tags {

@@ -47,13 +47,16 @@ impl std::str::FromStr for InstanceKind {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceState {
-    /// Being created, or starting.
+    /// Being created, or starting (Docker's `restarting` too).
+    #[serde(alias = "restarting")]
     Creating,
     /// Running.
     Running,
     /// Frozen: paused container, suspended VM.
     Paused,
-    /// Defined but not running (created, exited, shut off).
+    /// Defined but not running (created, exited, shut off). Docker's and libvirt's words
+    /// (`exited`, `created`, `dead`, `shutoff`) are read as this, in filters of every front end.
+    #[serde(alias = "exited", alias = "created", alias = "dead", alias = "shutoff")]
     Stopped,
     /// Crashed or dead.
     Error,
@@ -79,10 +82,10 @@ impl std::str::FromStr for InstanceState {
     type Err = crate::Error;
     fn from_str(s: &str) -> crate::Result<Self> {
         Ok(match s {
-            "creating" => InstanceState::Creating,
+            "creating" | "restarting" => InstanceState::Creating,
             "running" => InstanceState::Running,
             "paused" => InstanceState::Paused,
-            "stopped" => InstanceState::Stopped,
+            "stopped" | "exited" | "created" | "dead" | "shutoff" => InstanceState::Stopped,
             "error" => InstanceState::Error,
             "unknown" => InstanceState::Unknown,
             other => {
@@ -916,9 +919,13 @@ impl std::fmt::Debug for RegistryAuth {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BuildSpec {
-    /// The build context as a tar archive.
+    /// The build context as a tar archive in memory.
     #[serde(skip)]
     pub context_tar: Vec<u8>,
+    /// The build context as a tar archive in a file, streamed to the engine as it is read
+    /// (used instead of `context_tar` when set).
+    #[serde(skip)]
+    pub context_file: Option<std::path::PathBuf>,
     /// Dockerfile path inside the context (`Dockerfile` when `None`).
     #[serde(default)]
     pub dockerfile: Option<String>,
@@ -940,6 +947,7 @@ impl std::fmt::Debug for BuildSpec {
                 "context_tar",
                 &format_args!("{} bytes", self.context_tar.len()),
             )
+            .field("context_file", &self.context_file)
             .field("dockerfile", &self.dockerfile)
             .field("tags", &self.tags)
             .finish()
@@ -1044,6 +1052,10 @@ pub struct Volume {
     pub created_at: Option<DateTime<Utc>>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// Instances whose definitions use it as a disk, where the engine tells (libvirt; empty
+    /// for Docker volumes, which containers share by design).
+    #[serde(default)]
+    pub used_by: Vec<String>,
 }
 
 /// A volume to create.
@@ -1372,5 +1384,33 @@ impl EventFilter {
                 .as_deref()
                 .is_none_or(|i| i == event.instance_id || event.instance_name.as_deref() == Some(i))
             && (self.actions.is_empty() || self.actions.contains(&event.action))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Docker's and libvirt's state words mean LibGo's, in query strings and JSON filters.
+    #[test]
+    fn engine_state_words_are_synonyms() {
+        for word in ["exited", "created", "dead", "shutoff", "stopped"] {
+            assert_eq!(
+                word.parse::<InstanceState>().unwrap(),
+                InstanceState::Stopped
+            );
+            let f: InstanceFilter =
+                serde_json::from_value(serde_json::json!({ "state": word })).unwrap();
+            assert_eq!(f.state, Some(InstanceState::Stopped), "{word}");
+        }
+        assert_eq!(
+            "restarting".parse::<InstanceState>().unwrap(),
+            InstanceState::Creating
+        );
+        assert!("sleeping".parse::<InstanceState>().is_err());
+        assert_eq!(
+            serde_json::to_value(InstanceState::Stopped).unwrap(),
+            serde_json::json!("stopped")
+        );
     }
 }

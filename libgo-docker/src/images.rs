@@ -18,6 +18,20 @@ use libgo_core::{
 
 use crate::{DockerBackend, convert, stream_error_kind};
 
+/// Bytes of build output kept for the error of a failing build: its last lines.
+const BUILD_OUTPUT_KEPT: usize = 64 * 1024;
+
+/// Drops the front of `text` so that at most `max` bytes (on a character boundary) remain.
+fn keep_tail(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = text.len() - max;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text.drain(..cut);
+    }
+}
+
 fn credentials(auth: Option<&RegistryAuth>) -> Option<DockerCredentials> {
     auth.map(|a| DockerCredentials {
         username: Some(a.username.clone()),
@@ -200,7 +214,19 @@ impl Images for DockerBackend {
             labels: (!spec.labels.is_empty()).then(|| spec.labels.clone().into_iter().collect()),
             ..Default::default()
         };
-        let body = bollard::body_full(Bytes::from(spec.context_tar.clone()));
+        // A context in a file is streamed as it is read: a large context never sits in memory.
+        let body = match &spec.context_file {
+            Some(path) => {
+                let file = tokio::fs::File::open(path).await.map_err(|e| {
+                    Error::invalid(format!(
+                        "cannot read the build context {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                bollard::body_try_stream(tokio_util::io::ReaderStream::new(file))
+            }
+            None => bollard::body_full(Bytes::from(spec.context_tar.clone())),
+        };
         let mut stream = docker.build_image(options, None, Some(body));
         let mut image_id = None;
         let mut output = String::new();
@@ -226,6 +252,7 @@ impl Images for DockerBackend {
             }
             if let Some(line) = info.stream {
                 output.push_str(&line);
+                keep_tail(&mut output, BUILD_OUTPUT_KEPT);
                 progress.report(Progress {
                     percent: None,
                     message: line.trim_end().to_string(),
@@ -308,5 +335,20 @@ impl Images for DockerBackend {
         let stream = docker.export_image(id);
         self.write_stream_to_file(Box::pin(stream), &spec, &ProgressSink::none())
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_tail;
+
+    #[test]
+    fn build_output_keeps_its_last_bytes_on_a_character_boundary() {
+        let mut text = "é".repeat(10);
+        keep_tail(&mut text, 5);
+        assert_eq!(text, "éé");
+        let mut short = String::from("step 1");
+        keep_tail(&mut short, 64);
+        assert_eq!(short, "step 1");
     }
 }

@@ -37,6 +37,7 @@ impl DockerBackend {
             allocation_bytes: v.usage_data.and_then(|u| u64::try_from(u.size).ok()),
             created_at: v.created_at,
             labels: v.labels.into_iter().collect(),
+            used_by: Vec::new(),
         }
     }
 }

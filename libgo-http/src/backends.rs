@@ -24,6 +24,7 @@ pub fn engine_config(config: &Config) -> libgo::EngineConfig {
             EngineMode::Off
         }
     };
+    #[cfg(feature = "kvm")]
     let accelerator = match config.kvm.accelerator.parse::<libgo::Accelerator>() {
         Ok(_) => config.kvm.accelerator.clone(),
         Err(_) => {
@@ -31,6 +32,8 @@ pub fn engine_config(config: &Config) -> libgo::EngineConfig {
             "auto".to_string()
         }
     };
+    #[cfg(not(feature = "kvm"))]
+    let accelerator = config.kvm.accelerator.clone();
     let template_dir = config.data_dir.join("kvm-templates");
     libgo::EngineConfig {
         docker: mode(cfg!(feature = "docker") && config.docker.enabled),
@@ -56,6 +59,7 @@ pub fn from_config(config: &Config) -> Vec<BackendSpec> {
         use libgo_core::Backend;
 
         let engines = Arc::new(engine_config(config));
+        #[cfg(feature = "docker")]
         if engines.docker != EngineMode::Off {
             let e = engines.clone();
             specs.push(BackendSpec {
@@ -75,6 +79,7 @@ pub fn from_config(config: &Config) -> Vec<BackendSpec> {
                 }),
             });
         }
+        #[cfg(feature = "kvm")]
         if engines.kvm != EngineMode::Off {
             let e = engines.clone();
             specs.push(BackendSpec {

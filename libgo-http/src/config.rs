@@ -129,6 +129,11 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// Requests handled at once; more are answered 503 at once rather than queued.
     pub max_concurrent_requests: usize,
+    /// Seconds a client has to send a request's headers before its connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds between pings on a WebSocket; a client that answers nothing for three of
+    /// them is dropped.
+    pub websocket_ping_secs: u64,
     /// Docker backend.
     pub docker: DockerSection,
     /// KVM backend.
@@ -166,6 +171,8 @@ impl Default for Config {
             websockets_per_user: 64,
             request_timeout_secs: 120,
             max_concurrent_requests: 1024,
+            header_read_timeout_secs: 30,
+            websocket_ping_secs: 20,
             docker: DockerSection::default(),
             kvm: KvmSection::default(),
         }
@@ -258,6 +265,11 @@ impl Config {
         }
         if self.stream_recheck_secs == 0 {
             return Err(ConfigError("stream_recheck_secs must be positive".into()));
+        }
+        if self.header_read_timeout_secs == 0 || self.websocket_ping_secs == 0 {
+            return Err(ConfigError(
+                "header_read_timeout_secs and websocket_ping_secs must be positive".into(),
+            ));
         }
         if self.body_limit_bytes == 0 {
             return Err(ConfigError("body_limit_bytes must be positive".into()));

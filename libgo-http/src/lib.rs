@@ -43,6 +43,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
+pub mod spool;
 pub mod state;
 pub mod tasks;
 

@@ -1,7 +1,6 @@
 //! Assembling and running the server.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -262,23 +261,70 @@ impl Server {
 
     /// Serves on `listener` until `signal` completes, then stops taking connections, ends
     /// WebSockets, marks running tasks as interrupted and lets requests in flight finish.
+    ///
+    /// A client has `header_read_timeout_secs` to send a request's headers (a connection
+    /// that trickles them is closed): hyper's own accept loop, because `axum::serve` sets
+    /// no timer and so no such timeout.
     pub async fn serve(
         self,
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+        use hyper_util::server::conn::auto::Builder;
+        use tower::ServiceExt;
+
         let state = self.state.clone();
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                tracing::info!("shutting down");
-                state.shutdown.cancel();
-                state.tasks.interrupt_all(Duration::from_secs(5)).await;
-            })
-            .await
+        // HTTP/1.1 only, as before: the header timeout is an HTTP/1 setting.
+        let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(
+                state.config.header_read_timeout_secs.max(1),
+            ));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut signal = std::pin::pin!(signal);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut signal => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let app =
+                self.router
+                    .clone()
+                    .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
+                        req.map(axum::body::Body::new)
+                    });
+            let conn = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(app),
+                )
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::trace!(error = %e, "connection ended");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down");
+        state.shutdown.cancel();
+        state.tasks.interrupt_all(Duration::from_secs(5)).await;
+        graceful.shutdown().await;
+        Ok(())
     }
 }
 

@@ -360,6 +360,117 @@ async fn reserved_namespaces_are_refused() {
     s.stop().await;
 }
 
+/// Attack 3 (volumes): an operator gave a new VM another instance's disk or cloud-init seed
+/// and so read (or wrote) that instance's data. Volumes another instance uses are the
+/// administrator's to hand over; the operator's own free volumes stay the operator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instances_volumes_are_admin_only() {
+    let s = start(true, |_| {}).await;
+    let (_, operator) = s.user("operator").await;
+    let create = |token: &str, body: Value| {
+        s.req(Method::POST, "/api/v1/instances", token)
+            .json(&body)
+            .send()
+    };
+    let victim = unique("owner");
+    let r = create(
+        &s.admin,
+        json!({"name": victim, "kind": "vm", "backend": "kvm", "memoryBytes": 67108864,
+               "disks": [{"sizeBytes": 16777216}],
+               "cloudInit": {"hostname": "owner", "password": "secret-of-the-owner"}}),
+    )
+    .await
+    .expect("create");
+    json_of(r, 201).await;
+    let disk = format!("{victim}-disk0.qcow2");
+    let seed = format!("{victim}-cidata.img");
+    for v in [&disk, &seed] {
+        let r = s
+            .req(
+                Method::GET,
+                &format!("/api/v1/volumes/{v}?backend=kvm"),
+                &operator,
+            )
+            .send()
+            .await
+            .expect("inspect");
+        assert_eq!(json_of(r, 200).await["usedBy"], json!([victim]), "{v}");
+    }
+    let mut made = vec![victim.clone()];
+    let thief = unique("thief");
+    for body in [
+        json!({"name": thief, "kind": "vm", "backend": "kvm", "disks": [{"volume": disk}]}),
+        json!({"name": thief, "kind": "vm", "backend": "kvm", "disks": [{"volume": seed}]}),
+        json!({"name": thief, "kind": "vm", "backend": "kvm", "disks": [{"baseImage": disk}]}),
+        json!({"name": thief, "kind": "vm", "backend": "kvm",
+               "disks": [{"sizeBytes": 16777216}], "cdrom": seed}),
+    ] {
+        let r = create(&operator, body.clone()).await.expect("create");
+        let v = assert_error(r, 403, "FORBIDDEN").await;
+        assert!(
+            v["message"].as_str().unwrap_or_default().contains(&victim),
+            "{body}: {v}"
+        );
+    }
+    let r = s
+        .req(Method::GET, &format!("/api/v1/instances/{thief}"), &s.admin)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404, "nothing was created");
+    // An operator's own free volume attaches; once in use it is that VM's.
+    let own = format!("{}.qcow2", unique("own"));
+    let r = s
+        .req(Method::POST, "/api/v1/volumes", &operator)
+        .json(&json!({"name": own, "backend": "kvm", "sizeBytes": 16777216}))
+        .send()
+        .await
+        .expect("volume");
+    json_of(r, 201).await;
+    let first = unique("first");
+    let r = create(
+        &operator,
+        json!({"name": first, "kind": "vm", "backend": "kvm", "memoryBytes": 67108864,
+               "disks": [{"volume": own}]}),
+    )
+    .await
+    .expect("create");
+    json_of(r, 201).await;
+    made.push(first.clone());
+    let r = create(
+        &operator,
+        json!({"name": unique("second"), "kind": "vm", "backend": "kvm",
+               "disks": [{"volume": own}]}),
+    )
+    .await
+    .expect("create");
+    assert_error(r, 403, "FORBIDDEN").await;
+    // The administrator may share a disk.
+    let shared = unique("shared");
+    let r = create(
+        &s.admin,
+        json!({"name": shared, "kind": "vm", "backend": "kvm", "memoryBytes": 67108864,
+               "disks": [{"volume": disk}]}),
+    )
+    .await
+    .expect("create");
+    json_of(r, 201).await;
+    made.push(shared);
+    // The sharer goes first: the owner's disks go with the owner.
+    for name in made.into_iter().rev() {
+        s.remove_instance(&name).await;
+    }
+    let _ = s
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/volumes/{own}?backend=kvm"),
+            &s.admin,
+        )
+        .send()
+        .await;
+    s.stop().await;
+}
+
 async fn status_with(s: &TestServer, token: &str, path: &str) -> u16 {
     s.req(Method::GET, path, token)
         .send()
@@ -994,5 +1105,221 @@ async fn websockets_per_user_are_capped() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(again, Ok(()));
+    s.stop().await;
+}
+
+/// A build context as a tar, made by `tar` from a Dockerfile.
+fn build_context(dockerfile: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
+    let out = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .args(["-cf", "-", "Dockerfile"])
+        .output()
+        .expect("tar runs");
+    assert!(out.status.success(), "tar: {out:?}");
+    out.stdout
+}
+
+/// Bounded work: a user's running tasks are capped (429 past `tasks_per_user`), and a build
+/// context is spooled to a file for the build's length only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_per_user_are_capped_and_build_contexts_are_spooled() {
+    let s = start(true, |c| c.tasks_per_user = 1).await;
+    let (_, operator) = s.user("operator").await;
+    let tag = format!("libgo-test/{}:slow", unique("build"));
+    let build = |tags: String| {
+        s.req(
+            Method::POST,
+            &format!("/api/v1/images/build?tags={tags}&backend=docker"),
+            &operator,
+        )
+        .header("content-type", "application/x-tar")
+        .body(build_context(&format!(
+            "FROM {IMAGE}\nRUN sleep 4\nLABEL libgo.test=slow\n"
+        )))
+        .send()
+    };
+    let r = build(tag.clone()).await.expect("build");
+    assert_eq!(r.status(), 202);
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("location")
+        .to_string();
+    let spooled = || {
+        std::fs::read_dir(s.data_dir.join("builds"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        spooled(),
+        1,
+        "the context waits in a file while the build runs"
+    );
+    let r = build(format!("{tag}-2")).await.expect("build");
+    let v = assert_error(r, 429, "RATE_LIMITED").await;
+    assert!(
+        v["message"].as_str().unwrap_or_default().contains("task"),
+        "{v}"
+    );
+    let task = s.wait_task(&location, &operator).await;
+    assert_eq!(task["status"], "finished", "{task}");
+    assert_eq!(spooled(), 0, "the spooled context goes with the build");
+    let out = std::process::Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"libgo.test\"}}",
+            &tag,
+        ])
+        .output()
+        .expect("docker image inspect");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "slow");
+    // With the first task ended, the user may start another.
+    let r = s
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/images/{}", tag.replace('/', "%2F")),
+            &operator,
+        )
+        .send()
+        .await
+        .expect("remove");
+    assert!(r.status().is_success(), "{}", r.status());
+    s.stop().await;
+}
+
+/// Bounded work: password checks beyond `login_concurrency` answer 429 with Retry-After
+/// at once instead of queueing more argon2 work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_checks_past_the_semaphore_answer_429() {
+    let s = start(false, |c| c.login_concurrency = 1).await;
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        users.push(s.user("viewer").await.0);
+    }
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        for u in &users {
+            let client = s.client.clone();
+            let url = s.url("/login");
+            let body = json!({"username": u, "password": "password-123"});
+            attempts.push(tokio::spawn(async move {
+                let r = client.post(url).json(&body).send().await.expect("login");
+                let retry = r.headers().get("retry-after").is_some();
+                (r.status().as_u16(), retry)
+            }));
+        }
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for a in attempts {
+        match a.await.expect("join") {
+            (200, _) => ok += 1,
+            (429, true) => busy += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(ok >= 1, "someone got in");
+    assert!(
+        busy >= 1,
+        "12 parallel password checks with room for one: some were turned away"
+    );
+    s.stop().await;
+}
+
+/// Bounded disk: audit records and ended tasks past their configured counts are deleted
+/// (at start and hourly).
+#[tokio::test]
+async fn audit_and_task_retention_bounds_the_tables() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().to_path_buf();
+    let s = common::start_in(None, &path, false, |_| {}).await;
+    for i in 0..12 {
+        let r = s
+            .req(Method::POST, "/api/v1/api-keys", &s.admin)
+            .json(&json!({"name": format!("k{i}")}))
+            .send()
+            .await
+            .expect("key");
+        assert_eq!(r.status(), 201);
+    }
+    let before = audit_count(&s).await;
+    assert!(before >= 12, "{before} audit records");
+    s.stop().await;
+    let s = common::start_in(None, &path, false, |c| c.audit_max_rows = 5).await;
+    // The restart's own login may add a record after the purge.
+    let after = audit_count(&s).await;
+    assert!(after <= 6, "{after} audit records kept of {before}");
+    s.stop().await;
+    drop(dir);
+}
+
+/// Bounded connections: a client that trickles its request headers is cut off after
+/// `header_read_timeout_secs` instead of holding a connection for ever.
+#[tokio::test]
+async fn trickled_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start(false, |c| c.header_read_timeout_secs = 1).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the connection stayed open past the header timeout"
+    );
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    // A whole request still gets through.
+    let r = s.client.get(s.url("/health")).send().await.expect("health");
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
+
+/// Bounded sockets: a WebSocket whose client answers no pings is dropped after three
+/// (`websocket_ping_secs`); a client that reads (and so answers pings) stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_websocket_clients_are_dropped() {
+    let s = start(true, |c| c.websocket_ping_secs = 1).await;
+    let (_, operator) = s.user("operator").await;
+    let name = container(&s, &operator, json!({})).await;
+    let mut silent = Vec::new();
+    for path in ["stats", "console"] {
+        let ws = ws_open(&s, &format!("/api/v1/instances/{name}/{path}"), &operator)
+            .await
+            .expect("open");
+        silent.push(ws);
+    }
+    let mut live = ws_open(&s, &format!("/api/v1/instances/{name}/stats"), &operator)
+        .await
+        .expect("open");
+    // The live client reads for 6 s (tungstenite answers pings as it reads).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    let mut samples = 0;
+    while let Ok(m) = tokio::time::timeout_at(deadline, live.next()).await {
+        match m {
+            Some(Ok(Message::Text(_))) => samples += 1,
+            Some(Ok(Message::Close(f))) => panic!("a live client was dropped: {f:?}"),
+            Some(Ok(_)) => {}
+            other => panic!("a live client lost its socket: {other:?}"),
+        }
+    }
+    assert!(samples >= 2, "{samples} stats samples");
+    for mut ws in silent {
+        wait_closed(&mut ws, 10).await;
+    }
+    s.remove_instance(&name).await;
     s.stop().await;
 }

@@ -81,6 +81,26 @@ fn state_from_raw(raw: u64) -> InstanceState {
     }
 }
 
+/// A Conflict for `verb` on a domain that is not running: drivers disagree on the error
+/// (qemu says the operation is invalid, the test driver reports an internal error).
+fn not_stopped(d: &Domain, verb: &str) -> Result<()> {
+    if domain_state(d)? == InstanceState::Stopped {
+        return Err(Error::conflict(format!("cannot {verb} a stopped VM")));
+    }
+    Ok(())
+}
+
+/// A failed state change of a domain that is in `target` already is a Conflict (which the
+/// facade answers as success), whatever words the driver chose.
+fn already(d: &Domain, target: InstanceState, e: Error) -> Error {
+    match domain_state(d) {
+        Ok(state) if state == target => {
+            Error::conflict(format!("the VM is {} already", target.as_str()))
+        }
+        _ => e,
+    }
+}
+
 fn domain_state(d: &Domain) -> Result<InstanceState> {
     let (s, _) = d.state().lv()?;
     Ok(match s {
@@ -620,7 +640,9 @@ pub(crate) fn upload_bytes(c: &Connect, vol: &StorageVol, data: &[u8]) -> Result
 
 /// Starts a domain and notes when (exec waits for the guest agent of a booting VM).
 fn start_domain(inner: &Inner, d: &Domain) -> Result<()> {
-    d.create().lv()?;
+    if let Err(e) = d.create().lv() {
+        return Err(already(d, InstanceState::Running, e));
+    }
     if let Ok(uuid) = d.uuid_string() {
         inner.shared.mark_started(&uuid);
     }
@@ -1015,11 +1037,23 @@ impl Compute for KvmBackend {
     }
 
     async fn pause(&self, id: &str) -> Result<()> {
-        self.with_domain(id, |_, _, d| d.suspend().lv()).await
+        self.with_domain(id, |_, _, d| {
+            not_stopped(&d, "pause")?;
+            d.suspend()
+                .lv()
+                .map_err(|e| already(&d, InstanceState::Paused, e))
+        })
+        .await
     }
 
     async fn resume(&self, id: &str) -> Result<()> {
-        self.with_domain(id, |_, _, d| d.resume().lv()).await
+        self.with_domain(id, |_, _, d| {
+            not_stopped(&d, "resume")?;
+            d.resume()
+                .lv()
+                .map_err(|e| already(&d, InstanceState::Running, e))
+        })
+        .await
     }
 
     async fn delete(&self, id: &str, force: bool) -> Result<()> {

@@ -44,7 +44,41 @@ fn describe_volume(inner: &Inner, pool: &str, v: &StorageVol) -> Result<Volume> 
         allocation_bytes: Some(f.allocation),
         created_at: f.created,
         labels: Default::default(),
+        used_by: Vec::new(),
     })
+}
+
+/// Fills each volume's `used_by` with the domains (defined or running) whose disks are it,
+/// by path or by pool and name: a volume in use belongs to those instances.
+fn with_users(c: &Connect, volumes: &mut [Volume]) -> Result<()> {
+    let mut users: Vec<(xml::DiskRef, String)> = Vec::new();
+    for d in c.list_all_domains(0).lv()? {
+        let refs = match d.xml_desc(0).lv().and_then(|x| xml::disk_refs(&x)) {
+            Ok(r) => r,
+            // Undefined since the listing (by another client): it uses nothing now.
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let name = d.name().lv()?;
+        users.extend(refs.into_iter().map(|r| (r, name.clone())));
+    }
+    for v in volumes {
+        let base = v.name.rsplit('/').next().unwrap_or(&v.name);
+        let mut used_by: Vec<String> = users
+            .iter()
+            .filter(|(r, _)| match r {
+                xml::DiskRef::Path(p) => v.path.as_deref() == Some(p.as_str()),
+                xml::DiskRef::Volume { pool, volume } => {
+                    v.pool.as_deref() == Some(pool.as_str()) && volume == base
+                }
+            })
+            .map(|(_, name)| name.clone())
+            .collect();
+        used_by.sort();
+        used_by.dedup();
+        v.used_by = used_by;
+    }
+    Ok(())
 }
 
 fn all_volumes(inner: &Inner, c: &Connect) -> Result<Vec<Volume>> {
@@ -156,7 +190,12 @@ impl Images for KvmBackend {
 #[async_trait]
 impl Volumes for KvmBackend {
     async fn volume_list(&self) -> Result<Vec<Volume>> {
-        self.blocking(all_volumes).await
+        self.blocking(|i, c| {
+            let mut volumes = all_volumes(i, c)?;
+            with_users(c, &mut volumes)?;
+            Ok(volumes)
+        })
+        .await
     }
 
     async fn volume_create(&self, spec: &VolumeSpec) -> Result<Volume> {
@@ -209,7 +248,10 @@ impl Volumes for KvmBackend {
         let name = name.to_string();
         self.blocking(move |i, c| {
             let (pool, v) = volume_in(i, c, &name)?;
-            describe_volume(i, &pool, &v)
+            let mut volume = [describe_volume(i, &pool, &v)?];
+            with_users(c, &mut volume)?;
+            let [volume] = volume;
+            Ok(volume)
         })
         .await
     }

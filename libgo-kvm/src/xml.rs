@@ -774,6 +774,40 @@ pub(crate) fn host_facts(xml: &str) -> Result<HostFacts> {
     Ok(f)
 }
 
+/// Where a domain's disk comes from: a file or device, or a volume of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DiskRef {
+    /// `<source file=…>` or `<source dev=…>`.
+    Path(String),
+    /// `<source pool=… volume=…>`.
+    Volume { pool: String, volume: String },
+}
+
+/// The sources of a domain's disks (CD-ROMs included).
+pub(crate) fn disk_refs(xml: &str) -> Result<Vec<DiskRef>> {
+    let doc = parse_doc(xml)?;
+    let Some(devices) = child(doc.root_element(), "devices") else {
+        return Ok(Vec::new());
+    };
+    Ok(devices
+        .children()
+        .filter(|d| d.is_element() && d.tag_name().name() == "disk")
+        .filter_map(|d| child(d, "source"))
+        .filter_map(
+            |src| match (src.attribute("pool"), src.attribute("volume")) {
+                (Some(pool), Some(volume)) => Some(DiskRef::Volume {
+                    pool: pool.to_string(),
+                    volume: volume.to_string(),
+                }),
+                _ => src
+                    .attribute("file")
+                    .or(src.attribute("dev"))
+                    .map(|p| DiskRef::Path(p.to_string())),
+            },
+        )
+        .collect())
+}
+
 /// What LibGo reads from a network's XML.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NetworkFacts {
@@ -856,6 +890,28 @@ pub(crate) fn parse_snapshot(xml: &str) -> Result<SnapshotFacts> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_refs_name_files_devices_and_pool_volumes() {
+        let x = r#"<domain><devices>
+            <disk type='volume'><source pool='default' volume='a-disk0.qcow2'/></disk>
+            <disk type='file' device='cdrom'><source file='/var/lib/libvirt/images/s.iso'/></disk>
+            <disk type='block'><source dev='/dev/vdb'/></disk>
+            <disk type='file' device='cdrom'/>
+            <interface type='network'><source network='default'/></interface>
+        </devices></domain>"#;
+        assert_eq!(
+            disk_refs(x).unwrap(),
+            vec![
+                DiskRef::Volume {
+                    pool: "default".into(),
+                    volume: "a-disk0.qcow2".into()
+                },
+                DiskRef::Path("/var/lib/libvirt/images/s.iso".into()),
+                DiskRef::Path("/dev/vdb".into()),
+            ]
+        );
+    }
 
     fn plan(name: &str) -> DomainPlan {
         DomainPlan {

@@ -143,73 +143,277 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-/// Every operation name [`call`] knows, for the bindings' own checks and docs.
-pub const OPERATIONS: &[&str] = &[
-    "backends",
-    "health",
-    "info",
-    "capabilities",
-    "create",
-    "get",
-    "list",
-    "list_all",
-    "start",
-    "stop",
-    "restart",
-    "kill",
-    "pause",
-    "resume",
-    "delete",
-    "update",
-    "stats",
-    "stats_stream",
-    "logs",
-    "exec",
-    "console",
-    "vnc_display",
-    "screenshot",
-    "snapshot_create",
-    "snapshot_list",
-    "snapshot_revert",
-    "snapshot_delete",
-    "export",
-    "events",
-    "image_list",
-    "image_inspect",
-    "image_pull",
-    "image_push",
-    "image_build",
-    "image_tag",
-    "image_remove",
-    "image_prune",
-    "image_save",
-    "network_list",
-    "network_create",
-    "network_inspect",
-    "network_delete",
-    "network_start",
-    "network_stop",
-    "network_connect",
-    "network_disconnect",
-    "volume_list",
-    "volume_create",
-    "volume_inspect",
-    "volume_delete",
-    "volume_prune",
-    "volume_resize",
-    "volume_wipe",
-    "volume_clone",
-    "volume_upload",
-    "pool_list",
-    "pool_create",
-    "pool_inspect",
-    "pool_activate",
-    "pool_deactivate",
-    "pool_delete",
-    "template_list",
-    "template_create",
-    "template_get",
-    "template_delete",
+/// An operation [`call`] knows: its name and the names of its arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Operation {
+    /// The name bindings call it by.
+    pub name: &'static str,
+    /// Its arguments (camelCase); any other is refused.
+    pub args: &'static [&'static str],
+}
+
+/// Every operation [`call`] knows, for the bindings' own checks and docs.
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        name: "backends",
+        args: &[],
+    },
+    Operation {
+        name: "health",
+        args: &[],
+    },
+    Operation {
+        name: "info",
+        args: &[],
+    },
+    Operation {
+        name: "capabilities",
+        args: &["backend"],
+    },
+    Operation {
+        name: "create",
+        args: &["spec"],
+    },
+    Operation {
+        name: "get",
+        args: &["id"],
+    },
+    Operation {
+        name: "list",
+        args: &["filter", "page", "pageSize"],
+    },
+    Operation {
+        name: "list_all",
+        args: &["filter"],
+    },
+    Operation {
+        name: "start",
+        args: &["id"],
+    },
+    Operation {
+        name: "stop",
+        args: &["id", "options"],
+    },
+    Operation {
+        name: "restart",
+        args: &["id", "options"],
+    },
+    Operation {
+        name: "kill",
+        args: &["id", "signal"],
+    },
+    Operation {
+        name: "pause",
+        args: &["id"],
+    },
+    Operation {
+        name: "resume",
+        args: &["id"],
+    },
+    Operation {
+        name: "delete",
+        args: &["id", "force"],
+    },
+    Operation {
+        name: "update",
+        args: &["id", "update"],
+    },
+    Operation {
+        name: "stats",
+        args: &["id"],
+    },
+    Operation {
+        name: "stats_stream",
+        args: &["id"],
+    },
+    Operation {
+        name: "logs",
+        args: &["id", "options"],
+    },
+    Operation {
+        name: "exec",
+        args: &["id", "spec"],
+    },
+    Operation {
+        name: "console",
+        args: &["id"],
+    },
+    Operation {
+        name: "vnc_display",
+        args: &["id"],
+    },
+    Operation {
+        name: "screenshot",
+        args: &["id"],
+    },
+    Operation {
+        name: "snapshot_create",
+        args: &["id", "spec"],
+    },
+    Operation {
+        name: "snapshot_list",
+        args: &["id"],
+    },
+    Operation {
+        name: "snapshot_revert",
+        args: &["id", "snapshot"],
+    },
+    Operation {
+        name: "snapshot_delete",
+        args: &["id", "snapshot"],
+    },
+    Operation {
+        name: "export",
+        args: &["id", "spec"],
+    },
+    Operation {
+        name: "events",
+        args: &["filter"],
+    },
+    Operation {
+        name: "image_list",
+        args: &[],
+    },
+    Operation {
+        name: "image_inspect",
+        args: &["backend", "id"],
+    },
+    Operation {
+        name: "image_pull",
+        args: &["backend", "reference", "auth"],
+    },
+    Operation {
+        name: "image_push",
+        args: &["backend", "reference", "auth"],
+    },
+    Operation {
+        name: "image_build",
+        args: &["backend", "spec"],
+    },
+    Operation {
+        name: "image_tag",
+        args: &["backend", "source", "target"],
+    },
+    Operation {
+        name: "image_remove",
+        args: &["backend", "id", "force"],
+    },
+    Operation {
+        name: "image_prune",
+        args: &["backend"],
+    },
+    Operation {
+        name: "image_save",
+        args: &["backend", "id", "destination"],
+    },
+    Operation {
+        name: "network_list",
+        args: &[],
+    },
+    Operation {
+        name: "network_create",
+        args: &["spec"],
+    },
+    Operation {
+        name: "network_inspect",
+        args: &["backend", "id"],
+    },
+    Operation {
+        name: "network_delete",
+        args: &["backend", "id"],
+    },
+    Operation {
+        name: "network_start",
+        args: &["backend", "id"],
+    },
+    Operation {
+        name: "network_stop",
+        args: &["backend", "id"],
+    },
+    Operation {
+        name: "network_connect",
+        args: &["network", "instance"],
+    },
+    Operation {
+        name: "network_disconnect",
+        args: &["network", "instance"],
+    },
+    Operation {
+        name: "volume_list",
+        args: &[],
+    },
+    Operation {
+        name: "volume_create",
+        args: &["spec"],
+    },
+    Operation {
+        name: "volume_inspect",
+        args: &["backend", "name"],
+    },
+    Operation {
+        name: "volume_delete",
+        args: &["backend", "name", "force"],
+    },
+    Operation {
+        name: "volume_prune",
+        args: &["backend"],
+    },
+    Operation {
+        name: "volume_resize",
+        args: &["backend", "name", "sizeBytes"],
+    },
+    Operation {
+        name: "volume_wipe",
+        args: &["backend", "name"],
+    },
+    Operation {
+        name: "volume_clone",
+        args: &["backend", "source", "target"],
+    },
+    Operation {
+        name: "volume_upload",
+        args: &["backend", "name", "file"],
+    },
+    Operation {
+        name: "pool_list",
+        args: &[],
+    },
+    Operation {
+        name: "pool_create",
+        args: &["spec"],
+    },
+    Operation {
+        name: "pool_inspect",
+        args: &["backend", "name"],
+    },
+    Operation {
+        name: "pool_activate",
+        args: &["backend", "name"],
+    },
+    Operation {
+        name: "pool_deactivate",
+        args: &["backend", "name"],
+    },
+    Operation {
+        name: "pool_delete",
+        args: &["backend", "name"],
+    },
+    Operation {
+        name: "template_list",
+        args: &[],
+    },
+    Operation {
+        name: "template_create",
+        args: &["backend", "template"],
+    },
+    Operation {
+        name: "template_get",
+        args: &["backend", "name"],
+    },
+    Operation {
+        name: "template_delete",
+        args: &["backend", "name"],
+    },
 ];
 
 /// Connects the engines of an `EngineConfig` given as JSON (`null` for the defaults).
@@ -223,23 +427,47 @@ pub async fn connect(config: Value) -> Result<LibGo> {
     libgo::connect(&config).await
 }
 
-/// The arguments of one call.
-struct Args(Map<String, Value>);
+/// The arguments of one call, checked against its operation's declaration.
+struct Args {
+    values: Map<String, Value>,
+    op: &'static Operation,
+}
 
 impl Args {
-    fn new(args: Value) -> Result<Self> {
-        match args {
-            Value::Object(map) => Ok(Args(map)),
-            Value::Null => Ok(Args(Map::new())),
-            other => Err(Error::invalid(format!(
-                "arguments must be an object, not {other}"
-            ))),
+    fn new(op: &'static Operation, args: Value) -> Result<Self> {
+        let values = match args {
+            Value::Object(map) => map,
+            Value::Null => Map::new(),
+            other => {
+                return Err(Error::invalid(format!(
+                    "arguments must be an object, not {other}"
+                )));
+            }
+        };
+        // An argument no operation reads would be silently dropped: refuse it by name.
+        if let Some(unknown) = values.keys().find(|k| !op.args.contains(&k.as_str())) {
+            return Err(Error::invalid(format!(
+                "{}: unknown argument {unknown:?} (it takes {})",
+                op.name,
+                if op.args.is_empty() {
+                    "none".to_string()
+                } else {
+                    op.args.join(", ")
+                }
+            )));
         }
+        Ok(Args { values, op })
     }
 
     /// An optional argument: missing and `null` are `None`.
     fn opt<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>> {
-        match self.0.remove(name) {
+        if !self.op.args.contains(&name) {
+            return Err(Error::internal(format!(
+                "{} reads argument {name:?}, which OPERATIONS does not declare",
+                self.op.name
+            )));
+        }
+        match self.values.remove(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => serde_json::from_value(v)
                 .map(Some)
@@ -297,7 +525,10 @@ pub async fn call(
     data: Vec<u8>,
     progress: ProgressSink,
 ) -> Result<Reply> {
-    let mut a = Args::new(args)?;
+    let Some(operation) = OPERATIONS.iter().find(|o| o.name == op) else {
+        return Err(Error::unsupported(format!("unknown operation {op:?}")));
+    };
+    let mut a = Args::new(operation, args)?;
     match op {
         "backends" => json(libgo.backend_names()),
         "health" => json(libgo.health().await),
@@ -634,13 +865,22 @@ mod tests {
     async fn every_listed_operation_is_known_and_checks_its_arguments() {
         let libgo = LibGo::new();
         for op in OPERATIONS {
-            let answer = call(&libgo, op, Value::Null, Vec::new(), ProgressSink::none()).await;
+            let answer = call(
+                &libgo,
+                op.name,
+                Value::Null,
+                Vec::new(),
+                ProgressSink::none(),
+            )
+            .await;
             if let Err(e) = answer {
                 assert_ne!(
                     e.message(),
-                    format!("unknown operation {op:?}"),
-                    "{op} is listed but not dispatched"
+                    format!("unknown operation {:?}", op.name),
+                    "{} is listed but not dispatched",
+                    op.name
                 );
+                assert_ne!(e.kind(), ErrorKind::Internal, "{}: {e}", op.name);
             }
         }
         let e = call(
@@ -667,5 +907,49 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn unknown_arguments_are_refused_by_name() {
+        let libgo = LibGo::new();
+        let e = call(
+            &libgo,
+            "image_remove",
+            json!({"id": "x", "forse": true}),
+            Vec::new(),
+            ProgressSink::none(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.message().contains("\"forse\""), "{e}");
+        let e = call(
+            &libgo,
+            "list",
+            json!({"filter": {"stat": "running"}}),
+            Vec::new(),
+            ProgressSink::none(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.message().contains("stat"), "{e}");
+    }
+
+    /// An operation that reads an argument its declaration lacks fails with an internal
+    /// error: with each declared argument in turn given a value no argument takes, every
+    /// operation answers bad input instead.
+    #[tokio::test]
+    async fn declared_arguments_are_the_ones_read() {
+        let libgo = LibGo::new();
+        for op in OPERATIONS {
+            for arg in op.args {
+                let args = json!({ *arg: [[["not an argument"]]] });
+                let e = call(&libgo, op.name, args, Vec::new(), ProgressSink::none())
+                    .await
+                    .expect_err("a nested array is no argument's value");
+                assert_ne!(e.kind(), ErrorKind::Internal, "{}: {e}", op.name);
+            }
+        }
     }
 }

@@ -72,7 +72,7 @@ impl Native {
     pub fn operations() -> Vec<String> {
         libgo_bindings_common::OPERATIONS
             .iter()
-            .map(|s| s.to_string())
+            .map(|o| o.name.to_string())
             .collect()
     }
 

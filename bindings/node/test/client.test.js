@@ -55,6 +55,9 @@ test('container life cycle, logs, events, exec, errors', async () => {
   await assert.rejects(client.get(name), (e) => e.code === 'NOT_FOUND' && /NOT_FOUND/.test(e.message))
   await assert.rejects(client.create({ name: 'Bad!', kind: 'container', image: IMAGE }), { code: 'INVALID_INPUT' })
   await assert.rejects(Client.connect({ docker: 'sometimes' }), { code: 'INVALID_INPUT' })
+  // Unknown options and fields are refused by name, not dropped.
+  await assert.rejects(client.imageRemove(IMAGE, { forse: true }), (e) => e.code === 'INVALID_INPUT' && /forse/.test(e.message))
+  await assert.rejects(client.list({ stat: 'running' }), (e) => e.code === 'INVALID_INPUT' && /stat/.test(e.message))
 })
 
 test('console is an interactive shell', async () => {
@@ -149,24 +152,35 @@ test('progress callbacks of build, export, pull and push', async () => {
         { progress: (p) => reports.push(p) })
       assert.equal(out.format, 'tar')
       assert.ok(out.sizeBytes > 0)
-      assert.ok(reports.every((p) => typeof p.message === 'string'))
+      assert.ok(reports.length >= 2, 'the export reported its start and end')
+      assert.ok(reports.every((p) => typeof p.message === 'string'), JSON.stringify(reports))
+      assert.equal(reports[reports.length - 1].percent, 100)
     } finally {
       await client.delete(name, { force: true })
       fs.rmSync(dir, { recursive: true, force: true })
     }
 
-    // No registry listens on port 1: both fail with a LibGo error, callback or not.
-    const seen = []
-    await assert.rejects(client.imagePull('127.0.0.1:1/libgo-none:v1', { progress: (p) => seen.push(p) }),
-      (e) => e instanceof LibGoError && typeof e.code === 'string')
-    await client.imageTag(tag, '127.0.0.1:1/libgo-none:v1')
+    // A push to the local registry and a pull back report their layers.
+    const remote = `127.0.0.1:5000/${unique('node-progress')}:v1`
+    await client.imageTag(tag, remote)
     try {
-      await assert.rejects(client.imagePush('127.0.0.1:1/libgo-none:v1', { progress: (p) => seen.push(p) }),
-        (e) => e instanceof LibGoError && typeof e.code === 'string')
+      const pushed = []
+      await client.imagePush(remote, { progress: (p) => pushed.push(p) })
+      assert.ok(pushed.length > 0, 'the push reported progress')
+      assert.ok(pushed.every((p) => typeof p.message === 'string'), JSON.stringify(pushed))
+      await client.imageRemove(remote)
+      const pulled = []
+      const image = await client.imagePull(remote, { progress: (p) => pulled.push(p) })
+      assert.ok(image.tags.includes(remote), JSON.stringify(image.tags))
+      assert.ok(pulled.length > 0, 'the pull reported progress')
+      assert.ok(pulled.every((p) => typeof p.message === 'string'), JSON.stringify(pulled))
     } finally {
-      await client.imageRemove('127.0.0.1:1/libgo-none:v1')
+      await client.imageRemove(remote).catch(() => {})
     }
-    assert.ok(seen.every((p) => typeof p.message === 'string'))
+
+    // No registry listens on port 1: a LibGo error, callback or not.
+    await assert.rejects(client.imagePull('127.0.0.1:1/libgo-none:v1', { progress: () => {} }),
+      (e) => e instanceof LibGoError && typeof e.code === 'string')
   } finally {
     await client.imageRemove(tag, { force: true })
   }

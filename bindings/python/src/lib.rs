@@ -205,7 +205,10 @@ impl Native {
     /// Names of every operation `call` knows.
     #[staticmethod]
     fn operations() -> Vec<&'static str> {
-        libgo_bindings_common::OPERATIONS.to_vec()
+        libgo_bindings_common::OPERATIONS
+            .iter()
+            .map(|o| o.name)
+            .collect()
     }
 
     /// Runs one operation with its arguments (a dict), blocking without the GIL.

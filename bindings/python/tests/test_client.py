@@ -79,6 +79,14 @@ def test_errors_are_typed_and_carry_codes(client: libgo.Client) -> None:
     with pytest.raises(libgo.errors.InvalidInputError):
         libgo.Client({"docker": "sometimes"})  # type: ignore[arg-type]
 
+    # Unknown fields and arguments are refused by name, not dropped.
+    with pytest.raises(libgo.errors.InvalidInputError) as unknown:
+        client.list({"stat": "running"})  # type: ignore[typeddict-unknown-key]
+    assert "stat" in str(unknown.value)
+    with pytest.raises(libgo.errors.InvalidInputError) as unknown:
+        client._call("image_remove", {"id": IMAGE, "forse": True})
+    assert "forse" in str(unknown.value)
+
 
 def test_duplicate_names_conflict(client: libgo.Client, container: libgo.types.Instance) -> None:
     with pytest.raises(libgo.errors.ConflictError) as dup:
@@ -273,4 +281,5 @@ def test_vm_verbs_on_libvirt_test_driver() -> None:
     assert vm.get(name)["state"] == "stopped"
     with pytest.raises(libgo.errors.UnsupportedError):
         vm.exec(name, ["true"])
-    assert vm.pool_list() is not None
+    # The test driver has one pool, "default-pool".
+    assert [p["name"] for p in vm.pool_list()] == ["default-pool"]

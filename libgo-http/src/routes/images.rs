@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use libgo_core::{
     BuildSpec, ExportFormat, ExportSpec, Image, Page, PruneReport, RegistryAuth, paginate,
@@ -155,28 +155,35 @@ async fn build_image(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Query(q): Query<BuildQuery>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> ApiResult<Response> {
-    let spec = BuildSpec {
-        context_tar: body.to_vec(),
-        dockerfile: q.dockerfile,
-        tags: q
-            .tags
-            .iter()
-            .flat_map(|t| t.split(','))
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect(),
-        ..Default::default()
-    };
-    if spec.context_tar.is_empty() {
-        return Err(ApiError::invalid(
-            "the body must be the build context as a tar",
-        ));
-    }
-    for t in &spec.tags {
+    let tags: Vec<String> = q
+        .tags
+        .iter()
+        .flat_map(|t| t.split(','))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    // Refuse bad tags before the body is read.
+    for t in &tags {
         libgo_core::validate::user_image_reference(t)?;
     }
+    // The context goes to a file as it arrives and from there to the engine as it is read.
+    let context = crate::spool::spool(
+        &state,
+        &headers,
+        body,
+        "builds",
+        "the body must be the build context as a tar",
+    )
+    .await?;
+    let spec = BuildSpec {
+        context_file: Some(context.path().to_path_buf()),
+        dockerfile: q.dockerfile,
+        tags,
+        ..Default::default()
+    };
     let libgo = state.libgo.clone();
     let target = spec.tags.first().cloned();
     let task = state
@@ -188,7 +195,10 @@ async fn build_image(
             move |ctx| async move {
                 let image = libgo
                     .image_build(q.backend.as_deref(), &spec, ctx.sink())
-                    .await?;
+                    .await;
+                // The spooled context lives until the build ends.
+                drop(context);
+                let image = image?;
                 Ok(serde_json::to_value(image).unwrap_or_default())
             },
         )

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use libgo_core::{
     ExecResult, ExecSpec, ExportFormat, ExportSpec, Instance, InstanceFilter, InstanceKind,
-    InstanceSpec, InstanceState, LogEntry, LogOptions, Page, ResourceUpdate, Snapshot,
-    SnapshotSpec, StopOptions, paginate,
+    InstanceSpec, LogEntry, LogOptions, Page, ResourceUpdate, Snapshot, SnapshotSpec, StopOptions,
+    paginate,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -46,15 +46,6 @@ pub struct ListQuery {
     pub page_size: Option<u32>,
 }
 
-/// Parses a state name, accepting Docker's words too.
-pub fn parse_state(s: &str) -> ApiResult<InstanceState> {
-    Ok(match s {
-        "exited" | "created" | "dead" | "shutoff" => InstanceState::Stopped,
-        "restarting" => InstanceState::Creating,
-        other => other.parse()?,
-    })
-}
-
 impl ListQuery {
     /// The core filter.
     pub fn filter(&self, kind: Option<InstanceKind>) -> ApiResult<InstanceFilter> {
@@ -67,7 +58,7 @@ impl ListQuery {
         }
         Ok(InstanceFilter {
             kind: kind.or(self.kind),
-            state: self.state.as_deref().map(parse_state).transpose()?,
+            state: self.state.as_deref().map(str::parse).transpose()?,
             name: self.name.clone(),
             labels,
             backend: self.backend.clone(),
@@ -76,8 +67,8 @@ impl ListQuery {
 }
 
 /// 403 unless an admin asks for host privileges: privileged mode, host paths or devices,
-/// a host kernel, the host's network namespace (or none), or a network that attaches to a
-/// host bridge or interface.
+/// a host kernel, the host's network namespace (or none), a network that attaches to a
+/// host bridge or interface, or a volume another instance uses as a disk.
 pub async fn check_host_privileges(
     state: &AppState,
     caller: &Caller,
@@ -104,6 +95,26 @@ pub async fn check_host_privileges(
         {
             Ok(net) if net.host_attached => return Err(refuse()),
             // A missing network is the create call's to report.
+            Ok(_) | Err(_) => {}
+        }
+    }
+    // Another instance's disk (or seed) attached, or used as a base, would give this one
+    // that instance's data.
+    let mut existing: Vec<String> = Vec::new();
+    for d in &spec.disks {
+        existing.extend(d.volume.iter().chain(d.base_image.iter()).cloned());
+    }
+    existing.extend(spec.cdrom.iter().cloned());
+    for v in &existing {
+        match state.libgo.volume_inspect(spec.backend.as_deref(), v).await {
+            Ok(volume) if !volume.used_by.is_empty() => {
+                return Err(ApiError::forbidden(format!(
+                    "volume {v} belongs to {}: only administrators may give it to another \
+                     instance",
+                    volume.used_by.join(", ")
+                )));
+            }
+            // A missing volume is the create call's to report.
             Ok(_) | Err(_) => {}
         }
     }

@@ -6,13 +6,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use futures::StreamExt;
 use libgo_core::{
     BackendInfo, Capabilities, Health, Network, NetworkSpec, Page, PruneReport, StoragePool,
     StoragePoolSpec, Template, Volume, VolumeSpec, paginate,
 };
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
@@ -271,55 +269,6 @@ pub struct UploadFromHost {
     pub path: String,
 }
 
-/// Removes the spooled upload file however the request ends.
-struct SpoolFile(std::path::PathBuf);
-
-impl Drop for SpoolFile {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.0)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.0.display(), error = %e, "cannot remove an upload file");
-        }
-    }
-}
-
-/// Writes the request body to a new file under `<data dir>/uploads`, chunk by chunk, up to
-/// the build-context limit (`build_body_limit_bytes`).
-async fn spool(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<SpoolFile> {
-    let limit = state.config.build_body_limit_bytes as u64;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(payload_too_large());
-    }
-    let dir = state.config.data_dir.join("uploads");
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(ApiError::internal)?;
-    let file = SpoolFile(dir.join(format!("{}.img", uuid::Uuid::new_v4().simple())));
-    let mut out = tokio::fs::File::create(&file.0)
-        .await
-        .map_err(ApiError::internal)?;
-    let mut stream = body.into_data_stream();
-    let mut written = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid(format!("cannot read the upload: {e}")))?;
-        written += chunk.len() as u64;
-        if written > limit {
-            return Err(payload_too_large());
-        }
-        out.write_all(&chunk).await.map_err(ApiError::internal)?;
-    }
-    out.flush().await.map_err(ApiError::internal)?;
-    if written == 0 {
-        return Err(ApiError::invalid("the upload is empty"));
-    }
-    Ok(file)
-}
-
 #[utoipa::path(post, path = "/api/v1/volumes/{name}/upload", extensions(("x-libgo-access" = json!("admin"))), tag = "volumes",
     params(("name" = String, Path, description = "VM volume name (`pool%2Fname`)"), BackendQuery),
     request_body(content(
@@ -359,10 +308,11 @@ async fn upload_volume(
             )
             .await?
     } else {
-        let file = spool(&state, &headers, body).await?;
+        let file =
+            crate::spool::spool(&state, &headers, body, "uploads", "the upload is empty").await?;
         state
             .libgo
-            .volume_upload(q.backend.as_deref(), &name, &file.0)
+            .volume_upload(q.backend.as_deref(), &name, file.path())
             .await?
     };
     Ok(Json(volume))

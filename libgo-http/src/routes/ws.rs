@@ -25,8 +25,38 @@ use crate::extract::{Json, Path, Query};
 use crate::routes::instances::require_for_host_access;
 use crate::state::AppState;
 
-/// Seconds between server pings; a client silent for three of them is dropped.
-const PING_EVERY: Duration = Duration::from_secs(20);
+/// A dead peer's socket is found and dropped: the server pings every `websocket_ping_secs`
+/// and gives up on a client that sent nothing (a pong included) for three pings.
+struct Liveness {
+    ping: tokio::time::Interval,
+    every: Duration,
+    last_seen: Instant,
+}
+
+impl Liveness {
+    fn new(state: &AppState) -> Liveness {
+        let every = Duration::from_secs(state.config.websocket_ping_secs.max(1));
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Liveness {
+            ping,
+            every,
+            last_seen: Instant::now(),
+        }
+    }
+
+    /// The client sent something.
+    fn seen(&mut self) {
+        self.last_seen = Instant::now();
+    }
+
+    /// Waits for the next ping; `None` when the client has been silent too long.
+    async fn next_ping(&mut self) -> Option<Message> {
+        self.ping.tick().await;
+        (self.last_seen.elapsed() <= self.every * 3)
+            .then(|| Message::Ping(Bytes::from_static(b"libgo")))
+    }
+}
 
 fn is_upgrade(h: &HeaderMap) -> bool {
     h.get(header::UPGRADE)
@@ -130,8 +160,7 @@ async fn events(
     Ok(ws.on_upgrade(move |socket| async move {
         let mut socket = socket;
         let mut rx = state.events.subscribe();
-        let mut ping = tokio::time::interval(PING_EVERY);
-        let mut last_seen = Instant::now();
+        let mut live = Liveness::new(&state);
         loop {
             tokio::select! {
                 _ = guard.watch.ended() => {
@@ -142,17 +171,15 @@ async fn events(
                     let _ = socket.send(Message::Close(None)).await;
                     break;
                 }
-                _ = ping.tick() => {
-                    if last_seen.elapsed() > PING_EVERY * 3 {
+                ping = live.next_ping() => {
+                    let Some(p) = ping else { break };
+                    if socket.send(p).await.is_err() {
                         break;
                     }
-                    if socket.send(Message::Ping(Bytes::from_static(b"libgo"))).await.is_err() {
-                        break;
-                    }
-                }
+                },
                 msg = socket.recv() => match msg {
                     Some(Ok(Message::Text(t))) => {
-                        last_seen = Instant::now();
+                        live.seen();
                         let is_ping = t.trim() == "ping"
                             || serde_json::from_str::<serde_json::Value>(&t)
                                 .ok()
@@ -162,7 +189,7 @@ async fn events(
                         }
                     }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => last_seen = Instant::now(),
+                    Some(Ok(_)) => live.seen(),
                 },
                 ev = rx.recv() => match ev {
                     Ok(e) => {
@@ -189,6 +216,7 @@ async fn pump_stats(
     state: Arc<AppState>,
     guard: Guarded,
 ) {
+    let mut live = Liveness::new(&state);
     loop {
         tokio::select! {
             _ = guard.watch.ended() => {
@@ -196,9 +224,15 @@ async fn pump_stats(
                 return;
             }
             _ = state.shutdown.cancelled() => break,
+            ping = live.next_ping() => {
+                let Some(p) = ping else { break };
+                if socket.send(p).await.is_err() {
+                    break;
+                }
+            },
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => live.seen(),
             },
             s = stream.next() => match s {
                 Some(Ok(s)) => {
@@ -251,6 +285,7 @@ async fn instance_console(
     Ok(ws.on_upgrade(move |mut socket| async move {
         let mut output = session.output;
         let mut input = session.input;
+        let mut live = Liveness::new(&state);
         loop {
             tokio::select! {
                 _ = guard.watch.ended() => {
@@ -259,6 +294,12 @@ async fn instance_console(
                     return;
                 }
                 _ = state.shutdown.cancelled() => break,
+                ping = live.next_ping() => {
+                    let Some(p) = ping else { break };
+                    if socket.send(p).await.is_err() {
+                        break;
+                    }
+                },
                 chunk = output.next() => match chunk {
                     Some(Ok(b)) => {
                         if socket.send(Message::Binary(b)).await.is_err() {
@@ -272,6 +313,7 @@ async fn instance_console(
                     None => break,
                 },
                 msg = socket.recv() => {
+                    live.seen();
                     let data: Bytes = match msg {
                         Some(Ok(Message::Text(t))) => Bytes::copy_from_slice(t.as_bytes()),
                         Some(Ok(Message::Binary(b))) => b,
@@ -312,6 +354,7 @@ async fn instance_vnc(
     Ok(ws.on_upgrade(move |mut socket| async move {
         let (mut rd, mut wr) = tcp.into_split();
         let mut buf = vec![0u8; 64 * 1024];
+        let mut live = Liveness::new(&state);
         loop {
             tokio::select! {
                 _ = guard.watch.ended() => {
@@ -319,6 +362,12 @@ async fn instance_vnc(
                     return;
                 }
                 _ = state.shutdown.cancelled() => break,
+                ping = live.next_ping() => {
+                    let Some(p) = ping else { break };
+                    if socket.send(p).await.is_err() {
+                        break;
+                    }
+                },
                 n = rd.read(&mut buf) => match n {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
@@ -329,12 +378,13 @@ async fn instance_vnc(
                 },
                 msg = socket.recv() => match msg {
                     Some(Ok(Message::Binary(b))) => {
+                        live.seen();
                         if wr.write_all(&b).await.is_err() {
                             break;
                         }
                     }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => live.seen(),
                 }
             }
         }
