@@ -81,7 +81,7 @@ def test_errors_are_typed_and_carry_codes(client: libgo.Client) -> None:
 
     # Unknown fields and arguments are refused by name, not dropped.
     with pytest.raises(libgo.errors.InvalidInputError) as unknown:
-        client.list({"stat": "running"})  # type: ignore[typeddict-unknown-key]
+        client.list({"stat": "running"})  # type: ignore[arg-type]
     assert "stat" in str(unknown.value)
     with pytest.raises(libgo.errors.InvalidInputError) as unknown:
         client._call("image_remove", {"id": IMAGE, "forse": True})

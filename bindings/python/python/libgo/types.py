@@ -263,6 +263,7 @@ class Volume(TypedDict):
     allocationBytes: Optional[int]
     createdAt: Optional[str]
     labels: Dict[str, str]
+    usedBy: List[str]
 
 
 class VolumeSpec(TypedDict):
