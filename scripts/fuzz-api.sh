@@ -38,15 +38,21 @@ server_pid=$!
 api() { # api METHOD PATH [BODY] — as the administrator, prints the body
   curl -sf -X "$1" "$base$2" -H "X-API-Key: $admin_key" -H 'content-type: application/json' ${3:+-d "$3"}
 }
-names() { # names PATH — the names in a list, one per line
-  api GET "$1?pageSize=100" | python3 -c 'import sys,json; [print(i.get("name") or i["id"]) for i in json.load(sys.stdin)["items"]]'
+names() { # names PATH — the names in a list as NAME?backend=BACKEND, one per line (a name
+  # may be on both engines)
+  local page=1 body
+  while body=$(api GET "$1?pageSize=100&page=$page"); do
+    python3 -c 'import sys,json,urllib.parse as u; [print(u.quote(i.get("name") or i["id"], safe="") + "?backend=" + i["backend"]) for i in json.load(sys.stdin)["items"]]' <<<"$body"
+    python3 -c 'import sys,json; sys.exit(0 if len(json.load(sys.stdin)["items"]) == 100 else 1)' <<<"$body" || break
+    page=$((page + 1))
+  done
 }
 cleanup() {
   local rc=$?
   if [ -n "${admin_key:-}" ]; then
     # Whatever the fuzzer made goes: instances, then networks and volumes.
     for n in $(names /api/v1/instances | sort | comm -13 "$work/instances" -); do
-      api DELETE "/api/v1/instances/$n?force=true" >/dev/null || true
+      api DELETE "/api/v1/instances/$n&force=true" >/dev/null || true
     done
     for n in $(names /api/v1/networks | sort | comm -13 "$work/networks" -); do
       api DELETE "/api/v1/networks/$n" >/dev/null || true

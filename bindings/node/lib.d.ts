@@ -12,6 +12,13 @@ export interface EngineConfig {
   docker?: 'auto' | 'required' | 'off'; dockerName?: string; dockerHost?: string | null
   kvm?: 'auto' | 'required' | 'off'; kvmName?: string; libvirtUri?: string
   accelerator?: 'auto' | 'kvm' | 'tcg'; templateDir?: string | null
+  /** More engines, each under its own name. */
+  backends?: BackendConfig[]
+}
+/** One more engine under its own name (a Docker daemon or a libvirt host). */
+export interface BackendConfig {
+  name: string; engine: 'docker' | 'kvm'; mode?: 'auto' | 'required' | 'off'
+  url?: string | null; accelerator?: 'auto' | 'kvm' | 'tcg' | null
 }
 export interface PortMapping { containerPort: number; hostPort?: number | null; hostIp?: string | null; protocol?: 'tcp' | 'udp' }
 export interface MountSpec { target: string; kind?: 'volume' | 'bind' | 'tmpfs'; source?: string; readOnly?: boolean }

@@ -1,22 +1,24 @@
 //! The engines the server connects to, from its configuration.
 //!
-//! The server's `[docker]` and `[kvm]` sections are translated into the umbrella crate's
-//! [`libgo::EngineConfig`], and the backends are built by its `docker_backend()` /
-//! `kvm_backend()`, exactly as the Python, Node and C bindings build theirs: an engine is
-//! configured one way everywhere. What the server adds is the retry loop of
+//! The server's `[docker]` and `[kvm]` sections and its `[[backends]]` list are translated
+//! into the umbrella crate's [`libgo::EngineConfig`], and every backend is connected by its
+//! `connect_backend`, exactly as the Python, Node and C bindings connect theirs: an engine
+//! is configured one way everywhere. What the server adds is the retry loop of
 //! [`crate::Server::attach_backends`]: a backend whose engine is down is connected when it
 //! answers.
+
+use std::sync::Arc;
+
+use libgo::EngineMode;
 
 use crate::config::Config;
 use crate::server::BackendSpec;
 
 /// The [`libgo::EngineConfig`] that `config` describes. Engines the server enables are
-/// `Auto` (the server retries them itself); disabled ones are `Off`. An accelerator that
-/// does not parse is reported and replaced by `auto`, so that a typo does not keep the KVM
-/// backend away for good.
-#[cfg(any(feature = "docker", feature = "kvm"))]
+/// `Auto` (the server retries them itself); disabled ones are `Off`. An accelerator of the
+/// `[kvm]` section that does not parse is reported and replaced by `auto`, so that a typo
+/// does not keep the local KVM backend away for good.
 pub fn engine_config(config: &Config) -> libgo::EngineConfig {
-    use libgo::EngineMode;
     let mode = |on: bool| {
         if on {
             EngineMode::Auto
@@ -44,58 +46,29 @@ pub fn engine_config(config: &Config) -> libgo::EngineConfig {
         libvirt_uri: config.kvm.uri.clone(),
         accelerator,
         template_dir: Some(template_dir.to_string_lossy().into_owned()),
+        backends: config.backends.clone(),
     }
 }
 
-/// The backends `config` enables, each connected through [`engine_config`].
-pub fn from_config(config: &Config) -> Vec<BackendSpec> {
-    #[allow(unused_mut)]
-    let mut specs: Vec<BackendSpec> = Vec::new();
-    #[cfg(any(feature = "docker", feature = "kvm"))]
-    {
-        use std::sync::Arc;
-
-        use libgo::EngineMode;
-        use libgo_core::Backend;
-
-        let engines = Arc::new(engine_config(config));
-        #[cfg(feature = "docker")]
-        if engines.docker != EngineMode::Off {
-            let e = engines.clone();
-            specs.push(BackendSpec {
-                name: engines.docker_name.clone(),
+/// The backends `config` enables, each connected through [`engine_config`]. An error when
+/// the list itself is wrong (two backends of one name, a name that is not valid).
+pub fn from_config(config: &Config) -> libgo::Result<Vec<BackendSpec>> {
+    let engines = Arc::new(engine_config(config));
+    Ok(engines
+        .all_backends()?
+        .into_iter()
+        .map(|b| {
+            let engines = engines.clone();
+            let b = Arc::new(b);
+            BackendSpec {
+                name: b.name.clone(),
                 connect: Arc::new(move || {
-                    let e = e.clone();
-                    Box::pin(async move {
-                        let b = e.docker_backend()?;
-                        // The client connects lazily: ask the engine now, so that a down
-                        // engine is retried here rather than registered dead.
-                        let h = b.health().await;
-                        if !h.up {
-                            return Err(libgo_core::Error::unavailable(h.message));
-                        }
-                        Ok(Arc::new(b) as Arc<dyn Backend>)
-                    })
+                    let (engines, b) = (engines.clone(), b.clone());
+                    Box::pin(async move { engines.connect_backend(&b).await })
                 }),
-            });
-        }
-        #[cfg(feature = "kvm")]
-        if engines.kvm != EngineMode::Off {
-            let e = engines.clone();
-            specs.push(BackendSpec {
-                name: engines.kvm_name.clone(),
-                connect: Arc::new(move || {
-                    let e = e.clone();
-                    Box::pin(async move {
-                        let b = e.kvm_backend().await?;
-                        Ok(Arc::new(b) as Arc<dyn Backend>)
-                    })
-                }),
-            });
-        }
-    }
-    let _ = config;
-    specs
+            }
+        })
+        .collect())
 }
 
 #[cfg(all(test, feature = "docker", feature = "kvm"))]
@@ -121,10 +94,36 @@ mod tests {
         assert_eq!(e.libvirt_uri, "test:///default");
         assert_eq!(e.accelerator, "auto");
         assert_eq!(e.template_dir.as_deref(), Some("/srv/libgo/kvm-templates"));
-        assert_eq!(from_config(&c).len(), 1);
+        assert_eq!(from_config(&c).expect("valid").len(), 1);
         c.kvm.enabled = true;
         c.kvm.accelerator = "tcg".into();
         assert_eq!(engine_config(&c).accelerator, "tcg");
-        assert_eq!(from_config(&c).len(), 2);
+        assert_eq!(from_config(&c).expect("valid").len(), 2);
+    }
+
+    /// `[[backends]]` adds named engines; a name used twice is refused before anything
+    /// is connected.
+    #[test]
+    fn named_backends_come_from_the_config_file() {
+        let c: Config = toml::from_str(
+            "[[backends]]\nname = \"kvm-b\"\nengine = \"kvm\"\nurl = \"qemu+tcp://10.0.0.2/system\"\n\
+             [[backends]]\nname = \"docker-b\"\nengine = \"docker\"\nurl = \"tcp://10.0.0.2:2375\"\n",
+        )
+        .expect("config");
+        let names: Vec<String> = from_config(&c)
+            .expect("valid")
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["docker", "kvm", "kvm-b", "docker-b"]);
+        let twice: Config =
+            toml::from_str("[[backends]]\nname = \"kvm\"\nengine = \"kvm\"\n").expect("config");
+        let e = from_config(&twice).expect_err("two backends named kvm");
+        assert_eq!(e.kind(), libgo::ErrorKind::InvalidInput);
+        assert!(
+            toml::from_str::<Config>("[[backends]]\nname = \"x\"\nengine = \"kvm\"\nuri = \"a\"\n")
+                .is_err(),
+            "an unknown key is an error"
+        );
     }
 }

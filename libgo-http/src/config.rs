@@ -138,6 +138,10 @@ pub struct Config {
     pub docker: DockerSection,
     /// KVM backend.
     pub kvm: KvmSection,
+    /// More engines, each under its own name (`[[backends]]` with `name`, `engine` =
+    /// `docker` | `kvm`, `url`, and for libvirt `accelerator`): Docker daemons and libvirt
+    /// hosts besides the local pair.
+    pub backends: Vec<libgo::BackendConfig>,
 }
 
 impl Default for Config {
@@ -175,6 +179,7 @@ impl Default for Config {
             websocket_ping_secs: 20,
             docker: DockerSection::default(),
             kvm: KvmSection::default(),
+            backends: Vec::new(),
         }
     }
 }

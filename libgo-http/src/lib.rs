@@ -23,7 +23,7 @@
 //! config.data_dir = "/tmp/libgo-demo".into();
 //! let libgo = Arc::new(libgo_core::LibGo::new());
 //! let server = Server::new(config, libgo).await?;
-//! server.attach_backends(libgo_http::backends::from_config(&server.state().config));
+//! server.attach_backends(libgo_http::backends::from_config(&server.state().config)?);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }

@@ -83,7 +83,7 @@ impl std::fmt::Debug for Server {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) =
         OpenApiRouter::<Arc<AppState>>::with_openapi(crate::openapi::ApiDoc::openapi())
-            .merge(routes::router(1))
+            .merge(routes::router())
             .split_for_parts();
     crate::openapi::finish(&mut api);
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
@@ -245,9 +245,16 @@ impl Server {
                                 return;
                             }
                         },
-                        Err(e) => {
+                        Err(e) if e.kind() == libgo_core::ErrorKind::Unavailable => {
                             tracing::warn!(backend = %spec.name, error = %e, "backend unavailable; will retry");
                             state.set_pending(&spec.name, Some(e.to_string()));
+                        }
+                        // A wrong setting or an engine this build lacks: trying again
+                        // cannot help.
+                        Err(e) => {
+                            tracing::error!(backend = %spec.name, error = %e, "cannot connect backend");
+                            state.set_pending(&spec.name, Some(e.to_string()));
+                            return;
                         }
                     }
                     tokio::select! {
@@ -404,7 +411,7 @@ fn restrict(dir: &std::path::Path) -> Result<(), StartError> {
 /// The router with every layer, and the OpenAPI document.
 pub fn build_router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (api_router, mut api) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
-        .merge(routes::router(state.config.build_body_limit_bytes))
+        .merge(routes::router())
         .split_for_parts();
     crate::openapi::finish(&mut api);
     api.info.version = env!("CARGO_PKG_VERSION").to_string();

@@ -774,3 +774,64 @@ async fn seed_shapes_batches_console_and_images() {
     assert_eq!(backends.as_array().map(Vec::len), Some(2), "{backends}");
     s.stop().await;
 }
+
+/// `[[backends]]` in the server's config: more engines under their own names, served by the
+/// same API. A backend with a wrong setting is reported down with the reason (and not
+/// retried); the others work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_backends_from_the_server_config() {
+    let s = common::start(false, |c| {
+        c.backends = toml::from_str::<libgo_http::Config>(
+            "[[backends]]\nname = \"kvm-b\"\nengine = \"kvm\"\nurl = \"test:///default\"\n\
+             [[backends]]\nname = \"kvm-remote\"\nengine = \"kvm\"\nurl = \"qemu+tcp://127.0.0.1/system\"\naccelerator = \"tcg\"\n\
+             [[backends]]\nname = \"kvm-typo\"\nengine = \"kvm\"\nurl = \"test:///default\"\naccelerator = \"warp\"\n",
+        )
+        .expect("config")
+        .backends;
+    })
+    .await;
+    s.wait_for_backends(&["kvm-b", "kvm-remote"]).await;
+    let health = ok_json(
+        s.client.get(s.url("/health")).send().await.expect("req"),
+        200,
+    )
+    .await;
+    let typo = health["backends"]
+        .as_array()
+        .and_then(|a| a.iter().find(|b| b["backend"] == "kvm-typo"))
+        .cloned()
+        .expect("the wrong backend is listed");
+    assert_eq!(typo["up"], false, "{typo}");
+    assert!(
+        typo["message"].as_str().unwrap_or("").contains("warp"),
+        "{typo}"
+    );
+    // The test driver's own domain, through the API, on the named backend only.
+    let page = ok_json(
+        s.req(
+            Method::GET,
+            "/api/v1/instances?backend=kvm-b&kind=vm",
+            &s.admin,
+        )
+        .send()
+        .await
+        .expect("req"),
+        200,
+    )
+    .await;
+    let items = page["items"].as_array().expect("items");
+    assert!(!items.is_empty(), "{page}");
+    assert!(items.iter().all(|i| i["backend"] == "kvm-b"), "{page}");
+    ok_json(
+        s.req(
+            Method::GET,
+            "/api/v1/instances?backend=kvm-remote",
+            &s.admin,
+        )
+        .send()
+        .await
+        .expect("req"),
+        200,
+    )
+    .await;
+}

@@ -6,12 +6,19 @@
 //! next VM. So before LibGo attaches an existing volume, uses a base image, or exports a
 //! disk, it asks `qemu-img info --backing-chain` what the image would open and refuses any
 //! backing file that is not a volume of a pool, and any protocol or `json:` name.
+//!
+//! On a remote host `qemu-img` here cannot read the files, so the chain is followed through
+//! libvirt's own reading of each volume's header (`<backingStore>` in the volume's XML, the
+//! same XML the format LibGo attaches with comes from).
 
 use std::process::Command;
 
 use libgo_core::{Error, Result};
 use serde::Deserialize;
 use virt::connect::Connect;
+use virt::storage_vol::StorageVol;
+
+use crate::conn::LvExt;
 
 #[derive(Debug, Deserialize)]
 struct ImageInfo {
@@ -22,9 +29,35 @@ struct ImageInfo {
 
 /// Whether images of this connection are files `qemu-img` here can read: not libvirt's
 /// test driver (its volumes have no content) and not a remote host (its files are there;
-/// such hosts are not checked yet).
+/// [`check_by_libvirt`] follows those).
 pub(crate) fn checkable(inner: &crate::conn::Inner) -> bool {
     !inner.is_test && crate::compute::is_local(inner)
+}
+
+/// The longest chain followed on a remote host; a longer one (or a loop) is refused.
+const MAX_CHAIN: usize = 16;
+
+/// Checks the chain of pool volume `vol` as libvirt on its host read it: each backing file
+/// must itself be a volume of a pool, to the end of the chain. For hosts `qemu-img` here
+/// cannot reach.
+pub(crate) fn check_by_libvirt(c: &Connect, vol: &StorageVol) -> Result<()> {
+    let top = vol.path().lv()?;
+    let mut facts = crate::xml::parse_volume(&vol.xml_desc(0).lv()?)?;
+    for _ in 0..MAX_CHAIN {
+        let Some(backing) = facts.backing else {
+            return Ok(());
+        };
+        if backing.starts_with("json:") || backing.contains("://") || !backing.starts_with('/') {
+            return Err(refused(&top, &backing));
+        }
+        let next = c
+            .lookup_storage_vol_by_path(&backing)
+            .map_err(|_| refused(&top, &backing))?;
+        facts = crate::xml::parse_volume(&next.xml_desc(0).lv()?)?;
+    }
+    Err(Error::invalid(format!(
+        "disk image {top} has a backing chain longer than {MAX_CHAIN} images; LibGo will not open it"
+    )))
 }
 
 /// Checks the chain `path` opens as `format` (probed when `None`, as an attacker's file

@@ -396,6 +396,8 @@ fn volume_format(v: &StorageVol) -> Result<String> {
 fn checked_format(inner: &Inner, c: &Connect, v: &StorageVol) -> Result<String> {
     if crate::chain::checkable(inner) {
         crate::chain::check(c, &volume_path(v)?, None)?;
+    } else if !inner.is_test {
+        crate::chain::check_by_libvirt(c, v)?;
     }
     volume_format(v)
 }

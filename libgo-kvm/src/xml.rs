@@ -573,6 +573,8 @@ pub(crate) struct VolumeFacts {
     pub capacity: u64,
     pub allocation: u64,
     pub created: Option<DateTime<Utc>>,
+    /// The backing file libvirt read from the image's header (`<backingStore><path>`).
+    pub backing: Option<String>,
 }
 
 pub(crate) fn parse_volume(xml: &str) -> Result<VolumeFacts> {
@@ -597,6 +599,7 @@ pub(crate) fn parse_volume(xml: &str) -> Result<VolumeFacts> {
             .and_then(|t| child_text(t, "ctime"))
             .and_then(|c| c.split('.').next().and_then(|s| s.parse::<i64>().ok()))
             .and_then(|s| DateTime::from_timestamp(s, 0)),
+        backing: child(root, "backingStore").and_then(|b| child_text(b, "path")),
     })
 }
 

@@ -1211,5 +1211,28 @@ async fn a_guest_written_backing_file_outside_the_pools_is_refused() {
     let e = b.create(&spec).await.expect_err("refused as a base");
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert_eq!(b.get(&vm).await.unwrap_err().kind(), ErrorKind::NotFound);
+    // Over a remote URI qemu-img here cannot read the host's files: libvirt's own reading
+    // of the header is followed instead, with the same answer, as a disk and as a base.
+    let remote = KvmBackend::connect(common::config("qemu+tcp://127.0.0.1/system"))
+        .await
+        .expect("libvirt's remote protocol (LIBGO_LIBVIRT_TCP=1 scripts/libvirt.sh)");
+    let mut spec = InstanceSpec::vm(&vm);
+    spec.memory_bytes = Some(64 << 20);
+    spec.disks = vec![DiskSpec {
+        volume: Some(vol.clone()),
+        ..Default::default()
+    }];
+    let e = remote.create(&spec).await.expect_err("refused remotely");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("/etc/hostname"), "{e}");
+    let mut spec = InstanceSpec::vm(&vm);
+    spec.memory_bytes = Some(64 << 20);
+    spec.image = Some(vol.clone());
+    let e = remote
+        .create(&spec)
+        .await
+        .expect_err("refused remotely as a base");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(b.get(&vm).await.unwrap_err().kind(), ErrorKind::NotFound);
     b.volume_delete(&vol, true).await.expect("delete");
 }

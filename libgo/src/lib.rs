@@ -44,8 +44,26 @@ pub enum EngineMode {
 }
 
 /// Which engines to connect and where they are. The JSON form is what the bindings take.
+///
+/// The flat fields describe the local pair (one Docker, one libvirt); `backends` adds more,
+/// each under its own name: Docker on host A and libvirt on hosts A and B is
+///
+/// ```
+/// # use libgo::{BackendConfig, Engine, EngineConfig, EngineMode};
+/// let config = EngineConfig {
+///     backends: vec![BackendConfig {
+///         name: "kvm-b".into(),
+///         engine: Engine::Kvm,
+///         url: Some("qemu+tcp://10.0.0.2/system".into()),
+///         mode: EngineMode::Required,
+///         accelerator: None,
+///     }],
+///     ..Default::default()
+/// };
+/// assert_eq!(config.all_backends().unwrap().len(), 3);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct EngineConfig {
     /// Docker.
     pub docker: EngineMode,
@@ -63,6 +81,8 @@ pub struct EngineConfig {
     pub accelerator: String,
     /// Directory of VM templates; the KVM backend's default when `None`.
     pub template_dir: Option<String>,
+    /// More engines besides the local pair, each by its own name.
+    pub backends: Vec<BackendConfig>,
 }
 
 impl Default for EngineConfig {
@@ -76,96 +96,166 @@ impl Default for EngineConfig {
             libvirt_uri: "qemu:///system".into(),
             accelerator: "auto".into(),
             template_dir: None,
+            backends: Vec::new(),
         }
     }
+}
+
+/// The kind of engine behind a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// A Docker daemon.
+    Docker,
+    /// A libvirt (QEMU/KVM) host.
+    Kvm,
+}
+
+/// One engine under one backend name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendConfig {
+    /// The backend's name: what `backend` selects in every call.
+    pub name: String,
+    /// Docker or libvirt.
+    pub engine: Engine,
+    /// Whether it must answer at start; `auto` (leave it out when down) by default.
+    #[serde(default)]
+    pub mode: EngineMode,
+    /// Docker: `unix://…` or `tcp://…` (`DOCKER_HOST` or the local socket when `None`);
+    /// libvirt: its URI (`qemu:///system` when `None`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// libvirt only: `kvm`, `tcg` or `auto` (the default).
+    #[serde(default)]
+    pub accelerator: Option<String>,
 }
 
 impl EngineConfig {
-    /// The Docker backend this config describes (nothing is sent yet).
-    #[cfg(feature = "docker")]
-    pub fn docker_backend(&self) -> Result<DockerBackend> {
-        let mut config = DockerConfig::default();
-        if let Some(h) = &self.docker_host {
-            config.host = Some(h.clone());
+    /// Every backend this config names, the local pair first: checked (valid, distinct
+    /// names; an accelerator only for libvirt) before anything is connected.
+    pub fn all_backends(&self) -> Result<Vec<BackendConfig>> {
+        let mut all = Vec::with_capacity(self.backends.len() + 2);
+        if self.docker != EngineMode::Off {
+            all.push(BackendConfig {
+                name: self.docker_name.clone(),
+                engine: Engine::Docker,
+                mode: self.docker,
+                url: self.docker_host.clone(),
+                accelerator: None,
+            });
         }
-        DockerBackend::connect(&self.docker_name, config)
+        if self.kvm != EngineMode::Off {
+            all.push(BackendConfig {
+                name: self.kvm_name.clone(),
+                engine: Engine::Kvm,
+                mode: self.kvm,
+                url: Some(self.libvirt_uri.clone()),
+                accelerator: Some(self.accelerator.clone()),
+            });
+        }
+        all.extend(
+            self.backends
+                .iter()
+                .filter(|b| b.mode != EngineMode::Off)
+                .cloned(),
+        );
+        for (i, b) in all.iter().enumerate() {
+            validate::name("backend name", &b.name)?;
+            if all[..i].iter().any(|o| o.name == b.name) {
+                return Err(Error::invalid(format!(
+                    "two backends are named {:?}; each needs its own name",
+                    b.name
+                )));
+            }
+            if b.engine == Engine::Docker && b.accelerator.is_some() {
+                return Err(Error::invalid(format!(
+                    "backend {:?}: an accelerator is a libvirt setting",
+                    b.name
+                )));
+            }
+        }
+        Ok(all)
     }
 
-    /// Connects the KVM backend this config describes.
-    #[cfg(feature = "kvm")]
-    pub async fn kvm_backend(&self) -> Result<KvmBackend> {
-        let mut config = KvmConfig {
-            name: self.kvm_name.clone(),
-            uri: self.libvirt_uri.clone(),
-            accelerator: self.accelerator.parse()?,
+    /// Connects one backend of this config (see [`EngineConfig::all_backends`]) and checks
+    /// that its engine answers.
+    pub async fn connect_backend(&self, b: &BackendConfig) -> Result<Arc<dyn Backend>> {
+        match b.engine {
+            Engine::Docker => self.connect_docker(b).await,
+            Engine::Kvm => self.connect_kvm(b).await,
+        }
+    }
+
+    #[cfg(feature = "docker")]
+    async fn connect_docker(&self, b: &BackendConfig) -> Result<Arc<dyn Backend>> {
+        let config = DockerConfig {
+            host: b.url.clone(),
             ..Default::default()
         };
+        let docker = DockerBackend::connect(&b.name, config)?;
+        // The client connects lazily: ask the engine now, so that a down engine is
+        // reported here rather than registered dead.
+        let health = Backend::health(&docker).await;
+        if !health.up {
+            return Err(Error::unavailable(format!(
+                "Docker ({}): {}",
+                b.name, health.message
+            )));
+        }
+        Ok(Arc::new(docker))
+    }
+
+    #[cfg(feature = "kvm")]
+    async fn connect_kvm(&self, b: &BackendConfig) -> Result<Arc<dyn Backend>> {
+        let mut config = KvmConfig {
+            name: b.name.clone(),
+            accelerator: b.accelerator.as_deref().unwrap_or("auto").parse()?,
+            ..Default::default()
+        };
+        if let Some(uri) = &b.url {
+            config.uri = uri.clone();
+        }
         if let Some(dir) = &self.template_dir {
             config.template_dir = dir.into();
         }
-        KvmBackend::connect(config).await
+        Ok(Arc::new(KvmBackend::connect(config).await?))
+    }
+
+    #[cfg(not(feature = "docker"))]
+    async fn connect_docker(&self, _: &BackendConfig) -> Result<Arc<dyn Backend>> {
+        Err(built_without("Docker", "docker"))
+    }
+
+    #[cfg(not(feature = "kvm"))]
+    async fn connect_kvm(&self, _: &BackendConfig) -> Result<Arc<dyn Backend>> {
+        Err(built_without("libvirt", "kvm"))
     }
 }
 
-/// A facade over the engines `config` asks for.
+/// A facade over the engines `config` asks for. An `auto` engine that is down (or that this
+/// build lacks) is left out with a warning; a `required` one is an error.
 pub async fn connect(config: &EngineConfig) -> Result<LibGo> {
     let libgo = LibGo::new();
-    if config.docker != EngineMode::Off {
-        connect_docker(&libgo, config).await?;
-    }
-    if config.kvm != EngineMode::Off {
-        connect_kvm(&libgo, config).await?;
+    for b in config.all_backends()? {
+        match (config.connect_backend(&b).await, b.mode) {
+            (Ok(backend), _) => libgo.register(backend)?,
+            (Err(e), EngineMode::Required) => return Err(e),
+            (Err(e), _) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Unsupported) => {
+                tracing::warn!(backend = %b.name, error = %e, "backend left out")
+            }
+            (Err(e), _) => return Err(e),
+        }
     }
     Ok(libgo)
 }
 
-#[cfg(feature = "docker")]
-async fn connect_docker(libgo: &LibGo, config: &EngineConfig) -> Result<()> {
-    let docker = config.docker_backend()?;
-    let health = libgo_core::Backend::health(&docker).await;
-    match (health.up, config.docker) {
-        (true, _) => libgo.register(Arc::new(docker))?,
-        (false, EngineMode::Required) => {
-            return Err(Error::unavailable(format!("Docker: {}", health.message)));
-        }
-        (false, _) => tracing::warn!(reason = %health.message, "Docker left out"),
-    }
-    Ok(())
-}
-
-#[cfg(feature = "kvm")]
-async fn connect_kvm(libgo: &LibGo, config: &EngineConfig) -> Result<()> {
-    match (config.kvm_backend().await, config.kvm) {
-        (Ok(kvm), _) => libgo.register(Arc::new(kvm))?,
-        (Err(e), EngineMode::Required) => return Err(e),
-        (Err(e), _) if e.kind() == ErrorKind::Unavailable => {
-            tracing::warn!(error = %e, "libvirt left out")
-        }
-        (Err(e), _) => return Err(e),
-    }
-    Ok(())
-}
-
-#[cfg(not(feature = "docker"))]
-async fn connect_docker(_: &LibGo, config: &EngineConfig) -> Result<()> {
-    built_without("Docker", "docker", config.docker)
-}
-
-#[cfg(not(feature = "kvm"))]
-async fn connect_kvm(_: &LibGo, config: &EngineConfig) -> Result<()> {
-    built_without("libvirt", "kvm", config.kvm)
-}
-
-/// An engine this build lacks: an error when it is required, left out when it is `auto`.
+/// An engine this build lacks.
 #[cfg(not(all(feature = "docker", feature = "kvm")))]
-fn built_without(engine: &str, feature: &str, mode: EngineMode) -> Result<()> {
-    let message =
-        format!("this build of LibGo has no {engine} support (Cargo feature `{feature}`)");
-    if mode == EngineMode::Required {
-        return Err(Error::unsupported(message));
-    }
-    tracing::info!("{message}: left out");
-    Ok(())
+fn built_without(engine: &str, feature: &str) -> Error {
+    Error::unsupported(format!(
+        "this build of LibGo has no {engine} support (Cargo feature `{feature}`)"
+    ))
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libgo::{
-    EngineConfig, EngineMode, ErrorKind, EventAction, EventFilter, InstanceFilter, InstanceKind,
-    InstanceSpec, InstanceState, LibGo, Pagination, StopOptions,
+    BackendConfig, Engine, EngineConfig, EngineMode, ErrorKind, EventAction, EventFilter,
+    InstanceFilter, InstanceKind, InstanceSpec, InstanceState, LibGo, Pagination, StopOptions,
 };
 
 fn unique(prefix: &str) -> String {
@@ -206,5 +206,73 @@ async fn routing_errors_are_clear() -> libgo::Result<()> {
     })
     .await;
     assert_eq!(required.unwrap_err().kind(), ErrorKind::Unavailable);
+    Ok(())
+}
+
+/// Many named backends from one config: libvirt's test driver and a real libvirtd over its
+/// remote protocol (what one holds the other does not), besides the local Docker. An `auto` backend that is down is left out; a `required` one is an error
+/// naming it; two backends of one name are refused before anything connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_named_backends_from_one_config() -> libgo::Result<()> {
+    let named = |name: &str, engine: Engine, url: &str, mode: EngineMode| BackendConfig {
+        name: name.into(),
+        engine,
+        mode,
+        url: Some(url.into()),
+        accelerator: None,
+    };
+    let config = EngineConfig {
+        docker: EngineMode::Required,
+        kvm: EngineMode::Required,
+        libvirt_uri: "test:///default".into(),
+        backends: vec![
+            named(
+                "kvm-remote",
+                Engine::Kvm,
+                "qemu+tcp://127.0.0.1/system",
+                EngineMode::Required,
+            ),
+            named(
+                "docker-gone",
+                Engine::Docker,
+                "unix:///nonexistent.sock",
+                EngineMode::Auto,
+            ),
+        ],
+        ..Default::default()
+    };
+    let libgo = libgo::connect(&config).await?;
+    assert_eq!(libgo.backend_names(), ["docker", "kvm", "kvm-remote"]);
+    let v = unique("named");
+    let mut spec = vm(&v);
+    spec.backend = Some("kvm-remote".into());
+    let made = libgo.create(&spec).await?;
+    assert_eq!(made.backend, "kvm-remote");
+    // Found by name through the facade, and only on the engine that made it.
+    assert_eq!(libgo.get(&v).await?.backend, "kvm-remote");
+    let on_kvm = InstanceFilter {
+        backend: Some("kvm".into()),
+        name: Some(v.clone()),
+        ..Default::default()
+    };
+    assert!(
+        libgo
+            .list(&on_kvm, Pagination::default())
+            .await?
+            .items
+            .is_empty()
+    );
+    libgo.delete(&v, true).await?;
+    assert_eq!(libgo.get(&v).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    let mut required = config.clone();
+    required.backends[1].mode = EngineMode::Required;
+    let e = libgo::connect(&required).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.to_string().contains("docker-gone"), "{e}");
+    let mut twice = config;
+    twice.backends[0].name = "kvm".into();
+    let e = libgo::connect(&twice).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     Ok(())
 }

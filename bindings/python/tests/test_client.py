@@ -283,3 +283,26 @@ def test_vm_verbs_on_libvirt_test_driver() -> None:
         vm.exec(name, ["true"])
     # The test driver has one pool, "default-pool".
     assert [p["name"] for p in vm.pool_list()] == ["default-pool"]
+
+
+def test_named_backends_from_the_config() -> None:
+    """`backends` adds engines under their own names: here a real libvirtd over its remote
+    protocol and libvirt's test driver, each its own engine."""
+    many = libgo.Client(
+        {
+            "docker": "off",
+            "kvm": "off",
+            "backends": [
+                {"name": "kvm-a", "engine": "kvm", "url": "qemu+tcp://127.0.0.1/system"},
+                {"name": "kvm-b", "engine": "kvm", "url": "test:///default", "mode": "required"},
+            ],
+        }
+    )
+    assert many.backends() == ["kvm-a", "kvm-b"]
+    name = unique("py-named")
+    made = many.create({"name": name, "kind": "vm", "backend": "kvm-b", "memoryBytes": 64 << 20})
+    assert made["backend"] == "kvm-b"
+    assert many.list_all({"backend": "kvm-a", "name": name}) == []
+    many.delete(name, force=True)
+    with pytest.raises(libgo.errors.InvalidInputError):
+        libgo.Client({"backends": [{"name": "x", "engine": "kvm", "uri": "test:///default"}]})

@@ -115,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Command::Serve(args) = cli.command;
     let config = config_from(&args)?;
     let listen = config.listen;
-    let backends = libgo_http::backends::from_config(&config);
+    let backends = libgo_http::backends::from_config(&config)?;
     let server = Server::new(config, Arc::new(libgo_core::LibGo::new())).await?;
     if let Some(p) = server.take_generated_admin_password() {
         // The one deliberate print: the generated password is shown once, never logged.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use libgo_core::{
@@ -11,7 +11,6 @@ use libgo_core::{
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::UtoipaMethodRouterExt;
 use utoipa_axum::routes;
 
 use super::instances::accepted;
@@ -377,12 +376,12 @@ async fn prune_images(
 }
 
 /// The image routes.
-pub fn router(build_limit: usize) -> Router {
+pub fn router() -> Router {
     Router::new()
         .routes(routes!(list_images))
         .routes(routes!(get_image, delete_image))
         .routes(routes!(pull_image))
-        .routes(routes!(build_image).layer(DefaultBodyLimit::max(build_limit)))
+        .routes(routes!(build_image))
         .routes(routes!(tag_image))
         .routes(routes!(push_image))
         .routes(routes!(prune_images))

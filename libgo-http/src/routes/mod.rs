@@ -62,12 +62,12 @@ pub struct BackendQuery {
 }
 
 /// Every route of the API.
-pub fn router(build_limit: usize) -> Router {
+pub fn router() -> Router {
     OpenApiRouter::new()
         .merge(system::router())
         .merge(instances::router())
         .merge(containers::router())
-        .merge(images::router(build_limit))
+        .merge(images::router())
         .merge(resources::router())
         .merge(tasks::router())
         .merge(users::router())

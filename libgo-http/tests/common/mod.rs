@@ -59,7 +59,7 @@ pub async fn start_in(
         config.kvm.enabled = false;
     }
     tweak(&mut config);
-    let specs = libgo_http::backends::from_config(&config);
+    let specs = libgo_http::backends::from_config(&config).expect("backends");
     let server = Server::new(config, Arc::new(libgo_core::LibGo::new()))
         .await
         .expect("server starts");

@@ -25,6 +25,19 @@ DiskFormat = Literal["qcow2", "raw", "vmdk", "vdi", "iso"]
 EventAction = Literal["created", "started", "stopped", "paused", "resumed", "died", "deleted"]
 
 
+class _BackendConfigRequired(TypedDict):
+    name: str
+    engine: Literal["docker", "kvm"]
+
+
+class BackendConfig(_BackendConfigRequired, total=False):
+    """One more engine under its own name (a Docker daemon or a libvirt host)."""
+
+    mode: EngineMode
+    url: Optional[str]
+    accelerator: Optional[Literal["auto", "kvm", "tcg"]]
+
+
 class EngineConfig(TypedDict, total=False):
     """Which engines to connect, and where."""
 
@@ -36,6 +49,7 @@ class EngineConfig(TypedDict, total=False):
     libvirtUri: str
     accelerator: Literal["auto", "kvm", "tcg"]
     templateDir: Optional[str]
+    backends: List[BackendConfig]
 
 
 class PortMapping(TypedDict):
