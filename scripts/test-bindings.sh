@@ -18,6 +18,9 @@ PYTHON=${PYTHON:-python3}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$LIBGO_ROOT/target}
 started=$(date +%s)
 
+log "Python and TypeScript data types: generated from the core's (the OpenAPI document)"
+python3 scripts/gen-binding-types.py --check
+
 log "C: header, C programs (cc), valgrind"
 cargo test -p libgo-c -p libgo-bindings-common --locked
 

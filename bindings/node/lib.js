@@ -13,13 +13,11 @@ class LibGoError extends Error {
   }
 }
 
-const CODE = /^([A-Z_]+): /
-
+// The native addon rejects with the error kind's code as the message of `cause`.
 function convert(err) {
-  const m = err && typeof err.message === 'string' && err.message.match(CODE)
-  if (!m) return err
-  const e = new LibGoError(m[1], err.message)
-  return e
+  const code = err && err.cause instanceof Error ? err.cause.message : undefined
+  if (typeof code !== 'string' || !/^[A-Z_]+$/.test(code)) return err
+  return new LibGoError(code, err.message)
 }
 
 async function guard(promise) {

@@ -27,11 +27,24 @@ pub struct Binary(Vec<u8>);
                        and answer `{items, count, page, pageSize}`.",
         license(name = "Apache-2.0")
     ),
+    // The core's types that no route carries as a body are listed too: the document is the
+    // one catalogue of LibGo's data that the bindings' types are generated from
+    // (scripts/gen-binding-types.py).
     components(schemas(
         ErrorBody,
         crate::routes::instances::Action,
         crate::routes::resources::NetworkAction,
-        crate::routes::resources::PoolAction
+        crate::routes::resources::PoolAction,
+        libgo_core::InstanceFilter,
+        libgo_core::EventFilter,
+        libgo_core::StopOptions,
+        libgo_core::LogOptions,
+        libgo_core::ExportSpec,
+        libgo_core::ExportResult,
+        libgo_core::Progress,
+        libgo_core::VncDisplay,
+        libgo_core::RegistryAuth,
+        libgo_core::BuildSpec
     )),
     tags(
         (name = "auth", description = "Login"),

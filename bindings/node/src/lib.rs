@@ -21,11 +21,17 @@ use serde_json::Value;
 
 use napi::Result;
 
-/// A rejection whose message starts with the error kind's code (`NOT_FOUND: …`, the
-/// core's `Display`); `lib.js` moves that code into `error.code`. (napi's async functions
-/// reject only with its own `Status` codes.)
+/// A rejection carrying the error kind's code as its `cause` (an Error whose message is the
+/// code, e.g. `NOT_FOUND`); `lib.js` moves it into `error.code`. napi's async functions
+/// reject only with its own `Status` as `code`, so the kind travels in the one other field
+/// napi fills, never parsed out of the message.
 fn js_err(e: libgo::Error) -> napi::Error {
-    napi::Error::new(napi::Status::GenericFailure, e.to_string())
+    let mut err = napi::Error::new(napi::Status::GenericFailure, e.to_string());
+    err.set_cause(napi::Error::new(
+        napi::Status::GenericFailure,
+        e.kind().code().to_string(),
+    ));
+    err
 }
 
 fn misuse(message: &str) -> napi::Error {

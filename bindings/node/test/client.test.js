@@ -185,3 +185,19 @@ test('progress callbacks of build, export, pull and push', async () => {
     await client.imageRemove(tag, { force: true })
   }
 })
+
+test('every operation of the core is a typed method', () => {
+  // The operation table (bindings/common) is the one declaration of the verbs: each is a
+  // method of Client (lib.js) declared in lib.d.ts, and there is no method the table lacks.
+  const { Native } = require('../index.js')
+  const camel = (op) => op.replace(/_([a-z])/g, (_, c) => c.toUpperCase())
+  const ops = new Set(Native.operations().map(camel))
+  const methods = new Set(Object.getOwnPropertyNames(Client.prototype).filter((n) => n !== 'constructor' && !n.startsWith('_')))
+  const dts = fs.readFileSync(path.join(__dirname, '..', 'lib.d.ts'), 'utf8')
+  const declared = new Set([...dts.slice(dts.indexOf('export declare class Client')).matchAll(/^  ([a-zA-Z]+)\(/gm)].map((m) => m[1]))
+  for (const op of ops) {
+    assert.ok(methods.has(op), `Client lacks ${op}`)
+    assert.ok(declared.has(op), `lib.d.ts does not declare ${op}`)
+  }
+  for (const m of methods) assert.ok(ops.has(m), `Client has ${m}, which no operation declares`)
+})

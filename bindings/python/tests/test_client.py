@@ -305,4 +305,20 @@ def test_named_backends_from_the_config() -> None:
     assert many.list_all({"backend": "kvm-a", "name": name}) == []
     many.delete(name, force=True)
     with pytest.raises(libgo.errors.InvalidInputError):
-        libgo.Client({"backends": [{"name": "x", "engine": "kvm", "uri": "test:///default"}]})
+        libgo.Client({"backends": [{"name": "x", "engine": "kvm", "uri": "test:///default"}]})  # type: ignore[arg-type]
+
+
+def test_every_operation_of_the_core_is_a_method() -> None:
+    """The operation table (bindings/common) is the one declaration of the verbs: each is a
+    method of both clients, and neither client has a verb the table lacks."""
+    from libgo._native import Native
+
+    ops = set(Native.operations())
+    for cls in (libgo.Client, libgo.AsyncClient):
+        methods = {
+            n
+            for n, v in vars(cls).items()
+            if callable(v) and not n.startswith("_") and n not in ("connect", "close")
+        }
+        assert ops - methods == set(), f"{cls.__name__} lacks {sorted(ops - methods)}"
+        assert methods - ops == set(), f"{cls.__name__} has undeclared {sorted(methods - ops)}"
