@@ -682,6 +682,7 @@ pub struct LogEntry {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExecSpec {
     /// Program and arguments.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub command: Vec<String>,
     /// Extra environment.
     #[serde(default)]

@@ -103,7 +103,7 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
         SecurityRequirement::new("apiKey", Vec::<String>::new()),
     ]);
     let error_ref = || RefOr::Ref(utoipa::openapi::Ref::new("#/components/responses/Error"));
-    for item in api.paths.paths.values_mut() {
+    for (path, item) in api.paths.paths.iter_mut() {
         let ops = [
             &mut item.get,
             &mut item.put,
@@ -137,6 +137,191 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
                     .responses
                     .entry(code.to_string())
                     .or_insert_with(error_ref);
+            }
+            for param in op.parameters.iter_mut().flatten() {
+                bound_parameter(path, param);
+            }
+        }
+    }
+    for (name, schema) in components.schemas.iter_mut() {
+        if let RefOr::T(utoipa::openapi::schema::Schema::Object(object)) = schema {
+            bound_maps(object);
+            for (_, field, pattern) in FIELD_PATTERNS.iter().filter(|(n, _, _)| n == name) {
+                if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(f))) =
+                    object.properties.get_mut(*field)
+                {
+                    f.pattern = Some(pattern.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Body fields held to the core's rules for their kind of name: (schema, field, pattern).
+const FIELD_PATTERNS: &[(&str, &str, &str)] = &[
+    ("PullRequest", "reference", IMAGE_ID_PATTERN),
+    ("TagRequest", "target", IMAGE_ID_PATTERN),
+    ("VolumeSpec", "name", VOLUME_NAME_PATTERN),
+    ("CloneRequest", "target", VOLUME_NAME_PATTERN),
+];
+
+/// A key of an environment ([`libgo_core::validate::env_key`]).
+const ENV_KEY_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+/// A label key: 1 to 255 characters without spaces or NUL.
+const LABEL_KEY_PATTERN: &str = "^[^\\s\\x00]{1,255}$";
+/// A value that reaches an engine as a C string: no NUL.
+const NO_NUL_PATTERN: &str = "^[^\\x00]*$";
+
+/// The keys and values of every `env`, `environment` and `labels` map, held to
+/// the core's rules for them, declared once here for every type that has such a map.
+fn bound_maps(object: &mut utoipa::openapi::schema::Object) {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+    let string = |pattern: &str| {
+        Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+                .build(),
+        )
+    };
+    for (field, property) in object.properties.iter_mut() {
+        let key = match field.as_str() {
+            "env" | "environment" => ENV_KEY_PATTERN,
+            "labels" => LABEL_KEY_PATTERN,
+            _ => continue,
+        };
+        if let RefOr::T(Schema::Object(map)) = property
+            && map.additional_properties.is_some()
+        {
+            map.property_names = Some(Box::new(string(key)));
+            map.additional_properties = Some(Box::new(AdditionalProperties::RefOr(RefOr::T(
+                string(NO_NUL_PATTERN),
+            ))));
+        }
+    }
+}
+
+/// What every id or name in a path is held to ([`libgo_core::validate::object_id`]):
+/// printable ASCII without space, `#`, `%` or `?`.
+const OBJECT_ID_PATTERN: &str = "^[!\"$&->@-~]+$";
+/// An image id or reference in a path: an object id that is also an image reference
+/// ([`libgo_core::validate::image_reference`]: not starting with `-`, `:`, `@` or `/`).
+pub const IMAGE_ID_PATTERN: &str = "^[!\"$&-,.0-9;->A-~][!\"$&->@-~]{0,511}$";
+/// A volume name ([`libgo_core::validate::volume_name`]), optionally after `pool/`.
+pub const VOLUME_NAME_PATTERN: &str =
+    "^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$";
+/// A DNS-label-like name ([`libgo_core::validate::name`]).
+pub const NAME_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+
+/// Path parameters held to more than an object id: (path prefix, parameter, pattern).
+const PATH_PATTERNS: &[(&str, &str, &str)] = &[
+    ("/api/v1/images/{id}", "id", IMAGE_ID_PATTERN),
+    ("/api/v1/volumes/{name}", "name", VOLUME_NAME_PATTERN),
+    (
+        "/api/v1/instances/{id}/snapshots/{name}",
+        "name",
+        NAME_PATTERN,
+    ),
+];
+
+/// States in the document the bounds the server holds parameters to, declared once here
+/// for every route: pages from 1, page sizes up to [`libgo_core::Pagination::MAX_PAGE_SIZE`],
+/// ids and names in paths as [`libgo_core::validate::object_id`] takes them (or stricter,
+/// by [`PATH_PATTERNS`]).
+fn bound_parameter(path: &str, param: &mut utoipa::openapi::path::Parameter) {
+    use utoipa::Number;
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::Schema;
+    let Some(RefOr::T(Schema::Object(schema))) = param.schema.as_mut() else {
+        return;
+    };
+    match (&param.parameter_in, param.name.as_str()) {
+        (ParameterIn::Query, "page") => schema.minimum = Some(Number::UInt(1)),
+        (ParameterIn::Query, "pageSize") => {
+            schema.minimum = Some(Number::UInt(1));
+            schema.maximum = Some(Number::UInt(libgo_core::Pagination::MAX_PAGE_SIZE as usize));
+        }
+        (ParameterIn::Path, _) if schema.enum_values.is_none() && schema.pattern.is_none() => {
+            if matches!(
+                schema.schema_type,
+                utoipa::openapi::schema::SchemaType::Type(utoipa::openapi::Type::String)
+            ) {
+                let pattern = PATH_PATTERNS
+                    .iter()
+                    .find(|(prefix, name, _)| path.starts_with(prefix) && *name == param.name)
+                    .map_or(OBJECT_ID_PATTERN, |(_, _, p)| p);
+                schema.min_length = Some(1);
+                schema.max_length = Some(512);
+                schema.pattern = Some(pattern.to_string());
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use libgo_core::validate;
+
+    /// Random short strings over ASCII (and a little beyond), biased towards the characters
+    /// the rules are about.
+    fn samples() -> Vec<String> {
+        let alphabet: Vec<char> = (0x20u8..0x7f)
+            .map(char::from)
+            .chain(['\0', '\t', 'é', '.', '-', '/', 'a', 'z', '0', '_'])
+            .collect();
+        let mut rng = StdRng::seed_from_u64(20261203);
+        (0..40_000)
+            .map(|_| {
+                let len = rng.gen_range(0..12);
+                (0..len)
+                    .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The patterns the document states are the rules the core applies: a value the
+    /// document allows is one the server takes, and (where the rule is a pattern) the
+    /// other way round, so that a client generated from the document is neither refused
+    /// nor stricter than the server.
+    type Rule = fn(&str) -> bool;
+
+    #[test]
+    fn stated_patterns_are_the_cores_rules() {
+        let re = |p: &str| regex::Regex::new(p).expect("pattern");
+        let checks: [(&str, regex::Regex, Rule); 5] = [
+            ("name", re(NAME_PATTERN), |v| validate::name("n", v).is_ok()),
+            ("volume", re(VOLUME_NAME_PATTERN), |v| {
+                validate::volume_name(v).is_ok()
+            }),
+            ("env key", re(ENV_KEY_PATTERN), |v| {
+                validate::env_key(v).is_ok()
+            }),
+            // A `..` component is refused besides what the pattern says.
+            ("object id", re(OBJECT_ID_PATTERN), |v| {
+                validate::object_id("o", v).is_ok() || v.split('/').any(|c| c == "..")
+            }),
+            ("image id", re(IMAGE_ID_PATTERN), |v| {
+                validate::image_reference(v).is_ok()
+                    && (validate::object_id("i", v).is_ok() || v.split('/').any(|c| c == ".."))
+            }),
+        ];
+        for v in samples() {
+            for (what, pattern, rule) in &checks {
+                let stated = pattern.is_match(&v);
+                assert!(
+                    !stated || rule(&v),
+                    "{what}: the document allows {v:?}, the core refuses it"
+                );
+                assert!(
+                    stated || !rule(&v),
+                    "{what}: the core takes {v:?}, the document refuses it"
+                );
             }
         }
     }

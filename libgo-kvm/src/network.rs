@@ -243,7 +243,7 @@ fn create_blocking(inner: &Inner, c: &Connect, spec: &NetworkSpec) -> Result<Net
         if let Err(e) = n.create().lv().and_then(|_| n.set_autostart(true).lv()) {
             let _ = n.destroy();
             let _ = n.undefine();
-            return Err(e);
+            return Err(subnet_in_use(e));
         }
         describe(inner, &n)
     })();
@@ -251,6 +251,20 @@ fn create_blocking(inner: &Inner, c: &Connect, spec: &NetworkSpec) -> Result<Net
         let _ = ovs_vsctl(&["--if-exists", "del-br", &spec.name]);
     }
     made
+}
+
+/// libvirt refuses a subnet another interface of the host has with an internal error
+/// ("Network is already in use by interface docker0"): a conflict with the host's state,
+/// not a fault of LibGo's.
+fn subnet_in_use(e: Error) -> Error {
+    let message = e.to_string();
+    match message.find("already in use by interface") {
+        Some(at) => Error::conflict(format!(
+            "the network's subnet is {} on this host; choose another subnet",
+            message[at..].trim_end_matches(|c: char| c == ')' || c.is_whitespace())
+        )),
+        None => e,
+    }
 }
 
 fn delete_blocking(c: &Connect, id: &str) -> Result<()> {

@@ -569,6 +569,23 @@ async fn networks_connect_and_vm_consoles() {
     let vm = name("con");
     let other = name("con2");
     let _g = common::Guard::new(URI).vm(&vm).vm(&other).net(&net);
+    // A second network on a subnet the host has already: a conflict, and nothing left.
+    let twin = name("twin");
+    let e = b
+        .network_create(&NetworkSpec {
+            name: twin.clone(),
+            driver: Some("nat".into()),
+            subnet: Some(format!("10.232.{octet}.0/24")),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the subnet is taken");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("in use"), "{e}");
+    assert_eq!(
+        b.network_inspect(&twin).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     let mut spec = common::guest_spec(&vm);
     spec.start = true;
     b.create(&spec).await.unwrap();

@@ -204,7 +204,8 @@ async fn delete_volume(
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResizeRequest {
-    /// New size in bytes.
+    /// New size in bytes (1 MiB to 64 TiB).
+    #[schema(minimum = 1048576, maximum = 70368744177664_u64)]
     pub size_bytes: u64,
 }
 

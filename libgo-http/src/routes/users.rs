@@ -391,7 +391,8 @@ async fn delete_user(
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewApiKey {
-    /// A label.
+    /// A label: 1 to 100 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// Lifetime in days (1–3650); no expiry when absent.
     #[schema(minimum = 1, maximum = 3650)]
@@ -435,7 +436,7 @@ async fn create_key(
     caller: Caller,
     Json(k): Json<NewApiKey>,
 ) -> ApiResult<Response> {
-    if k.name.trim().is_empty() || k.name.len() > 100 {
+    if k.name.trim().is_empty() || k.name.chars().count() > 100 {
         return Err(ApiError::invalid("name must have 1 to 100 characters"));
     }
     if k.expires_in_days
