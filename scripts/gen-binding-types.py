@@ -43,6 +43,8 @@ TYPES = {
     "PruneReport": None, "NetworkSpec": None, "Network": None, "VolumeSpec": None,
     "Volume": None, "StoragePoolSpec": None, "StoragePool": None, "Template": None,
     "Health": None, "BackendInfo": None, "Capabilities": None,
+    "BatchSpec": None, "BatchStatus": None, "BatchError": None, "BatchItem": None,
+    "BatchReport": None,
 }
 
 PY_HEAD = '''"""The shapes of LibGo's data, as ``TypedDict``s.

@@ -8,7 +8,7 @@ import type {
   LogEntry, ExecSpec, ExecResult, SnapshotSpec, Snapshot, ExportSpec, ExportResult, EventFilter,
   Event, Image, Progress, RegistryAuth, BuildSpec, PruneReport, NetworkSpec, Network, VolumeSpec,
   Volume, StoragePoolSpec, StoragePool, Template, Health, BackendInfo, Capabilities, VncDisplay,
-  ResourceUpdate,
+  ResourceUpdate, BatchSpec, BatchReport,
 } from './types'
 
 export type ErrorCode = 'NOT_FOUND' | 'INVALID_INPUT' | 'RESOURCE_CONFLICT' | 'UNAUTHORIZED' | 'FORBIDDEN' | 'UNSUPPORTED' | 'BACKEND_UNAVAILABLE' | 'TIMEOUT' | 'INTERNAL_SERVER_ERROR'
@@ -63,6 +63,10 @@ export declare class Client {
   pause(id: string): Promise<void>
   resume(id: string): Promise<void>
   delete(id: string, options?: { force?: boolean }): Promise<void>
+  /** Creates `count` instances from one spec, named by `namePattern` (`{n}` is the number); a failed item is reported and the batch goes on. */
+  createBatch(batch: BatchSpec, options?: { progress?: ProgressFn }): Promise<BatchReport>
+  /** Deletes many instances (at most 100), reporting each. */
+  deleteBatch(ids: string[], options?: { force?: boolean; progress?: ProgressFn }): Promise<BatchReport>
   update(id: string, update: ResourceUpdate): Promise<Instance>
   stats(id: string): Promise<Stats>
   statsStream(id: string): Promise<Stream<Stats>>

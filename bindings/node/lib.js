@@ -115,6 +115,8 @@ class Client {
   pause(id) { return this._call('pause', { id }) }
   resume(id) { return this._call('resume', { id }) }
   delete(id, options = {}) { return this._call('delete', { id, force: options.force ?? false }) }
+  createBatch(batch, options = {}) { return this._call('create_batch', { batch }, null, options.progress) }
+  deleteBatch(ids, options = {}) { return this._call('delete_batch', { ids, force: options.force ?? false }, null, options.progress) }
   update(id, update) { return this._call('update', { id, update }) }
   stats(id) { return this._call('stats', { id }) }
   statsStream(id) { return this._stream('stats_stream', { id }) }

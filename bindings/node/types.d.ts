@@ -637,3 +637,42 @@ export interface Capabilities {
   /** Volumes. */
   volumes: boolean
 }
+/** Many instances from one spec: `count` of them, named by `namePattern`. */
+export interface BatchSpec {
+  /** How many, 1 to 100. */
+  count: number
+  /** First number (default 1). */
+  first?: number | null
+  /** Name rule with `{n}` for the number (from `first`); `<spec name>-{n}` when absent. */
+  namePattern?: string | null
+  /** The spec; its name is replaced by the name rule. */
+  spec: InstanceSpec
+}
+/** What became of one item of a batch. */
+export type BatchStatus = 'created' | 'deleted' | 'failed'
+/** Why one item of a batch failed. */
+export interface BatchError {
+  /** The error kind's code (`NOT_FOUND`, `RESOURCE_CONFLICT`, …). */
+  code: string
+  /** What went wrong. */
+  message: string
+}
+/** The outcome for one item of a batch. */
+export interface BatchItem {
+  error?: BatchError | null
+  /** The instance id, when created. */
+  id?: string | null
+  /** Name or id. */
+  name: string
+  /** What became of it. */
+  status: BatchStatus
+}
+/** Every item of a batch, in order, and the counts. */
+export interface BatchReport {
+  /** Items that failed. */
+  failed: number
+  /** Each item. */
+  items: BatchItem[]
+  /** Items that worked. */
+  succeeded: number
+}

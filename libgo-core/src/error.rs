@@ -131,6 +131,20 @@ impl Error {
         &self.message
     }
 
+    /// The message with its context, as every front end shows it:
+    /// `no instance "web" (backend: docker)`.
+    pub fn detail(&self) -> String {
+        if self.context.is_empty() {
+            return self.message.clone();
+        }
+        let context: Vec<String> = self
+            .context
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        format!("{} ({})", self.message, context.join(", "))
+    }
+
     /// The context pairs, in the order they were added.
     pub fn context(&self) -> &[(&'static str, String)] {
         &self.context

@@ -339,7 +339,7 @@ impl LibGo {
                     tracing::warn!(backend = b.name(), error = %e, "listing failed");
                     unavailable.push(Unavailable {
                         backend: b.name().to_string(),
-                        message: e.to_string(),
+                        message: e.detail(),
                     });
                     failures.push(e);
                 }
@@ -419,6 +419,49 @@ impl LibGo {
         let (b, i) = self.route(id).await?;
         let answer = b.resume(&i).await;
         Self::idempotent(&b, &i, InstanceState::Running, answer).await
+    }
+
+    /// Creates the instances of a batch one after the other, reporting progress after each;
+    /// a failed item is recorded and the batch goes on. An error only when the batch itself
+    /// is wrong (count, name rule, a name), before anything is made.
+    pub async fn create_batch(
+        &self,
+        batch: &BatchSpec,
+        progress: ProgressSink,
+    ) -> Result<BatchReport> {
+        let names = batch.names()?;
+        let mut outcomes = Vec::with_capacity(names.len());
+        for name in names {
+            let mut spec = batch.spec.clone();
+            spec.name = name.clone();
+            let outcome = self.create(&spec).await.map(|i| Some(i.id));
+            outcomes.push((name, outcome));
+            batch_progress(&progress, outcomes.len(), batch.count as usize);
+        }
+        Ok(batch_report(outcomes, BatchStatus::Created))
+    }
+
+    /// Deletes many instances (1 to [`BatchSpec::MAX_COUNT`]) one after the other, like
+    /// [`LibGo::create_batch`].
+    pub async fn delete_batch(
+        &self,
+        ids: &[String],
+        force: bool,
+        progress: ProgressSink,
+    ) -> Result<BatchReport> {
+        if ids.is_empty() || ids.len() > BatchSpec::MAX_COUNT as usize {
+            return Err(Error::invalid(format!(
+                "ids must list 1 to {} instances",
+                BatchSpec::MAX_COUNT
+            )));
+        }
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for id in ids {
+            let outcome = self.delete(id, force).await.map(|()| None);
+            outcomes.push((id.clone(), outcome));
+            batch_progress(&progress, outcomes.len(), ids.len());
+        }
+        Ok(batch_report(outcomes, BatchStatus::Deleted))
     }
 
     /// Deletes an instance; `force` stops it first.
@@ -1087,6 +1130,46 @@ pub fn paginate<T>(items: Vec<T>, page: Pagination) -> Page<T> {
         page: page.page,
         page_size: page.page_size,
         unavailable: Vec::new(),
+    }
+}
+
+fn batch_progress(progress: &ProgressSink, done: usize, total: usize) {
+    progress.report(Progress {
+        percent: Some(100.0 * done as f64 / total.max(1) as f64),
+        message: format!("{done}/{total}"),
+        id: None,
+    });
+}
+
+fn batch_report(outcomes: Vec<(String, Result<Option<String>>)>, done: BatchStatus) -> BatchReport {
+    let items: Vec<BatchItem> = outcomes
+        .into_iter()
+        .map(|(name, outcome)| match outcome {
+            Ok(id) => BatchItem {
+                name,
+                status: done,
+                id,
+                error: None,
+            },
+            Err(e) => BatchItem {
+                name,
+                status: BatchStatus::Failed,
+                id: None,
+                error: Some(BatchError {
+                    code: e.kind().code().to_string(),
+                    message: e.to_string(),
+                }),
+            },
+        })
+        .collect();
+    let failed = items
+        .iter()
+        .filter(|i| i.status == BatchStatus::Failed)
+        .count();
+    BatchReport {
+        succeeded: items.len() - failed,
+        failed,
+        items,
     }
 }
 

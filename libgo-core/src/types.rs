@@ -1254,6 +1254,112 @@ pub struct Capabilities {
     pub templates: bool,
 }
 
+/// Many instances from one spec: `count` of them, named by `namePattern`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BatchSpec {
+    /// The spec; its name is replaced by the name rule.
+    pub spec: InstanceSpec,
+    /// How many, 1 to 100.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
+    pub count: u32,
+    /// Name rule with `{n}` for the number (from `first`); `<spec name>-{n}` when absent.
+    #[serde(default)]
+    pub name_pattern: Option<String>,
+    /// First number (default 1).
+    #[serde(default)]
+    pub first: Option<u32>,
+}
+
+impl BatchSpec {
+    /// The most instances one batch makes or deletes.
+    pub const MAX_COUNT: u32 = 100;
+
+    /// The names the batch gives, checked: the count in range, the rule with `{n}`, each
+    /// name valid.
+    pub fn names(&self) -> Result<Vec<String>, crate::Error> {
+        if self.count == 0 || self.count > Self::MAX_COUNT {
+            return Err(crate::Error::invalid(format!(
+                "count must be between 1 and {}",
+                Self::MAX_COUNT
+            )));
+        }
+        let pattern = self
+            .name_pattern
+            .clone()
+            .unwrap_or_else(|| format!("{}-{{n}}", self.spec.name));
+        if !pattern.contains("{n}") {
+            return Err(crate::Error::invalid("namePattern must contain {n}"));
+        }
+        let first = self.first.unwrap_or(1);
+        let names: Vec<String> = (first..first.saturating_add(self.count))
+            .map(|n| pattern.replace("{n}", &n.to_string()))
+            .collect();
+        if names.len() != self.count as usize {
+            return Err(crate::Error::invalid(
+                "first + count runs past the largest number",
+            ));
+        }
+        for n in &names {
+            crate::validate::name("name", n)?;
+        }
+        Ok(names)
+    }
+}
+
+/// What became of one item of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum BatchStatus {
+    /// Made.
+    Created,
+    /// Deleted.
+    Deleted,
+    /// Failed; `error` says why.
+    Failed,
+}
+
+/// Why one item of a batch failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct BatchError {
+    /// The error kind's code (`NOT_FOUND`, `RESOURCE_CONFLICT`, …).
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The outcome for one item of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItem {
+    /// Name or id.
+    pub name: String,
+    /// What became of it.
+    pub status: BatchStatus,
+    /// The instance id, when created.
+    pub id: Option<String>,
+    /// Why it failed.
+    pub error: Option<BatchError>,
+}
+
+/// Every item of a batch, in order, and the counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct BatchReport {
+    /// Each item.
+    pub items: Vec<BatchItem>,
+    /// Items that worked.
+    pub succeeded: usize,
+    /// Items that failed.
+    pub failed: usize,
+}
+
 /// How to stop an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -1413,5 +1519,47 @@ mod tests {
             serde_json::to_value(InstanceState::Stopped).unwrap(),
             serde_json::json!("stopped")
         );
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn batch(count: u32, pattern: Option<&str>, first: Option<u32>) -> BatchSpec {
+        BatchSpec {
+            spec: InstanceSpec::container("web", "busybox"),
+            count,
+            name_pattern: pattern.map(str::to_string),
+            first,
+        }
+    }
+
+    /// The name rule: `{n}` from `first`, the spec's name by default, every name valid,
+    /// and a wrong batch refused as a whole.
+    #[test]
+    fn batch_names_follow_the_rule() {
+        assert_eq!(
+            batch(3, None, None).names().unwrap(),
+            ["web-1", "web-2", "web-3"]
+        );
+        assert_eq!(
+            batch(2, Some("db{n}-x"), Some(9)).names().unwrap(),
+            ["db9-x", "db10-x"]
+        );
+        for wrong in [
+            batch(0, None, None),
+            batch(101, None, None),
+            batch(2, Some("same"), None),
+            batch(2, Some("Bad{n}"), None),
+            batch(2, None, Some(u32::MAX)),
+        ] {
+            assert_eq!(
+                wrong.names().unwrap_err().kind(),
+                ErrorKind::InvalidInput,
+                "{wrong:?}"
+            );
+        }
     }
 }

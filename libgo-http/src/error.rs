@@ -143,16 +143,7 @@ impl From<libgo_core::Error> for ApiError {
         } else {
             tracing::debug!(error = %e, "request failed");
         }
-        let mut message = e.message().to_string();
-        if !e.context().is_empty() {
-            let ctx: Vec<String> = e
-                .context()
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
-            message = format!("{message} ({})", ctx.join(", "));
-        }
-        ApiError::new(status_of(kind), kind.code(), message)
+        ApiError::new(status_of(kind), kind.code(), e.detail())
     }
 }
 

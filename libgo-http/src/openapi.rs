@@ -44,7 +44,8 @@ pub struct Binary(Vec<u8>);
         libgo_core::Progress,
         libgo_core::VncDisplay,
         libgo_core::RegistryAuth,
-        libgo_core::BuildSpec
+        libgo_core::BuildSpec,
+        libgo_core::BatchReport
     )),
     tags(
         (name = "auth", description = "Login"),

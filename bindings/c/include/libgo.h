@@ -187,6 +187,17 @@ libgo_error *libgo_instance_kill(const libgo_client *client, const char *id, con
 // Deletes an instance; `force` stops it first.
 libgo_error *libgo_instance_delete(const libgo_client *client, const char *id, bool force);
 
+// Creates `count` instances from one spec (a BatchSpec `{"spec":{…},"count":N,
+// "namePattern":"web-{n}"}`); returns a BatchReport listing each item. A failed item is
+// reported and the batch goes on.
+libgo_result libgo_instance_create_batch(const libgo_client *client, const char *batch_json);
+
+// Deletes many instances (`ids_json` a JSON array of ids or names, at most 100); returns
+// a BatchReport.
+libgo_result libgo_instance_delete_batch(const libgo_client *client,
+                                         const char *ids_json,
+                                         bool force);
+
 // Changes resources (ResourceUpdate `{"cpus":N,"memoryBytes":N}`); returns the Instance.
 libgo_result libgo_instance_update(const libgo_client *client,
                                    const char *id,

@@ -29,9 +29,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libgo::{
-    BuildSpec, EngineConfig, Error, ErrorKind, EventFilter, ExecSpec, ExportSpec, InstanceFilter,
-    InstanceSpec, LibGo, LogOptions, NetworkSpec, Pagination, Progress, ProgressSink, RegistryAuth,
-    ResourceUpdate, Result, SnapshotSpec, StopOptions, StoragePoolSpec, Template, VolumeSpec,
+    BatchSpec, BuildSpec, EngineConfig, Error, ErrorKind, EventFilter, ExecSpec, ExportSpec,
+    InstanceFilter, InstanceSpec, LibGo, LogOptions, NetworkSpec, Pagination, Progress,
+    ProgressSink, RegistryAuth, ResourceUpdate, Result, SnapshotSpec, StopOptions, StoragePoolSpec,
+    Template, VolumeSpec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -641,6 +642,41 @@ pub unsafe extern "C" fn libgo_instance_delete(
     force: bool,
 ) -> *mut libgo_error {
     ffi!(client, |l| l.delete(req_str(id, "id")?, force).await)
+}
+
+/// Creates `count` instances from one spec (a BatchSpec `{"spec":{…},"count":N,
+/// "namePattern":"web-{n}"}`); returns a BatchReport listing each item. A failed item is
+/// reported and the batch goes on.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_instance_create_batch(
+    client: *const libgo_client,
+    batch_json: *const c_char,
+) -> libgo_result {
+    ffi!(client, |l| {
+        l.create_batch(
+            &json_req::<BatchSpec>(batch_json, "batch")?,
+            ProgressSink::none(),
+        )
+        .await
+    })
+}
+
+/// Deletes many instances (`ids_json` a JSON array of ids or names, at most 100); returns
+/// a BatchReport.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_instance_delete_batch(
+    client: *const libgo_client,
+    ids_json: *const c_char,
+    force: bool,
+) -> libgo_result {
+    ffi!(client, |l| {
+        l.delete_batch(
+            &json_req::<Vec<String>>(ids_json, "ids")?,
+            force,
+            ProgressSink::none(),
+        )
+        .await
+    })
 }
 
 /// Changes resources (ResourceUpdate `{"cpus":N,"memoryBytes":N}`); returns the Instance.

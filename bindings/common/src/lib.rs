@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libgo::{
-    BuildSpec, EngineConfig, Error, EventFilter, ExecSpec, ExportSpec, InstanceFilter,
+    BatchSpec, BuildSpec, EngineConfig, Error, EventFilter, ExecSpec, ExportSpec, InstanceFilter,
     InstanceSpec, LibGo, LogOptions, NetworkSpec, Pagination, ProgressSink, RegistryAuth,
     ResourceUpdate, Result, SnapshotSpec, StopOptions, StoragePoolSpec, Template, VolumeSpec,
 };
@@ -213,6 +213,14 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         name: "delete",
         args: &["id", "force"],
+    },
+    Operation {
+        name: "create_batch",
+        args: &["batch"],
+    },
+    Operation {
+        name: "delete_batch",
+        args: &["ids", "force"],
     },
     Operation {
         name: "update",
@@ -582,6 +590,15 @@ pub async fn call(
             let id = a.string("id")?;
             let force: bool = a.or_default("force")?;
             done(libgo.delete(&id, force).await?)
+        }
+        "create_batch" => {
+            let batch: BatchSpec = a.req("batch")?;
+            json(libgo.create_batch(&batch, progress).await?)
+        }
+        "delete_batch" => {
+            let ids: Vec<String> = a.req("ids")?;
+            let force: bool = a.or_default("force")?;
+            json(libgo.delete_batch(&ids, force, progress).await?)
         }
         "update" => {
             let id = a.string("id")?;

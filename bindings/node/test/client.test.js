@@ -201,3 +201,17 @@ test('every operation of the core is a typed method', () => {
   }
   for (const m of methods) assert.ok(ops.has(m), `Client has ${m}, which no operation declares`)
 })
+
+test('batches of containers come from the core', async () => {
+  const client = await Client.connect({ docker: 'required', kvm: 'off' })
+  const prefix = unique('nodeb')
+  const seen = []
+  const report = await client.createBatch({ spec: { name: 'x', kind: 'container', image: IMAGE, command: IDLE }, count: 2, namePattern: `${prefix}-{n}` }, { progress: (p) => seen.push(p) })
+  assert.equal(report.succeeded, 2, JSON.stringify(report))
+  assert.deepEqual(report.items.map((i) => i.name), [`${prefix}-1`, `${prefix}-2`])
+  assert.equal(seen.at(-1).message, '2/2')
+  const gone = await client.deleteBatch([`${prefix}-1`, `${prefix}-2`, `${prefix}-none`], { force: true })
+  assert.deepEqual([gone.succeeded, gone.failed], [2, 1])
+  assert.equal(gone.items[2].error.code, 'NOT_FOUND')
+  await assert.rejects(client.get(`${prefix}-1`), { code: 'NOT_FOUND' })
+})

@@ -7,6 +7,7 @@ import tarfile
 import threading
 import time
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -322,3 +323,29 @@ def test_every_operation_of_the_core_is_a_method() -> None:
         }
         assert ops - methods == set(), f"{cls.__name__} lacks {sorted(ops - methods)}"
         assert methods - ops == set(), f"{cls.__name__} has undeclared {sorted(methods - ops)}"
+
+
+def test_batches_of_containers(client: libgo.Client) -> None:
+    """Batch create and delete come from the core: names by rule, each item reported."""
+    prefix = unique("pyb")
+    seen: List[libgo.types.Progress] = []
+    report = client.create_batch(
+        {
+            "spec": {"name": "x", "kind": "container", "image": IMAGE, "command": IDLE},
+            "count": 2,
+            "namePattern": prefix + "-{n}",
+        },
+        progress=seen.append,
+    )
+    assert report["succeeded"] == 2 and report["failed"] == 0, report
+    assert [i["name"] for i in report["items"]] == [f"{prefix}-1", f"{prefix}-2"]
+    assert client.get(f"{prefix}-2")["kind"] == "container"
+    assert seen and seen[-1]["message"] == "2/2"
+    gone = client.delete_batch([f"{prefix}-1", f"{prefix}-2", f"{prefix}-none"], force=True)
+    assert (gone["succeeded"], gone["failed"]) == (2, 1), gone
+    assert gone["items"][2]["error"] is not None
+    assert gone["items"][2]["error"]["code"] == "NOT_FOUND"
+    with pytest.raises(libgo.NotFoundError):
+        client.get(f"{prefix}-1")
+    with pytest.raises(libgo.InvalidInputError):
+        client.create_batch({"spec": {"name": "x", "kind": "container"}, "count": 0})

@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use libgo_core::{
-    ExecResult, ExecSpec, ExportFormat, ExportSpec, Instance, InstanceFilter, InstanceKind,
-    InstanceSpec, LogEntry, LogOptions, Page, ResourceUpdate, Snapshot, SnapshotSpec, StopOptions,
-    paginate,
+    BatchSpec, ExecResult, ExecSpec, ExportFormat, ExportSpec, Instance, InstanceFilter,
+    InstanceKind, InstanceSpec, LogEntry, LogOptions, Page, ResourceUpdate, Snapshot, SnapshotSpec,
+    StopOptions, paginate,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -657,20 +657,6 @@ async fn export_instance(
     Ok(accepted(task))
 }
 
-/// Create many instances from one spec.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BatchCreate {
-    /// The spec; its name is replaced by the name rule.
-    pub spec: InstanceSpec,
-    /// How many, 1–100.
-    pub count: u32,
-    /// Name rule with `{n}` for the number (from `start`); `<spec name>-{n}` when absent.
-    pub name_pattern: Option<String>,
-    /// First number (default 1).
-    pub first: Option<u32>,
-}
-
 /// Delete many instances.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -682,100 +668,57 @@ pub struct BatchDelete {
     pub force: bool,
 }
 
-/// The outcome for one item of a batch.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchItem {
-    /// Name or id.
-    pub name: String,
-    /// `created`, `deleted` or `failed`.
-    pub status: String,
-    /// The instance id, when created.
-    pub id: Option<String>,
-    /// Why it failed.
-    pub error: Option<crate::error::ErrorBody>,
-}
-
 #[utoipa::path(post, path = "/api/v1/instances/batch", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
-    request_body = BatchCreate,
-    responses((status = 202, description = "Batch task started; its result lists each item", body = Task)))]
+    request_body = BatchSpec,
+    responses((status = 202, description = "Batch task started; its result is a BatchReport", body = Task)))]
 async fn batch_create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Json(req): Json<BatchCreate>,
+    Json(batch): Json<BatchSpec>,
 ) -> ApiResult<Response> {
-    check_host_privileges(&state, &caller, &req.spec).await?;
-    if req.count == 0 || req.count > 100 {
-        return Err(ApiError::invalid("count must be between 1 and 100"));
-    }
-    let pattern = req
-        .name_pattern
-        .clone()
-        .unwrap_or_else(|| format!("{}-{{n}}", req.spec.name));
-    if !pattern.contains("{n}") {
-        return Err(ApiError::invalid("namePattern must contain {n}"));
-    }
-    let first = req.first.unwrap_or(1);
-    let names: Vec<String> = (first..first.saturating_add(req.count))
-        .map(|n| pattern.replace("{n}", &n.to_string()))
-        .collect();
-    for n in &names {
-        libgo_core::validate::name("name", n)?;
-    }
+    check_host_privileges(&state, &caller, &batch.spec).await?;
+    // A wrong batch is refused before a task starts; the core checks it again.
+    batch.names()?;
     let libgo = state.libgo.clone();
-    let spec = req.spec;
+    let target = batch.name_pattern.clone();
     let task = state
         .tasks
-        .spawn("instances.batch-create", Some(pattern), &caller.username, move |ctx| async move {
-            let total = names.len();
-            let mut items = Vec::with_capacity(total);
-            for (k, name) in names.into_iter().enumerate() {
-                let mut s = spec.clone();
-                s.name = name.clone();
-                let item = match libgo.create(&s).await {
-                    Ok(i) => BatchItem { name, status: "created".into(), id: Some(i.id), error: None },
-                    Err(e) => BatchItem { name, status: "failed".into(), id: None, error: Some(ApiError::from(e).body()) },
-                };
-                items.push(item);
-                ctx.progress(Some(100.0 * (k + 1) as f64 / total as f64), format!("{}/{total}", k + 1));
-            }
-            let failed = items.iter().filter(|i| i.status == "failed").count();
-            Ok(serde_json::json!({"items": items, "succeeded": total - failed, "failed": failed}))
-        })
+        .spawn(
+            "instances.batch-create",
+            target,
+            &caller.username,
+            move |ctx| async move {
+                let report = libgo.create_batch(&batch, ctx.sink()).await?;
+                Ok(serde_json::to_value(report).unwrap_or_default())
+            },
+        )
         .await?;
     Ok(accepted(task))
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/batch-delete", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     request_body = BatchDelete,
-    responses((status = 202, description = "Batch task started; its result lists each item", body = Task)))]
+    responses((status = 202, description = "Batch task started; its result is a BatchReport", body = Task)))]
 async fn batch_delete(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(req): Json<BatchDelete>,
 ) -> ApiResult<Response> {
-    if req.ids.is_empty() || req.ids.len() > 100 {
+    if req.ids.is_empty() || req.ids.len() > BatchSpec::MAX_COUNT as usize {
         return Err(ApiError::invalid("ids must list 1 to 100 instances"));
     }
     let libgo = state.libgo.clone();
-    let force = req.force;
-    let ids = req.ids;
     let task = state
         .tasks
-        .spawn("instances.batch-delete", None, &caller.username, move |ctx| async move {
-            let total = ids.len();
-            let mut items = Vec::with_capacity(total);
-            for (k, id) in ids.into_iter().enumerate() {
-                let item = match libgo.delete(&id, force).await {
-                    Ok(()) => BatchItem { name: id, status: "deleted".into(), id: None, error: None },
-                    Err(e) => BatchItem { name: id, status: "failed".into(), id: None, error: Some(ApiError::from(e).body()) },
-                };
-                items.push(item);
-                ctx.progress(Some(100.0 * (k + 1) as f64 / total as f64), format!("{}/{total}", k + 1));
-            }
-            let failed = items.iter().filter(|i| i.status == "failed").count();
-            Ok(serde_json::json!({"items": items, "succeeded": total - failed, "failed": failed}))
-        })
+        .spawn(
+            "instances.batch-delete",
+            None,
+            &caller.username,
+            move |ctx| async move {
+                let report = libgo.delete_batch(&req.ids, req.force, ctx.sink()).await?;
+                Ok(serde_json::to_value(report).unwrap_or_default())
+            },
+        )
         .await?;
     Ok(accepted(task))
 }

@@ -213,6 +213,21 @@ int main(int argc, char **argv) {
   ok(libgo_instance_delete(client, name, true), "delete");
   fails_with(libgo_instance_get(client, name), LIBGO_CODE_NOT_FOUND, "gone");
 
+  /* A batch of two, then a batch delete of them and one that does not exist. */
+  snprintf(spec, sizeof spec,
+           "{\"spec\":{\"name\":\"x\",\"kind\":\"container\",\"image\":\"%s\","
+           "\"command\":[\"sleep\",\"60\"]},\"count\":2,\"namePattern\":\"%s-b{n}\"}",
+           image, prefix);
+  ok_json(libgo_instance_create_batch(client, spec), "\"succeeded\":2", "batch create");
+  snprintf(buf, sizeof buf, "%s-b2", prefix);
+  ok_json(libgo_instance_get(client, buf), "\"kind\":\"container\"", "batch item exists");
+  snprintf(buf, sizeof buf, "[\"%s-b1\",\"%s-b2\",\"%s-none\"]", prefix, prefix, prefix);
+  ok_json(libgo_instance_delete_batch(client, buf, true), "\"failed\":1", "batch delete");
+  snprintf(buf, sizeof buf, "%s-b1", prefix);
+  fails_with(libgo_instance_get(client, buf), LIBGO_CODE_NOT_FOUND, "batch item gone");
+  fails_with(libgo_instance_create_batch(client, "{\"spec\":{\"name\":\"x\"},\"count\":0}"),
+             LIBGO_CODE_INVALID_INPUT, "a batch of none");
+
   libgo_client_free(client);
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures == 0 ? 0 : 1;

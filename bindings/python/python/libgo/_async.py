@@ -107,6 +107,20 @@ class AsyncClient:
         """Deletes an instance; ``force`` stops it first."""
         await self._call("delete", {"id": id, "force": force})
 
+    async def create_batch(
+        self, batch: t.BatchSpec, *, progress: Optional[ProgressFn] = None
+    ) -> t.BatchReport:
+        """Creates ``count`` instances from one spec, named by ``namePattern`` (``{n}`` is
+        the number); a failed item is reported and the batch goes on."""
+        return cast(t.BatchReport, await self._call("create_batch", {"batch": batch}, progress=progress))
+
+    async def delete_batch(
+        self, ids: List[str], *, force: bool = False, progress: Optional[ProgressFn] = None
+    ) -> t.BatchReport:
+        """Deletes many instances (at most 100), reporting each."""
+        result = await self._call("delete_batch", {"ids": ids, "force": force}, progress=progress)
+        return cast(t.BatchReport, result)
+
     async def update(
         self, id: str, *, cpus: Optional[int] = None, memory_bytes: Optional[int] = None
     ) -> t.Instance:

@@ -98,6 +98,20 @@ class Client:
         """Deletes an instance; ``force`` stops it first."""
         self._call("delete", {"id": id, "force": force})
 
+    def create_batch(
+        self, batch: t.BatchSpec, *, progress: Optional[ProgressFn] = None
+    ) -> t.BatchReport:
+        """Creates ``count`` instances from one spec, named by ``namePattern`` (``{n}`` is
+        the number); a failed item is reported and the batch goes on."""
+        return cast(t.BatchReport, self._call("create_batch", {"batch": batch}, progress=progress))
+
+    def delete_batch(
+        self, ids: List[str], *, force: bool = False, progress: Optional[ProgressFn] = None
+    ) -> t.BatchReport:
+        """Deletes many instances (at most 100), reporting each."""
+        result = self._call("delete_batch", {"ids": ids, "force": force}, progress=progress)
+        return cast(t.BatchReport, result)
+
     def update(
         self, id: str, *, cpus: Optional[int] = None, memory_bytes: Optional[int] = None
     ) -> t.Instance:

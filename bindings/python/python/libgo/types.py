@@ -75,6 +75,11 @@ __all__ = [
     "Health",
     "BackendInfo",
     "Capabilities",
+    "BatchSpec",
+    "BatchStatus",
+    "BatchError",
+    "BatchItem",
+    "BatchReport",
 ]
 
 EngineMode = Literal["auto", "required", "off"]
@@ -124,6 +129,8 @@ Protocol = Literal["tcp", "udp"]
 RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 #: Where a log line came from.
 LogStream = Literal["stdout", "stderr", "console"]
+#: What became of one item of a batch.
+BatchStatus = Literal["created", "deleted", "failed"]
 
 
 class PortMapping(TypedDict):
@@ -799,3 +806,48 @@ class Capabilities(TypedDict):
     templates: bool
     #: Volumes.
     volumes: bool
+
+
+class BatchSpec(TypedDict):
+    """Many instances from one spec: `count` of them, named by `namePattern`."""
+
+    #: How many, 1 to 100.
+    count: int
+    #: First number (default 1).
+    first: NotRequired[Optional[int]]
+    #: Name rule with `{n}` for the number (from `first`); `<spec name>-{n}` when absent.
+    namePattern: NotRequired[Optional[str]]
+    #: The spec; its name is replaced by the name rule.
+    spec: InstanceSpec
+
+
+class BatchError(TypedDict):
+    """Why one item of a batch failed."""
+
+    #: The error kind's code (`NOT_FOUND`, `RESOURCE_CONFLICT`, …).
+    code: str
+    #: What went wrong.
+    message: str
+
+
+class BatchItem(TypedDict):
+    """The outcome for one item of a batch."""
+
+    error: NotRequired[Optional[BatchError]]
+    #: The instance id, when created.
+    id: NotRequired[Optional[str]]
+    #: Name or id.
+    name: str
+    #: What became of it.
+    status: BatchStatus
+
+
+class BatchReport(TypedDict):
+    """Every item of a batch, in order, and the counts."""
+
+    #: Items that failed.
+    failed: int
+    #: Each item.
+    items: List[BatchItem]
+    #: Items that worked.
+    succeeded: int
