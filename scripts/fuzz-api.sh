@@ -87,17 +87,40 @@ names /api/v1/instances | sort >"$work/instances"
 names /api/v1/networks | sort >"$work/networks"
 names /api/v1/volumes | sort >"$work/volumes"
 
+fuzz() { # fuzz ROLE — one schemathesis run as ROLE, its output in $work/ROLE.log
+  local key_var="${1}_key"
+  "$venv/bin/schemathesis" --config-file libgo-http/tests/schemathesis.toml run "$base/openapi.json" \
+    -H "X-API-Key: ${!key_var}" \
+    --checks not_a_server_error,status_code_conformance,response_schema_conformance \
+    --exclude-path-regex '(prune|/console|/vnc|/events|/stats|/logs|/logout|/sessions|/storage-pools|/upload|/wipe|/images/build)' \
+    --max-time "$SECONDS_PER_ROLE" --workers 2 --request-timeout 150 \
+    --seed "$SEED" --generation-database none \
+    --phases examples,coverage,fuzzing --no-color >"$work/$1.log" 2>&1
+}
+# The fuzzer itself crashed (an ERRORS section of "Runtime Error"s only, no FAILURES): seen
+# once as CPython 3.11's "AST constructor recursion depth mismatch" inside hypothesis, which
+# depends on the stack depth the two workers happen to reach. Not a finding about LibGo.
+tool_crash_only() {
+  local f="$work/$1.log"
+  ! grep -q '^=* FAILURES =*$' "$f" && grep -q 'Runtime Error: [0-9]' "$f" &&
+    ! sed -n '/^Errors:/,/^Warnings:/p' "$f" |
+      grep -v -e '^Errors:' -e '^Warnings:' -e 'Runtime Error' -e '^ *$' | grep -q . &&
+    ! grep -qE 'generated, .*(failure|error)' "$f"
+}
+
 failed=0
 for role in admin operator; do
-  key_var="${role}_key"
   log "schemathesis as $role for ${SECONDS_PER_ROLE} s (seed $SEED)"
-  if ! "$venv/bin/schemathesis" --config-file libgo-http/tests/schemathesis.toml run "$base/openapi.json" \
-      -H "X-API-Key: ${!key_var}" \
-      --checks not_a_server_error,status_code_conformance,response_schema_conformance \
-      --exclude-path-regex '(prune|/console|/vnc|/events|/stats|/logs|/logout|/sessions|/storage-pools|/upload|/wipe|/images/build)' \
-      --max-time "$SECONDS_PER_ROLE" --workers 2 --request-timeout 150 \
-      --seed "$SEED" --generation-database none \
-      --phases examples,coverage,fuzzing --no-color >"$work/$role.log" 2>&1; then
+  ok=1
+  fuzz "$role" || ok=0
+  if [ "$ok" = 0 ] && tool_crash_only "$role"; then
+    log "schemathesis crashed inside itself as $role (no finding about the server); once more:"
+    grep -A3 '^=* ERRORS =*$' "$work/$role.log" | sed -n 2,4p >&2
+    cp "$work/$role.log" "$work/$role.crashed.log"
+    ok=1
+    fuzz "$role" || ok=0
+  fi
+  if [ "$ok" = 0 ]; then
     failed=1
     log "schemathesis found failures as $role:"
     if grep -q FAILURES "$work/$role.log"; then

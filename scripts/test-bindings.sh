@@ -43,4 +43,36 @@ log "Node: npm install, napi build (dev profile), node --test (includes tsc)"
   node --test test/
 )
 
+# As a new user installs them: the packed Node package into a new project, the built
+# Python wheel into a new venv, each then used against the real dockerd. (npm's prepack
+# builds a release addon; here the dev one just built is packed, to spare CI a release
+# build of the whole tree.)
+fresh=$(mktemp -d /tmp/libgo-install.XXXXXX)
+trap 'rm -rf "$fresh"' EXIT
+log "Node: npm pack, then npm install of the tarball in a new project"
+tarball=$(cd bindings/node && npm pack --ignore-scripts --silent --pack-destination "$fresh" | tail -1)
+(
+  mkdir -p "$fresh/node-app" && cd "$fresh/node-app"
+  npm init -y >/dev/null
+  npm install --no-audit --no-fund --loglevel=error "$fresh/$tarball"
+  node -e "
+    const { Client } = require('libgo')
+    Client.connect({ docker: 'required', kvm: 'off' })
+      .then((c) => c.backends())
+      .then((b) => { if (JSON.stringify(b) !== '[\"docker\"]') throw new Error('backends: ' + b); console.log('installed Node package works:', b) })
+      .catch((e) => { console.error(e); process.exit(1) })"
+)
+log "Python: maturin build of a wheel, then pip install of it in a new venv"
+# A wheel for this machine: libvirt and the other C libraries stay the system's (a
+# manylinux wheel would need them bundled, which auditwheel does with patchelf).
+"$venv/bin/maturin" build --profile dev --quiet --auditwheel skip --manifest-path bindings/python/Cargo.toml --out "$fresh/wheels"
+"$PYTHON" -m venv "$fresh/py"
+"$fresh/py/bin/pip" install -q "$fresh"/wheels/*.whl
+(cd "$fresh" && "$fresh/py/bin/python" -c "
+import libgo
+c = libgo.Client({'docker': 'required', 'kvm': 'off'})
+assert c.backends() == ['docker'], c.backends()
+assert any('libgo-test/busybox:latest' in i['tags'] for i in c.image_list())
+print('installed Python wheel works:', libgo.__file__)")
+
 log "bindings done in $(( $(date +%s) - started )) s"

@@ -618,6 +618,16 @@ impl LibGo {
 
     /// Templates of every backend that has them.
     pub async fn template_list(&self) -> Result<Vec<Template>> {
+        Ok(self.template_listing().await?.0)
+    }
+
+    /// One page of [`LibGo::template_list`], naming the backends that could not be listed.
+    pub async fn template_page(&self, page: Pagination) -> Result<Page<Template>> {
+        validate::pagination(page)?;
+        Ok(page_of(self.template_listing().await?, page))
+    }
+
+    async fn template_listing(&self) -> Result<(Vec<Template>, Vec<Unavailable>)> {
         self.merge(
             |c| c.templates,
             |b| async move { b.template_list().await }.boxed(),
@@ -661,12 +671,14 @@ impl LibGo {
 
     /// Lists one resource from every backend with `wanted`, concurrently; fails only when
     /// every backend fails.
+    /// Every backend's list, merged and ordered, with the backends that could not be
+    /// listed (their items are missing). Fails only when no backend answered.
     async fn merge<T: Send + 'static>(
         &self,
         wanted: impl Fn(&Capabilities) -> bool,
         list: impl Fn(Arc<dyn Backend>) -> BoxFuture<'static, Result<Vec<T>>>,
-        order: impl FnMut(&T, &T) -> std::cmp::Ordering,
-    ) -> Result<Vec<T>> {
+        mut order: impl FnMut(&T, &T) -> std::cmp::Ordering,
+    ) -> Result<(Vec<T>, Vec<Unavailable>)> {
         let backends: Vec<_> = self
             .backends()
             .into_iter()
@@ -675,11 +687,16 @@ impl LibGo {
         let answers = join_all(backends.iter().map(|b| list(b.clone()))).await;
         let mut items = Vec::new();
         let mut failures = Vec::new();
+        let mut unavailable = Vec::new();
         for (b, answer) in backends.iter().zip(answers) {
             match answer {
                 Ok(v) => items.extend(v),
                 Err(e) => {
                     tracing::warn!(backend = b.name(), error = %e, "listing failed");
+                    unavailable.push(Unavailable {
+                        backend: b.name().to_string(),
+                        message: e.detail(),
+                    });
                     failures.push(e);
                 }
             }
@@ -687,14 +704,24 @@ impl LibGo {
         if !failures.is_empty() && failures.len() == backends.len() {
             return Err(failures.remove(0));
         }
-        items.sort_by(order);
-        Ok(items)
+        items.sort_by(&mut order);
+        Ok((items, unavailable))
     }
 
     // ---- images ----
 
     /// Images of every backend.
     pub async fn image_list(&self) -> Result<Vec<Image>> {
+        Ok(self.image_listing().await?.0)
+    }
+
+    /// One page of [`LibGo::image_list`], naming the backends that could not be listed.
+    pub async fn image_page(&self, page: Pagination) -> Result<Page<Image>> {
+        validate::pagination(page)?;
+        Ok(page_of(self.image_listing().await?, page))
+    }
+
+    async fn image_listing(&self) -> Result<(Vec<Image>, Vec<Unavailable>)> {
         self.merge(
             |_| true,
             |b| async move { b.image_list().await }.boxed(),
@@ -842,6 +869,16 @@ impl LibGo {
 
     /// Networks of every backend.
     pub async fn network_list(&self) -> Result<Vec<Network>> {
+        Ok(self.network_listing().await?.0)
+    }
+
+    /// One page of [`LibGo::network_list`], naming the backends that could not be listed.
+    pub async fn network_page(&self, page: Pagination) -> Result<Page<Network>> {
+        validate::pagination(page)?;
+        Ok(page_of(self.network_listing().await?, page))
+    }
+
+    async fn network_listing(&self) -> Result<(Vec<Network>, Vec<Unavailable>)> {
         self.merge(
             |c| c.networks,
             |b| async move { b.network_list().await }.boxed(),
@@ -921,6 +958,16 @@ impl LibGo {
 
     /// Volumes of every backend.
     pub async fn volume_list(&self) -> Result<Vec<Volume>> {
+        Ok(self.volume_listing().await?.0)
+    }
+
+    /// One page of [`LibGo::volume_list`], naming the backends that could not be listed.
+    pub async fn volume_page(&self, page: Pagination) -> Result<Page<Volume>> {
+        validate::pagination(page)?;
+        Ok(page_of(self.volume_listing().await?, page))
+    }
+
+    async fn volume_listing(&self) -> Result<(Vec<Volume>, Vec<Unavailable>)> {
         self.merge(
             |c| c.volumes,
             |b| async move { b.volume_list().await }.boxed(),
@@ -1021,6 +1068,16 @@ impl LibGo {
 
     /// Storage pools of every backend.
     pub async fn pool_list(&self) -> Result<Vec<StoragePool>> {
+        Ok(self.pool_listing().await?.0)
+    }
+
+    /// One page of [`LibGo::pool_list`], naming the backends that could not be listed.
+    pub async fn pool_page(&self, page: Pagination) -> Result<Page<StoragePool>> {
+        validate::pagination(page)?;
+        Ok(page_of(self.pool_listing().await?, page))
+    }
+
+    async fn pool_listing(&self) -> Result<(Vec<StoragePool>, Vec<Unavailable>)> {
         self.merge(
             |c| c.storage_pools,
             |b| async move { b.pool_list().await }.boxed(),
@@ -1130,6 +1187,14 @@ pub fn paginate<T>(items: Vec<T>, page: Pagination) -> Page<T> {
         page: page.page,
         page_size: page.page_size,
         unavailable: Vec::new(),
+    }
+}
+
+/// A page of a merged list and the backends missing from it.
+fn page_of<T>((items, unavailable): (Vec<T>, Vec<Unavailable>), page: Pagination) -> Page<T> {
+    Page {
+        unavailable,
+        ..paginate(items, page)
     }
 }
 

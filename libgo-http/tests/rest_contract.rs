@@ -207,6 +207,21 @@ async fn lists_say_which_backends_are_missing() {
             .as_str()
             .is_some_and(|m| !m.is_empty())
     );
+    // Every other list says so too: libvirt's part comes back, Docker is named as missing.
+    for path in ["/api/v1/images", "/api/v1/networks", "/api/v1/volumes"] {
+        let r = s.req(Method::GET, path, &s.admin).send().await.expect(path);
+        let page = json_of(r, 200).await;
+        assert!(
+            page["items"]
+                .as_array()
+                .is_some_and(|i| i.iter().all(|x| x["backend"] == "kvm")),
+            "{path}: {page}"
+        );
+        assert_eq!(
+            page["unavailable"][0]["backend"], "docker",
+            "{path}: {page}"
+        );
+    }
 
     s.remove_instance(&v).await;
     s.stop().await;

@@ -6,9 +6,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use libgo_core::{
-    BuildSpec, ExportFormat, ExportSpec, Image, Page, PruneReport, RegistryAuth, paginate,
-};
+use libgo_core::{BuildSpec, ExportFormat, ExportSpec, Image, Page, PruneReport, RegistryAuth};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
@@ -28,9 +26,7 @@ async fn list_images(
     State(state): State<Arc<AppState>>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Image>>> {
-    let page = q.get()?;
-    let all = state.libgo.image_list().await?;
-    Ok(Json(paginate(all, page)))
+    Ok(Json(state.libgo.image_page(q.get()?).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/images/{id}", extensions(("x-libgo-access" = json!("viewer"))), tag = "images",

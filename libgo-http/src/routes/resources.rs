@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use libgo_core::{
     BackendInfo, Capabilities, Health, Network, NetworkSpec, Page, PruneReport, StoragePool,
-    StoragePoolSpec, Template, Volume, VolumeSpec, paginate,
+    StoragePoolSpec, Template, Volume, VolumeSpec,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -30,9 +30,7 @@ async fn list_networks(
     State(state): S,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Network>>> {
-    let page = q.get()?;
-    let all = state.libgo.network_list().await?;
-    Ok(Json(paginate(all, page)))
+    Ok(Json(state.libgo.network_page(q.get()?).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/networks", extensions(("x-libgo-access" = json!("operator"))), tag = "networks", request_body = libgo_core::NetworkSpec,
@@ -157,9 +155,7 @@ async fn list_volumes(
     State(state): S,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Volume>>> {
-    let page = q.get()?;
-    let all = state.libgo.volume_list().await?;
-    Ok(Json(paginate(all, page)))
+    Ok(Json(state.libgo.volume_page(q.get()?).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/volumes", extensions(("x-libgo-access" = json!("operator"))), tag = "volumes", request_body = libgo_core::VolumeSpec,
@@ -336,9 +332,7 @@ async fn list_pools(
     State(state): S,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<StoragePool>>> {
-    let page = q.get()?;
-    let all = state.libgo.pool_list().await?;
-    Ok(Json(paginate(all, page)))
+    Ok(Json(state.libgo.pool_page(q.get()?).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/storage-pools", extensions(("x-libgo-access" = json!("admin"))), tag = "storage-pools", request_body = libgo_core::StoragePoolSpec,
@@ -410,9 +404,7 @@ async fn list_templates(
     State(state): S,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Template>>> {
-    let page = q.get()?;
-    let all = state.libgo.template_list().await?;
-    Ok(Json(paginate(all, page)))
+    Ok(Json(state.libgo.template_page(q.get()?).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/templates", extensions(("x-libgo-access" = json!("operator"))), tag = "templates", params(BackendQuery), request_body = libgo_core::Template,
