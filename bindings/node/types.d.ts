@@ -23,6 +23,8 @@ export interface EngineConfig {
   templateDir?: string | null
   /** More engines, each under its own name. */
   backends?: BackendConfig[]
+  /** Seconds between attempts to connect an `auto` engine that was down (0: never). */
+  reconnectSecs?: number
 }
 /** What an instance is. */
 export type InstanceKind = 'vm' | 'container'

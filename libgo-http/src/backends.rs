@@ -47,6 +47,7 @@ pub fn engine_config(config: &Config) -> libgo::EngineConfig {
         accelerator,
         template_dir: Some(template_dir.to_string_lossy().into_owned()),
         backends: config.backends.clone(),
+        reconnect_secs: config.reconnect_secs,
     }
 }
 

@@ -83,6 +83,9 @@ pub struct EngineConfig {
     pub template_dir: Option<String>,
     /// More engines besides the local pair, each by its own name.
     pub backends: Vec<BackendConfig>,
+    /// Seconds between attempts to connect an `auto` backend whose engine was down, in
+    /// [`connect_shared`]; 0 never tries again.
+    pub reconnect_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +100,7 @@ impl Default for EngineConfig {
             accelerator: "auto".into(),
             template_dir: None,
             backends: Vec::new(),
+            reconnect_secs: 5,
         }
     }
 }
@@ -234,20 +238,77 @@ impl EngineConfig {
 }
 
 /// A facade over the engines `config` asks for. An `auto` engine that is down (or that this
-/// build lacks) is left out with a warning; a `required` one is an error.
+/// build lacks) is left out with a warning; a `required` one is an error. See
+/// [`connect_shared`] for a facade that takes such an engine in once it answers.
 pub async fn connect(config: &EngineConfig) -> Result<LibGo> {
+    Ok(connect_now(config).await?.0)
+}
+
+/// [`connect`], shared, and with the engines that were down at start kept being tried in
+/// the background (every `reconnect_secs`): each joins the facade as soon as it answers, so
+/// a client started before its engine gets it without starting again. The attempts end
+/// with the last handle. Needs a Tokio runtime that outlives the facade (the bindings have
+/// one).
+pub async fn connect_shared(config: &EngineConfig) -> Result<Arc<LibGo>> {
+    let (libgo, down) = connect_now(config).await?;
+    let libgo = Arc::new(libgo);
+    if config.reconnect_secs > 0 {
+        for backend in down {
+            tokio::spawn(reconnect(Arc::downgrade(&libgo), config.clone(), backend));
+        }
+    }
+    Ok(libgo)
+}
+
+/// The facade of the engines that answer now, and the `auto` ones that were down.
+async fn connect_now(config: &EngineConfig) -> Result<(LibGo, Vec<BackendConfig>)> {
     let libgo = LibGo::new();
+    let mut down = Vec::new();
     for b in config.all_backends()? {
         match (config.connect_backend(&b).await, b.mode) {
             (Ok(backend), _) => libgo.register(backend)?,
             (Err(e), EngineMode::Required) => return Err(e),
-            (Err(e), _) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Unsupported) => {
+            (Err(e), _) if e.kind() == ErrorKind::Unavailable => {
+                tracing::warn!(backend = %b.name, error = %e, "backend down; left out for now");
+                down.push(b);
+            }
+            (Err(e), _) if e.kind() == ErrorKind::Unsupported => {
                 tracing::warn!(backend = %b.name, error = %e, "backend left out")
             }
             (Err(e), _) => return Err(e),
         }
     }
-    Ok(libgo)
+    Ok((libgo, down))
+}
+
+/// Tries `backend` every `reconnect_secs` until it answers (then registers it) or the
+/// facade is gone.
+async fn reconnect(libgo: std::sync::Weak<LibGo>, config: EngineConfig, backend: BackendConfig) {
+    let every = std::time::Duration::from_secs(config.reconnect_secs.max(1));
+    loop {
+        tokio::time::sleep(every).await;
+        if libgo.strong_count() == 0 {
+            return;
+        }
+        match config.connect_backend(&backend).await {
+            Ok(b) => {
+                if let Some(libgo) = libgo.upgrade() {
+                    match libgo.register(b) {
+                        Ok(()) => tracing::info!(backend = %backend.name, "backend connected"),
+                        Err(e) => {
+                            tracing::warn!(backend = %backend.name, error = %e, "cannot register backend")
+                        }
+                    }
+                }
+                return;
+            }
+            Err(e) if e.kind() == ErrorKind::Unavailable => {}
+            Err(e) => {
+                tracing::warn!(backend = %backend.name, error = %e, "backend left out");
+                return;
+            }
+        }
+    }
 }
 
 /// An engine this build lacks.

@@ -276,3 +276,60 @@ async fn many_named_backends_from_one_config() -> libgo::Result<()> {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     Ok(())
 }
+
+/// A client started while its engine is down gets it once it answers: `connect_shared`
+/// keeps trying an `auto` backend (here Docker behind a socket that appears later: a
+/// forwarder to the real dockerd) and registers it, without a new client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_down_at_start_joins_when_it_answers() -> libgo::Result<()> {
+    let dir = std::env::temp_dir().join(unique("late-docker"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let socket = dir.join("docker.sock");
+    let config = EngineConfig {
+        docker: EngineMode::Auto,
+        docker_host: Some(format!("unix://{}", socket.display())),
+        kvm: EngineMode::Off,
+        reconnect_secs: 1,
+        ..Default::default()
+    };
+    let libgo = libgo::connect_shared(&config).await?;
+    assert!(libgo.backend_names().is_empty(), "Docker is down at start");
+    // The engine comes up: a socket that forwards to the real dockerd.
+    let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
+    let forwarder = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut engine) =
+                    tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                }
+            });
+        }
+    });
+    let mut joined = false;
+    for _ in 0..100 {
+        if libgo.backend_names() == ["docker"] {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(joined, "Docker joined the facade");
+    let images = libgo.image_list().await?;
+    assert!(
+        images
+            .iter()
+            .any(|i| i.tags.iter().any(|t| t == "libgo-test/busybox:latest"))
+    );
+    // Without the shared form nothing is tried again.
+    let once = libgo::connect(&EngineConfig {
+        docker_host: Some("unix:///nonexistent.sock".into()),
+        ..config
+    })
+    .await?;
+    assert!(once.backend_names().is_empty());
+    forwarder.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

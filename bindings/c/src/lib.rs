@@ -143,7 +143,7 @@ pub type libgo_progress_fn =
 
 struct Inner {
     runtime: tokio::runtime::Runtime,
-    libgo: LibGo,
+    libgo: Arc<LibGo>,
 }
 
 impl Inner {
@@ -446,7 +446,7 @@ pub unsafe extern "C" fn libgo_client_new(
             .thread_name("libgo-c")
             .build()
             .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))?;
-        let libgo = runtime.block_on(libgo::connect(&config))?;
+        let libgo = runtime.block_on(libgo::connect_shared(&config))?;
         Ok(libgo_client {
             inner: Arc::new(Inner { runtime, libgo }),
         })

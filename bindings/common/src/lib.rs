@@ -424,15 +424,16 @@ pub const OPERATIONS: &[Operation] = &[
     },
 ];
 
-/// Connects the engines of an `EngineConfig` given as JSON (`null` for the defaults).
-pub async fn connect(config: Value) -> Result<LibGo> {
+/// Connects the engines of an `EngineConfig` given as JSON (`null` for the defaults); an
+/// `auto` engine that is down joins once it answers ([`libgo::connect_shared`]).
+pub async fn connect(config: Value) -> Result<Arc<LibGo>> {
     let config: EngineConfig = if config.is_null() {
         EngineConfig::default()
     } else {
         serde_json::from_value(config)
             .map_err(|e| Error::invalid(format!("config: invalid engine config: {e}")))?
     };
-    libgo::connect(&config).await
+    libgo::connect_shared(&config).await
 }
 
 /// The arguments of one call, checked against its operation's declaration.

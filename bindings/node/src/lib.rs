@@ -68,9 +68,7 @@ impl Native {
         let libgo = libgo_bindings_common::connect(config.unwrap_or(Value::Null))
             .await
             .map_err(js_err)?;
-        Ok(Native {
-            libgo: Arc::new(libgo),
-        })
+        Ok(Native { libgo })
     }
 
     /// Names of every operation.

@@ -179,9 +179,7 @@ impl Native {
         let libgo = py
             .detach(|| runtime().block_on(libgo_bindings_common::connect(config)))
             .map_err(py_err)?;
-        Ok(Native {
-            libgo: Arc::new(libgo),
-        })
+        Ok(Native { libgo })
     }
 
     /// Connects without blocking the event loop: an awaitable of a Native.
@@ -196,9 +194,7 @@ impl Native {
             let libgo = libgo_bindings_common::connect(config)
                 .await
                 .map_err(py_err)?;
-            Ok(Native {
-                libgo: Arc::new(libgo),
-            })
+            Ok(Native { libgo })
         })
     }
 

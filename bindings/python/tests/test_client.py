@@ -349,3 +349,46 @@ def test_batches_of_containers(client: libgo.Client) -> None:
         client.get(f"{prefix}-1")
     with pytest.raises(libgo.InvalidInputError):
         client.create_batch({"spec": {"name": "x", "kind": "container"}, "count": 0})
+
+
+def test_a_client_started_before_its_engine_gets_it(tmp_path: Path) -> None:
+    """Docker down at start (its socket not there yet) joins the client once it answers."""
+    import select
+    import socket
+    import socketserver
+
+    path = str(tmp_path / "docker.sock")
+    late = libgo.Client(
+        {"docker": "auto", "dockerHost": f"unix://{path}", "kvm": "off", "reconnectSecs": 1}
+    )
+    assert late.backends() == []
+
+    class Forward(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect("/var/run/docker.sock")
+            ends = [self.request, engine]
+            while True:
+                ready, _, _ = select.select(ends, [], [], 5)
+                if not ready:
+                    break
+                for end in ready:
+                    data = end.recv(65536)
+                    if not data:
+                        engine.close()
+                        return
+                    (engine if end is self.request else self.request).sendall(data)
+            engine.close()
+
+    server = socketserver.ThreadingUnixStreamServer(path, Forward)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for _ in range(100):
+            if late.backends() == ["docker"]:
+                break
+            time.sleep(0.1)
+        assert late.backends() == ["docker"]
+        assert any(IMAGE in i["tags"] for i in late.image_list())
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -107,6 +107,7 @@ class EngineConfig(TypedDict, total=False):
     accelerator: Literal["auto", "kvm", "tcg"]
     templateDir: Optional[str]
     backends: List[BackendConfig]
+    reconnectSecs: int
 
 
 #: What an instance is.
