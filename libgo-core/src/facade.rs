@@ -593,16 +593,22 @@ impl LibGo {
         let answers = join_all(backends.iter().map(|b| b.events())).await;
         let mut streams = Vec::new();
         let mut failure = None;
+        let mut subscribed = 0;
         for (b, answer) in backends.iter().zip(answers) {
-            match answer {
-                Ok(s) => streams.push(s),
+            let first = match answer {
+                Ok(s) => {
+                    subscribed += 1;
+                    Some(s)
+                }
                 Err(e) => {
                     tracing::warn!(backend = b.name(), error = %e, "event stream unavailable");
                     failure.get_or_insert(e);
+                    None
                 }
-            }
+            };
+            streams.push(resubscribing(b.clone(), first));
         }
-        if streams.is_empty()
+        if subscribed == 0
             && let Some(e) = failure
         {
             return Err(e);
@@ -1188,6 +1194,52 @@ pub fn paginate<T>(items: Vec<T>, page: Pagination) -> Page<T> {
         page_size: page.page_size,
         unavailable: Vec::new(),
     }
+}
+
+/// Longest wait between attempts to subscribe again to a backend's events.
+const RESUBSCRIBE_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A backend's events that outlive its engine's restarts: when the engine's stream ends or
+/// fails, LibGo subscribes again (after 0.5 s, doubling to [`RESUBSCRIBE_MAX`] while the
+/// engine is away) and goes on. Events of the gap are missed; the stream itself never ends.
+fn resubscribing(backend: Arc<dyn Backend>, first: Option<BoxStream<Event>>) -> BoxStream<Event> {
+    const FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+    let state = (backend, first, FIRST_WAIT);
+    Box::pin(futures::stream::unfold(
+        state,
+        |(backend, mut current, mut wait)| async move {
+            loop {
+                if let Some(stream) = current.as_mut() {
+                    match stream.next().await {
+                        Some(Ok(event)) => {
+                            return Some((Ok(event), (backend, current, FIRST_WAIT)));
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(backend = backend.name(), error = %e, "event stream failed; subscribing again")
+                        }
+                        None => {
+                            tracing::info!(
+                                backend = backend.name(),
+                                "event stream ended; subscribing again"
+                            )
+                        }
+                    }
+                    current = None;
+                }
+                tokio::time::sleep(wait).await;
+                match backend.events().await {
+                    Ok(stream) => {
+                        current = Some(stream);
+                        wait = FIRST_WAIT;
+                    }
+                    Err(e) => {
+                        tracing::debug!(backend = backend.name(), error = %e, "no event stream yet");
+                        wait = (wait * 2).min(RESUBSCRIBE_MAX);
+                    }
+                }
+            }
+        },
+    ))
 }
 
 /// A page of a merged list and the backends missing from it.
