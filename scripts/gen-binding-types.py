@@ -45,6 +45,8 @@ TYPES = {
     "Health": None, "BackendInfo": None, "Capabilities": None,
     "BatchSpec": None, "BatchStatus": None, "BatchError": None, "BatchItem": None,
     "BatchReport": None,
+    "Page_Image": "ImagePage", "Page_Network": "NetworkPage", "Page_Volume": "VolumePage",
+    "Page_StoragePool": "StoragePoolPage", "Page_Template": "TemplatePage",
 }
 
 PY_HEAD = '''"""The shapes of LibGo's data, as ``TypedDict``s.

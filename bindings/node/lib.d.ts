@@ -82,6 +82,8 @@ export declare class Client {
   export(id: string, spec: ExportSpec, options?: { progress?: ProgressFn }): Promise<ExportResult>
   events(filter?: EventFilter): Promise<Stream<Event>>
   imageList(): Promise<Image[]>
+  /** One page of the images of every backend; `unavailable` names the backends that could not be listed. */
+  imagePage(page?: { page?: number; pageSize?: number }): Promise<Page<Image>>
   imageInspect(id: string, backend?: string): Promise<Image>
   imagePull(reference: string, options?: { auth?: RegistryAuth; backend?: string; progress?: ProgressFn }): Promise<Image>
   imagePush(reference: string, options?: { auth?: RegistryAuth; backend?: string; progress?: ProgressFn }): Promise<void>
@@ -91,6 +93,8 @@ export declare class Client {
   imagePrune(backend?: string): Promise<PruneReport>
   imageSave(id: string, destination: string, backend?: string): Promise<ExportResult>
   networkList(): Promise<Network[]>
+  /** One page of the networks of every backend; `unavailable` names the backends that could not be listed. */
+  networkPage(page?: { page?: number; pageSize?: number }): Promise<Page<Network>>
   networkCreate(spec: NetworkSpec): Promise<Network>
   networkInspect(id: string, backend?: string): Promise<Network>
   networkDelete(id: string, backend?: string): Promise<void>
@@ -99,6 +103,8 @@ export declare class Client {
   networkConnect(network: string, instance: string): Promise<void>
   networkDisconnect(network: string, instance: string): Promise<void>
   volumeList(): Promise<Volume[]>
+  /** One page of the volumes of every backend; `unavailable` names the backends that could not be listed. */
+  volumePage(page?: { page?: number; pageSize?: number }): Promise<Page<Volume>>
   volumeCreate(spec: VolumeSpec): Promise<Volume>
   volumeInspect(name: string, backend?: string): Promise<Volume>
   volumeDelete(name: string, options?: { force?: boolean; backend?: string }): Promise<void>
@@ -108,12 +114,16 @@ export declare class Client {
   volumeClone(source: string, target: string, backend?: string): Promise<Volume>
   volumeUpload(name: string, file: string, backend?: string): Promise<Volume>
   poolList(): Promise<StoragePool[]>
+  /** One page of the storage pools of every backend; `unavailable` names the backends that could not be listed. */
+  poolPage(page?: { page?: number; pageSize?: number }): Promise<Page<StoragePool>>
   poolCreate(spec: StoragePoolSpec): Promise<StoragePool>
   poolInspect(name: string, backend?: string): Promise<StoragePool>
   poolActivate(name: string, backend?: string): Promise<void>
   poolDeactivate(name: string, backend?: string): Promise<void>
   poolDelete(name: string, backend?: string): Promise<void>
   templateList(): Promise<Template[]>
+  /** One page of the templates of every backend; `unavailable` names the backends that could not be listed. */
+  templatePage(page?: { page?: number; pageSize?: number }): Promise<Page<Template>>
   templateCreate(template: Template, backend?: string): Promise<Template>
   templateGet(name: string, backend?: string): Promise<Template>
   templateDelete(name: string, backend?: string): Promise<void>

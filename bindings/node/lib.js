@@ -133,6 +133,7 @@ class Client {
   events(filter) { return this._stream('events', { filter }) }
 
   imageList() { return this._call('image_list') }
+  imagePage(page = {}) { return this._call('image_page', { page: page.page, pageSize: page.pageSize }) }
   imageInspect(id, backend) { return this._call('image_inspect', { id, backend }) }
   imagePull(reference, { progress, ...options } = {}) { return this._call('image_pull', { reference, ...options }, null, progress) }
   imagePush(reference, { progress, ...options } = {}) { return this._call('image_push', { reference, ...options }, null, progress) }
@@ -143,6 +144,7 @@ class Client {
   imageSave(id, destination, backend) { return this._call('image_save', { id, destination, backend }) }
 
   networkList() { return this._call('network_list') }
+  networkPage(page = {}) { return this._call('network_page', { page: page.page, pageSize: page.pageSize }) }
   networkCreate(spec) { return this._call('network_create', { spec }) }
   networkInspect(id, backend) { return this._call('network_inspect', { id, backend }) }
   networkDelete(id, backend) { return this._call('network_delete', { id, backend }) }
@@ -152,6 +154,7 @@ class Client {
   networkDisconnect(network, instance) { return this._call('network_disconnect', { network, instance }) }
 
   volumeList() { return this._call('volume_list') }
+  volumePage(page = {}) { return this._call('volume_page', { page: page.page, pageSize: page.pageSize }) }
   volumeCreate(spec) { return this._call('volume_create', { spec }) }
   volumeInspect(name, backend) { return this._call('volume_inspect', { name, backend }) }
   volumeDelete(name, options = {}) { return this._call('volume_delete', { name, ...options }) }
@@ -162,6 +165,7 @@ class Client {
   volumeUpload(name, file, backend) { return this._call('volume_upload', { name, file, backend }) }
 
   poolList() { return this._call('pool_list') }
+  poolPage(page = {}) { return this._call('pool_page', { page: page.page, pageSize: page.pageSize }) }
   poolCreate(spec) { return this._call('pool_create', { spec }) }
   poolInspect(name, backend) { return this._call('pool_inspect', { name, backend }) }
   poolActivate(name, backend) { return this._call('pool_activate', { name, backend }) }
@@ -169,6 +173,7 @@ class Client {
   poolDelete(name, backend) { return this._call('pool_delete', { name, backend }) }
 
   templateList() { return this._call('template_list') }
+  templatePage(page = {}) { return this._call('template_page', { page: page.page, pageSize: page.pageSize }) }
   templateCreate(template, backend) { return this._call('template_create', { template, backend }) }
   templateGet(name, backend) { return this._call('template_get', { name, backend }) }
   templateDelete(name, backend) { return this._call('template_delete', { name, backend }) }

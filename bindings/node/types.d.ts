@@ -678,3 +678,68 @@ export interface BatchReport {
   /** Items that worked. */
   succeeded: number
 }
+/** One page of a list and the total count. */
+export interface ImagePage {
+  /** Items in all pages. */
+  count: number
+  /** Items of this page. */
+  items: Array<Record<string, unknown>>
+  /** Page number, from 1. */
+  page: number
+  /** Items per page. */
+  pageSize: number
+  /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
+  unavailable?: Unavailable[]
+}
+/** One page of a list and the total count. */
+export interface NetworkPage {
+  /** Items in all pages. */
+  count: number
+  /** Items of this page. */
+  items: Array<Record<string, unknown>>
+  /** Page number, from 1. */
+  page: number
+  /** Items per page. */
+  pageSize: number
+  /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
+  unavailable?: Unavailable[]
+}
+/** One page of a list and the total count. */
+export interface VolumePage {
+  /** Items in all pages. */
+  count: number
+  /** Items of this page. */
+  items: Array<Record<string, unknown>>
+  /** Page number, from 1. */
+  page: number
+  /** Items per page. */
+  pageSize: number
+  /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
+  unavailable?: Unavailable[]
+}
+/** One page of a list and the total count. */
+export interface StoragePoolPage {
+  /** Items in all pages. */
+  count: number
+  /** Items of this page. */
+  items: Array<Record<string, unknown>>
+  /** Page number, from 1. */
+  page: number
+  /** Items per page. */
+  pageSize: number
+  /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
+  unavailable?: Unavailable[]
+}
+/** One page of a list and the total count. */
+export interface TemplatePage {
+  /** Items in all pages. */
+  count: number
+  /** Items of this page. */
+  items: Array<Record<string, unknown>>
+  /** Page number, from 1. */
+  page: number
+  /** Items per page. */
+  pageSize: number
+  /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
+  unavailable?: Unavailable[]
+}

@@ -273,7 +273,17 @@ impl Volumes for KvmBackend {
                     "volumes only grow: {name:?} has {current} bytes, asked for {size_bytes}"
                 )));
             }
-            v.resize(size_bytes, 0).lv()?;
+            v.resize(size_bytes, 0).lv().map_err(|e| {
+                // qemu-img resizes qcow2 and raw; libvirt reports the others as an internal
+                // error of its child process.
+                if e.to_string().contains("does not support resize") {
+                    Error::unsupported(format!(
+                        "volume {name:?} is in a format that cannot be resized (qcow2 and raw can)"
+                    ))
+                } else {
+                    e
+                }
+            })?;
             describe_volume(i, &pool, &v)
         })
         .await

@@ -452,6 +452,19 @@ async fn storage_pools_and_volumes() {
     );
     let grown = b.volume_resize(&vol, 16 << 20).await.unwrap();
     assert_eq!(grown.capacity_bytes, Some(16 << 20));
+    // A format qemu-img cannot resize is UNSUPPORTED, not an engine failure.
+    let vmdk = format!("{pool}/data.vmdk");
+    b.volume_create(&VolumeSpec {
+        name: vmdk.clone(),
+        size_bytes: Some(8 << 20),
+        format: Some(DiskFormat::Vmdk),
+        ..Default::default()
+    })
+    .await
+    .expect("vmdk volume");
+    let e = b.volume_resize(&vmdk, 16 << 20).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    b.volume_delete(&vmdk, false).await.expect("delete vmdk");
     assert_eq!(
         qemu_img_info(std::path::Path::new(grown.path.as_ref().unwrap()))["virtual-size"],
         16u64 << 20

@@ -183,6 +183,26 @@ pub const OPERATIONS: &[Operation] = &[
         args: &["filter", "page", "pageSize"],
     },
     Operation {
+        name: "image_page",
+        args: &["page", "pageSize"],
+    },
+    Operation {
+        name: "network_page",
+        args: &["page", "pageSize"],
+    },
+    Operation {
+        name: "volume_page",
+        args: &["page", "pageSize"],
+    },
+    Operation {
+        name: "pool_page",
+        args: &["page", "pageSize"],
+    },
+    Operation {
+        name: "template_page",
+        args: &["page", "pageSize"],
+    },
+    Operation {
         name: "list_all",
         args: &["filter"],
     },
@@ -500,6 +520,18 @@ impl Args {
     fn backend(&mut self) -> Result<Option<String>> {
         self.opt("backend")
     }
+
+    /// `page` and `pageSize`, each defaulted.
+    fn page(&mut self) -> Result<Pagination> {
+        let mut page = Pagination::default();
+        if let Some(p) = self.opt("page")? {
+            page.page = p;
+        }
+        if let Some(s) = self.opt("pageSize")? {
+            page.page_size = s;
+        }
+        Ok(page)
+    }
 }
 
 fn json<T: Serialize>(value: T) -> Result<Reply> {
@@ -555,15 +587,13 @@ pub async fn call(
         "get" => json(libgo.get(&a.string("id")?).await?),
         "list" => {
             let filter: InstanceFilter = a.or_default("filter")?;
-            let mut page = Pagination::default();
-            if let Some(p) = a.opt("page")? {
-                page.page = p;
-            }
-            if let Some(s) = a.opt("pageSize")? {
-                page.page_size = s;
-            }
-            json(libgo.list(&filter, page).await?)
+            json(libgo.list(&filter, a.page()?).await?)
         }
+        "image_page" => json(libgo.image_page(a.page()?).await?),
+        "network_page" => json(libgo.network_page(a.page()?).await?),
+        "volume_page" => json(libgo.volume_page(a.page()?).await?),
+        "pool_page" => json(libgo.pool_page(a.page()?).await?),
+        "template_page" => json(libgo.template_page(a.page()?).await?),
         "list_all" => json(
             libgo
                 .list_all(&a.or_default::<InstanceFilter>("filter")?)

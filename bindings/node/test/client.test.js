@@ -215,3 +215,13 @@ test('batches of containers come from the core', async () => {
   assert.equal(gone.items[2].error.code, 'NOT_FOUND')
   await assert.rejects(client.get(`${prefix}-1`), { code: 'NOT_FOUND' })
 })
+
+test('every list pages', async () => {
+  const client = await Client.connect({ docker: 'required', kvm: 'off' })
+  const whole = await client.imageList()
+  const first = await client.imagePage({ page: 1, pageSize: 1 })
+  assert.equal(first.count, whole.length)
+  assert.deepEqual(first.items.map((i) => i.id), [whole[0].id])
+  assert.equal((await client.networkPage()).count, (await client.networkList()).length)
+  await assert.rejects(client.volumePage({ page: 0 }), { code: 'INVALID_INPUT' })
+})

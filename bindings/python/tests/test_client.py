@@ -392,3 +392,16 @@ def test_a_client_started_before_its_engine_gets_it(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_every_list_pages(client: libgo.Client) -> None:
+    """Images, networks, volumes, pools and templates page like instances (from the core)."""
+    whole = client.image_list()
+    first = client.image_page(page=1, page_size=1)
+    assert first["count"] == len(whole) and first["pageSize"] == 1
+    assert [i["id"] for i in first["items"]] == [whole[0]["id"]]
+    assert "unavailable" not in first
+    assert client.network_page()["count"] == len(client.network_list())
+    assert client.volume_page(page_size=100)["page"] == 1
+    with pytest.raises(libgo.InvalidInputError):
+        client.image_page(page=0)

@@ -229,6 +229,12 @@ class AsyncClient:
         """Images of every backend."""
         return cast(List[t.Image], await self._call("image_list"))
 
+    async def image_page(self, *, page: int = 1, page_size: int = 50) -> t.ImagePage:
+        """One page of the images of every backend; ``unavailable`` names the backends
+        that could not be listed."""
+        args = {"page": page, "pageSize": page_size}
+        return cast(t.ImagePage, await self._call("image_page", args))
+
     async def image_inspect(self, id: str, *, backend: Optional[str] = None) -> t.Image:
         """One image by id or reference."""
         return cast(t.Image, await self._call("image_inspect", {"id": id, "backend": backend}))
@@ -305,6 +311,12 @@ class AsyncClient:
         """Networks of every backend."""
         return cast(List[t.Network], await self._call("network_list"))
 
+    async def network_page(self, *, page: int = 1, page_size: int = 50) -> t.NetworkPage:
+        """One page of the networks of every backend; ``unavailable`` names the backends
+        that could not be listed."""
+        args = {"page": page, "pageSize": page_size}
+        return cast(t.NetworkPage, await self._call("network_page", args))
+
     async def network_create(self, spec: t.NetworkSpec) -> t.Network:
         """Creates a network."""
         return cast(t.Network, await self._call("network_create", {"spec": spec}))
@@ -338,6 +350,12 @@ class AsyncClient:
     async def volume_list(self) -> List[t.Volume]:
         """Volumes of every backend."""
         return cast(List[t.Volume], await self._call("volume_list"))
+
+    async def volume_page(self, *, page: int = 1, page_size: int = 50) -> t.VolumePage:
+        """One page of the volumes of every backend; ``unavailable`` names the backends
+        that could not be listed."""
+        args = {"page": page, "pageSize": page_size}
+        return cast(t.VolumePage, await self._call("volume_page", args))
 
     async def volume_create(self, spec: t.VolumeSpec) -> t.Volume:
         """Creates a volume."""
@@ -386,6 +404,12 @@ class AsyncClient:
         """Storage pools of every backend."""
         return cast(List[t.StoragePool], await self._call("pool_list"))
 
+    async def pool_page(self, *, page: int = 1, page_size: int = 50) -> t.StoragePoolPage:
+        """One page of the storage pools of every backend; ``unavailable`` names the backends
+        that could not be listed."""
+        args = {"page": page, "pageSize": page_size}
+        return cast(t.StoragePoolPage, await self._call("pool_page", args))
+
     async def pool_create(self, spec: t.StoragePoolSpec) -> t.StoragePool:
         """Creates a storage pool."""
         return cast(t.StoragePool, await self._call("pool_create", {"spec": spec}))
@@ -411,6 +435,12 @@ class AsyncClient:
     async def template_list(self) -> List[t.Template]:
         """VM templates of every backend."""
         return cast(List[t.Template], await self._call("template_list"))
+
+    async def template_page(self, *, page: int = 1, page_size: int = 50) -> t.TemplatePage:
+        """One page of the templates of every backend; ``unavailable`` names the backends
+        that could not be listed."""
+        args = {"page": page, "pageSize": page_size}
+        return cast(t.TemplatePage, await self._call("template_page", args))
 
     async def template_create(
         self, template: t.Template, *, backend: Optional[str] = None

@@ -219,6 +219,12 @@ class Client:
         """Images of every backend."""
         return cast(List[t.Image], self._call("image_list"))
 
+    def image_page(self, *, page: int = 1, page_size: int = 50) -> t.ImagePage:
+        """One page of the images of every backend; ``unavailable`` names the backends
+        that could not be listed."""
+        args = {"page": page, "pageSize": page_size}
+        return cast(t.ImagePage, self._call("image_page", args))
+
     def image_inspect(self, id: str, *, backend: Optional[str] = None) -> t.Image:
         """One image by id or reference."""
         return cast(t.Image, self._call("image_inspect", {"id": id, "backend": backend}))
@@ -295,6 +301,12 @@ class Client:
         """Networks of every backend."""
         return cast(List[t.Network], self._call("network_list"))
 
+    def network_page(self, *, page: int = 1, page_size: int = 50) -> t.NetworkPage:
+        """One page of the networks of every backend; ``unavailable`` names the backends
+        that could not be listed."""
+        args = {"page": page, "pageSize": page_size}
+        return cast(t.NetworkPage, self._call("network_page", args))
+
     def network_create(self, spec: t.NetworkSpec) -> t.Network:
         """Creates a network."""
         return cast(t.Network, self._call("network_create", {"spec": spec}))
@@ -328,6 +340,12 @@ class Client:
     def volume_list(self) -> List[t.Volume]:
         """Volumes of every backend."""
         return cast(List[t.Volume], self._call("volume_list"))
+
+    def volume_page(self, *, page: int = 1, page_size: int = 50) -> t.VolumePage:
+        """One page of the volumes of every backend; ``unavailable`` names the backends
+        that could not be listed."""
+        args = {"page": page, "pageSize": page_size}
+        return cast(t.VolumePage, self._call("volume_page", args))
 
     def volume_create(self, spec: t.VolumeSpec) -> t.Volume:
         """Creates a volume."""
@@ -376,6 +394,12 @@ class Client:
         """Storage pools of every backend."""
         return cast(List[t.StoragePool], self._call("pool_list"))
 
+    def pool_page(self, *, page: int = 1, page_size: int = 50) -> t.StoragePoolPage:
+        """One page of the storage pools of every backend; ``unavailable`` names the backends
+        that could not be listed."""
+        args = {"page": page, "pageSize": page_size}
+        return cast(t.StoragePoolPage, self._call("pool_page", args))
+
     def pool_create(self, spec: t.StoragePoolSpec) -> t.StoragePool:
         """Creates a storage pool."""
         return cast(t.StoragePool, self._call("pool_create", {"spec": spec}))
@@ -401,6 +425,12 @@ class Client:
     def template_list(self) -> List[t.Template]:
         """VM templates of every backend."""
         return cast(List[t.Template], self._call("template_list"))
+
+    def template_page(self, *, page: int = 1, page_size: int = 50) -> t.TemplatePage:
+        """One page of the templates of every backend; ``unavailable`` names the backends
+        that could not be listed."""
+        args = {"page": page, "pageSize": page_size}
+        return cast(t.TemplatePage, self._call("template_page", args))
 
     def template_create(
         self, template: t.Template, *, backend: Optional[str] = None

@@ -80,6 +80,11 @@ __all__ = [
     "BatchError",
     "BatchItem",
     "BatchReport",
+    "ImagePage",
+    "NetworkPage",
+    "VolumePage",
+    "StoragePoolPage",
+    "TemplatePage",
 ]
 
 EngineMode = Literal["auto", "required", "off"]
@@ -852,3 +857,78 @@ class BatchReport(TypedDict):
     items: List[BatchItem]
     #: Items that worked.
     succeeded: int
+
+
+class ImagePage(TypedDict):
+    """One page of a list and the total count."""
+
+    #: Items in all pages.
+    count: int
+    #: Items of this page.
+    items: List[Dict[str, object]]
+    #: Page number, from 1.
+    page: int
+    #: Items per page.
+    pageSize: int
+    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
+    unavailable: NotRequired[List[Unavailable]]
+
+
+class NetworkPage(TypedDict):
+    """One page of a list and the total count."""
+
+    #: Items in all pages.
+    count: int
+    #: Items of this page.
+    items: List[Dict[str, object]]
+    #: Page number, from 1.
+    page: int
+    #: Items per page.
+    pageSize: int
+    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
+    unavailable: NotRequired[List[Unavailable]]
+
+
+class VolumePage(TypedDict):
+    """One page of a list and the total count."""
+
+    #: Items in all pages.
+    count: int
+    #: Items of this page.
+    items: List[Dict[str, object]]
+    #: Page number, from 1.
+    page: int
+    #: Items per page.
+    pageSize: int
+    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
+    unavailable: NotRequired[List[Unavailable]]
+
+
+class StoragePoolPage(TypedDict):
+    """One page of a list and the total count."""
+
+    #: Items in all pages.
+    count: int
+    #: Items of this page.
+    items: List[Dict[str, object]]
+    #: Page number, from 1.
+    page: int
+    #: Items per page.
+    pageSize: int
+    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
+    unavailable: NotRequired[List[Unavailable]]
+
+
+class TemplatePage(TypedDict):
+    """One page of a list and the total count."""
+
+    #: Items in all pages.
+    count: int
+    #: Items of this page.
+    items: List[Dict[str, object]]
+    #: Page number, from 1.
+    page: int
+    #: Items per page.
+    pageSize: int
+    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
+    unavailable: NotRequired[List[Unavailable]]
