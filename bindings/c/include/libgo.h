@@ -282,6 +282,11 @@ void libgo_console_free(libgo_console *console);
 // Images of every backend: a JSON array of Image.
 libgo_result libgo_image_list(const libgo_client *client);
 
+// One page of the images of every backend: a Page `{"items":[Image…],"count":N,
+// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
+// could not be listed. `page` counts from 1; 0 for either means the default.
+libgo_result libgo_image_page(const libgo_client *client, uint32_t page, uint32_t page_size);
+
 // One Image by id or reference.
 libgo_result libgo_image_inspect(const libgo_client *client, const char *backend, const char *id);
 
@@ -338,6 +343,11 @@ libgo_result libgo_image_save(const libgo_client *client,
 // Networks of every backend: a JSON array of Network.
 libgo_result libgo_network_list(const libgo_client *client);
 
+// One page of the networks of every backend: a Page `{"items":[Network…],"count":N,
+// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
+// could not be listed. `page` counts from 1; 0 for either means the default.
+libgo_result libgo_network_page(const libgo_client *client, uint32_t page, uint32_t page_size);
+
 // Creates a network from a NetworkSpec (`{"name":…,"backend":…,"driver":…,"subnet":…,
 // "gateway":…,"internal":bool,"labels":{…}}`); returns the Network.
 libgo_result libgo_network_create(const libgo_client *client, const char *spec_json);
@@ -368,6 +378,11 @@ libgo_error *libgo_network_disconnect(const libgo_client *client,
 
 // Volumes of every backend: a JSON array of Volume.
 libgo_result libgo_volume_list(const libgo_client *client);
+
+// One page of the volumes of every backend: a Page `{"items":[Volume…],"count":N,
+// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
+// could not be listed. `page` counts from 1; 0 for either means the default.
+libgo_result libgo_volume_page(const libgo_client *client, uint32_t page, uint32_t page_size);
 
 // Creates a volume from a VolumeSpec (`{"name":…,"backend":…,"driver":…,"pool":…,
 // "sizeBytes":N,"format":…,"labels":{…}}`); returns the Volume.
@@ -411,6 +426,11 @@ libgo_result libgo_volume_upload(const libgo_client *client,
 // Storage pools of every backend: a JSON array of StoragePool.
 libgo_result libgo_pool_list(const libgo_client *client);
 
+// One page of the storage pools of every backend: a Page `{"items":[StoragePool…],"count":N,
+// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
+// could not be listed. `page` counts from 1; 0 for either means the default.
+libgo_result libgo_pool_page(const libgo_client *client, uint32_t page, uint32_t page_size);
+
 // Creates a storage pool from a StoragePoolSpec (`{"name":…,"path":…,"poolType":…,
 // "autostart":bool,"backend":…}`); returns the StoragePool.
 libgo_result libgo_pool_create(const libgo_client *client, const char *spec_json);
@@ -431,6 +451,11 @@ libgo_error *libgo_pool_delete(const libgo_client *client, const char *backend, 
 
 // VM templates of every backend: a JSON array of Template.
 libgo_result libgo_template_list(const libgo_client *client);
+
+// One page of the templates of every backend: a Page `{"items":[Template…],"count":N,
+// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
+// could not be listed. `page` counts from 1; 0 for either means the default.
+libgo_result libgo_template_page(const libgo_client *client, uint32_t page, uint32_t page_size);
 
 // Saves a Template (`{"name":…,"os":…,"image":…,"cpus":N,"memoryBytes":N,…}`); returns
 // it.

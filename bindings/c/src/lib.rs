@@ -549,19 +549,24 @@ pub unsafe extern "C" fn libgo_instance_list(
     page_size: u32,
 ) -> libgo_result {
     ffi!(client, |l| {
-        let mut p = Pagination::default();
-        if page != 0 {
-            p.page = page;
-        }
-        if page_size != 0 {
-            p.page_size = page_size;
-        }
         l.list(
             &json_or_default::<InstanceFilter>(filter_json, "filter")?,
-            p,
+            pagination(page, page_size),
         )
         .await
     })
+}
+
+/// A page request from C's arguments: 0 means the default (page 1, 50 per page).
+fn pagination(page: u32, page_size: u32) -> Pagination {
+    let mut p = Pagination::default();
+    if page != 0 {
+        p.page = page;
+    }
+    if page_size != 0 {
+        p.page_size = page_size;
+    }
+    p
 }
 
 /// Starts an instance.
@@ -1015,6 +1020,18 @@ pub unsafe extern "C" fn libgo_image_list(client: *const libgo_client) -> libgo_
     ffi!(client, |l| l.image_list().await)
 }
 
+/// One page of the images of every backend: a Page `{"items":[Image…],"count":N,
+/// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
+/// could not be listed. `page` counts from 1; 0 for either means the default.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_image_page(
+    client: *const libgo_client,
+    page: u32,
+    page_size: u32,
+) -> libgo_result {
+    ffi!(client, |l| l.image_page(pagination(page, page_size)).await)
+}
+
 /// One Image by id or reference.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_image_inspect(
@@ -1166,6 +1183,20 @@ pub unsafe extern "C" fn libgo_network_list(client: *const libgo_client) -> libg
     ffi!(client, |l| l.network_list().await)
 }
 
+/// One page of the networks of every backend: a Page `{"items":[Network…],"count":N,
+/// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
+/// could not be listed. `page` counts from 1; 0 for either means the default.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_network_page(
+    client: *const libgo_client,
+    page: u32,
+    page_size: u32,
+) -> libgo_result {
+    ffi!(client, |l| l
+        .network_page(pagination(page, page_size))
+        .await)
+}
+
 /// Creates a network from a NetworkSpec (`{"name":…,"backend":…,"driver":…,"subnet":…,
 /// "gateway":…,"internal":bool,"labels":{…}}`); returns the Network.
 #[unsafe(no_mangle)]
@@ -1261,6 +1292,18 @@ pub unsafe extern "C" fn libgo_network_disconnect(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_volume_list(client: *const libgo_client) -> libgo_result {
     ffi!(client, |l| l.volume_list().await)
+}
+
+/// One page of the volumes of every backend: a Page `{"items":[Volume…],"count":N,
+/// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
+/// could not be listed. `page` counts from 1; 0 for either means the default.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_volume_page(
+    client: *const libgo_client,
+    page: u32,
+    page_size: u32,
+) -> libgo_result {
+    ffi!(client, |l| l.volume_page(pagination(page, page_size)).await)
 }
 
 /// Creates a volume from a VolumeSpec (`{"name":…,"backend":…,"driver":…,"pool":…,
@@ -1389,6 +1432,18 @@ pub unsafe extern "C" fn libgo_pool_list(client: *const libgo_client) -> libgo_r
     ffi!(client, |l| l.pool_list().await)
 }
 
+/// One page of the storage pools of every backend: a Page `{"items":[StoragePool…],"count":N,
+/// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
+/// could not be listed. `page` counts from 1; 0 for either means the default.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_pool_page(
+    client: *const libgo_client,
+    page: u32,
+    page_size: u32,
+) -> libgo_result {
+    ffi!(client, |l| l.pool_page(pagination(page, page_size)).await)
+}
+
 /// Creates a storage pool from a StoragePoolSpec (`{"name":…,"path":…,"poolType":…,
 /// "autostart":bool,"backend":…}`); returns the StoragePool.
 #[unsafe(no_mangle)]
@@ -1458,6 +1513,20 @@ pub unsafe extern "C" fn libgo_pool_delete(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_template_list(client: *const libgo_client) -> libgo_result {
     ffi!(client, |l| l.template_list().await)
+}
+
+/// One page of the templates of every backend: a Page `{"items":[Template…],"count":N,
+/// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
+/// could not be listed. `page` counts from 1; 0 for either means the default.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_template_page(
+    client: *const libgo_client,
+    page: u32,
+    page_size: u32,
+) -> libgo_result {
+    ffi!(client, |l| l
+        .template_page(pagination(page, page_size))
+        .await)
 }
 
 /// Saves a Template (`{"name":…,"os":…,"image":…,"cpus":N,"memoryBytes":N,…}`); returns

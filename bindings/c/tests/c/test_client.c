@@ -213,6 +213,12 @@ int main(int argc, char **argv) {
   ok(libgo_instance_delete(client, name, true), "delete");
   fails_with(libgo_instance_get(client, name), LIBGO_CODE_NOT_FOUND, "gone");
 
+  /* Every list pages, like instances. */
+  ok_json(libgo_image_page(client, 1, 1), "\"pageSize\":1", "image page");
+  ok_json(libgo_network_page(client, 0, 0), "\"page\":1", "network page");
+  ok_json(libgo_volume_page(client, 1, 100), "\"items\":[", "volume page");
+  fails_with(libgo_image_page(client, 1, 1000), LIBGO_CODE_INVALID_INPUT, "page too large");
+
   /* A batch of two, then a batch delete of them and one that does not exist. */
   snprintf(spec, sizeof spec,
            "{\"spec\":{\"name\":\"x\",\"kind\":\"container\",\"image\":\"%s\","
