@@ -449,12 +449,7 @@ impl LibGo {
         force: bool,
         progress: ProgressSink,
     ) -> Result<BatchReport> {
-        if ids.is_empty() || ids.len() > BatchSpec::MAX_COUNT as usize {
-            return Err(Error::invalid(format!(
-                "ids must list 1 to {} instances",
-                BatchSpec::MAX_COUNT
-            )));
-        }
+        validate::batch_ids(ids)?;
         let mut outcomes = Vec::with_capacity(ids.len());
         for id in ids {
             let outcome = self.delete(id, force).await.map(|()| None);

@@ -524,6 +524,17 @@ pub fn template(t: &Template) -> Result<()> {
     instance_spec(&as_spec, InstanceKind::Vm)
 }
 
+/// The ids of a batch delete: 1 to [`BatchSpec::MAX_COUNT`](crate::BatchSpec::MAX_COUNT).
+pub fn batch_ids(ids: &[String]) -> Result<()> {
+    let max = crate::BatchSpec::MAX_COUNT as usize;
+    if ids.is_empty() || ids.len() > max {
+        return Err(Error::invalid(format!(
+            "ids must list 1 to {max} instances"
+        )));
+    }
+    Ok(())
+}
+
 /// A page request.
 pub fn pagination(p: Pagination) -> Result<()> {
     if p.page == 0 {

@@ -704,9 +704,8 @@ async fn batch_delete(
     caller: Caller,
     Json(req): Json<BatchDelete>,
 ) -> ApiResult<Response> {
-    if req.ids.is_empty() || req.ids.len() > BatchSpec::MAX_COUNT as usize {
-        return Err(ApiError::invalid("ids must list 1 to 100 instances"));
-    }
+    // Refused before a task starts; the core checks it again.
+    libgo_core::validate::batch_ids(&req.ids)?;
     let libgo = state.libgo.clone();
     let task = state
         .tasks
