@@ -11,6 +11,7 @@ LIBGO_LIBVIRT_TCP=1 bash scripts/libvirt.sh
 
 command -v cc >/dev/null || apt_install gcc libc6-dev
 command -v valgrind >/dev/null || apt_install valgrind
+[ -f /usr/include/cjson/cJSON.h ] || apt_install libcjson-dev   # the C test reads JSON with it
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -m venv --help >/dev/null 2>&1 || apt_install python3-venv
@@ -19,7 +20,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$LIBGO_ROOT/target}
 started=$(date +%s)
 
 log "Python and TypeScript data types: generated from the core's (the OpenAPI document)"
-python3 scripts/gen-binding-types.py --check
+python3 scripts/gen-bindings.py --check
 
 log "C: header, C programs (cc), valgrind"
 cargo test -p libgo-c -p libgo-bindings-common --locked

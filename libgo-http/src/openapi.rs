@@ -29,7 +29,7 @@ pub struct Binary(Vec<u8>);
     ),
     // The core's types that no route carries as a body are listed too: the document is the
     // one catalogue of LibGo's data that the bindings' types are generated from
-    // (scripts/gen-binding-types.py).
+    // (scripts/gen-bindings.py).
     components(schemas(
         ErrorBody,
         crate::routes::instances::Action,

@@ -79,28 +79,6 @@ typedef struct {
   libgo_error *error;
 } libgo_result;
 
-// The outcome of opening a stream: exactly one of `stream` and `error` is set.
-typedef struct {
-  // The stream, or NULL. Free with `libgo_stream_free`.
-  libgo_stream *stream;
-  // The error, or NULL. Free with `libgo_error_free`.
-  libgo_error *error;
-} libgo_stream_result;
-
-// Receives progress of a long operation (pull, push, build, export) as JSON
-// (`{"percent":…,"message":…,"id":…}`). It is called on a runtime thread, so
-// `user_data` must be safe to use from another thread. The string is valid only during
-// the call.
-typedef void (*libgo_progress_fn)(const char *progress_json, void *user_data);
-
-// The outcome of opening a console: exactly one of `console` and `error` is set.
-typedef struct {
-  // The console, or NULL. Free with `libgo_console_free`.
-  libgo_console *console;
-  // The error, or NULL. Free with `libgo_error_free`.
-  libgo_error *error;
-} libgo_console_result;
-
 // Bytes read from a console: `data` (`len` bytes, free with `libgo_bytes_free`) or
 // `error`; at the end of the console all are NULL / 0.
 typedef struct {
@@ -111,6 +89,28 @@ typedef struct {
   // The error, or NULL. Free with `libgo_error_free`.
   libgo_error *error;
 } libgo_bytes_result;
+
+// Receives progress of a long operation (pull, push, build, export) as JSON
+// (`{"percent":…,"message":…,"id":…}`). It is called on a runtime thread, so
+// `user_data` must be safe to use from another thread. The string is valid only during
+// the call.
+typedef void (*libgo_progress_fn)(const char *progress_json, void *user_data);
+
+// The outcome of opening a stream: exactly one of `stream` and `error` is set.
+typedef struct {
+  // The stream, or NULL. Free with `libgo_stream_free`.
+  libgo_stream *stream;
+  // The error, or NULL. Free with `libgo_error_free`.
+  libgo_error *error;
+} libgo_stream_result;
+
+// The outcome of opening a console: exactly one of `console` and `error` is set.
+typedef struct {
+  // The console, or NULL. Free with `libgo_console_free`.
+  libgo_console *console;
+  // The error, or NULL. Free with `libgo_error_free`.
+  libgo_error *error;
+} libgo_console_result;
 
 #ifdef __cplusplus
 extern "C" {
@@ -135,124 +135,6 @@ libgo_client *libgo_client_new(const char *config_json, libgo_error **error);
 // ignored.
 void libgo_client_free(libgo_client *client);
 
-// Names of the connected backends: a JSON array of strings.
-libgo_result libgo_backends(const libgo_client *client);
-
-// Health of every backend: a JSON array of Health.
-libgo_result libgo_health(const libgo_client *client);
-
-// Info of every backend that answers: a JSON array of BackendInfo.
-libgo_result libgo_info(const libgo_client *client);
-
-// Capabilities of one backend: a Capabilities object.
-libgo_result libgo_capabilities(const libgo_client *client, const char *backend);
-
-// Creates an instance from an InstanceSpec; returns the Instance.
-libgo_result libgo_instance_create(const libgo_client *client, const char *spec_json);
-
-// One Instance by id or name.
-libgo_result libgo_instance_get(const libgo_client *client, const char *id);
-
-// One page of instances passing an InstanceFilter (NULL: all): a Page
-// `{"items":[Instance…],"count":N,"page":P,"pageSize":S}`. `page` counts from 1;
-// `page_size` 0 means the default (50).
-libgo_result libgo_instance_list(const libgo_client *client,
-                                 const char *filter_json,
-                                 uint32_t page,
-                                 uint32_t page_size);
-
-// Starts an instance.
-libgo_error *libgo_instance_start(const libgo_client *client, const char *id);
-
-// Pauses an instance.
-libgo_error *libgo_instance_pause(const libgo_client *client, const char *id);
-
-// Resumes a paused instance.
-libgo_error *libgo_instance_resume(const libgo_client *client, const char *id);
-
-// Stops an instance; `options_json` is StopOptions `{"timeoutSecs":N,"force":bool}` or
-// NULL.
-libgo_error *libgo_instance_stop(const libgo_client *client,
-                                 const char *id,
-                                 const char *options_json);
-
-// Restarts an instance; `options_json` as for libgo_instance_stop.
-libgo_error *libgo_instance_restart(const libgo_client *client,
-                                    const char *id,
-                                    const char *options_json);
-
-// Sends a signal (`"SIGTERM"`, …; NULL for the engine's default) to an instance.
-libgo_error *libgo_instance_kill(const libgo_client *client, const char *id, const char *signal);
-
-// Deletes an instance; `force` stops it first.
-libgo_error *libgo_instance_delete(const libgo_client *client, const char *id, bool force);
-
-// Creates `count` instances from one spec (a BatchSpec `{"spec":{…},"count":N,
-// "namePattern":"web-{n}"}`); returns a BatchReport listing each item. A failed item is
-// reported and the batch goes on.
-libgo_result libgo_instance_create_batch(const libgo_client *client, const char *batch_json);
-
-// Deletes many instances (`ids_json` a JSON array of ids or names, at most 100); returns
-// a BatchReport.
-libgo_result libgo_instance_delete_batch(const libgo_client *client,
-                                         const char *ids_json,
-                                         bool force);
-
-// Changes resources (ResourceUpdate `{"cpus":N,"memoryBytes":N}`); returns the Instance.
-libgo_result libgo_instance_update(const libgo_client *client,
-                                   const char *id,
-                                   const char *update_json);
-
-// One Stats sample.
-libgo_result libgo_instance_stats(const libgo_client *client, const char *id);
-
-// A stream of Stats samples, about one a second.
-libgo_stream_result libgo_instance_stats_stream(const libgo_client *client, const char *id);
-
-// A stream of LogEntry `{"stream":"stdout|stderr|console","timestamp":…,"message":…}`;
-// `options_json` is LogOptions `{"tail":N,"since":RFC3339,"until":RFC3339,"follow":bool,
-// "timestamps":bool}` or NULL.
-libgo_stream_result libgo_instance_logs(const libgo_client *client,
-                                        const char *id,
-                                        const char *options_json);
-
-// Runs an ExecSpec `{"command":[…],"env":{…},"workdir":…,"user":…,"tty":bool}`; returns
-// ExecResult `{"exitCode":N,"stdout":…,"stderr":…}`.
-libgo_result libgo_instance_exec(const libgo_client *client, const char *id, const char *spec_json);
-
-// The VNC display of a VM: `{"host":…,"port":N}`.
-libgo_result libgo_instance_vnc_display(const libgo_client *client, const char *id);
-
-// Takes a snapshot (SnapshotSpec `{"name":…,"description":…}`); returns the Snapshot.
-libgo_result libgo_snapshot_create(const libgo_client *client,
-                                   const char *id,
-                                   const char *spec_json);
-
-// Snapshots of an instance: a JSON array of Snapshot.
-libgo_result libgo_snapshot_list(const libgo_client *client, const char *id);
-
-// Reverts an instance to a snapshot.
-libgo_error *libgo_snapshot_revert(const libgo_client *client,
-                                   const char *id,
-                                   const char *snapshot);
-
-// Deletes a snapshot.
-libgo_error *libgo_snapshot_delete(const libgo_client *client,
-                                   const char *id,
-                                   const char *snapshot);
-
-// Exports an instance (ExportSpec `{"format":"tar|imagetar|qcow2|…","destination":PATH}`);
-// returns ExportResult `{"path":…,"format":…,"sizeBytes":N}`.
-libgo_result libgo_instance_export(const libgo_client *client,
-                                   const char *id,
-                                   const char *spec_json,
-                                   libgo_progress_fn progress,
-                                   void *user_data);
-
-// Lifecycle events of every backend passing an EventFilter (`{"kind":…,"backend":…,
-// "instance":…,"actions":[…]}`; NULL: all): a stream of Event.
-libgo_stream_result libgo_events(const libgo_client *client, const char *filter_json);
-
 // The next item of a stream as JSON. Waits at most `timeout_ms` milliseconds (negative:
 // no limit); on timeout the error code is LIBGO_CODE_TIMEOUT and the stream stays usable.
 // At the end of the stream both `json` and `error` are NULL.
@@ -260,10 +142,6 @@ libgo_result libgo_stream_next(libgo_stream *stream, int64_t timeout_ms);
 
 // Closes and frees a stream. NULL is ignored.
 void libgo_stream_free(libgo_stream *stream);
-
-// An interactive console on an instance: a shell in a container, the serial console of a
-// VM. Read its output with `libgo_console_read`, type with `libgo_console_write`.
-libgo_console_result libgo_instance_console(const libgo_client *client, const char *id);
 
 // The next output of a console. Waits at most `timeout_ms` milliseconds (negative: no
 // limit); on timeout the error code is LIBGO_CODE_TIMEOUT and nothing is lost. At the end
@@ -279,19 +157,161 @@ void libgo_bytes_free(uint8_t *data, size_t len);
 // Ends the session and frees the console. NULL is ignored.
 void libgo_console_free(libgo_console *console);
 
-// Images of every backend: a JSON array of Image.
+// Names of the connected backends. Returns the JSON of `Vec<String>`.
+libgo_result libgo_backends(const libgo_client *client);
+
+// Health of every backend. Returns the JSON of `Vec<Health>`.
+libgo_result libgo_health(const libgo_client *client);
+
+// Info of every backend that answers. Returns the JSON of `Vec<BackendInfo>`.
+libgo_result libgo_info(const libgo_client *client);
+
+// What a backend supports. Returns the JSON of `Capabilities`.
+libgo_result libgo_capabilities(const libgo_client *client, const char *backend);
+
+// Creates a VM or a container (and starts it when the spec says `start`). Arguments:
+// `spec_json` is the JSON of `InstanceSpec`. Returns the JSON of `Instance`.
+libgo_result libgo_instance_create(const libgo_client *client, const char *spec_json);
+
+// One instance by id or name. Returns the JSON of `Instance`.
+libgo_result libgo_instance_get(const libgo_client *client, const char *id);
+
+// One page of the instances of every backend passing the filter, sorted by name. Arguments:
+// `filter_json` is the JSON of an optional `InstanceFilter` (NULL: none); `page` 0 means the
+// default; `page_size` 0 means the default. Returns the JSON of `Page<Instance>`.
+libgo_result libgo_instance_list(const libgo_client *client,
+                                 const char *filter_json,
+                                 uint32_t page,
+                                 uint32_t page_size);
+
+// Every instance of every backend passing the filter, sorted by name. Arguments: `filter_json`
+// is the JSON of an optional `InstanceFilter` (NULL: none). Returns the JSON of
+// `Vec<Instance>`.
+libgo_result libgo_instance_list_all(const libgo_client *client, const char *filter_json);
+
+// Starts an instance. Returns NULL on success.
+libgo_error *libgo_instance_start(const libgo_client *client, const char *id);
+
+// Stops an instance: gracefully within `timeoutSecs`, then forcibly. Arguments: `options_json`
+// is the JSON of an optional `StopOptions` (NULL: none). Returns NULL on success.
+libgo_error *libgo_instance_stop(const libgo_client *client,
+                                 const char *id,
+                                 const char *options_json);
+
+// Restarts an instance. Arguments: `options_json` is the JSON of an optional `StopOptions`
+// (NULL: none). Returns NULL on success.
+libgo_error *libgo_instance_restart(const libgo_client *client,
+                                    const char *id,
+                                    const char *options_json);
+
+// Sends a signal to a container (the engine's default without one), or pulls a VM's plug.
+// Arguments: `signal` may be NULL. Returns NULL on success.
+libgo_error *libgo_instance_kill(const libgo_client *client, const char *id, const char *signal);
+
+// Freezes an instance. Returns NULL on success.
+libgo_error *libgo_instance_pause(const libgo_client *client, const char *id);
+
+// Thaws a paused instance. Returns NULL on success.
+libgo_error *libgo_instance_resume(const libgo_client *client, const char *id);
+
+// Deletes an instance; `force` stops it first. Returns NULL on success.
+libgo_error *libgo_instance_delete(const libgo_client *client, const char *id, bool force);
+
+// Creates `count` instances from one spec, named by `namePattern` (`{n}` is the number); a
+// failed item is reported and the batch goes on. Arguments: `batch_json` is the JSON of
+// `BatchSpec`. Returns the JSON of `BatchReport`.
+libgo_result libgo_instance_create_batch(const libgo_client *client,
+                                         const char *batch_json,
+                                         libgo_progress_fn progress,
+                                         void *user_data);
+
+// Deletes many instances (at most 100), reporting each. Arguments: `ids_json` is the JSON of
+// `Vec<String>`. Returns the JSON of `BatchReport`.
+libgo_result libgo_instance_delete_batch(const libgo_client *client,
+                                         const char *ids_json,
+                                         bool force,
+                                         libgo_progress_fn progress,
+                                         void *user_data);
+
+// Changes CPU and memory limits; answers the instance. Arguments: `update_json` is the JSON of
+// `ResourceUpdate`. Returns the JSON of `Instance`.
+libgo_result libgo_instance_update(const libgo_client *client,
+                                   const char *id,
+                                   const char *update_json);
+
+// One resource-usage sample. Returns the JSON of `Stats`.
+libgo_result libgo_instance_stats(const libgo_client *client, const char *id);
+
+// Resource-usage samples, about one a second, until the stream is closed. Returns a stream of
+// `Stats` JSON items.
+libgo_stream_result libgo_instance_stats_stream(const libgo_client *client, const char *id);
+
+// Log entries; with `follow`, new ones as they come, until the stream is closed. Arguments:
+// `options_json` is the JSON of an optional `LogOptions` (NULL: none). Returns a stream of
+// `LogEntry` JSON items.
+libgo_stream_result libgo_instance_logs(const libgo_client *client,
+                                        const char *id,
+                                        const char *options_json);
+
+// Runs a command inside an instance and waits for it. Arguments: `spec_json` is the JSON of
+// `ExecSpec`. Returns the JSON of `ExecResult`.
+libgo_result libgo_instance_exec(const libgo_client *client, const char *id, const char *spec_json);
+
+// An interactive console: a shell in a container, the serial console of a VM. Returns the
+// console.
+libgo_console_result libgo_instance_console(const libgo_client *client, const char *id);
+
+// Where a VM's display listens. Returns the JSON of `VncDisplay`.
+libgo_result libgo_instance_vnc_display(const libgo_client *client, const char *id);
+
+// A PNG screenshot of a VM's display. Returns the bytes.
+libgo_bytes_result libgo_instance_screenshot(const libgo_client *client, const char *id);
+
+// Takes a snapshot. Arguments: `spec_json` is the JSON of `SnapshotSpec`. Returns the JSON of
+// `Snapshot`.
+libgo_result libgo_snapshot_create(const libgo_client *client,
+                                   const char *id,
+                                   const char *spec_json);
+
+// Snapshots of an instance. Returns the JSON of `Vec<Snapshot>`.
+libgo_result libgo_snapshot_list(const libgo_client *client, const char *id);
+
+// Reverts an instance to a snapshot. Returns NULL on success.
+libgo_error *libgo_snapshot_revert(const libgo_client *client,
+                                   const char *id,
+                                   const char *snapshot);
+
+// Deletes a snapshot. Returns NULL on success.
+libgo_error *libgo_snapshot_delete(const libgo_client *client,
+                                   const char *id,
+                                   const char *snapshot);
+
+// Exports an instance to a new file (`tar`/`imagetar` for containers, a disk format for VMs).
+// Arguments: `spec_json` is the JSON of `ExportSpec`. Returns the JSON of `ExportResult`.
+libgo_result libgo_instance_export(const libgo_client *client,
+                                   const char *id,
+                                   const char *spec_json,
+                                   libgo_progress_fn progress,
+                                   void *user_data);
+
+// Lifecycle events of every backend, as they happen, until the stream is closed. Arguments:
+// `filter_json` is the JSON of an optional `EventFilter` (NULL: none). Returns a stream of
+// `Event` JSON items.
+libgo_stream_result libgo_events(const libgo_client *client, const char *filter_json);
+
+// Images of every backend. Returns the JSON of `Vec<Image>`.
 libgo_result libgo_image_list(const libgo_client *client);
 
-// One page of the images of every backend: a Page `{"items":[Image…],"count":N,
-// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
-// could not be listed. `page` counts from 1; 0 for either means the default.
+// One page of the images of every backend; `unavailable` names the backends that could not be
+// listed. Arguments: `page` 0 means the default; `page_size` 0 means the default. Returns the
+// JSON of `Page<Image>`.
 libgo_result libgo_image_page(const libgo_client *client, uint32_t page, uint32_t page_size);
 
-// One Image by id or reference.
+// One image by id or reference. Arguments: `backend` may be NULL. Returns the JSON of `Image`.
 libgo_result libgo_image_inspect(const libgo_client *client, const char *backend, const char *id);
 
-// Pulls an image; `auth_json` is RegistryAuth `{"username":…,"password":…,"server":…}`
-// or NULL. Returns the Image.
+// Pulls an image. Arguments: `backend` may be NULL; `auth_json` is the JSON of an optional
+// `RegistryAuth` (NULL: none). Returns the JSON of `Image`.
 libgo_result libgo_image_pull(const libgo_client *client,
                               const char *backend,
                               const char *reference,
@@ -299,7 +319,8 @@ libgo_result libgo_image_pull(const libgo_client *client,
                               libgo_progress_fn progress,
                               void *user_data);
 
-// Pushes an image; `auth_json` as for libgo_image_pull.
+// Pushes an image. Arguments: `backend` may be NULL; `auth_json` is the JSON of an optional
+// `RegistryAuth` (NULL: none). Returns NULL on success.
 libgo_error *libgo_image_push(const libgo_client *client,
                               const char *backend,
                               const char *reference,
@@ -307,166 +328,167 @@ libgo_error *libgo_image_push(const libgo_client *client,
                               libgo_progress_fn progress,
                               void *user_data);
 
-// Builds an image from a context tar (`context_tar`, `context_len` bytes) and a BuildSpec
-// without the context (`{"dockerfile":…,"tags":[…],"buildArgs":{…},"labels":{…}}` or
-// NULL). Returns the Image.
+// Builds an image from a context tar archive (the binary argument). Arguments: `backend` may
+// be NULL; `spec_json` is the JSON of an optional `BuildSpec` (NULL: none). Returns the JSON
+// of `Image`.
 libgo_result libgo_image_build(const libgo_client *client,
                                const char *backend,
                                const char *spec_json,
-                               const uint8_t *context_tar,
-                               size_t context_len,
+                               const uint8_t *data,
+                               size_t data_len,
                                libgo_progress_fn progress,
                                void *user_data);
 
-// Tags an image.
+// Gives an image another reference. Arguments: `backend` may be NULL. Returns NULL on success.
 libgo_error *libgo_image_tag(const libgo_client *client,
                              const char *backend,
                              const char *source,
                              const char *target);
 
-// Removes an image.
+// Removes an image; `force` also when containers use it. Arguments: `backend` may be NULL.
+// Returns NULL on success.
 libgo_error *libgo_image_remove(const libgo_client *client,
                                 const char *backend,
                                 const char *id,
                                 bool force);
 
-// Removes unused images; returns PruneReport `{"deleted":[…],"spaceReclaimedBytes":N}`.
+// Removes unused images. Arguments: `backend` may be NULL. Returns the JSON of `PruneReport`.
 libgo_result libgo_image_prune(const libgo_client *client, const char *backend);
 
-// Saves an image to a tar file at `destination` (which must not exist); returns the
-// ExportResult.
+// Saves an image to a new tar file. Arguments: `backend` may be NULL. Returns the JSON of
+// `ExportResult`.
 libgo_result libgo_image_save(const libgo_client *client,
                               const char *backend,
                               const char *id,
                               const char *destination);
 
-// Networks of every backend: a JSON array of Network.
+// Networks of every backend. Returns the JSON of `Vec<Network>`.
 libgo_result libgo_network_list(const libgo_client *client);
 
-// One page of the networks of every backend: a Page `{"items":[Network…],"count":N,
-// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
-// could not be listed. `page` counts from 1; 0 for either means the default.
+// One page of the networks of every backend; `unavailable` names the backends that could not
+// be listed. Arguments: `page` 0 means the default; `page_size` 0 means the default. Returns
+// the JSON of `Page<Network>`.
 libgo_result libgo_network_page(const libgo_client *client, uint32_t page, uint32_t page_size);
 
-// Creates a network from a NetworkSpec (`{"name":…,"backend":…,"driver":…,"subnet":…,
-// "gateway":…,"internal":bool,"labels":{…}}`); returns the Network.
+// Creates a network. Arguments: `spec_json` is the JSON of `NetworkSpec`. Returns the JSON of
+// `Network`.
 libgo_result libgo_network_create(const libgo_client *client, const char *spec_json);
 
-// One Network by id or name.
+// One network by id or name. Arguments: `backend` may be NULL. Returns the JSON of `Network`.
 libgo_result libgo_network_inspect(const libgo_client *client, const char *backend, const char *id);
 
-// Deletes a network.
-libgo_error *libgo_network_delete(const libgo_client *client,
-                                  const char *backend,
-                                  const char *name);
+// Deletes a network. Arguments: `backend` may be NULL. Returns NULL on success.
+libgo_error *libgo_network_delete(const libgo_client *client, const char *backend, const char *id);
 
-// Activates a network (libvirt).
-libgo_error *libgo_network_start(const libgo_client *client, const char *backend, const char *name);
+// Activates a network (libvirt). Arguments: `backend` may be NULL. Returns NULL on success.
+libgo_error *libgo_network_start(const libgo_client *client, const char *backend, const char *id);
 
-// Deactivates a network (libvirt).
-libgo_error *libgo_network_stop(const libgo_client *client, const char *backend, const char *name);
+// Deactivates a network (libvirt). Arguments: `backend` may be NULL. Returns NULL on success.
+libgo_error *libgo_network_stop(const libgo_client *client, const char *backend, const char *id);
 
-// Attaches an instance to a network.
+// Attaches an instance to a network. Returns NULL on success.
 libgo_error *libgo_network_connect(const libgo_client *client,
                                    const char *network,
                                    const char *instance);
 
-// Detaches an instance from a network.
+// Detaches an instance from a network. Returns NULL on success.
 libgo_error *libgo_network_disconnect(const libgo_client *client,
                                       const char *network,
                                       const char *instance);
 
-// Volumes of every backend: a JSON array of Volume.
+// Volumes of every backend. Returns the JSON of `Vec<Volume>`.
 libgo_result libgo_volume_list(const libgo_client *client);
 
-// One page of the volumes of every backend: a Page `{"items":[Volume…],"count":N,
-// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
-// could not be listed. `page` counts from 1; 0 for either means the default.
+// One page of the volumes of every backend; `unavailable` names the backends that could not be
+// listed. Arguments: `page` 0 means the default; `page_size` 0 means the default. Returns the
+// JSON of `Page<Volume>`.
 libgo_result libgo_volume_page(const libgo_client *client, uint32_t page, uint32_t page_size);
 
-// Creates a volume from a VolumeSpec (`{"name":…,"backend":…,"driver":…,"pool":…,
-// "sizeBytes":N,"format":…,"labels":{…}}`); returns the Volume.
+// Creates a volume. Arguments: `spec_json` is the JSON of `VolumeSpec`. Returns the JSON of
+// `Volume`.
 libgo_result libgo_volume_create(const libgo_client *client, const char *spec_json);
 
-// One Volume by name.
+// One volume. Arguments: `backend` may be NULL. Returns the JSON of `Volume`.
 libgo_result libgo_volume_inspect(const libgo_client *client,
                                   const char *backend,
                                   const char *name);
 
-// Deletes a volume.
+// Deletes a volume; `force` also when an instance uses it. Arguments: `backend` may be NULL.
+// Returns NULL on success.
 libgo_error *libgo_volume_delete(const libgo_client *client,
                                  const char *backend,
                                  const char *name,
                                  bool force);
 
-// Removes unused volumes; returns a PruneReport.
+// Removes unused volumes. Arguments: `backend` may be NULL. Returns the JSON of `PruneReport`.
 libgo_result libgo_volume_prune(const libgo_client *client, const char *backend);
 
-// Grows a VM volume; returns the Volume.
+// Grows a VM volume. Arguments: `backend` may be NULL. Returns the JSON of `Volume`.
 libgo_result libgo_volume_resize(const libgo_client *client,
                                  const char *backend,
                                  const char *name,
                                  uint64_t size_bytes);
 
-// Zeroes a VM volume.
+// Zeroes a VM volume. Arguments: `backend` may be NULL. Returns NULL on success.
 libgo_error *libgo_volume_wipe(const libgo_client *client, const char *backend, const char *name);
 
-// Copies a VM volume; returns the new Volume.
+// Copies a VM volume. Arguments: `backend` may be NULL. Returns the JSON of `Volume`.
 libgo_result libgo_volume_clone(const libgo_client *client,
                                 const char *backend,
                                 const char *source,
                                 const char *target);
 
-// Fills a VM volume from a host file (absolute path); returns the Volume.
+// Fills a VM volume from a host file. Arguments: `backend` may be NULL. Returns the JSON of
+// `Volume`.
 libgo_result libgo_volume_upload(const libgo_client *client,
                                  const char *backend,
                                  const char *name,
                                  const char *file);
 
-// Storage pools of every backend: a JSON array of StoragePool.
+// Storage pools of every backend. Returns the JSON of `Vec<StoragePool>`.
 libgo_result libgo_pool_list(const libgo_client *client);
 
-// One page of the storage pools of every backend: a Page `{"items":[StoragePool…],"count":N,
-// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
-// could not be listed. `page` counts from 1; 0 for either means the default.
+// One page of the storage pools of every backend; `unavailable` names the backends that could
+// not be listed. Arguments: `page` 0 means the default; `page_size` 0 means the default.
+// Returns the JSON of `Page<StoragePool>`.
 libgo_result libgo_pool_page(const libgo_client *client, uint32_t page, uint32_t page_size);
 
-// Creates a storage pool from a StoragePoolSpec (`{"name":…,"path":…,"poolType":…,
-// "autostart":bool,"backend":…}`); returns the StoragePool.
+// Creates a storage pool. Arguments: `spec_json` is the JSON of `StoragePoolSpec`. Returns the
+// JSON of `StoragePool`.
 libgo_result libgo_pool_create(const libgo_client *client, const char *spec_json);
 
-// One StoragePool.
+// One storage pool. Arguments: `backend` may be NULL. Returns the JSON of `StoragePool`.
 libgo_result libgo_pool_inspect(const libgo_client *client, const char *backend, const char *name);
 
-// Starts a storage pool.
+// Starts a storage pool. Arguments: `backend` may be NULL. Returns NULL on success.
 libgo_error *libgo_pool_activate(const libgo_client *client, const char *backend, const char *name);
 
-// Stops a storage pool.
+// Stops a storage pool. Arguments: `backend` may be NULL. Returns NULL on success.
 libgo_error *libgo_pool_deactivate(const libgo_client *client,
                                    const char *backend,
                                    const char *name);
 
-// Deletes a storage pool.
+// Deletes a storage pool. Arguments: `backend` may be NULL. Returns NULL on success.
 libgo_error *libgo_pool_delete(const libgo_client *client, const char *backend, const char *name);
 
-// VM templates of every backend: a JSON array of Template.
+// VM templates of every backend. Returns the JSON of `Vec<Template>`.
 libgo_result libgo_template_list(const libgo_client *client);
 
-// One page of the templates of every backend: a Page `{"items":[Template…],"count":N,
-// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
-// could not be listed. `page` counts from 1; 0 for either means the default.
+// One page of the templates of every backend; `unavailable` names the backends that could not
+// be listed. Arguments: `page` 0 means the default; `page_size` 0 means the default. Returns
+// the JSON of `Page<Template>`.
 libgo_result libgo_template_page(const libgo_client *client, uint32_t page, uint32_t page_size);
 
-// Saves a Template (`{"name":…,"os":…,"image":…,"cpus":N,"memoryBytes":N,…}`); returns
-// it.
+// Saves a VM template. Arguments: `backend` may be NULL; `template_json` is the JSON of
+// `Template`. Returns the JSON of `Template`.
 libgo_result libgo_template_create(const libgo_client *client,
                                    const char *backend,
                                    const char *template_json);
 
-// One Template.
+// One VM template. Arguments: `backend` may be NULL. Returns the JSON of `Template`.
 libgo_result libgo_template_get(const libgo_client *client, const char *backend, const char *name);
 
-// Deletes a template.
+// Deletes a VM template. Arguments: `backend` may be NULL. Returns NULL on success.
 libgo_error *libgo_template_delete(const libgo_client *client,
                                    const char *backend,
                                    const char *name);

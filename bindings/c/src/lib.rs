@@ -23,19 +23,16 @@
 
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use libgo::{
-    BatchSpec, BuildSpec, EngineConfig, Error, ErrorKind, EventFilter, ExecSpec, ExportSpec,
-    InstanceFilter, InstanceSpec, LibGo, LogOptions, NetworkSpec, Pagination, Progress,
-    ProgressSink, RegistryAuth, ResourceUpdate, Result, SnapshotSpec, StopOptions, StoragePoolSpec,
-    Template, VolumeSpec,
-};
-use serde::Serialize;
+use libgo::{EngineConfig, Error, ErrorKind, LibGo, Progress, ProgressSink, Result};
+use libgo_bindings_common::Reply;
 use serde::de::DeserializeOwned;
+
+mod ops;
+pub use ops::*;
 
 /// What went wrong: one value per LibGo error kind, and `LIBGO_CODE_OK` for none.
 #[repr(C)]
@@ -157,13 +154,11 @@ pub struct libgo_client {
     inner: Arc<Inner>,
 }
 
-type JsonStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<String>> + Send>>;
-
 /// A stream of JSON items (log entries, events, stats). Opaque; use it from one thread at
 /// a time. It keeps its client's runtime alive. Free with `libgo_stream_free`.
 pub struct libgo_stream {
     inner: Arc<Inner>,
-    items: Mutex<JsonStream>,
+    items: Mutex<libgo_bindings_common::JsonStream>,
 }
 
 /// An interactive console (a container shell, a VM serial console). Opaque. One thread may
@@ -203,11 +198,6 @@ unsafe fn opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>> {
         .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
 }
 
-unsafe fn req_str<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
-    // SAFETY: forwarded contract.
-    unsafe { opt_str(p, what) }?.ok_or_else(|| Error::invalid(format!("{what} must not be NULL")))
-}
-
 /// Parses JSON, or gives None for NULL.
 unsafe fn json_opt<T: DeserializeOwned>(p: *const c_char, what: &str) -> Result<Option<T>> {
     // SAFETY: forwarded contract.
@@ -219,20 +209,6 @@ unsafe fn json_opt<T: DeserializeOwned>(p: *const c_char, what: &str) -> Result<
     }
 }
 
-/// Parses JSON, or gives the default for NULL.
-unsafe fn json_or_default<T: DeserializeOwned + Default>(
-    p: *const c_char,
-    what: &str,
-) -> Result<T> {
-    // SAFETY: forwarded contract.
-    Ok(unsafe { json_opt(p, what) }?.unwrap_or_default())
-}
-
-unsafe fn json_req<T: DeserializeOwned>(p: *const c_char, what: &str) -> Result<T> {
-    // SAFETY: forwarded contract.
-    unsafe { json_opt(p, what) }?.ok_or_else(|| Error::invalid(format!("{what} must not be NULL")))
-}
-
 unsafe fn inner_of<'a>(p: *const libgo_client) -> Result<&'a Arc<Inner>> {
     if p.is_null() {
         return Err(Error::invalid("client must not be NULL"));
@@ -241,35 +217,85 @@ unsafe fn inner_of<'a>(p: *const libgo_client) -> Result<&'a Arc<Inner>> {
     Ok(unsafe { &(*p).inner })
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<*mut c_char> {
-    let s = serde_json::to_string(value)
-        .map_err(|e| Error::internal(format!("cannot encode the result as JSON: {e}")))?;
-    Ok(c_string(s))
+/// An operation's arguments, collected from an entry point's C parameters as the JSON
+/// object the shared dispatcher decodes. NULL (and 0 for counts) leaves an argument out,
+/// so it takes its default or is reported missing; the first bad parameter is kept.
+#[derive(Default)]
+struct Args {
+    values: serde_json::Map<String, serde_json::Value>,
+    error: Option<Error>,
 }
 
-/// The body of an entry point: `ffi!(client, |libgo| expr)` runs `expr` (an async block
-/// body that decodes the arguments with [`req_str`], [`json_req`]… and calls the facade)
-/// through [`call`]. Every pointer argument follows the crate-level safety contract.
-macro_rules! ffi {
-    ($client:ident, |$l:ident| $body:expr) => {
-        // SAFETY: crate-level contract; `call` checks the client, the body the arguments.
-        unsafe { call($client, async |$l| $body) }
-    };
+impl Args {
+    fn put(&mut self, name: &str, value: Result<Option<serde_json::Value>>) {
+        match value {
+            Ok(Some(v)) => {
+                self.values.insert(name.to_owned(), v);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// A string (NUL-terminated UTF-8), or NULL.
+    unsafe fn string(&mut self, name: &str, p: *const c_char) {
+        // SAFETY: forwarded contract.
+        let value = unsafe { opt_str(p, name) }.map(|s| s.map(serde_json::Value::from));
+        self.put(name, value);
+    }
+
+    /// A JSON text, or NULL.
+    unsafe fn json(&mut self, name: &str, p: *const c_char) {
+        // SAFETY: forwarded contract.
+        let value = unsafe { json_opt::<serde_json::Value>(p, &format!("{name}_json")) };
+        self.put(name, value);
+    }
+
+    fn flag(&mut self, name: &str, value: bool) {
+        self.put(name, Ok(Some(value.into())));
+    }
+
+    /// A count where 0 means the default (page numbers and sizes).
+    fn count(&mut self, name: &str, value: u32) {
+        self.put(name, Ok((value != 0).then(|| value.into())));
+    }
+
+    fn number(&mut self, name: &str, value: u64) {
+        self.put(name, Ok(Some(value.into())));
+    }
 }
 
-/// Packs an entry point's outcome as its C return type.
-trait Pack<T>: Sized {
-    fn ok(value: T, inner: &Arc<Inner>) -> Result<Self>;
+/// `len` bytes at `data` (none for NULL or 0).
+unsafe fn bytes(data: *const u8, len: usize) -> Vec<u8> {
+    if data.is_null() || len == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the caller passes `len` readable bytes.
+    unsafe { std::slice::from_raw_parts(data, len) }.to_vec()
+}
+
+/// Packs an operation's reply as an entry point's C return type.
+trait Pack: Sized {
+    fn ok(reply: Reply, inner: &Arc<Inner>) -> Result<Self>;
     fn err(e: &Error) -> Self;
 }
 
+fn unexpected(reply: &Reply) -> Error {
+    Error::internal(format!("libgo-c: an operation answered {reply:?}"))
+}
+
 /// Data: its JSON in `json`.
-impl<T: Serialize> Pack<T> for libgo_result {
-    fn ok(value: T, _: &Arc<Inner>) -> Result<Self> {
-        Ok(libgo_result {
-            json: to_json(&value)?,
-            error: std::ptr::null_mut(),
-        })
+impl Pack for libgo_result {
+    fn ok(reply: Reply, _: &Arc<Inner>) -> Result<Self> {
+        match reply {
+            Reply::Json(text) => Ok(libgo_result {
+                json: c_string(text),
+                error: std::ptr::null_mut(),
+            }),
+            other => Err(unexpected(&other)),
+        }
     }
     fn err(e: &Error) -> Self {
         libgo_result {
@@ -280,9 +306,12 @@ impl<T: Serialize> Pack<T> for libgo_result {
 }
 
 /// Nothing: NULL on success.
-impl Pack<()> for *mut libgo_error {
-    fn ok((): (), _: &Arc<Inner>) -> Result<Self> {
-        Ok(std::ptr::null_mut())
+impl Pack for *mut libgo_error {
+    fn ok(reply: Reply, _: &Arc<Inner>) -> Result<Self> {
+        match reply {
+            Reply::Json(_) => Ok(std::ptr::null_mut()),
+            other => Err(unexpected(&other)),
+        }
     }
     fn err(e: &Error) -> Self {
         error_ptr(e)
@@ -290,12 +319,18 @@ impl Pack<()> for *mut libgo_error {
 }
 
 /// A stream: its items as JSON, on the client's runtime.
-impl<T: Serialize + 'static> Pack<libgo::BoxStream<T>> for libgo_stream_result {
-    fn ok(s: libgo::BoxStream<T>, inner: &Arc<Inner>) -> Result<Self> {
-        Ok(libgo_stream_result {
-            stream: Box::into_raw(Box::new(json_stream(inner, s))),
-            error: std::ptr::null_mut(),
-        })
+impl Pack for libgo_stream_result {
+    fn ok(reply: Reply, inner: &Arc<Inner>) -> Result<Self> {
+        match reply {
+            Reply::Stream(items) => Ok(libgo_stream_result {
+                stream: Box::into_raw(Box::new(libgo_stream {
+                    inner: inner.clone(),
+                    items: Mutex::new(items),
+                })),
+                error: std::ptr::null_mut(),
+            }),
+            other => Err(unexpected(&other)),
+        }
     }
     fn err(e: &Error) -> Self {
         libgo_stream_result {
@@ -305,16 +340,36 @@ impl<T: Serialize + 'static> Pack<libgo::BoxStream<T>> for libgo_stream_result {
     }
 }
 
+/// Bytes (a screenshot).
+impl Pack for libgo_bytes_result {
+    fn ok(reply: Reply, _: &Arc<Inner>) -> Result<Self> {
+        match reply {
+            Reply::Bytes(bytes) => Ok(bytes_result(bytes)),
+            other => Err(unexpected(&other)),
+        }
+    }
+    fn err(e: &Error) -> Self {
+        libgo_bytes_result {
+            data: std::ptr::null_mut(),
+            len: 0,
+            error: error_ptr(e),
+        }
+    }
+}
+
 /// A console, on the client's runtime.
-impl Pack<libgo::ConsoleSession> for libgo_console_result {
-    fn ok(session: libgo::ConsoleSession, inner: &Arc<Inner>) -> Result<Self> {
-        Ok(libgo_console_result {
-            console: Box::into_raw(Box::new(libgo_console {
-                inner: inner.clone(),
-                console: libgo_bindings_common::Console::new(session),
-            })),
-            error: std::ptr::null_mut(),
-        })
+impl Pack for libgo_console_result {
+    fn ok(reply: Reply, inner: &Arc<Inner>) -> Result<Self> {
+        match reply {
+            Reply::Console(console) => Ok(libgo_console_result {
+                console: Box::into_raw(Box::new(libgo_console {
+                    inner: inner.clone(),
+                    console,
+                })),
+                error: std::ptr::null_mut(),
+            }),
+            other => Err(unexpected(&other)),
+        }
     }
     fn err(e: &Error) -> Self {
         libgo_console_result {
@@ -324,36 +379,46 @@ impl Pack<libgo::ConsoleSession> for libgo_console_result {
     }
 }
 
-/// The shape every entry point shares: checks the client, runs `f` (which decodes the
-/// arguments and calls the facade) to completion on the client's runtime, turns a panic
-/// into [`libgo_code::Internal`] and packs the outcome as the entry point's return type.
+fn bytes_result(bytes: Vec<u8>) -> libgo_bytes_result {
+    let len = bytes.len();
+    libgo_bytes_result {
+        data: Box::into_raw(bytes.into_boxed_slice()).cast::<u8>(),
+        len,
+        error: std::ptr::null_mut(),
+    }
+}
+
+/// The shape every entry point shares: checks the client and the collected arguments, runs
+/// the operation through the shared dispatcher to completion on the client's runtime, turns
+/// a panic into [`libgo_code::Internal`] and packs the outcome as the entry point's return
+/// type.
 ///
 /// Safety: `client` is NULL or a live client (crate-level contract).
-unsafe fn call<T, R: Pack<T>>(
+unsafe fn run<R: Pack>(
     client: *const libgo_client,
-    f: impl AsyncFnOnce(&LibGo) -> Result<T>,
+    op: &str,
+    args: Args,
+    data: Vec<u8>,
+    progress: ProgressSink,
 ) -> R {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: forwarded contract.
         let inner = unsafe { inner_of(client) }?;
-        let value = inner.block_on(f(&inner.libgo))?;
-        R::ok(value, inner)
+        if let Some(e) = args.error {
+            return Err(e);
+        }
+        let args = serde_json::Value::Object(args.values);
+        let reply = inner.block_on(libgo_bindings_common::call(
+            &inner.libgo,
+            op,
+            args,
+            data,
+            progress,
+        ))?;
+        R::ok(reply, inner)
     }))
     .unwrap_or_else(|_| Err(panic_error()));
     outcome.unwrap_or_else(|e| R::err(&e))
-}
-
-fn json_stream<T: Serialize + 'static>(inner: &Arc<Inner>, s: libgo::BoxStream<T>) -> libgo_stream {
-    let items = s.map(|item| {
-        item.and_then(|v| {
-            serde_json::to_string(&v)
-                .map_err(|e| Error::internal(format!("cannot encode a stream item: {e}")))
-        })
-    });
-    libgo_stream {
-        inner: inner.clone(),
-        items: Mutex::new(Box::pin(items)),
-    }
 }
 
 /// A raw callback pointer and its user data, which the caller promised are thread-safe.
@@ -440,7 +505,7 @@ pub unsafe extern "C" fn libgo_client_new(
 ) -> *mut libgo_client {
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<libgo_client> {
         // SAFETY: crate-level contract.
-        let config: EngineConfig = unsafe { json_or_default(config_json, "config") }?;
+        let config: EngineConfig = unsafe { json_opt(config_json, "config") }?.unwrap_or_default();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("libgo-c")
@@ -481,370 +546,6 @@ pub unsafe extern "C" fn libgo_client_free(client: *mut libgo_client) {
             tracing::warn!("dropping a client panicked");
         }
     }
-}
-
-/// Names of the connected backends: a JSON array of strings.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_backends(client: *const libgo_client) -> libgo_result {
-    ffi!(client, |l| Ok(l.backend_names()))
-}
-
-/// Health of every backend: a JSON array of Health.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_health(client: *const libgo_client) -> libgo_result {
-    ffi!(client, |l| Ok(l.health().await))
-}
-
-/// Info of every backend that answers: a JSON array of BackendInfo.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_info(client: *const libgo_client) -> libgo_result {
-    ffi!(client, |l| {
-        let all = l.info().await;
-        Ok(all.into_iter().filter_map(Result::ok).collect::<Vec<_>>())
-    })
-}
-
-/// Capabilities of one backend: a Capabilities object.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_capabilities(
-    client: *const libgo_client,
-    backend: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        Ok(l.backend(req_str(backend, "backend")?)?.capabilities())
-    })
-}
-
-// ---- instances ----
-
-/// Creates an instance from an InstanceSpec; returns the Instance.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_create(
-    client: *const libgo_client,
-    spec_json: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.create(&json_req::<InstanceSpec>(spec_json, "spec")?)
-            .await
-    })
-}
-
-/// One Instance by id or name.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_get(
-    client: *const libgo_client,
-    id: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| l.get(req_str(id, "id")?).await)
-}
-
-/// One page of instances passing an InstanceFilter (NULL: all): a Page
-/// `{"items":[Instance…],"count":N,"page":P,"pageSize":S}`. `page` counts from 1;
-/// `page_size` 0 means the default (50).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_list(
-    client: *const libgo_client,
-    filter_json: *const c_char,
-    page: u32,
-    page_size: u32,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.list(
-            &json_or_default::<InstanceFilter>(filter_json, "filter")?,
-            pagination(page, page_size),
-        )
-        .await
-    })
-}
-
-/// A page request from C's arguments: 0 means the default (page 1, 50 per page).
-fn pagination(page: u32, page_size: u32) -> Pagination {
-    let mut p = Pagination::default();
-    if page != 0 {
-        p.page = page;
-    }
-    if page_size != 0 {
-        p.page_size = page_size;
-    }
-    p
-}
-
-/// Starts an instance.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_start(
-    client: *const libgo_client,
-    id: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| l.start(req_str(id, "id")?).await)
-}
-/// Pauses an instance.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_pause(
-    client: *const libgo_client,
-    id: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| l.pause(req_str(id, "id")?).await)
-}
-/// Resumes a paused instance.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_resume(
-    client: *const libgo_client,
-    id: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| l.resume(req_str(id, "id")?).await)
-}
-
-/// Stops an instance; `options_json` is StopOptions `{"timeoutSecs":N,"force":bool}` or
-/// NULL.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_stop(
-    client: *const libgo_client,
-    id: *const c_char,
-    options_json: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.stop(
-            req_str(id, "id")?,
-            json_or_default::<StopOptions>(options_json, "options")?,
-        )
-        .await
-    })
-}
-
-/// Restarts an instance; `options_json` as for libgo_instance_stop.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_restart(
-    client: *const libgo_client,
-    id: *const c_char,
-    options_json: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.restart(
-            req_str(id, "id")?,
-            json_or_default::<StopOptions>(options_json, "options")?,
-        )
-        .await
-    })
-}
-
-/// Sends a signal (`"SIGTERM"`, …; NULL for the engine's default) to an instance.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_kill(
-    client: *const libgo_client,
-    id: *const c_char,
-    signal: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.kill(req_str(id, "id")?, opt_str(signal, "signal")?).await
-    })
-}
-
-/// Deletes an instance; `force` stops it first.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_delete(
-    client: *const libgo_client,
-    id: *const c_char,
-    force: bool,
-) -> *mut libgo_error {
-    ffi!(client, |l| l.delete(req_str(id, "id")?, force).await)
-}
-
-/// Creates `count` instances from one spec (a BatchSpec `{"spec":{…},"count":N,
-/// "namePattern":"web-{n}"}`); returns a BatchReport listing each item. A failed item is
-/// reported and the batch goes on.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_create_batch(
-    client: *const libgo_client,
-    batch_json: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.create_batch(
-            &json_req::<BatchSpec>(batch_json, "batch")?,
-            ProgressSink::none(),
-        )
-        .await
-    })
-}
-
-/// Deletes many instances (`ids_json` a JSON array of ids or names, at most 100); returns
-/// a BatchReport.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_delete_batch(
-    client: *const libgo_client,
-    ids_json: *const c_char,
-    force: bool,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.delete_batch(
-            &json_req::<Vec<String>>(ids_json, "ids")?,
-            force,
-            ProgressSink::none(),
-        )
-        .await
-    })
-}
-
-/// Changes resources (ResourceUpdate `{"cpus":N,"memoryBytes":N}`); returns the Instance.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_update(
-    client: *const libgo_client,
-    id: *const c_char,
-    update_json: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.update(
-            req_str(id, "id")?,
-            json_req::<ResourceUpdate>(update_json, "update")?,
-        )
-        .await
-    })
-}
-
-/// One Stats sample.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_stats(
-    client: *const libgo_client,
-    id: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| l.stats(req_str(id, "id")?).await)
-}
-
-/// A stream of Stats samples, about one a second.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_stats_stream(
-    client: *const libgo_client,
-    id: *const c_char,
-) -> libgo_stream_result {
-    ffi!(client, |l| l.stats_stream(req_str(id, "id")?).await)
-}
-
-/// A stream of LogEntry `{"stream":"stdout|stderr|console","timestamp":…,"message":…}`;
-/// `options_json` is LogOptions `{"tail":N,"since":RFC3339,"until":RFC3339,"follow":bool,
-/// "timestamps":bool}` or NULL.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_logs(
-    client: *const libgo_client,
-    id: *const c_char,
-    options_json: *const c_char,
-) -> libgo_stream_result {
-    ffi!(client, |l| {
-        l.logs(
-            req_str(id, "id")?,
-            json_or_default::<LogOptions>(options_json, "options")?,
-        )
-        .await
-    })
-}
-
-/// Runs an ExecSpec `{"command":[…],"env":{…},"workdir":…,"user":…,"tty":bool}`; returns
-/// ExecResult `{"exitCode":N,"stdout":…,"stderr":…}`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_exec(
-    client: *const libgo_client,
-    id: *const c_char,
-    spec_json: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.exec(
-            req_str(id, "id")?,
-            &json_req::<ExecSpec>(spec_json, "spec")?,
-        )
-        .await
-    })
-}
-
-/// The VNC display of a VM: `{"host":…,"port":N}`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_vnc_display(
-    client: *const libgo_client,
-    id: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| l.vnc_display(req_str(id, "id")?).await)
-}
-
-/// Takes a snapshot (SnapshotSpec `{"name":…,"description":…}`); returns the Snapshot.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_snapshot_create(
-    client: *const libgo_client,
-    id: *const c_char,
-    spec_json: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.snapshot_create(
-            req_str(id, "id")?,
-            &json_req::<SnapshotSpec>(spec_json, "spec")?,
-        )
-        .await
-    })
-}
-
-/// Snapshots of an instance: a JSON array of Snapshot.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_snapshot_list(
-    client: *const libgo_client,
-    id: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| l.snapshot_list(req_str(id, "id")?).await)
-}
-
-/// Reverts an instance to a snapshot.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_snapshot_revert(
-    client: *const libgo_client,
-    id: *const c_char,
-    snapshot: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.snapshot_revert(req_str(id, "id")?, req_str(snapshot, "snapshot")?)
-            .await
-    })
-}
-
-/// Deletes a snapshot.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_snapshot_delete(
-    client: *const libgo_client,
-    id: *const c_char,
-    snapshot: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.snapshot_delete(req_str(id, "id")?, req_str(snapshot, "snapshot")?)
-            .await
-    })
-}
-
-/// Exports an instance (ExportSpec `{"format":"tar|imagetar|qcow2|…","destination":PATH}`);
-/// returns ExportResult `{"path":…,"format":…,"sizeBytes":N}`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_export(
-    client: *const libgo_client,
-    id: *const c_char,
-    spec_json: *const c_char,
-    progress: libgo_progress_fn,
-    user_data: *mut c_void,
-) -> libgo_result {
-    ffi!(client, |l| {
-        let sink = progress_sink(progress, user_data);
-        l.export(
-            req_str(id, "id")?,
-            &json_req::<ExportSpec>(spec_json, "spec")?,
-            sink,
-        )
-        .await
-    })
-}
-
-/// Lifecycle events of every backend passing an EventFilter (`{"kind":…,"backend":…,
-/// "instance":…,"actions":[…]}`; NULL: all): a stream of Event.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_events(
-    client: *const libgo_client,
-    filter_json: *const c_char,
-) -> libgo_stream_result {
-    ffi!(client, |l| {
-        l.events(json_or_default::<EventFilter>(filter_json, "filter")?)
-            .await
-    })
 }
 
 // ---- streams ----
@@ -906,16 +607,6 @@ pub unsafe extern "C" fn libgo_stream_free(stream: *mut libgo_stream) {
 
 // ---- consoles ----
 
-/// An interactive console on an instance: a shell in a container, the serial console of a
-/// VM. Read its output with `libgo_console_read`, type with `libgo_console_write`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_instance_console(
-    client: *const libgo_client,
-    id: *const c_char,
-) -> libgo_console_result {
-    ffi!(client, |l| l.console(req_str(id, "id")?).await)
-}
-
 /// The next output of a console. Waits at most `timeout_ms` milliseconds (negative: no
 /// limit); on timeout the error code is LIBGO_CODE_TIMEOUT and nothing is lost. At the end
 /// of the console `data` and `error` are both NULL.
@@ -935,14 +626,7 @@ pub unsafe extern "C" fn libgo_console_read(
     }))
     .unwrap_or_else(|_| Err(panic_error()));
     match outcome {
-        Ok(Some(bytes)) => {
-            let len = bytes.len();
-            libgo_bytes_result {
-                data: Box::into_raw(bytes.into_boxed_slice()).cast::<u8>(),
-                len,
-                error: std::ptr::null_mut(),
-            }
-        }
+        Ok(Some(bytes)) => bytes_result(bytes),
         Ok(None) => libgo_bytes_result {
             data: std::ptr::null_mut(),
             len: 0,
@@ -1010,566 +694,6 @@ pub unsafe extern "C" fn libgo_console_free(console: *mut libgo_console) {
             tracing::warn!("closing a console panicked");
         }
     }
-}
-
-// ---- images ----
-
-/// Images of every backend: a JSON array of Image.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_image_list(client: *const libgo_client) -> libgo_result {
-    ffi!(client, |l| l.image_list().await)
-}
-
-/// One page of the images of every backend: a Page `{"items":[Image…],"count":N,
-/// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
-/// could not be listed. `page` counts from 1; 0 for either means the default.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_image_page(
-    client: *const libgo_client,
-    page: u32,
-    page_size: u32,
-) -> libgo_result {
-    ffi!(client, |l| l.image_page(pagination(page, page_size)).await)
-}
-
-/// One Image by id or reference.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_image_inspect(
-    client: *const libgo_client,
-    backend: *const c_char,
-    id: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.image_inspect(opt_str(backend, "backend")?, req_str(id, "id")?)
-            .await
-    })
-}
-
-/// Pulls an image; `auth_json` is RegistryAuth `{"username":…,"password":…,"server":…}`
-/// or NULL. Returns the Image.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_image_pull(
-    client: *const libgo_client,
-    backend: *const c_char,
-    reference: *const c_char,
-    auth_json: *const c_char,
-    progress: libgo_progress_fn,
-    user_data: *mut c_void,
-) -> libgo_result {
-    ffi!(client, |l| {
-        let (backend, reference) = (
-            opt_str(backend, "backend")?,
-            req_str(reference, "reference")?,
-        );
-        let auth = json_opt::<RegistryAuth>(auth_json, "auth")?;
-        let sink = progress_sink(progress, user_data);
-        l.image_pull(backend, reference, auth.as_ref(), sink).await
-    })
-}
-
-/// Pushes an image; `auth_json` as for libgo_image_pull.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_image_push(
-    client: *const libgo_client,
-    backend: *const c_char,
-    reference: *const c_char,
-    auth_json: *const c_char,
-    progress: libgo_progress_fn,
-    user_data: *mut c_void,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        let (backend, reference) = (
-            opt_str(backend, "backend")?,
-            req_str(reference, "reference")?,
-        );
-        let auth = json_opt::<RegistryAuth>(auth_json, "auth")?;
-        let sink = progress_sink(progress, user_data);
-        l.image_push(backend, reference, auth.as_ref(), sink).await
-    })
-}
-
-/// Builds an image from a context tar (`context_tar`, `context_len` bytes) and a BuildSpec
-/// without the context (`{"dockerfile":…,"tags":[…],"buildArgs":{…},"labels":{…}}` or
-/// NULL). Returns the Image.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_image_build(
-    client: *const libgo_client,
-    backend: *const c_char,
-    spec_json: *const c_char,
-    context_tar: *const u8,
-    context_len: usize,
-    progress: libgo_progress_fn,
-    user_data: *mut c_void,
-) -> libgo_result {
-    ffi!(client, |l| {
-        let backend = opt_str(backend, "backend")?;
-        let mut spec: BuildSpec = json_or_default(spec_json, "spec")?;
-        if !context_tar.is_null() && context_len > 0 {
-            // SAFETY: the caller passes `context_len` readable bytes.
-            spec.context_tar = std::slice::from_raw_parts(context_tar, context_len).to_vec();
-        }
-        l.image_build(backend, &spec, progress_sink(progress, user_data))
-            .await
-    })
-}
-
-/// Tags an image.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_image_tag(
-    client: *const libgo_client,
-    backend: *const c_char,
-    source: *const c_char,
-    target: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.image_tag(
-            opt_str(backend, "backend")?,
-            req_str(source, "source")?,
-            req_str(target, "target")?,
-        )
-        .await
-    })
-}
-
-/// Removes an image.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_image_remove(
-    client: *const libgo_client,
-    backend: *const c_char,
-    id: *const c_char,
-    force: bool,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.image_remove(opt_str(backend, "backend")?, req_str(id, "id")?, force)
-            .await
-    })
-}
-
-/// Removes unused images; returns PruneReport `{"deleted":[…],"spaceReclaimedBytes":N}`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_image_prune(
-    client: *const libgo_client,
-    backend: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.image_prune(opt_str(backend, "backend")?).await
-    })
-}
-
-/// Saves an image to a tar file at `destination` (which must not exist); returns the
-/// ExportResult.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_image_save(
-    client: *const libgo_client,
-    backend: *const c_char,
-    id: *const c_char,
-    destination: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.image_save(
-            opt_str(backend, "backend")?,
-            req_str(id, "id")?,
-            Path::new(req_str(destination, "destination")?),
-        )
-        .await
-    })
-}
-
-// ---- networks ----
-
-/// Networks of every backend: a JSON array of Network.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_network_list(client: *const libgo_client) -> libgo_result {
-    ffi!(client, |l| l.network_list().await)
-}
-
-/// One page of the networks of every backend: a Page `{"items":[Network…],"count":N,
-/// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
-/// could not be listed. `page` counts from 1; 0 for either means the default.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_network_page(
-    client: *const libgo_client,
-    page: u32,
-    page_size: u32,
-) -> libgo_result {
-    ffi!(client, |l| l
-        .network_page(pagination(page, page_size))
-        .await)
-}
-
-/// Creates a network from a NetworkSpec (`{"name":…,"backend":…,"driver":…,"subnet":…,
-/// "gateway":…,"internal":bool,"labels":{…}}`); returns the Network.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_network_create(
-    client: *const libgo_client,
-    spec_json: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.network_create(&json_req::<NetworkSpec>(spec_json, "spec")?)
-            .await
-    })
-}
-
-/// One Network by id or name.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_network_inspect(
-    client: *const libgo_client,
-    backend: *const c_char,
-    id: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.network_inspect(opt_str(backend, "backend")?, req_str(id, "id")?)
-            .await
-    })
-}
-
-/// Deletes a network.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_network_delete(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.network_delete(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
-}
-/// Activates a network (libvirt).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_network_start(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.network_start(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
-}
-/// Deactivates a network (libvirt).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_network_stop(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.network_stop(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
-}
-
-/// Attaches an instance to a network.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_network_connect(
-    client: *const libgo_client,
-    network: *const c_char,
-    instance: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.network_connect(req_str(network, "network")?, req_str(instance, "instance")?)
-            .await
-    })
-}
-
-/// Detaches an instance from a network.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_network_disconnect(
-    client: *const libgo_client,
-    network: *const c_char,
-    instance: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.network_disconnect(req_str(network, "network")?, req_str(instance, "instance")?)
-            .await
-    })
-}
-
-// ---- volumes ----
-
-/// Volumes of every backend: a JSON array of Volume.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_volume_list(client: *const libgo_client) -> libgo_result {
-    ffi!(client, |l| l.volume_list().await)
-}
-
-/// One page of the volumes of every backend: a Page `{"items":[Volume…],"count":N,
-/// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
-/// could not be listed. `page` counts from 1; 0 for either means the default.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_volume_page(
-    client: *const libgo_client,
-    page: u32,
-    page_size: u32,
-) -> libgo_result {
-    ffi!(client, |l| l.volume_page(pagination(page, page_size)).await)
-}
-
-/// Creates a volume from a VolumeSpec (`{"name":…,"backend":…,"driver":…,"pool":…,
-/// "sizeBytes":N,"format":…,"labels":{…}}`); returns the Volume.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_volume_create(
-    client: *const libgo_client,
-    spec_json: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.volume_create(&json_req::<VolumeSpec>(spec_json, "spec")?)
-            .await
-    })
-}
-
-/// One Volume by name.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_volume_inspect(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.volume_inspect(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
-}
-
-/// Deletes a volume.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_volume_delete(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-    force: bool,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.volume_delete(opt_str(backend, "backend")?, req_str(name, "name")?, force)
-            .await
-    })
-}
-
-/// Removes unused volumes; returns a PruneReport.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_volume_prune(
-    client: *const libgo_client,
-    backend: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.volume_prune(opt_str(backend, "backend")?).await
-    })
-}
-
-/// Grows a VM volume; returns the Volume.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_volume_resize(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-    size_bytes: u64,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.volume_resize(
-            opt_str(backend, "backend")?,
-            req_str(name, "name")?,
-            size_bytes,
-        )
-        .await
-    })
-}
-
-/// Zeroes a VM volume.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_volume_wipe(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.volume_wipe(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
-}
-
-/// Copies a VM volume; returns the new Volume.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_volume_clone(
-    client: *const libgo_client,
-    backend: *const c_char,
-    source: *const c_char,
-    target: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.volume_clone(
-            opt_str(backend, "backend")?,
-            req_str(source, "source")?,
-            req_str(target, "target")?,
-        )
-        .await
-    })
-}
-
-/// Fills a VM volume from a host file (absolute path); returns the Volume.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_volume_upload(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-    file: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.volume_upload(
-            opt_str(backend, "backend")?,
-            req_str(name, "name")?,
-            Path::new(req_str(file, "file")?),
-        )
-        .await
-    })
-}
-
-// ---- storage pools ----
-
-/// Storage pools of every backend: a JSON array of StoragePool.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_pool_list(client: *const libgo_client) -> libgo_result {
-    ffi!(client, |l| l.pool_list().await)
-}
-
-/// One page of the storage pools of every backend: a Page `{"items":[StoragePool…],"count":N,
-/// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
-/// could not be listed. `page` counts from 1; 0 for either means the default.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_pool_page(
-    client: *const libgo_client,
-    page: u32,
-    page_size: u32,
-) -> libgo_result {
-    ffi!(client, |l| l.pool_page(pagination(page, page_size)).await)
-}
-
-/// Creates a storage pool from a StoragePoolSpec (`{"name":…,"path":…,"poolType":…,
-/// "autostart":bool,"backend":…}`); returns the StoragePool.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_pool_create(
-    client: *const libgo_client,
-    spec_json: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.pool_create(&json_req::<StoragePoolSpec>(spec_json, "spec")?)
-            .await
-    })
-}
-
-/// One StoragePool.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_pool_inspect(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.pool_inspect(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
-}
-
-/// Starts a storage pool.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_pool_activate(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.pool_activate(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
-}
-/// Stops a storage pool.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_pool_deactivate(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.pool_deactivate(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
-}
-/// Deletes a storage pool.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_pool_delete(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.pool_delete(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
-}
-
-// ---- templates ----
-
-/// VM templates of every backend: a JSON array of Template.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_template_list(client: *const libgo_client) -> libgo_result {
-    ffi!(client, |l| l.template_list().await)
-}
-
-/// One page of the templates of every backend: a Page `{"items":[Template…],"count":N,
-/// "page":P,"pageSize":S}`, with `"unavailable":[{"backend","message"}…]` when a backend
-/// could not be listed. `page` counts from 1; 0 for either means the default.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_template_page(
-    client: *const libgo_client,
-    page: u32,
-    page_size: u32,
-) -> libgo_result {
-    ffi!(client, |l| l
-        .template_page(pagination(page, page_size))
-        .await)
-}
-
-/// Saves a Template (`{"name":…,"os":…,"image":…,"cpus":N,"memoryBytes":N,…}`); returns
-/// it.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_template_create(
-    client: *const libgo_client,
-    backend: *const c_char,
-    template_json: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.template_create(
-            opt_str(backend, "backend")?,
-            &json_req::<Template>(template_json, "template")?,
-        )
-        .await
-    })
-}
-
-/// One Template.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_template_get(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> libgo_result {
-    ffi!(client, |l| {
-        l.template_get(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
-}
-
-/// Deletes a template.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn libgo_template_delete(
-    client: *const libgo_client,
-    backend: *const c_char,
-    name: *const c_char,
-) -> *mut libgo_error {
-    ffi!(client, |l| {
-        l.template_delete(opt_str(backend, "backend")?, req_str(name, "name")?)
-            .await
-    })
 }
 
 #[cfg(test)]

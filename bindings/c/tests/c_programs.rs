@@ -70,6 +70,8 @@ fn compile(source: &Path, name: &str) -> PathBuf {
         .arg(format!("-L{}", lib.display()))
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .arg("-llibgo_c")
+        // The test program checks results with a JSON parser (Debian's libcjson-dev).
+        .arg("-lcjson")
         .status()
         .expect("run cc (install build-essential)");
     assert!(status.success(), "cc failed on {source:?}");

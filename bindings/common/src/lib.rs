@@ -10,20 +10,13 @@
 //! "options": {"timeoutSecs": 5}}`. Optional arguments may be missing or `null`.
 #![deny(missing_docs)]
 
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use libgo::{
-    BatchSpec, BuildSpec, EngineConfig, Error, EventFilter, ExecSpec, ExportSpec, InstanceFilter,
-    InstanceSpec, LibGo, LogOptions, NetworkSpec, Pagination, ProgressSink, RegistryAuth,
-    ResourceUpdate, Result, SnapshotSpec, StopOptions, StoragePoolSpec, Template, VolumeSpec,
-};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use libgo::{EngineConfig, Error, LibGo, ProgressSink, Result};
+use serde_json::Value;
 
 pub use libgo;
 
@@ -143,306 +136,8 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-/// An operation [`call`] knows: its name and the names of its arguments.
-#[derive(Debug, Clone, Copy)]
-pub struct Operation {
-    /// The name bindings call it by.
-    pub name: &'static str,
-    /// Its arguments (camelCase); any other is refused.
-    pub args: &'static [&'static str],
-}
-
-/// Every operation [`call`] knows, for the bindings' own checks and docs.
-pub const OPERATIONS: &[Operation] = &[
-    Operation {
-        name: "backends",
-        args: &[],
-    },
-    Operation {
-        name: "health",
-        args: &[],
-    },
-    Operation {
-        name: "info",
-        args: &[],
-    },
-    Operation {
-        name: "capabilities",
-        args: &["backend"],
-    },
-    Operation {
-        name: "create",
-        args: &["spec"],
-    },
-    Operation {
-        name: "get",
-        args: &["id"],
-    },
-    Operation {
-        name: "list",
-        args: &["filter", "page", "pageSize"],
-    },
-    Operation {
-        name: "image_page",
-        args: &["page", "pageSize"],
-    },
-    Operation {
-        name: "network_page",
-        args: &["page", "pageSize"],
-    },
-    Operation {
-        name: "volume_page",
-        args: &["page", "pageSize"],
-    },
-    Operation {
-        name: "pool_page",
-        args: &["page", "pageSize"],
-    },
-    Operation {
-        name: "template_page",
-        args: &["page", "pageSize"],
-    },
-    Operation {
-        name: "list_all",
-        args: &["filter"],
-    },
-    Operation {
-        name: "start",
-        args: &["id"],
-    },
-    Operation {
-        name: "stop",
-        args: &["id", "options"],
-    },
-    Operation {
-        name: "restart",
-        args: &["id", "options"],
-    },
-    Operation {
-        name: "kill",
-        args: &["id", "signal"],
-    },
-    Operation {
-        name: "pause",
-        args: &["id"],
-    },
-    Operation {
-        name: "resume",
-        args: &["id"],
-    },
-    Operation {
-        name: "delete",
-        args: &["id", "force"],
-    },
-    Operation {
-        name: "create_batch",
-        args: &["batch"],
-    },
-    Operation {
-        name: "delete_batch",
-        args: &["ids", "force"],
-    },
-    Operation {
-        name: "update",
-        args: &["id", "update"],
-    },
-    Operation {
-        name: "stats",
-        args: &["id"],
-    },
-    Operation {
-        name: "stats_stream",
-        args: &["id"],
-    },
-    Operation {
-        name: "logs",
-        args: &["id", "options"],
-    },
-    Operation {
-        name: "exec",
-        args: &["id", "spec"],
-    },
-    Operation {
-        name: "console",
-        args: &["id"],
-    },
-    Operation {
-        name: "vnc_display",
-        args: &["id"],
-    },
-    Operation {
-        name: "screenshot",
-        args: &["id"],
-    },
-    Operation {
-        name: "snapshot_create",
-        args: &["id", "spec"],
-    },
-    Operation {
-        name: "snapshot_list",
-        args: &["id"],
-    },
-    Operation {
-        name: "snapshot_revert",
-        args: &["id", "snapshot"],
-    },
-    Operation {
-        name: "snapshot_delete",
-        args: &["id", "snapshot"],
-    },
-    Operation {
-        name: "export",
-        args: &["id", "spec"],
-    },
-    Operation {
-        name: "events",
-        args: &["filter"],
-    },
-    Operation {
-        name: "image_list",
-        args: &[],
-    },
-    Operation {
-        name: "image_inspect",
-        args: &["backend", "id"],
-    },
-    Operation {
-        name: "image_pull",
-        args: &["backend", "reference", "auth"],
-    },
-    Operation {
-        name: "image_push",
-        args: &["backend", "reference", "auth"],
-    },
-    Operation {
-        name: "image_build",
-        args: &["backend", "spec"],
-    },
-    Operation {
-        name: "image_tag",
-        args: &["backend", "source", "target"],
-    },
-    Operation {
-        name: "image_remove",
-        args: &["backend", "id", "force"],
-    },
-    Operation {
-        name: "image_prune",
-        args: &["backend"],
-    },
-    Operation {
-        name: "image_save",
-        args: &["backend", "id", "destination"],
-    },
-    Operation {
-        name: "network_list",
-        args: &[],
-    },
-    Operation {
-        name: "network_create",
-        args: &["spec"],
-    },
-    Operation {
-        name: "network_inspect",
-        args: &["backend", "id"],
-    },
-    Operation {
-        name: "network_delete",
-        args: &["backend", "id"],
-    },
-    Operation {
-        name: "network_start",
-        args: &["backend", "id"],
-    },
-    Operation {
-        name: "network_stop",
-        args: &["backend", "id"],
-    },
-    Operation {
-        name: "network_connect",
-        args: &["network", "instance"],
-    },
-    Operation {
-        name: "network_disconnect",
-        args: &["network", "instance"],
-    },
-    Operation {
-        name: "volume_list",
-        args: &[],
-    },
-    Operation {
-        name: "volume_create",
-        args: &["spec"],
-    },
-    Operation {
-        name: "volume_inspect",
-        args: &["backend", "name"],
-    },
-    Operation {
-        name: "volume_delete",
-        args: &["backend", "name", "force"],
-    },
-    Operation {
-        name: "volume_prune",
-        args: &["backend"],
-    },
-    Operation {
-        name: "volume_resize",
-        args: &["backend", "name", "sizeBytes"],
-    },
-    Operation {
-        name: "volume_wipe",
-        args: &["backend", "name"],
-    },
-    Operation {
-        name: "volume_clone",
-        args: &["backend", "source", "target"],
-    },
-    Operation {
-        name: "volume_upload",
-        args: &["backend", "name", "file"],
-    },
-    Operation {
-        name: "pool_list",
-        args: &[],
-    },
-    Operation {
-        name: "pool_create",
-        args: &["spec"],
-    },
-    Operation {
-        name: "pool_inspect",
-        args: &["backend", "name"],
-    },
-    Operation {
-        name: "pool_activate",
-        args: &["backend", "name"],
-    },
-    Operation {
-        name: "pool_deactivate",
-        args: &["backend", "name"],
-    },
-    Operation {
-        name: "pool_delete",
-        args: &["backend", "name"],
-    },
-    Operation {
-        name: "template_list",
-        args: &[],
-    },
-    Operation {
-        name: "template_create",
-        args: &["backend", "template"],
-    },
-    Operation {
-        name: "template_get",
-        args: &["backend", "name"],
-    },
-    Operation {
-        name: "template_delete",
-        args: &["backend", "name"],
-    },
-];
+mod ops;
+pub use ops::{Arg, Kind, OPERATIONS, Operation, args, camel_case};
 
 /// Connects the engines of an `EngineConfig` given as JSON (`null` for the defaults); an
 /// `auto` engine that is down joins once it answers ([`libgo::connect_shared`]).
@@ -456,109 +151,10 @@ pub async fn connect(config: Value) -> Result<Arc<LibGo>> {
     libgo::connect_shared(&config).await
 }
 
-/// The arguments of one call, checked against its operation's declaration.
-struct Args {
-    values: Map<String, Value>,
-    op: &'static Operation,
-}
-
-impl Args {
-    fn new(op: &'static Operation, args: Value) -> Result<Self> {
-        let values = match args {
-            Value::Object(map) => map,
-            Value::Null => Map::new(),
-            other => {
-                return Err(Error::invalid(format!(
-                    "arguments must be an object, not {other}"
-                )));
-            }
-        };
-        // An argument no operation reads would be silently dropped: refuse it by name.
-        if let Some(unknown) = values.keys().find(|k| !op.args.contains(&k.as_str())) {
-            return Err(Error::invalid(format!(
-                "{}: unknown argument {unknown:?} (it takes {})",
-                op.name,
-                if op.args.is_empty() {
-                    "none".to_string()
-                } else {
-                    op.args.join(", ")
-                }
-            )));
-        }
-        Ok(Args { values, op })
-    }
-
-    /// An optional argument: missing and `null` are `None`.
-    fn opt<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>> {
-        if !self.op.args.contains(&name) {
-            return Err(Error::internal(format!(
-                "{} reads argument {name:?}, which OPERATIONS does not declare",
-                self.op.name
-            )));
-        }
-        match self.values.remove(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => serde_json::from_value(v)
-                .map(Some)
-                .map_err(|e| Error::invalid(format!("{name}: {e}"))),
-        }
-    }
-
-    fn req<T: DeserializeOwned>(&mut self, name: &str) -> Result<T> {
-        self.opt(name)?
-            .ok_or_else(|| Error::invalid(format!("{name} is required")))
-    }
-
-    fn or_default<T: DeserializeOwned + Default>(&mut self, name: &str) -> Result<T> {
-        Ok(self.opt(name)?.unwrap_or_default())
-    }
-
-    fn string(&mut self, name: &str) -> Result<String> {
-        self.req(name)
-    }
-
-    fn backend(&mut self) -> Result<Option<String>> {
-        self.opt("backend")
-    }
-
-    /// `page` and `pageSize`, each defaulted.
-    fn page(&mut self) -> Result<Pagination> {
-        let mut page = Pagination::default();
-        if let Some(p) = self.opt("page")? {
-            page.page = p;
-        }
-        if let Some(s) = self.opt("pageSize")? {
-            page.page_size = s;
-        }
-        Ok(page)
-    }
-}
-
-fn json<T: Serialize>(value: T) -> Result<Reply> {
-    serde_json::to_string(&value)
-        .map(Reply::Json)
-        .map_err(|e| Error::internal(format!("cannot encode the result as JSON: {e}")))
-}
-
-fn done(_: ()) -> Result<Reply> {
-    Ok(Reply::Json("null".to_owned()))
-}
-
-fn stream<T: Serialize + Send + 'static>(s: libgo::BoxStream<T>) -> Result<Reply> {
-    Ok(Reply::Stream(
-        s.map(|item| {
-            item.and_then(|v| {
-                serde_json::to_string(&v)
-                    .map_err(|e| Error::internal(format!("cannot encode a stream item: {e}")))
-            })
-        })
-        .boxed(),
-    ))
-}
-
-/// Calls operation `op` of the facade with `args` (a JSON object). `data` is the binary
-/// argument of `image_build` (the context tar); `progress` receives progress of pulls,
-/// pushes, builds and exports.
+/// Calls operation `op` of the facade with `args` (a JSON object of its arguments, by their
+/// camelCase names; unknown ones are refused). `data` is the binary argument of
+/// `image_build` (the context tar); `progress` receives progress of pulls, pushes, builds,
+/// batches and exports.
 pub async fn call(
     libgo: &LibGo,
     op: &str,
@@ -566,341 +162,7 @@ pub async fn call(
     data: Vec<u8>,
     progress: ProgressSink,
 ) -> Result<Reply> {
-    let Some(operation) = OPERATIONS.iter().find(|o| o.name == op) else {
-        return Err(Error::unsupported(format!("unknown operation {op:?}")));
-    };
-    let mut a = Args::new(operation, args)?;
-    match op {
-        "backends" => json(libgo.backend_names()),
-        "health" => json(libgo.health().await),
-        "info" => json(
-            libgo
-                .info()
-                .await
-                .into_iter()
-                .filter_map(Result::ok)
-                .collect::<Vec<_>>(),
-        ),
-        "capabilities" => json(libgo.backend(&a.string("backend")?)?.capabilities()),
-
-        "create" => json(libgo.create(&a.req::<InstanceSpec>("spec")?).await?),
-        "get" => json(libgo.get(&a.string("id")?).await?),
-        "list" => {
-            let filter: InstanceFilter = a.or_default("filter")?;
-            json(libgo.list(&filter, a.page()?).await?)
-        }
-        "image_page" => json(libgo.image_page(a.page()?).await?),
-        "network_page" => json(libgo.network_page(a.page()?).await?),
-        "volume_page" => json(libgo.volume_page(a.page()?).await?),
-        "pool_page" => json(libgo.pool_page(a.page()?).await?),
-        "template_page" => json(libgo.template_page(a.page()?).await?),
-        "list_all" => json(
-            libgo
-                .list_all(&a.or_default::<InstanceFilter>("filter")?)
-                .await?,
-        ),
-        "start" => done(libgo.start(&a.string("id")?).await?),
-        "stop" => {
-            let id = a.string("id")?;
-            let options: StopOptions = a.or_default("options")?;
-            done(libgo.stop(&id, options).await?)
-        }
-        "restart" => {
-            let id = a.string("id")?;
-            let options: StopOptions = a.or_default("options")?;
-            done(libgo.restart(&id, options).await?)
-        }
-        "kill" => {
-            let id = a.string("id")?;
-            let signal: Option<String> = a.opt("signal")?;
-            done(libgo.kill(&id, signal.as_deref()).await?)
-        }
-        "pause" => done(libgo.pause(&a.string("id")?).await?),
-        "resume" => done(libgo.resume(&a.string("id")?).await?),
-        "delete" => {
-            let id = a.string("id")?;
-            let force: bool = a.or_default("force")?;
-            done(libgo.delete(&id, force).await?)
-        }
-        "create_batch" => {
-            let batch: BatchSpec = a.req("batch")?;
-            json(libgo.create_batch(&batch, progress).await?)
-        }
-        "delete_batch" => {
-            let ids: Vec<String> = a.req("ids")?;
-            let force: bool = a.or_default("force")?;
-            json(libgo.delete_batch(&ids, force, progress).await?)
-        }
-        "update" => {
-            let id = a.string("id")?;
-            let update: ResourceUpdate = a.or_default("update")?;
-            json(libgo.update(&id, update).await?)
-        }
-        "stats" => json(libgo.stats(&a.string("id")?).await?),
-        "stats_stream" => stream(libgo.stats_stream(&a.string("id")?).await?),
-        "logs" => {
-            let id = a.string("id")?;
-            let options: LogOptions = a.or_default("options")?;
-            stream(libgo.logs(&id, options).await?)
-        }
-        "exec" => {
-            let id = a.string("id")?;
-            let spec: ExecSpec = a.req("spec")?;
-            json(libgo.exec(&id, &spec).await?)
-        }
-        "console" => Ok(Reply::Console(Console::new(
-            libgo.console(&a.string("id")?).await?,
-        ))),
-        "vnc_display" => json(libgo.vnc_display(&a.string("id")?).await?),
-        "screenshot" => Ok(Reply::Bytes(libgo.screenshot(&a.string("id")?).await?)),
-        "snapshot_create" => {
-            let id = a.string("id")?;
-            let spec: SnapshotSpec = a.req("spec")?;
-            json(libgo.snapshot_create(&id, &spec).await?)
-        }
-        "snapshot_list" => json(libgo.snapshot_list(&a.string("id")?).await?),
-        "snapshot_revert" => {
-            let id = a.string("id")?;
-            done(libgo.snapshot_revert(&id, &a.string("snapshot")?).await?)
-        }
-        "snapshot_delete" => {
-            let id = a.string("id")?;
-            done(libgo.snapshot_delete(&id, &a.string("snapshot")?).await?)
-        }
-        "export" => {
-            let id = a.string("id")?;
-            let spec: ExportSpec = a.req("spec")?;
-            json(libgo.export(&id, &spec, progress).await?)
-        }
-        "events" => stream(libgo.events(a.or_default::<EventFilter>("filter")?).await?),
-
-        "image_list" => json(libgo.image_list().await?),
-        "image_inspect" => {
-            let backend = a.backend()?;
-            json(
-                libgo
-                    .image_inspect(backend.as_deref(), &a.string("id")?)
-                    .await?,
-            )
-        }
-        "image_pull" => {
-            let backend = a.backend()?;
-            let reference = a.string("reference")?;
-            let auth: Option<RegistryAuth> = a.opt("auth")?;
-            json(
-                libgo
-                    .image_pull(backend.as_deref(), &reference, auth.as_ref(), progress)
-                    .await?,
-            )
-        }
-        "image_push" => {
-            let backend = a.backend()?;
-            let reference = a.string("reference")?;
-            let auth: Option<RegistryAuth> = a.opt("auth")?;
-            done(
-                libgo
-                    .image_push(backend.as_deref(), &reference, auth.as_ref(), progress)
-                    .await?,
-            )
-        }
-        "image_build" => {
-            let backend = a.backend()?;
-            let mut spec: BuildSpec = a.or_default("spec")?;
-            spec.context_tar = data;
-            json(
-                libgo
-                    .image_build(backend.as_deref(), &spec, progress)
-                    .await?,
-            )
-        }
-        "image_tag" => {
-            let backend = a.backend()?;
-            let (source, target) = (a.string("source")?, a.string("target")?);
-            done(
-                libgo
-                    .image_tag(backend.as_deref(), &source, &target)
-                    .await?,
-            )
-        }
-        "image_remove" => {
-            let backend = a.backend()?;
-            let id = a.string("id")?;
-            let force: bool = a.or_default("force")?;
-            done(libgo.image_remove(backend.as_deref(), &id, force).await?)
-        }
-        "image_prune" => json(libgo.image_prune(a.backend()?.as_deref()).await?),
-        "image_save" => {
-            let backend = a.backend()?;
-            let id = a.string("id")?;
-            let destination: PathBuf = a.req("destination")?;
-            json(
-                libgo
-                    .image_save(backend.as_deref(), &id, &destination)
-                    .await?,
-            )
-        }
-
-        "network_list" => json(libgo.network_list().await?),
-        "network_create" => json(libgo.network_create(&a.req::<NetworkSpec>("spec")?).await?),
-        "network_inspect" => {
-            let backend = a.backend()?;
-            json(
-                libgo
-                    .network_inspect(backend.as_deref(), &a.string("id")?)
-                    .await?,
-            )
-        }
-        "network_delete" => {
-            let backend = a.backend()?;
-            done(
-                libgo
-                    .network_delete(backend.as_deref(), &a.string("id")?)
-                    .await?,
-            )
-        }
-        "network_start" => {
-            let backend = a.backend()?;
-            done(
-                libgo
-                    .network_start(backend.as_deref(), &a.string("id")?)
-                    .await?,
-            )
-        }
-        "network_stop" => {
-            let backend = a.backend()?;
-            done(
-                libgo
-                    .network_stop(backend.as_deref(), &a.string("id")?)
-                    .await?,
-            )
-        }
-        "network_connect" => {
-            let (network, instance) = (a.string("network")?, a.string("instance")?);
-            done(libgo.network_connect(&network, &instance).await?)
-        }
-        "network_disconnect" => {
-            let (network, instance) = (a.string("network")?, a.string("instance")?);
-            done(libgo.network_disconnect(&network, &instance).await?)
-        }
-
-        "volume_list" => json(libgo.volume_list().await?),
-        "volume_create" => json(libgo.volume_create(&a.req::<VolumeSpec>("spec")?).await?),
-        "volume_inspect" => {
-            let backend = a.backend()?;
-            json(
-                libgo
-                    .volume_inspect(backend.as_deref(), &a.string("name")?)
-                    .await?,
-            )
-        }
-        "volume_delete" => {
-            let backend = a.backend()?;
-            let name = a.string("name")?;
-            let force: bool = a.or_default("force")?;
-            done(
-                libgo
-                    .volume_delete(backend.as_deref(), &name, force)
-                    .await?,
-            )
-        }
-        "volume_prune" => json(libgo.volume_prune(a.backend()?.as_deref()).await?),
-        "volume_resize" => {
-            let backend = a.backend()?;
-            let name = a.string("name")?;
-            let size: u64 = a.req("sizeBytes")?;
-            json(libgo.volume_resize(backend.as_deref(), &name, size).await?)
-        }
-        "volume_wipe" => {
-            let backend = a.backend()?;
-            done(
-                libgo
-                    .volume_wipe(backend.as_deref(), &a.string("name")?)
-                    .await?,
-            )
-        }
-        "volume_clone" => {
-            let backend = a.backend()?;
-            let (source, target) = (a.string("source")?, a.string("target")?);
-            json(
-                libgo
-                    .volume_clone(backend.as_deref(), &source, &target)
-                    .await?,
-            )
-        }
-        "volume_upload" => {
-            let backend = a.backend()?;
-            let name = a.string("name")?;
-            let file: PathBuf = a.req("file")?;
-            json(
-                libgo
-                    .volume_upload(backend.as_deref(), &name, &file)
-                    .await?,
-            )
-        }
-
-        "pool_list" => json(libgo.pool_list().await?),
-        "pool_create" => json(
-            libgo
-                .pool_create(&a.req::<StoragePoolSpec>("spec")?)
-                .await?,
-        ),
-        "pool_inspect" => {
-            let backend = a.backend()?;
-            json(
-                libgo
-                    .pool_inspect(backend.as_deref(), &a.string("name")?)
-                    .await?,
-            )
-        }
-        "pool_activate" => {
-            let backend = a.backend()?;
-            done(
-                libgo
-                    .pool_activate(backend.as_deref(), &a.string("name")?)
-                    .await?,
-            )
-        }
-        "pool_deactivate" => {
-            let backend = a.backend()?;
-            done(
-                libgo
-                    .pool_deactivate(backend.as_deref(), &a.string("name")?)
-                    .await?,
-            )
-        }
-        "pool_delete" => {
-            let backend = a.backend()?;
-            done(
-                libgo
-                    .pool_delete(backend.as_deref(), &a.string("name")?)
-                    .await?,
-            )
-        }
-
-        "template_list" => json(libgo.template_list().await?),
-        "template_create" => {
-            let backend = a.backend()?;
-            let template: Template = a.req("template")?;
-            json(libgo.template_create(backend.as_deref(), &template).await?)
-        }
-        "template_get" => {
-            let backend = a.backend()?;
-            json(
-                libgo
-                    .template_get(backend.as_deref(), &a.string("name")?)
-                    .await?,
-            )
-        }
-        "template_delete" => {
-            let backend = a.backend()?;
-            done(
-                libgo
-                    .template_delete(backend.as_deref(), &a.string("name")?)
-                    .await?,
-            )
-        }
-        other => Err(Error::unsupported(format!("unknown operation {other:?}"))),
-    }
+    ops::dispatch(libgo, op, args, data, progress).await
 }
 
 #[cfg(test)]
@@ -909,95 +171,78 @@ mod tests {
     use libgo::ErrorKind;
     use serde_json::json;
 
+    async fn call_empty(op: &str, args: Value) -> Result<Reply> {
+        call(&LibGo::new(), op, args, Vec::new(), ProgressSink::none()).await
+    }
+
     #[tokio::test]
-    async fn every_listed_operation_is_known_and_checks_its_arguments() {
-        let libgo = LibGo::new();
+    async fn every_listed_operation_is_dispatched_and_checks_its_arguments() {
         for op in OPERATIONS {
-            let answer = call(
-                &libgo,
-                op.name,
-                Value::Null,
-                Vec::new(),
-                ProgressSink::none(),
-            )
-            .await;
-            if let Err(e) = answer {
-                assert_ne!(
-                    e.message(),
-                    format!("unknown operation {:?}", op.name),
-                    "{} is listed but not dispatched",
-                    op.name
-                );
+            if let Err(e) = call_empty(op.name, Value::Null).await {
+                assert_ne!(e.kind(), ErrorKind::Unsupported, "{}: {e}", op.name);
                 assert_ne!(e.kind(), ErrorKind::Internal, "{}: {e}", op.name);
             }
         }
-        let e = call(
-            &libgo,
-            "nope",
-            Value::Null,
-            Vec::new(),
-            ProgressSink::none(),
-        )
-        .await
-        .unwrap_err();
+        let e = call_empty("nope", Value::Null).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);
-        let e = call(&libgo, "get", json!({}), Vec::new(), ProgressSink::none())
-            .await
-            .unwrap_err();
+        let e = call_empty("get", json!({})).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
-        let e = call(
-            &libgo,
-            "stop",
-            json!({"id": "x", "options": {"timeoutSecs": "soon"}}),
-            Vec::new(),
-            ProgressSink::none(),
-        )
-        .await
-        .unwrap_err();
+        assert!(e.message().contains("`id`"), "{e}");
+        let e = call_empty("get", json!(["x"])).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        let args = json!({"id": "x", "options": {"timeoutSecs": "soon"}});
+        let e = call_empty("stop", args).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
     }
 
     #[tokio::test]
     async fn unknown_arguments_are_refused_by_name() {
-        let libgo = LibGo::new();
-        let e = call(
-            &libgo,
-            "image_remove",
-            json!({"id": "x", "forse": true}),
-            Vec::new(),
-            ProgressSink::none(),
-        )
-        .await
-        .unwrap_err();
+        let e = call_empty("image_remove", json!({"id": "x", "forse": true}))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
-        assert!(e.message().contains("\"forse\""), "{e}");
-        let e = call(
-            &libgo,
-            "list",
-            json!({"filter": {"stat": "running"}}),
-            Vec::new(),
-            ProgressSink::none(),
-        )
-        .await
-        .unwrap_err();
+        assert!(e.message().contains("`forse`"), "{e}");
+        let e = call_empty("list", json!({"filter": {"stat": "running"}}))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.message().contains("stat"), "{e}");
     }
 
-    /// An operation that reads an argument its declaration lacks fails with an internal
-    /// error: with each declared argument in turn given a value no argument takes, every
-    /// operation answers bad input instead.
+    /// Each declared argument is one the operation reads: given by its camelCase name with a
+    /// value no argument takes, it is refused as a bad value, never as an unknown name.
     #[tokio::test]
-    async fn declared_arguments_are_the_ones_read() {
-        let libgo = LibGo::new();
+    async fn declared_arguments_are_known_by_their_camel_case_names() {
         for op in OPERATIONS {
-            for arg in op.args {
-                let args = json!({ *arg: [[["not an argument"]]] });
-                let e = call(&libgo, op.name, args, Vec::new(), ProgressSink::none())
+            for name in op.arg_names() {
+                let e = call_empty(op.name, json!({ name.clone(): [[["not a value"]]] }))
                     .await
                     .expect_err("a nested array is no argument's value");
-                assert_ne!(e.kind(), ErrorKind::Internal, "{}: {e}", op.name);
+                assert_eq!(e.kind(), ErrorKind::InvalidInput, "{}: {e}", op.name);
+                assert!(
+                    !e.message().contains("unknown field"),
+                    "{}.{name}: {e}",
+                    op.name
+                );
             }
         }
+    }
+
+    /// The table the generated front ends are made from (`bindings/operations.json`) is the
+    /// one compiled here; `UPDATE_OPERATIONS=1` rewrites it.
+    #[test]
+    fn operations_json_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../operations.json");
+        let mut current = serde_json::to_string_pretty(OPERATIONS).expect("the table encodes");
+        current.push('\n');
+        if std::env::var_os("UPDATE_OPERATIONS").is_some() {
+            std::fs::write(&path, &current).expect("operations.json is writable");
+        }
+        let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            recorded == current,
+            "bindings/operations.json is stale: run UPDATE_OPERATIONS=1 cargo test -p \
+             libgo-bindings-common, then python3 scripts/gen-bindings.py"
+        );
     }
 }

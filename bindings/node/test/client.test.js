@@ -58,6 +58,9 @@ test('container life cycle, logs, events, exec, errors', async () => {
   // Unknown options and fields are refused by name, not dropped.
   await assert.rejects(client.imageRemove(IMAGE, { forse: true }), (e) => e.code === 'INVALID_INPUT' && /forse/.test(e.message))
   await assert.rejects(client.list({ stat: 'running' }), (e) => e.code === 'INVALID_INPUT' && /stat/.test(e.message))
+  // In a spread argument's options too (StopOptions), and `progress` where none is reported.
+  await assert.rejects(client.stop('libgo-none', { timeoutSec: 1 }), (e) => e.code === 'INVALID_INPUT' && /timeoutSec/.test(e.message))
+  await assert.rejects(client.imageInspect(IMAGE, { progress: () => {} }), (e) => e.code === 'INVALID_INPUT' && /progress/.test(e.message))
 })
 
 test('console is an interactive shell', async () => {
@@ -137,7 +140,7 @@ test('progress callbacks of build, export, pull and push', async () => {
   const tag = `libgo-test/${unique('node')}:v1`
   const steps = []
   const built = await client.imageBuild(tarOf('Dockerfile', `FROM ${IMAGE}\nRUN echo built > /built\n`),
-    { tags: [tag] }, undefined, { progress: (p) => steps.push(p) })
+    { tags: [tag], progress: (p) => steps.push(p) })
   try {
     assert.ok(built.tags.includes(tag))
     assert.ok(steps.length > 0, 'the build reported progress')

@@ -87,6 +87,11 @@ def test_errors_are_typed_and_carry_codes(client: libgo.Client) -> None:
     with pytest.raises(libgo.errors.InvalidInputError) as unknown:
         client._call("image_remove", {"id": IMAGE, "forse": True})
     assert "forse" in str(unknown.value)
+    # The generated methods take exactly the table's arguments (and a spread struct's fields).
+    with pytest.raises(TypeError, match="forse"):
+        client.image_remove(IMAGE, forse=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="timeout_sec"):
+        client.stop("libgo-none", timeout_sec=1)  # type: ignore[call-arg]
 
 
 def test_duplicate_names_conflict(client: libgo.Client, container: libgo.types.Instance) -> None:

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "libgo.h"
 
 static int failures = 0;
@@ -29,14 +31,57 @@ static void ok(libgo_error *err, const char *what) {
   libgo_error_free(err);
 }
 
-/* Checks that a result holds JSON containing `needle`, and frees it. */
-static void ok_json(libgo_result r, const char *needle, const char *what) {
+/* Parses a result's JSON (NULL after a failed check), and frees the result. */
+static cJSON *ok_parse(libgo_result r, const char *what) {
   CHECK(r.error == NULL && r.json != NULL, "%s: %s", what,
         r.error ? r.error->message : "no JSON");
-  if (r.json && needle) {
-    CHECK(strstr(r.json, needle) != NULL, "%s: %s lacks %s", what, r.json, needle);
-  }
+  cJSON *doc = r.json ? cJSON_Parse(r.json) : NULL;
+  CHECK(r.json == NULL || doc != NULL, "%s: not JSON: %s", what, r.json);
   libgo_result_free(&r);
+  return doc;
+}
+
+/* Whether the value at `path` (keys joined by '.', '*' for any element of an array) equals
+ * the JSON `expected`, or exists when `expected` is NULL. */
+static int matches(const cJSON *node, const char *path, const cJSON *expected) {
+  if (node == NULL) return 0;
+  if (*path == '\0') return expected == NULL || cJSON_Compare(node, expected, 1);
+  const char *dot = strchr(path, '.');
+  size_t len = dot ? (size_t)(dot - path) : strlen(path);
+  const char *rest = dot ? dot + 1 : path + len;
+  if (len == 1 && path[0] == '*') {
+    const cJSON *item;
+    cJSON_ArrayForEach(item, node) {
+      if (matches(item, rest, expected)) return 1;
+    }
+    return 0;
+  }
+  char key[64];
+  if (len >= sizeof key) return 0;
+  memcpy(key, path, len);
+  key[len] = '\0';
+  return matches(cJSON_GetObjectItemCaseSensitive(node, key), rest, expected);
+}
+
+/* Checks one field of a parsed result. */
+static void check_field(const cJSON *doc, const char *path, const char *expected,
+                        const char *what) {
+  if (doc == NULL) return; /* already reported */
+  cJSON *want = expected ? cJSON_Parse(expected) : NULL;
+  char *got = cJSON_PrintUnformatted(doc);
+  CHECK(matches(doc, path, want), "%s: %s is not %s in %s", what, path,
+        expected ? expected : "present", got ? got : "?");
+  cJSON_free(got);
+  cJSON_Delete(want);
+}
+
+/* Checks that a result holds JSON whose `path` is `expected` (present, for NULL), and
+ * frees it. */
+static void ok_field(libgo_result r, const char *path, const char *expected,
+                     const char *what) {
+  cJSON *doc = ok_parse(r, what);
+  check_field(doc, path, expected, what);
+  cJSON_Delete(doc);
 }
 
 /* Checks that a result failed with `code`, and frees it. */
@@ -73,7 +118,7 @@ int main(int argc, char **argv) {
   }
   const char *image = argv[1];
   const char *prefix = argv[2];
-  char name[128], spec[1024], filter[256], buf[256];
+  char name[128], spec[1024], filter[256], buf[256], want[160];
   snprintf(name, sizeof name, "%s-c", prefix);
 
   /* A bad config is INVALID_INPUT, reported through the out-parameter. */
@@ -90,10 +135,10 @@ int main(int argc, char **argv) {
     libgo_error_free(err);
     return 1;
   }
-  ok_json(libgo_backends(client), "\"docker\"", "backends");
-  ok_json(libgo_health(client), "\"up\":true", "health");
-  ok_json(libgo_capabilities(client, "docker"), "\"exec\":true", "capabilities");
-  ok_json(libgo_image_inspect(client, NULL, image), "\"container\"", "image inspect");
+  ok_field(libgo_backends(client), "*", "\"docker\"", "backends");
+  ok_field(libgo_health(client), "*.up", "true", "health");
+  ok_field(libgo_capabilities(client, "docker"), "exec", "true", "capabilities");
+  ok_field(libgo_image_inspect(client, NULL, image), "kind", "\"container\"", "image inspect");
 
   /* Errors carry their kind. */
   fails_with(libgo_instance_get(client, "libgo-c-no-such-instance"),
@@ -111,7 +156,7 @@ int main(int argc, char **argv) {
            "\"command\":[\"sh\",\"-c\",\"trap 'exit 0' TERM; echo hello-from-c; "
            "while true; do sleep 1; done\"]}",
            name, image, prefix);
-  ok_json(libgo_instance_create(client, spec), "\"state\":\"stopped\"", "create");
+  ok_field(libgo_instance_create(client, spec), "state", "\"stopped\"", "create");
   fails_with(libgo_instance_create(client, spec), LIBGO_CODE_CONFLICT, "duplicate");
 
   snprintf(filter, sizeof filter, "{\"instance\":\"%s\",\"actions\":[\"started\"]}", name);
@@ -122,16 +167,19 @@ int main(int argc, char **argv) {
   ok(libgo_instance_start(client, name), "start");
   if (events.stream) {
     libgo_result ev = libgo_stream_next(events.stream, 10000);
-    ok_json(ev, "\"action\":\"started\"", "started event");
+    ok_field(ev, "action", "\"started\"", "started event");
     libgo_stream_free(events.stream);
   }
 
   snprintf(filter, sizeof filter, "{\"labels\":{\"test.libgo.test\":\"%s\"}}", prefix);
-  ok_json(libgo_instance_list(client, filter, 1, 10), "\"count\":1", "list by label");
-  ok_json(libgo_instance_get(client, name), "\"state\":\"running\"", "get running");
-  ok_json(libgo_instance_stats(client, name), "\"memoryBytes\"", "stats");
-  ok_json(libgo_instance_exec(client, name, "{\"command\":[\"echo\",\"exec-ok\"]}"),
-          "exec-ok", "exec");
+  ok_field(libgo_instance_list(client, filter, 1, 10), "count", "1", "list by label");
+  ok_field(libgo_instance_list_all(client, filter), "*.state", "\"running\"", "list all by label");
+  ok_field(libgo_instance_get(client, name), "state", "\"running\"", "get running");
+  ok_field(libgo_instance_stats(client, name), "memoryBytes", NULL, "stats");
+  cJSON *ran = ok_parse(libgo_instance_exec(client, name, "{\"command\":[\"echo\",\"exec-ok\"]}"), "exec");
+  check_field(ran, "exitCode", "0", "exec");
+  check_field(ran, "stdout", "\"exec-ok\\n\"", "exec");
+  cJSON_Delete(ran);
 
   /* Follow the logs until the marker shows up. */
   libgo_stream_result logs = libgo_instance_logs(client, name, "{\"follow\":true}");
@@ -140,7 +188,10 @@ int main(int argc, char **argv) {
   int seen = 0;
   for (int i = 0; logs.stream && i < 20 && !seen; i++) {
     libgo_result line = libgo_stream_next(logs.stream, 10000);
-    if (line.json && strstr(line.json, "hello-from-c")) seen = 1;
+    cJSON *entry = line.json ? cJSON_Parse(line.json) : NULL;
+    cJSON *message = cJSON_GetObjectItemCaseSensitive(entry, "message");
+    if (cJSON_IsString(message) && strncmp(message->valuestring, "hello-from-c", 12) == 0) seen = 1;
+    cJSON_Delete(entry);
     int end = line.json == NULL;
     libgo_result_free(&line);
     if (end) break;
@@ -193,18 +244,20 @@ int main(int argc, char **argv) {
   }
 
   ok(libgo_instance_pause(client, name), "pause");
-  ok_json(libgo_instance_get(client, name), "\"state\":\"paused\"", "get paused");
+  ok_field(libgo_instance_get(client, name), "state", "\"paused\"", "get paused");
   ok(libgo_instance_resume(client, name), "resume");
   ok(libgo_instance_stop(client, name, "{\"timeoutSecs\":5}"), "stop");
-  ok_json(libgo_instance_get(client, name), "\"state\":\"stopped\"", "get stopped");
+  ok_field(libgo_instance_get(client, name), "state", "\"stopped\"", "get stopped");
 
   /* A volume and a network round trip. */
   snprintf(buf, sizeof buf, "{\"name\":\"%s-vol\"}", prefix);
-  ok_json(libgo_volume_create(client, buf), "-vol", "volume create");
+  snprintf(want, sizeof want, "\"%s-vol\"", prefix);
+  ok_field(libgo_volume_create(client, buf), "name", want, "volume create");
   snprintf(buf, sizeof buf, "%s-vol", prefix);
   ok(libgo_volume_delete(client, NULL, buf, false), "volume delete");
   snprintf(buf, sizeof buf, "{\"name\":\"%s-net\"}", prefix);
-  ok_json(libgo_network_create(client, buf), "-net", "network create");
+  snprintf(want, sizeof want, "\"%s-net\"", prefix);
+  ok_field(libgo_network_create(client, buf), "name", want, "network create");
   snprintf(buf, sizeof buf, "%s-net", prefix);
   ok(libgo_network_connect(client, buf, name), "network connect");
   ok(libgo_network_disconnect(client, buf, name), "network disconnect");
@@ -214,9 +267,9 @@ int main(int argc, char **argv) {
   fails_with(libgo_instance_get(client, name), LIBGO_CODE_NOT_FOUND, "gone");
 
   /* Every list pages, like instances. */
-  ok_json(libgo_image_page(client, 1, 1), "\"pageSize\":1", "image page");
-  ok_json(libgo_network_page(client, 0, 0), "\"page\":1", "network page");
-  ok_json(libgo_volume_page(client, 1, 100), "\"items\":[", "volume page");
+  ok_field(libgo_image_page(client, 1, 1), "pageSize", "1", "image page");
+  ok_field(libgo_network_page(client, 0, 0), "page", "1", "network page");
+  ok_field(libgo_volume_page(client, 1, 100), "pageSize", "100", "volume page");
   fails_with(libgo_image_page(client, 1, 1000), LIBGO_CODE_INVALID_INPUT, "page too large");
 
   /* A batch of two, then a batch delete of them and one that does not exist. */
@@ -224,14 +277,14 @@ int main(int argc, char **argv) {
            "{\"spec\":{\"name\":\"x\",\"kind\":\"container\",\"image\":\"%s\","
            "\"command\":[\"sleep\",\"60\"]},\"count\":2,\"namePattern\":\"%s-b{n}\"}",
            image, prefix);
-  ok_json(libgo_instance_create_batch(client, spec), "\"succeeded\":2", "batch create");
+  ok_field(libgo_instance_create_batch(client, spec, NULL, NULL), "succeeded", "2", "batch create");
   snprintf(buf, sizeof buf, "%s-b2", prefix);
-  ok_json(libgo_instance_get(client, buf), "\"kind\":\"container\"", "batch item exists");
+  ok_field(libgo_instance_get(client, buf), "kind", "\"container\"", "batch item exists");
   snprintf(buf, sizeof buf, "[\"%s-b1\",\"%s-b2\",\"%s-none\"]", prefix, prefix, prefix);
-  ok_json(libgo_instance_delete_batch(client, buf, true), "\"failed\":1", "batch delete");
+  ok_field(libgo_instance_delete_batch(client, buf, true, NULL, NULL), "failed", "1", "batch delete");
   snprintf(buf, sizeof buf, "%s-b1", prefix);
   fails_with(libgo_instance_get(client, buf), LIBGO_CODE_NOT_FOUND, "batch item gone");
-  fails_with(libgo_instance_create_batch(client, "{\"spec\":{\"name\":\"x\"},\"count\":0}"),
+  fails_with(libgo_instance_create_batch(client, "{\"spec\":{\"name\":\"x\"},\"count\":0}", NULL, NULL),
              LIBGO_CODE_INVALID_INPUT, "a batch of none");
 
   libgo_client_free(client);
