@@ -70,7 +70,10 @@ fn cycle(c: &mut Criterion) {
                 )
                 .await
                 .expect("stop");
-            libgo.delete(&i.id, false).await.expect("delete");
+            libgo
+                .delete(&i.id, Default::default())
+                .await
+                .expect("delete");
         })
     });
     group.bench_function("bollard", |b| {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use libgo_core::{ExecSpec, InstanceSpec, LibGo};
+use libgo_core::{DeleteOptions, ExecSpec, InstanceSpec, LibGo};
 use libgo_docker::{DockerBackend, DockerConfig};
 
 #[tokio::main]
@@ -27,6 +27,8 @@ async fn main() -> libgo_core::Result<()> {
     let out = libgo.exec(&hello.id, &greeting).await?;
     println!("{} says: {}", hello.name, out.stdout.trim());
 
-    libgo.delete(&hello.id, true).await?;
+    libgo
+        .delete(&hello.id, DeleteOptions { force: true })
+        .await?;
     Ok(())
 }

@@ -282,9 +282,9 @@ pub async fn idempotent_verbs(b: Arc<dyn Backend>, fx: &Fixture) -> Result<()> {
                 "pause when stopped",
             )?;
         }
-        libgo.delete(&name, false).await?;
+        libgo.delete(&name, DeleteOptions::default()).await?;
         expect_kind(
-            libgo.delete(&name, false).await,
+            libgo.delete(&name, DeleteOptions::default()).await,
             ErrorKind::NotFound,
             "delete when gone",
         )
@@ -969,7 +969,7 @@ pub async fn list_and_facade(b: Arc<dyn Backend>, fx: &Fixture) -> Result<()> {
                 },
             )
             .await?;
-        libgo.delete(&one, false).await?;
+        libgo.delete(&one, DeleteOptions::default()).await?;
         expect_kind(libgo.get(&one).await, ErrorKind::NotFound, "facade delete")
     })
     .await

@@ -446,23 +446,23 @@ impl LibGo {
     pub async fn delete_batch(
         &self,
         ids: &[String],
-        force: bool,
+        options: DeleteOptions,
         progress: ProgressSink,
     ) -> Result<BatchReport> {
         validate::batch_ids(ids)?;
         let mut outcomes = Vec::with_capacity(ids.len());
         for id in ids {
-            let outcome = self.delete(id, force).await.map(|()| None);
+            let outcome = self.delete(id, options).await.map(|()| None);
             outcomes.push((id.clone(), outcome));
             batch_progress(&progress, outcomes.len(), ids.len());
         }
         Ok(batch_report(outcomes, BatchStatus::Deleted))
     }
 
-    /// Deletes an instance; `force` stops it first.
-    pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
+    /// Deletes an instance; with `force` a running one is stopped first.
+    pub async fn delete(&self, id: &str, options: DeleteOptions) -> Result<()> {
         let (b, i) = self.route(id).await?;
-        b.delete(&i, force).await
+        b.delete(&i, options.force).await
     }
 
     /// Changes CPU and memory.
@@ -809,9 +809,9 @@ impl LibGo {
     }
 
     /// Removes an image.
-    pub async fn image_remove(&self, backend: Option<&str>, id: &str, force: bool) -> Result<()> {
-        let (b, _) = self.find_image(backend, id).await?;
-        b.image_remove(id, force).await
+    pub async fn image_remove(&self, id: &str, options: ImageRemoveOptions) -> Result<()> {
+        let (b, _) = self.find_image(options.backend.as_deref(), id).await?;
+        b.image_remove(id, options.force).await
     }
 
     /// Removes unused images on the named backend or every backend that can.
@@ -1006,14 +1006,9 @@ impl LibGo {
     }
 
     /// Deletes a volume.
-    pub async fn volume_delete(
-        &self,
-        backend: Option<&str>,
-        name: &str,
-        force: bool,
-    ) -> Result<()> {
-        let (b, _) = self.find_volume(backend, name).await?;
-        b.volume_delete(name, force).await
+    pub async fn volume_delete(&self, name: &str, options: VolumeDeleteOptions) -> Result<()> {
+        let (b, _) = self.find_volume(options.backend.as_deref(), name).await?;
+        b.volume_delete(name, options.force).await
     }
 
     /// Removes unused volumes on the named backend or every backend that can.

@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use libgo_core::{InstanceSpec, LibGo, StopOptions};
+//! use libgo_core::{DeleteOptions, InstanceSpec, LibGo, StopOptions};
 //!
 //! # async fn demo(docker: Arc<dyn libgo_core::Backend>) -> libgo_core::Result<()> {
 //! let libgo = LibGo::new();
@@ -21,7 +21,7 @@
 //! let hello = libgo.create(&spec).await?;
 //! libgo.start(&hello.id).await?;
 //! libgo.stop("hello", StopOptions::default()).await?;
-//! libgo.delete("hello", false).await?;
+//! libgo.delete("hello", DeleteOptions::default()).await?;
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]

@@ -1374,6 +1374,32 @@ pub struct StopOptions {
     pub force: bool,
 }
 
+/// How to delete an instance ([`crate::LibGo::delete`], [`crate::LibGo::delete_batch`]).
+/// Build it with `..Default::default()` so that a later option breaks no caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeleteOptions {
+    /// Stop a running instance first instead of refusing.
+    pub force: bool,
+}
+
+/// How to remove an image ([`crate::LibGo::image_remove`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageRemoveOptions {
+    /// The backend holding it; found by id or reference when `None`.
+    pub backend: Option<String>,
+    /// Remove it even when containers use it or it has several tags.
+    pub force: bool,
+}
+
+/// How to delete a volume ([`crate::LibGo::volume_delete`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeDeleteOptions {
+    /// The backend holding it; found by name when `None`.
+    pub backend: Option<String>,
+    /// Delete it even when an instance uses it.
+    pub force: bool,
+}
+
 /// Something an existing instance holds of its host that makes whoever runs code in it, or
 /// changes it, root on that host. Backends read it from the engine, not from what LibGo
 /// remembers of the create call.

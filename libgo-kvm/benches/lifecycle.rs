@@ -55,7 +55,10 @@ fn cycle(c: &mut Criterion, group: &str, uri: &str, domain_type: &str, samples: 
                 )
                 .await
                 .expect("stop");
-            libgo.delete("bench-libgo", false).await.expect("delete");
+            libgo
+                .delete("bench-libgo", Default::default())
+                .await
+                .expect("delete");
         })
     });
     let conn = virt::connect::Connect::open(Some(uri)).expect("raw connect");

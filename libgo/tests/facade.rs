@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libgo::{
-    BackendConfig, Engine, EngineConfig, EngineMode, ErrorKind, EventAction, EventFilter,
-    InstanceFilter, InstanceKind, InstanceSpec, InstanceState, LibGo, Pagination, StopOptions,
+    BackendConfig, DeleteOptions, Engine, EngineConfig, EngineMode, ErrorKind, EventAction,
+    EventFilter, InstanceFilter, InstanceKind, InstanceSpec, InstanceState, LibGo, Pagination,
+    StopOptions,
 };
+
+const FORCE: DeleteOptions = DeleteOptions { force: true };
 
 fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -144,7 +147,7 @@ async fn one_name_space_and_one_list_over_vms_and_containers() -> libgo::Result<
     }
     .await;
     for n in [&c, &v] {
-        match libgo.delete(n, true).await {
+        match libgo.delete(n, FORCE).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -262,7 +265,7 @@ async fn many_named_backends_from_one_config() -> libgo::Result<()> {
             .items
             .is_empty()
     );
-    libgo.delete(&v, true).await?;
+    libgo.delete(&v, FORCE).await?;
     assert_eq!(libgo.get(&v).await.unwrap_err().kind(), ErrorKind::NotFound);
 
     let mut required = config.clone();
@@ -437,7 +440,7 @@ async fn events_survive_an_engine_restart() -> libgo::Result<()> {
     let after = started(&mut starts, &second).await;
     reader.abort();
     for id in made {
-        libgo.delete(&id, true).await?;
+        libgo.delete(&id, FORCE).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(before, "the first start came");

@@ -17,12 +17,12 @@
 //! argument: the context tar of a build).
 
 use libgo::{
-    BackendInfo, BatchReport, BatchSpec, BuildSpec, Capabilities, ConsoleSession, Event,
-    EventFilter, ExecResult, ExecSpec, ExportResult, ExportSpec, Health, Image, Instance,
-    InstanceFilter, InstanceSpec, LibGo, LogEntry, LogOptions, Network, NetworkSpec, Page,
-    Pagination, ProgressSink, PruneReport, RegistryAuth, ResourceUpdate, Result, Snapshot,
-    SnapshotSpec, Stats, StopOptions, StoragePool, StoragePoolSpec, Template, VncDisplay, Volume,
-    VolumeSpec,
+    BackendInfo, BatchReport, BatchSpec, BuildSpec, Capabilities, ConsoleSession, DeleteOptions,
+    Event, EventFilter, ExecResult, ExecSpec, ExportResult, ExportSpec, Health, Image,
+    ImageRemoveOptions, Instance, InstanceFilter, InstanceSpec, LibGo, LogEntry, LogOptions,
+    Network, NetworkSpec, Page, Pagination, ProgressSink, PruneReport, RegistryAuth,
+    ResourceUpdate, Result, Snapshot, SnapshotSpec, Stats, StopOptions, StoragePool,
+    StoragePoolSpec, Template, VncDisplay, Volume, VolumeDeleteOptions, VolumeSpec,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -285,14 +285,15 @@ operations! {
     resume(id: String) -> Unit (), c = "libgo_instance_resume" => libgo.resume(&a.id).await?;
     /// Deletes an instance; `force` stops it first.
     delete(id: String, force: Option<bool>) -> Unit (), c = "libgo_instance_delete" =>
-        libgo.delete(&a.id, a.force.unwrap_or_default()).await?;
+        libgo.delete(&a.id, DeleteOptions { force: a.force.unwrap_or_default() }).await?;
     /// Creates `count` instances from one spec, named by `namePattern` (`{n}` is the number); a failed item is reported and the batch goes on.
     create_batch(batch: BatchSpec) -> Value BatchReport [progress],
         c = "libgo_instance_create_batch" => libgo.create_batch(&a.batch, progress).await?;
     /// Deletes many instances (at most 100), reporting each.
     delete_batch(ids: Vec<String>, force: Option<bool>) -> Value BatchReport [progress],
         c = "libgo_instance_delete_batch" =>
-        libgo.delete_batch(&a.ids, a.force.unwrap_or_default(), progress).await?;
+        libgo.delete_batch(&a.ids, DeleteOptions { force: a.force.unwrap_or_default() }, progress)
+            .await?;
     /// Changes CPU and memory limits; answers the instance.
     update(id: String, update: ResourceUpdate [spread]) -> Value Instance,
         c = "libgo_instance_update" => libgo.update(&a.id, a.update).await?;
@@ -362,7 +363,10 @@ operations! {
         libgo.image_tag(a.backend.as_deref(), &a.source, &a.target).await?;
     /// Removes an image; `force` also when containers use it.
     image_remove(backend: Option<String>, id: String, force: Option<bool>) -> Unit () =>
-        libgo.image_remove(a.backend.as_deref(), &a.id, a.force.unwrap_or_default()).await?;
+        libgo.image_remove(&a.id, ImageRemoveOptions {
+            backend: a.backend,
+            force: a.force.unwrap_or_default(),
+        }).await?;
     /// Removes unused images.
     image_prune(backend: Option<String>) -> Value PruneReport =>
         libgo.image_prune(a.backend.as_deref()).await?;
@@ -408,7 +412,10 @@ operations! {
         libgo.volume_inspect(a.backend.as_deref(), &a.name).await?;
     /// Deletes a volume; `force` also when an instance uses it.
     volume_delete(backend: Option<String>, name: String, force: Option<bool>) -> Unit () =>
-        libgo.volume_delete(a.backend.as_deref(), &a.name, a.force.unwrap_or_default()).await?;
+        libgo.volume_delete(&a.name, VolumeDeleteOptions {
+            backend: a.backend,
+            force: a.force.unwrap_or_default(),
+        }).await?;
     /// Removes unused volumes.
     volume_prune(backend: Option<String>) -> Value PruneReport =>
         libgo.volume_prune(a.backend.as_deref()).await?;

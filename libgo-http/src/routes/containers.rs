@@ -352,7 +352,7 @@ macro_rules! kind_routes {
             Query(q): Query<ForceQuery>,
         ) -> ApiResult<StatusCode> {
             let i = get_of_kind(&state, &id, Some($kind)).await?;
-            state.libgo.delete(&i.id, q.force).await?;
+            state.libgo.delete(&i.id, libgo_core::DeleteOptions { force: q.force }).await?;
             Ok(StatusCode::NO_CONTENT)
         }
 

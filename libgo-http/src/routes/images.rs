@@ -52,7 +52,13 @@ async fn delete_image(
 ) -> ApiResult<StatusCode> {
     state
         .libgo
-        .image_remove(q.backend.as_deref(), &id, q.force)
+        .image_remove(
+            &id,
+            libgo_core::ImageRemoveOptions {
+                backend: q.backend,
+                force: q.force,
+            },
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

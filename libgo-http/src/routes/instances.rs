@@ -262,7 +262,10 @@ async fn delete_instance(
     Path(id): Path<String>,
     Query(q): Query<ForceQuery>,
 ) -> ApiResult<StatusCode> {
-    state.libgo.delete(&id, q.force).await?;
+    state
+        .libgo
+        .delete(&id, libgo_core::DeleteOptions { force: q.force })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -714,7 +717,13 @@ async fn batch_delete(
             None,
             &caller.username,
             move |ctx| async move {
-                let report = libgo.delete_batch(&req.ids, req.force, ctx.sink()).await?;
+                let report = libgo
+                    .delete_batch(
+                        &req.ids,
+                        libgo_core::DeleteOptions { force: req.force },
+                        ctx.sink(),
+                    )
+                    .await?;
                 Ok(serde_json::to_value(report).unwrap_or_default())
             },
         )

@@ -191,7 +191,13 @@ async fn delete_volume(
 ) -> ApiResult<StatusCode> {
     state
         .libgo
-        .volume_delete(q.backend.as_deref(), &name, q.force)
+        .volume_delete(
+            &name,
+            libgo_core::VolumeDeleteOptions {
+                backend: q.backend,
+                force: q.force,
+            },
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
