@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use libgo_core::{InstanceSpec, LibGo, StopOptions};
+//! use libgo_core::{DeleteOptions, InstanceSpec, LibGo, StopOptions};
 //! use libgo_docker::{DockerBackend, DockerConfig};
 //!
 //! # async fn demo() -> libgo_core::Result<()> {
@@ -15,7 +15,7 @@
 //! spec.command = vec!["sleep".into(), "60".into()];
 //! spec.start = true;
 //! libgo.create(&spec).await?;
-//! libgo.delete("hello", true).await?;
+//! libgo.delete("hello", DeleteOptions { force: true }).await?;
 //! # Ok(()) }
 //! ```
 //!
