@@ -139,10 +139,17 @@ impl From<libgo_core::Error> for ApiError {
     fn from(e: libgo_core::Error) -> Self {
         let kind = e.kind();
         if kind == ErrorKind::Internal {
+            // An engine's own words (paths, QEMU output) stay in the log, which the request
+            // span ties to the request id the client got in `x-request-id`.
             tracing::error!(error = %e, "engine failure");
-        } else {
-            tracing::debug!(error = %e, "request failed");
+            let mut message =
+                String::from("internal error in the engine; the server log has the detail");
+            if let Some((_, backend)) = e.context().iter().find(|(k, _)| *k == "backend") {
+                message.push_str(&format!(" (backend: {backend})"));
+            }
+            return ApiError::new(status_of(kind), kind.code(), message);
         }
+        tracing::debug!(error = %e, "request failed");
         ApiError::new(status_of(kind), kind.code(), e.detail())
     }
 }
@@ -240,5 +247,19 @@ mod tests {
         let e: ApiError = libgo_core::Error::unavailable("down").into();
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.code(), "BACKEND_UNAVAILABLE");
+    }
+
+    #[test]
+    fn engine_internals_stay_in_the_log() {
+        let e: ApiError = libgo_core::Error::internal(
+            "qemu unexpectedly closed the monitor: /var/lib/libvirt/qemu/secret.sock",
+        )
+        .with_context("backend", "kvm")
+        .into();
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let message = e.body().message;
+        assert!(!message.contains("qemu"), "{message}");
+        assert!(!message.contains("/var/lib"), "{message}");
+        assert!(message.contains("backend: kvm"), "{message}");
     }
 }

@@ -419,6 +419,7 @@ pub(crate) fn create_blocking(
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
+    fits_host(c, spec.memory_bytes.unwrap_or(DEFAULT_MEMORY))?;
     for n in &spec.networks {
         c.lookup_network_by_name(n)
             .lv()
@@ -640,9 +641,33 @@ pub(crate) fn upload_bytes(c: &Connect, vol: &StorageVol, data: &[u8]) -> Result
     stream.finish().lv()
 }
 
+/// Refuses a guest larger than the host's memory: QEMU would only fail at start.
+fn fits_host(c: &Connect, memory_bytes: u64) -> Result<()> {
+    let host_bytes = c.node_info().lv()?.memory.saturating_mul(1024);
+    if memory_bytes > host_bytes {
+        return Err(Error::invalid(format!(
+            "memoryBytes {memory_bytes} is more than this host's memory ({host_bytes} bytes)"
+        ))
+        .with_context("field", "memoryBytes"));
+    }
+    Ok(())
+}
+
+/// Whether a start failed because QEMU could not reserve the guest's memory now: the host
+/// is short of free memory, a state that may pass, not a bad request or a bug.
+fn is_out_of_memory(e: &Error) -> bool {
+    e.message().contains("Cannot allocate memory")
+}
+
 /// Starts a domain and notes when (exec waits for the guest agent of a booting VM).
 fn start_domain(inner: &Inner, d: &Domain) -> Result<()> {
     if let Err(e) = d.create().lv() {
+        if is_out_of_memory(&e) {
+            return Err(Error::conflict(
+                "the host has not enough free memory to start this VM now",
+            )
+            .with_source(e));
+        }
         return Err(already(d, InstanceState::Running, e));
     }
     if let Ok(uuid) = d.uuid_string() {
@@ -766,6 +791,7 @@ fn update_blocking(inner: &Inner, c: &Connect, id: &str, u: ResourceUpdate) -> R
         }
     }
     if let Some(m) = u.memory_bytes {
+        fits_host(c, m)?;
         let kib = m / 1024;
         d.set_memory_flags(kib, config | sys::VIR_DOMAIN_MEM_MAXIMUM)
             .lv()?;
@@ -1343,5 +1369,23 @@ impl Compute for KvmBackend {
 
     async fn template_delete(&self, name: &str) -> Result<()> {
         crate::templates::delete(self, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_short_of_host_memory_is_recognised() {
+        // libvirt's words when QEMU cannot reserve the guest RAM (seen under the fuzzer).
+        let e = Error::internal(
+            "internal error: qemu unexpectedly closed the monitor: qemu-system-x86_64: \
+             cannot set up guest memory 'pc.ram': Cannot allocate memory",
+        );
+        assert!(is_out_of_memory(&e));
+        assert!(!is_out_of_memory(&Error::internal(
+            "domain is already running"
+        )));
     }
 }

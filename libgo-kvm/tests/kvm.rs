@@ -362,6 +362,12 @@ async fn bad_input_leaves_nothing_behind() {
         b.create(&spec).await.unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
+    // Within LibGo's bounds but more than this host has: QEMU could never start it.
+    let mut spec = common::guest_spec(&vm);
+    spec.memory_bytes = Some(4 << 40);
+    let e = b.create(&spec).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.message().contains("host's memory"), "{e}");
     let mut spec = common::guest_spec(&vm);
     spec.disks.push(DiskSpec {
         size_bytes: Some(1 << 62),
@@ -407,6 +413,22 @@ async fn bad_input_leaves_nothing_behind() {
     assert_eq!(b.get(&vm).await.unwrap_err().kind(), ErrorKind::NotFound);
     // Duplicates.
     b.create(&common::guest_spec(&vm)).await.unwrap();
+    let e = b
+        .update(
+            &vm,
+            ResourceUpdate {
+                memory_bytes: Some(4 << 40),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(
+        b.get(&vm).await.unwrap().memory_bytes,
+        common::guest_spec(&vm).memory_bytes,
+        "a refused update changes nothing"
+    );
     assert_eq!(
         b.create(&common::guest_spec(&vm)).await.unwrap_err().kind(),
         ErrorKind::Conflict
