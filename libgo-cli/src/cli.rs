@@ -1,0 +1,451 @@
+//! The command line's grammar (clap derive): completions and man pages come from it too.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+
+use crate::output::Format;
+
+const EXAMPLES: &str = "\
+Examples:
+  libgo run busybox --name web -p 8080:80 -e MODE=demo -- sleep 300
+  libgo create --vm --template small --name vm1 --memory 512MiB --disk 2GiB
+  libgo ls --kind container --format json
+  libgo exec web -- cat /etc/hostname
+  libgo remote add lab http://10.0.0.2:8080 && libgo login --remote lab --username admin
+";
+
+/// VMs and containers, one command line: the local Docker and libvirt (embedded), or a
+/// libgo server (remote).
+#[derive(Debug, Parser)]
+#[command(name = "libgo", version, after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    /// Talk to this remote instead of the current one (`libgo remote list`).
+    #[arg(long, global = true, env = "LIBGO_REMOTE", conflicts_with = "local")]
+    pub remote: Option<String>,
+    /// Use the local engines even when a remote is current.
+    #[arg(long, global = true)]
+    pub local: bool,
+    /// API key for the remote (instead of the stored login).
+    #[arg(long, global = true, env = "LIBGO_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// No progress bars or notes, only results and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List instances (VMs and containers).
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Show one instance.
+    Info {
+        /// Instance name or id.
+        name: String,
+    },
+    /// Create an instance (started with `--start`, or use `run`).
+    Create(CreateArgs),
+    /// Create and start an instance.
+    Run(CreateArgs),
+    /// Start instances.
+    Start(Names),
+    /// Stop instances: gracefully, then forcibly after the timeout.
+    Stop(StopArgs),
+    /// Restart instances.
+    Restart(StopArgs),
+    /// Freeze instances.
+    Pause(Names),
+    /// Thaw paused instances.
+    Resume(Names),
+    /// Send a signal to containers, or pull a VM's plug.
+    Kill {
+        /// Signal (the engine's default when absent).
+        #[arg(short, long)]
+        signal: Option<String>,
+        #[command(flatten)]
+        names: Names,
+    },
+    /// Delete instances.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Stop running ones first.
+        #[arg(short, long)]
+        force: bool,
+        #[command(flatten)]
+        names: Names,
+    },
+    /// Run a command in an instance; its stdout, stderr and exit code are passed through.
+    Exec(ExecArgs),
+    /// Print an instance's log (container output, VM serial console).
+    Logs(LogsArgs),
+    /// Snapshots of an instance.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Images of every backend.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Storage pools.
+    #[command(subcommand)]
+    Pool(ListOnly),
+    /// VM templates.
+    #[command(subcommand)]
+    Template(ListOnly),
+    /// Servers this command line can talk to.
+    #[command(subcommand)]
+    Remote(RemoteCommand),
+    /// Log in to a remote; the session token is stored (0600) for later commands.
+    Login(LoginArgs),
+    /// Print a shell completion script.
+    Completion {
+        /// The shell.
+        shell: Shell,
+    },
+    /// Write man pages (one per command) into a directory.
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
+}
+
+/// Instances to act on.
+#[derive(Debug, Args)]
+pub struct Names {
+    /// Instance names or ids.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only names starting with this.
+    pub prefix: Option<String>,
+    /// Only this kind.
+    #[arg(long, value_parser = ["vm", "container"])]
+    pub kind: Option<String>,
+    /// Only this state (running, stopped, paused, …).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only instances with this label (`key=value`; repeat for all of several).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Only this backend.
+    #[arg(long)]
+    pub backend: Option<String>,
+}
+
+/// `create` and `run`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Image: a container image, or a VM's base disk image.
+    pub image: Option<String>,
+    /// Name of the new instance.
+    #[arg(long)]
+    pub name: String,
+    /// Make a VM (a container otherwise, unless a template or `--disk` says VM).
+    #[arg(long)]
+    pub vm: bool,
+    /// Backend to create it on.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// VM template to start from.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// CPUs (VM) or CPU limit (container).
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Memory: `512MiB`, `2GiB`, `1G`.
+    #[arg(long, value_parser = parse_bytes)]
+    pub memory: Option<u64>,
+    /// A blank disk of this size (repeat for several).
+    #[arg(long, value_parser = parse_bytes)]
+    pub disk: Vec<u64>,
+    /// cloud-init user-data for the VM, from this file.
+    #[arg(long, value_name = "FILE")]
+    pub cloud_init: Option<PathBuf>,
+    /// Boot the VM straight into this kernel (no bootloader).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<String>,
+    /// The initrd for `--kernel`.
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<String>,
+    /// The kernel command line for `--kernel`.
+    #[arg(long, value_name = "TEXT", requires = "kernel")]
+    pub cmdline: Option<String>,
+    /// Network to attach (repeat for several).
+    #[arg(long)]
+    pub network: Vec<String>,
+    /// Publish a port: `[IP:]HOST:CONTAINER[/udp]`.
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    pub publish: Vec<String>,
+    /// Environment variable `KEY=VALUE`.
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Mount a volume: `VOLUME:/path[:ro]`.
+    #[arg(short, long, value_name = "VOLUME:PATH")]
+    pub volume: Vec<String>,
+    /// Label `KEY=VALUE`.
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Give the container a TTY.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Start it once created (what `run` does).
+    #[arg(long)]
+    pub start: bool,
+    /// The container's command.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// `stop` and `restart`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait for a clean stop before forcing it.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Do not wait: stop at once.
+    #[arg(short, long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub names: Names,
+}
+
+/// `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Instance name or id.
+    pub name: String,
+    /// Environment variable `KEY=VALUE`.
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Instance name or id.
+    pub name: String,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
+    /// Only lines since this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Prefix each line with its time.
+    #[arg(short, long)]
+    pub timestamps: bool,
+}
+
+/// `snapshot …`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Take a snapshot.
+    Create {
+        /// Instance.
+        name: String,
+        /// Snapshot name.
+        snapshot: String,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List an instance's snapshots.
+    #[command(visible_alias = "ls")]
+    List {
+        /// Instance.
+        name: String,
+    },
+    /// Go back to a snapshot.
+    Revert {
+        /// Instance.
+        name: String,
+        /// Snapshot name.
+        snapshot: String,
+    },
+    /// Delete a snapshot.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Instance.
+        name: String,
+        /// Snapshot name.
+        snapshot: String,
+    },
+}
+
+/// `image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Pull an image from a registry (Docker) or URL (libvirt).
+    Pull {
+        /// Reference, e.g. `busybox:latest`.
+        reference: String,
+        /// Backend to pull into.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Give an image another reference.
+    Tag {
+        /// The image.
+        source: String,
+        /// The new reference.
+        target: String,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Remove images.
+    #[command(visible_alias = "rm")]
+    Remove {
+        /// Images.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Remove even when used.
+        #[arg(short, long)]
+        force: bool,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+}
+
+/// `network …`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// List networks.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Create a network.
+    Create {
+        /// Name.
+        name: String,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Subnet in CIDR form.
+        #[arg(long)]
+        subnet: Option<String>,
+    },
+    /// Delete networks.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Networks.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+}
+
+/// `volume …`.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// List volumes.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Create a volume.
+    Create {
+        /// Name.
+        name: String,
+        /// Size (`1GiB`); libvirt volumes need one.
+        #[arg(long, value_parser = parse_bytes)]
+        size: Option<u64>,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Delete volumes.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Volumes.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Delete even when used.
+        #[arg(short, long)]
+        force: bool,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+}
+
+/// A group that only lists.
+#[derive(Debug, Subcommand)]
+pub enum ListOnly {
+    /// List them.
+    #[command(visible_alias = "ls")]
+    List,
+}
+
+/// `remote …`.
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// Add a remote (and make it current if it is the first).
+    Add {
+        /// Its name here.
+        name: String,
+        /// Base URL, e.g. `http://10.0.0.2:8080`.
+        url: String,
+    },
+    /// List remotes; `*` marks the current one.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Make a remote current (`local` for the embedded engines).
+    Switch {
+        /// Remote name, or `local`.
+        name: String,
+    },
+    /// Forget a remote and its credentials.
+    #[command(visible_alias = "rm")]
+    Remove {
+        /// Remote name.
+        name: String,
+    },
+}
+
+/// `login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// User name.
+    #[arg(long, default_value = "admin")]
+    pub username: String,
+    /// Read the password from standard input (else `LIBGO_PASSWORD`).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// Parses `512MiB`, `2GiB`, `1G`, `1048576`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text)
+        .map_err(|e| format!("{text:?} is not a size like 512MiB or 2GiB: {e}"))
+}

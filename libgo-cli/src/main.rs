@@ -1,0 +1,888 @@
+//! `libgo`: VMs and containers from a terminal, through the library (embedded) or a
+//! `libgo-server` (remote). Every command is an operation of the bindings' operation table,
+//! so both modes run the same verbs with the same JSON.
+//!
+//! ```sh
+//! libgo run busybox --name web -- sleep 300
+//! libgo ls --format json
+//! libgo exec web -- cat /etc/hostname
+//! libgo delete --force web
+//! ```
+//!
+//! Exit codes: 0 success; for `exec` the command's own code; otherwise one per error kind
+//! (see [`exit_code`]); 2 for a command line clap refuses.
+
+mod cli;
+mod config;
+mod output;
+mod rest;
+mod target;
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{CommandFactory, Parser};
+use indicatif::{ProgressBar, ProgressStyle};
+use libgo::{
+    CloudInit, DiskSpec, EngineConfig, Error, ErrorKind, InstanceKind, InstanceSpec, KernelBoot,
+    MountSpec, PortMapping, Protocol, Result,
+};
+use serde_json::{Value, json};
+
+use cli::{Cli, Command, CreateArgs, ImageCommand, NetworkCommand, RemoteCommand};
+use cli::{ListOnly, SnapshotCommand, VolumeCommand};
+use output::{Format, field, print_list, print_one, size};
+use target::{OnProgress, RemoteClient, Target};
+
+/// The exit code of an error kind (documented in the README).
+pub fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Internal => 1,
+        ErrorKind::NotFound => 10,
+        ErrorKind::InvalidInput => 11,
+        ErrorKind::Conflict => 12,
+        ErrorKind::Unauthorized => 13,
+        ErrorKind::Forbidden => 14,
+        ErrorKind::Unsupported => 15,
+        ErrorKind::Unavailable => 16,
+        ErrorKind::Timeout => 17,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIBGO_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if cli.quiet { "error" } else { "warn" })
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(output::colour())
+        .without_time()
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&Error::internal(format!("runtime: {e}"))),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &Error) -> ExitCode {
+    eprintln!("Error: {}: {}", e.kind().code(), e.detail());
+    ExitCode::from(exit_code(e.kind()))
+}
+
+/// Opens the target the options and the config choose.
+async fn open(cli: &Cli) -> Result<Target> {
+    let config = config::Config::load()?;
+    let remote = if cli.local {
+        None
+    } else {
+        cli.remote.clone().or(config.current.clone())
+    };
+    match remote {
+        Some(name) if name != "local" => {
+            let r = config.remote(&name)?;
+            Ok(Target::Remote(RemoteClient::new(
+                &name,
+                r,
+                cli.api_key.clone(),
+            )?))
+        }
+        _ => {
+            // The server's variable, so one setting serves both (`tcg` where KVM misbehaves).
+            let accelerator =
+                std::env::var("LIBGO_KVM_ACCELERATOR").unwrap_or_else(|_| "auto".into());
+            let engines = EngineConfig {
+                reconnect_secs: 0,
+                accelerator,
+                ..Default::default()
+            };
+            Ok(Target::Local(Arc::new(libgo::connect(&engines).await?)))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    // Commands that need no engine.
+    match &cli.command {
+        Command::Completion { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "libgo", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(Cli::command(), dir)?;
+            return Ok(0);
+        }
+        Command::Remote(r) => return remote_command(r, &cli).await,
+        Command::Login(l) => return login(l, &cli).await,
+        _ => {}
+    }
+    let target = open(&cli).await?;
+    let format = cli.format;
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::List(a) => {
+            let mut labels = BTreeMap::new();
+            for l in &a.label {
+                let (k, v) = key_value(l)?;
+                labels.insert(k, v);
+            }
+            let filter = json!({
+                "kind": a.kind, "state": a.state, "backend": a.backend,
+                "name": a.prefix, "labels": labels,
+            });
+            let (mut items, unavailable) = target.list_instances(filter).await?;
+            if let Some(prefix) = &a.prefix {
+                items.retain(|i| i["name"].as_str().is_some_and(|n| n.starts_with(prefix)));
+            }
+            for u in &unavailable {
+                if !quiet {
+                    eprintln!(
+                        "Warning: backend {} did not answer: {}",
+                        field(u, "backend"),
+                        field(u, "message")
+                    );
+                }
+            }
+            let host = target.host().to_string();
+            let host_of = move |_: &Value| host.clone();
+            let ipv4 = |i: &Value| {
+                i["ipAddresses"]
+                    .as_array()
+                    .and_then(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .find(|s| !s.contains(':'))
+                    })
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            let created = |i: &Value| {
+                i["createdAt"]
+                    .as_str()
+                    .map(|s| s.get(..19).unwrap_or(s).replace('T', " "))
+                    .unwrap_or_else(|| "-".into())
+            };
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|i| field(i, "name")),
+                    ("KIND", &|i| field(i, "kind")),
+                    ("STATE", &|i| field(i, "state")),
+                    ("BACKEND", &|i| field(i, "backend")),
+                    ("HOST", &host_of),
+                    ("IPV4", &ipv4),
+                    ("CREATED", &created),
+                ],
+            )?;
+            Ok(0)
+        }
+        Command::Info { name } => {
+            let i = target.call("get", json!({ "id": name }), None).await?;
+            print_one(format, &i)?;
+            Ok(0)
+        }
+        Command::Create(a) => create(&target, a, false, format, quiet).await,
+        Command::Run(a) => create(&target, a, true, format, quiet).await,
+        Command::Start(n) => each(&target, "start", &n.names, |_| json!({}), format).await,
+        Command::Pause(n) => each(&target, "pause", &n.names, |_| json!({}), format).await,
+        Command::Resume(n) => each(&target, "resume", &n.names, |_| json!({}), format).await,
+        Command::Stop(s) => {
+            let options = json!({"options": {"timeoutSecs": s.timeout, "force": s.force}});
+            each(&target, "stop", &s.names.names, |_| options.clone(), format).await
+        }
+        Command::Restart(s) => {
+            let options = json!({"options": {"timeoutSecs": s.timeout, "force": s.force}});
+            each(
+                &target,
+                "restart",
+                &s.names.names,
+                |_| options.clone(),
+                format,
+            )
+            .await
+        }
+        Command::Kill { signal, names } => {
+            let args = json!({ "signal": signal });
+            each(&target, "kill", &names.names, |_| args.clone(), format).await
+        }
+        Command::Delete { force, names } => {
+            let args = json!({ "force": force });
+            each(&target, "delete", &names.names, |_| args.clone(), format).await
+        }
+        Command::Exec(a) => {
+            let mut env = BTreeMap::new();
+            for e in &a.env {
+                let (k, v) = key_value(e)?;
+                env.insert(k, v);
+            }
+            let spec = json!({
+                "command": a.command, "env": env, "workdir": a.workdir, "user": a.user,
+            });
+            let r = target
+                .call("exec", json!({"id": a.name, "spec": spec}), None)
+                .await?;
+            if format == Format::Json || format == Format::Yaml {
+                print_one(format, &r)?;
+            } else {
+                std::io::stdout().write_all(r["stdout"].as_str().unwrap_or("").as_bytes())?;
+                std::io::stderr().write_all(r["stderr"].as_str().unwrap_or("").as_bytes())?;
+            }
+            // The command's own code, like `docker exec`; out of range codes become 255.
+            let code = r["exitCode"].as_i64().unwrap_or(1);
+            Ok(u8::try_from(code).unwrap_or(255))
+        }
+        Command::Logs(a) => {
+            let options = json!({
+                "tail": a.tail, "since": a.since, "timestamps": a.timestamps,
+            });
+            let entries = target
+                .call("logs", json!({"id": a.name, "options": options}), None)
+                .await?;
+            let entries = entries.as_array().cloned().unwrap_or_default();
+            if format == Format::Table {
+                let mut out = std::io::stdout().lock();
+                for e in &entries {
+                    if a.timestamps
+                        && let Some(t) = e["timestamp"].as_str()
+                    {
+                        write!(out, "{t} ")?;
+                    }
+                    writeln!(out, "{}", e["message"].as_str().unwrap_or_default())?;
+                }
+            } else {
+                print_list(
+                    format,
+                    &entries,
+                    &[
+                        ("TIME", &|e| field(e, "timestamp")),
+                        ("STREAM", &|e| field(e, "stream")),
+                        ("MESSAGE", &|e| field(e, "message")),
+                    ],
+                )?;
+            }
+            Ok(0)
+        }
+        Command::Snapshot(s) => snapshot(&target, s, format).await,
+        Command::Image(i) => image(&target, i, format, quiet).await,
+        Command::Network(n) => network(&target, n, format).await,
+        Command::Volume(v) => volume(&target, v, format).await,
+        Command::Pool(ListOnly::List) => {
+            let items = list_of(&target, "pool_list").await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|p| field(p, "name")),
+                    ("BACKEND", &|p| field(p, "backend")),
+                    ("TYPE", &|p| field(p, "poolType")),
+                    ("ACTIVE", &|p| field(p, "active")),
+                    ("CAPACITY", &|p| bytes_field(p, "capacityBytes")),
+                    ("AVAILABLE", &|p| bytes_field(p, "availableBytes")),
+                ],
+            )?;
+            Ok(0)
+        }
+        Command::Template(ListOnly::List) => {
+            let items = list_of(&target, "template_list").await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|t| field(t, "name")),
+                    ("OS", &|t| field(t, "os")),
+                    ("IMAGE", &|t| field(t, "image")),
+                    ("CPUS", &|t| field(t, "cpus")),
+                    ("MEMORY", &|t| bytes_field(t, "memoryBytes")),
+                ],
+            )?;
+            Ok(0)
+        }
+        Command::Completion { .. } | Command::Man { .. } | Command::Remote(_) => Ok(0),
+        Command::Login(_) => Ok(0),
+    }
+}
+
+fn bytes_field(item: &Value, name: &str) -> String {
+    item[name].as_u64().map(size).unwrap_or_else(|| "-".into())
+}
+
+async fn list_of(target: &Target, op: &str) -> Result<Vec<Value>> {
+    Ok(target
+        .call(op, json!({}), None)
+        .await?
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// One failed item of a command on several names, on stderr.
+fn report(e: &Error, name: &str) {
+    let detail = e.detail();
+    if detail.contains(name) {
+        eprintln!("Error: {}: {detail}", e.kind().code());
+    } else {
+        eprintln!("Error: {}: {detail} ({name})", e.kind().code());
+    }
+}
+
+fn key_value(text: &str) -> Result<(String, String)> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| Error::invalid(format!("{text:?} is not KEY=VALUE")))
+}
+
+/// Runs `op` on each name; prints each name that succeeded (a table) or a result per item
+/// (JSON/YAML), and reports each failure. The exit code is the first failure's.
+async fn each(
+    target: &Target,
+    op: &str,
+    names: &[String],
+    args: impl Fn(&str) -> Value,
+    format: Format,
+) -> Result<u8> {
+    let mut code = 0;
+    let mut results = Vec::new();
+    for name in names {
+        let mut a = args(name);
+        a["id"] = Value::String(name.clone());
+        match target.call(op, a, None).await {
+            Ok(_) => {
+                if format == Format::Table || format == Format::Csv {
+                    println!("{name}");
+                }
+                results.push(json!({"id": name, "ok": true}));
+            }
+            Err(e) => {
+                report(&e, name);
+                if code == 0 {
+                    code = exit_code(e.kind());
+                }
+                results.push(json!({"id": name, "ok": false,
+                    "error": {"code": e.kind().code(), "message": e.detail()}}));
+            }
+        }
+    }
+    if format == Format::Json || format == Format::Yaml {
+        print_one(format, &Value::Array(results))?;
+    }
+    Ok(code)
+}
+
+/// A progress bar on a terminal (none with `-q` or when stderr is not one).
+fn progress_bar(quiet: bool, what: &str) -> (Option<ProgressBar>, Option<OnProgress>) {
+    if quiet || !std::io::stderr().is_terminal() {
+        return (None, None);
+    }
+    let bar = ProgressBar::new(100);
+    let style = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos:>3}% {wide_msg} ({elapsed}, ETA {eta})",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(what.to_string());
+    let b = bar.clone();
+    let on: OnProgress = Arc::new(move |p: libgo::Progress| {
+        if let Some(pct) = p.percent {
+            b.set_position(pct.clamp(0.0, 100.0) as u64);
+        }
+        b.set_message(p.message);
+    });
+    (Some(bar), Some(on))
+}
+
+async fn create(
+    target: &Target,
+    a: CreateArgs,
+    start: bool,
+    format: Format,
+    quiet: bool,
+) -> Result<u8> {
+    let spec = spec_of(&a, start || a.start)?;
+    let (bar, on) = progress_bar(quiet, &format!("creating {}", a.name));
+    let made = target
+        .call(
+            "create",
+            json!({ "spec": serde_json::to_value(&spec)? }),
+            on,
+        )
+        .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let made = made?;
+    if format == Format::Table {
+        println!("{}", field(&made, "name"));
+    } else {
+        print_one(format, &made)?;
+    }
+    Ok(0)
+}
+
+/// The instance spec of `create`/`run`'s flags.
+fn spec_of(a: &CreateArgs, start: bool) -> Result<InstanceSpec> {
+    let vm = a.vm
+        || a.template.is_some()
+        || !a.disk.is_empty()
+        || a.cloud_init.is_some()
+        || a.kernel.is_some();
+    let mut spec = InstanceSpec {
+        name: a.name.clone(),
+        kind: Some(if vm {
+            InstanceKind::Vm
+        } else {
+            InstanceKind::Container
+        }),
+        backend: a.backend.clone(),
+        image: a.image.clone(),
+        template: a.template.clone(),
+        cpus: a.cpus,
+        memory_bytes: a.memory,
+        networks: a.network.clone(),
+        command: a.command.clone(),
+        tty: a.tty,
+        start,
+        ..Default::default()
+    };
+    for size in &a.disk {
+        spec.disks.push(DiskSpec {
+            size_bytes: Some(*size),
+            ..Default::default()
+        });
+    }
+    if let Some(kernel) = &a.kernel {
+        spec.kernel_boot = Some(KernelBoot {
+            kernel: kernel.clone(),
+            initrd: a.initrd.clone(),
+            cmdline: a.cmdline.clone(),
+        });
+    }
+    if let Some(path) = &a.cloud_init {
+        let user_data = std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        spec.cloud_init = Some(CloudInit {
+            user_data: Some(user_data),
+            ..Default::default()
+        });
+    }
+    for e in &a.env {
+        let (k, v) = key_value(e)?;
+        spec.env.insert(k, v);
+    }
+    for l in &a.label {
+        let (k, v) = key_value(l)?;
+        spec.labels.insert(k, v);
+    }
+    for p in &a.publish {
+        spec.ports.push(port_of(p)?);
+    }
+    for v in &a.volume {
+        let mut parts = v.split(':');
+        let (Some(source), Some(target)) = (parts.next(), parts.next()) else {
+            return Err(Error::invalid(format!("{v:?} is not VOLUME:/path[:ro]")));
+        };
+        let read_only = match parts.next() {
+            None => false,
+            Some("ro") => true,
+            Some("rw") => false,
+            Some(other) => return Err(Error::invalid(format!("{other:?}: expected ro or rw"))),
+        };
+        // A path is a bind mount (administrators only, the server decides); a name a volume.
+        let kind = if source.starts_with('/') {
+            libgo::MountKind::Bind
+        } else {
+            libgo::MountKind::Volume
+        };
+        spec.mounts.push(MountSpec {
+            kind,
+            source: source.to_string(),
+            target: target.to_string(),
+            read_only,
+        });
+    }
+    Ok(spec)
+}
+
+/// `[IP:]HOST:CONTAINER[/udp]` or `CONTAINER` as a port mapping.
+fn port_of(text: &str) -> Result<PortMapping> {
+    let bad = || Error::invalid(format!("{text:?} is not [IP:]HOST:CONTAINER[/udp]"));
+    let (ports, protocol) = match text.rsplit_once('/') {
+        Some((p, "udp")) => (p, Protocol::Udp),
+        Some((p, "tcp")) => (p, Protocol::Tcp),
+        Some(_) => return Err(bad()),
+        None => (text, Protocol::Tcp),
+    };
+    let parts: Vec<&str> = ports.rsplitn(3, ':').collect();
+    let port = |s: &str| s.parse::<u16>().map_err(|_| bad());
+    let (host_ip, host_port, container_port) = match parts.as_slice() {
+        [c] => (None, None, port(c)?),
+        [c, h] => (None, Some(port(h)?), port(c)?),
+        [c, h, ip] => (Some(ip.to_string()), Some(port(h)?), port(c)?),
+        _ => return Err(bad()),
+    };
+    Ok(PortMapping {
+        container_port,
+        host_port,
+        host_ip,
+        protocol,
+    })
+}
+
+async fn snapshot(target: &Target, s: SnapshotCommand, format: Format) -> Result<u8> {
+    match s {
+        SnapshotCommand::Create {
+            name,
+            snapshot,
+            description,
+        } => {
+            let spec = json!({"name": snapshot, "description": description});
+            let made = target
+                .call("snapshot_create", json!({"id": name, "spec": spec}), None)
+                .await?;
+            if format == Format::Table {
+                println!("{}", field(&made, "name"));
+            } else {
+                print_one(format, &made)?;
+            }
+        }
+        SnapshotCommand::List { name } => {
+            let items = target
+                .call("snapshot_list", json!({ "id": name }), None)
+                .await?;
+            let items = items.as_array().cloned().unwrap_or_default();
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|s| field(s, "name")),
+                    ("CREATED", &|s| field(s, "createdAt")),
+                    ("DESCRIPTION", &|s| field(s, "description")),
+                ],
+            )?;
+        }
+        SnapshotCommand::Revert { name, snapshot } => {
+            target
+                .call(
+                    "snapshot_revert",
+                    json!({"id": name, "snapshot": snapshot}),
+                    None,
+                )
+                .await?;
+        }
+        SnapshotCommand::Delete { name, snapshot } => {
+            target
+                .call(
+                    "snapshot_delete",
+                    json!({"id": name, "snapshot": snapshot}),
+                    None,
+                )
+                .await?;
+        }
+    }
+    Ok(0)
+}
+
+async fn image(target: &Target, i: ImageCommand, format: Format, quiet: bool) -> Result<u8> {
+    match i {
+        ImageCommand::List => {
+            let items = list_of(target, "image_list").await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("TAGS", &|i| field(i, "tags")),
+                    ("ID", &|i| {
+                        let id = field(i, "id");
+                        // Docker's digests shortened as `docker images` does; paths whole.
+                        match id.strip_prefix("sha256:") {
+                            Some(digest) => digest.chars().take(12).collect(),
+                            None => id,
+                        }
+                    }),
+                    ("KIND", &|i| field(i, "kind")),
+                    ("BACKEND", &|i| field(i, "backend")),
+                    ("SIZE", &|i| bytes_field(i, "sizeBytes")),
+                ],
+            )?;
+            Ok(0)
+        }
+        ImageCommand::Pull { reference, backend } => {
+            let (bar, on) = progress_bar(quiet, &format!("pulling {reference}"));
+            let got = target
+                .call(
+                    "image_pull",
+                    json!({"reference": reference, "backend": backend}),
+                    on,
+                )
+                .await;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let got = got?;
+            if format == Format::Table {
+                println!("{}", field(&got, "id"));
+            } else {
+                print_one(format, &got)?;
+            }
+            Ok(0)
+        }
+        ImageCommand::Tag {
+            source,
+            target: new,
+            backend,
+        } => {
+            let args = json!({"source": source, "target": new, "backend": backend});
+            target.call("image_tag", args, None).await?;
+            Ok(0)
+        }
+        ImageCommand::Remove {
+            ids,
+            force,
+            backend,
+        } => {
+            let args = json!({"force": force, "backend": backend});
+            each(target, "image_remove", &ids, |_| args.clone(), format).await
+        }
+    }
+}
+
+async fn network(target: &Target, n: NetworkCommand, format: Format) -> Result<u8> {
+    match n {
+        NetworkCommand::List => {
+            let items = list_of(target, "network_list").await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|n| field(n, "name")),
+                    ("BACKEND", &|n| field(n, "backend")),
+                    ("DRIVER", &|n| field(n, "driver")),
+                    ("SUBNET", &|n| field(n, "subnet")),
+                ],
+            )?;
+            Ok(0)
+        }
+        NetworkCommand::Create {
+            name,
+            backend,
+            subnet,
+        } => {
+            let spec = json!({"name": name, "backend": backend, "subnet": subnet});
+            let made = target
+                .call("network_create", json!({ "spec": spec }), None)
+                .await?;
+            if format == Format::Table {
+                println!("{}", field(&made, "name"));
+            } else {
+                print_one(format, &made)?;
+            }
+            Ok(0)
+        }
+        NetworkCommand::Delete { ids, backend } => {
+            let args = json!({ "backend": backend });
+            each(target, "network_delete", &ids, |_| args.clone(), format).await
+        }
+    }
+}
+
+async fn volume(target: &Target, v: VolumeCommand, format: Format) -> Result<u8> {
+    match v {
+        VolumeCommand::List => {
+            let items = list_of(target, "volume_list").await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|v| field(v, "name")),
+                    ("BACKEND", &|v| field(v, "backend")),
+                    ("POOL", &|v| field(v, "pool")),
+                    ("CAPACITY", &|v| bytes_field(v, "capacityBytes")),
+                ],
+            )?;
+            Ok(0)
+        }
+        VolumeCommand::Create {
+            name,
+            size,
+            backend,
+        } => {
+            let spec = json!({"name": name, "backend": backend, "sizeBytes": size});
+            let made = target
+                .call("volume_create", json!({ "spec": spec }), None)
+                .await?;
+            if format == Format::Table {
+                println!("{}", field(&made, "name"));
+            } else {
+                print_one(format, &made)?;
+            }
+            Ok(0)
+        }
+        VolumeCommand::Delete {
+            names,
+            force,
+            backend,
+        } => {
+            // The table names a volume `name`; `each` fills `id`, so move it over.
+            let mut code = 0;
+            let mut results = Vec::new();
+            for name in &names {
+                let args = json!({"name": name, "force": force, "backend": backend});
+                match target.call("volume_delete", args, None).await {
+                    Ok(_) => {
+                        if format == Format::Table || format == Format::Csv {
+                            println!("{name}");
+                        }
+                        results.push(json!({"id": name, "ok": true}));
+                    }
+                    Err(e) => {
+                        report(&e, name);
+                        if code == 0 {
+                            code = exit_code(e.kind());
+                        }
+                        results.push(json!({"id": name, "ok": false,
+                            "error": {"code": e.kind().code(), "message": e.detail()}}));
+                    }
+                }
+            }
+            if format == Format::Json || format == Format::Yaml {
+                print_one(format, &Value::Array(results))?;
+            }
+            Ok(code)
+        }
+    }
+}
+
+async fn remote_command(r: &RemoteCommand, cli: &Cli) -> Result<u8> {
+    let mut config = config::Config::load()?;
+    match r {
+        RemoteCommand::Add { name, url } => {
+            if name == "local" {
+                return Err(Error::invalid("\"local\" names the embedded engines"));
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(Error::invalid(format!(
+                    "{url:?}: expected http:// or https://"
+                )));
+            }
+            if config.remotes.contains_key(name) {
+                return Err(Error::conflict(format!("a remote {name:?} exists already")));
+            }
+            config.remotes.insert(
+                name.clone(),
+                config::Remote {
+                    url: url.clone(),
+                    token: None,
+                    api_key: cli.api_key.clone(),
+                },
+            );
+            if config.current.is_none() {
+                config.current = Some(name.clone());
+            }
+            config.save()?;
+        }
+        RemoteCommand::List => {
+            let mut items = vec![json!({
+                "name": "local", "url": "embedded", "current": config.current.is_none(),
+            })];
+            for (name, r) in &config.remotes {
+                items.push(json!({
+                    "name": name, "url": r.url,
+                    "current": config.current.as_deref() == Some(name),
+                    "loggedIn": r.token.is_some() || r.api_key.is_some(),
+                }));
+            }
+            print_list(
+                cli.format,
+                &items,
+                &[
+                    ("NAME", &|r| {
+                        let mark = if r["current"] == true { " *" } else { "" };
+                        format!("{}{mark}", field(r, "name"))
+                    }),
+                    ("URL", &|r| field(r, "url")),
+                ],
+            )?;
+        }
+        RemoteCommand::Switch { name } => {
+            if name == "local" {
+                config.current = None;
+            } else {
+                config.remote(name)?;
+                config.current = Some(name.clone());
+            }
+            config.save()?;
+        }
+        RemoteCommand::Remove { name } => {
+            config.remote(name)?;
+            config.remotes.remove(name);
+            if config.current.as_deref() == Some(name) {
+                config.current = None;
+            }
+            config.save()?;
+        }
+    }
+    Ok(0)
+}
+
+async fn login(l: &cli::LoginArgs, cli: &Cli) -> Result<u8> {
+    let mut config = config::Config::load()?;
+    let name = cli
+        .remote
+        .clone()
+        .or(config.current.clone())
+        .ok_or_else(|| Error::invalid("no remote to log in to: libgo remote add NAME URL"))?;
+    let remote = config.remote(&name)?.clone();
+    let password = if l.password_stdin {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        text.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        std::env::var("LIBGO_PASSWORD").map_err(|_| {
+            Error::invalid(
+                "give the password on standard input (--password-stdin) or in LIBGO_PASSWORD",
+            )
+        })?
+    };
+    let client = RemoteClient::new(
+        &name,
+        &config::Remote {
+            url: remote.url.clone(),
+            ..Default::default()
+        },
+        None,
+    )?;
+    let answer = client
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/login",
+            &[],
+            Some(&json!({"username": l.username, "password": password})),
+        )
+        .await?;
+    let token = answer["token"]
+        .as_str()
+        .ok_or_else(|| Error::internal("the server's login answer has no token"))?;
+    if let Some(r) = config.remotes.get_mut(&name) {
+        r.token = Some(token.to_string());
+    }
+    config.save()?;
+    if !cli.quiet {
+        eprintln!("Logged in to {name} as {}", l.username);
+    }
+    Ok(0)
+}

@@ -1,0 +1,279 @@
+//! Where commands go: the local engines through the library (embedded), or a server over
+//! REST (remote). Both speak the operation table's names and JSON arguments, so every
+//! command is written once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libgo::{Error, ErrorKind, LibGo, Progress, ProgressSink, Result};
+use libgo_bindings_common::Reply;
+use serde_json::{Value, json};
+
+use crate::config::Remote;
+use crate::rest::{self, Answer};
+
+/// A destination for operations.
+pub enum Target {
+    /// The engines of this machine, opened by the library.
+    Local(Arc<LibGo>),
+    /// A `libgo-server`.
+    Remote(RemoteClient),
+}
+
+/// A REST client for one remote.
+pub struct RemoteClient {
+    /// The remote's name, shown in the `HOST` column.
+    pub name: String,
+    base: String,
+    http: reqwest::Client,
+    auth: Option<(&'static str, String)>,
+}
+
+/// Where progress reports of a long operation go.
+pub type OnProgress = Arc<dyn Fn(Progress) + Send + Sync>;
+
+impl RemoteClient {
+    /// A client for `remote`; `api_key` (from `--api-key`) wins over stored credentials.
+    pub fn new(name: &str, remote: &Remote, api_key: Option<String>) -> Result<Self> {
+        let auth = match (api_key.or_else(|| remote.api_key.clone()), &remote.token) {
+            (Some(key), _) => Some(("x-api-key", key)),
+            (None, Some(token)) => Some(("authorization", format!("Bearer {token}"))),
+            (None, None) => None,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::internal(format!("HTTP client: {e}")))?;
+        Ok(RemoteClient {
+            name: name.to_string(),
+            base: remote.url.trim_end_matches('/').to_string(),
+            http,
+            auth,
+        })
+    }
+
+    /// Sends one request and reads a JSON answer (`null` for an empty body).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .query(query);
+        if let Some((header, value)) = &self.auth {
+            req = req.header(*header, value);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| {
+            Error::unavailable(format!("cannot reach {}: {e}", self.base))
+                .with_context("remote", self.name.clone())
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::unavailable(format!("reading the answer: {e}")))?;
+        if status.is_success() {
+            if bytes.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| Error::internal(format!("the server's answer is not JSON: {e}")));
+        }
+        Err(server_error(status.as_u16(), &bytes))
+    }
+
+    async fn follow_task(&self, task: Value, on_progress: Option<&OnProgress>) -> Result<Value> {
+        let id = task["id"]
+            .as_str()
+            .ok_or_else(|| Error::internal("the server answered 202 without a task id"))?
+            .to_string();
+        let path = format!("/api/v1/tasks/{id}");
+        let mut task = task;
+        loop {
+            if let Some(f) = on_progress {
+                f(Progress {
+                    percent: task["progress"].as_f64(),
+                    message: task["message"].as_str().unwrap_or_default().to_string(),
+                    id: None,
+                });
+            }
+            match task["status"].as_str() {
+                Some("finished") => return Ok(task["result"].clone()),
+                Some("failed") | Some("cancelled") => {
+                    let e = &task["error"];
+                    return Err(Error::new(
+                        kind_of(e["code"].as_str().unwrap_or("INTERNAL_SERVER_ERROR")),
+                        e["message"]
+                            .as_str()
+                            .unwrap_or("the task failed")
+                            .to_string(),
+                    ));
+                }
+                _ => {}
+            }
+            // `wait=1` holds the answer up to a second unless the task ends.
+            task = self
+                .send(
+                    reqwest::Method::GET,
+                    &path,
+                    &[("wait".into(), "1".into())],
+                    None,
+                )
+                .await?;
+        }
+    }
+}
+
+/// The kind of a REST error code.
+pub fn kind_of(code: &str) -> ErrorKind {
+    match code {
+        "NOT_FOUND" => ErrorKind::NotFound,
+        "INVALID_INPUT" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" => ErrorKind::InvalidInput,
+        "RESOURCE_CONFLICT" => ErrorKind::Conflict,
+        "UNAUTHORIZED" => ErrorKind::Unauthorized,
+        "FORBIDDEN" => ErrorKind::Forbidden,
+        "UNSUPPORTED" | "METHOD_NOT_ALLOWED" => ErrorKind::Unsupported,
+        "BACKEND_UNAVAILABLE" | "RATE_LIMITED" => ErrorKind::Unavailable,
+        "TIMEOUT" => ErrorKind::Timeout,
+        _ => ErrorKind::Internal,
+    }
+}
+
+fn server_error(status: u16, body: &[u8]) -> Error {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let code = parsed["code"].as_str().unwrap_or(match status {
+        404 => "NOT_FOUND",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        _ => "INTERNAL_SERVER_ERROR",
+    });
+    let message = parsed["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    let e = Error::new(kind_of(code), message);
+    if status == 401 {
+        return e.with_context("hint", "libgo login");
+    }
+    e
+}
+
+impl Target {
+    /// Calls operation `op` of the table with `args`; `on_progress` receives progress of
+    /// long operations. The result is the operation's JSON (`null` for none).
+    pub async fn call(
+        &self,
+        op: &str,
+        args: Value,
+        on_progress: Option<OnProgress>,
+    ) -> Result<Value> {
+        match self {
+            Target::Local(libgo) => {
+                let sink = match on_progress {
+                    Some(f) => ProgressSink::new(move |p| f(p)),
+                    None => ProgressSink::none(),
+                };
+                let reply = libgo_bindings_common::call(libgo, op, args, Vec::new(), sink).await?;
+                match reply {
+                    Reply::Json(text) => Ok(serde_json::from_str(&text)?),
+                    Reply::Stream(mut items) => {
+                        use futures::StreamExt;
+                        let mut all = Vec::new();
+                        while let Some(item) = items.next().await {
+                            all.push(serde_json::from_str(&item?)?);
+                        }
+                        Ok(Value::Array(all))
+                    }
+                    Reply::Bytes(_) | Reply::Console(_) => {
+                        Err(Error::unsupported(format!("{op} does not answer JSON")))
+                    }
+                }
+            }
+            Target::Remote(remote) => {
+                let route = rest::route(op, &args)?;
+                match route.answer {
+                    Answer::Body | Answer::Page => {
+                        remote
+                            .send(route.method, &route.path, &route.query, route.body.as_ref())
+                            .await
+                    }
+                    Answer::Unit => {
+                        remote
+                            .send(route.method, &route.path, &route.query, route.body.as_ref())
+                            .await?;
+                        Ok(Value::Null)
+                    }
+                    Answer::Task => {
+                        let task = remote
+                            .send(route.method, &route.path, &route.query, route.body.as_ref())
+                            .await?;
+                        remote.follow_task(task, on_progress.as_ref()).await
+                    }
+                    Answer::AllPages => {
+                        let mut items = Vec::new();
+                        for page in 1u32.. {
+                            let mut query = route.query.clone();
+                            query.push(("page".into(), page.to_string()));
+                            query.push(("pageSize".into(), "100".into()));
+                            let answer = remote
+                                .send(route.method.clone(), &route.path, &query, None)
+                                .await?;
+                            let got = answer["items"].as_array().cloned().unwrap_or_default();
+                            let count = answer["count"].as_u64().unwrap_or(0) as usize;
+                            let empty = got.is_empty();
+                            items.extend(got);
+                            if empty || items.len() >= count {
+                                break;
+                            }
+                        }
+                        Ok(Value::Array(items))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every instance passing `filter`, and the backends that could not answer.
+    pub async fn list_instances(&self, filter: Value) -> Result<(Vec<Value>, Vec<Value>)> {
+        let mut items = Vec::new();
+        let mut unavailable = Vec::new();
+        for page in 1u32.. {
+            let answer = self
+                .call(
+                    "list",
+                    json!({"filter": filter, "page": page, "pageSize": 100}),
+                    None,
+                )
+                .await?;
+            if page == 1 {
+                unavailable = answer["unavailable"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+            }
+            let got = answer["items"].as_array().cloned().unwrap_or_default();
+            let count = answer["count"].as_u64().unwrap_or(0) as usize;
+            let empty = got.is_empty();
+            items.extend(got);
+            if empty || items.len() >= count {
+                break;
+            }
+        }
+        Ok((items, unavailable))
+    }
+
+    /// What the `HOST` column shows: `local`, or the remote's name.
+    pub fn host(&self) -> &str {
+        match self {
+            Target::Local(_) => "local",
+            Target::Remote(r) => &r.name,
+        }
+    }
+}

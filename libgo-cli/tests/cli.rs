@@ -1,0 +1,485 @@
+//! `libgo` as a person runs it, against the real Docker and libvirt: embedded, and remote
+//! against a libgo server this test starts. Needs `scripts/docker.sh` and
+//! `scripts/libvirt.sh` (the test suite runs them).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const IMAGE: &str = "libgo-test/busybox:latest";
+const ADMIN_PASSWORD: &str = "admin-password-for-cli-tests";
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Runs `libgo args…` with its config in `config_dir`; `stdin` is fed to it.
+async fn libgo(config_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let dir = config_dir.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let stdin = stdin.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = assert_cmd::Command::cargo_bin("libgo").expect("the libgo binary");
+        cmd.env("LIBGO_CONFIG_DIR", &dir)
+            .env_remove("LIBGO_REMOTE")
+            .env_remove("LIBGO_API_KEY")
+            .env_remove("LIBGO_PASSWORD")
+            .env("NO_COLOR", "1")
+            // The test guest boots under TCG everywhere (nested KVM may not run it).
+            .env("LIBGO_KVM_ACCELERATOR", "tcg")
+            .args(&args)
+            .timeout(Duration::from_secs(180));
+        if let Some(s) = stdin {
+            cmd.write_stdin(s);
+        }
+        cmd.output().expect("libgo runs")
+    })
+    .await
+    .expect("join")
+}
+
+/// Deletes instances when dropped, so a failing test leaves nothing running.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(mut cmd) = assert_cmd::Command::cargo_bin("libgo") {
+            let _ = cmd
+                .env("LIBGO_CONFIG_DIR", std::env::temp_dir())
+                .args(["--local", "-q", "rm", "--force"])
+                .args(&self.0)
+                .timeout(Duration::from_secs(60))
+                .output();
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+fn json(o: &Output) -> Value {
+    let out = ok(o);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn find<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
+    list.as_array()?.iter().find(|i| i["name"] == name)
+}
+
+/// What a user checks of a container, through `libgo` with `mode` (`--local` or
+/// `--remote NAME`): it runs, answers exec with its own exit code and streams, shows its
+/// log, and goes away.
+async fn container_round_trip(dir: &Path, mode: &[&str]) {
+    let name = unique("cli");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let with = |args: &[&str]| -> Vec<String> {
+        mode.iter()
+            .chain(args.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let dir = dir.to_path_buf();
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            libgo(&dir, &a, None).await
+        }
+    };
+    let out = ok(&run(with(&[
+        "run",
+        IMAGE,
+        "--name",
+        &name,
+        "-e",
+        "GREETING=hi-from-cli",
+        "-l",
+        "suite=cli",
+        "--",
+        "sh",
+        "-c",
+        "echo started-$GREETING; sleep 300",
+    ]))
+    .await);
+    assert_eq!(out.trim(), name);
+
+    let list = json(&run(with(&["ls", "--format", "json", "--label", "suite=cli"])).await);
+    let me = find(&list, &name).unwrap_or_else(|| panic!("{name} not listed: {list}"));
+    assert_eq!(me["state"], "running");
+    assert_eq!(me["kind"], "container");
+
+    // The table a person reads has the documented columns and the instance's row.
+    let table = ok(&run(with(&["list", &name])).await);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "KIND", "STATE", "BACKEND", "HOST", "IPV4", "CREATED"
+        ]
+    );
+    assert!(
+        lines.any(|l| l.starts_with(&name) && l.contains("running")),
+        "{table}"
+    );
+
+    // exec passes stdout, stderr and the exit code through.
+    let o = run(with(&[
+        "exec",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo out-$GREETING; echo err >&2; exit 3",
+    ]))
+    .await;
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "out-hi-from-cli\n");
+    assert_eq!(text(&o.stderr), "err\n");
+
+    // The log has the container's first line.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = ok(&run(with(&["logs", &name, "--tail", "10"])).await);
+        if log.contains("started-hi-from-cli") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "log: {log}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Several names at once, one missing: the others are done, the exit code says NOT_FOUND.
+    let missing = unique("missing");
+    let o = run(with(&["stop", "--timeout", "1", &name, &missing])).await;
+    assert_eq!(o.status.code(), Some(10), "stderr: {}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), name);
+    assert!(
+        text(&o.stderr).contains("Error: NOT_FOUND:") && text(&o.stderr).contains(&missing),
+        "{}",
+        text(&o.stderr)
+    );
+    let info = json(&run(with(&["info", &name, "--format", "json"])).await);
+    assert_eq!(info["state"], "stopped");
+
+    ok(&run(with(&["delete", "--force", &name])).await);
+    let list = json(&run(with(&["ls", "--format", "json"])).await);
+    assert!(find(&list, &name).is_none(), "{name} still listed");
+    let o = run(with(&["info", &name])).await;
+    assert_eq!(o.status.code(), Some(10));
+    let err = text(&o.stderr);
+    assert!(err.starts_with("Error: NOT_FOUND: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_container_round_trip() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    container_round_trip(dir.path(), &["--local"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_one_line_with_its_exit_code_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let name = unique("cli-bad");
+    // Bad memory size: refused by the argument parser (clap's code 2).
+    let o = libgo(
+        dir.path(),
+        &["run", IMAGE, "--name", &name, "--memory", "lots"],
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    // A bad port: INVALID_INPUT, exit 11.
+    let o = libgo(
+        dir.path(),
+        &["run", IMAGE, "--name", &name, "-p", "80:x"],
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).starts_with("Error: INVALID_INPUT: "));
+    // A bad name: the library's validation, exit 11, nothing made.
+    let o = libgo(dir.path(), &["run", IMAGE, "--name", "Bad Name!"], None).await;
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
+    let list = json(&libgo(dir.path(), &["ls", "--format", "json"], None).await);
+    assert!(find(&list, "Bad Name!").is_none());
+    assert!(find(&list, &name).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formats_completions_and_man_pages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let name = unique("cli-fmt");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    ok(&libgo(
+        dir.path(),
+        &["create", IMAGE, "--name", &name, "--", "sleep", "60"],
+        None,
+    )
+    .await);
+    let yaml = ok(&libgo(dir.path(), &["ls", &name, "--format", "yaml"], None).await);
+    assert!(yaml.contains(&format!("name: {name}")), "{yaml}");
+    let csv = ok(&libgo(dir.path(), &["ls", &name, "--format", "csv"], None).await);
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next(),
+        Some("NAME,KIND,STATE,BACKEND,HOST,IPV4,CREATED")
+    );
+    let row: Vec<&str> = rows.next().unwrap_or_default().split(',').collect();
+    assert_eq!(
+        &row[..5],
+        [name.as_str(), "container", "stopped", "docker", "local"],
+        "{csv}"
+    );
+    ok(&libgo(dir.path(), &["rm", &name], None).await);
+
+    let bash = ok(&libgo(dir.path(), &["completion", "bash"], None).await);
+    assert!(
+        bash.contains("_libgo()") && bash.contains("snapshot"),
+        "bash completion"
+    );
+    let fish = ok(&libgo(dir.path(), &["completion", "fish"], None).await);
+    assert!(fish.contains("complete -c libgo"));
+    let man = dir.path().join("man");
+    ok(&libgo(dir.path(), &["man", man.to_str().unwrap_or_default()], None).await);
+    let page = std::fs::read_to_string(man.join("libgo-run.1")).expect("libgo-run.1");
+    assert!(
+        page.contains("\\-\\-publish") || page.contains("publish"),
+        "{page}"
+    );
+    assert!(man.join("libgo.1").exists());
+}
+
+/// The test guest (`scripts/libvirt.sh` puts it in the cache).
+fn guest() -> PathBuf {
+    let cache = std::env::var("LIBGO_CACHE").unwrap_or_else(|_| "/var/cache/libgo".into());
+    PathBuf::from(cache).join("guest")
+}
+
+/// A VM through `libgo` with `mode`: it boots (its serial log shows the guest), `exec`
+/// runs in it through the guest agent with its exit code, and it is deleted with its disk.
+async fn vm_round_trip(dir: &Path, mode: &[&str]) {
+    let name = unique("clivm");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let g = guest();
+    let kernel = g.join("vmlinuz").display().to_string();
+    let initrd = g.join("initrd.img").display().to_string();
+    let args = |rest: &[&str]| -> Vec<String> {
+        mode.iter()
+            .chain(rest.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let dir = dir.to_path_buf();
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            libgo(&dir, &a, None).await
+        }
+    };
+    ok(&run(args(&[
+        "run",
+        "--vm",
+        "--name",
+        &name,
+        "--memory",
+        "256MiB",
+        "--disk",
+        "16MiB",
+        "--kernel",
+        &kernel,
+        "--initrd",
+        &initrd,
+        "--cmdline",
+        "console=ttyS0 panic=-1 quiet",
+    ]))
+    .await);
+    let list = json(&run(args(&["ls", "--kind", "vm", "--format", "json"])).await);
+    let me = find(&list, &name).unwrap_or_else(|| panic!("{name} not listed: {list}"));
+    assert_eq!(me["kind"], "vm");
+    assert_eq!(me["state"], "running");
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let log = ok(&run(args(&["logs", &name])).await);
+        if log.contains("LIBGO-GUEST-READY") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the guest did not boot: {log}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // The agent starts a moment after the marker: retry while it is not there yet.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let o = run(args(&[
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo in-the-guest; exit 4",
+        ]))
+        .await;
+        if o.status.code() == Some(4) {
+            assert_eq!(text(&o.stdout), "in-the-guest\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "exec: {:?} {}",
+            o.status.code(),
+            text(&o.stderr)
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    ok(&run(args(&["delete", "--force", &name])).await);
+    let o = run(args(&["info", &name])).await;
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
+    let volumes = json(&run(args(&["volume", "ls", "--format", "json"])).await);
+    let left: Vec<&Value> = volumes
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|v| v["name"].as_str().is_some_and(|n| n.contains(&name)))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "disks left: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_vm_round_trip() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    vm_round_trip(dir.path(), &["--local"]).await;
+}
+
+/// A server on a loopback port with both engines, stopped when dropped.
+struct Server {
+    base: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = libgo_http::Config {
+        data_dir: dir.path().to_path_buf(),
+        admin_password: Some(libgo_http::config::Secret(ADMIN_PASSWORD.into())),
+        rate_limit_per_minute: 0,
+        stats_interval_secs: 0,
+        reconnect_secs: 1,
+        ..libgo_http::Config::default()
+    };
+    config.kvm.accelerator = "tcg".into();
+    let specs = libgo_http::backends::from_config(&config).expect("backends");
+    let server = libgo_http::Server::new(config, Arc::new(libgo_core::LibGo::new()))
+        .await
+        .expect("server starts");
+    let state = server.state().clone();
+    server.attach_backends(specs);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    for _ in 0..300 {
+        let names = state.libgo.backend_names();
+        if ["docker", "kvm"]
+            .iter()
+            .all(|n| names.iter().any(|b| b == n))
+        {
+            return Server {
+                base,
+                _stop: tx,
+                _dir: dir,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server's engines did not come up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_mode_logs_in_and_drives_the_same_engines() {
+    let s = server().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    ok(&libgo(d, &["remote", "add", "lab", &s.base], None).await);
+    // Not logged in yet: UNAUTHORIZED, exit 13, and a hint.
+    let o = libgo(d, &["ls"], None).await;
+    assert_eq!(o.status.code(), Some(13), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("libgo login"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A wrong password changes nothing.
+    let o = libgo(d, &["login", "--password-stdin"], Some("wrong-password\n")).await;
+    assert_eq!(o.status.code(), Some(13), "{}", text(&o.stderr));
+    ok(&libgo(
+        d,
+        &["login", "--password-stdin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    )
+    .await);
+    // The credentials are the user's alone.
+    let file = d.join("config.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&file).expect("config file").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let config: Value = serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    assert_eq!(config["current"], "lab");
+    assert!(config["remotes"]["lab"]["token"].is_string());
+    let remotes = ok(&libgo(d, &["remote", "list"], None).await);
+    assert!(remotes.lines().any(|l| l.starts_with("lab *")), "{remotes}");
+
+    // The current remote is used without --remote, and the same commands work.
+    container_round_trip(d, &[]).await;
+    vm_round_trip(d, &["--remote", "lab"]).await;
+
+    // What the remote made, the local engines see: one Docker behind both.
+    let name = unique("cli-both");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    ok(&libgo(
+        d,
+        &["create", IMAGE, "--name", &name, "--", "sleep", "60"],
+        None,
+    )
+    .await);
+    let local = json(&libgo(d, &["--local", "ls", "--format", "json"], None).await);
+    assert!(find(&local, &name).is_some(), "{name} not seen locally");
+    ok(&libgo(d, &["--local", "rm", "--force", &name], None).await);
+    let o = libgo(d, &["info", &name], None).await;
+    assert_eq!(o.status.code(), Some(10));
+
+    ok(&libgo(d, &["remote", "switch", "local"], None).await);
+    ok(&libgo(d, &["remote", "remove", "lab"], None).await);
+    let o = libgo(d, &["--remote", "lab", "ls"], None).await;
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
+}
