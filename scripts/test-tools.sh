@@ -10,3 +10,5 @@ fi
 apt_install wrk
 # The C binding's tests compile with the system cc and run under valgrind.
 apt_install gcc libc6-dev valgrind
+# The command line's terminal tests (console, progress bars) type into a real tmux pane.
+apt_install tmux

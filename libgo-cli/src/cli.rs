@@ -13,6 +13,8 @@ Examples:
   libgo create --vm --template small --name vm1 --memory 512MiB --disk 2GiB
   libgo ls --kind container --format json
   libgo exec web -- cat /etc/hostname
+  libgo logs -f web
+  libgo console vm1                  (Ctrl-] detaches)
   libgo remote add lab http://10.0.0.2:8080 && libgo login --remote lab --username admin
 ";
 
@@ -87,6 +89,11 @@ pub enum Command {
     Exec(ExecArgs),
     /// Print an instance's log (container output, VM serial console).
     Logs(LogsArgs),
+    /// Join the terminal to an instance's console (container TTY, VM serial); Ctrl-] detaches.
+    Console {
+        /// Instance name or id.
+        name: String,
+    },
     /// Snapshots of an instance.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -259,6 +266,9 @@ pub struct LogsArgs {
     /// Prefix each line with its time.
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Keep printing new lines as they come (Ctrl-C ends).
+    #[arg(short, long)]
+    pub follow: bool,
 }
 
 /// `snapshot …`.
@@ -308,6 +318,14 @@ pub enum ImageCommand {
         /// Reference, e.g. `busybox:latest`.
         reference: String,
         /// Backend to pull into.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Push an image to its registry.
+    Push {
+        /// Reference, e.g. `127.0.0.1:5000/web:1`.
+        reference: String,
+        /// Backend.
         #[arg(long)]
         backend: Option<String>,
     },

@@ -14,6 +14,7 @@
 
 mod cli;
 mod config;
+mod console;
 mod output;
 mod rest;
 mod target;
@@ -72,7 +73,10 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&Error::internal(format!("runtime: {e}"))),
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // A console's read of standard input may still block: do not wait for it.
+    runtime.shutdown_background();
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => fail(&e),
     }
@@ -196,8 +200,8 @@ async fn run(cli: Cli) -> Result<u8> {
             print_one(format, &i)?;
             Ok(0)
         }
-        Command::Create(a) => create(&target, a, false, format, quiet).await,
-        Command::Run(a) => create(&target, a, true, format, quiet).await,
+        Command::Create(a) => create(&target, a, false, format).await,
+        Command::Run(a) => create(&target, a, true, format).await,
         Command::Start(n) => each(&target, "start", &n.names, |_| json!({}), format).await,
         Command::Pause(n) => each(&target, "pause", &n.names, |_| json!({}), format).await,
         Command::Resume(n) => each(&target, "resume", &n.names, |_| json!({}), format).await,
@@ -245,6 +249,35 @@ async fn run(cli: Cli) -> Result<u8> {
             // The command's own code, like `docker exec`; out of range codes become 255.
             let code = r["exitCode"].as_i64().unwrap_or(1);
             Ok(u8::try_from(code).unwrap_or(255))
+        }
+        Command::Console { name } => {
+            let session = target.console(&name).await?;
+            console::attach(session, &name, quiet).await
+        }
+        Command::Logs(a) if a.follow => {
+            let options = json!({
+                "tail": a.tail, "since": a.since, "timestamps": a.timestamps, "follow": true,
+            });
+            let mut entries = target
+                .stream("logs", json!({"id": a.name, "options": options}))
+                .await?;
+            use futures::StreamExt;
+            while let Some(entry) = entries.next().await {
+                let entry = entry?;
+                let mut out = std::io::stdout().lock();
+                if format == Format::Json {
+                    writeln!(out, "{entry}")?;
+                } else {
+                    if a.timestamps
+                        && let Some(t) = entry["timestamp"].as_str()
+                    {
+                        write!(out, "{t} ")?;
+                    }
+                    writeln!(out, "{}", entry["message"].as_str().unwrap_or_default())?;
+                }
+                out.flush()?;
+            }
+            Ok(0)
         }
         Command::Logs(a) => {
             let options = json!({
@@ -406,26 +439,27 @@ fn progress_bar(quiet: bool, what: &str) -> (Option<ProgressBar>, Option<OnProgr
     (Some(bar), Some(on))
 }
 
-async fn create(
-    target: &Target,
-    a: CreateArgs,
-    start: bool,
-    format: Format,
-    quiet: bool,
-) -> Result<u8> {
+/// Ends a progress bar: a finished one stays on screen at 100%, a failed one goes.
+fn finish(bar: Option<ProgressBar>, ok: bool) {
+    if let Some(b) = bar {
+        if ok {
+            b.set_position(100);
+            b.finish_with_message("done");
+        } else {
+            b.finish_and_clear();
+        }
+    }
+}
+
+async fn create(target: &Target, a: CreateArgs, start: bool, format: Format) -> Result<u8> {
     let spec = spec_of(&a, start || a.start)?;
-    let (bar, on) = progress_bar(quiet, &format!("creating {}", a.name));
     let made = target
         .call(
             "create",
             json!({ "spec": serde_json::to_value(&spec)? }),
-            on,
+            None,
         )
-        .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    let made = made?;
+        .await?;
     if format == Format::Table {
         println!("{}", field(&made, "name"));
     } else {
@@ -630,15 +664,26 @@ async fn image(target: &Target, i: ImageCommand, format: Format, quiet: bool) ->
                     on,
                 )
                 .await;
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
+            finish(bar, got.is_ok());
             let got = got?;
             if format == Format::Table {
                 println!("{}", field(&got, "id"));
             } else {
                 print_one(format, &got)?;
             }
+            Ok(0)
+        }
+        ImageCommand::Push { reference, backend } => {
+            let (bar, on) = progress_bar(quiet, &format!("pushing {reference}"));
+            let pushed = target
+                .call(
+                    "image_push",
+                    json!({"reference": reference, "backend": backend}),
+                    on,
+                )
+                .await;
+            finish(bar, pushed.is_ok());
+            pushed?;
             Ok(0)
         }
         ImageCommand::Tag {

@@ -20,6 +20,8 @@ pub enum Answer {
     Page,
     /// A 202 with a task: it is followed to its end and its `result` is the result.
     Task,
+    /// Newline-delimited JSON items until the server ends the answer (`follow=true`).
+    Lines,
 }
 
 /// One HTTP request for an operation.
@@ -138,7 +140,7 @@ impl Builder {
 }
 
 /// Percent-escapes one path segment (ids may hold `:` `/` `@` of image references).
-fn escape(segment: &str) -> String {
+pub fn escape(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -236,17 +238,23 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
         "logs" => {
             let options = object(a, "options");
             a.extend(options);
-            Builder::new(M::GET, "/api/v1/instances/{id}/logs", a)?
-                .query(
-                    a,
-                    &[
-                        ("tail", "tail"),
-                        ("since", "since"),
-                        ("until", "until"),
-                        ("timestamps", "timestamps"),
-                    ],
-                )
-                .answer(Answer::AllPages)
+            let follow = a.remove("follow").is_some_and(|f| f == Value::Bool(true));
+            let b = Builder::new(M::GET, "/api/v1/instances/{id}/logs", a)?.query(
+                a,
+                &[
+                    ("tail", "tail"),
+                    ("since", "since"),
+                    ("until", "until"),
+                    ("timestamps", "timestamps"),
+                ],
+            );
+            if follow {
+                let mut b = b.answer(Answer::Lines);
+                b.query.push(("follow".into(), "true".into()));
+                b
+            } else {
+                b.answer(Answer::AllPages)
+            }
         }
         "stats" => Builder::new(M::GET, "/api/v1/instances/{id}/stats", a)?,
         "snapshot_create" => {
@@ -264,6 +272,19 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
         "image_pull" => {
             let body = Value::Object(std::mem::take(a));
             Builder::new(M::POST, "/api/v1/images/pull", a)?
+                .body(body)
+                .answer(Answer::Task)
+        }
+        "image_push" => {
+            let reference = text(a, "reference")?;
+            a.insert("id".into(), Value::String(reference));
+            let body = Value::Object(
+                [("backend", take(a, "backend")), ("auth", take(a, "auth"))]
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+                    .collect(),
+            );
+            Builder::new(M::POST, "/api/v1/images/{id}/push", a)?
                 .body(body)
                 .answer(Answer::Task)
         }

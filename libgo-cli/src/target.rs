@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use libgo::{Error, ErrorKind, LibGo, Progress, ProgressSink, Result};
 use libgo_bindings_common::Reply;
 use serde_json::{Value, json};
@@ -89,6 +91,100 @@ impl RemoteClient {
         Err(server_error(status.as_u16(), &bytes))
     }
 
+    /// Opens a WebSocket on `path` with the remote's credentials.
+    pub async fn websocket(
+        &self,
+        path: &str,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    > {
+        use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+        let url = match self.base.split_once("://") {
+            Some(("http", rest)) => format!("ws://{rest}{path}"),
+            Some(("https", rest)) => format!("wss://{rest}{path}"),
+            _ => return Err(Error::invalid(format!("{}: not an http(s) URL", self.base))),
+        };
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| Error::invalid(format!("{url}: {e}")))?;
+        if let Some((header, value)) = &self.auth {
+            let value = value
+                .parse()
+                .map_err(|_| Error::invalid("the stored credentials are not a valid header"))?;
+            request.headers_mut().insert(*header, value);
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => Ok(socket),
+            Err(tungstenite::Error::Http(resp)) => Err(server_error(
+                resp.status().as_u16(),
+                resp.body().as_deref().unwrap_or_default(),
+            )),
+            Err(e) => Err(
+                Error::unavailable(format!("cannot reach {}: {e}", self.base))
+                    .with_context("remote", self.name.clone()),
+            ),
+        }
+    }
+
+    /// Newline-delimited JSON items of a streaming answer.
+    async fn lines(&self, route: &rest::Route) -> Result<BoxStream<'static, Result<Value>>> {
+        let mut req = self
+            .http
+            .request(route.method.clone(), format!("{}{}", self.base, route.path))
+            .query(&route.query);
+        if let Some((header, value)) = &self.auth {
+            req = req.header(*header, value);
+        }
+        let resp = req.send().await.map_err(|e| {
+            Error::unavailable(format!("cannot reach {}: {e}", self.base))
+                .with_context("remote", self.name.clone())
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(server_error(status.as_u16(), &body));
+        }
+        let bytes = resp.bytes_stream();
+        let items = futures::stream::unfold(
+            (bytes, Vec::<u8>::new(), false),
+            |(mut bytes, mut pending, done)| async move {
+                loop {
+                    if let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=i).collect();
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let item = serde_json::from_slice(&line).map_err(Error::from);
+                        return Some((item, (bytes, pending, done)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+                        Some(Err(e)) => {
+                            let e = Error::unavailable(format!("the stream broke: {e}"));
+                            return Some((Err(e), (bytes, Vec::new(), true)));
+                        }
+                        None => {
+                            pending.push(b'\n');
+                            return if pending.iter().all(u8::is_ascii_whitespace) {
+                                None
+                            } else {
+                                let item = serde_json::from_slice(&pending).map_err(Error::from);
+                                Some((item, (bytes, Vec::new(), true)))
+                            };
+                        }
+                    }
+                }
+            },
+        );
+        Ok(items.boxed())
+    }
+
     async fn follow_task(&self, task: Value, on_progress: Option<&OnProgress>) -> Result<Value> {
         let id = task["id"]
             .as_str()
@@ -146,7 +242,7 @@ pub fn kind_of(code: &str) -> ErrorKind {
     }
 }
 
-fn server_error(status: u16, body: &[u8]) -> Error {
+pub(crate) fn server_error(status: u16, body: &[u8]) -> Error {
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let code = parsed["code"].as_str().unwrap_or(match status {
         404 => "NOT_FOUND",
@@ -184,7 +280,6 @@ impl Target {
                 match reply {
                     Reply::Json(text) => Ok(serde_json::from_str(&text)?),
                     Reply::Stream(mut items) => {
-                        use futures::StreamExt;
                         let mut all = Vec::new();
                         while let Some(item) = items.next().await {
                             all.push(serde_json::from_str(&item?)?);
@@ -216,6 +311,11 @@ impl Target {
                             .await?;
                         remote.follow_task(task, on_progress.as_ref()).await
                     }
+                    Answer::Lines => {
+                        use futures::TryStreamExt;
+                        let items: Vec<Value> = remote.lines(&route).await?.try_collect().await?;
+                        Ok(Value::Array(items))
+                    }
                     Answer::AllPages => {
                         let mut items = Vec::new();
                         for page in 1u32.. {
@@ -236,6 +336,30 @@ impl Target {
                         Ok(Value::Array(items))
                     }
                 }
+            }
+        }
+    }
+
+    /// The items of a streaming operation (`logs` with `follow`), as they come.
+    pub async fn stream(&self, op: &str, args: Value) -> Result<BoxStream<'static, Result<Value>>> {
+        match self {
+            Target::Local(libgo) => {
+                let reply =
+                    libgo_bindings_common::call(libgo, op, args, Vec::new(), ProgressSink::none())
+                        .await?;
+                match reply {
+                    Reply::Stream(items) => Ok(items
+                        .map(|item| item.and_then(|t| Ok(serde_json::from_str(&t)?)))
+                        .boxed()),
+                    _ => Err(Error::unsupported(format!("{op} is not a stream"))),
+                }
+            }
+            Target::Remote(remote) => {
+                let route = rest::route(op, &args)?;
+                if route.answer != Answer::Lines {
+                    return Err(Error::unsupported(format!("{op} is not a stream")));
+                }
+                remote.lines(&route).await
             }
         }
     }

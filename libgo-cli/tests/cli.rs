@@ -60,6 +60,193 @@ impl Drop for Cleanup {
     }
 }
 
+/// `libgo` in a real terminal: a tmux session (120x40) a test types into and reads, as a
+/// person would. The shell prints `EXITED-<code>` when libgo ends.
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn start(config_dir: &Path, args: &[&str]) -> Tmux {
+        let session = unique("libgo-tty");
+        let bin = assert_cmd::cargo::cargo_bin("libgo");
+        let quoted: Vec<String> = std::iter::once(bin.display().to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
+        let script = format!(
+            "env LIBGO_CONFIG_DIR='{}' NO_COLOR=1 LIBGO_KVM_ACCELERATOR=tcg {}; echo EXITED-$?; sleep 600",
+            config_dir.display(),
+            quoted.join(" ")
+        );
+        let status = std::process::Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-x",
+                "120",
+                "-y",
+                "40",
+                "-s",
+                &session,
+                &script,
+            ])
+            .status()
+            .expect("tmux runs (scripts/test-tools.sh installs it)");
+        assert!(status.success(), "tmux new-session");
+        Tmux { session }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = std::process::Command::new("tmux")
+            .args(["send-keys", "-t", &self.session])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    fn screen(&self) -> String {
+        let out = std::process::Command::new("tmux")
+            .args([
+                "capture-pane",
+                "-p",
+                "-J",
+                "-S",
+                "-200",
+                "-t",
+                &self.session,
+            ])
+            .output()
+            .expect("tmux capture-pane");
+        text(&out.stdout)
+    }
+
+    async fn wait_for(&self, wanted: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let screen = self.screen();
+            if screen.contains(wanted) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{wanted:?} not on the screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// A container's shell through `libgo console` in a terminal: typing reaches it, Ctrl-C
+/// interrupts its command (not libgo), Ctrl-] detaches and leaves it running.
+async fn console_round_trip(dir: &Path, mode: &[&str]) {
+    let name = unique("clitty");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["run", IMAGE, "--name", &name, "-t", "--", "sh"])
+        .collect();
+    ok(&libgo(dir, &args, None).await);
+    let args: Vec<&str> = mode.iter().copied().chain(["console", &name]).collect();
+    let tty = Tmux::start(dir, &args);
+    tty.wait_for("Ctrl-] detaches", 30).await;
+    tty.keys(&["echo hello-$((6*7))", "Enter"]);
+    tty.wait_for("hello-42", 30).await;
+    tty.keys(&["sleep 300", "Enter"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tty.keys(&["C-c"]);
+    tty.keys(&["echo after-$((40+2))", "Enter"]);
+    let screen = tty.wait_for("after-42", 30).await;
+    assert!(!screen.contains("EXITED-"), "Ctrl-C ended libgo:\n{screen}");
+    tty.keys(&["C-]"]);
+    let screen = tty.wait_for("EXITED-", 30).await;
+    assert!(
+        screen.contains("detached") && screen.contains("EXITED-0"),
+        "{screen}"
+    );
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["info", &name, "--format", "json"])
+        .collect();
+    assert_eq!(json(&libgo(dir, &args, None).await)["state"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_console_in_a_terminal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    console_round_trip(dir.path(), &["--local"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_bars_show_on_a_terminal_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let reference = format!("127.0.0.1:5000/{}:1", unique("cli-progress"));
+    ok(&libgo(d, &["image", "tag", IMAGE, &reference], None).await);
+    // Not a terminal: no bar, only the result.
+    let o = libgo(d, &["image", "push", &reference], None).await;
+    ok(&o);
+    assert!(!text(&o.stderr).contains('%'), "{}", text(&o.stderr));
+    ok(&libgo(d, &["image", "rm", &reference], None).await);
+    // A terminal: the bar, finished.
+    let tty = Tmux::start(d, &["image", "pull", &reference]);
+    let screen = tty.wait_for("EXITED-", 120).await;
+    assert!(screen.contains("EXITED-0"), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains(&format!("pulling {reference}")) && l.contains("100%")),
+        "{screen}"
+    );
+    // -q: none.
+    ok(&libgo(d, &["image", "rm", &reference], None).await);
+    let tty = Tmux::start(d, &["-q", "image", "pull", &reference]);
+    let screen = tty.wait_for("EXITED-", 120).await;
+    assert!(
+        screen.contains("EXITED-0") && !screen.contains("100%"),
+        "{screen}"
+    );
+    ok(&libgo(d, &["image", "rm", &reference], None).await);
+}
+
+/// `logs -f` prints lines as the instance writes them.
+async fn follow_round_trip(dir: &Path, mode: &[&str]) {
+    let name = unique("clifollow");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do echo tick-$i; sleep 1; done";
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["run", IMAGE, "--name", &name, "--", "sh", "-c", script])
+        .collect();
+    ok(&libgo(dir, &args, None).await);
+    let args: Vec<&str> = mode.iter().copied().chain(["logs", "-f", &name]).collect();
+    let tty = Tmux::start(dir, &args);
+    let screen = tty.wait_for("tick-3", 30).await;
+    // Still following: the later ticks arrive on the same run.
+    assert!(!screen.contains("EXITED-"), "{screen}");
+    tty.wait_for("tick-6", 30).await;
+    tty.keys(&["C-c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_logs_follow() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    follow_round_trip(dir.path(), &["--local"]).await;
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -462,6 +649,8 @@ async fn remote_mode_logs_in_and_drives_the_same_engines() {
     // The current remote is used without --remote, and the same commands work.
     container_round_trip(d, &[]).await;
     vm_round_trip(d, &["--remote", "lab"]).await;
+    console_round_trip(d, &["--remote", "lab"]).await;
+    follow_round_trip(d, &["--remote", "lab"]).await;
 
     // What the remote made, the local engines see: one Docker behind both.
     let name = unique("cli-both");
