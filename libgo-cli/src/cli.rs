@@ -94,6 +94,42 @@ pub enum Command {
         /// Instance name or id.
         name: String,
     },
+    /// Resource use of instances, refreshed every second on a terminal (all running ones
+    /// when no name is given).
+    Stats {
+        /// Instance names or ids.
+        names: Vec<String>,
+        /// Print one sample and end.
+        #[arg(long)]
+        no_stream: bool,
+    },
+    /// Print instance events as they happen (Ctrl-C ends).
+    Events {
+        /// Only events of this instance.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Only this kind.
+        #[arg(long, value_parser = ["vm", "container"])]
+        kind: Option<String>,
+        /// Only this backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Long operations of a server (pulls, exports, batches).
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Users of a server (administrators).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// API keys of a server.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// The audit log of a server (administrators), newest first.
+    Audit {
+        /// How many records.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Snapshots of an instance.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -412,6 +448,70 @@ pub enum VolumeCommand {
         /// Backend.
         #[arg(long)]
         backend: Option<String>,
+    },
+}
+
+/// `task …`.
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// List tasks, newest first.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Wait for a task to end; its result is printed, its failure is the exit code.
+    Wait {
+        /// Task id.
+        id: String,
+    },
+    /// Cancel a running task.
+    Cancel {
+        /// Task id.
+        id: String,
+    },
+}
+
+/// `user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List users.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Create a user; the password is read from standard input.
+    Create {
+        /// User name.
+        name: String,
+        /// Role.
+        #[arg(long, value_parser = ["admin", "operator", "viewer"], default_value = "viewer")]
+        role: String,
+    },
+    /// Delete users.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// User names or ids.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `api-key …`.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// List keys (their prefixes, never the keys).
+    #[command(visible_alias = "ls")]
+    List,
+    /// Create a key; it is printed once.
+    Create {
+        /// A name for it.
+        name: String,
+        /// Days until it expires.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Revoke keys.
+    #[command(visible_alias = "rm")]
+    Revoke {
+        /// Key ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
 }
 

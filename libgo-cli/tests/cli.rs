@@ -672,3 +672,181 @@ async fn remote_mode_logs_in_and_drives_the_same_engines() {
     let o = libgo(d, &["--remote", "lab", "ls"], None).await;
     assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_administration_roles_stats_and_events() {
+    let s = server().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    ok(&libgo(d, &["remote", "add", "lab", &s.base], None).await);
+    ok(&libgo(
+        d,
+        &["login", "--password-stdin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    )
+    .await);
+
+    // Users and roles: a viewer may look but not act, and gets FORBIDDEN (exit 14).
+    let viewer = unique("viewer");
+    ok(&libgo(
+        d,
+        &["user", "create", &viewer, "--role", "viewer"],
+        Some("viewer-password-1\n"),
+    )
+    .await);
+    let users = json(&libgo(d, &["user", "ls", "--format", "json"], None).await);
+    assert!(
+        users.as_array().is_some_and(|a| a
+            .iter()
+            .any(|u| u["username"] == viewer.as_str() && u["role"] == "viewer")),
+        "{users}"
+    );
+    let vdir = tempfile::tempdir().expect("temp dir");
+    let v = vdir.path();
+    ok(&libgo(v, &["remote", "add", "lab", &s.base], None).await);
+    ok(&libgo(
+        v,
+        &["login", "--username", &viewer, "--password-stdin"],
+        Some("viewer-password-1\n"),
+    )
+    .await);
+    ok(&libgo(v, &["ls"], None).await);
+    let name = unique("cli-admin");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let o = libgo(
+        v,
+        &["run", IMAGE, "--name", &name, "--", "sleep", "300"],
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(14), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).starts_with("Error: FORBIDDEN: "),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = libgo(v, &["audit"], None).await;
+    assert_eq!(o.status.code(), Some(14), "{}", text(&o.stderr));
+
+    // API keys: made once, usable with --api-key, listed by prefix only.
+    let key = ok(&libgo(d, &["api-key", "create", "cli-key"], None).await)
+        .trim()
+        .to_string();
+    assert!(key.len() > 20, "{key}");
+    let kdir = tempfile::tempdir().expect("temp dir");
+    ok(&libgo(kdir.path(), &["remote", "add", "lab", &s.base], None).await);
+    ok(&libgo(kdir.path(), &["--api-key", &key, "ls"], None).await);
+    let keys = ok(&libgo(d, &["api-key", "ls"], None).await);
+    assert!(keys.contains("cli-key") && !keys.contains(&key), "{keys}");
+
+    // Events, in a terminal, as an instance is made and started.
+    let tty = Tmux::start(d, &["events"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ok(&libgo(
+        d,
+        &["run", IMAGE, "--name", &name, "--", "sleep", "300"],
+        None,
+    )
+    .await);
+    tty.wait_for(&format!("docker container started {name}"), 30)
+        .await;
+
+    // Stats: one sample with the numbers docker stats shows.
+    let stats = json(
+        &libgo(
+            d,
+            &["stats", &name, "--no-stream", "--format", "json"],
+            None,
+        )
+        .await,
+    );
+    let sample = &stats[0];
+    assert_eq!(sample["name"], name.as_str());
+    assert!(
+        sample["memoryBytes"].as_u64().is_some_and(|m| m > 0),
+        "{stats}"
+    );
+    assert!(sample["pids"].as_u64().is_some_and(|p| p >= 1), "{stats}");
+
+    // Tasks: a pull is one, followed to its end.
+    let reference = format!("127.0.0.1:5000/{}:1", unique("cli-task"));
+    ok(&libgo(d, &["--local", "image", "tag", IMAGE, &reference], None).await);
+    ok(&libgo(d, &["--local", "image", "push", &reference], None).await);
+    ok(&libgo(d, &["--local", "image", "rm", &reference], None).await);
+    ok(&libgo(d, &["image", "pull", &reference], None).await);
+    let tasks = json(&libgo(d, &["task", "ls", "--format", "json"], None).await);
+    let pull = tasks
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["kind"] == "image.pull"))
+        .unwrap_or_else(|| panic!("no pull task: {tasks}"));
+    assert_eq!(pull["status"], "finished");
+    let id = pull["id"].as_str().unwrap_or_default();
+    let waited = json(&libgo(d, &["task", "wait", id, "--format", "json"], None).await);
+    assert_eq!(waited["status"], "finished");
+    ok(&libgo(d, &["--local", "image", "rm", &reference], None).await);
+
+    // The audit log names what the admin did.
+    let audit = json(&libgo(d, &["audit", "--format", "json", "--limit", "200"], None).await);
+    assert!(
+        audit
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["method"] == "POST"
+                && r["path"] == "/api/v1/instances"
+                && r["status"] == 201)),
+        "{audit}"
+    );
+    ok(&libgo(d, &["rm", "--force", &name], None).await);
+
+    // Embedded mode has no server: a clear UNSUPPORTED.
+    let o = libgo(d, &["--local", "task", "ls"], None).await;
+    assert_eq!(o.status.code(), Some(15), "{}", text(&o.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_events_and_stats() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let name = unique("cli-watch");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let tty = Tmux::start(d, &["--local", "events", "--kind", "container"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ok(&libgo(
+        d,
+        &[
+            "--local", "run", IMAGE, "--name", &name, "--", "sleep", "300",
+        ],
+        None,
+    )
+    .await);
+    tty.wait_for(&format!("docker container started {name}"), 30)
+        .await;
+    let table = ok(&libgo(d, &["--local", "stats", &name, "--no-stream"], None).await);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "CPU %",
+            "MEM USAGE / LIMIT",
+            "MEM %",
+            "NET I/O",
+            "BLOCK I/O",
+            "PIDS"
+        ],
+        "{table}"
+    );
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.starts_with(&name)),
+        "{table}"
+    );
+    ok(&libgo(d, &["--local", "rm", "-f", &name], None).await);
+    tty.wait_for(&format!("docker container deleted {name}"), 30)
+        .await;
+}

@@ -1,0 +1,377 @@
+//! Watching and administering: `stats`, `events`, and what only a server has (tasks, users,
+//! API keys, the audit log).
+
+use std::io::{IsTerminal, Read, Write};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libgo::{Error, Result};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::cli::{ApiKeyCommand, TaskCommand, UserCommand};
+use crate::output::{Format, field, print_list, print_one, size};
+use crate::target::{RemoteClient, Target, kind_of};
+use crate::{exit_code, report};
+
+fn server(target: &Target) -> Result<&RemoteClient> {
+    match target {
+        Target::Remote(r) => Ok(r),
+        Target::Local(_) => Err(Error::unsupported(
+            "tasks, users, API keys and the audit log belong to a libgo server: use --remote",
+        )),
+    }
+}
+
+/// Up to `limit` items of a paginated route, page by page.
+async fn pages(
+    remote: &RemoteClient,
+    path: &str,
+    query: &[(String, String)],
+    limit: usize,
+) -> Result<Vec<Value>> {
+    let mut items = Vec::new();
+    for page in 1u32.. {
+        let mut q = query.to_vec();
+        q.push(("page".into(), page.to_string()));
+        q.push(("pageSize".into(), limit.clamp(1, 100).to_string()));
+        let answer = remote.send(Method::GET, path, &q, None).await?;
+        let got = answer["items"].as_array().cloned().unwrap_or_default();
+        let count = answer["count"].as_u64().unwrap_or(0) as usize;
+        let empty = got.is_empty();
+        items.extend(got);
+        if empty || items.len() >= count.min(limit) {
+            break;
+        }
+    }
+    items.truncate(limit);
+    Ok(items)
+}
+
+/// `libgo stats`.
+pub async fn stats(
+    target: &Target,
+    names: Vec<String>,
+    no_stream: bool,
+    format: Format,
+) -> Result<u8> {
+    let names = if names.is_empty() {
+        let (items, _) = target.list_instances(json!({"state": "running"})).await?;
+        items
+            .iter()
+            .filter_map(|i| i["name"].as_str().map(str::to_string))
+            .collect()
+    } else {
+        names
+    };
+    let live = !no_stream && format == Format::Table && std::io::stdout().is_terminal();
+    loop {
+        let mut rows = Vec::new();
+        let mut code = 0;
+        for name in &names {
+            match target.call("stats", json!({ "id": name }), None).await {
+                Ok(mut s) => {
+                    s["name"] = Value::String(name.clone());
+                    rows.push(s);
+                }
+                Err(e) => {
+                    report(&e, name);
+                    if code == 0 {
+                        code = exit_code(e.kind());
+                    }
+                }
+            }
+        }
+        if live {
+            use crossterm::{cursor::MoveTo, execute, terminal::Clear, terminal::ClearType};
+            let _ = execute!(std::io::stdout(), Clear(ClearType::All), MoveTo(0, 0));
+        }
+        let pair = |s: &Value, a: &str, b: &str| {
+            format!(
+                "{} / {}",
+                s[a].as_u64().map(size).unwrap_or_else(|| "-".into()),
+                s[b].as_u64().map(size).unwrap_or_else(|| "-".into())
+            )
+        };
+        print_list(
+            format,
+            &rows,
+            &[
+                ("NAME", &|s| field(s, "name")),
+                ("CPU %", &|s| {
+                    format!("{:.2}%", s["cpuPercent"].as_f64().unwrap_or(0.0))
+                }),
+                ("MEM USAGE / LIMIT", &|s| {
+                    pair(s, "memoryBytes", "memoryLimitBytes")
+                }),
+                ("MEM %", &|s| {
+                    let used = s["memoryBytes"].as_f64().unwrap_or(0.0);
+                    match s["memoryLimitBytes"].as_f64() {
+                        Some(limit) if limit > 0.0 => format!("{:.2}%", used * 100.0 / limit),
+                        _ => "-".into(),
+                    }
+                }),
+                ("NET I/O", &|s| pair(s, "netRxBytes", "netTxBytes")),
+                ("BLOCK I/O", &|s| {
+                    pair(s, "blockReadBytes", "blockWriteBytes")
+                }),
+                ("PIDS", &|s| field(s, "pids")),
+            ],
+        )?;
+        if !live {
+            return Ok(code);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn print_event(format: Format, e: &Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Table && e["action"].is_string() {
+        let name = e["instanceName"]
+            .as_str()
+            .or(e["instanceId"].as_str())
+            .unwrap_or("-");
+        writeln!(
+            out,
+            "{} {} {} {} {name}",
+            field(e, "time"),
+            field(e, "backend"),
+            field(e, "kind"),
+            field(e, "action"),
+        )?;
+    } else {
+        writeln!(out, "{e}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `libgo events`.
+pub async fn events(target: &Target, filter: Value, format: Format) -> Result<u8> {
+    match target {
+        Target::Local(_) => {
+            let mut events = target.stream("events", json!({ "filter": filter })).await?;
+            while let Some(e) = events.next().await {
+                print_event(format, &e?)?;
+            }
+        }
+        Target::Remote(remote) => {
+            use tokio_tungstenite::tungstenite::Message;
+            let query: Vec<String> = ["instance", "kind", "backend"]
+                .iter()
+                .filter_map(|k| {
+                    filter[*k]
+                        .as_str()
+                        .map(|v| format!("{k}={}", crate::rest::escape(v)))
+                })
+                .collect();
+            let path = if query.is_empty() {
+                "/api/v1/events".to_string()
+            } else {
+                format!("/api/v1/events?{}", query.join("&"))
+            };
+            let mut socket = remote.websocket(&path).await?;
+            while let Some(m) = socket.next().await {
+                match m {
+                    Ok(Message::Text(t)) => {
+                        let e: Value = serde_json::from_str(&t)?;
+                        if e["type"] == "pong" {
+                            continue;
+                        }
+                        if e["code"].is_string() && e["status"].is_number() {
+                            return Err(Error::new(
+                                kind_of(e["code"].as_str().unwrap_or_default()),
+                                field(&e, "message"),
+                            ));
+                        }
+                        // The server wraps instance events (`{type: "instance", event}`) to
+                        // send task changes on the same socket: show the event as embedded does.
+                        if e["type"] == "instance" {
+                            print_event(format, &e["event"])?;
+                        } else {
+                            print_event(format, &e)?;
+                        }
+                    }
+                    Ok(Message::Close(_)) => break,
+                    Ok(_) => {}
+                    Err(e) => return Err(Error::unavailable(format!("event stream: {e}"))),
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `libgo task …`.
+pub async fn task(target: &Target, t: TaskCommand, format: Format) -> Result<u8> {
+    let remote = server(target)?;
+    match t {
+        TaskCommand::List => {
+            let items = pages(remote, "/api/v1/tasks", &[], 1000).await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("ID", &|t| field(t, "id")),
+                    ("KIND", &|t| field(t, "kind")),
+                    ("TARGET", &|t| field(t, "target")),
+                    ("STATUS", &|t| field(t, "status")),
+                    ("PROGRESS", &|t| {
+                        format!("{:.0}%", t["progress"].as_f64().unwrap_or(0.0))
+                    }),
+                    ("CREATED", &|t| field(t, "createdAt")),
+                ],
+            )?;
+        }
+        TaskCommand::Wait { id } => {
+            let path = format!("/api/v1/tasks/{}", crate::rest::escape(&id));
+            loop {
+                let q = [("wait".to_string(), "300".to_string())];
+                let t = remote.send(Method::GET, &path, &q, None).await?;
+                match t["status"].as_str() {
+                    Some("running") => continue,
+                    Some("finished") => {
+                        print_one(format, &t)?;
+                        return Ok(0);
+                    }
+                    _ => {
+                        let e = &t["error"];
+                        return Err(Error::new(
+                            kind_of(e["code"].as_str().unwrap_or_default()),
+                            e["message"].as_str().unwrap_or("the task did not finish"),
+                        ));
+                    }
+                }
+            }
+        }
+        TaskCommand::Cancel { id } => {
+            let path = format!("/api/v1/tasks/{}/cancel", crate::rest::escape(&id));
+            remote.send(Method::POST, &path, &[], None).await?;
+        }
+    }
+    Ok(0)
+}
+
+/// `libgo user …`.
+pub async fn user(target: &Target, u: UserCommand, format: Format) -> Result<u8> {
+    let remote = server(target)?;
+    match u {
+        UserCommand::List => {
+            let items = pages(remote, "/api/v1/users", &[], 10_000).await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|u| field(u, "username")),
+                    ("ROLE", &|u| field(u, "role")),
+                    ("ID", &|u| field(u, "id")),
+                    ("CREATED", &|u| field(u, "createdAt")),
+                ],
+            )?;
+        }
+        UserCommand::Create { name, role } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let body = json!({"username": name, "password": password, "role": role});
+            let made = remote
+                .send(Method::POST, "/api/v1/users", &[], Some(&body))
+                .await?;
+            if format == Format::Table {
+                println!("{}", field(&made, "username"));
+            } else {
+                print_one(format, &made)?;
+            }
+        }
+        UserCommand::Delete { names } => {
+            let mut code = 0;
+            for name in &names {
+                let path = format!("/api/v1/users/{}", crate::rest::escape(name));
+                match remote.send(Method::DELETE, &path, &[], None).await {
+                    Ok(_) => println!("{name}"),
+                    Err(e) => {
+                        report(&e, name);
+                        if code == 0 {
+                            code = exit_code(e.kind());
+                        }
+                    }
+                }
+            }
+            return Ok(code);
+        }
+    }
+    Ok(0)
+}
+
+/// `libgo api-key …`.
+pub async fn api_key(target: &Target, k: ApiKeyCommand, format: Format) -> Result<u8> {
+    let remote = server(target)?;
+    match k {
+        ApiKeyCommand::List => {
+            let items = pages(remote, "/api/v1/api-keys", &[], 10_000).await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("ID", &|k| field(k, "id")),
+                    ("NAME", &|k| field(k, "name")),
+                    ("PREFIX", &|k| field(k, "prefix")),
+                    ("USER", &|k| field(k, "username")),
+                    ("EXPIRES", &|k| field(k, "expiresAt")),
+                    ("LAST USED", &|k| field(k, "lastUsedAt")),
+                ],
+            )?;
+        }
+        ApiKeyCommand::Create {
+            name,
+            expires_in_days,
+        } => {
+            let body = json!({"name": name, "expiresInDays": expires_in_days});
+            let made = remote
+                .send(Method::POST, "/api/v1/api-keys", &[], Some(&body))
+                .await?;
+            if format == Format::Table {
+                println!("{}", field(&made, "key"));
+            } else {
+                print_one(format, &made)?;
+            }
+        }
+        ApiKeyCommand::Revoke { ids } => {
+            let mut code = 0;
+            for id in &ids {
+                let path = format!("/api/v1/api-keys/{}", crate::rest::escape(id));
+                match remote.send(Method::DELETE, &path, &[], None).await {
+                    Ok(_) => println!("{id}"),
+                    Err(e) => {
+                        report(&e, id);
+                        if code == 0 {
+                            code = exit_code(e.kind());
+                        }
+                    }
+                }
+            }
+            return Ok(code);
+        }
+    }
+    Ok(0)
+}
+
+/// `libgo audit`.
+pub async fn audit(target: &Target, limit: u32, format: Format) -> Result<u8> {
+    let remote = server(target)?;
+    let items = pages(remote, "/api/v1/audit", &[], limit as usize).await?;
+    print_list(
+        format,
+        &items,
+        &[
+            ("TIME", &|a| field(a, "time")),
+            ("USER", &|a| field(a, "username")),
+            ("METHOD", &|a| field(a, "method")),
+            ("PATH", &|a| field(a, "path")),
+            ("STATUS", &|a| field(a, "status")),
+            ("TARGET", &|a| field(a, "target")),
+        ],
+    )?;
+    Ok(0)
+}
