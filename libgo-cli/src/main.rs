@@ -119,11 +119,19 @@ async fn open(cli: &Cli) -> Result<Target> {
             // The server's variable, so one setting serves both (`tcg` where KVM misbehaves).
             let accelerator =
                 std::env::var("LIBGO_KVM_ACCELERATOR").unwrap_or_else(|_| "auto".into());
-            let engines = EngineConfig {
+            let mut engines = EngineConfig {
                 reconnect_secs: 0,
                 accelerator,
                 ..Default::default()
             };
+            // A listing of one kind opens only the engine that has it.
+            if let Command::List(a) = &cli.command {
+                match a.kind.as_deref() {
+                    Some("vm") => engines.docker = libgo::EngineMode::Off,
+                    Some("container") => engines.kvm = libgo::EngineMode::Off,
+                    _ => {}
+                }
+            }
             Ok(Target::Local(Arc::new(libgo::connect(&engines).await?)))
         }
     }
@@ -146,6 +154,14 @@ async fn run(cli: Cli) -> Result<u8> {
         _ => {}
     }
     let target = open(&cli).await?;
+    let outcome = command(&target, cli).await;
+    // The process ends right after (`quick_exit`): closing the engines' connections one
+    // call at a time would only delay it; the kernel closes them.
+    std::mem::forget(target);
+    outcome
+}
+
+async fn command(target: &Target, cli: Cli) -> Result<u8> {
     let format = cli.format;
     let quiet = cli.quiet;
     match cli.command {
@@ -211,19 +227,19 @@ async fn run(cli: Cli) -> Result<u8> {
             print_one(format, &i)?;
             Ok(0)
         }
-        Command::Create(a) => create(&target, a, false, format).await,
-        Command::Run(a) => create(&target, a, true, format).await,
-        Command::Start(n) => each(&target, "start", &n.names, |_| json!({}), format).await,
-        Command::Pause(n) => each(&target, "pause", &n.names, |_| json!({}), format).await,
-        Command::Resume(n) => each(&target, "resume", &n.names, |_| json!({}), format).await,
+        Command::Create(a) => create(target, a, false, format).await,
+        Command::Run(a) => create(target, a, true, format).await,
+        Command::Start(n) => each(target, "start", &n.names, |_| json!({}), format).await,
+        Command::Pause(n) => each(target, "pause", &n.names, |_| json!({}), format).await,
+        Command::Resume(n) => each(target, "resume", &n.names, |_| json!({}), format).await,
         Command::Stop(s) => {
             let options = json!({"options": {"timeoutSecs": s.timeout, "force": s.force}});
-            each(&target, "stop", &s.names.names, |_| options.clone(), format).await
+            each(target, "stop", &s.names.names, |_| options.clone(), format).await
         }
         Command::Restart(s) => {
             let options = json!({"options": {"timeoutSecs": s.timeout, "force": s.force}});
             each(
-                &target,
+                target,
                 "restart",
                 &s.names.names,
                 |_| options.clone(),
@@ -233,11 +249,11 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Kill { signal, names } => {
             let args = json!({ "signal": signal });
-            each(&target, "kill", &names.names, |_| args.clone(), format).await
+            each(target, "kill", &names.names, |_| args.clone(), format).await
         }
         Command::Delete { force, names } => {
             let args = json!({ "force": force });
-            each(&target, "delete", &names.names, |_| args.clone(), format).await
+            each(target, "delete", &names.names, |_| args.clone(), format).await
         }
         Command::Exec(a) => {
             let mut env = BTreeMap::new();
@@ -321,27 +337,25 @@ async fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::Stats { names, no_stream } => {
-            admin::stats(&target, names, no_stream, format).await
-        }
+        Command::Stats { names, no_stream } => admin::stats(target, names, no_stream, format).await,
         Command::Events {
             instance,
             kind,
             backend,
         } => {
             let filter = json!({"instance": instance, "kind": kind, "backend": backend});
-            admin::events(&target, filter, format).await
+            admin::events(target, filter, format).await
         }
-        Command::Task(t) => admin::task(&target, t, format).await,
-        Command::User(u) => admin::user(&target, u, format).await,
-        Command::ApiKey(k) => admin::api_key(&target, k, format).await,
-        Command::Audit { limit } => admin::audit(&target, limit, format).await,
-        Command::Snapshot(s) => snapshot(&target, s, format).await,
-        Command::Image(i) => image(&target, i, format, quiet).await,
-        Command::Network(n) => network(&target, n, format).await,
-        Command::Volume(v) => volume(&target, v, format).await,
+        Command::Task(t) => admin::task(target, t, format).await,
+        Command::User(u) => admin::user(target, u, format).await,
+        Command::ApiKey(k) => admin::api_key(target, k, format).await,
+        Command::Audit { limit } => admin::audit(target, limit, format).await,
+        Command::Snapshot(s) => snapshot(target, s, format).await,
+        Command::Image(i) => image(target, i, format, quiet).await,
+        Command::Network(n) => network(target, n, format).await,
+        Command::Volume(v) => volume(target, v, format).await,
         Command::Pool(ListOnly::List) => {
-            let items = list_of(&target, "pool_list").await?;
+            let items = list_of(target, "pool_list").await?;
             print_list(
                 format,
                 &items,
@@ -357,7 +371,7 @@ async fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Template(ListOnly::List) => {
-            let items = list_of(&target, "template_list").await?;
+            let items = list_of(target, "template_list").await?;
             print_list(
                 format,
                 &items,

@@ -264,8 +264,12 @@ pub async fn connect_shared(config: &EngineConfig) -> Result<Arc<LibGo>> {
 async fn connect_now(config: &EngineConfig) -> Result<(LibGo, Vec<BackendConfig>)> {
     let libgo = LibGo::new();
     let mut down = Vec::new();
-    for b in config.all_backends()? {
-        match (config.connect_backend(&b).await, b.mode) {
+    let backends = config.all_backends()?;
+    // Side by side: a start costs the slowest engine's handshake, not their sum.
+    let answers =
+        futures::future::join_all(backends.iter().map(|b| config.connect_backend(b))).await;
+    for (b, answer) in backends.into_iter().zip(answers) {
+        match (answer, b.mode) {
             (Ok(backend), _) => libgo.register(backend)?,
             (Err(e), EngineMode::Required) => return Err(e),
             (Err(e), _) if e.kind() == ErrorKind::Unavailable => {
