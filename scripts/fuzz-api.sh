@@ -5,7 +5,8 @@
 # OpenAPI document does not list. Idempotent: installs schemathesis into $LIBGO_CACHE.
 #
 # Left out: the host-wide destructive operations (prune, storage-pool changes, volume wipe
-# and upload from a host file), the streaming ones (consoles, VNC, events, stats, logs) and
+# and upload from a host file), the streaming ones (consoles, attached exec, VNC, events,
+# stats, logs) and
 # the build upload (a tar body schemathesis cannot make),
 # plus logout and sessions, which would end the fuzzer's own credentials.
 # Seconds per role: FUZZ_SECONDS (default 90). The suite fuzzes from a fixed seed so that a
@@ -92,7 +93,7 @@ fuzz() { # fuzz ROLE SEED — one schemathesis run as ROLE, its output in $work/
   "$venv/bin/schemathesis" --config-file libgo-http/tests/schemathesis.toml run "$base/openapi.json" \
     -H "X-API-Key: ${!key_var}" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance \
-    --exclude-path-regex '(prune|/console|/vnc|/events|/stats|/logs|/logout|/sessions|/storage-pools|/upload|/wipe|/images/build)' \
+    --exclude-path-regex '(prune|/console|/exec/attach|/vnc|/events|/stats|/logs|/logout|/sessions|/storage-pools|/upload|/wipe|/images/build)' \
     --max-time "$SECONDS_PER_ROLE" --workers 2 --request-timeout 150 \
     --seed "$2" --generation-database none \
     --no-color >"$work/$1.log" 2>&1

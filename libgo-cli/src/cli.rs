@@ -13,6 +13,7 @@ Examples:
   libgo create --vm --template small --name vm1 --memory 512MiB --disk 2GiB
   libgo ls --kind container --format json
   libgo exec web -- cat /etc/hostname
+  libgo exec -it web -- sh
   libgo logs -f web
   libgo console vm1                  (Ctrl-] detaches)
   libgo remote add lab http://10.0.0.2:8080 && libgo login --remote lab --username admin
@@ -283,6 +284,12 @@ pub struct ExecArgs {
     /// User to run as.
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Keep standard input open and pass it to the command.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the command a terminal (raw mode, window size; Ctrl-C goes to the command).
+    #[arg(short, long)]
+    pub tty: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

@@ -16,6 +16,7 @@ mod admin;
 mod cli;
 mod config;
 mod console;
+mod exec;
 mod output;
 mod rest;
 mod target;
@@ -260,6 +261,18 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
             for e in &a.env {
                 let (k, v) = key_value(e)?;
                 env.insert(k, v);
+            }
+            if a.interactive || a.tty {
+                let spec = libgo::ExecSpec {
+                    command: a.command.clone(),
+                    env,
+                    workdir: a.workdir.clone(),
+                    user: a.user.clone(),
+                    tty: a.tty,
+                    ..Default::default()
+                };
+                let attached = target.exec_interactive(&a.name, &spec).await?;
+                return exec::run(attached, a.tty, a.interactive).await;
             }
             let spec = json!({
                 "command": a.command, "env": env, "workdir": a.workdir, "user": a.user,

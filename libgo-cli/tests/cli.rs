@@ -106,6 +106,15 @@ impl Tmux {
         assert!(status.success());
     }
 
+    fn resize(&self, columns: u16, rows: u16) {
+        let status = std::process::Command::new("tmux")
+            .args(["resize-window", "-t", &self.session])
+            .args(["-x", &columns.to_string(), "-y", &rows.to_string()])
+            .status()
+            .expect("tmux resize-window");
+        assert!(status.success());
+    }
+
     fn screen(&self) -> String {
         let out = std::process::Command::new("tmux")
             .args([
@@ -181,6 +190,66 @@ async fn console_round_trip(dir: &Path, mode: &[&str]) {
         .chain(["info", &name, "--format", "json"])
         .collect();
     assert_eq!(json(&libgo(dir, &args, None).await)["state"], "running");
+}
+
+/// `exec -it` in a terminal, as `docker exec -it`: the command sees the window's size and
+/// its changes, Ctrl-C interrupts what runs inside, and libgo exits with the shell's code;
+/// `exec -i` from a pipe passes the input, keeps stdout and stderr apart, and the code.
+async fn exec_tty_round_trip(dir: &Path, mode: &[&str]) {
+    let name = unique("cliexec");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["run", IMAGE, "--name", &name, "--", "sleep", "300"])
+        .collect();
+    ok(&libgo(dir, &args, None).await);
+
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain([
+            "exec",
+            "-i",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "cat; echo to-stderr >&2; exit 7",
+        ])
+        .collect();
+    let o = libgo(dir, &args, Some("piped-in\n")).await;
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "piped-in\n");
+    assert_eq!(text(&o.stderr), "to-stderr\n");
+
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["exec", "-it", &name, "--", "sh"])
+        .collect();
+    let tty = Tmux::start(dir, &args);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tty.keys(&["stty size", "Enter"]);
+    tty.wait_for("40 120", 30).await;
+    tty.keys(&["sleep 300", "Enter"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tty.keys(&["C-c"]);
+    tty.keys(&["echo after-$((40+2))", "Enter"]);
+    let screen = tty.wait_for("after-42", 30).await;
+    assert!(!screen.contains("EXITED-"), "Ctrl-C ended libgo:\n{screen}");
+    tty.resize(100, 30);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tty.keys(&["clear; stty size", "Enter"]);
+    tty.wait_for("30 100", 30).await;
+    tty.keys(&["exit 5", "Enter"]);
+    tty.wait_for("EXITED-5", 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_exec_in_a_terminal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    exec_tty_round_trip(dir.path(), &["--local"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -650,6 +719,7 @@ async fn remote_mode_logs_in_and_drives_the_same_engines() {
     container_round_trip(d, &[]).await;
     vm_round_trip(d, &["--remote", "lab"]).await;
     console_round_trip(d, &["--remote", "lab"]).await;
+    exec_tty_round_trip(d, &["--remote", "lab"]).await;
     follow_round_trip(d, &["--remote", "lab"]).await;
 
     // What the remote made, the local engines see: one Docker behind both.

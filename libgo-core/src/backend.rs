@@ -32,6 +32,33 @@ impl std::fmt::Debug for ConsoleSession {
     }
 }
 
+/// A command running interactively (`docker exec -it`): its output as it comes, a writer
+/// for its standard input, and a control to resize its TTY and read its exit code.
+pub struct ExecSession {
+    /// What the command writes, by stream (all of a TTY's output is `Stdout`).
+    pub output: BoxStream<(LogStream, Bytes)>,
+    /// The command's standard input; shutting it down closes it (the command reads EOF).
+    pub input: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    /// Resize and exit code.
+    pub control: std::sync::Arc<dyn ExecControl>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExecSession")
+    }
+}
+
+/// What can be done to a running [`ExecSession`] besides typing into it.
+#[async_trait]
+pub trait ExecControl: Send + Sync {
+    /// Sets the TTY's size (rows, columns); without a TTY it does nothing.
+    async fn resize(&self, rows: u16, columns: u16) -> Result<()>;
+    /// The exit code once the command has ended (its output ends first), `None` while it
+    /// runs.
+    async fn exit_code(&self) -> Result<Option<i64>>;
+}
+
 /// Where a backend's change feed stands. Only the backend that made it reads what is inside.
 pub struct ChangeCursor(Box<dyn Any + Send + Sync>);
 
@@ -144,6 +171,12 @@ pub trait Compute: Send + Sync {
     async fn console(&self, id: &str) -> Result<ConsoleSession> {
         let _ = id;
         unsupported("console")
+    }
+    /// Runs a command attached: its input and output streamed, with a TTY when
+    /// `spec.tty` (a VM's guest agent cannot do this: use its console).
+    async fn exec_interactive(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        let _ = (id, spec);
+        unsupported("interactive exec")
     }
     /// What the instance holds of its host (privileged mode, host paths, devices, host
     /// namespaces or networks, a host kernel), read from the engine; empty when nothing.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use futures::future::{BoxFuture, join_all};
 use futures::{FutureExt, StreamExt};
 
-use crate::backend::{Backend, BoxStream, ConsoleSession};
+use crate::backend::{Backend, BoxStream, ConsoleSession, ExecSession};
 use crate::error::{Error, ErrorKind, Result};
 use crate::inventory::Inventory;
 use crate::types::*;
@@ -505,6 +505,14 @@ impl LibGo {
         validate::exec_spec(spec)?;
         let (b, i) = self.route(id).await?;
         b.exec(&i, spec).await
+    }
+
+    /// Runs a command inside an instance attached: input and output streamed, a TTY when
+    /// `spec.tty` (see [`Compute::exec_interactive`]).
+    pub async fn exec_interactive(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        validate::exec_spec(spec)?;
+        let (b, i) = self.route(id).await?;
+        b.exec_interactive(&i, spec).await
     }
 
     /// An interactive console.

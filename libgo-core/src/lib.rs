@@ -37,7 +37,8 @@ pub mod validate;
 pub mod conformance;
 
 pub use backend::{
-    Backend, BoxStream, ChangeCursor, Changes, Compute, ConsoleSession, Images, Networks, Volumes,
+    Backend, BoxStream, ChangeCursor, Changes, Compute, ConsoleSession, ExecControl, ExecSession,
+    Images, Networks, Volumes,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use facade::{LibGo, paginate, paginate_from_end};

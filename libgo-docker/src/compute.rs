@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
-use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::exec::{ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerUpdateBody, ExecConfig, ImageSummary, NetworkConnectRequest};
 use bollard::query_parameters::{
     AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, EventsOptions,
@@ -17,10 +17,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use libgo_core::{
-    BoxStream, Compute, ConsoleSession, Error, ErrorKind, Event, ExecResult, ExecSpec,
-    ExportFormat, ExportResult, ExportSpec, Instance, InstanceFilter, InstanceKind, InstanceSpec,
-    InstanceState, LogEntry, LogOptions, LogStream, Progress, ProgressSink, ResourceUpdate, Result,
-    Snapshot, SnapshotSpec, Stats, StopOptions, validate,
+    BoxStream, Compute, ConsoleSession, Error, ErrorKind, Event, ExecControl, ExecResult,
+    ExecSession, ExecSpec, ExportFormat, ExportResult, ExportSpec, Instance, InstanceFilter,
+    InstanceKind, InstanceSpec, InstanceState, LogEntry, LogOptions, LogStream, Progress,
+    ProgressSink, ResourceUpdate, Result, Snapshot, SnapshotSpec, Stats, StopOptions, validate,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -742,6 +742,65 @@ impl Compute for DockerBackend {
         })
     }
 
+    async fn exec_interactive(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        validate::exec_spec(spec)?;
+        let docker = self.docker().await?;
+        let created = docker
+            .create_exec(
+                id,
+                ExecConfig {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(spec.tty),
+                    env: (!spec.env.is_empty())
+                        .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                    cmd: Some(spec.command.clone()),
+                    user: spec.user.clone(),
+                    working_dir: spec.workdir.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let started = docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: spec.tty,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(Error::internal("dockerd detached an attached exec"));
+        };
+        let backend = self.name.clone();
+        let output = output.filter_map(move |chunk| {
+            futures::future::ready(match chunk {
+                Ok(LogOutput::StdErr { message }) => Some(Ok((LogStream::Stderr, message))),
+                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                    Some(Ok((LogStream::Stdout, message)))
+                }
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(
+                    crate::map_error(e).with_context("backend", backend.clone())
+                )),
+            })
+        });
+        Ok(ExecSession {
+            output: Box::pin(output),
+            input,
+            control: std::sync::Arc::new(DockerExec {
+                docker: docker.clone(),
+                exec_id: created.id,
+                backend: self.name.clone(),
+            }),
+        })
+    }
+
     async fn host_access(&self, id: &str) -> Result<Vec<libgo_core::HostAccess>> {
         let docker = self.docker().await?;
         let c = docker
@@ -1114,5 +1173,40 @@ impl Compute for DockerBackend {
                 futures::future::ready(Ok(event))
             });
         Ok(Box::pin(stream))
+    }
+}
+
+/// Resize and exit code of one Docker exec.
+struct DockerExec {
+    docker: bollard::Docker,
+    exec_id: String,
+    backend: String,
+}
+
+#[async_trait]
+impl ExecControl for DockerExec {
+    async fn resize(&self, rows: u16, columns: u16) -> Result<()> {
+        self.docker
+            .resize_exec(
+                &self.exec_id,
+                ResizeExecOptions {
+                    height: rows,
+                    width: columns,
+                },
+            )
+            .await
+            .map_err(|e| crate::map_error(e).with_context("backend", self.backend.clone()))
+    }
+
+    async fn exit_code(&self) -> Result<Option<i64>> {
+        let inspected = self
+            .docker
+            .inspect_exec(&self.exec_id)
+            .await
+            .map_err(|e| crate::map_error(e).with_context("backend", self.backend.clone()))?;
+        Ok(match inspected.running {
+            Some(false) => inspected.exit_code,
+            _ => None,
+        })
     }
 }

@@ -102,6 +102,17 @@ async fn viewers_get_no_console_or_vnc() {
             .err(),
         Some(403)
     );
+    // Nor a command attached (`exec -it`).
+    assert_eq!(
+        ws_open(
+            &s,
+            &format!("/api/v1/instances/{name}/exec/attach"),
+            &viewer
+        )
+        .await
+        .err(),
+        Some(403)
+    );
     // The operator's console is a real shell.
     let mut ws = ws_open(&s, &format!("/api/v1/instances/{name}/console"), &operator)
         .await
@@ -266,6 +277,17 @@ async fn host_privileged_instances_need_admin_for_every_verb() {
             .err(),
             Some(403),
             "console of {target}"
+        );
+        assert_eq!(
+            ws_open(
+                &s,
+                &format!("/api/v1/instances/{target}/exec/attach"),
+                &operator
+            )
+            .await
+            .err(),
+            Some(403),
+            "attached exec in {target}"
         );
         // Administrators still may.
         assert_eq!(exec_status(&s, &s.admin, target).await, 200);

@@ -331,6 +331,142 @@ async fn instance_console(
     }))
 }
 
+/// A message of an interactive exec's control channel (text frames), either way.
+#[derive(serde::Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+enum ExecControlMessage {
+    /// The TTY's new size.
+    Resize { rows: u16, columns: u16 },
+    /// The client has no more input: the command's stdin is closed.
+    Eof,
+}
+
+/// How long the client has to send the command after the upgrade.
+const EXEC_SPEC_WITHIN: Duration = Duration::from_secs(10);
+
+#[utoipa::path(get, path = "/api/v1/instances/{id}/exec/attach", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
+    params(("id" = String, Path, description = "Container id or name")),
+    responses((status = 101, description = "WebSocket running one command attached (`docker exec -it`). The client's first text frame is the `ExecSpec`; then binary frames are its standard input, and text frames `{\"type\":\"resize\",\"rows\":R,\"columns\":C}` or `{\"type\":\"eof\"}`. The server sends binary frames whose first byte is 1 (stdout) or 2 (stderr) followed by the bytes, and at the end a text frame `{\"type\":\"exit\",\"exitCode\":N}`; an error is a text frame with the error body.")))]
+async fn instance_exec_attach(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let ws = upgrade(req).await?;
+    require_for_host_access(&state, &caller, &id).await?;
+    let guard = Guarded::new(&state, &caller)?;
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        let spec = match tokio::time::timeout(EXEC_SPEC_WITHIN, socket.recv()).await {
+            Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<libgo_core::ExecSpec>(&t)
+                .map_err(|e| ApiError::invalid(format!("the first frame must be an ExecSpec: {e}"))),
+            _ => Err(ApiError::invalid("the first frame must be an ExecSpec (JSON text)")),
+        };
+        let session = match spec {
+            Ok(spec) => state
+                .libgo
+                .exec_interactive(&id, &spec)
+                .await
+                .map_err(ApiError::from),
+            Err(e) => Err(e),
+        };
+        let session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = socket.send(text(&e.body())).await;
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        };
+        let control = session.control;
+        let mut output = session.output;
+        let mut input = session.input;
+        let mut live = Liveness::new(&state);
+        let mut input_open = true;
+        let ended = loop {
+            tokio::select! {
+                _ = guard.watch.ended() => {
+                    let _ = socket.send(guard.close()).await;
+                    let _ = input.shutdown().await;
+                    return;
+                }
+                _ = state.shutdown.cancelled() => break false,
+                ping = live.next_ping() => {
+                    let Some(p) = ping else { break false };
+                    if socket.send(p).await.is_err() {
+                        break false;
+                    }
+                },
+                chunk = output.next() => match chunk {
+                    Some(Ok((stream, bytes))) => {
+                        let channel = if stream == libgo_core::LogStream::Stderr { 2u8 } else { 1u8 };
+                        let mut frame = Vec::with_capacity(bytes.len() + 1);
+                        frame.push(channel);
+                        frame.extend_from_slice(&bytes);
+                        if socket.send(Message::Binary(frame.into())).await.is_err() {
+                            break false;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = socket.send(text(&ApiError::from(e).body())).await;
+                        break false;
+                    }
+                    None => break true,
+                },
+                msg = socket.recv() => {
+                    live.seen();
+                    match msg {
+                        Some(Ok(Message::Binary(b))) if input_open => {
+                            if input.write_all(&b).await.is_err() || input.flush().await.is_err() {
+                                input_open = false;
+                            }
+                        }
+                        Some(Ok(Message::Text(t))) => match serde_json::from_str::<ExecControlMessage>(&t) {
+                            Ok(ExecControlMessage::Resize { rows, columns }) => {
+                                if let Err(e) = control.resize(rows, columns).await {
+                                    tracing::debug!(error = %e, "exec resize refused");
+                                }
+                            }
+                            Ok(ExecControlMessage::Eof) => {
+                                input_open = false;
+                                let _ = input.shutdown().await;
+                            }
+                            Err(e) => {
+                                let e = ApiError::invalid(format!("not an exec control message: {e}"));
+                                let _ = socket.send(text(&e.body())).await;
+                            }
+                        },
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break false,
+                        Some(Ok(_)) => {}
+                    }
+                }
+            }
+        };
+        let _ = input.shutdown().await;
+        if ended {
+            // The output ends just before the engine records the exit code.
+            let mut code = None;
+            for _ in 0..50 {
+                match control.exit_code().await {
+                    Ok(Some(c)) => {
+                        code = Some(c);
+                        break;
+                    }
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "exec exit code unknown");
+                        break;
+                    }
+                }
+            }
+            let _ = socket
+                .send(text(&serde_json::json!({"type": "exit", "exitCode": code})))
+                .await;
+        }
+        let _ = socket.send(Message::Close(None)).await;
+    }))
+}
+
 #[utoipa::path(get, path = "/api/v1/instances/{id}/vnc", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     params(("id" = String, Path, description = "VM id or name")),
     responses((status = 101, description = "WebSocket (subprotocol `binary`) carrying the RFB stream in binary frames, for noVNC")))]
@@ -398,5 +534,6 @@ pub fn router() -> Router {
         .routes(routes!(events))
         .routes(routes!(instance_stats))
         .routes(routes!(instance_console))
+        .routes(routes!(instance_exec_attach))
         .routes(routes!(instance_vnc))
 }
