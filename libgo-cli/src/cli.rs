@@ -14,6 +14,7 @@ Examples:
   libgo ls --kind container --format json
   libgo exec web -- cat /etc/hostname
   libgo exec -it web -- sh
+  libgo export vm1 --disk-format vmdk -o vm1.vmdk
   libgo logs -f web
   libgo console vm1                  (Ctrl-] detaches)
   libgo remote add lab http://10.0.0.2:8080 && libgo login --remote lab --username admin
@@ -130,6 +131,18 @@ pub enum Command {
         /// How many records.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+    /// Export an instance's disk (VM) or file system (container) to a file; against a
+    /// remote the server writes it and this downloads it.
+    Export {
+        /// Instance name or id.
+        name: String,
+        /// The file's format (`--format` is the output format of every command).
+        #[arg(long, value_parser = ["qcow2", "vmdk", "vdi", "raw", "ova", "tar", "imagetar"])]
+        disk_format: String,
+        /// The file to write (it must not exist).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Snapshots of an instance.
     #[command(subcommand)]
@@ -573,4 +586,17 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .with_binary()
         .parse_size(text)
         .map_err(|e| format!("{text:?} is not a size like 512MiB or 2GiB: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        // clap's own checks: unique flags (a subcommand's `--format` would clash with the
+        // global one), valid defaults, required positionals in order.
+        Cli::command().debug_assert();
+    }
 }

@@ -363,6 +363,11 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
         Command::User(u) => admin::user(target, u, format).await,
         Command::ApiKey(k) => admin::api_key(target, k, format).await,
         Command::Audit { limit } => admin::audit(target, limit, format).await,
+        Command::Export {
+            name,
+            disk_format,
+            output,
+        } => export(target, &name, &disk_format, &output, format, quiet).await,
         Command::Snapshot(s) => snapshot(target, s, format).await,
         Command::Image(i) => image(target, i, format, quiet).await,
         Command::Network(n) => network(target, n, format).await,
@@ -628,6 +633,50 @@ fn port_of(text: &str) -> Result<PortMapping> {
         host_ip,
         protocol,
     })
+}
+
+/// `libgo export`: embedded, the library writes `output`; remote, the server writes the
+/// file in its export directory and it is downloaded to `output`.
+async fn export(
+    target: &Target,
+    name: &str,
+    export_format: &str,
+    output: &std::path::Path,
+    format: Format,
+    quiet: bool,
+) -> Result<u8> {
+    if output.exists() {
+        return Err(Error::conflict(format!(
+            "{} exists already",
+            output.display()
+        )));
+    }
+    let (bar, on) = progress_bar(quiet, &format!("exporting {name}"));
+    let result = match target {
+        Target::Local(_) => {
+            let destination = std::path::absolute(output)?;
+            target
+                .call(
+                    "export",
+                    json!({"id": name, "spec": {"format": export_format, "destination": destination}}),
+                    on,
+                )
+                .await
+        }
+        Target::Remote(remote) => {
+            remote
+                .export_and_download(name, export_format, output, on)
+                .await
+        }
+    };
+    finish(bar, result.is_ok());
+    let result = result?;
+    if format == Format::Table {
+        println!("{}", output.display());
+    } else {
+        print_one(format, &result)?;
+    }
+    Ok(0)
 }
 
 async fn snapshot(target: &Target, s: SnapshotCommand, format: Format) -> Result<u8> {

@@ -185,6 +185,69 @@ impl RemoteClient {
         Ok(items.boxed())
     }
 
+    /// Has the server export instance `id` as `format`, follows the task, and downloads the
+    /// file to `output` (removed again if the download fails). Answers the export result
+    /// with `path` set to `output`.
+    pub async fn export_and_download(
+        &self,
+        id: &str,
+        format: &str,
+        output: &std::path::Path,
+        on_progress: Option<OnProgress>,
+    ) -> Result<Value> {
+        let path = format!("/api/v1/instances/{}/export", rest::escape(id));
+        let task = self
+            .send(
+                reqwest::Method::POST,
+                &path,
+                &[],
+                Some(&json!({ "format": format })),
+            )
+            .await?;
+        let task_id = task["id"].as_str().unwrap_or_default().to_string();
+        let mut result = self.follow_task(task, on_progress.as_ref()).await?;
+        let url = format!(
+            "{}/api/v1/tasks/{}/download",
+            self.base,
+            rest::escape(&task_id)
+        );
+        let mut req = self.http.get(url);
+        if let Some((header, value)) = &self.auth {
+            req = req.header(*header, value);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Error::unavailable(format!("download: {e}")))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(server_error(status.as_u16(), &body));
+        }
+        let written = async {
+            use tokio::io::AsyncWriteExt;
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(output)
+                .await?;
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| Error::unavailable(format!("download: {e}")))?;
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(output).await;
+            return Err(e);
+        }
+        result["path"] = Value::String(output.display().to_string());
+        Ok(result)
+    }
+
     async fn follow_task(&self, task: Value, on_progress: Option<&OnProgress>) -> Result<Value> {
         let id = task["id"]
             .as_str()

@@ -610,6 +610,40 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    // Its disk, exported (downloaded from the server in remote mode), is a real VMDK.
+    ok(&run(args(&["stop", "--force", &name])).await);
+    let file = dir.join(format!("{name}.vmdk"));
+    let file_arg = file.display().to_string();
+    ok(&run(args(&[
+        "export",
+        &name,
+        "--disk-format",
+        "vmdk",
+        "-o",
+        &file_arg,
+    ]))
+    .await);
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json", &file_arg])
+        .output()
+        .expect("qemu-img");
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap_or_default();
+    assert_eq!(info["format"], "vmdk", "{info}");
+    let o = run(args(&[
+        "export",
+        &name,
+        "--disk-format",
+        "vmdk",
+        "-o",
+        &file_arg,
+    ]))
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(12),
+        "an existing file is kept: {}",
+        text(&o.stderr)
+    );
     ok(&run(args(&["delete", "--force", &name])).await);
     let o = run(args(&["info", &name])).await;
     assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));

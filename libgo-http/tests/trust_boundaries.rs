@@ -1345,3 +1345,93 @@ async fn silent_websocket_clients_are_dropped() {
     s.remove_instance(&name).await;
     s.stop().await;
 }
+
+/// Attack: one operator fetched another's export through the download route, or any host
+/// file through a task whose result names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_download_only_to_their_owner() {
+    let s = start(true, |_| {}).await;
+    let (_, owner) = s.user("operator").await;
+    let (_, other) = s.user("operator").await;
+    let name = container(&s, &owner, json!({"command": ["sleep", "300"]})).await;
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/instances/{name}/export"),
+            &owner,
+        )
+        .json(&json!({"format": "tar"}))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status().as_u16(), 202);
+    let task: Value = r.json().await.expect("task");
+    let id = task["id"].as_str().expect("id").to_string();
+    let done: Value = s
+        .req(Method::GET, &format!("/api/v1/tasks/{id}?wait=120"), &owner)
+        .send()
+        .await
+        .expect("wait")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(done["status"], "finished", "{done}");
+    let download = format!("/api/v1/tasks/{id}/download");
+    let r = s
+        .req(Method::GET, &download, &other)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+    let r = s
+        .req(Method::GET, &download, &owner)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status().as_u16(), 200);
+    let body = r.bytes().await.expect("body");
+    // A tar: the "ustar" magic at offset 257 of its first header.
+    assert!(body.len() > 512 && &body[257..262] == b"ustar", "not a tar");
+    // A file an administrator had written elsewhere on the host is not served back.
+    let outside = tempfile::tempdir().expect("temp dir");
+    let dest = outside.path().join("elsewhere.tar");
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/instances/{name}/export"),
+            &s.admin,
+        )
+        .json(&json!({"format": "tar", "destination": dest}))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status().as_u16(), 202);
+    let task: Value = r.json().await.expect("task");
+    let id = task["id"].as_str().expect("id").to_string();
+    let done: Value = s
+        .req(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}?wait=120"),
+            &s.admin,
+        )
+        .send()
+        .await
+        .expect("wait")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(done["status"], "finished", "{done}");
+    assert!(dest.exists());
+    let r = s
+        .req(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}/download"),
+            &s.admin,
+        )
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+    s.remove_instance(&name).await;
+    s.stop().await;
+}

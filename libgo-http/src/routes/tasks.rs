@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
-use crate::tasks::Task;
+use crate::tasks::{Task, TaskStatus};
 
 /// Task list filters.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
@@ -93,10 +93,76 @@ async fn cancel_task(
     Ok(Json(state.tasks.cancel(&id).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/download", extensions(("x-libgo-access" = json!("viewer"))), tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, description = "The file a finished export or image save wrote in the server's export directory", content_type = "application/octet-stream", body = Vec<u8>)))]
+async fn download_task_file(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    use tokio::io::AsyncReadExt;
+    let t = visible_task(&state, &caller, &id).await?;
+    if t.status != TaskStatus::Finished {
+        return Err(ApiError::conflict(format!(
+            "task {id:?} has not finished: nothing to download yet"
+        )));
+    }
+    let missing = || ApiError::not_found(format!("task {id:?} wrote no file the server serves"));
+    let path = t
+        .result
+        .as_ref()
+        .and_then(|r| r["path"].as_str())
+        .ok_or_else(missing)?;
+    // Only files in the export directory: an administrator's chosen destination (any host
+    // path) is not served back, and `..` or a link cannot lead out of it.
+    let dir = tokio::fs::canonicalize(state.config.data_dir.join("exports"))
+        .await
+        .map_err(|_| missing())?;
+    let file_path = tokio::fs::canonicalize(path).await.map_err(|_| missing())?;
+    if file_path.parent() != Some(dir.as_path()) {
+        return Err(missing());
+    }
+    let file = tokio::fs::File::open(&file_path)
+        .await
+        .map_err(|_| missing())?;
+    let size = file.metadata().await.map_err(ApiError::internal)?.len();
+    let body = futures::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 256 << 10];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let name = file_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
 /// The task routes.
 pub fn router() -> Router {
     Router::new()
         .routes(routes!(list_tasks))
         .routes(routes!(get_task))
         .routes(routes!(cancel_task))
+        .routes(routes!(download_task_file))
 }
