@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::cli::{ApiKeyCommand, TaskCommand, UserCommand};
 use crate::output::{Format, field, print_list, print_one, size};
 use crate::target::{RemoteClient, Target, kind_of};
-use crate::{exit_code, report};
+use crate::{exit_code, for_each_name, report};
 
 fn server(target: &Target) -> Result<&RemoteClient> {
     match target {
@@ -285,20 +285,16 @@ pub async fn user(target: &Target, u: UserCommand, format: Format) -> Result<u8>
             }
         }
         UserCommand::Delete { names } => {
-            let mut code = 0;
-            for name in &names {
+            return for_each_name(&names, format, |name| {
                 let path = format!("/api/v1/users/{}", crate::rest::escape(name));
-                match remote.send(Method::DELETE, &path, &[], None).await {
-                    Ok(_) => println!("{name}"),
-                    Err(e) => {
-                        report(&e, name);
-                        if code == 0 {
-                            code = exit_code(e.kind());
-                        }
-                    }
+                async move {
+                    remote
+                        .send(Method::DELETE, &path, &[], None)
+                        .await
+                        .map(drop)
                 }
-            }
-            return Ok(code);
+            })
+            .await;
         }
     }
     Ok(0)
@@ -338,20 +334,16 @@ pub async fn api_key(target: &Target, k: ApiKeyCommand, format: Format) -> Resul
             }
         }
         ApiKeyCommand::Revoke { ids } => {
-            let mut code = 0;
-            for id in &ids {
+            return for_each_name(&ids, format, |id| {
                 let path = format!("/api/v1/api-keys/{}", crate::rest::escape(id));
-                match remote.send(Method::DELETE, &path, &[], None).await {
-                    Ok(_) => println!("{id}"),
-                    Err(e) => {
-                        report(&e, id);
-                        if code == 0 {
-                            code = exit_code(e.kind());
-                        }
-                    }
+                async move {
+                    remote
+                        .send(Method::DELETE, &path, &[], None)
+                        .await
+                        .map(drop)
                 }
-            }
-            return Ok(code);
+            })
+            .await;
         }
     }
     Ok(0)

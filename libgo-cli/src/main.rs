@@ -230,18 +230,27 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
         }
         Command::Create(a) => create(target, a, false, format).await,
         Command::Run(a) => create(target, a, true, format).await,
-        Command::Start(n) => each(target, "start", &n.names, |_| json!({}), format).await,
-        Command::Pause(n) => each(target, "pause", &n.names, |_| json!({}), format).await,
-        Command::Resume(n) => each(target, "resume", &n.names, |_| json!({}), format).await,
+        Command::Start(n) => each(target, "start", "id", &n.names, |_| json!({}), format).await,
+        Command::Pause(n) => each(target, "pause", "id", &n.names, |_| json!({}), format).await,
+        Command::Resume(n) => each(target, "resume", "id", &n.names, |_| json!({}), format).await,
         Command::Stop(s) => {
             let options = json!({"options": {"timeoutSecs": s.timeout, "force": s.force}});
-            each(target, "stop", &s.names.names, |_| options.clone(), format).await
+            each(
+                target,
+                "stop",
+                "id",
+                &s.names.names,
+                |_| options.clone(),
+                format,
+            )
+            .await
         }
         Command::Restart(s) => {
             let options = json!({"options": {"timeoutSecs": s.timeout, "force": s.force}});
             each(
                 target,
                 "restart",
+                "id",
                 &s.names.names,
                 |_| options.clone(),
                 format,
@@ -250,11 +259,19 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
         }
         Command::Kill { signal, names } => {
             let args = json!({ "signal": signal });
-            each(target, "kill", &names.names, |_| args.clone(), format).await
+            each(target, "kill", "id", &names.names, |_| args.clone(), format).await
         }
         Command::Delete { force, names } => {
             let args = json!({ "force": force });
-            each(target, "delete", &names.names, |_| args.clone(), format).await
+            each(
+                target,
+                "delete",
+                "id",
+                &names.names,
+                |_| args.clone(),
+                format,
+            )
+            .await
         }
         Command::Exec(a) => {
             let mut env = BTreeMap::new();
@@ -437,22 +454,35 @@ fn key_value(text: &str) -> Result<(String, String)> {
         .ok_or_else(|| Error::invalid(format!("{text:?} is not KEY=VALUE")))
 }
 
-/// Runs `op` on each name; prints each name that succeeded (a table) or a result per item
-/// (JSON/YAML), and reports each failure. The exit code is the first failure's.
+/// Runs `op` on each name (given as its argument `key`); see [`for_each_name`].
 async fn each(
     target: &Target,
     op: &str,
+    key: &str,
     names: &[String],
     args: impl Fn(&str) -> Value,
     format: Format,
 ) -> Result<u8> {
+    for_each_name(names, format, |name| {
+        let mut a = args(name);
+        a[key] = Value::String(name.to_string());
+        async move { target.call(op, a, None).await.map(drop) }
+    })
+    .await
+}
+
+/// Runs `act` on each name; prints each name that succeeded (a table) or a result per item
+/// (JSON/YAML), and reports each failure. The exit code is the first failure's.
+pub(crate) async fn for_each_name<F, Fut>(names: &[String], format: Format, act: F) -> Result<u8>
+where
+    F: Fn(&str) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let mut code = 0;
     let mut results = Vec::new();
     for name in names {
-        let mut a = args(name);
-        a["id"] = Value::String(name.clone());
-        match target.call(op, a, None).await {
-            Ok(_) => {
+        match act(name).await {
+            Ok(()) => {
                 if format == Format::Table || format == Format::Csv {
                     println!("{name}");
                 }
@@ -472,6 +502,16 @@ async fn each(
         print_one(format, &Value::Array(results))?;
     }
     Ok(code)
+}
+
+/// What a create answers: its name (`key`) for people, the whole object otherwise.
+pub(crate) fn print_made(format: Format, made: &Value, key: &str) -> Result<()> {
+    if format == Format::Table {
+        println!("{}", field(made, key));
+        Ok(())
+    } else {
+        print_one(format, made)
+    }
 }
 
 /// A progress bar on a terminal (none with `-q` or when stderr is not one).
@@ -518,11 +558,7 @@ async fn create(target: &Target, a: CreateArgs, start: bool, format: Format) -> 
             None,
         )
         .await?;
-    if format == Format::Table {
-        println!("{}", field(&made, "name"));
-    } else {
-        print_one(format, &made)?;
-    }
+    print_made(format, &made, "name")?;
     Ok(0)
 }
 
@@ -690,11 +726,7 @@ async fn snapshot(target: &Target, s: SnapshotCommand, format: Format) -> Result
             let made = target
                 .call("snapshot_create", json!({"id": name, "spec": spec}), None)
                 .await?;
-            if format == Format::Table {
-                println!("{}", field(&made, "name"));
-            } else {
-                print_one(format, &made)?;
-            }
+            print_made(format, &made, "name")?;
         }
         SnapshotCommand::List { name } => {
             let items = target
@@ -803,7 +835,7 @@ async fn image(target: &Target, i: ImageCommand, format: Format, quiet: bool) ->
             backend,
         } => {
             let args = json!({"force": force, "backend": backend});
-            each(target, "image_remove", &ids, |_| args.clone(), format).await
+            each(target, "image_remove", "id", &ids, |_| args.clone(), format).await
         }
     }
 }
@@ -833,16 +865,20 @@ async fn network(target: &Target, n: NetworkCommand, format: Format) -> Result<u
             let made = target
                 .call("network_create", json!({ "spec": spec }), None)
                 .await?;
-            if format == Format::Table {
-                println!("{}", field(&made, "name"));
-            } else {
-                print_one(format, &made)?;
-            }
+            print_made(format, &made, "name")?;
             Ok(0)
         }
         NetworkCommand::Delete { ids, backend } => {
             let args = json!({ "backend": backend });
-            each(target, "network_delete", &ids, |_| args.clone(), format).await
+            each(
+                target,
+                "network_delete",
+                "id",
+                &ids,
+                |_| args.clone(),
+                format,
+            )
+            .await
         }
     }
 }
@@ -872,11 +908,7 @@ async fn volume(target: &Target, v: VolumeCommand, format: Format) -> Result<u8>
             let made = target
                 .call("volume_create", json!({ "spec": spec }), None)
                 .await?;
-            if format == Format::Table {
-                println!("{}", field(&made, "name"));
-            } else {
-                print_one(format, &made)?;
-            }
+            print_made(format, &made, "name")?;
             Ok(0)
         }
         VolumeCommand::Delete {
@@ -884,32 +916,16 @@ async fn volume(target: &Target, v: VolumeCommand, format: Format) -> Result<u8>
             force,
             backend,
         } => {
-            // The table names a volume `name`; `each` fills `id`, so move it over.
-            let mut code = 0;
-            let mut results = Vec::new();
-            for name in &names {
-                let args = json!({"name": name, "force": force, "backend": backend});
-                match target.call("volume_delete", args, None).await {
-                    Ok(_) => {
-                        if format == Format::Table || format == Format::Csv {
-                            println!("{name}");
-                        }
-                        results.push(json!({"id": name, "ok": true}));
-                    }
-                    Err(e) => {
-                        report(&e, name);
-                        if code == 0 {
-                            code = exit_code(e.kind());
-                        }
-                        results.push(json!({"id": name, "ok": false,
-                            "error": {"code": e.kind().code(), "message": e.detail()}}));
-                    }
-                }
-            }
-            if format == Format::Json || format == Format::Yaml {
-                print_one(format, &Value::Array(results))?;
-            }
-            Ok(code)
+            let args = json!({"force": force, "backend": backend});
+            each(
+                target,
+                "volume_delete",
+                "name",
+                &names,
+                |_| args.clone(),
+                format,
+            )
+            .await
         }
     }
 }
