@@ -261,7 +261,9 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
             let spec = take(a, "spec").unwrap_or(Value::Null);
             Builder::new(M::POST, "/api/v1/instances/{id}/snapshots", a)?.body(spec)
         }
-        "snapshot_list" => Builder::new(M::GET, "/api/v1/instances/{id}/snapshots", a)?,
+        "snapshot_list" => {
+            Builder::new(M::GET, "/api/v1/instances/{id}/snapshots", a)?.answer(Answer::AllPages)
+        }
         "snapshot_revert" => {
             Builder::new(M::POST, "/api/v1/instances/{id}/snapshots/{name}/revert", a)?
                 .answer(Answer::Unit)
@@ -381,6 +383,10 @@ mod tests {
                 json!({"id": "a", "options": {"tail": 1, "since": "2026-01-01T00:00:00Z",
                 "until": "2026-01-02T00:00:00Z", "timestamps": true}}),
             ),
+            (
+                "logs",
+                json!({"id": "a", "options": {"tail": 1, "follow": true}}),
+            ),
             ("stats", json!({"id": "a"})),
             ("snapshot_create", json!({"id": "a", "spec": {"name": "s"}})),
             ("snapshot_list", json!({"id": "a"})),
@@ -449,6 +455,18 @@ mod tests {
                     "{op}"
                 );
             }
+            // A paginated answer is read page by page (or, followed, as its NDJSON stream);
+            // anything else is not.
+            let answer_ref =
+                spec["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .unwrap_or_default();
+            assert_eq!(
+                answer_ref.starts_with("#/components/schemas/Page_"),
+                matches!(r.answer, Answer::AllPages | Answer::Page | Answer::Lines),
+                "{op}: the server answers {answer_ref:?}, read as {:?}",
+                r.answer
+            );
             assert_eq!(
                 r.body.is_some(),
                 spec["requestBody"].is_object(),

@@ -415,6 +415,48 @@ async fn container_round_trip(dir: &Path, mode: &[&str]) {
     assert_eq!(text(&o.stdout), "out-hi-from-cli\n");
     assert_eq!(text(&o.stderr), "err\n");
 
+    // A snapshot brings back what the container held when it was taken.
+    ok(&run(with(&[
+        "exec",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo before > /marker",
+    ]))
+    .await);
+    ok(&run(with(&[
+        "snapshot",
+        "create",
+        &name,
+        "s1",
+        "--description",
+        "first",
+    ]))
+    .await);
+    let snaps = json(&run(with(&["snapshot", "ls", &name, "--format", "json"])).await);
+    assert!(
+        find(&snaps, "s1").is_some_and(|s| s["description"] == "first"),
+        "{snaps}"
+    );
+    ok(&run(with(&[
+        "exec",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo after > /marker",
+    ]))
+    .await);
+    ok(&run(with(&["snapshot", "revert", &name, "s1"])).await);
+    assert_eq!(
+        ok(&run(with(&["exec", &name, "--", "cat", "/marker"])).await),
+        "before\n"
+    );
+    ok(&run(with(&["snapshot", "rm", &name, "s1"])).await);
+    let snaps = json(&run(with(&["snapshot", "ls", &name, "--format", "json"])).await);
+    assert!(find(&snaps, "s1").is_none(), "{snaps}");
+
     // The log has the container's first line.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
