@@ -377,6 +377,24 @@ pub enum ImageCommand {
         #[arg(long)]
         backend: Option<String>,
     },
+    /// Build an image from a directory with a Dockerfile (the directory is sent as the
+    /// build context).
+    Build {
+        /// The context directory.
+        context: PathBuf,
+        /// Tag for the result (repeat for several).
+        #[arg(short, long = "tag", value_name = "REFERENCE")]
+        tags: Vec<String>,
+        /// The Dockerfile's path inside the context.
+        #[arg(short = 'f', long)]
+        file: Option<String>,
+        /// Build argument `KEY=VALUE` (embedded only: the REST API takes none).
+        #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+        build_args: Vec<String>,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
     /// Push an image to its registry.
     Push {
         /// Reference, e.g. `127.0.0.1:5000/web:1`.

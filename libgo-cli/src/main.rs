@@ -537,6 +537,24 @@ fn progress_bar(quiet: bool, what: &str) -> (Option<ProgressBar>, Option<OnProgr
     (Some(bar), Some(on))
 }
 
+/// A directory as a tar archive (the build context), in memory.
+fn context_tar(dir: &std::path::Path) -> Result<Vec<u8>> {
+    if !dir.is_dir() {
+        return Err(Error::invalid(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder
+        .append_dir_all(".", dir)
+        .map_err(|e| Error::invalid(format!("{}: {e}", dir.display())))?;
+    builder
+        .into_inner()
+        .map_err(|e| Error::internal(format!("tar: {e}")))
+}
+
 /// Ends a progress bar: a finished one stays on screen at 100%, a failed one goes.
 fn finish(bar: Option<ProgressBar>, ok: bool) {
     if let Some(b) = bar {
@@ -805,6 +823,27 @@ async fn image(target: &Target, i: ImageCommand, format: Format, quiet: bool) ->
             } else {
                 print_one(format, &got)?;
             }
+            Ok(0)
+        }
+        ImageCommand::Build {
+            context,
+            tags,
+            file,
+            build_args,
+            backend,
+        } => {
+            let mut args = BTreeMap::new();
+            for a in &build_args {
+                let (k, v) = key_value(a)?;
+                args.insert(k, v);
+            }
+            let tar = context_tar(&context)?;
+            let (bar, on) = progress_bar(quiet, &format!("building {}", context.display()));
+            let spec = json!({"dockerfile": file, "tags": tags, "buildArgs": args});
+            let built = target.build(backend, spec, tar, on).await;
+            finish(bar, built.is_ok());
+            let built = built?;
+            print_made(format, &built, "id")?;
             Ok(0)
         }
         ImageCommand::Push { reference, backend } => {

@@ -91,6 +91,37 @@ impl RemoteClient {
         Err(server_error(status.as_u16(), &bytes))
     }
 
+    /// POSTs a tar archive (a build context) and reads the JSON answer.
+    async fn send_tar(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .query(query)
+            .header("content-type", "application/x-tar")
+            .body(body);
+        if let Some((header, value)) = &self.auth {
+            req = req.header(*header, value);
+        }
+        let resp = req.send().await.map_err(|e| {
+            Error::unavailable(format!("cannot reach {}: {e}", self.base))
+                .with_context("remote", self.name.clone())
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::unavailable(format!("reading the answer: {e}")))?;
+        if !status.is_success() {
+            return Err(server_error(status.as_u16(), &bytes));
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
     /// Opens a WebSocket on `path` with the remote's credentials.
     pub async fn websocket(
         &self,
@@ -423,6 +454,55 @@ impl Target {
                     return Err(Error::unsupported(format!("{op} is not a stream")));
                 }
                 remote.lines(&route).await
+            }
+        }
+    }
+
+    /// Builds an image from a context tar; `spec` is the table's `BuildSpec` JSON
+    /// (`dockerfile`, `tags`, `buildArgs`).
+    pub async fn build(
+        &self,
+        backend: Option<String>,
+        spec: Value,
+        context_tar: Vec<u8>,
+        on_progress: Option<OnProgress>,
+    ) -> Result<Value> {
+        match self {
+            Target::Local(libgo) => {
+                let sink = match on_progress {
+                    Some(f) => ProgressSink::new(move |p| f(p)),
+                    None => ProgressSink::none(),
+                };
+                let args = json!({ "backend": backend, "spec": spec });
+                match libgo_bindings_common::call(libgo, "image_build", args, context_tar, sink)
+                    .await?
+                {
+                    Reply::Json(text) => Ok(serde_json::from_str(&text)?),
+                    _ => Err(Error::internal("image_build did not answer JSON")),
+                }
+            }
+            Target::Remote(remote) => {
+                if spec["buildArgs"].as_object().is_some_and(|a| !a.is_empty()) {
+                    return Err(Error::unsupported(
+                        "build arguments are not taken by the REST API: build embedded",
+                    ));
+                }
+                let mut query: Vec<(String, String)> = spec["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(|t| ("tags".to_string(), t.to_string())))
+                    .collect();
+                if let Some(f) = spec["dockerfile"].as_str() {
+                    query.push(("dockerfile".into(), f.into()));
+                }
+                if let Some(b) = backend {
+                    query.push(("backend".into(), b));
+                }
+                let task = remote
+                    .send_tar("/api/v1/images/build", &query, context_tar)
+                    .await?;
+                remote.follow_task(task, on_progress.as_ref()).await
             }
         }
     }

@@ -246,6 +246,52 @@ async fn exec_tty_round_trip(dir: &Path, mode: &[&str]) {
     tty.wait_for("EXITED-5", 30).await;
 }
 
+/// `image build` of a directory: the image has what its Dockerfile made, and runs.
+async fn build_round_trip(dir: &Path, mode: &[&str]) {
+    let context = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {IMAGE}\nCOPY hello.txt /hello.txt\nRUN echo built-by-cli > /built\n"),
+    )
+    .expect("Dockerfile");
+    std::fs::write(context.path().join("hello.txt"), "from-the-context\n").expect("file");
+    let tag = format!("{}:1", unique("cli-built"));
+    let context_arg = context.path().display().to_string();
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["image", "build", &context_arg, "-t", &tag])
+        .collect();
+    ok(&libgo(dir, &args, None).await);
+    let name = unique("clibuilt");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["run", &tag, "--name", &name, "--", "sleep", "60"])
+        .collect();
+    ok(&libgo(dir, &args, None).await);
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["exec", &name, "--", "cat", "/built", "/hello.txt"])
+        .collect();
+    assert_eq!(
+        ok(&libgo(dir, &args, None).await),
+        "built-by-cli\nfrom-the-context\n"
+    );
+    let args: Vec<&str> = mode.iter().copied().chain(["rm", "-f", &name]).collect();
+    ok(&libgo(dir, &args, None).await);
+    let args: Vec<&str> = mode.iter().copied().chain(["image", "rm", &tag]).collect();
+    ok(&libgo(dir, &args, None).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_image_build() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    build_round_trip(dir.path(), &["--local"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_exec_in_a_terminal() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -796,6 +842,7 @@ async fn remote_mode_logs_in_and_drives_the_same_engines() {
     vm_round_trip(d, &["--remote", "lab"]).await;
     console_round_trip(d, &["--remote", "lab"]).await;
     exec_tty_round_trip(d, &["--remote", "lab"]).await;
+    build_round_trip(d, &["--remote", "lab"]).await;
     follow_round_trip(d, &["--remote", "lab"]).await;
 
     // What the remote made, the local engines see: one Docker behind both.
