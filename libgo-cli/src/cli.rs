@@ -265,6 +265,10 @@ pub struct CreateArgs {
     /// Start it once created (what `run` does).
     #[arg(long)]
     pub start: bool,
+    /// Make this many (1–100) as one batch, named by `--name` with `{n}` for the number
+    /// (`NAME-{n}` without it); each is reported.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub count: Option<u32>,
     /// The container's command.
     #[arg(last = true)]
     pub command: Vec<String>,

@@ -228,8 +228,8 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
             print_one(format, &i)?;
             Ok(0)
         }
-        Command::Create(a) => create(target, a, false, format).await,
-        Command::Run(a) => create(target, a, true, format).await,
+        Command::Create(a) => create(target, a, false, format, quiet).await,
+        Command::Run(a) => create(target, a, true, format, quiet).await,
         Command::Start(n) => each(target, "start", "id", &n.names, |_| json!({}), format).await,
         Command::Pause(n) => each(target, "pause", "id", &n.names, |_| json!({}), format).await,
         Command::Resume(n) => each(target, "resume", "id", &n.names, |_| json!({}), format).await,
@@ -567,8 +567,45 @@ fn finish(bar: Option<ProgressBar>, ok: bool) {
     }
 }
 
-async fn create(target: &Target, a: CreateArgs, start: bool, format: Format) -> Result<u8> {
+async fn create(
+    target: &Target,
+    a: CreateArgs,
+    start: bool,
+    format: Format,
+    quiet: bool,
+) -> Result<u8> {
     let spec = spec_of(&a, start || a.start)?;
+    if let Some(count) = a.count {
+        let pattern = a.name.contains("{n}").then(|| a.name.clone());
+        let batch = json!({"spec": serde_json::to_value(&spec)?, "count": count,
+            "namePattern": pattern});
+        let (bar, on) = progress_bar(quiet, &format!("creating {count}"));
+        let answer = target
+            .call("create_batch", json!({ "batch": batch }), on)
+            .await;
+        finish(bar, answer.is_ok());
+        let answer = answer?;
+        let mut code = 0;
+        for item in answer["items"].as_array().into_iter().flatten() {
+            let name = field(item, "name");
+            if item["status"] == "failed" {
+                let e = Error::new(
+                    target::kind_of(item["error"]["code"].as_str().unwrap_or_default()),
+                    item["error"]["message"].as_str().unwrap_or_default(),
+                );
+                report(&e, &name);
+                if code == 0 {
+                    code = exit_code(e.kind());
+                }
+            } else if format == Format::Table {
+                println!("{name}");
+            }
+        }
+        if format != Format::Table {
+            print_one(format, &answer)?;
+        }
+        return Ok(code);
+    }
     let made = target
         .call(
             "create",

@@ -206,6 +206,12 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
             let spec = take(a, "spec").unwrap_or(Value::Null);
             Builder::new(M::POST, "/api/v1/instances", a)?.body(spec)
         }
+        "create_batch" => {
+            let batch = take(a, "batch").unwrap_or(Value::Null);
+            Builder::new(M::POST, "/api/v1/instances/batch", a)?
+                .body(batch)
+                .answer(Answer::Task)
+        }
         "start" | "pause" | "resume" | "stop" | "restart" | "kill" => {
             let id = text(a, "id")?;
             let mut options = object(a, "options");
@@ -366,6 +372,10 @@ mod tests {
                 "backend": "kvm", "labels": {"k": "v"}}, "page": 1, "pageSize": 10}),
             ),
             ("get", json!({"id": "a"})),
+            (
+                "create_batch",
+                json!({"batch": {"spec": {"name": "a"}, "count": 2}}),
+            ),
             ("create", json!({"spec": {"name": "a"}})),
             ("start", json!({"id": "a"})),
             ("pause", json!({"id": "a"})),

@@ -7,7 +7,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const IMAGE: &str = "libgo-test/busybox:latest";
 const ADMIN_PASSWORD: &str = "admin-password-for-cli-tests";
@@ -284,6 +284,67 @@ async fn build_round_trip(dir: &Path, mode: &[&str]) {
     ok(&libgo(dir, &args, None).await);
     let args: Vec<&str> = mode.iter().copied().chain(["image", "rm", &tag]).collect();
     ok(&libgo(dir, &args, None).await);
+}
+
+/// `create --count`: a batch, each item reported; one that cannot be made does not stop
+/// the others, and its kind is the exit code.
+async fn batch_round_trip(dir: &Path, mode: &[&str]) {
+    let stem = unique("clib");
+    let pattern = format!("{stem}-{{n}}");
+    let names: Vec<String> = (1..=3).map(|n| format!("{stem}-{n}")).collect();
+    let _cleanup = Cleanup(names.clone());
+    // Number 2 exists already.
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["create", IMAGE, "--name", &names[1], "--", "sleep", "60"])
+        .collect();
+    ok(&libgo(dir, &args, None).await);
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain([
+            "run", IMAGE, "--name", &pattern, "--count", "3", "--", "sleep", "60",
+        ])
+        .collect();
+    let o = libgo(dir, &args, None).await;
+    assert_eq!(o.status.code(), Some(12), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [names[0].as_str(), names[2].as_str()],
+        "{out}"
+    );
+    assert!(text(&o.stderr).contains(&names[1]), "{}", text(&o.stderr));
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["ls", &stem, "--format", "json"])
+        .collect();
+    let list = json(&libgo(dir, &args, None).await);
+    assert_eq!(
+        find(&list, &names[0]).map(|i| i["state"].clone()),
+        Some(json!("running")),
+        "{list}"
+    );
+    assert_eq!(
+        find(&list, &names[2]).map(|i| i["state"].clone()),
+        Some(json!("running")),
+        "{list}"
+    );
+    let args: Vec<&str> = mode
+        .iter()
+        .copied()
+        .chain(["rm", "-f"])
+        .chain(names.iter().map(String::as_str))
+        .collect();
+    ok(&libgo(dir, &args, None).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_batch_create() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    batch_round_trip(dir.path(), &["--local"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -843,6 +904,7 @@ async fn remote_mode_logs_in_and_drives_the_same_engines() {
     console_round_trip(d, &["--remote", "lab"]).await;
     exec_tty_round_trip(d, &["--remote", "lab"]).await;
     build_round_trip(d, &["--remote", "lab"]).await;
+    batch_round_trip(d, &["--remote", "lab"]).await;
     follow_round_trip(d, &["--remote", "lab"]).await;
 
     // What the remote made, the local engines see: one Docker behind both.
