@@ -158,10 +158,10 @@ pub enum Command {
     Volume(VolumeCommand),
     /// Storage pools.
     #[command(subcommand)]
-    Pool(ListOnly),
+    Pool(PoolCommand),
     /// VM templates.
     #[command(subcommand)]
-    Template(ListOnly),
+    Template(TemplateCommand),
     /// Servers this command line can talk to.
     #[command(subcommand)]
     Remote(RemoteCommand),
@@ -459,6 +459,28 @@ pub enum NetworkCommand {
         #[arg(long)]
         backend: Option<String>,
     },
+    /// Show one, with the instances on it.
+    Info {
+        /// Network.
+        id: String,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Attach an instance to a network.
+    Connect {
+        /// Network.
+        network: String,
+        /// Instance.
+        instance: String,
+    },
+    /// Detach an instance from a network.
+    Disconnect {
+        /// Network.
+        network: String,
+        /// Instance.
+        instance: String,
+    },
 }
 
 /// `volume …`.
@@ -487,6 +509,35 @@ pub enum VolumeCommand {
         /// Delete even when used.
         #[arg(short, long)]
         force: bool,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Show one.
+    Info {
+        /// Volume.
+        name: String,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Grow a volume.
+    Resize {
+        /// Volume.
+        name: String,
+        /// New size: `2GiB`.
+        #[arg(value_parser = parse_bytes)]
+        size: u64,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Copy a volume to a new one.
+    Clone {
+        /// Volume to copy.
+        source: String,
+        /// Name of the copy.
+        target: String,
         /// Backend.
         #[arg(long)]
         backend: Option<String>,
@@ -557,12 +608,65 @@ pub enum ApiKeyCommand {
     },
 }
 
-/// A group that only lists.
+/// `pool …`.
 #[derive(Debug, Subcommand)]
-pub enum ListOnly {
-    /// List them.
+pub enum PoolCommand {
+    /// List storage pools.
     #[command(visible_alias = "ls")]
     List,
+    /// Show one.
+    Info {
+        /// Pool name.
+        name: String,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+}
+
+/// `template …`.
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// List templates.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show one.
+    Info {
+        /// Template name.
+        name: String,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Make a template (`create --vm --template NAME` starts from it).
+    Create {
+        /// Template name.
+        name: String,
+        /// Base disk image.
+        #[arg(long)]
+        image: Option<String>,
+        /// Operating system, for people.
+        #[arg(long)]
+        os: Option<String>,
+        /// CPUs.
+        #[arg(long)]
+        cpus: Option<u32>,
+        /// Memory: `512MiB`, `2GiB`.
+        #[arg(long, value_parser = parse_bytes)]
+        memory: Option<u64>,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Delete a template.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Template name.
+        name: String,
+        /// Backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
 }
 
 /// `remote …`.

@@ -34,7 +34,7 @@ use libgo::{
 use serde_json::{Value, json};
 
 use cli::{Cli, Command, CreateArgs, ImageCommand, NetworkCommand, RemoteCommand};
-use cli::{ListOnly, SnapshotCommand, VolumeCommand};
+use cli::{PoolCommand, SnapshotCommand, TemplateCommand, VolumeCommand};
 use output::{Format, field, print_list, print_one, size};
 use target::{OnProgress, RemoteClient, Target};
 
@@ -389,37 +389,8 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
         Command::Image(i) => image(target, i, format, quiet).await,
         Command::Network(n) => network(target, n, format).await,
         Command::Volume(v) => volume(target, v, format).await,
-        Command::Pool(ListOnly::List) => {
-            let items = list_of(target, "pool_list").await?;
-            print_list(
-                format,
-                &items,
-                &[
-                    ("NAME", &|p| field(p, "name")),
-                    ("BACKEND", &|p| field(p, "backend")),
-                    ("TYPE", &|p| field(p, "poolType")),
-                    ("ACTIVE", &|p| field(p, "active")),
-                    ("CAPACITY", &|p| bytes_field(p, "capacityBytes")),
-                    ("AVAILABLE", &|p| bytes_field(p, "availableBytes")),
-                ],
-            )?;
-            Ok(0)
-        }
-        Command::Template(ListOnly::List) => {
-            let items = list_of(target, "template_list").await?;
-            print_list(
-                format,
-                &items,
-                &[
-                    ("NAME", &|t| field(t, "name")),
-                    ("OS", &|t| field(t, "os")),
-                    ("IMAGE", &|t| field(t, "image")),
-                    ("CPUS", &|t| field(t, "cpus")),
-                    ("MEMORY", &|t| bytes_field(t, "memoryBytes")),
-                ],
-            )?;
-            Ok(0)
-        }
+        Command::Pool(p) => pool(target, p, format).await,
+        Command::Template(t) => template(target, t, format).await,
         Command::Completion { .. } | Command::Man { .. } | Command::Remote(_) => Ok(0),
         Command::Login(_) => Ok(0),
     }
@@ -956,6 +927,21 @@ async fn network(target: &Target, n: NetworkCommand, format: Format) -> Result<u
             )
             .await
         }
+        NetworkCommand::Info { id, backend } => {
+            let args = json!({"id": id, "backend": backend});
+            print_one(format, &target.call("network_inspect", args, None).await?)?;
+            Ok(0)
+        }
+        NetworkCommand::Connect { network, instance } => {
+            let args = json!({"network": network, "instance": instance});
+            target.call("network_connect", args, None).await?;
+            Ok(0)
+        }
+        NetworkCommand::Disconnect { network, instance } => {
+            let args = json!({"network": network, "instance": instance});
+            target.call("network_disconnect", args, None).await?;
+            Ok(0)
+        }
     }
 }
 
@@ -1003,7 +989,99 @@ async fn volume(target: &Target, v: VolumeCommand, format: Format) -> Result<u8>
             )
             .await
         }
+        VolumeCommand::Info { name, backend } => {
+            let args = json!({"name": name, "backend": backend});
+            print_one(format, &target.call("volume_inspect", args, None).await?)?;
+            Ok(0)
+        }
+        VolumeCommand::Resize {
+            name,
+            size,
+            backend,
+        } => {
+            let args = json!({"name": name, "sizeBytes": size, "backend": backend});
+            let v = target.call("volume_resize", args, None).await?;
+            print_made(format, &v, "name")?;
+            Ok(0)
+        }
+        VolumeCommand::Clone {
+            source,
+            target: copy,
+            backend,
+        } => {
+            let args = json!({"source": source, "target": copy, "backend": backend});
+            let v = target.call("volume_clone", args, None).await?;
+            print_made(format, &v, "name")?;
+            Ok(0)
+        }
     }
+}
+
+async fn pool(target: &Target, p: PoolCommand, format: Format) -> Result<u8> {
+    match p {
+        PoolCommand::List => {
+            let items = list_of(target, "pool_list").await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|p| field(p, "name")),
+                    ("BACKEND", &|p| field(p, "backend")),
+                    ("TYPE", &|p| field(p, "poolType")),
+                    ("ACTIVE", &|p| field(p, "active")),
+                    ("CAPACITY", &|p| bytes_field(p, "capacityBytes")),
+                    ("AVAILABLE", &|p| bytes_field(p, "availableBytes")),
+                ],
+            )?;
+        }
+        PoolCommand::Info { name, backend } => {
+            let args = json!({"name": name, "backend": backend});
+            print_one(format, &target.call("pool_inspect", args, None).await?)?;
+        }
+    }
+    Ok(0)
+}
+
+async fn template(target: &Target, t: TemplateCommand, format: Format) -> Result<u8> {
+    match t {
+        TemplateCommand::List => {
+            let items = list_of(target, "template_list").await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|t| field(t, "name")),
+                    ("OS", &|t| field(t, "os")),
+                    ("IMAGE", &|t| field(t, "image")),
+                    ("CPUS", &|t| field(t, "cpus")),
+                    ("MEMORY", &|t| bytes_field(t, "memoryBytes")),
+                ],
+            )?;
+        }
+        TemplateCommand::Info { name, backend } => {
+            let args = json!({"name": name, "backend": backend});
+            print_one(format, &target.call("template_get", args, None).await?)?;
+        }
+        TemplateCommand::Create {
+            name,
+            image,
+            os,
+            cpus,
+            memory,
+            backend,
+        } => {
+            let template = json!({"name": name, "image": image, "os": os, "cpus": cpus,
+                "memoryBytes": memory});
+            let args = json!({"template": template, "backend": backend});
+            let made = target.call("template_create", args, None).await?;
+            print_made(format, &made, "name")?;
+        }
+        TemplateCommand::Delete { name, backend } => {
+            let args = json!({"name": name, "backend": backend});
+            target.call("template_delete", args, None).await?;
+        }
+    }
+    Ok(0)
 }
 
 async fn remote_command(r: &RemoteCommand, cli: &Cli) -> Result<u8> {

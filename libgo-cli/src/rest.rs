@@ -5,7 +5,7 @@
 
 use libgo::{Error, Result};
 use reqwest::Method;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// How the server's answer maps to the operation's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +321,50 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
         "network_delete" => Builder::new(M::DELETE, "/api/v1/networks/{id}", a)?
             .query(a, &[("backend", "backend")])
             .answer(Answer::Unit),
+        "network_inspect" => {
+            Builder::new(M::GET, "/api/v1/networks/{id}", a)?.query(a, &[("backend", "backend")])
+        }
+        "network_connect" | "network_disconnect" => {
+            let network = text(a, "network")?;
+            let instance = take(a, "instance").unwrap_or(Value::Null);
+            a.insert("id".into(), Value::String(network));
+            let action = op.trim_start_matches("network_").to_string();
+            a.insert("action".into(), Value::String(action));
+            Builder::new(M::POST, "/api/v1/networks/{id}/{action}", a)?
+                .body(json!({ "instance": instance }))
+                .answer(Answer::Unit)
+        }
+        "volume_inspect" => {
+            Builder::new(M::GET, "/api/v1/volumes/{name}", a)?.query(a, &[("backend", "backend")])
+        }
+        "volume_resize" => {
+            let size = take(a, "sizeBytes").unwrap_or(Value::Null);
+            Builder::new(M::POST, "/api/v1/volumes/{name}/resize", a)?
+                .query(a, &[("backend", "backend")])
+                .body(json!({ "sizeBytes": size }))
+        }
+        "volume_clone" => {
+            let source = text(a, "source")?;
+            let target = take(a, "target").unwrap_or(Value::Null);
+            a.insert("name".into(), Value::String(source));
+            Builder::new(M::POST, "/api/v1/volumes/{name}/clone", a)?
+                .query(a, &[("backend", "backend")])
+                .body(json!({ "target": target }))
+        }
+        "template_get" => {
+            Builder::new(M::GET, "/api/v1/templates/{name}", a)?.query(a, &[("backend", "backend")])
+        }
+        "template_create" => {
+            let template = take(a, "template").unwrap_or(Value::Null);
+            Builder::new(M::POST, "/api/v1/templates", a)?
+                .query(a, &[("backend", "backend")])
+                .body(template)
+        }
+        "template_delete" => Builder::new(M::DELETE, "/api/v1/templates/{name}", a)?
+            .query(a, &[("backend", "backend")])
+            .answer(Answer::Unit),
+        "pool_inspect" => Builder::new(M::GET, "/api/v1/storage-pools/{name}", a)?
+            .query(a, &[("backend", "backend")]),
         "volume_list" => Builder::new(M::GET, "/api/v1/volumes", a)?.answer(Answer::AllPages),
         "volume_create" => {
             let spec = take(a, "spec").unwrap_or(Value::Null);
@@ -418,6 +462,28 @@ mod tests {
             ("network_list", json!({})),
             ("network_create", json!({"spec": {"name": "n"}})),
             ("network_delete", json!({"id": "n", "backend": "kvm"})),
+            ("network_inspect", json!({"id": "n", "backend": "kvm"})),
+            ("network_connect", json!({"network": "n", "instance": "a"})),
+            (
+                "network_disconnect",
+                json!({"network": "n", "instance": "a"}),
+            ),
+            ("volume_inspect", json!({"name": "v", "backend": "kvm"})),
+            (
+                "volume_resize",
+                json!({"name": "v", "sizeBytes": 1, "backend": "kvm"}),
+            ),
+            (
+                "volume_clone",
+                json!({"source": "v", "target": "w", "backend": "kvm"}),
+            ),
+            ("template_get", json!({"name": "t", "backend": "kvm"})),
+            (
+                "template_create",
+                json!({"template": {"name": "t"}, "backend": "kvm"}),
+            ),
+            ("template_delete", json!({"name": "t", "backend": "kvm"})),
+            ("pool_inspect", json!({"name": "p", "backend": "kvm"})),
             ("volume_list", json!({})),
             ("volume_create", json!({"spec": {"name": "v"}})),
             (

@@ -341,6 +341,180 @@ async fn batch_round_trip(dir: &Path, mode: &[&str]) {
     ok(&libgo(dir, &args, None).await);
 }
 
+/// Networks, volumes, templates and pools as a user drives them.
+async fn resources_round_trip(dir: &Path, mode: &[&str]) {
+    let run = |rest: Vec<String>| {
+        let dir = dir.to_path_buf();
+        let args: Vec<String> = mode.iter().map(|s| s.to_string()).chain(rest).collect();
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            libgo(&dir, &a, None).await
+        }
+    };
+    let v = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // A container joins and leaves a network.
+    let net = unique("clinet");
+    let box_name = unique("clinetc");
+    let _cleanup = Cleanup(vec![box_name.clone()]);
+    ok(&run(v(&["network", "create", &net, "--backend", "docker"])).await);
+    ok(&run(v(&[
+        "run", IMAGE, "--name", &box_name, "--", "sleep", "120",
+    ]))
+    .await);
+    ok(&run(v(&["network", "connect", &net, &box_name])).await);
+    let info = json(
+        &run(v(&[
+            "network",
+            "info",
+            &net,
+            "--backend",
+            "docker",
+            "--format",
+            "json",
+        ]))
+        .await,
+    );
+    let on_it = info["instances"].to_string();
+    let me = json(&run(v(&["info", &box_name, "--format", "json"])).await);
+    assert!(
+        on_it.contains(me["id"].as_str().unwrap_or("?")) || on_it.contains(&box_name),
+        "{info}"
+    );
+    ok(&run(v(&["network", "disconnect", &net, &box_name])).await);
+    let info = json(
+        &run(v(&[
+            "network",
+            "info",
+            &net,
+            "--backend",
+            "docker",
+            "--format",
+            "json",
+        ]))
+        .await,
+    );
+    assert_eq!(info["instances"], json!([]), "{info}");
+    ok(&run(v(&["rm", "-f", &box_name])).await);
+    ok(&run(v(&["network", "rm", &net, "--backend", "docker"])).await);
+
+    // A libvirt volume grows and is copied.
+    let vol = unique("clivol");
+    let copy = format!("{vol}-copy");
+    ok(&run(v(&[
+        "volume",
+        "create",
+        &vol,
+        "--size",
+        "16MiB",
+        "--backend",
+        "kvm",
+    ]))
+    .await);
+    ok(&run(v(&["volume", "resize", &vol, "32MiB", "--backend", "kvm"])).await);
+    let info = json(
+        &run(v(&[
+            "volume",
+            "info",
+            &vol,
+            "--backend",
+            "kvm",
+            "--format",
+            "json",
+        ]))
+        .await,
+    );
+    assert_eq!(info["capacityBytes"], 32u64 << 20, "{info}");
+    ok(&run(v(&["volume", "clone", &vol, &copy, "--backend", "kvm"])).await);
+    let info = json(
+        &run(v(&[
+            "volume",
+            "info",
+            &copy,
+            "--backend",
+            "kvm",
+            "--format",
+            "json",
+        ]))
+        .await,
+    );
+    assert_eq!(info["capacityBytes"], 32u64 << 20, "{info}");
+    ok(&run(v(&["volume", "rm", &vol, &copy, "--backend", "kvm"])).await);
+
+    // A template gives a VM its size.
+    let tpl = unique("clitpl");
+    let vm = unique("clitplvm");
+    let _vm_cleanup = Cleanup(vec![vm.clone()]);
+    ok(&run(v(&[
+        "template",
+        "create",
+        &tpl,
+        "--cpus",
+        "2",
+        "--memory",
+        "128MiB",
+        "--backend",
+        "kvm",
+    ]))
+    .await);
+    let t = json(
+        &run(v(&[
+            "template",
+            "info",
+            &tpl,
+            "--backend",
+            "kvm",
+            "--format",
+            "json",
+        ]))
+        .await,
+    );
+    assert_eq!(t["cpus"], 2, "{t}");
+    ok(&run(v(&[
+        "create",
+        "--vm",
+        "--template",
+        &tpl,
+        "--name",
+        &vm,
+        "--disk",
+        "16MiB",
+    ]))
+    .await);
+    let i = json(&run(v(&["info", &vm, "--format", "json"])).await);
+    assert_eq!(
+        (i["cpus"].as_f64(), i["memoryBytes"].as_u64()),
+        (Some(2.0), Some(128 << 20)),
+        "{i}"
+    );
+    ok(&run(v(&["rm", "-f", &vm])).await);
+    ok(&run(v(&["template", "rm", &tpl, "--backend", "kvm"])).await);
+    let o = run(v(&["template", "info", &tpl, "--backend", "kvm"])).await;
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
+
+    let pools = json(&run(v(&["pool", "ls", "--format", "json"])).await);
+    assert!(find(&pools, "default").is_some(), "{pools}");
+    let p = json(
+        &run(v(&[
+            "pool",
+            "info",
+            "default",
+            "--backend",
+            "kvm",
+            "--format",
+            "json",
+        ]))
+        .await,
+    );
+    assert!(p["capacityBytes"].as_u64().is_some_and(|c| c > 0), "{p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_resources() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    resources_round_trip(dir.path(), &["--local"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_batch_create() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -905,6 +1079,7 @@ async fn remote_mode_logs_in_and_drives_the_same_engines() {
     exec_tty_round_trip(d, &["--remote", "lab"]).await;
     build_round_trip(d, &["--remote", "lab"]).await;
     batch_round_trip(d, &["--remote", "lab"]).await;
+    resources_round_trip(d, &["--remote", "lab"]).await;
     follow_round_trip(d, &["--remote", "lab"]).await;
 
     // What the remote made, the local engines see: one Docker behind both.
