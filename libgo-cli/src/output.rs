@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use clap::ValueEnum;
-use comfy_table::{ContentArrangement, Table, presets};
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
 use libgo::Result;
 use serde_json::Value;
 
@@ -48,8 +48,15 @@ pub fn print_list(format: Format, items: &[Value], columns: &[Column<'_>]) -> Re
             t.load_preset(presets::NOTHING)
                 .set_content_arrangement(ContentArrangement::Disabled)
                 .set_header(columns.iter().map(|(h, _)| *h));
+            let coloured = colour_stdout();
             for item in items {
-                t.add_row(columns.iter().map(|(_, f)| f(item)));
+                t.add_row(columns.iter().map(|(header, f)| {
+                    let text = f(item);
+                    match state_colour(header, &text) {
+                        Some(c) if coloured => Cell::new(text).fg(c),
+                        _ => Cell::new(text),
+                    }
+                }));
             }
             // `docker ps` style: flush left, two spaces between columns.
             for column in t.column_iter_mut() {
@@ -119,7 +126,30 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// The colour of a `STATE` cell: running green, paused yellow, error red, stopped grey.
+fn state_colour(header: &str, state: &str) -> Option<Color> {
+    if header != "STATE" {
+        return None;
+    }
+    match state {
+        "running" => Some(Color::Green),
+        "paused" | "creating" => Some(Color::Yellow),
+        "error" | "lost" => Some(Color::Red),
+        "stopped" => Some(Color::DarkGrey),
+        _ => None,
+    }
+}
+
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// Whether tables may be coloured: stdout is a terminal and `NO_COLOR` is unset.
+fn colour_stdout() -> bool {
+    !no_color() && std::io::stdout().is_terminal()
+}
+
 /// Whether colour may be used on stderr: a terminal, and `NO_COLOR` unset.
 pub fn colour() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+    !no_color() && std::io::stderr().is_terminal()
 }

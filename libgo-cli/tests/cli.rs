@@ -68,6 +68,11 @@ struct Tmux {
 
 impl Tmux {
     fn start(config_dir: &Path, args: &[&str]) -> Tmux {
+        Tmux::start_with(config_dir, args, "NO_COLOR=1")
+    }
+
+    /// With `env` (`NAME=value …`) in libgo's environment.
+    fn start_with(config_dir: &Path, args: &[&str], env: &str) -> Tmux {
         let session = unique("libgo-tty");
         let bin = assert_cmd::cargo::cargo_bin("libgo");
         let quoted: Vec<String> = std::iter::once(bin.display().to_string())
@@ -75,7 +80,7 @@ impl Tmux {
             .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
             .collect();
         let script = format!(
-            "env LIBGO_CONFIG_DIR='{}' NO_COLOR=1 LIBGO_KVM_ACCELERATOR=tcg {}; echo EXITED-$?; sleep 600",
+            "env LIBGO_CONFIG_DIR='{}' {env} LIBGO_KVM_ACCELERATOR=tcg {}; echo EXITED-$?; sleep 600",
             config_dir.display(),
             quoted.join(" ")
         );
@@ -113,6 +118,24 @@ impl Tmux {
             .status()
             .expect("tmux resize-window");
         assert!(status.success());
+    }
+
+    /// The screen with its colours, as escape sequences.
+    fn screen_with_colours(&self) -> String {
+        let out = std::process::Command::new("tmux")
+            .args([
+                "capture-pane",
+                "-e",
+                "-p",
+                "-J",
+                "-S",
+                "-200",
+                "-t",
+                &self.session,
+            ])
+            .output()
+            .expect("tmux capture-pane");
+        text(&out.stdout)
     }
 
     fn screen(&self) -> String {
@@ -507,6 +530,42 @@ async fn resources_round_trip(dir: &Path, mode: &[&str]) {
         .await,
     );
     assert!(p["capacityBytes"].as_u64().is_some_and(|c| c > 0), "{p}");
+}
+
+/// Colour on a terminal only, and never with `NO_COLOR`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colours_only_on_a_terminal_without_no_color() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let name = unique("clicolour");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    ok(&libgo(
+        d,
+        &[
+            "--local", "run", IMAGE, "--name", &name, "--", "sleep", "120",
+        ],
+        None,
+    )
+    .await);
+    // "running" coloured on a terminal (an SGR sequence, ending in `m`, right before it).
+    let tty = Tmux::start_with(d, &["--local", "ls", &name], "TERM=xterm-256color");
+    tty.wait_for("EXITED-0", 30).await;
+    let screen = tty.screen_with_colours();
+    assert!(
+        screen.contains("mrunning") && screen.contains('\u{1b}'),
+        "{screen:?}"
+    );
+    let tty = Tmux::start_with(d, &["--local", "ls", &name], "NO_COLOR=1");
+    tty.wait_for("EXITED-0", 30).await;
+    let screen = tty.screen_with_colours();
+    assert!(
+        screen.contains(" running") && !screen.contains("mrunning"),
+        "{screen:?}"
+    );
+    // Piped: plain text.
+    let out = ok(&libgo(d, &["--local", "ls", &name], None).await);
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    ok(&libgo(d, &["--local", "rm", "-f", &name], None).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,23 +75,38 @@ pub(crate) async fn create(b: &KvmBackend, t: &Template) -> Result<Template> {
     tokio::fs::create_dir_all(dir(b)).await?;
     // Secrets are not serialised (serde skips them), so a template never stores passwords.
     let body = serde_json::to_vec_pretty(&t)?;
-    let mut f = match tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&p)
-        .await
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::conflict(format!(
-                "template {:?} exists already",
-                t.name
-            )));
-        }
-        Err(e) => return Err(e.into()),
+    // Written whole beside it, then linked in place: a reader never sees a partial file,
+    // and the link fails if the name is taken (two creates race to one winner). tokio's
+    // file writes finish in the background unless flushed, so it is flushed and synced
+    // before the answer (a caller that exits right after lost the template before).
+    static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staged = p.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
+    let written = async {
+        let mut f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staged)
+            .await?;
+        tokio::io::AsyncWriteExt::write_all(&mut f, &body).await?;
+        tokio::io::AsyncWriteExt::flush(&mut f).await?;
+        f.sync_all().await?;
+        Ok::<_, std::io::Error>(())
+    }
+    .await;
+    let linked = match written {
+        Ok(()) => tokio::fs::hard_link(&staged, &p).await,
+        Err(e) => Err(e),
     };
-    tokio::io::AsyncWriteExt::write_all(&mut f, &body).await?;
-    Ok(t)
+    let _ = tokio::fs::remove_file(&staged).await;
+    match linked {
+        Ok(()) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::conflict(format!(
+            "template {:?} exists already",
+            t.name
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub(crate) async fn delete(b: &KvmBackend, name: &str) -> Result<()> {
