@@ -506,6 +506,34 @@ async fn a_failed_create_leaves_nothing_behind() -> Result<()> {
     Ok(())
 }
 
+/// An id prefix that matches several containers is the caller's error (dockerd 20.10
+/// answers it with a 500; the API fuzzer met it as one).
+#[tokio::test]
+async fn an_ambiguous_id_prefix_is_invalid_input() -> Result<()> {
+    let b = backend();
+    let mut made: Vec<(String, String)> = Vec::new();
+    let mut shared = None;
+    // Ids are random hex: among 17 containers two share a first digit.
+    for _ in 0..17 {
+        let name = unique("amb");
+        let i = b.create(&runnable(&name)).await?;
+        if let Some((_, other)) = made.iter().find(|(_, id)| id[..1] == i.id[..1]) {
+            shared = Some(other[..1].to_string());
+        }
+        made.push((name, i.id));
+        if shared.is_some() {
+            break;
+        }
+    }
+    let prefix = shared.expect("two ids share a first digit");
+    let e = b.get(&prefix).await.unwrap_err();
+    for (name, _) in &made {
+        b.delete(name, Default::default()).await?;
+    }
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_unreachable_engine_is_unavailable_and_health_says_so() {
     let gone = DockerBackend::connect(
