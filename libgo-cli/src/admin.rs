@@ -121,7 +121,12 @@ pub async fn stats(
         if !live {
             return Ok(code);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Ctrl-C ends the view (the last sample stays on the screen), even where SIGINT
+        // was inherited as ignored.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(code),
+        }
     }
 }
 

@@ -1309,6 +1309,21 @@ async fn embedded_events_and_stats() {
     .await);
     tty.wait_for(&format!("docker container started {name}"), 30)
         .await;
+    // On a terminal the view refreshes: the screen is redrawn with new samples.
+    let view = Tmux::start(d, &["--local", "stats", &name]);
+    view.wait_for("MEM USAGE / LIMIT", 30).await;
+    let first = view.screen();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while view.screen() == first {
+        assert!(
+            Instant::now() < deadline,
+            "the stats view did not refresh:\n{first}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!view.screen().contains("EXITED-"), "stats ended on its own");
+    view.keys(&["C-c"]);
+    view.wait_for("EXITED-0", 30).await;
     let table = ok(&libgo(d, &["--local", "stats", &name, "--no-stream"], None).await);
     let header: Vec<&str> = table
         .lines()
