@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::cli::{ApiKeyCommand, TaskCommand, UserCommand};
 use crate::output::{Format, field, print_list, print_one, size};
-use crate::target::{RemoteClient, Target, kind_of};
-use crate::{exit_code, for_each_name, report};
+use crate::target::{RemoteClient, Target};
+use crate::{exit_code, for_each_name, print_made, report};
 
 fn server(target: &Target) -> Result<&RemoteClient> {
     match target {
@@ -23,29 +23,23 @@ fn server(target: &Target) -> Result<&RemoteClient> {
     }
 }
 
-/// Up to `limit` items of a paginated route, page by page.
-async fn pages(
+/// Deletes each of `names` under `collection` (`/api/v1/users`), reporting each.
+async fn delete_each(
     remote: &RemoteClient,
-    path: &str,
-    query: &[(String, String)],
-    limit: usize,
-) -> Result<Vec<Value>> {
-    let mut items = Vec::new();
-    for page in 1u32.. {
-        let mut q = query.to_vec();
-        q.push(("page".into(), page.to_string()));
-        q.push(("pageSize".into(), limit.clamp(1, 100).to_string()));
-        let answer = remote.send(Method::GET, path, &q, None).await?;
-        let got = answer["items"].as_array().cloned().unwrap_or_default();
-        let count = answer["count"].as_u64().unwrap_or(0) as usize;
-        let empty = got.is_empty();
-        items.extend(got);
-        if empty || items.len() >= count.min(limit) {
-            break;
+    collection: &str,
+    names: &[String],
+    format: Format,
+) -> Result<u8> {
+    for_each_name(names, format, |name| {
+        let path = format!("{collection}/{}", crate::rest::escape(name));
+        async move {
+            remote
+                .send(Method::DELETE, &path, &[], None)
+                .await
+                .map(drop)
         }
-    }
-    items.truncate(limit);
-    Ok(items)
+    })
+    .await
 }
 
 /// `libgo stats`.
@@ -185,10 +179,7 @@ pub async fn events(target: &Target, filter: Value, format: Format) -> Result<u8
                             continue;
                         }
                         if e["code"].is_string() && e["status"].is_number() {
-                            return Err(Error::new(
-                                kind_of(e["code"].as_str().unwrap_or_default()),
-                                field(&e, "message"),
-                            ));
+                            return Err(crate::target::error_frame(&t));
                         }
                         // The server wraps instance events (`{type: "instance", event}`) to
                         // send task changes on the same socket: show the event as embedded does.
@@ -213,7 +204,7 @@ pub async fn task(target: &Target, t: TaskCommand, format: Format) -> Result<u8>
     let remote = server(target)?;
     match t {
         TaskCommand::List => {
-            let items = pages(remote, "/api/v1/tasks", &[], 1000).await?;
+            let items = remote.all_pages("/api/v1/tasks", &[], 1000).await?;
             print_list(
                 format,
                 &items,
@@ -231,24 +222,8 @@ pub async fn task(target: &Target, t: TaskCommand, format: Format) -> Result<u8>
         }
         TaskCommand::Wait { id } => {
             let path = format!("/api/v1/tasks/{}", crate::rest::escape(&id));
-            loop {
-                let q = [("wait".to_string(), "300".to_string())];
-                let t = remote.send(Method::GET, &path, &q, None).await?;
-                match t["status"].as_str() {
-                    Some("running") => continue,
-                    Some("finished") => {
-                        print_one(format, &t)?;
-                        return Ok(0);
-                    }
-                    _ => {
-                        let e = &t["error"];
-                        return Err(Error::new(
-                            kind_of(e["code"].as_str().unwrap_or_default()),
-                            e["message"].as_str().unwrap_or("the task did not finish"),
-                        ));
-                    }
-                }
-            }
+            let task = remote.send(Method::GET, &path, &[], None).await?;
+            print_one(format, &remote.wait_task(task, None).await?)?;
         }
         TaskCommand::Cancel { id } => {
             let path = format!("/api/v1/tasks/{}/cancel", crate::rest::escape(&id));
@@ -263,7 +238,7 @@ pub async fn user(target: &Target, u: UserCommand, format: Format) -> Result<u8>
     let remote = server(target)?;
     match u {
         UserCommand::List => {
-            let items = pages(remote, "/api/v1/users", &[], 10_000).await?;
+            let items = remote.all_pages("/api/v1/users", &[], 10_000).await?;
             print_list(
                 format,
                 &items,
@@ -283,23 +258,10 @@ pub async fn user(target: &Target, u: UserCommand, format: Format) -> Result<u8>
             let made = remote
                 .send(Method::POST, "/api/v1/users", &[], Some(&body))
                 .await?;
-            if format == Format::Table {
-                println!("{}", field(&made, "username"));
-            } else {
-                print_one(format, &made)?;
-            }
+            print_made(format, &made, "username")?;
         }
         UserCommand::Delete { names } => {
-            return for_each_name(&names, format, |name| {
-                let path = format!("/api/v1/users/{}", crate::rest::escape(name));
-                async move {
-                    remote
-                        .send(Method::DELETE, &path, &[], None)
-                        .await
-                        .map(drop)
-                }
-            })
-            .await;
+            return delete_each(remote, "/api/v1/users", &names, format).await;
         }
     }
     Ok(0)
@@ -310,7 +272,7 @@ pub async fn api_key(target: &Target, k: ApiKeyCommand, format: Format) -> Resul
     let remote = server(target)?;
     match k {
         ApiKeyCommand::List => {
-            let items = pages(remote, "/api/v1/api-keys", &[], 10_000).await?;
+            let items = remote.all_pages("/api/v1/api-keys", &[], 10_000).await?;
             print_list(
                 format,
                 &items,
@@ -332,23 +294,10 @@ pub async fn api_key(target: &Target, k: ApiKeyCommand, format: Format) -> Resul
             let made = remote
                 .send(Method::POST, "/api/v1/api-keys", &[], Some(&body))
                 .await?;
-            if format == Format::Table {
-                println!("{}", field(&made, "key"));
-            } else {
-                print_one(format, &made)?;
-            }
+            print_made(format, &made, "key")?;
         }
         ApiKeyCommand::Revoke { ids } => {
-            return for_each_name(&ids, format, |id| {
-                let path = format!("/api/v1/api-keys/{}", crate::rest::escape(id));
-                async move {
-                    remote
-                        .send(Method::DELETE, &path, &[], None)
-                        .await
-                        .map(drop)
-                }
-            })
-            .await;
+            return delete_each(remote, "/api/v1/api-keys", &ids, format).await;
         }
     }
     Ok(0)
@@ -357,7 +306,9 @@ pub async fn api_key(target: &Target, k: ApiKeyCommand, format: Format) -> Resul
 /// `libgo audit`.
 pub async fn audit(target: &Target, limit: u32, format: Format) -> Result<u8> {
     let remote = server(target)?;
-    let items = pages(remote, "/api/v1/audit", &[], limit as usize).await?;
+    let items = remote
+        .all_pages("/api/v1/audit", &[], limit as usize)
+        .await?;
     print_list(
         format,
         &items,

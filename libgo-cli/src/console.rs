@@ -85,13 +85,7 @@ async fn remote_console(remote: &RemoteClient, id: &str) -> Result<Session> {
         .filter_map(|m| async move {
             match m {
                 Ok(Message::Binary(b)) => Some(Ok(b.to_vec())),
-                Ok(Message::Text(t)) => {
-                    let body: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
-                    Some(Err(Error::new(
-                        crate::target::kind_of(body["code"].as_str().unwrap_or_default()),
-                        body["message"].as_str().unwrap_or(t.as_str()).to_string(),
-                    )))
-                }
+                Ok(Message::Text(t)) => Some(Err(crate::target::error_frame(&t))),
                 Ok(_) => None,
                 Err(e) => Some(Err(Error::unavailable(format!("console connection: {e}")))),
             }
@@ -100,12 +94,14 @@ async fn remote_console(remote: &RemoteClient, id: &str) -> Result<Session> {
     Ok(Session { output, input })
 }
 
-/// Raw mode while it lives (when standard input is a terminal).
-struct RawMode(bool);
+/// Raw mode while it lives (when standard input is a terminal): keys such as Ctrl-C go to
+/// the instance instead of signalling libgo.
+pub struct RawMode(bool);
 
 impl RawMode {
-    fn enable() -> Result<RawMode> {
-        if !std::io::stdin().is_terminal() {
+    /// Raw mode when `wanted` and standard input is a terminal.
+    pub fn enable(wanted: bool) -> Result<RawMode> {
+        if !wanted || !std::io::stdin().is_terminal() {
             return Ok(RawMode(false));
         }
         crossterm::terminal::enable_raw_mode()
@@ -127,7 +123,7 @@ pub async fn attach(mut session: Session, name: &str, quiet: bool) -> Result<u8>
     if !quiet {
         eprintln!("Connected to the console of {name}; Ctrl-] detaches.");
     }
-    let raw = RawMode::enable()?;
+    let raw = RawMode::enable(true)?;
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; 4096];
     let mut stdout = std::io::stdout();

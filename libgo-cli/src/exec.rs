@@ -3,7 +3,7 @@
 //! standard input forwarded with `-i` (its end closes the command's), and the command's exit
 //! code as libgo's.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use futures::{SinkExt, StreamExt, stream::BoxStream};
 use libgo::{Error, ExecSpec, LogStream, Result};
@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::target::{Target, kind_of};
+use crate::target::Target;
 
 /// What the command sent.
 pub enum Chunk {
@@ -70,14 +70,7 @@ impl Target {
                 });
                 let control = session.control;
                 let exit = futures::stream::once(async move {
-                    // The output ends just before the engine records the exit code.
-                    for _ in 0..50 {
-                        match control.exit_code().await? {
-                            Some(code) => return Ok(Chunk::Exit(Some(code))),
-                            None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-                        }
-                    }
-                    Ok(Chunk::Exit(None))
+                    Ok(Chunk::Exit(control.exit_code_after_output().await?))
                 });
                 let output = session
                     .output
@@ -129,10 +122,7 @@ impl Target {
                                 if v["type"] == "exit" {
                                     return Some(Ok(Chunk::Exit(v["exitCode"].as_i64())));
                                 }
-                                Some(Err(Error::new(
-                                    kind_of(v["code"].as_str().unwrap_or_default()),
-                                    v["message"].as_str().unwrap_or(t.as_str()).to_string(),
-                                )))
+                                Some(Err(crate::target::error_frame(&t)))
                             }
                             Ok(_) => None,
                             Err(e) => {
@@ -147,25 +137,9 @@ impl Target {
     }
 }
 
-/// Raw mode while it lives.
-struct RawMode;
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        let _ = crossterm::terminal::disable_raw_mode();
-    }
-}
-
 /// Joins the terminal to `attached` until the command ends; answers its exit code.
 pub async fn run(mut attached: Attached, tty: bool, forward_stdin: bool) -> Result<u8> {
-    let terminal = std::io::stdin().is_terminal();
-    let _raw = if tty && forward_stdin && terminal {
-        crossterm::terminal::enable_raw_mode()
-            .map_err(|e| Error::internal(format!("raw mode: {e}")))?;
-        Some(RawMode)
-    } else {
-        None
-    };
+    let _raw = crate::console::RawMode::enable(tty && forward_stdin)?;
     let size = || {
         crossterm::terminal::size()
             .ok()

@@ -55,6 +55,13 @@ fn text(args: &mut Map<String, Value>, name: &str) -> Result<String> {
     }
 }
 
+/// Moves argument `from` to `to`: what the table calls `from`, the route calls `to`.
+fn rename(args: &mut Map<String, Value>, from: &str, to: &str) {
+    if let Some(v) = args.remove(from) {
+        args.insert(to.to_string(), v);
+    }
+}
+
 fn scalar(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -87,13 +94,7 @@ impl Builder {
                 .map(|c| open + c)
                 .ok_or_else(|| Error::internal(format!("bad route template {template}")))?;
             path.push_str(&rest[..open]);
-            let name = &rest[open + 1..close];
-            let arg = match name {
-                // The table calls a snapshot `snapshot`, the route `{name}`.
-                "name" if args.contains_key("snapshot") => "snapshot",
-                other => other,
-            };
-            let value = text(args, arg)?;
+            let value = text(args, &rest[open + 1..close])?;
             path.push_str(&escape(&value));
             rest = &rest[close + 1..];
         }
@@ -271,11 +272,15 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
             Builder::new(M::GET, "/api/v1/instances/{id}/snapshots", a)?.answer(Answer::AllPages)
         }
         "snapshot_revert" => {
+            rename(a, "snapshot", "name");
             Builder::new(M::POST, "/api/v1/instances/{id}/snapshots/{name}/revert", a)?
                 .answer(Answer::Unit)
         }
-        "snapshot_delete" => Builder::new(M::DELETE, "/api/v1/instances/{id}/snapshots/{name}", a)?
-            .answer(Answer::Unit),
+        "snapshot_delete" => {
+            rename(a, "snapshot", "name");
+            Builder::new(M::DELETE, "/api/v1/instances/{id}/snapshots/{name}", a)?
+                .answer(Answer::Unit)
+        }
         "image_list" => Builder::new(M::GET, "/api/v1/images", a)?.answer(Answer::AllPages),
         "image_pull" => {
             let body = Value::Object(std::mem::take(a));
@@ -284,8 +289,7 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
                 .answer(Answer::Task)
         }
         "image_push" => {
-            let reference = text(a, "reference")?;
-            a.insert("id".into(), Value::String(reference));
+            rename(a, "reference", "id");
             let body = Value::Object(
                 [("backend", take(a, "backend")), ("auth", take(a, "auth"))]
                     .into_iter()
@@ -297,8 +301,7 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
                 .answer(Answer::Task)
         }
         "image_tag" => {
-            let source = text(a, "source")?;
-            a.insert("id".into(), Value::String(source));
+            rename(a, "source", "id");
             let body = Value::Object(
                 [
                     ("target", take(a, "target")),
@@ -325,9 +328,8 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
             Builder::new(M::GET, "/api/v1/networks/{id}", a)?.query(a, &[("backend", "backend")])
         }
         "network_connect" | "network_disconnect" => {
-            let network = text(a, "network")?;
+            rename(a, "network", "id");
             let instance = take(a, "instance").unwrap_or(Value::Null);
-            a.insert("id".into(), Value::String(network));
             let action = op.trim_start_matches("network_").to_string();
             a.insert("action".into(), Value::String(action));
             Builder::new(M::POST, "/api/v1/networks/{id}/{action}", a)?
@@ -344,9 +346,8 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
                 .body(json!({ "sizeBytes": size }))
         }
         "volume_clone" => {
-            let source = text(a, "source")?;
+            rename(a, "source", "name");
             let target = take(a, "target").unwrap_or(Value::Null);
-            a.insert("name".into(), Value::String(source));
             Builder::new(M::POST, "/api/v1/volumes/{name}/clone", a)?
                 .query(a, &[("backend", "backend")])
                 .body(json!({ "target": target }))

@@ -54,6 +54,42 @@ impl RemoteClient {
         })
     }
 
+    /// A request to `path` with the remote's credentials.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.auth {
+            Some((header, value)) => req.header(*header, value),
+            None => req,
+        }
+    }
+
+    /// Sends `req`; a refusal of the server becomes its error (kind from the body's code).
+    async fn execute(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.send().await.map_err(|e| {
+            Error::unavailable(format!("cannot reach {}: {e}", self.base))
+                .with_context("remote", self.name.clone())
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(server_error(status.as_u16(), &body))
+    }
+
+    /// The JSON of a successful answer (`null` for an empty body).
+    async fn json_of(resp: reqwest::Response) -> Result<Value> {
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::unavailable(format!("reading the answer: {e}")))?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::internal(format!("the server's answer is not JSON: {e}")))
+    }
+
     /// Sends one request and reads a JSON answer (`null` for an empty body).
     pub async fn send(
         &self,
@@ -62,33 +98,11 @@ impl RemoteClient {
         query: &[(String, String)],
         body: Option<&Value>,
     ) -> Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .query(query);
-        if let Some((header, value)) = &self.auth {
-            req = req.header(*header, value);
-        }
+        let mut req = self.request(method, path).query(query);
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| {
-            Error::unavailable(format!("cannot reach {}: {e}", self.base))
-                .with_context("remote", self.name.clone())
-        })?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::unavailable(format!("reading the answer: {e}")))?;
-        if status.is_success() {
-            if bytes.is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| Error::internal(format!("the server's answer is not JSON: {e}")));
-        }
-        Err(server_error(status.as_u16(), &bytes))
+        Self::json_of(self.execute(req).await?).await
     }
 
     /// POSTs a tar archive (a build context) and reads the JSON answer.
@@ -98,28 +112,37 @@ impl RemoteClient {
         query: &[(String, String)],
         body: Vec<u8>,
     ) -> Result<Value> {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
+        let req = self
+            .request(reqwest::Method::POST, path)
             .query(query)
             .header("content-type", "application/x-tar")
             .body(body);
-        if let Some((header, value)) = &self.auth {
-            req = req.header(*header, value);
+        Self::json_of(self.execute(req).await?).await
+    }
+
+    /// Every item of a paginated route, up to `limit`, page by page.
+    pub async fn all_pages(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<Value>> {
+        let mut items = Vec::new();
+        for page in 1u32.. {
+            let mut q = query.to_vec();
+            q.push(("page".into(), page.to_string()));
+            q.push(("pageSize".into(), limit.clamp(1, 100).to_string()));
+            let answer = self.send(reqwest::Method::GET, path, &q, None).await?;
+            let got = answer["items"].as_array().cloned().unwrap_or_default();
+            let count = answer["count"].as_u64().unwrap_or(0) as usize;
+            let empty = got.is_empty();
+            items.extend(got);
+            if empty || items.len() >= count.min(limit) {
+                break;
+            }
         }
-        let resp = req.send().await.map_err(|e| {
-            Error::unavailable(format!("cannot reach {}: {e}", self.base))
-                .with_context("remote", self.name.clone())
-        })?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::unavailable(format!("reading the answer: {e}")))?;
-        if !status.is_success() {
-            return Err(server_error(status.as_u16(), &bytes));
-        }
-        Ok(serde_json::from_slice(&bytes)?)
+        items.truncate(limit);
+        Ok(items)
     }
 
     /// Opens a WebSocket on `path` with the remote's credentials.
@@ -162,22 +185,10 @@ impl RemoteClient {
 
     /// Newline-delimited JSON items of a streaming answer.
     async fn lines(&self, route: &rest::Route) -> Result<BoxStream<'static, Result<Value>>> {
-        let mut req = self
-            .http
-            .request(route.method.clone(), format!("{}{}", self.base, route.path))
+        let req = self
+            .request(route.method.clone(), &route.path)
             .query(&route.query);
-        if let Some((header, value)) = &self.auth {
-            req = req.header(*header, value);
-        }
-        let resp = req.send().await.map_err(|e| {
-            Error::unavailable(format!("cannot reach {}: {e}", self.base))
-                .with_context("remote", self.name.clone())
-        })?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            return Err(server_error(status.as_u16(), &body));
-        }
+        let resp = self.execute(req).await?;
         let bytes = resp.bytes_stream();
         let items = futures::stream::unfold(
             (bytes, Vec::<u8>::new(), false),
@@ -236,25 +247,11 @@ impl RemoteClient {
             )
             .await?;
         let task_id = task["id"].as_str().unwrap_or_default().to_string();
-        let mut result = self.follow_task(task, on_progress.as_ref()).await?;
-        let url = format!(
-            "{}/api/v1/tasks/{}/download",
-            self.base,
-            rest::escape(&task_id)
-        );
-        let mut req = self.http.get(url);
-        if let Some((header, value)) = &self.auth {
-            req = req.header(*header, value);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Error::unavailable(format!("download: {e}")))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
-            return Err(server_error(status.as_u16(), &body));
-        }
+        let mut result = self.wait_task(task, on_progress.as_ref()).await?["result"].take();
+        let download = format!("/api/v1/tasks/{}/download", rest::escape(&task_id));
+        let resp = self
+            .execute(self.request(reqwest::Method::GET, &download))
+            .await?;
         let written = async {
             use tokio::io::AsyncWriteExt;
             let mut file = tokio::fs::OpenOptions::new()
@@ -279,12 +276,14 @@ impl RemoteClient {
         Ok(result)
     }
 
-    async fn follow_task(&self, task: Value, on_progress: Option<&OnProgress>) -> Result<Value> {
+    /// Follows `task` (as the server answered it) to its end, reporting its progress;
+    /// answers the finished task, or its error.
+    pub async fn wait_task(&self, task: Value, on_progress: Option<&OnProgress>) -> Result<Value> {
         let id = task["id"]
             .as_str()
-            .ok_or_else(|| Error::internal("the server answered 202 without a task id"))?
+            .ok_or_else(|| Error::internal("the server answered without a task id"))?
             .to_string();
-        let path = format!("/api/v1/tasks/{id}");
+        let path = format!("/api/v1/tasks/{}", rest::escape(&id));
         let mut task = task;
         loop {
             if let Some(f) = on_progress {
@@ -295,60 +294,84 @@ impl RemoteClient {
                 });
             }
             match task["status"].as_str() {
-                Some("finished") => return Ok(task["result"].clone()),
-                Some("failed") | Some("cancelled") => {
-                    let e = &task["error"];
-                    return Err(Error::new(
-                        kind_of(e["code"].as_str().unwrap_or("INTERNAL_SERVER_ERROR")),
-                        e["message"]
-                            .as_str()
-                            .unwrap_or("the task failed")
-                            .to_string(),
-                    ));
-                }
-                _ => {}
+                Some("finished") => return Ok(task),
+                Some("running") => {}
+                _ => return Err(error_of(&task["error"], "the task did not finish")),
             }
             // `wait=1` holds the answer up to a second unless the task ends.
-            task = self
-                .send(
-                    reqwest::Method::GET,
-                    &path,
-                    &[("wait".into(), "1".into())],
-                    None,
-                )
-                .await?;
+            let wait = [("wait".to_string(), "1".to_string())];
+            task = self.send(reqwest::Method::GET, &path, &wait, None).await?;
         }
     }
 }
 
-/// The kind of a REST error code.
-pub fn kind_of(code: &str) -> ErrorKind {
-    match code {
-        "NOT_FOUND" => ErrorKind::NotFound,
-        "INVALID_INPUT" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" => ErrorKind::InvalidInput,
-        "RESOURCE_CONFLICT" => ErrorKind::Conflict,
-        "UNAUTHORIZED" => ErrorKind::Unauthorized,
-        "FORBIDDEN" => ErrorKind::Forbidden,
-        "UNSUPPORTED" | "METHOD_NOT_ALLOWED" => ErrorKind::Unsupported,
-        "BACKEND_UNAVAILABLE" | "RATE_LIMITED" => ErrorKind::Unavailable,
-        "TIMEOUT" => ErrorKind::Timeout,
-        _ => ErrorKind::Internal,
+/// Operation `op` through the table, its answer as JSON (a stream's items as an array).
+async fn local_json(
+    libgo: &LibGo,
+    op: &str,
+    args: Value,
+    data: Vec<u8>,
+    on_progress: Option<OnProgress>,
+) -> Result<Value> {
+    let sink = match on_progress {
+        Some(f) => ProgressSink::new(move |p| f(p)),
+        None => ProgressSink::none(),
+    };
+    match libgo_bindings_common::call(libgo, op, args, data, sink).await? {
+        Reply::Json(text) => Ok(serde_json::from_str(&text)?),
+        Reply::Stream(mut items) => {
+            let mut all = Vec::new();
+            while let Some(item) = items.next().await {
+                all.push(serde_json::from_str(&item?)?);
+            }
+            Ok(Value::Array(all))
+        }
+        Reply::Bytes(_) | Reply::Console(_) => {
+            Err(Error::unsupported(format!("{op} does not answer JSON")))
+        }
     }
 }
 
-pub(crate) fn server_error(status: u16, body: &[u8]) -> Error {
-    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let code = parsed["code"].as_str().unwrap_or(match status {
+/// The kind of a REST error code: the core's codes, and the HTTP layer's own.
+pub fn kind_of(code: &str) -> ErrorKind {
+    ErrorKind::from_code(code).unwrap_or(match code {
+        "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" => ErrorKind::InvalidInput,
+        "METHOD_NOT_ALLOWED" => ErrorKind::Unsupported,
+        "RATE_LIMITED" => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    })
+}
+
+/// The error an error body (`{status, code, message}`) describes.
+pub fn error_of(body: &Value, fallback: &str) -> Error {
+    Error::new(
+        kind_of(body["code"].as_str().unwrap_or_default()),
+        body["message"].as_str().unwrap_or(fallback).to_string(),
+    )
+}
+
+/// The error a WebSocket text frame carries (an error body).
+pub fn error_frame(text: &str) -> Error {
+    error_of(&serde_json::from_str(text).unwrap_or_default(), text)
+}
+
+/// The code a bare HTTP status stands for.
+fn status_code(status: u16) -> &'static str {
+    match status {
         404 => "NOT_FOUND",
         401 => "UNAUTHORIZED",
         403 => "FORBIDDEN",
         _ => "INTERNAL_SERVER_ERROR",
-    });
-    let message = parsed["message"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("HTTP {status}"));
-    let e = Error::new(kind_of(code), message);
+    }
+}
+
+pub(crate) fn server_error(status: u16, body: &[u8]) -> Error {
+    let mut parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if parsed["code"].is_null() {
+        // Not LibGo's body (a proxy's page): the status says what it can.
+        parsed["code"] = Value::from(status_code(status));
+    }
+    let e = error_of(&parsed, &format!("HTTP {status}"));
     if status == 401 {
         return e.with_context("hint", "libgo login");
     }
@@ -365,69 +388,33 @@ impl Target {
         on_progress: Option<OnProgress>,
     ) -> Result<Value> {
         match self {
-            Target::Local(libgo) => {
-                let sink = match on_progress {
-                    Some(f) => ProgressSink::new(move |p| f(p)),
-                    None => ProgressSink::none(),
-                };
-                let reply = libgo_bindings_common::call(libgo, op, args, Vec::new(), sink).await?;
-                match reply {
-                    Reply::Json(text) => Ok(serde_json::from_str(&text)?),
-                    Reply::Stream(mut items) => {
-                        let mut all = Vec::new();
-                        while let Some(item) = items.next().await {
-                            all.push(serde_json::from_str(&item?)?);
-                        }
-                        Ok(Value::Array(all))
-                    }
-                    Reply::Bytes(_) | Reply::Console(_) => {
-                        Err(Error::unsupported(format!("{op} does not answer JSON")))
-                    }
-                }
-            }
+            Target::Local(libgo) => local_json(libgo, op, args, Vec::new(), on_progress).await,
             Target::Remote(remote) => {
                 let route = rest::route(op, &args)?;
                 match route.answer {
-                    Answer::Body | Answer::Page => {
-                        remote
-                            .send(route.method, &route.path, &route.query, route.body.as_ref())
-                            .await
-                    }
-                    Answer::Unit => {
-                        remote
-                            .send(route.method, &route.path, &route.query, route.body.as_ref())
-                            .await?;
-                        Ok(Value::Null)
-                    }
-                    Answer::Task => {
-                        let task = remote
-                            .send(route.method, &route.path, &route.query, route.body.as_ref())
-                            .await?;
-                        remote.follow_task(task, on_progress.as_ref()).await
-                    }
                     Answer::Lines => {
                         use futures::TryStreamExt;
                         let items: Vec<Value> = remote.lines(&route).await?.try_collect().await?;
                         Ok(Value::Array(items))
                     }
-                    Answer::AllPages => {
-                        let mut items = Vec::new();
-                        for page in 1u32.. {
-                            let mut query = route.query.clone();
-                            query.push(("page".into(), page.to_string()));
-                            query.push(("pageSize".into(), "100".into()));
-                            let answer = remote
-                                .send(route.method.clone(), &route.path, &query, None)
-                                .await?;
-                            let got = answer["items"].as_array().cloned().unwrap_or_default();
-                            let count = answer["count"].as_u64().unwrap_or(0) as usize;
-                            let empty = got.is_empty();
-                            items.extend(got);
-                            if empty || items.len() >= count {
-                                break;
-                            }
+                    Answer::AllPages => Ok(Value::Array(
+                        remote
+                            .all_pages(&route.path, &route.query, usize::MAX)
+                            .await?,
+                    )),
+                    answer => {
+                        let body = route.body.as_ref();
+                        let answered = remote
+                            .send(route.method, &route.path, &route.query, body)
+                            .await?;
+                        match answer {
+                            Answer::Unit => Ok(Value::Null),
+                            Answer::Task => Ok(remote
+                                .wait_task(answered, on_progress.as_ref())
+                                .await?["result"]
+                                .take()),
+                            _ => Ok(answered),
                         }
-                        Ok(Value::Array(items))
                     }
                 }
             }
@@ -469,17 +456,8 @@ impl Target {
     ) -> Result<Value> {
         match self {
             Target::Local(libgo) => {
-                let sink = match on_progress {
-                    Some(f) => ProgressSink::new(move |p| f(p)),
-                    None => ProgressSink::none(),
-                };
                 let args = json!({ "backend": backend, "spec": spec });
-                match libgo_bindings_common::call(libgo, "image_build", args, context_tar, sink)
-                    .await?
-                {
-                    Reply::Json(text) => Ok(serde_json::from_str(&text)?),
-                    _ => Err(Error::internal("image_build did not answer JSON")),
-                }
+                local_json(libgo, "image_build", args, context_tar, on_progress).await
             }
             Target::Remote(remote) => {
                 if spec["buildArgs"].as_object().is_some_and(|a| !a.is_empty()) {
@@ -502,7 +480,7 @@ impl Target {
                 let task = remote
                     .send_tar("/api/v1/images/build", &query, context_tar)
                     .await?;
-                remote.follow_task(task, on_progress.as_ref()).await
+                Ok(remote.wait_task(task, on_progress.as_ref()).await?["result"].take())
             }
         }
     }

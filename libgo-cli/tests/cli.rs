@@ -4,13 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 const IMAGE: &str = "libgo-test/busybox:latest";
-const ADMIN_PASSWORD: &str = "admin-password-for-cli-tests";
 
 fn unique(prefix: &str) -> String {
     format!(
@@ -184,13 +182,9 @@ impl Drop for Tmux {
 async fn console_round_trip(dir: &Path, mode: &[&str]) {
     let name = unique("clitty");
     let _cleanup = Cleanup(vec![name.clone()]);
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["run", IMAGE, "--name", &name, "-t", "--", "sh"])
-        .collect();
+    let args = in_mode(mode, &["run", IMAGE, "--name", &name, "-t", "--", "sh"]);
     ok(&libgo(dir, &args, None).await);
-    let args: Vec<&str> = mode.iter().copied().chain(["console", &name]).collect();
+    let args = in_mode(mode, &["console", &name]);
     let tty = Tmux::start(dir, &args);
     tty.wait_for("Ctrl-] detaches", 30).await;
     tty.keys(&["echo hello-$((6*7))", "Enter"]);
@@ -207,11 +201,7 @@ async fn console_round_trip(dir: &Path, mode: &[&str]) {
         screen.contains("detached") && screen.contains("EXITED-0"),
         "{screen}"
     );
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["info", &name, "--format", "json"])
-        .collect();
+    let args = in_mode(mode, &["info", &name, "--format", "json"]);
     assert_eq!(json(&libgo(dir, &args, None).await)["state"], "running");
 }
 
@@ -221,17 +211,12 @@ async fn console_round_trip(dir: &Path, mode: &[&str]) {
 async fn exec_tty_round_trip(dir: &Path, mode: &[&str]) {
     let name = unique("cliexec");
     let _cleanup = Cleanup(vec![name.clone()]);
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["run", IMAGE, "--name", &name, "--", "sleep", "300"])
-        .collect();
+    let args = in_mode(mode, &["run", IMAGE, "--name", &name, "--", "sleep", "300"]);
     ok(&libgo(dir, &args, None).await);
 
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain([
+    let args = in_mode(
+        mode,
+        &[
             "exec",
             "-i",
             &name,
@@ -239,18 +224,14 @@ async fn exec_tty_round_trip(dir: &Path, mode: &[&str]) {
             "sh",
             "-c",
             "cat; echo to-stderr >&2; exit 7",
-        ])
-        .collect();
+        ],
+    );
     let o = libgo(dir, &args, Some("piped-in\n")).await;
     assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "piped-in\n");
     assert_eq!(text(&o.stderr), "to-stderr\n");
 
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["exec", "-it", &name, "--", "sh"])
-        .collect();
+    let args = in_mode(mode, &["exec", "-it", &name, "--", "sh"]);
     let tty = Tmux::start(dir, &args);
     tokio::time::sleep(Duration::from_millis(500)).await;
     tty.keys(&["stty size", "Enter"]);
@@ -280,32 +261,20 @@ async fn build_round_trip(dir: &Path, mode: &[&str]) {
     std::fs::write(context.path().join("hello.txt"), "from-the-context\n").expect("file");
     let tag = format!("{}:1", unique("cli-built"));
     let context_arg = context.path().display().to_string();
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["image", "build", &context_arg, "-t", &tag])
-        .collect();
+    let args = in_mode(mode, &["image", "build", &context_arg, "-t", &tag]);
     ok(&libgo(dir, &args, None).await);
     let name = unique("clibuilt");
     let _cleanup = Cleanup(vec![name.clone()]);
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["run", &tag, "--name", &name, "--", "sleep", "60"])
-        .collect();
+    let args = in_mode(mode, &["run", &tag, "--name", &name, "--", "sleep", "60"]);
     ok(&libgo(dir, &args, None).await);
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["exec", &name, "--", "cat", "/built", "/hello.txt"])
-        .collect();
+    let args = in_mode(mode, &["exec", &name, "--", "cat", "/built", "/hello.txt"]);
     assert_eq!(
         ok(&libgo(dir, &args, None).await),
         "built-by-cli\nfrom-the-context\n"
     );
-    let args: Vec<&str> = mode.iter().copied().chain(["rm", "-f", &name]).collect();
+    let args = in_mode(mode, &["rm", "-f", &name]);
     ok(&libgo(dir, &args, None).await);
-    let args: Vec<&str> = mode.iter().copied().chain(["image", "rm", &tag]).collect();
+    let args = in_mode(mode, &["image", "rm", &tag]);
     ok(&libgo(dir, &args, None).await);
 }
 
@@ -317,19 +286,17 @@ async fn batch_round_trip(dir: &Path, mode: &[&str]) {
     let names: Vec<String> = (1..=3).map(|n| format!("{stem}-{n}")).collect();
     let _cleanup = Cleanup(names.clone());
     // Number 2 exists already.
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["create", IMAGE, "--name", &names[1], "--", "sleep", "60"])
-        .collect();
+    let args = in_mode(
+        mode,
+        &["create", IMAGE, "--name", &names[1], "--", "sleep", "60"],
+    );
     ok(&libgo(dir, &args, None).await);
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain([
+    let args = in_mode(
+        mode,
+        &[
             "run", IMAGE, "--name", &pattern, "--count", "3", "--", "sleep", "60",
-        ])
-        .collect();
+        ],
+    );
     let o = libgo(dir, &args, None).await;
     assert_eq!(o.status.code(), Some(12), "{}", text(&o.stderr));
     let out = text(&o.stdout);
@@ -339,11 +306,7 @@ async fn batch_round_trip(dir: &Path, mode: &[&str]) {
         "{out}"
     );
     assert!(text(&o.stderr).contains(&names[1]), "{}", text(&o.stderr));
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["ls", &stem, "--format", "json"])
-        .collect();
+    let args = in_mode(mode, &["ls", &stem, "--format", "json"]);
     let list = json(&libgo(dir, &args, None).await);
     assert_eq!(
         find(&list, &names[0]).map(|i| i["state"].clone()),
@@ -355,178 +318,301 @@ async fn batch_round_trip(dir: &Path, mode: &[&str]) {
         Some(json!("running")),
         "{list}"
     );
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["rm", "-f"])
-        .chain(names.iter().map(String::as_str))
-        .collect();
+    let mut args = in_mode(mode, &["rm", "-f"]);
+    args.extend(names.iter().map(String::as_str));
     ok(&libgo(dir, &args, None).await);
 }
 
 /// Networks, volumes, templates and pools as a user drives them.
 async fn resources_round_trip(dir: &Path, mode: &[&str]) {
-    let run = |rest: Vec<String>| {
-        let dir = dir.to_path_buf();
-        let args: Vec<String> = mode.iter().map(|s| s.to_string()).chain(rest).collect();
-        async move {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            libgo(&dir, &a, None).await
-        }
-    };
-    let v = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-
     // A container joins and leaves a network.
     let net = unique("clinet");
     let box_name = unique("clinetc");
     let _cleanup = Cleanup(vec![box_name.clone()]);
-    ok(&run(v(&["network", "create", &net, "--backend", "docker"])).await);
-    ok(&run(v(&[
-        "run", IMAGE, "--name", &box_name, "--", "sleep", "120",
-    ]))
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["network", "create", &net, "--backend", "docker"]),
+        None,
+    )
     .await);
-    ok(&run(v(&["network", "connect", &net, &box_name])).await);
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &["run", IMAGE, "--name", &box_name, "--", "sleep", "120"],
+        ),
+        None,
+    )
+    .await);
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["network", "connect", &net, &box_name]),
+        None,
+    )
+    .await);
     let info = json(
-        &run(v(&[
-            "network",
-            "info",
-            &net,
-            "--backend",
-            "docker",
-            "--format",
-            "json",
-        ]))
+        &libgo(
+            dir,
+            &in_mode(
+                mode,
+                &[
+                    "network",
+                    "info",
+                    &net,
+                    "--backend",
+                    "docker",
+                    "--format",
+                    "json",
+                ],
+            ),
+            None,
+        )
         .await,
     );
     let on_it = info["instances"].to_string();
-    let me = json(&run(v(&["info", &box_name, "--format", "json"])).await);
+    let me = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["info", &box_name, "--format", "json"]),
+            None,
+        )
+        .await,
+    );
     assert!(
         on_it.contains(me["id"].as_str().unwrap_or("?")) || on_it.contains(&box_name),
         "{info}"
     );
-    ok(&run(v(&["network", "disconnect", &net, &box_name])).await);
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["network", "disconnect", &net, &box_name]),
+        None,
+    )
+    .await);
     let info = json(
-        &run(v(&[
-            "network",
-            "info",
-            &net,
-            "--backend",
-            "docker",
-            "--format",
-            "json",
-        ]))
+        &libgo(
+            dir,
+            &in_mode(
+                mode,
+                &[
+                    "network",
+                    "info",
+                    &net,
+                    "--backend",
+                    "docker",
+                    "--format",
+                    "json",
+                ],
+            ),
+            None,
+        )
         .await,
     );
     assert_eq!(info["instances"], json!([]), "{info}");
-    ok(&run(v(&["rm", "-f", &box_name])).await);
-    ok(&run(v(&["network", "rm", &net, "--backend", "docker"])).await);
+    ok(&libgo(dir, &in_mode(mode, &["rm", "-f", &box_name]), None).await);
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["network", "rm", &net, "--backend", "docker"]),
+        None,
+    )
+    .await);
 
     // A libvirt volume grows and is copied.
     let vol = unique("clivol");
     let copy = format!("{vol}-copy");
-    ok(&run(v(&[
-        "volume",
-        "create",
-        &vol,
-        "--size",
-        "16MiB",
-        "--backend",
-        "kvm",
-    ]))
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &[
+                "volume",
+                "create",
+                &vol,
+                "--size",
+                "16MiB",
+                "--backend",
+                "kvm",
+            ],
+        ),
+        None,
+    )
     .await);
-    ok(&run(v(&["volume", "resize", &vol, "32MiB", "--backend", "kvm"])).await);
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &["volume", "resize", &vol, "32MiB", "--backend", "kvm"],
+        ),
+        None,
+    )
+    .await);
     let info = json(
-        &run(v(&[
-            "volume",
-            "info",
-            &vol,
-            "--backend",
-            "kvm",
-            "--format",
-            "json",
-        ]))
+        &libgo(
+            dir,
+            &in_mode(
+                mode,
+                &[
+                    "volume",
+                    "info",
+                    &vol,
+                    "--backend",
+                    "kvm",
+                    "--format",
+                    "json",
+                ],
+            ),
+            None,
+        )
         .await,
     );
     assert_eq!(info["capacityBytes"], 32u64 << 20, "{info}");
-    ok(&run(v(&["volume", "clone", &vol, &copy, "--backend", "kvm"])).await);
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["volume", "clone", &vol, &copy, "--backend", "kvm"]),
+        None,
+    )
+    .await);
     let info = json(
-        &run(v(&[
-            "volume",
-            "info",
-            &copy,
-            "--backend",
-            "kvm",
-            "--format",
-            "json",
-        ]))
+        &libgo(
+            dir,
+            &in_mode(
+                mode,
+                &[
+                    "volume",
+                    "info",
+                    &copy,
+                    "--backend",
+                    "kvm",
+                    "--format",
+                    "json",
+                ],
+            ),
+            None,
+        )
         .await,
     );
     assert_eq!(info["capacityBytes"], 32u64 << 20, "{info}");
-    ok(&run(v(&["volume", "rm", &vol, &copy, "--backend", "kvm"])).await);
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["volume", "rm", &vol, &copy, "--backend", "kvm"]),
+        None,
+    )
+    .await);
 
     // A template gives a VM its size.
     let tpl = unique("clitpl");
     let vm = unique("clitplvm");
     let _vm_cleanup = Cleanup(vec![vm.clone()]);
-    ok(&run(v(&[
-        "template",
-        "create",
-        &tpl,
-        "--cpus",
-        "2",
-        "--memory",
-        "128MiB",
-        "--backend",
-        "kvm",
-    ]))
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &[
+                "template",
+                "create",
+                &tpl,
+                "--cpus",
+                "2",
+                "--memory",
+                "128MiB",
+                "--backend",
+                "kvm",
+            ],
+        ),
+        None,
+    )
     .await);
     let t = json(
-        &run(v(&[
-            "template",
-            "info",
-            &tpl,
-            "--backend",
-            "kvm",
-            "--format",
-            "json",
-        ]))
+        &libgo(
+            dir,
+            &in_mode(
+                mode,
+                &[
+                    "template",
+                    "info",
+                    &tpl,
+                    "--backend",
+                    "kvm",
+                    "--format",
+                    "json",
+                ],
+            ),
+            None,
+        )
         .await,
     );
     assert_eq!(t["cpus"], 2, "{t}");
-    ok(&run(v(&[
-        "create",
-        "--vm",
-        "--template",
-        &tpl,
-        "--name",
-        &vm,
-        "--disk",
-        "16MiB",
-    ]))
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &[
+                "create",
+                "--vm",
+                "--template",
+                &tpl,
+                "--name",
+                &vm,
+                "--disk",
+                "16MiB",
+            ],
+        ),
+        None,
+    )
     .await);
-    let i = json(&run(v(&["info", &vm, "--format", "json"])).await);
+    let i = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["info", &vm, "--format", "json"]),
+            None,
+        )
+        .await,
+    );
     assert_eq!(
         (i["cpus"].as_f64(), i["memoryBytes"].as_u64()),
         (Some(2.0), Some(128 << 20)),
         "{i}"
     );
-    ok(&run(v(&["rm", "-f", &vm])).await);
-    ok(&run(v(&["template", "rm", &tpl, "--backend", "kvm"])).await);
-    let o = run(v(&["template", "info", &tpl, "--backend", "kvm"])).await;
+    ok(&libgo(dir, &in_mode(mode, &["rm", "-f", &vm]), None).await);
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["template", "rm", &tpl, "--backend", "kvm"]),
+        None,
+    )
+    .await);
+    let o = libgo(
+        dir,
+        &in_mode(mode, &["template", "info", &tpl, "--backend", "kvm"]),
+        None,
+    )
+    .await;
     assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
 
-    let pools = json(&run(v(&["pool", "ls", "--format", "json"])).await);
+    let pools = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["pool", "ls", "--format", "json"]),
+            None,
+        )
+        .await,
+    );
     assert!(find(&pools, "default").is_some(), "{pools}");
     let p = json(
-        &run(v(&[
-            "pool",
-            "info",
-            "default",
-            "--backend",
-            "kvm",
-            "--format",
-            "json",
-        ]))
+        &libgo(
+            dir,
+            &in_mode(
+                mode,
+                &[
+                    "pool",
+                    "info",
+                    "default",
+                    "--backend",
+                    "kvm",
+                    "--format",
+                    "json",
+                ],
+            ),
+            None,
+        )
         .await,
     );
     assert!(p["capacityBytes"].as_u64().is_some_and(|c| c > 0), "{p}");
@@ -569,36 +655,6 @@ async fn colours_only_on_a_terminal_without_no_color() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_resources() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    resources_round_trip(dir.path(), &["--local"]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_batch_create() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    batch_round_trip(dir.path(), &["--local"]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_image_build() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    build_round_trip(dir.path(), &["--local"]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_exec_in_a_terminal() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    exec_tty_round_trip(dir.path(), &["--local"]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_console_in_a_terminal() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    console_round_trip(dir.path(), &["--local"]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_bars_show_on_a_terminal_only() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
@@ -635,13 +691,12 @@ async fn follow_round_trip(dir: &Path, mode: &[&str]) {
     let name = unique("clifollow");
     let _cleanup = Cleanup(vec![name.clone()]);
     let script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do echo tick-$i; sleep 1; done";
-    let args: Vec<&str> = mode
-        .iter()
-        .copied()
-        .chain(["run", IMAGE, "--name", &name, "--", "sh", "-c", script])
-        .collect();
+    let args = in_mode(
+        mode,
+        &["run", IMAGE, "--name", &name, "--", "sh", "-c", script],
+    );
     ok(&libgo(dir, &args, None).await);
-    let args: Vec<&str> = mode.iter().copied().chain(["logs", "-f", &name]).collect();
+    let args = in_mode(mode, &["logs", "-f", &name]);
     let tty = Tmux::start(dir, &args);
     let screen = tty.wait_for("tick-3", 30).await;
     // Still following: the later ticks arrive on the same run.
@@ -650,10 +705,9 @@ async fn follow_round_trip(dir: &Path, mode: &[&str]) {
     tty.keys(&["C-c"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_logs_follow() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    follow_round_trip(dir.path(), &["--local"]).await;
+/// `args` after the mode's options (`--local`, `--remote NAME`, or none).
+fn in_mode<'a>(mode: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
+    mode.iter().chain(args).copied().collect()
 }
 
 fn text(b: &[u8]) -> String {
@@ -687,43 +741,44 @@ fn find<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
 async fn container_round_trip(dir: &Path, mode: &[&str]) {
     let name = unique("cli");
     let _cleanup = Cleanup(vec![name.clone()]);
-    let with = |args: &[&str]| -> Vec<String> {
-        mode.iter()
-            .chain(args.iter())
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let run = |args: Vec<String>| {
-        let dir = dir.to_path_buf();
-        async move {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            libgo(&dir, &a, None).await
-        }
-    };
-    let out = ok(&run(with(&[
-        "run",
-        IMAGE,
-        "--name",
-        &name,
-        "-e",
-        "GREETING=hi-from-cli",
-        "-l",
-        "suite=cli",
-        "--",
-        "sh",
-        "-c",
-        "echo started-$GREETING; sleep 300",
-    ]))
+    let out = ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &[
+                "run",
+                IMAGE,
+                "--name",
+                &name,
+                "-e",
+                "GREETING=hi-from-cli",
+                "-l",
+                "suite=cli",
+                "--",
+                "sh",
+                "-c",
+                "echo started-$GREETING; sleep 300",
+            ],
+        ),
+        None,
+    )
     .await);
     assert_eq!(out.trim(), name);
 
-    let list = json(&run(with(&["ls", "--format", "json", "--label", "suite=cli"])).await);
+    let list = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["ls", "--format", "json", "--label", "suite=cli"]),
+            None,
+        )
+        .await,
+    );
     let me = find(&list, &name).unwrap_or_else(|| panic!("{name} not listed: {list}"));
     assert_eq!(me["state"], "running");
     assert_eq!(me["kind"], "container");
 
     // The table a person reads has the documented columns and the instance's row.
-    let table = ok(&run(with(&["list", &name])).await);
+    let table = ok(&libgo(dir, &in_mode(mode, &["list", &name]), None).await);
     let mut lines = table.lines();
     let header: Vec<&str> = lines
         .next()
@@ -742,65 +797,96 @@ async fn container_round_trip(dir: &Path, mode: &[&str]) {
     );
 
     // exec passes stdout, stderr and the exit code through.
-    let o = run(with(&[
-        "exec",
-        &name,
-        "--",
-        "sh",
-        "-c",
-        "echo out-$GREETING; echo err >&2; exit 3",
-    ]))
+    let o = libgo(
+        dir,
+        &in_mode(
+            mode,
+            &[
+                "exec",
+                &name,
+                "--",
+                "sh",
+                "-c",
+                "echo out-$GREETING; echo err >&2; exit 3",
+            ],
+        ),
+        None,
+    )
     .await;
     assert_eq!(o.status.code(), Some(3), "stderr: {}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "out-hi-from-cli\n");
     assert_eq!(text(&o.stderr), "err\n");
 
     // A snapshot brings back what the container held when it was taken.
-    ok(&run(with(&[
-        "exec",
-        &name,
-        "--",
-        "sh",
-        "-c",
-        "echo before > /marker",
-    ]))
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &["exec", &name, "--", "sh", "-c", "echo before > /marker"],
+        ),
+        None,
+    )
     .await);
-    ok(&run(with(&[
-        "snapshot",
-        "create",
-        &name,
-        "s1",
-        "--description",
-        "first",
-    ]))
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &["snapshot", "create", &name, "s1", "--description", "first"],
+        ),
+        None,
+    )
     .await);
-    let snaps = json(&run(with(&["snapshot", "ls", &name, "--format", "json"])).await);
+    let snaps = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["snapshot", "ls", &name, "--format", "json"]),
+            None,
+        )
+        .await,
+    );
     assert!(
         find(&snaps, "s1").is_some_and(|s| s["description"] == "first"),
         "{snaps}"
     );
-    ok(&run(with(&[
-        "exec",
-        &name,
-        "--",
-        "sh",
-        "-c",
-        "echo after > /marker",
-    ]))
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &["exec", &name, "--", "sh", "-c", "echo after > /marker"],
+        ),
+        None,
+    )
     .await);
-    ok(&run(with(&["snapshot", "revert", &name, "s1"])).await);
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["snapshot", "revert", &name, "s1"]),
+        None,
+    )
+    .await);
     assert_eq!(
-        ok(&run(with(&["exec", &name, "--", "cat", "/marker"])).await),
+        ok(&libgo(
+            dir,
+            &in_mode(mode, &["exec", &name, "--", "cat", "/marker"]),
+            None
+        )
+        .await),
         "before\n"
     );
-    ok(&run(with(&["snapshot", "rm", &name, "s1"])).await);
-    let snaps = json(&run(with(&["snapshot", "ls", &name, "--format", "json"])).await);
+    ok(&libgo(dir, &in_mode(mode, &["snapshot", "rm", &name, "s1"]), None).await);
+    let snaps = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["snapshot", "ls", &name, "--format", "json"]),
+            None,
+        )
+        .await,
+    );
     assert!(find(&snaps, "s1").is_none(), "{snaps}");
 
     // The log has the container's first line.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let log = ok(&run(with(&["logs", &name, "--tail", "10"])).await);
+        let log = ok(&libgo(dir, &in_mode(mode, &["logs", &name, "--tail", "10"]), None).await);
         if log.contains("started-hi-from-cli") {
             break;
         }
@@ -810,7 +896,12 @@ async fn container_round_trip(dir: &Path, mode: &[&str]) {
 
     // Several names at once, one missing: the others are done, the exit code says NOT_FOUND.
     let missing = unique("missing");
-    let o = run(with(&["stop", "--timeout", "1", &name, &missing])).await;
+    let o = libgo(
+        dir,
+        &in_mode(mode, &["stop", "--timeout", "1", &name, &missing]),
+        None,
+    )
+    .await;
     assert_eq!(o.status.code(), Some(10), "stderr: {}", text(&o.stderr));
     assert_eq!(text(&o.stdout).trim(), name);
     assert!(
@@ -818,23 +909,24 @@ async fn container_round_trip(dir: &Path, mode: &[&str]) {
         "{}",
         text(&o.stderr)
     );
-    let info = json(&run(with(&["info", &name, "--format", "json"])).await);
+    let info = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["info", &name, "--format", "json"]),
+            None,
+        )
+        .await,
+    );
     assert_eq!(info["state"], "stopped");
 
-    ok(&run(with(&["delete", "--force", &name])).await);
-    let list = json(&run(with(&["ls", "--format", "json"])).await);
+    ok(&libgo(dir, &in_mode(mode, &["delete", "--force", &name]), None).await);
+    let list = json(&libgo(dir, &in_mode(mode, &["ls", "--format", "json"]), None).await);
     assert!(find(&list, &name).is_none(), "{name} still listed");
-    let o = run(with(&["info", &name])).await;
+    let o = libgo(dir, &in_mode(mode, &["info", &name]), None).await;
     assert_eq!(o.status.code(), Some(10));
     let err = text(&o.stderr);
     assert!(err.starts_with("Error: NOT_FOUND: "), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_container_round_trip() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    container_round_trip(dir.path(), &["--local"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -924,44 +1016,45 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
     let g = guest();
     let kernel = g.join("vmlinuz").display().to_string();
     let initrd = g.join("initrd.img").display().to_string();
-    let args = |rest: &[&str]| -> Vec<String> {
-        mode.iter()
-            .chain(rest.iter())
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let run = |args: Vec<String>| {
-        let dir = dir.to_path_buf();
-        async move {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            libgo(&dir, &a, None).await
-        }
-    };
-    ok(&run(args(&[
-        "run",
-        "--vm",
-        "--name",
-        &name,
-        "--memory",
-        "256MiB",
-        "--disk",
-        "16MiB",
-        "--kernel",
-        &kernel,
-        "--initrd",
-        &initrd,
-        "--cmdline",
-        "console=ttyS0 panic=-1 quiet",
-    ]))
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &[
+                "run",
+                "--vm",
+                "--name",
+                &name,
+                "--memory",
+                "256MiB",
+                "--disk",
+                "16MiB",
+                "--kernel",
+                &kernel,
+                "--initrd",
+                &initrd,
+                "--cmdline",
+                "console=ttyS0 panic=-1 quiet",
+            ],
+        ),
+        None,
+    )
     .await);
-    let list = json(&run(args(&["ls", "--kind", "vm", "--format", "json"])).await);
+    let list = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["ls", "--kind", "vm", "--format", "json"]),
+            None,
+        )
+        .await,
+    );
     let me = find(&list, &name).unwrap_or_else(|| panic!("{name} not listed: {list}"));
     assert_eq!(me["kind"], "vm");
     assert_eq!(me["state"], "running");
 
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let log = ok(&run(args(&["logs", &name])).await);
+        let log = ok(&libgo(dir, &in_mode(mode, &["logs", &name]), None).await);
         if log.contains("LIBGO-GUEST-READY") {
             break;
         }
@@ -971,14 +1064,14 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
     // The agent starts a moment after the marker: retry while it is not there yet.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let o = run(args(&[
-            "exec",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            "echo in-the-guest; exit 4",
-        ]))
+        let o = libgo(
+            dir,
+            &in_mode(
+                mode,
+                &["exec", &name, "--", "sh", "-c", "echo in-the-guest; exit 4"],
+            ),
+            None,
+        )
         .await;
         if o.status.code() == Some(4) {
             assert_eq!(text(&o.stdout), "in-the-guest\n");
@@ -993,17 +1086,17 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     // Its disk, exported (downloaded from the server in remote mode), is a real VMDK.
-    ok(&run(args(&["stop", "--force", &name])).await);
+    ok(&libgo(dir, &in_mode(mode, &["stop", "--force", &name]), None).await);
     let file = dir.join(format!("{name}.vmdk"));
     let file_arg = file.display().to_string();
-    ok(&run(args(&[
-        "export",
-        &name,
-        "--disk-format",
-        "vmdk",
-        "-o",
-        &file_arg,
-    ]))
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &["export", &name, "--disk-format", "vmdk", "-o", &file_arg],
+        ),
+        None,
+    )
     .await);
     let info = std::process::Command::new("qemu-img")
         .args(["info", "--output=json", &file_arg])
@@ -1011,14 +1104,14 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
         .expect("qemu-img");
     let info: Value = serde_json::from_slice(&info.stdout).unwrap_or_default();
     assert_eq!(info["format"], "vmdk", "{info}");
-    let o = run(args(&[
-        "export",
-        &name,
-        "--disk-format",
-        "vmdk",
-        "-o",
-        &file_arg,
-    ]))
+    let o = libgo(
+        dir,
+        &in_mode(
+            mode,
+            &["export", &name, "--disk-format", "vmdk", "-o", &file_arg],
+        ),
+        None,
+    )
     .await;
     assert_eq!(
         o.status.code(),
@@ -1026,10 +1119,17 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
         "an existing file is kept: {}",
         text(&o.stderr)
     );
-    ok(&run(args(&["delete", "--force", &name])).await);
-    let o = run(args(&["info", &name])).await;
+    ok(&libgo(dir, &in_mode(mode, &["delete", "--force", &name]), None).await);
+    let o = libgo(dir, &in_mode(mode, &["info", &name]), None).await;
     assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
-    let volumes = json(&run(args(&["volume", "ls", "--format", "json"])).await);
+    let volumes = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["volume", "ls", "--format", "json"]),
+            None,
+        )
+        .await,
+    );
     let left: Vec<&Value> = volumes
         .as_array()
         .map(|a| {
@@ -1041,59 +1141,38 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
     assert!(left.is_empty(), "disks left: {left:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_vm_round_trip() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    vm_round_trip(dir.path(), &["--local"]).await;
-}
-
-/// A server on a loopback port with both engines, stopped when dropped.
-struct Server {
-    base: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-async fn server() -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = libgo_http::Config {
-        data_dir: dir.path().to_path_buf(),
-        admin_password: Some(libgo_http::config::Secret(ADMIN_PASSWORD.into())),
-        rate_limit_per_minute: 0,
-        stats_interval_secs: 0,
-        reconnect_secs: 1,
-        ..libgo_http::Config::default()
-    };
-    config.kvm.accelerator = "tcg".into();
-    let specs = libgo_http::backends::from_config(&config).expect("backends");
-    let server = libgo_http::Server::new(config, Arc::new(libgo_core::LibGo::new()))
-        .await
-        .expect("server starts");
-    let state = server.state().clone();
-    server.attach_backends(specs);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async move {
-        let _ = rx.await;
-    }));
-    for _ in 0..300 {
-        let names = state.libgo.backend_names();
-        if ["docker", "kvm"]
-            .iter()
-            .all(|n| names.iter().any(|b| b == n))
-        {
-            return Server {
-                base,
-                _stop: tx,
-                _dir: dir,
-            };
+/// The embedded-mode test of each round trip (the remote test runs them all against a
+/// server).
+macro_rules! embedded {
+    ($($test:ident => $round_trip:ident,)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            $round_trip(dir.path(), &["--local"]).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server's engines did not come up");
+    )*};
+}
+
+embedded! {
+    embedded_resources => resources_round_trip,
+    embedded_batch_create => batch_round_trip,
+    embedded_image_build => build_round_trip,
+    embedded_exec_in_a_terminal => exec_tty_round_trip,
+    embedded_console_in_a_terminal => console_round_trip,
+    embedded_logs_follow => follow_round_trip,
+    embedded_container_round_trip => container_round_trip,
+    embedded_vm_round_trip => vm_round_trip,
+}
+
+/// libgo-http's test server (a real server on a loopback port, both engines up), its test
+/// guest on TCG as everywhere in these tests.
+#[path = "../../libgo-http/tests/common/mod.rs"]
+mod common;
+
+use common::ADMIN_PASSWORD;
+
+async fn server() -> common::TestServer {
+    common::start(true, |c| c.kvm.accelerator = "tcg".into()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,18 @@ pub trait ExecControl: Send + Sync {
     /// The exit code once the command has ended (its output ends first), `None` while it
     /// runs.
     async fn exit_code(&self) -> Result<Option<i64>>;
+
+    /// The exit code, for a caller whose output stream has just ended: engines record it a
+    /// moment after, so this asks for up to 2.5 s; `None` if it never came.
+    async fn exit_code_after_output(&self) -> Result<Option<i64>> {
+        for _ in 0..50 {
+            if let Some(code) = self.exit_code().await? {
+                return Ok(Some(code));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(None)
+    }
 }
 
 /// Where a backend's change feed stands. Only the backend that made it reads what is inside.

@@ -30,7 +30,63 @@ use crate::{DockerBackend, LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_OF, SNAPSHOT_REPO
 /// Default grace period of a stop, as `docker stop`.
 const DEFAULT_STOP_SECS: u64 = 10;
 
+/// An attached exec: its id, its output and its standard input.
+type AttachedExec = (
+    String,
+    std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>>
+                + Send,
+        >,
+    >,
+    std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+);
+
 impl DockerBackend {
+    /// Creates and starts `spec` in container `id` attached (stdin too when `stdin`), as
+    /// `exec`, interactive exec and the console's shell all do.
+    async fn start_exec_attached(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+        stdin: bool,
+    ) -> Result<AttachedExec> {
+        let docker = self.docker().await?;
+        let created = docker
+            .create_exec(
+                id,
+                ExecConfig {
+                    attach_stdin: Some(stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(spec.tty),
+                    env: (!spec.env.is_empty())
+                        .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                    cmd: Some(spec.command.clone()),
+                    user: spec.user.clone(),
+                    working_dir: spec.workdir.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let started = docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: spec.tty,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        match started {
+            StartExecResults::Attached { output, input } => Ok((created.id, output, input)),
+            StartExecResults::Detached => Err(Error::internal("dockerd detached an attached exec")),
+        }
+    }
+
     pub(crate) async fn inspect(&self, id: &str) -> Result<Instance> {
         let docker = self.docker().await?;
         let c = docker
@@ -652,62 +708,35 @@ impl Compute for DockerBackend {
     async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecResult> {
         validate::exec_spec(spec)?;
         let docker = self.docker().await?;
-        let created = docker
-            .create_exec(
-                id,
-                ExecConfig {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    tty: Some(spec.tty),
-                    env: (!spec.env.is_empty())
-                        .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-                    cmd: Some(spec.command.clone()),
-                    user: spec.user.clone(),
-                    working_dir: spec.workdir.clone(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| self.error(e).with_context("instance", id))?;
-        let started = docker
-            .start_exec(
-                &created.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: spec.tty,
-                    output_capacity: None,
-                }),
-            )
-            .await
-            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let (exec_id, mut output, _) = self.start_exec_attached(id, spec, false).await?;
         let limit = usize::try_from(spec.output_limit()).unwrap_or(usize::MAX);
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let mut truncated = false;
-        if let StartExecResults::Attached { mut output, .. } = started {
-            // Keep at most `limit` bytes per stream; past that, stop reading and close the
-            // attach stream, so that no caller can make this process hold unbounded output.
-            let keep = |buf: &mut Vec<u8>, message: &[u8], truncated: &mut bool| {
-                let room = limit.saturating_sub(buf.len());
-                buf.extend_from_slice(&message[..message.len().min(room)]);
-                *truncated |= message.len() > room;
-            };
-            while let Some(chunk) = output.next().await {
-                match chunk.map_err(|e| self.error(e))? {
-                    LogOutput::StdErr { message } => keep(&mut stderr, &message, &mut truncated),
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        keep(&mut stdout, &message, &mut truncated)
-                    }
-                    LogOutput::StdIn { .. } => {}
+        // Keep at most `limit` bytes per stream; past that, stop reading and close the
+        // attach stream, so that no caller can make this process hold unbounded output.
+        let keep = |buf: &mut Vec<u8>, message: &[u8], truncated: &mut bool| {
+            let room = limit.saturating_sub(buf.len());
+            buf.extend_from_slice(&message[..message.len().min(room)]);
+            *truncated |= message.len() > room;
+        };
+        while let Some(chunk) = output.next().await {
+            match chunk.map_err(|e| self.error(e))? {
+                LogOutput::StdErr { message } => keep(&mut stderr, &message, &mut truncated),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    keep(&mut stdout, &message, &mut truncated)
                 }
-                if truncated {
-                    break;
-                }
+                LogOutput::StdIn { .. } => {}
+            }
+            if truncated {
+                break;
             }
         }
+        // Closing the attach stream ends a command cut off at the limit (SIGPIPE).
+        drop(output);
         let mut exit_code = None;
         for attempt in 0..20 {
             let inspected = docker
-                .inspect_exec(&created.id)
+                .inspect_exec(&exec_id)
                 .await
                 .map_err(|e| self.error(e))?;
             if inspected.running != Some(true) {
@@ -745,38 +774,7 @@ impl Compute for DockerBackend {
     async fn exec_interactive(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession> {
         validate::exec_spec(spec)?;
         let docker = self.docker().await?;
-        let created = docker
-            .create_exec(
-                id,
-                ExecConfig {
-                    attach_stdin: Some(true),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    tty: Some(spec.tty),
-                    env: (!spec.env.is_empty())
-                        .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-                    cmd: Some(spec.command.clone()),
-                    user: spec.user.clone(),
-                    working_dir: spec.workdir.clone(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| self.error(e).with_context("instance", id))?;
-        let started = docker
-            .start_exec(
-                &created.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: spec.tty,
-                    output_capacity: None,
-                }),
-            )
-            .await
-            .map_err(|e| self.error(e).with_context("instance", id))?;
-        let StartExecResults::Attached { output, input } = started else {
-            return Err(Error::internal("dockerd detached an attached exec"));
-        };
+        let (exec_id, output, input) = self.start_exec_attached(id, spec, true).await?;
         let backend = self.name.clone();
         let output = output.filter_map(move |chunk| {
             futures::future::ready(match chunk {
@@ -795,7 +793,7 @@ impl Compute for DockerBackend {
             input,
             control: std::sync::Arc::new(DockerExec {
                 docker: docker.clone(),
-                exec_id: created.id,
+                exec_id,
                 backend: self.name.clone(),
             }),
         })
@@ -856,37 +854,13 @@ impl Compute for DockerBackend {
             (attached.output, attached.input)
         } else {
             // Otherwise an interactive shell, as `docker exec -it … sh`.
-            let created = docker
-                .create_exec(
-                    &instance_id,
-                    ExecConfig {
-                        attach_stdin: Some(true),
-                        attach_stdout: Some(true),
-                        attach_stderr: Some(true),
-                        tty: Some(true),
-                        cmd: Some(vec!["/bin/sh".into()]),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| self.error(e))?;
-            match docker
-                .start_exec(
-                    &created.id,
-                    Some(StartExecOptions {
-                        detach: false,
-                        tty: true,
-                        output_capacity: None,
-                    }),
-                )
-                .await
-                .map_err(|e| self.error(e))?
-            {
-                StartExecResults::Attached { output, input } => (output, input),
-                StartExecResults::Detached => {
-                    return Err(Error::internal("dockerd detached an attached exec"));
-                }
-            }
+            let shell = ExecSpec {
+                command: vec!["/bin/sh".into()],
+                tty: true,
+                ..Default::default()
+            };
+            let (_, output, input) = self.start_exec_attached(&instance_id, &shell, true).await?;
+            (output, input)
         };
         let backend = self.name.clone();
         let output = output.map(move |chunk| {

@@ -444,21 +444,10 @@ async fn instance_exec_attach(
         };
         let _ = input.shutdown().await;
         if ended {
-            // The output ends just before the engine records the exit code.
-            let mut code = None;
-            for _ in 0..50 {
-                match control.exit_code().await {
-                    Ok(Some(c)) => {
-                        code = Some(c);
-                        break;
-                    }
-                    Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "exec exit code unknown");
-                        break;
-                    }
-                }
-            }
+            let code = control.exit_code_after_output().await.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "exec exit code unknown");
+                None
+            });
             let _ = socket
                 .send(text(&serde_json::json!({"type": "exit", "exitCode": code})))
                 .await;
