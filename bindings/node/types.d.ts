@@ -128,7 +128,7 @@ export interface CloudInit {
 export interface InstanceSpec {
   /** Start with the host (VMs). */
   autostart?: boolean
-  /** Backend to create it on; the first backend of `kind` when `None`. */
+  /** Backend to create it on; when `None`, a backend of `kind` on the host placement picks (see `host` and `pool`). */
   backend?: string | null
   /** ISO attached as a CD-ROM (VMs). */
   cdrom?: string | null
@@ -145,6 +145,8 @@ export interface InstanceSpec {
   entrypoint?: string[] | null
   /** Environment variables (containers). */
   env?: Record<string, string>
+  /** Host to create it on (a pin); placement picks one when `None`. */
+  host?: string | null
   /** Container image, or VM base image for the first disk. */
   image?: string | null
   kernelBoot?: KernelBoot | null
@@ -159,6 +161,8 @@ export interface InstanceSpec {
   name: string
   /** Networks to attach. */
   networks?: string[]
+  /** Compute pool to place it in; any pool when `None`. */
+  pool?: string | null
   /** Published ports (containers). */
   ports?: PortMapping[]
   /** Privileged container: only administrators may ask for one. */
@@ -183,6 +187,8 @@ export interface Instance {
   createdAt?: string | null
   /** Exit code of a stopped container, where known. */
   exitCode?: number | null
+  /** Host it lives on (`local` for the machine LibGo runs on). Set by the facade, which knows each backend's host; a backend leaves it empty. */
+  host?: string
   /** Engine id (container id, domain UUID). */
   id: string
   /** Image it was made from, where known. */
@@ -597,6 +603,8 @@ export interface BackendInfo {
   endpoint: string
   /** Engine (`docker`, `libvirt`). */
   engine: string
+  /** The engine's own identity (Docker's daemon id, libvirt's host UUID), the same however it is reached: one engine is never added twice. */
+  engineId?: string | null
   /** Instance kinds it manages. */
   kinds: InstanceKind[]
   /** Registered name. */

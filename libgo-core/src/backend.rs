@@ -240,6 +240,18 @@ pub trait Compute: Send + Sync {
     }
     /// Lifecycle events of every instance of the backend, whoever caused them.
     async fn events(&self) -> Result<BoxStream<Event>>;
+    /// Moves instance `id` to `target`, a backend of the same engine on another host, and
+    /// answers where it is now. The facade checks that the engines match.
+    async fn migrate(
+        &self,
+        id: &str,
+        target: std::sync::Arc<dyn Backend>,
+        spec: &crate::hosts::MigrationSpec,
+        progress: ProgressSink,
+    ) -> Result<crate::hosts::MigrationReport> {
+        let _ = (id, target, spec, progress);
+        unsupported("migration")
+    }
     /// VM templates.
     async fn template_list(&self) -> Result<Vec<Template>> {
         unsupported("templates")
@@ -449,4 +461,11 @@ pub trait Backend: Compute + Images + Networks + Volumes {
     async fn info(&self) -> Result<BackendInfo>;
     /// Whether the engine answers now.
     async fn health(&self) -> Health;
+    /// What the machine under this engine has and uses.
+    async fn host_resources(&self) -> Result<crate::hosts::HostResources> {
+        unsupported("host resources")
+    }
+    /// The backend itself, for one that must reach another of its own engine (migration
+    /// hands the target over as `dyn Backend`).
+    fn as_any(&self) -> &dyn Any;
 }

@@ -38,6 +38,8 @@ pub struct LibGo {
     backends: RwLock<Vec<Arc<dyn Backend>>>,
     /// Each backend's instances, by backend name, for lists (see [`Inventory`]).
     inventories: Mutex<HashMap<String, Arc<Inventory>>>,
+    /// The hosts besides `local`, and each backend's host.
+    pub(crate) hosts: RwLock<crate::facade_hosts::HostRegistry>,
 }
 
 impl std::fmt::Debug for LibGo {
@@ -57,10 +59,16 @@ impl LibGo {
         Self::default()
     }
 
-    /// Adds a backend under its own [`Backend::name`]. A second backend of the same name is
-    /// a conflict.
+    /// Adds a backend of the local host under its own [`Backend::name`]. A second backend
+    /// of the same name is a conflict.
     pub fn register(&self, backend: Arc<dyn Backend>) -> Result<()> {
+        self.register_on(crate::hosts::LOCAL_HOST, backend)
+    }
+
+    /// Adds a backend of host `host` (`local`, or one added with [`LibGo::host_set`]).
+    pub fn register_on(&self, host: &str, backend: Arc<dyn Backend>) -> Result<()> {
         validate::name("backend name", backend.name())?;
+        self.require_host(host)?;
         let mut backends = self.write();
         if backends.iter().any(|b| b.name() == backend.name()) {
             return Err(Error::conflict(format!(
@@ -70,6 +78,9 @@ impl LibGo {
         }
         self.inventories()
             .insert(backend.name().to_string(), Default::default());
+        self.hosts_mut()
+            .of_backend
+            .insert(backend.name().to_string(), host.to_string());
         backends.push(backend);
         Ok(())
     }
@@ -82,6 +93,7 @@ impl LibGo {
             .position(|b| b.name() == name)
             .ok_or_else(|| Error::not_found(format!("no backend named {name:?}")))?;
         self.inventories().remove(name);
+        self.hosts_mut().of_backend.remove(name);
         Ok(backends.remove(pos))
     }
 
@@ -211,8 +223,11 @@ impl LibGo {
             let key = key.clone();
             async move { b.get(&key).await }.boxed()
         };
-        self.find(None, manages_instances, "instance", id, &probe)
-            .await
+        let (b, mut i) = self
+            .find(None, manages_instances, "instance", id, &probe)
+            .await?;
+        self.stamp(&mut i);
+        Ok((b, i))
     }
 
     /// The backend holding instance `id` and the id to call it with. With a single backend
@@ -239,15 +254,27 @@ impl LibGo {
 
     // ---- instances ----
 
-    /// Creates an instance on the spec's backend, or the first backend of its kind.
+    /// Creates an instance on the spec's backend; else on a backend of its kind on the
+    /// spec's host, or on the host [`crate::hosts::place`] picks (in the spec's pool).
     pub async fn create(&self, spec: &InstanceSpec) -> Result<Instance> {
-        let backend = match (spec.backend.as_deref(), spec.kind) {
-            (None, None) => {
+        let placed = match (spec.backend.as_deref(), &spec.host, &spec.pool) {
+            (Some(_), None, None) => None,
+            (Some(_), _, _) => {
+                return Err(Error::invalid(
+                    "give a backend, or a host or pool to place the instance in, not both",
+                ));
+            }
+            (None, None, None) if !self.has_remote_hosts() => None,
+            (None, _, _) => Some(self.placed_backend(spec).await?),
+        };
+        let backend = match (placed, spec.backend.as_deref(), spec.kind) {
+            (Some(b), _, _) => b,
+            (None, None, None) => {
                 return Err(Error::invalid(
                     "the spec needs a kind (\"vm\" or \"container\") or a backend",
                 ));
             }
-            (name, kind) => self.pick(
+            (None, name, kind) => self.pick(
                 name,
                 |c| kind.is_none_or(|k| c.kinds.contains(&k)),
                 &format!("{} instances", kind.map_or("these", InstanceKind::as_str)),
@@ -289,13 +316,19 @@ impl LibGo {
         }
         let mut spec = spec.clone();
         spec.kind = Some(kind);
-        backend.create(&spec).await
+        spec.host = None;
+        spec.pool = None;
+        let mut i = backend.create(&spec).await?;
+        self.stamp(&mut i);
+        Ok(i)
     }
 
     /// One instance by id or name.
     pub async fn get(&self, id: &str) -> Result<Instance> {
         let (b, id) = self.route(id).await?;
-        b.get(&id).await
+        let mut i = b.get(&id).await?;
+        self.stamp(&mut i);
+        Ok(i)
     }
 
     /// Every instance of every backend that passes `filter`, sorted by name.
@@ -334,7 +367,13 @@ impl LibGo {
         let mut unavailable = Vec::new();
         for (b, answer) in backends.iter().zip(answers) {
             match answer {
-                Ok(list) => items.extend(list.into_iter().filter(|i| filter.matches(i))),
+                Ok(list) => {
+                    let host = self.host_of(b.name());
+                    items.extend(list.into_iter().filter(|i| filter.matches(i)).map(|mut i| {
+                        i.host.clone_from(&host);
+                        i
+                    }))
+                }
                 Err(e) => {
                     tracing::warn!(backend = b.name(), error = %e, "listing failed");
                     unavailable.push(Unavailable {
@@ -474,7 +513,9 @@ impl LibGo {
             validate::memory(m)?;
         }
         let (b, i) = self.route(id).await?;
-        b.update(&i, update).await
+        let mut i = b.update(&i, update).await?;
+        self.stamp(&mut i);
+        Ok(i)
     }
 
     /// One stats sample.

@@ -29,6 +29,8 @@
 mod backend;
 mod error;
 mod facade;
+mod facade_hosts;
+pub mod hosts;
 mod inventory;
 mod types;
 pub mod validate;
@@ -42,4 +44,8 @@ pub use backend::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use facade::{LibGo, paginate, paginate_from_end};
+pub use hosts::{
+    Host, HostMembership, HostResources, LOCAL_HOST, MigrateRequest, MigrationKind,
+    MigrationReport, MigrationSpec,
+};
 pub use types::*;

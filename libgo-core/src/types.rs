@@ -339,9 +339,16 @@ pub struct InstanceSpec {
     pub name: String,
     /// VM or container.
     pub kind: Option<InstanceKind>,
-    /// Backend to create it on; the first backend of `kind` when `None`.
+    /// Backend to create it on; when `None`, a backend of `kind` on the host placement
+    /// picks (see `host` and `pool`).
     #[serde(default)]
     pub backend: Option<String>,
+    /// Host to create it on (a pin); placement picks one when `None`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Compute pool to place it in; any pool when `None`.
+    #[serde(default)]
+    pub pool: Option<String>,
     /// Container image, or VM base image for the first disk.
     #[serde(default)]
     pub image: Option<String>,
@@ -464,6 +471,10 @@ pub struct Instance {
     pub kind: InstanceKind,
     /// Name of the backend it lives on.
     pub backend: String,
+    /// Host it lives on (`local` for the machine LibGo runs on). Set by the facade, which
+    /// knows each backend's host; a backend leaves it empty.
+    #[serde(default)]
+    pub host: String,
     /// State.
     pub state: InstanceState,
     /// Image it was made from, where known.
@@ -1198,6 +1209,9 @@ pub struct BackendInfo {
     pub endpoint: String,
     /// Instance kinds it manages.
     pub kinds: Vec<InstanceKind>,
+    /// The engine's own identity (Docker's daemon id, libvirt's host UUID), the same
+    /// however it is reached: one engine is never added twice.
+    pub engine_id: Option<String>,
 }
 
 /// Whether a backend answers.

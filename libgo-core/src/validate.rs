@@ -163,7 +163,8 @@ pub fn user_image_reference(value: &str) -> Result<()> {
     Ok(())
 }
 
-fn labels(map: &std::collections::BTreeMap<String, String>) -> Result<()> {
+/// Labels: valid keys and values, and not too many.
+pub fn labels(map: &std::collections::BTreeMap<String, String>) -> Result<()> {
     for (k, v) in map {
         if let Some(p) = RESERVED_LABEL_PREFIXES.iter().find(|p| k.starts_with(*p)) {
             return Err(Error::invalid(format!(

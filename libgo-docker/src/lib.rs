@@ -68,6 +68,20 @@ pub struct DockerConfig {
     pub host: Option<String>,
     /// Seconds to wait for an answer to one request.
     pub timeout_secs: u64,
+    /// Client certificate, key and CA for a `tcp://` daemon that wants TLS (`--tlsverify`).
+    pub tls: Option<DockerTls>,
+}
+
+/// The files of a TLS connection to dockerd, PEM encoded (Docker's `ca.pem`, `cert.pem`,
+/// `key.pem`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerTls {
+    /// The CA that signed the daemon's certificate.
+    pub ca: std::path::PathBuf,
+    /// LibGo's client certificate.
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
 }
 
 impl Default for DockerConfig {
@@ -75,6 +89,7 @@ impl Default for DockerConfig {
         DockerConfig {
             host: std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
             timeout_secs: 120,
+            tls: None,
         }
     }
 }
@@ -84,6 +99,7 @@ pub struct DockerBackend {
     name: String,
     endpoint: String,
     timeout_secs: u64,
+    tls: Option<DockerTls>,
     client: OnceCell<Docker>,
     /// Last one-shot CPU sample per container: (container ns, host ns, time), so that the
     /// next one-shot call can report the CPU use in between.
@@ -117,10 +133,16 @@ impl DockerBackend {
                 "unsupported Docker host {endpoint:?}: use unix://, tcp:// or http://"
             )));
         }
+        if config.tls.is_some() && !endpoint.starts_with("tcp://") {
+            return Err(Error::invalid(format!(
+                "TLS needs a tcp:// Docker host, not {endpoint:?}"
+            )));
+        }
         Ok(DockerBackend {
             name: name.to_string(),
             endpoint,
             timeout_secs: config.timeout_secs,
+            tls: config.tls,
             client: OnceCell::new(),
             cpu_samples: Default::default(),
             restart_watch: Default::default(),
@@ -134,6 +156,15 @@ impl DockerBackend {
                 let h = self.endpoint.as_str();
                 let client = if h.starts_with("unix://") {
                     Docker::connect_with_unix(h, self.timeout_secs, bollard::API_DEFAULT_VERSION)
+                } else if let Some(tls) = &self.tls {
+                    Docker::connect_with_ssl(
+                        h,
+                        &tls.key,
+                        &tls.cert,
+                        &tls.ca,
+                        self.timeout_secs,
+                        bollard::API_DEFAULT_VERSION,
+                    )
                 } else {
                     Docker::connect_with_http(h, self.timeout_secs, bollard::API_DEFAULT_VERSION)
                 }
@@ -260,6 +291,7 @@ impl Backend for DockerBackend {
     async fn info(&self) -> Result<BackendInfo> {
         let docker = self.docker().await?;
         let version = docker.version().await.map_err(|e| self.error(e))?;
+        let engine_id = docker.info().await.ok().and_then(|i| i.id);
         Ok(BackendInfo {
             name: self.name.clone(),
             engine: "docker".into(),
@@ -267,6 +299,29 @@ impl Backend for DockerBackend {
             api_version: Some(docker.client_version().to_string()),
             endpoint: self.endpoint.clone(),
             kinds: vec![InstanceKind::Container],
+            engine_id,
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    /// CPUs and memory from dockerd's `/info`; Docker reports no host use.
+    async fn host_resources(&self) -> Result<libgo_core::HostResources> {
+        let info = self
+            .docker()
+            .await?
+            .info()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(libgo_core::HostResources {
+            capacity: libgo_core::hosts::HostCapacity {
+                cpus: info.ncpu.unwrap_or(0).max(0) as u32,
+                memory_bytes: info.mem_total.unwrap_or(0).max(0) as u64,
+                disk_bytes: None,
+            },
+            usage: Default::default(),
         })
     }
 

@@ -541,6 +541,7 @@ async fn an_unreachable_engine_is_unavailable_and_health_says_so() {
         DockerConfig {
             host: Some("unix:///nonexistent/docker.sock".into()),
             timeout_secs: 5,
+            tls: None,
         },
     )
     .expect("backend builds while the engine is down");
@@ -553,6 +554,7 @@ async fn an_unreachable_engine_is_unavailable_and_health_says_so() {
         DockerConfig {
             host: Some("tcp://127.0.0.1:1".into()),
             timeout_secs: 5,
+            tls: None,
         },
     )
     .expect("tcp backend");
@@ -565,7 +567,8 @@ async fn an_unreachable_engine_is_unavailable_and_health_says_so() {
             "bad",
             DockerConfig {
                 host: Some("ftp://x".into()),
-                timeout_secs: 5
+                timeout_secs: 5,
+                tls: None,
             }
         )
         .unwrap_err()
@@ -578,6 +581,7 @@ async fn an_unreachable_engine_is_unavailable_and_health_says_so() {
         DockerConfig {
             host: Some("unix:///var/run/docker.sock".into()),
             timeout_secs: 5,
+            tls: None,
         },
     )
     .expect("live");
@@ -978,6 +982,7 @@ async fn a_tcp_docker_host_reaches_the_engine() -> Result<()> {
         DockerConfig {
             host: Some(format!("tcp://127.0.0.1:{port}")),
             timeout_secs: 30,
+            tls: None,
         },
     )?;
     let info = libgo_core::Backend::info(&tcp).await?;

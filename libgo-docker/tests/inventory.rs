@@ -84,6 +84,7 @@ impl Proxy {
                 DockerConfig {
                     host: Some(format!("unix://{}", self.path.display())),
                     timeout_secs: 30,
+                    tls: None,
                 },
             )
             .expect("proxied backend"),
@@ -465,6 +466,7 @@ async fn a_restarted_dockerd_is_listed_afresh() -> Result<()> {
         DockerConfig {
             host: Some(daemon.socket()),
             timeout_secs: 30,
+            tls: None,
         },
     )?);
     let libgo = LibGo::new();

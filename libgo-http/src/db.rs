@@ -321,6 +321,54 @@ impl Db {
         row.try_get("value")
     }
 
+    // ---- hosts ----
+
+    /// Stores a new host's configuration (JSON); a taken name is `Ok(false)`.
+    pub async fn host_insert(&self, name: &str, config: &str) -> Result<bool, sqlx::Error> {
+        let now = now_ms();
+        let r = sqlx::query(
+            "INSERT INTO hosts (name, config, created_at, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(config)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Replaces a host's configuration; an unknown name is `Ok(false)`.
+    pub async fn host_update(&self, name: &str, config: &str) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("UPDATE hosts SET config = $2, updated_at = $3 WHERE name = $1")
+            .bind(name)
+            .bind(config)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Forgets a host; an unknown name is `Ok(false)`.
+    pub async fn host_delete(&self, name: &str) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("DELETE FROM hosts WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Every stored host: (name, configuration JSON), by name.
+    pub async fn host_list(&self) -> Result<Vec<(String, String)>, sqlx::Error> {
+        sqlx::query("SELECT name, config FROM hosts ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("config")?)))
+            .collect()
+    }
+
     // ---- users ----
 
     /// Number of users.

@@ -266,6 +266,68 @@ impl Server {
         }
     }
 
+    /// Connects the hosts stored in the database (added through `POST /api/v1/hosts`) in
+    /// the background: each host is known at once (its engines read as down), and each
+    /// engine joins as soon as it answers, retried every `reconnect_secs`.
+    pub async fn attach_hosts(&self) -> Result<(), sqlx::Error> {
+        let engines = crate::backends::engine_config(&self.state.config);
+        for (name, json) in self.state.db.host_list().await? {
+            let config: libgo::HostConfig = match serde_json::from_str(&json) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(host = %name, error = %e, "stored host unreadable; left out");
+                    continue;
+                }
+            };
+            if let Err(e) = self.state.libgo.host_set(config.membership.clone()) {
+                tracing::error!(host = %name, error = %e, "stored host refused; left out");
+                continue;
+            }
+            if name == libgo_core::LOCAL_HOST {
+                continue;
+            }
+            let backends = match config.backends() {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(host = %name, error = %e, "stored host refused; left out");
+                    continue;
+                }
+            };
+            for b in backends {
+                let state = self.state.clone();
+                let (engines, host) = (engines.clone(), name.clone());
+                tokio::spawn(async move {
+                    let every = Duration::from_secs(state.config.reconnect_secs.max(1));
+                    loop {
+                        match engines.connect_backend(&b).await {
+                            Ok(backend) => {
+                                if let Err(e) = state.libgo.register_on(&host, backend) {
+                                    tracing::error!(backend = %b.name, error = %e, "cannot register backend");
+                                } else {
+                                    tracing::info!(host = %host, backend = %b.name, "host engine connected");
+                                    events::spawn_pump(state.clone(), b.name.clone());
+                                }
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::warn!(host = %host, backend = %b.name, error = %e, "host engine down; will retry")
+                            }
+                        }
+                        tokio::select! {
+                            _ = state.shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(every) => {}
+                        }
+                        // The host was removed meanwhile.
+                        if state.libgo.host_membership(&host).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Serves on `listener` until `signal` completes, then stops taking connections, ends
     /// WebSockets, marks running tasks as interrupted and lets requests in flight finish.
     ///

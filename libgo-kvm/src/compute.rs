@@ -193,6 +193,7 @@ fn instance_of(
         name: f.name.clone(),
         kind: InstanceKind::Vm,
         backend: inner.config.name.clone(),
+        host: String::new(),
         state,
         image: f.meta.image.clone(),
         cpus: Some(f64::from(cpus.unwrap_or(f.vcpus))),
@@ -1384,6 +1385,20 @@ impl Compute for KvmBackend {
         progress: ProgressSink,
     ) -> Result<ExportResult> {
         crate::export::export(self, id, spec, progress).await
+    }
+
+    async fn migrate(
+        &self,
+        id: &str,
+        target: Arc<dyn libgo_core::Backend>,
+        spec: &libgo_core::MigrationSpec,
+        progress: ProgressSink,
+    ) -> Result<libgo_core::MigrationReport> {
+        let target = target
+            .as_any()
+            .downcast_ref::<KvmBackend>()
+            .ok_or_else(|| Error::unsupported("a VM can only move to another libvirt host"))?;
+        crate::migrate::migrate(self, id, target, spec, progress).await
     }
 
     async fn events(&self) -> Result<BoxStream<Event>> {

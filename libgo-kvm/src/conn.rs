@@ -284,6 +284,13 @@ impl Inner {
         Ok(conn)
     }
 
+    /// The current connection (reopened when it was lost), for work that needs two
+    /// connections at once (migration).
+    pub fn connection_now(&self) -> Result<Arc<Connect>> {
+        self.connection()
+            .map_err(|e| e.with_context("backend", self.config.name.clone()))
+    }
+
     fn drop_connection(&self) {
         if let Ok(mut guard) = self.live.lock() {
             *guard = None;

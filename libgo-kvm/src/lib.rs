@@ -45,6 +45,7 @@ mod compute;
 mod conn;
 mod events;
 mod export;
+mod migrate;
 mod network;
 mod serial;
 mod storage;
@@ -199,7 +200,7 @@ impl libgo_core::Backend for KvmBackend {
     }
 
     async fn info(&self) -> libgo_core::Result<libgo_core::BackendInfo> {
-        let (version, uri) = self
+        let (version, uri, engine_id) = self
             .inner
             .run(|c| {
                 let v = c
@@ -207,7 +208,13 @@ impl libgo_core::Backend for KvmBackend {
                     .or_else(|_| c.lib_version())
                     .map_err(map_error)?;
                 let uri = c.uri().map_err(map_error)?;
-                Ok((v, uri))
+                // The host UUID of the daemon (its `host_uuid`), from its capabilities.
+                let engine_id = c.capabilities().ok().and_then(|caps| {
+                    let host = caps.split("<host>").nth(1)?;
+                    let uuid = host.split("<uuid>").nth(1)?.split("</uuid>").next()?;
+                    Some(uuid.trim().to_string())
+                });
+                Ok((v, uri, engine_id))
             })
             .await?;
         Ok(libgo_core::BackendInfo {
@@ -224,7 +231,24 @@ impl libgo_core::Backend for KvmBackend {
                 .map(|v| format!("{}.{}.{}", v / 1_000_000, (v / 1000) % 1000, v % 1000)),
             endpoint: uri,
             kinds: vec![InstanceKind::Vm],
+            engine_id: if self.inner.is_test {
+                // Every test:///default connection is its own engine.
+                Some(format!("test:{}", self.inner.config.name))
+            } else {
+                engine_id
+            },
         })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    async fn host_resources(&self) -> libgo_core::Result<libgo_core::HostResources> {
+        let pool = self.inner.default_pool.clone();
+        self.inner
+            .run(move |c| host_resources_blocking(c, &pool))
+            .await
     }
 
     async fn health(&self) -> libgo_core::Health {
@@ -251,4 +275,97 @@ impl libgo_core::Backend for KvmBackend {
             },
         }
     }
+}
+
+/// The host's CPUs and memory (node info), memory in use (node memory stats), CPU use
+/// (two node CPU samples 100 ms apart) and the default pool's size and use.
+fn host_resources_blocking(
+    c: &virt::connect::Connect,
+    pool: &str,
+) -> libgo_core::Result<libgo_core::HostResources> {
+    use libgo_core::hosts::{HostCapacity, HostUsage};
+    let node = c.node_info().map_err(map_error)?;
+    let pool_info = c
+        .lookup_storage_pool_by_name(pool)
+        .and_then(|p| p.info())
+        .ok();
+    let free = c.free_memory().ok();
+    let busy = || -> Option<(u64, u64)> {
+        let s = node_cpu_stats(c)?;
+        let get = |k: &str| s.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
+        let idle = get("idle") + get("iowait");
+        let total = get("kernel") + get("user") + idle;
+        Some((total - idle.min(total), total))
+    };
+    let cpu_percent = busy().and_then(|(b0, t0)| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (b1, t1) = busy()?;
+        (t1 > t0).then(|| (b1.saturating_sub(b0)) as f64 * 100.0 / (t1 - t0) as f64)
+    });
+    let memory_bytes = node.memory.saturating_mul(1024);
+    Ok(libgo_core::HostResources {
+        capacity: HostCapacity {
+            cpus: node.cpus,
+            memory_bytes,
+            disk_bytes: pool_info.as_ref().map(|p| p.capacity),
+        },
+        usage: HostUsage {
+            cpu_percent,
+            memory_bytes: free.map(|f| memory_bytes.saturating_sub(f)),
+            disk_bytes: pool_info.as_ref().map(|p| p.allocation),
+            rx_bytes: None,
+            tx_bytes: None,
+        },
+    })
+}
+
+/// The host's cumulative CPU times by kind (`kernel`, `user`, `idle`, `iowait`, in ns),
+/// from `virNodeGetCPUStats`, which the `virt` crate does not wrap.
+fn node_cpu_stats(c: &virt::connect::Connect) -> Option<Vec<(String, u64)>> {
+    use virt::sys;
+    let mut n: std::os::raw::c_int = 0;
+    // SAFETY: a null params pointer with nparams 0 asks libvirt how many there are.
+    let r = unsafe {
+        sys::virNodeGetCPUStats(
+            c.as_ptr(),
+            sys::VIR_NODE_CPU_STATS_ALL_CPUS,
+            std::ptr::null_mut(),
+            &mut n,
+            0,
+        )
+    };
+    if r < 0 || n <= 0 || n > 64 {
+        return None;
+    }
+    let mut params = vec![
+        sys::virNodeCPUStats {
+            field: [0; 80],
+            value: 0,
+        };
+        n as usize
+    ];
+    // SAFETY: `params` holds `n` entries, as libvirt was told.
+    let r = unsafe {
+        sys::virNodeGetCPUStats(
+            c.as_ptr(),
+            sys::VIR_NODE_CPU_STATS_ALL_CPUS,
+            params.as_mut_ptr(),
+            &mut n,
+            0,
+        )
+    };
+    if r < 0 {
+        return None;
+    }
+    Some(
+        params
+            .iter()
+            .take(n.max(0) as usize)
+            .map(|p| {
+                // SAFETY: libvirt NUL-terminates the field name within its 80 bytes.
+                let name = unsafe { std::ffi::CStr::from_ptr(p.field.as_ptr()) };
+                (name.to_string_lossy().into_owned(), p.value)
+            })
+            .collect(),
+    )
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 pub use libgo_core::*;
 #[cfg(feature = "docker")]
-pub use libgo_docker::{DockerBackend, DockerConfig};
+pub use libgo_docker::{DockerBackend, DockerConfig, DockerTls};
 #[cfg(feature = "kvm")]
 pub use libgo_kvm::{Accelerator, KvmBackend, KvmConfig};
 
@@ -57,6 +57,7 @@ pub enum EngineMode {
 ///         url: Some("qemu+tcp://10.0.0.2/system".into()),
 ///         mode: EngineMode::Required,
 ///         accelerator: None,
+///         tls: None,
 ///     }],
 ///     ..Default::default()
 /// };
@@ -133,6 +134,160 @@ pub struct BackendConfig {
     /// libvirt only: `kvm`, `tcg` or `auto` (the default).
     #[serde(default)]
     pub accelerator: Option<String>,
+    /// Docker only: the client certificate, key and CA of a `tcp://` daemon with TLS.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of a TLS client: Docker's `ca.pem`, `cert.pem`, `key.pem`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The CA that signed the daemon's certificate.
+    pub ca: String,
+    /// The client certificate.
+    pub cert: String,
+    /// Its private key.
+    pub key: String,
+}
+
+/// Another machine's engines, under one host name: its backends are named `NAME-docker`
+/// and `NAME-kvm`. See [`add_host`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostConfig {
+    /// Where the host is: its pool, labels, whether it takes new instances.
+    pub membership: HostMembership,
+    /// Its Docker (`tcp://ADDR:2376`), if it has one.
+    #[serde(default)]
+    pub docker: Option<String>,
+    /// TLS files for its Docker.
+    #[serde(default)]
+    pub docker_tls: Option<TlsFiles>,
+    /// Its libvirt (`qemu+tcp://ADDR/system`, `qemu+tls://…`, `qemu+ssh://…`), if it has one.
+    #[serde(default)]
+    pub libvirt: Option<String>,
+}
+
+impl HostConfig {
+    /// The backends of this host: `NAME-docker` and `NAME-kvm`, each `required`.
+    pub fn backends(&self) -> Result<Vec<BackendConfig>> {
+        let name = &self.membership.name;
+        validate::name("host name", name)?;
+        if self.docker.is_none() && self.libvirt.is_none() {
+            return Err(Error::invalid(
+                "a host needs a Docker or a libvirt address (or both)",
+            ));
+        }
+        if self.docker_tls.is_some() && self.docker.is_none() {
+            return Err(Error::invalid("dockerTls is for a Docker address")
+                .with_context("field", "dockerTls"));
+        }
+        let mut all = Vec::new();
+        if let Some(url) = &self.docker {
+            if !url.starts_with("tcp://") && !url.starts_with("unix://") {
+                return Err(Error::invalid(format!(
+                    "docker: {url:?} is not a tcp:// or unix:// address"
+                ))
+                .with_context("field", "docker"));
+            }
+            all.push(BackendConfig {
+                name: format!("{name}-docker"),
+                engine: Engine::Docker,
+                mode: EngineMode::Required,
+                url: Some(url.clone()),
+                accelerator: None,
+                tls: self.docker_tls.clone(),
+            });
+        }
+        if let Some(url) = &self.libvirt {
+            let scheme = url.split("://").next().unwrap_or_default();
+            let driver = scheme.split('+').next().unwrap_or_default();
+            if !url.contains("://") || !["qemu", "test"].contains(&driver) {
+                return Err(
+                    Error::invalid(format!("libvirt: {url:?} is not a libvirt URI"))
+                        .with_context("field", "libvirt"),
+                );
+            }
+            all.push(BackendConfig {
+                name: format!("{name}-kvm"),
+                engine: Engine::Kvm,
+                mode: EngineMode::Required,
+                url: Some(url.clone()),
+                accelerator: None,
+                tls: None,
+            });
+        }
+        Ok(all)
+    }
+}
+
+/// Connects host `host`'s engines and adds them to `libgo` under the host's name. Every
+/// engine must answer (else `UNAVAILABLE` and nothing is added); `base` gives what the
+/// engines share with the local ones (accelerator, template directory).
+pub async fn add_host(libgo: &LibGo, base: &EngineConfig, host: &HostConfig) -> Result<()> {
+    let configs = host.backends()?;
+    if libgo.host_membership(&host.membership.name).is_ok() {
+        return Err(Error::conflict(format!(
+            "a host named {:?} exists already",
+            host.membership.name
+        )));
+    }
+    let base = base.clone();
+    let answers = futures::future::join_all(configs.iter().map(|b| {
+        let mut b = b.clone();
+        if b.engine == Engine::Kvm {
+            b.accelerator = Some(base.accelerator.clone());
+        }
+        let base = base.clone();
+        async move { base.connect_backend(&b).await }
+    }))
+    .await;
+    let mut backends = Vec::new();
+    for (b, answer) in configs.iter().zip(answers) {
+        match answer {
+            Ok(backend) => backends.push(backend),
+            Err(e) => {
+                return Err(Error::unavailable(format!(
+                    "host {:?}: {} does not answer: {}",
+                    host.membership.name,
+                    b.url.as_deref().unwrap_or_default(),
+                    e.message()
+                ))
+                .with_context("host", host.membership.name.clone()));
+            }
+        }
+    }
+    // One engine under two names would show every instance twice.
+    let known = futures::future::join_all(libgo.backends().iter().map(|b| {
+        let b = b.clone();
+        async move {
+            (
+                b.name().to_string(),
+                b.info().await.ok().and_then(|i| i.engine_id),
+            )
+        }
+    }))
+    .await;
+    for b in &backends {
+        let id = b.info().await.ok().and_then(|i| i.engine_id);
+        if let Some(id) = id
+            && let Some((name, _)) = known.iter().find(|(_, k)| k.as_ref() == Some(&id))
+        {
+            return Err(Error::conflict(format!(
+                "host {:?}: that engine is backend {name:?} already",
+                host.membership.name
+            )));
+        }
+    }
+    libgo.host_set(host.membership.clone())?;
+    for backend in backends {
+        if let Err(e) = libgo.register_on(&host.membership.name, backend) {
+            let _ = libgo.host_remove(&host.membership.name);
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 impl EngineConfig {
@@ -147,6 +302,7 @@ impl EngineConfig {
                 mode: self.docker,
                 url: self.docker_host.clone(),
                 accelerator: None,
+                tls: None,
             });
         }
         if self.kvm != EngineMode::Off {
@@ -156,6 +312,7 @@ impl EngineConfig {
                 mode: self.kvm,
                 url: Some(self.libvirt_uri.clone()),
                 accelerator: Some(self.accelerator.clone()),
+                tls: None,
             });
         }
         all.extend(
@@ -169,6 +326,12 @@ impl EngineConfig {
             if all[..i].iter().any(|o| o.name == b.name) {
                 return Err(Error::invalid(format!(
                     "two backends are named {:?}; each needs its own name",
+                    b.name
+                )));
+            }
+            if b.engine == Engine::Kvm && b.tls.is_some() {
+                return Err(Error::invalid(format!(
+                    "backend {:?}: libvirt's TLS is set in libvirt's own pki paths",
                     b.name
                 )));
             }
@@ -195,6 +358,11 @@ impl EngineConfig {
     async fn connect_docker(&self, b: &BackendConfig) -> Result<Arc<dyn Backend>> {
         let config = DockerConfig {
             host: b.url.clone(),
+            tls: b.tls.as_ref().map(|t| DockerTls {
+                ca: t.ca.clone().into(),
+                cert: t.cert.clone().into(),
+                key: t.key.clone().into(),
+            }),
             ..Default::default()
         };
         let docker = DockerBackend::connect(&b.name, config)?;

@@ -223,6 +223,7 @@ async fn many_named_backends_from_one_config() -> libgo::Result<()> {
         mode,
         url: Some(url.into()),
         accelerator: None,
+        tls: None,
     };
     let config = EngineConfig {
         docker: EngineMode::Required,

@@ -126,6 +126,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     server.attach_backends(backends);
+    server.attach_hosts().await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     server.serve(listener, shutdown_signal()).await?;

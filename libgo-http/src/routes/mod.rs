@@ -10,6 +10,7 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub mod containers;
+pub mod hosts;
 pub mod images;
 pub mod instances;
 pub mod resources;
@@ -67,6 +68,7 @@ pub fn router() -> Router {
         .merge(system::router())
         .merge(instances::router())
         .merge(containers::router())
+        .merge(hosts::router())
         .merge(images::router())
         .merge(resources::router())
         .merge(tasks::router())

@@ -65,6 +65,7 @@ pub async fn start_in(
         .expect("server starts");
     let state = server.state().clone();
     server.attach_backends(specs);
+    server.attach_hosts().await.expect("stored hosts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

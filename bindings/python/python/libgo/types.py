@@ -236,7 +236,7 @@ class InstanceSpec(TypedDict):
 
     #: Start with the host (VMs).
     autostart: NotRequired[bool]
-    #: Backend to create it on; the first backend of `kind` when `None`.
+    #: Backend to create it on; when `None`, a backend of `kind` on the host placement picks (see `host` and `pool`).
     backend: NotRequired[Optional[str]]
     #: ISO attached as a CD-ROM (VMs).
     cdrom: NotRequired[Optional[str]]
@@ -253,6 +253,8 @@ class InstanceSpec(TypedDict):
     entrypoint: NotRequired[Optional[List[str]]]
     #: Environment variables (containers).
     env: NotRequired[Dict[str, str]]
+    #: Host to create it on (a pin); placement picks one when `None`.
+    host: NotRequired[Optional[str]]
     #: Container image, or VM base image for the first disk.
     image: NotRequired[Optional[str]]
     kernelBoot: NotRequired[Optional[KernelBoot]]
@@ -267,6 +269,8 @@ class InstanceSpec(TypedDict):
     name: str
     #: Networks to attach.
     networks: NotRequired[List[str]]
+    #: Compute pool to place it in; any pool when `None`.
+    pool: NotRequired[Optional[str]]
     #: Published ports (containers).
     ports: NotRequired[List[PortMapping]]
     #: Privileged container: only administrators may ask for one.
@@ -293,6 +297,8 @@ class Instance(TypedDict):
     createdAt: NotRequired[Optional[str]]
     #: Exit code of a stopped container, where known.
     exitCode: NotRequired[Optional[int]]
+    #: Host it lives on (`local` for the machine LibGo runs on). Set by the facade, which knows each backend's host; a backend leaves it empty.
+    host: NotRequired[str]
     #: Engine id (container id, domain UUID).
     id: str
     #: Image it was made from, where known.
@@ -769,6 +775,8 @@ class BackendInfo(TypedDict):
     endpoint: str
     #: Engine (`docker`, `libvirt`).
     engine: str
+    #: The engine's own identity (Docker's daemon id, libvirt's host UUID), the same however it is reached: one engine is never added twice.
+    engineId: NotRequired[Optional[str]]
     #: Instance kinds it manages.
     kinds: List[InstanceKind]
     #: Registered name.

@@ -1,0 +1,329 @@
+//! The facade's hosts: which backend is on which host, what each host has, where a new
+//! instance goes, and moving instances between hosts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::future::join_all;
+
+use crate::backend::Backend;
+use crate::error::{Error, ErrorKind, Result};
+use crate::hosts::{
+    Candidate, Host, HostAllocation, HostEngine, HostInstanceCounts, HostMembership, HostResources,
+    LOCAL_HOST, MigrateRequest, MigrationReport, MigrationSpec, Placement, place,
+};
+use crate::types::*;
+use crate::{LibGo, validate};
+
+/// The hosts the facade knows besides `local`, and the host of each backend.
+#[derive(Debug, Default)]
+pub(crate) struct HostRegistry {
+    /// Hosts by name; `local` is here once it was set, else implied.
+    pub hosts: BTreeMap<String, HostMembership>,
+    /// Host name by backend name.
+    pub of_backend: HashMap<String, String>,
+}
+
+impl LibGo {
+    pub(crate) fn hosts_mut(&self) -> std::sync::RwLockWriteGuard<'_, HostRegistry> {
+        self.hosts.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hosts_read(&self) -> std::sync::RwLockReadGuard<'_, HostRegistry> {
+        self.hosts.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn require_host(&self, host: &str) -> Result<()> {
+        if host == LOCAL_HOST || self.hosts_read().hosts.contains_key(host) {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("no host named {host:?}")).with_context("host", host))
+        }
+    }
+
+    /// The host of backend `backend` (`local` unless it was registered on another).
+    pub fn host_of(&self, backend: &str) -> String {
+        self.hosts_read()
+            .of_backend
+            .get(backend)
+            .cloned()
+            .unwrap_or_else(|| LOCAL_HOST.to_string())
+    }
+
+    pub(crate) fn stamp(&self, i: &mut Instance) {
+        i.host = self.host_of(&i.backend);
+    }
+
+    pub(crate) fn has_remote_hosts(&self) -> bool {
+        self.hosts_read().hosts.keys().any(|h| h != LOCAL_HOST)
+    }
+
+    /// Adds host `m`, or changes it (pool, enabled, labels, migration address); its
+    /// backends are registered with [`LibGo::register_on`].
+    pub fn host_set(&self, m: HostMembership) -> Result<()> {
+        validate::name("host name", &m.name)?;
+        validate::name("compute pool", &m.pool)?;
+        validate::labels(&m.labels)?;
+        self.hosts_mut().hosts.insert(m.name.clone(), m);
+        Ok(())
+    }
+
+    /// Forgets host `name` and unregisters its backends (their instances are left as they
+    /// are on the engines), answering them.
+    pub fn host_remove(&self, name: &str) -> Result<Vec<Arc<dyn Backend>>> {
+        if name == LOCAL_HOST {
+            return Err(Error::invalid("the local host cannot be removed"));
+        }
+        self.require_host(name)?;
+        let mut gone = Vec::new();
+        for b in self.host_backends(name) {
+            gone.push(self.unregister(b.name())?);
+        }
+        self.hosts_mut().hosts.remove(name);
+        Ok(gone)
+    }
+
+    /// Every host's membership, `local` first.
+    pub fn host_memberships(&self) -> Vec<HostMembership> {
+        let reg = self.hosts_read();
+        let mut all = vec![
+            reg.hosts
+                .get(LOCAL_HOST)
+                .cloned()
+                .unwrap_or_else(HostMembership::local),
+        ];
+        all.extend(reg.hosts.values().filter(|h| h.name != LOCAL_HOST).cloned());
+        all
+    }
+
+    /// One host's membership.
+    pub fn host_membership(&self, name: &str) -> Result<HostMembership> {
+        self.host_memberships()
+            .into_iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| {
+                Error::not_found(format!("no host named {name:?}")).with_context("host", name)
+            })
+    }
+
+    /// The backends of host `name`, in registration order.
+    pub fn host_backends(&self, name: &str) -> Vec<Arc<dyn Backend>> {
+        self.backends()
+            .into_iter()
+            .filter(|b| self.host_of(b.name()) == name)
+            .collect()
+    }
+
+    /// Every host as the API shows it: its engines asked now, its instances counted from
+    /// the facade's lists.
+    pub async fn host_list(&self) -> Result<Vec<Host>> {
+        let memberships = self.host_memberships();
+        let (instances, _) = self
+            .list_all_reporting(&InstanceFilter::default())
+            .await
+            .unwrap_or_default();
+        let hosts = join_all(
+            memberships
+                .iter()
+                .map(|m| self.host_view(m.clone(), &instances)),
+        )
+        .await;
+        Ok(hosts)
+    }
+
+    /// One host as the API shows it.
+    pub async fn host(&self, name: &str) -> Result<Host> {
+        let m = self.host_membership(name)?;
+        let (instances, _) = self
+            .list_all_reporting(&InstanceFilter::default())
+            .await
+            .unwrap_or_default();
+        Ok(self.host_view(m, &instances).await)
+    }
+
+    async fn host_view(&self, m: HostMembership, instances: &[Instance]) -> Host {
+        let backends = self.host_backends(&m.name);
+        let answers = join_all(backends.iter().map(|b| async {
+            let health = b.health().await;
+            let info = b.info().await.ok();
+            let resources = if health.up {
+                b.host_resources().await.ok()
+            } else {
+                None
+            };
+            (health, info, resources)
+        }))
+        .await;
+        let mut engines = Vec::new();
+        let mut resources: Option<HostResources> = None;
+        for (b, (health, info, res)) in backends.iter().zip(answers) {
+            let kind = if b.capabilities().kinds.contains(&InstanceKind::Vm) {
+                "kvm"
+            } else {
+                "docker"
+            };
+            // libvirt knows the host's storage and use; Docker only its CPUs and memory.
+            if let Some(r) = res
+                && (resources.is_none() || kind == "kvm")
+            {
+                resources = Some(r);
+            }
+            engines.push(HostEngine {
+                kind: kind.into(),
+                backend: b.name().to_string(),
+                url: info.map(|i| i.endpoint).unwrap_or_default(),
+                up: health.up,
+                message: health.message,
+            });
+        }
+        let mut counts = HostInstanceCounts::default();
+        let mut allocated = HostAllocation::default();
+        for i in instances.iter().filter(|i| i.host == m.name) {
+            match i.state {
+                InstanceState::Running | InstanceState::Paused => {
+                    counts.running += 1;
+                    allocated.cpus += i.cpus.unwrap_or(0.0);
+                    allocated.memory_bytes += i.memory_bytes.unwrap_or(0);
+                }
+                _ => counts.stopped += 1,
+            }
+        }
+        let resources = resources.unwrap_or_default();
+        Host {
+            alive: engines.iter().any(|e| e.up),
+            name: m.name,
+            pool: m.pool,
+            enabled: m.enabled,
+            engines,
+            capacity: resources.capacity,
+            allocated,
+            usage: resources.usage,
+            instances: counts,
+            labels: m.labels,
+        }
+    }
+
+    /// The backend a new instance goes to when its spec names no backend: one of its kind
+    /// on the host [`place`] picks.
+    pub(crate) async fn placed_backend(&self, spec: &InstanceSpec) -> Result<Arc<dyn Backend>> {
+        let kind = spec.kind.ok_or_else(|| {
+            Error::invalid("the spec needs a kind (\"vm\" or \"container\") to be placed")
+        })?;
+        if let Some(h) = &spec.host {
+            self.require_host(h)?;
+        }
+        let memberships: Vec<_> = self
+            .host_memberships()
+            .into_iter()
+            .filter(|m| spec.host.as_ref().is_none_or(|h| *h == m.name))
+            .filter(|m| spec.pool.as_ref().is_none_or(|p| *p == m.pool))
+            .collect();
+        if let (Some(h), Some(p)) = (&spec.host, &spec.pool)
+            && memberships.is_empty()
+        {
+            return Err(Error::invalid(format!(
+                "host {h:?} is not in compute pool {p:?}"
+            )));
+        }
+        let hosts = self.host_list().await?;
+        let candidates: Vec<Candidate> = memberships
+            .iter()
+            .filter_map(|m| hosts.iter().find(|h| h.name == m.name))
+            .map(|h| {
+                let backends = self.host_backends(&h.name);
+                let kinds = backends
+                    .iter()
+                    .filter(|b| h.engines.iter().any(|e| e.backend == b.name() && e.up))
+                    .flat_map(|b| b.capabilities().kinds)
+                    .collect();
+                Candidate {
+                    name: h.name.clone(),
+                    pool: h.pool.clone(),
+                    enabled: h.enabled,
+                    alive: h.alive,
+                    kinds,
+                    // A host whose engines report no memory is not refused for it.
+                    memory_bytes: if h.capacity.memory_bytes > 0 {
+                        h.capacity.memory_bytes
+                    } else {
+                        u64::MAX / 2
+                    },
+                    allocated_memory_bytes: h.allocated.memory_bytes,
+                    instances: h.instances.running + h.instances.stopped,
+                }
+            })
+            .collect();
+        let want = Placement {
+            kind: Some(kind),
+            memory_bytes: spec.memory_bytes.unwrap_or(0),
+            host: spec.host.as_deref(),
+            pool: spec.pool.as_deref(),
+        };
+        let host = place(&candidates, &want)?;
+        self.host_backends(&host)
+            .into_iter()
+            .find(|b| b.capabilities().kinds.contains(&kind))
+            .ok_or_else(|| {
+                Error::unavailable(format!(
+                    "host {host:?} has no backend for {}s",
+                    kind.as_str()
+                ))
+            })
+    }
+
+    /// Moves instance `id` to the host `request.host` names: a VM by libvirt's migration
+    /// (live unless `request.live` is false), a container by a cold move.
+    pub async fn migrate(
+        &self,
+        id: &str,
+        request: &MigrateRequest,
+        progress: ProgressSink,
+    ) -> Result<MigrationReport> {
+        validate::name("host name", &request.host)?;
+        let (source, instance) = self.locate(id).await?;
+        let target_host = self.host_membership(&request.host)?;
+        if instance.host == target_host.name {
+            return Err(Error::conflict(format!(
+                "{} is on host {:?} already",
+                instance.name, target_host.name
+            )));
+        }
+        if !target_host.enabled {
+            return Err(Error::conflict(format!(
+                "host {:?} is disabled: nothing is placed on it",
+                target_host.name
+            )));
+        }
+        let target = self
+            .host_backends(&target_host.name)
+            .into_iter()
+            .find(|b| b.capabilities().kinds.contains(&instance.kind))
+            .ok_or_else(|| {
+                Error::conflict(format!(
+                    "host {:?} has no engine for {}s",
+                    target_host.name,
+                    instance.kind.as_str()
+                ))
+            })?;
+        let health = target.health().await;
+        if !health.up {
+            return Err(Error::unavailable(format!(
+                "host {:?} does not answer: {}",
+                target_host.name, health.message
+            )));
+        }
+        let spec = MigrationSpec {
+            live: request.live,
+            address: target_host.migration_address.clone(),
+        };
+        let mut report = source
+            .migrate(&instance.id, target, &spec, progress)
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::Unsupported => e,
+                _ => e.with_context("host", target_host.name.clone()),
+            })?;
+        self.stamp(&mut report.instance);
+        Ok(report)
+    }
+}

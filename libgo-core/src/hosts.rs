@@ -1,0 +1,445 @@
+//! Hosts (named sets of engines), compute pools, and where a new instance goes.
+//!
+//! A host is what a person calls a machine: its Docker and its libvirt, reached through
+//! their own remote protocols. The machine LibGo runs on is host [`LOCAL_HOST`]. Every
+//! backend belongs to one host; the facade ([`crate::LibGo`]) knows which, stamps each
+//! [`crate::Instance`] with it, and places new instances with [`place`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, InstanceKind, Result};
+
+/// The host the server (or the embedded library) runs on.
+pub const LOCAL_HOST: &str = "local";
+
+/// The compute pool a host joins when it names none.
+pub const DEFAULT_POOL: &str = "default";
+
+/// A host's facts as the facade keeps them: what placement and listings read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HostMembership {
+    /// Host name.
+    pub name: String,
+    /// Compute pool.
+    pub pool: String,
+    /// Whether new instances may be placed on it.
+    pub enabled: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Where the other hosts' QEMU reaches this host's QEMU for a migration (an address or
+    /// name); the host part of its libvirt URI when `None`.
+    pub migration_address: Option<String>,
+}
+
+impl HostMembership {
+    /// The local host, in the default pool, enabled.
+    pub fn local() -> Self {
+        HostMembership {
+            name: LOCAL_HOST.into(),
+            pool: DEFAULT_POOL.into(),
+            enabled: true,
+            labels: BTreeMap::new(),
+            migration_address: None,
+        }
+    }
+}
+
+/// What a host has, as its engines report it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HostCapacity {
+    /// Logical CPUs.
+    pub cpus: u32,
+    /// Memory.
+    pub memory_bytes: u64,
+    /// Size of the storage new disks go to (libvirt's default pool), where known.
+    pub disk_bytes: Option<u64>,
+}
+
+/// What the instances on a host reserve: running or paused ones, by their limits.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HostAllocation {
+    /// CPUs.
+    pub cpus: f64,
+    /// Memory.
+    pub memory_bytes: u64,
+}
+
+/// What a host uses now, as its engines report it; `None` where no engine of the host
+/// reports it (Docker reports none of these; libvirt all but the network counters).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HostUsage {
+    /// CPU busy, 0–100 of the whole host.
+    pub cpu_percent: Option<f64>,
+    /// Memory in use.
+    pub memory_bytes: Option<u64>,
+    /// Storage in use (libvirt's default pool).
+    pub disk_bytes: Option<u64>,
+    /// Bytes received by the host's interfaces.
+    pub rx_bytes: Option<u64>,
+    /// Bytes sent by the host's interfaces.
+    pub tx_bytes: Option<u64>,
+}
+
+/// A host's resources in one answer of one engine.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HostResources {
+    /// What it has.
+    pub capacity: HostCapacity,
+    /// What it uses.
+    pub usage: HostUsage,
+}
+
+/// Instances on a host by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HostInstanceCounts {
+    /// Running or paused.
+    pub running: u64,
+    /// Defined, not running.
+    pub stopped: u64,
+    /// On an engine that does not answer.
+    pub lost: u64,
+    /// Being migrated or moved off this host.
+    pub migrating: u64,
+}
+
+/// One engine of a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct HostEngine {
+    /// `docker` or `kvm`.
+    pub kind: String,
+    /// The backend's name.
+    pub backend: String,
+    /// Where it is reached.
+    pub url: String,
+    /// Whether it answers.
+    pub up: bool,
+    /// Its version, or why it does not answer.
+    pub message: String,
+}
+
+/// A host as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Host {
+    /// Name.
+    pub name: String,
+    /// Compute pool.
+    pub pool: String,
+    /// Whether new instances may be placed on it.
+    pub enabled: bool,
+    /// Whether any of its engines answers.
+    pub alive: bool,
+    /// Its engines.
+    pub engines: Vec<HostEngine>,
+    /// What it has.
+    pub capacity: HostCapacity,
+    /// What its instances reserve.
+    pub allocated: HostAllocation,
+    /// What it uses.
+    pub usage: HostUsage,
+    /// Its instances by state.
+    pub instances: HostInstanceCounts,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A request to move an instance to another host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MigrateRequest {
+    /// The host to move it to.
+    pub host: String,
+    /// VMs: keep the guest running while its memory and disks are copied (`true`, the
+    /// default), or pause it for the copy. Containers are always moved cold.
+    #[serde(default = "yes")]
+    pub live: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a backend moves one of its instances to another backend of its engine.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MigrationSpec {
+    /// Keep a VM running during the copy.
+    pub live: bool,
+    /// Where the destination's engine is reached for the data (its host's migration
+    /// address); the backend derives it from the destination's URL when `None`.
+    pub address: Option<String>,
+}
+
+/// How an instance was moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum MigrationKind {
+    /// A VM moved while it ran (paused only for the final switch).
+    Live,
+    /// A VM moved paused.
+    Offline,
+    /// A container stopped, copied and recreated on the other host: never live.
+    Move,
+}
+
+/// What a migration did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationReport {
+    /// The instance, where it is now.
+    pub instance: crate::Instance,
+    /// How it was moved.
+    pub kind: MigrationKind,
+    /// The backend it left.
+    pub from_backend: String,
+    /// The backend it is on now.
+    pub to_backend: String,
+    /// How long the move took.
+    pub elapsed_ms: u64,
+    /// How long the guest was paused (libvirt's job statistics), where known.
+    pub downtime_ms: Option<u64>,
+    /// Bytes copied (memory and disks), where known.
+    pub transferred_bytes: Option<u64>,
+}
+
+/// A host as [`place`] sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Host name.
+    pub name: String,
+    /// Compute pool.
+    pub pool: String,
+    /// Placement allowed on it.
+    pub enabled: bool,
+    /// Its engines answer.
+    pub alive: bool,
+    /// The kinds of instance its answering engines manage.
+    pub kinds: Vec<InstanceKind>,
+    /// Its memory.
+    pub memory_bytes: u64,
+    /// What its instances reserve.
+    pub allocated_memory_bytes: u64,
+    /// How many instances it has.
+    pub instances: u64,
+}
+
+/// What is to be placed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Placement<'a> {
+    /// The instance's kind.
+    pub kind: Option<InstanceKind>,
+    /// The memory it reserves (0 when it sets no limit).
+    pub memory_bytes: u64,
+    /// A host it must go to.
+    pub host: Option<&'a str>,
+    /// A pool it must go to.
+    pub pool: Option<&'a str>,
+}
+
+/// Where an instance goes: among the enabled, alive hosts (of `want.pool`, or just
+/// `want.host`) with an engine of the instance's kind, the one with the most memory free
+/// after the instance's reservation; ties go to the host with fewer instances, then to the
+/// first name. None fits: `RESOURCE_CONFLICT` saying why for each host.
+///
+/// ```
+/// use libgo_core::hosts::{place, Candidate, Placement};
+/// use libgo_core::InstanceKind;
+/// let host = |name: &str, free_gib: u64| Candidate {
+///     name: name.into(), pool: "default".into(), enabled: true, alive: true,
+///     kinds: vec![InstanceKind::Vm], memory_bytes: 16 << 30,
+///     allocated_memory_bytes: (16 - free_gib) << 30, instances: 0,
+/// };
+/// let want = Placement { kind: Some(InstanceKind::Vm), memory_bytes: 1 << 30, ..Default::default() };
+/// assert_eq!(place(&[host("a", 2), host("b", 8)], &want).unwrap(), "b");
+/// ```
+pub fn place(candidates: &[Candidate], want: &Placement<'_>) -> Result<String> {
+    if let Some(h) = want.host
+        && !candidates.iter().any(|c| c.name == h)
+    {
+        return Err(Error::not_found(format!("no host named {h:?}")).with_context("host", h));
+    }
+    if let Some(p) = want.pool
+        && !candidates.iter().any(|c| c.pool == p)
+    {
+        return Err(Error::not_found(format!(
+            "no compute pool {p:?} (no host is in it)"
+        )));
+    }
+    let mut refusals = Vec::new();
+    let mut best: Option<(&Candidate, i128)> = None;
+    for c in candidates {
+        if want.host.is_some_and(|h| h != c.name) || want.pool.is_some_and(|p| p != c.pool) {
+            continue;
+        }
+        let refusal = if !c.enabled {
+            Some("disabled".to_string())
+        } else if !c.alive {
+            Some("not answering".to_string())
+        } else if want.kind.is_some_and(|k| !c.kinds.contains(&k)) {
+            Some(format!(
+                "no engine for {}s",
+                want.kind.map_or("instance", InstanceKind::as_str)
+            ))
+        } else {
+            None
+        };
+        let free_after =
+            c.memory_bytes as i128 - c.allocated_memory_bytes as i128 - want.memory_bytes as i128;
+        let refusal = refusal.or_else(|| {
+            (free_after < 0).then(|| {
+                format!(
+                    "{} MiB free, {} MiB wanted",
+                    (c.memory_bytes.saturating_sub(c.allocated_memory_bytes)) >> 20,
+                    want.memory_bytes >> 20
+                )
+            })
+        });
+        if let Some(why) = refusal {
+            refusals.push(format!("{}: {why}", c.name));
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some((b, b_free)) => {
+                free_after > b_free
+                    || (free_after == b_free
+                        && (c.instances < b.instances
+                            || (c.instances == b.instances && c.name < b.name)))
+            }
+        };
+        if better {
+            best = Some((c, free_after));
+        }
+    }
+    match best {
+        Some((c, _)) => Ok(c.name.clone()),
+        None => Err(Error::conflict(format!(
+            "no host can take this instance ({})",
+            if refusals.is_empty() {
+                "no host".to_string()
+            } else {
+                refusals.join("; ")
+            }
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn host(name: &str, pool: &str, free_mib: u64, instances: u64) -> Candidate {
+        Candidate {
+            name: name.into(),
+            pool: pool.into(),
+            enabled: true,
+            alive: true,
+            kinds: vec![InstanceKind::Vm, InstanceKind::Container],
+            memory_bytes: 8192 << 20,
+            allocated_memory_bytes: (8192 - free_mib) << 20,
+            instances,
+        }
+    }
+
+    fn want(memory_mib: u64) -> Placement<'static> {
+        Placement {
+            kind: Some(InstanceKind::Vm),
+            memory_bytes: memory_mib << 20,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_most_free_memory_wins() {
+        let hosts = [
+            host("a", "p", 1000, 0),
+            host("b", "p", 3000, 9),
+            host("c", "p", 2000, 0),
+        ];
+        assert_eq!(place(&hosts, &want(512)).unwrap(), "b");
+    }
+
+    #[test]
+    fn ties_go_to_fewer_instances_then_the_first_name() {
+        let hosts = [
+            host("b", "p", 1000, 3),
+            host("a", "p", 1000, 3),
+            host("c", "p", 1000, 1),
+        ];
+        assert_eq!(place(&hosts, &want(100)).unwrap(), "c");
+        let hosts = [host("b", "p", 1000, 1), host("a", "p", 1000, 1)];
+        assert_eq!(place(&hosts, &want(100)).unwrap(), "a");
+    }
+
+    #[test]
+    fn disabled_dead_full_and_wrong_kind_hosts_are_skipped_with_reasons() {
+        let mut off = host("off", "p", 8000, 0);
+        off.enabled = false;
+        let mut dead = host("dead", "p", 8000, 0);
+        dead.alive = false;
+        let mut docker_only = host("docker", "p", 8000, 0);
+        docker_only.kinds = vec![InstanceKind::Container];
+        let full = host("full", "p", 100, 0);
+        let hosts = [off, dead, docker_only, full];
+        let e = place(&hosts, &want(512)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        let m = e.to_string();
+        for why in [
+            "off: disabled",
+            "dead: not answering",
+            "docker: no engine for vms",
+            "full: 100 MiB free, 512 MiB wanted",
+        ] {
+            assert!(m.contains(why), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_pin_or_a_pool_narrows_the_choice() {
+        let hosts = [
+            host("a", "p1", 1000, 0),
+            host("b", "p2", 3000, 0),
+            host("c", "p1", 2000, 0),
+        ];
+        let mut w = want(10);
+        w.pool = Some("p1");
+        assert_eq!(place(&hosts, &w).unwrap(), "c");
+        w.host = Some("a");
+        assert_eq!(place(&hosts, &w).unwrap(), "a");
+        w.host = Some("b"); // b is not in p1
+        assert_eq!(place(&hosts, &w).unwrap_err().kind(), ErrorKind::Conflict);
+        w.pool = None;
+        w.host = Some("nope");
+        assert_eq!(place(&hosts, &w).unwrap_err().kind(), ErrorKind::NotFound);
+        w.host = None;
+        w.pool = Some("nope");
+        assert_eq!(place(&hosts, &w).unwrap_err().kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn an_instance_without_a_limit_fits_where_memory_is_left() {
+        let hosts = [host("a", "p", 0, 0), host("b", "p", 1, 5)];
+        assert_eq!(place(&hosts, &want(0)).unwrap(), "b");
+        assert_eq!(place(&hosts, &Placement::default()).unwrap(), "b");
+    }
+}

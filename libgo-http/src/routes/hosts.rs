@@ -1,0 +1,350 @@
+//! Hosts: other machines' engines, added at run time and kept in the database so that
+//! every replica (and the next start) connects the same ones; and moving instances
+//! between hosts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use libgo::{HostConfig, TlsFiles};
+use libgo_core::hosts::{DEFAULT_POOL, LOCAL_HOST};
+use libgo_core::{Host, HostMembership, MigrateRequest, Page, paginate};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
+
+use super::instances::{accepted, created};
+use super::{PageQuery, Router};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::state::AppState;
+use crate::tasks::Task;
+
+type S = State<Arc<AppState>>;
+
+/// How long adding a host waits for its engines.
+const ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// TLS material of a host's Docker: each PEM text, or a path to a PEM file on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DockerTlsRequest {
+    /// The CA that signed the daemon's certificate.
+    pub ca: String,
+    /// LibGo's client certificate.
+    pub cert: String,
+    /// Its private key.
+    pub key: String,
+}
+
+/// A host to add.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostRequest {
+    /// Name, DNS-label-like; its backends are `NAME-docker` and `NAME-kvm`.
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
+    pub name: String,
+    /// Its Docker: `tcp://ADDR:PORT`.
+    #[serde(default)]
+    pub docker: Option<String>,
+    /// TLS for its Docker (a daemon started with `--tlsverify`).
+    #[serde(default)]
+    pub docker_tls: Option<DockerTlsRequest>,
+    /// Its libvirt: `qemu+tcp://ADDR/system`, `qemu+tls://…`, `qemu+ssh://…` (libvirt's TLS
+    /// uses libvirt's own pki paths on the server).
+    #[serde(default)]
+    pub libvirt: Option<String>,
+    /// Compute pool (`default`).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Whether new instances may be placed on it (`true`).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Where the other hosts' QEMU reaches this one's for a migration; the address in
+    /// `libvirt` when absent.
+    #[serde(default)]
+    pub migration_address: Option<String>,
+}
+
+/// Changes to a host.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostPatch {
+    /// `false` stops placement on it (its instances stay).
+    pub enabled: Option<bool>,
+    /// Another compute pool.
+    pub pool: Option<String>,
+    /// New labels (replacing the old).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Another migration address.
+    pub migration_address: Option<String>,
+}
+
+/// `?force=`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ForceQuery {
+    /// Forget a host that still has instances (they are left on its engines).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Writes a PEM given as text into the host's directory (0600) and answers its path; a
+/// path is answered as it is.
+async fn pem_file(state: &AppState, host: &str, name: &str, value: &str) -> ApiResult<String> {
+    if !value.trim_start().starts_with("-----BEGIN") {
+        if value.is_empty() || !value.starts_with('/') {
+            return Err(ApiError::invalid(format!(
+                "dockerTls.{name}: give PEM text or an absolute path on the server"
+            )));
+        }
+        return Ok(value.to_string());
+    }
+    let dir = state.config.data_dir.join("hosts").join(host);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let path = dir.join(format!("{name}.pem"));
+    let write = {
+        let (path, value) = (path.clone(), value.to_string());
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(value.as_bytes())?;
+            f.sync_all()
+        })
+    };
+    write
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// Stores a host's configuration (the local host's row holds only its membership).
+async fn store(state: &AppState, config: &HostConfig, new: bool) -> ApiResult<()> {
+    let json = serde_json::to_string(config).map_err(ApiError::internal)?;
+    let name = &config.membership.name;
+    let done = if new {
+        state.db.host_insert(name, &json).await?
+    } else {
+        state.db.host_update(name, &json).await? || state.db.host_insert(name, &json).await?
+    };
+    if !done {
+        return Err(ApiError::conflict(format!(
+            "a host named {name:?} exists already"
+        )));
+    }
+    Ok(())
+}
+
+/// The stored configuration of host `name`, or the local host's membership.
+async fn stored(state: &AppState, name: &str) -> ApiResult<HostConfig> {
+    let rows = state.db.host_list().await?;
+    if let Some((_, json)) = rows.iter().find(|(n, _)| n == name) {
+        return serde_json::from_str(json).map_err(ApiError::internal);
+    }
+    Ok(HostConfig {
+        membership: state.libgo.host_membership(name)?,
+        docker: None,
+        docker_tls: None,
+        libvirt: None,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/hosts", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts", params(PageQuery),
+    responses((status = 200, description = "Hosts, `local` first: engines, capacity, use and instances", body = libgo_core::Page<Host>)))]
+async fn list_hosts(State(state): S, Query(q): Query<PageQuery>) -> ApiResult<Json<Page<Host>>> {
+    let page = q.get()?;
+    Ok(Json(paginate(state.libgo.host_list().await?, page)))
+}
+
+#[utoipa::path(get, path = "/api/v1/hosts/{name}", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts",
+    params(("name" = String, Path, description = "Host name")),
+    responses((status = 200, description = "The host", body = Host)))]
+async fn get_host(State(state): S, Path(name): Path<String>) -> ApiResult<Json<Host>> {
+    Ok(Json(state.libgo.host(&name).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/hosts", extensions(("x-libgo-access" = json!("admin"))), tag = "hosts",
+    request_body = HostRequest,
+    responses((status = 201, description = "Added; its engines answered", body = Host),
+        (status = 503, description = "An engine of the host does not answer; nothing was stored", body = crate::error::ErrorBody)))]
+async fn add_host(State(state): S, Json(req): Json<HostRequest>) -> ApiResult<Response> {
+    libgo_core::validate::name("host name", &req.name)?;
+    if req.name == LOCAL_HOST || state.libgo.host_membership(&req.name).is_ok() {
+        return Err(ApiError::conflict(format!(
+            "a host named {:?} exists already",
+            req.name
+        )));
+    }
+    let docker_tls = match &req.docker_tls {
+        Some(t) => Some(TlsFiles {
+            ca: pem_file(&state, &req.name, "ca", &t.ca).await?,
+            cert: pem_file(&state, &req.name, "cert", &t.cert).await?,
+            key: pem_file(&state, &req.name, "key", &t.key).await?,
+        }),
+        None => None,
+    };
+    let config = HostConfig {
+        membership: HostMembership {
+            name: req.name.clone(),
+            pool: req.pool.unwrap_or_else(|| DEFAULT_POOL.into()),
+            enabled: req.enabled.unwrap_or(true),
+            labels: req.labels,
+            migration_address: req.migration_address,
+        },
+        docker: req.docker,
+        docker_tls,
+        libvirt: req.libvirt,
+    };
+    libgo_core::validate::name("compute pool", &config.membership.pool)?;
+    let engines = crate::backends::engine_config(&state.config);
+    let added = tokio::time::timeout(
+        ADD_TIMEOUT,
+        libgo::add_host(&state.libgo, &engines, &config),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(libgo_core::Error::unavailable(format!(
+            "the engines of host {:?} did not answer within {} s",
+            req.name,
+            ADD_TIMEOUT.as_secs()
+        )))
+    });
+    if let Err(e) = added {
+        let _ =
+            tokio::fs::remove_dir_all(state.config.data_dir.join("hosts").join(&req.name)).await;
+        return Err(e.into());
+    }
+    if let Err(e) = store(&state, &config, true).await {
+        let _ = state.libgo.host_remove(&req.name);
+        return Err(e);
+    }
+    for b in state.libgo.host_backends(&req.name) {
+        crate::events::spawn_pump(state.clone(), b.name().to_string());
+    }
+    let host = state.libgo.host(&req.name).await?;
+    Ok(created(format!("/api/v1/hosts/{}", host.name), host))
+}
+
+#[utoipa::path(patch, path = "/api/v1/hosts/{name}", extensions(("x-libgo-access" = json!("admin"))), tag = "hosts",
+    params(("name" = String, Path, description = "Host name")),
+    request_body = HostPatch,
+    responses((status = 200, description = "The host", body = Host)))]
+async fn patch_host(
+    State(state): S,
+    Path(name): Path<String>,
+    Json(patch): Json<HostPatch>,
+) -> ApiResult<Json<Host>> {
+    let mut config = stored(&state, &name).await?;
+    let m = &mut config.membership;
+    if let Some(e) = patch.enabled {
+        m.enabled = e;
+    }
+    if let Some(p) = patch.pool {
+        libgo_core::validate::name("compute pool", &p)?;
+        m.pool = p;
+    }
+    if let Some(l) = patch.labels {
+        m.labels = l;
+    }
+    if let Some(a) = patch.migration_address {
+        m.migration_address = Some(a);
+    }
+    state.libgo.host_set(config.membership.clone())?;
+    store(&state, &config, false).await?;
+    Ok(Json(state.libgo.host(&name).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/hosts/{name}", extensions(("x-libgo-access" = json!("admin"))), tag = "hosts",
+    params(("name" = String, Path, description = "Host name"), ForceQuery),
+    responses((status = 204, description = "Forgotten (its engines and instances are left as they are)")))]
+async fn delete_host(
+    State(state): S,
+    Path(name): Path<String>,
+    Query(q): Query<ForceQuery>,
+) -> ApiResult<axum::http::StatusCode> {
+    let host = state.libgo.host(&name).await?;
+    let count = host.instances.running + host.instances.stopped + host.instances.lost;
+    if count > 0 && !q.force {
+        return Err(ApiError::conflict(format!(
+            "host {name:?} has {count} instances: move them, or add ?force=true to forget \
+             the host and leave them on its engines"
+        )));
+    }
+    state.libgo.host_remove(&name)?;
+    state.db.host_delete(&name).await?;
+    let _ = tokio::fs::remove_dir_all(state.config.data_dir.join("hosts").join(&name)).await;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/instances/{id}/migrate", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name")),
+    request_body = MigrateRequest,
+    responses((status = 202, description = "Migration task started; its result is a MigrationReport", body = Task)))]
+async fn migrate_instance(
+    State(state): S,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<MigrateRequest>,
+) -> ApiResult<Response> {
+    super::instances::require_for_host_access(&state, &caller, &id).await?;
+    let i = state.libgo.get(&id).await?;
+    let target = state.libgo.host_membership(&req.host)?;
+    if i.host == target.name {
+        return Err(ApiError::conflict(format!(
+            "{} is on host {:?} already",
+            i.name, target.name
+        )));
+    }
+    let libgo = state.libgo.clone();
+    let instance_id = i.id.clone();
+    let task = state
+        .tasks
+        .spawn(
+            "instance.migrate",
+            Some(i.name.clone()),
+            &caller.username,
+            move |ctx| async move {
+                ctx.progress(Some(0.0), format!("moving to host {}", req.host));
+                let r = libgo.migrate(&instance_id, &req, ctx.sink()).await?;
+                Ok(serde_json::to_value(r).unwrap_or_default())
+            },
+        )
+        .await?;
+    Ok(accepted(task))
+}
+
+#[utoipa::path(get, path = "/api/v1/migrations", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts", params(PageQuery),
+    responses((status = 200, description = "Migration tasks, newest first: the caller's own (every user's for administrators)", body = libgo_core::Page<Task>)))]
+async fn list_migrations(
+    State(state): S,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<Task>>> {
+    let page = q.get()?;
+    let mut all = state.tasks.list(None, Some("instance.migrate")).await?;
+    all.retain(|t| t.visible_to(&caller));
+    Ok(Json(paginate(all, page)))
+}
+
+/// The routes.
+pub fn router() -> Router {
+    Router::new()
+        .routes(routes!(list_hosts, add_host))
+        .routes(routes!(get_host, patch_host, delete_host))
+        .routes(routes!(migrate_instance))
+        .routes(routes!(list_migrations))
+}

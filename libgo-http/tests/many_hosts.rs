@@ -1,0 +1,429 @@
+//! Many hosts over HTTP against real engines: a second host made by `scripts/host2.sh` (a
+//! network namespace with its own dockerd over TCP+TLS and its own libvirtd over TCP) is
+//! added, instances are placed on it by pool, and a running test guest is live-migrated
+//! there and back, answering on its serial console after each move.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{assert_error, json_of, start, unique};
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+const IMAGE: &str = "libgo-test/busybox:latest";
+
+/// The second host: started for this test, stopped (with all it ran) when dropped.
+struct SecondHost {
+    name: String,
+    env: HashMap<String, String>,
+}
+
+impl SecondHost {
+    fn start() -> SecondHost {
+        let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["start", &name])
+            .output()
+            .expect("run host2.sh");
+        assert!(
+            out.status.success(),
+            "host2.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        SecondHost { name, env }
+    }
+
+    fn get(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("host2.sh printed no {key}"))
+    }
+}
+
+impl Drop for SecondHost {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", &self.name])
+            .output();
+    }
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/host2.sh")
+}
+
+fn virsh(uri: &str, args: &[&str]) -> String {
+    let out = Command::new("virsh")
+        .args(["-c", uri])
+        .args(args)
+        .output()
+        .expect("virsh");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn guest() -> PathBuf {
+    let cache = std::env::var("LIBGO_CACHE").unwrap_or_else(|_| "/var/cache/libgo".into());
+    PathBuf::from(cache).join("guest")
+}
+
+/// Reads the VM's serial console over the WebSocket until it shows `marker`.
+async fn console_shows(base: &str, id: &str, token: &str, marker: &str) {
+    let url = format!(
+        "{}/api/v1/instances/{id}/console?access_token={token}",
+        base.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("console websocket");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    while !seen.contains(marker) {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(Message::Text(t)))) => seen.push_str(&t),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("console of {id} ended or was silent: {other:?}; saw {seen:?}"),
+        }
+    }
+    let _ = ws.close(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
+    let h2 = SecondHost::start();
+    let s = start(true, |c| c.kvm.accelerator = "tcg".into()).await;
+    let t = s.admin.clone();
+    let (_, operator) = s.user("operator").await;
+    let addr = h2.get("LIBGO_HOST2_ADDR").to_string();
+    let tls = PathBuf::from(h2.get("LIBGO_HOST2_DOCKER_TLS"));
+    let pem = |f: &str| std::fs::read_to_string(tls.join(f)).expect("pem");
+
+    // The local host is there from the start.
+    let hosts = json_of(
+        s.req(Method::GET, "/api/v1/hosts", &t)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    assert_eq!(hosts["items"][0]["name"], "local", "{hosts}");
+
+    // A host whose engine does not answer is refused with 503 and nothing is stored.
+    let r = s
+        .req(Method::POST, "/api/v1/hosts", &t)
+        .json(&json!({"name": "h2", "libvirt": format!("qemu+tcp://{addr}:1/system")}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 503, "BACKEND_UNAVAILABLE").await;
+    let r = s
+        .req(Method::GET, "/api/v1/hosts/h2", &t)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+    // Unknown fields are refused; only an administrator adds hosts.
+    let r = s
+        .req(Method::POST, "/api/v1/hosts", &t)
+        .json(&json!({"name": "h2", "libvirt": h2.get("LIBGO_HOST2_LIBVIRT"), "dockr": "x"}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 400, "INVALID_INPUT").await;
+    let r = s
+        .req(Method::POST, "/api/v1/hosts", &operator)
+        .json(&json!({"name": "h2", "libvirt": h2.get("LIBGO_HOST2_LIBVIRT")}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 403, "FORBIDDEN").await;
+
+    // Register it: Docker over TLS (PEM text), libvirt over TCP, in pool p2.
+    let host = json_of(
+        s.req(Method::POST, "/api/v1/hosts", &t)
+            .json(&json!({
+                "name": "h2",
+                "docker": h2.get("LIBGO_HOST2_DOCKER"),
+                "dockerTls": {"ca": pem("ca.pem"), "cert": pem("cert.pem"), "key": pem("key.pem")},
+                "libvirt": h2.get("LIBGO_HOST2_LIBVIRT"),
+                "pool": "p2",
+                "labels": {"rack": "r2"},
+            }))
+            .send()
+            .await
+            .expect("req"),
+        201,
+    )
+    .await;
+    assert_eq!(host["name"], "h2");
+    assert_eq!(host["alive"], true, "{host}");
+    let engines = host["engines"].as_array().expect("engines");
+    assert_eq!(engines.len(), 2, "{host}");
+    assert!(engines.iter().all(|e| e["up"] == true), "{host}");
+    assert!(
+        host["capacity"]["memoryBytes"]
+            .as_u64()
+            .is_some_and(|m| m > 0),
+        "{host}"
+    );
+    assert!(
+        host["capacity"]["cpus"].as_u64().is_some_and(|c| c > 0),
+        "{host}"
+    );
+    // One engine is not added twice under another name.
+    let r = s
+        .req(Method::POST, "/api/v1/hosts", &t)
+        .json(&json!({"name": "h3", "libvirt": "qemu:///system"}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 409, "RESOURCE_CONFLICT").await;
+    // Stored PEM texts are private files.
+    for f in ["ca", "cert", "key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let p = s.data_dir.join("hosts/h2").join(format!("{f}.pem"));
+        let mode = std::fs::metadata(&p)
+            .expect("pem stored")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", p.display());
+    }
+
+    // A container placed by pool lands on h2's dockerd and answers exec there.
+    let cname = unique("mh-c");
+    let c = json_of(
+        s.req(Method::POST, "/api/v1/instances", &operator)
+            .json(
+                &json!({"name": cname, "kind": "container", "image": IMAGE, "pool": "p2",
+                          "command": ["sleep", "300"], "start": true}),
+            )
+            .send()
+            .await
+            .expect("req"),
+        201,
+    )
+    .await;
+    assert_eq!(c["host"], "h2", "{c}");
+    assert_eq!(c["backend"], "h2-docker", "{c}");
+    let x = json_of(
+        s.req(
+            Method::POST,
+            &format!("/api/v1/instances/{cname}/exec"),
+            &operator,
+        )
+        .json(&json!({"command": ["hostname"]}))
+        .send()
+        .await
+        .expect("req"),
+        200,
+    )
+    .await;
+    assert_eq!(x["exitCode"], 0, "{x}");
+    let sock = format!("unix:///var/lib/libgo-hosts/{}/docker.sock", h2.name);
+    let ps = Command::new("docker")
+        .args(["-H", &sock, "ps", "--format", "{{.Names}}"])
+        .output()
+        .expect("docker ps");
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).contains(&cname),
+        "not on h2's dockerd"
+    );
+    // Pinning to a host in another pool is refused with the reason.
+    let r = s
+        .req(Method::POST, "/api/v1/instances", &operator)
+        .json(
+            &json!({"name": unique("mh-x"), "kind": "container", "image": IMAGE,
+                      "host": "local", "pool": "p2"}),
+        )
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 400, "INVALID_INPUT").await;
+    // A disabled host takes nothing: 409 with the reason, nothing created.
+    json_of(
+        s.req(Method::PATCH, "/api/v1/hosts/h2", &t)
+            .json(&json!({"enabled": false}))
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    let refused = unique("mh-r");
+    let r = s
+        .req(Method::POST, "/api/v1/instances", &operator)
+        .json(&json!({"name": refused, "kind": "container", "image": IMAGE, "pool": "p2"}))
+        .send()
+        .await
+        .expect("req");
+    let e = assert_error(r, 409, "RESOURCE_CONFLICT").await;
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("h2: disabled"),
+        "{e}"
+    );
+    let r = s
+        .req(Method::GET, &format!("/api/v1/instances/{refused}"), &t)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+    json_of(
+        s.req(Method::PATCH, "/api/v1/hosts/h2", &t)
+            .json(&json!({"enabled": true}))
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    // The way back: the machine as h2's QEMU reaches it.
+    json_of(
+        s.req(Method::PATCH, "/api/v1/hosts/local", &t)
+            .json(&json!({"migrationAddress": h2.get("LIBGO_HOST2_PEER")}))
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+
+    // A running test guest on the local host, migrated live to h2 and back (booting a host
+    // kernel is an administrator's right).
+    let vname = unique("mh-v");
+    let g = guest();
+    let vm = json_of(
+        s.req(Method::POST, "/api/v1/instances", &t)
+            .json(&json!({"name": vname, "kind": "vm", "host": "local", "memoryBytes": 256u64 << 20,
+                          "disks": [{"sizeBytes": 16u64 << 20}],
+                          "kernelBoot": {"kernel": g.join("vmlinuz"), "initrd": g.join("initrd.img"),
+                                         "cmdline": "console=ttyS0 panic=-1 quiet libgo.noagent"},
+                          "start": true}))
+            .send()
+            .await
+            .expect("req"),
+        201,
+    )
+    .await;
+    let id = vm["id"].as_str().expect("id").to_string();
+    assert_eq!(vm["host"], "local");
+    console_shows(&s.base, &id, &t, "LIBGO-GUEST-ALIVE").await;
+
+    for (to, uri) in [
+        ("h2", h2.get("LIBGO_HOST2_LIBVIRT")),
+        ("local", "qemu:///system"),
+    ] {
+        let r = s
+            .req(
+                Method::POST,
+                &format!("/api/v1/instances/{vname}/migrate"),
+                &t,
+            )
+            .json(&json!({"host": to, "live": true}))
+            .send()
+            .await
+            .expect("req");
+        assert_eq!(r.status().as_u16(), 202);
+        let location = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        let task = s.wait_task(&location, &t).await;
+        assert_eq!(task["status"], "finished", "{task}");
+        let report = &task["result"];
+        assert_eq!(report["kind"], "live", "{report}");
+        assert_eq!(report["instance"]["host"], to, "{report}");
+        assert_eq!(
+            report["instance"]["id"],
+            id.as_str(),
+            "the id stays: {report}"
+        );
+        assert_eq!(report["instance"]["state"], "running", "{report}");
+        eprintln!(
+            "live migration to {to}: {} ms, downtime {} ms, {} bytes",
+            report["elapsedMs"], report["downtimeMs"], report["transferredBytes"]
+        );
+        // libvirt on both sides agrees: running there, gone here.
+        let there = virsh(uri, &["domstate", &vname]);
+        assert!(there.contains("running"), "{to}: {there}");
+        let other = if to == "h2" {
+            "qemu:///system"
+        } else {
+            h2.get("LIBGO_HOST2_LIBVIRT")
+        };
+        let here = virsh(other, &["domstate", &vname]);
+        assert!(here.contains("failed to get domain"), "left behind: {here}");
+        // Its disk went with it: no copy is left where it was.
+        let vols = virsh(other, &["vol-list", "default"]);
+        assert!(!vols.contains(&vname), "disk left behind: {vols}");
+        // The guest still answers on its console, by the same id.
+        console_shows(&s.base, &id, &t, "LIBGO-GUEST-ALIVE").await;
+        let got = json_of(
+            s.req(Method::GET, &format!("/api/v1/instances/{id}"), &t)
+                .send()
+                .await
+                .expect("req"),
+            200,
+        )
+        .await;
+        assert_eq!(got["host"], to, "{got}");
+    }
+    // The migration is listed.
+    let migrations = json_of(
+        s.req(Method::GET, "/api/v1/migrations", &t)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    assert!(
+        migrations["count"].as_u64().is_some_and(|n| n >= 2),
+        "{migrations}"
+    );
+
+    // A host with instances is not forgotten unless forced.
+    let r = s
+        .req(Method::DELETE, "/api/v1/hosts/h2", &t)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 409, "RESOURCE_CONFLICT").await;
+    s.remove_instance(&cname).await;
+    s.remove_instance(&vname).await;
+    let r = s
+        .req(Method::DELETE, "/api/v1/hosts/h2", &t)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status().as_u16(), 204);
+    let r = s
+        .req(Method::GET, "/api/v1/hosts/h2", &t)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+    s.stop().await;
+}

@@ -1,0 +1,262 @@
+//! Moving a VM to another libvirt host: libvirt's own migration, with its disks copied
+//! (storage is not shared between hosts), the destination's disks made by libvirt in the
+//! destination's pool, and the source's copies deleted once the VM runs there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libgo_core::{
+    Error, MigrationKind, MigrationReport, MigrationSpec, Progress, ProgressSink, Result,
+};
+use virt::connect::Connect;
+use virt::domain::{Domain, MigrateParameters};
+use virt::sys;
+
+use crate::KvmBackend;
+use crate::compute::{facts, lookup};
+use crate::conn::LvExt;
+
+/// Where a migration to `target` goes: `tcp://ADDRESS` of the destination's QEMU, from the
+/// spec's address or else the host part of the destination's libvirt URI.
+fn migration_uri(target: &KvmBackend, address: Option<&str>) -> Result<String> {
+    let host = match address {
+        Some(a) => a.to_string(),
+        None => uri_host(&target.config().uri).ok_or_else(|| {
+            Error::invalid(format!(
+                "backend {:?} ({}) has no address other hosts can reach its QEMU at; \
+                 give its host a migrationAddress",
+                target.config().name,
+                target.config().uri
+            ))
+        })?,
+    };
+    if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+        return Err(Error::invalid(format!("bad migration address {host:?}")));
+    }
+    Ok(format!("tcp://{host}"))
+}
+
+/// The host of a libvirt URI (`qemu+tcp://10.0.0.2/system` → `10.0.0.2`), if it names one.
+fn uri_host(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        host.split(':').next()?
+    };
+    (!host.is_empty() && host != "localhost").then(|| host.to_string())
+}
+
+/// Migrates VM `id` from `source` to `target` (see [`libgo_core::Compute::migrate`]).
+pub(crate) async fn migrate(
+    source: &KvmBackend,
+    id: &str,
+    target: &KvmBackend,
+    spec: &MigrationSpec,
+    progress: ProgressSink,
+) -> Result<MigrationReport> {
+    if source.is_test_driver() || target.is_test_driver() {
+        return Err(Error::unsupported(
+            "libvirt's test driver cannot migrate VMs",
+        ));
+    }
+    if source.config().uri == target.config().uri {
+        return Err(Error::invalid("the VM is on that host already"));
+    }
+    let uri = migration_uri(target, spec.address.as_deref())?;
+    let src = source.inner.connection_now()?;
+    let dst = target.inner.connection_now()?;
+    let live = spec.live;
+    let s_inner = source.inner.clone();
+    let id = id.to_string();
+    let started = Instant::now();
+    let (domain, copied_disks, name) = {
+        let src = src.clone();
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let d = lookup(&src, &id)?;
+            if !d.is_active().lv()? {
+                return Err(Error::conflict(
+                    "only a running VM can be migrated; start it first (a stopped VM's \
+                     disks are not copied by libvirt's migration)",
+                ));
+            }
+            let f = facts(&s_inner, &d)?;
+            let disks: Vec<DiskRef> = f
+                .disks
+                .iter()
+                .filter(|d| d.device == "disk" && !d.readonly)
+                .filter_map(|d| match (&d.pool, &d.volume, &d.file) {
+                    (Some(p), Some(v), _) => Some(DiskRef::Volume(p.clone(), v.clone())),
+                    (_, _, Some(f)) => Some(DiskRef::Path(f.clone())),
+                    _ => None,
+                })
+                .collect();
+            Ok((d, disks, f.name.clone()))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("libvirt worker failed: {e}")))??
+    };
+    progress.report(Progress {
+        percent: Some(0.0),
+        message: format!("migrating {name} to {uri}"),
+        id: None,
+    });
+
+    let flags = sys::VIR_MIGRATE_PERSIST_DEST
+        | sys::VIR_MIGRATE_UNDEFINE_SOURCE
+        | sys::VIR_MIGRATE_NON_SHARED_DISK
+        | sys::VIR_MIGRATE_ABORT_ON_ERROR
+        | if live { sys::VIR_MIGRATE_LIVE } else { 0 };
+    let params = MigrateParameters {
+        uri: Some(uri.clone()),
+        ..Default::default()
+    };
+    let domain = Arc::new(domain);
+    let run = {
+        let d = domain.clone();
+        let dst = dst.clone();
+        tokio::task::spawn_blocking(move || -> Result<Domain> {
+            d.migrate3(&dst, params, flags).lv()
+        })
+    };
+    tokio::pin!(run);
+    let migrated = loop {
+        tokio::select! {
+            answer = &mut run => break answer
+                .map_err(|e| Error::internal(format!("libvirt worker failed: {e}")))?,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                let d = domain.clone();
+                if let Ok(Ok(stats)) = tokio::task::spawn_blocking(move || d.job_stats(0)).await
+                    && let Some(p) = job_progress(&stats)
+                {
+                    progress.report(p);
+                }
+            }
+        }
+    };
+    let migrated = migrated.map_err(|e| {
+        e.with_context("instance", name.clone())
+            .with_context("destination", target.config().name.clone())
+    })?;
+    let elapsed = started.elapsed();
+    source.inner.shared.invalidate_all();
+    target.inner.shared.invalidate_all();
+
+    // libvirt hands the job's statistics to the destination: downtime comes from there.
+    let (downtime_ms, transferred) = {
+        let d = Arc::new(migrated);
+        let dd = d.clone();
+        let stats =
+            tokio::task::spawn_blocking(move || dd.job_stats(sys::VIR_DOMAIN_JOB_STATS_COMPLETED))
+                .await
+                .ok()
+                .and_then(|s| s.ok());
+        (
+            stats.as_ref().and_then(|s| s.downtime),
+            stats
+                .as_ref()
+                .map(|s| s.data_processed.unwrap_or(0) + s.disk_processed.unwrap_or(0)),
+        )
+    };
+
+    // The source keeps its copies of the disks: they are the VM's no more.
+    let left = delete_copies(&src, copied_disks).await;
+    if !left.is_empty() {
+        tracing::warn!(instance = %name, disks = ?left, "source disks left after migration");
+    }
+    let instance = libgo_core::Compute::get(target, &name).await?;
+    progress.report(Progress {
+        percent: Some(100.0),
+        message: format!("{name} runs on {}", target.config().name),
+        id: None,
+    });
+    Ok(MigrationReport {
+        instance,
+        kind: if live {
+            MigrationKind::Live
+        } else {
+            MigrationKind::Offline
+        },
+        from_backend: source.config().name.clone(),
+        to_backend: target.config().name.clone(),
+        elapsed_ms: elapsed.as_millis() as u64,
+        downtime_ms,
+        transferred_bytes: transferred,
+    })
+}
+
+/// Progress from libvirt's job statistics: disks first, then memory.
+fn job_progress(s: &virt::domain::JobStats) -> Option<Progress> {
+    if s.r#type == sys::VIR_DOMAIN_JOB_NONE as i32 {
+        return None;
+    }
+    let total = s.data_total.unwrap_or(0) + s.disk_total.unwrap_or(0);
+    let done = s.data_processed.unwrap_or(0) + s.disk_processed.unwrap_or(0);
+    let percent = (total > 0).then(|| (done as f64 * 100.0 / total as f64).min(99.0));
+    Some(Progress {
+        percent,
+        message: format!(
+            "copied {} of {} MiB (disks {} of {} MiB), memory pass {}",
+            done >> 20,
+            total >> 20,
+            s.disk_processed.unwrap_or(0) >> 20,
+            s.disk_total.unwrap_or(0) >> 20,
+            s.mem_iteration.unwrap_or(0)
+        ),
+        id: None,
+    })
+}
+
+/// A disk of a domain: a volume of a pool, or a file.
+#[derive(Debug, Clone)]
+enum DiskRef {
+    Volume(String, String),
+    Path(String),
+}
+
+/// Deletes the volumes `disks` on `c`; answers those it could not delete.
+async fn delete_copies(c: &Arc<Connect>, disks: Vec<DiskRef>) -> Vec<DiskRef> {
+    let c = c.clone();
+    tokio::task::spawn_blocking(move || {
+        disks
+            .into_iter()
+            .filter(|d| {
+                let vol = match d {
+                    DiskRef::Volume(pool, name) => c
+                        .lookup_storage_pool_by_name(pool)
+                        .and_then(|p| p.refresh(0).map(|_| p))
+                        .and_then(|p| p.lookup_storage_vol_by_name(name)),
+                    DiskRef::Path(path) => c.lookup_storage_vol_by_path(path),
+                };
+                vol.and_then(|v| v.delete(0)).is_err()
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_comes_from_the_uri_unless_given() {
+        assert_eq!(
+            uri_host("qemu+tcp://10.0.0.2/system").as_deref(),
+            Some("10.0.0.2")
+        );
+        assert_eq!(
+            uri_host("qemu+ssh://root@h2:22/system").as_deref(),
+            Some("h2")
+        );
+        assert_eq!(
+            uri_host("qemu+tls://[fd00::2]/system").as_deref(),
+            Some("fd00::2")
+        );
+        assert_eq!(uri_host("qemu:///system"), None);
+        assert_eq!(uri_host("qemu+tcp://localhost/system"), None);
+    }
+}
