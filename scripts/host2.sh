@@ -5,6 +5,7 @@
 #
 #   scripts/host2.sh start NAME   starts it; prints `export LIBGO_HOST2_…=…` lines for eval
 #   scripts/host2.sh stop NAME    stops what `start` started (by pid) and deletes it all
+#   scripts/host2.sh docker-kill|docker-start NAME   kills (as a crash would) or starts its dockerd
 #
 # NAME is unique per run (the tests pass one). Each host takes the first free /30 of
 # 10.250.0.0/16; the machine's side is .1, the host's .2. State lives in
@@ -13,8 +14,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cmd=${1:-}
 name=${2:-}
-[[ "$cmd" =~ ^(start|stop)$ && "$name" =~ ^[a-z][a-z0-9]{0,9}$ ]] || {
-  echo "usage: $0 start|stop NAME (NAME: a-z0-9, at most 10 characters)" >&2
+[[ "$cmd" =~ ^(start|stop|docker-kill|docker-start)$ && "$name" =~ ^[a-z][a-z0-9]{0,9}$ ]] || {
+  echo "usage: $0 start|stop|docker-kill|docker-start NAME (NAME: a-z0-9, at most 10 characters)" >&2
   exit 2
 }
 dir=/var/lib/libgo-hosts/$name
@@ -31,6 +32,32 @@ stop_pid() { # stop_pid FILE — TERM, then KILL, the process whose pid FILE hol
   kill -9 "$pid" 2>/dev/null || true
 }
 
+# dockerd: its own roots, pid file and sockets; a bridge of its own inside the namespace but
+# no iptables rules (nothing leaves the namespace but the TCP API).
+start_dockerd() {
+  local addr_in
+  addr_in=$(cat "$dir/addr")
+  nsenter --net="/var/run/netns/$ns" nohup dockerd \
+    --data-root "$dir/docker-data" --exec-root "$dir/docker-exec" --pidfile "$dir/docker.pid" \
+    -H "unix://$dir/docker.sock" -H "tcp://$addr_in:2376" \
+    --tlsverify --tlscacert "$dir/tls/ca.pem" --tlscert "$dir/tls/server-cert.pem" \
+    --tlskey "$dir/tls/server-key.pem" --iptables=false --ip-masq=false \
+    --config-file "$dir/daemon.json" --bip "$(cat "$dir/bip")" >>"$dir/dockerd.log" 2>&1 &
+  wait_for "the second host's dockerd" 60 docker -H "unix://$dir/docker.sock" version
+}
+
+if [ "$cmd" = docker-kill ]; then
+  pid=$(cat "$dir/docker.pid")
+  kill -9 "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$dir/docker.pid"
+  exit 0
+fi
+if [ "$cmd" = docker-start ]; then
+  start_dockerd
+  exit 0
+fi
+
 if [ "$cmd" = stop ]; then
   # Guests first (their QEMU processes are the namespace libvirtd's children), then daemons.
   stop_pid "$dir/libvirtd.pid"
@@ -41,7 +68,7 @@ if [ "$cmd" = stop ]; then
     done
   fi
   stop_pid "$dir/docker.pid"
-  stop_pid "$dir/containerd.pid"
+  stop_pid "$dir/docker-exec/containerd/containerd.pid"
   ip link del "$veth_out" 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   # QEMU processes that libvirtd left behind in the namespace.
@@ -106,16 +133,8 @@ nsenter --net="/var/run/netns/$ns" ip link set lo up
 # has a key of its own, or it would be the machine's dockerd by id.
 printf '{"deprecated-key-path": "%s/docker-key.json"}\n' "$dir" >"$dir/daemon.json"
 
-# dockerd: its own roots, pid file and sockets; a bridge of its own inside the namespace but
-# no iptables rules (nothing leaves the namespace but the TCP API).
-nsenter --net="/var/run/netns/$ns" nohup dockerd \
-  --data-root "$dir/docker-data" --exec-root "$dir/docker-exec" --pidfile "$dir/docker.pid" \
-  -H "unix://$dir/docker.sock" -H "tcp://$addr_in:2376" \
-  --tlsverify --tlscacert "$dir/tls/ca.pem" --tlscert "$dir/tls/server-cert.pem" \
-  --tlskey "$dir/tls/server-key.pem" --iptables=false --ip-masq=false \
-  --config-file "$dir/daemon.json" \
-  --bip 172.31.$(((last / 4) % 256)).1/24 >"$dir/dockerd.log" 2>&1 &
-wait_for "the second host's dockerd" 60 docker -H "unix://$dir/docker.sock" version
+echo "172.31.$(((last / 4) % 256)).1/24" >"$dir/bip"
+start_dockerd
 
 # libvirtd: a copy of the machine's configuration without its domains and networks, in a
 # mount namespace where libvirt's directories are this host's own.

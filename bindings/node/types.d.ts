@@ -29,7 +29,7 @@ export interface EngineConfig {
 /** What an instance is. */
 export type InstanceKind = 'vm' | 'container'
 /** One state vocabulary for VMs and containers. */
-export type InstanceState = 'creating' | 'running' | 'paused' | 'stopped' | 'error' | 'unknown'
+export type InstanceState = 'creating' | 'running' | 'paused' | 'stopped' | 'error' | 'unknown' | 'lost'
 /** Formats an instance can be exported to. */
 export type ExportFormat = 'qcow2' | 'vmdk' | 'vdi' | 'raw' | 'ova' | 'tar' | 'imagetar'
 /** Disk image formats. */
@@ -659,7 +659,7 @@ export interface BatchSpec {
   spec: InstanceSpec
 }
 /** What became of one item of a batch. */
-export type BatchStatus = 'created' | 'deleted' | 'failed'
+export type BatchStatus = 'created' | 'deleted' | 'stopped' | 'moved' | 'failed'
 /** Why one item of a batch failed. */
 export interface BatchError {
   /** The error kind's code (`NOT_FOUND`, `RESOURCE_CONFLICT`, …). */

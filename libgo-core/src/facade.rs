@@ -366,6 +366,19 @@ impl LibGo {
         let mut failures = Vec::new();
         let mut unavailable = Vec::new();
         for (b, answer) in backends.iter().zip(answers) {
+            if *filter == InstanceFilter::default() {
+                let lost = self.seen_or_lost(b.name(), answer.as_deref().map_err(|_| ()));
+                items.extend(lost.into_iter().map(|mut i| {
+                    i.host = self.host_of(b.name());
+                    i
+                }));
+            } else if answer.is_err() {
+                let lost = self.seen_or_lost(b.name(), Err(()));
+                items.extend(lost.into_iter().filter(|i| filter.matches(i)).map(|mut i| {
+                    i.host = self.host_of(b.name());
+                    i
+                }));
+            }
             match answer {
                 Ok(list) => {
                     let host = self.host_of(b.name());
@@ -501,7 +514,9 @@ impl LibGo {
     /// Deletes an instance; with `force` a running one is stopped first.
     pub async fn delete(&self, id: &str, options: DeleteOptions) -> Result<()> {
         let (b, i) = self.route(id).await?;
-        b.delete(&i, options.force).await
+        b.delete(&i, options.force).await?;
+        self.forget(b.name(), &i);
+        Ok(())
     }
 
     /// Changes CPU and memory.
@@ -1289,7 +1304,7 @@ fn page_of<T>((items, unavailable): (Vec<T>, Vec<Unavailable>), page: Pagination
     }
 }
 
-fn batch_progress(progress: &ProgressSink, done: usize, total: usize) {
+pub(crate) fn batch_progress(progress: &ProgressSink, done: usize, total: usize) {
     progress.report(Progress {
         percent: Some(100.0 * done as f64 / total.max(1) as f64),
         message: format!("{done}/{total}"),
@@ -1297,7 +1312,10 @@ fn batch_progress(progress: &ProgressSink, done: usize, total: usize) {
     });
 }
 
-fn batch_report(outcomes: Vec<(String, Result<Option<String>>)>, done: BatchStatus) -> BatchReport {
+pub(crate) fn batch_report(
+    outcomes: Vec<(String, Result<Option<String>>)>,
+    done: BatchStatus,
+) -> BatchReport {
     let items: Vec<BatchItem> = outcomes
         .into_iter()
         .map(|(name, outcome)| match outcome {

@@ -9,8 +9,9 @@ use futures::future::join_all;
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hosts::{
-    Candidate, Host, HostAllocation, HostEngine, HostInstanceCounts, HostMembership, HostResources,
-    LOCAL_HOST, MigrateRequest, MigrationReport, MigrationSpec, Placement, place,
+    Candidate, EvacuateAction, EvacuateRequest, Host, HostAllocation, HostEngine,
+    HostInstanceCounts, HostMembership, HostResources, LOCAL_HOST, MigrateRequest, MigrationReport,
+    MigrationSpec, Placement, place,
 };
 use crate::types::*;
 use crate::{LibGo, validate};
@@ -22,6 +23,9 @@ pub(crate) struct HostRegistry {
     pub hosts: BTreeMap<String, HostMembership>,
     /// Host name by backend name.
     pub of_backend: HashMap<String, String>,
+    /// The instances of each backend of another host as last listed: what reads `lost`
+    /// while its engine does not answer.
+    pub last_seen: HashMap<String, Vec<Instance>>,
 }
 
 impl LibGo {
@@ -50,8 +54,56 @@ impl LibGo {
             .unwrap_or_else(|| LOCAL_HOST.to_string())
     }
 
+    /// Sets the instance's host; one of another host is also noted as seen (so that an
+    /// instance made a moment before its host stops answering reads `lost`, not nothing).
     pub(crate) fn stamp(&self, i: &mut Instance) {
         i.host = self.host_of(&i.backend);
+        if i.host != LOCAL_HOST {
+            let mut reg = self.hosts_mut();
+            let seen = reg.last_seen.entry(i.backend.clone()).or_default();
+            seen.retain(|s| s.id != i.id);
+            seen.push(i.clone());
+        }
+    }
+
+    /// Forgets a deleted instance of another host.
+    pub(crate) fn forget(&self, backend: &str, id: &str) {
+        if let Some(seen) = self.hosts_mut().last_seen.get_mut(backend) {
+            seen.retain(|s| s.id != id && s.name != id);
+        }
+    }
+
+    /// Notes the instances a backend of another host listed (unfiltered), or answers them
+    /// as `lost` when it failed.
+    pub(crate) fn seen_or_lost(
+        &self,
+        backend: &str,
+        listed: std::result::Result<&[Instance], ()>,
+    ) -> Vec<Instance> {
+        if self.host_of(backend) == LOCAL_HOST {
+            return Vec::new();
+        }
+        let mut reg = self.hosts_mut();
+        match listed {
+            Ok(list) => {
+                reg.last_seen.insert(backend.to_string(), list.to_vec());
+                Vec::new()
+            }
+            Err(()) => reg
+                .last_seen
+                .get(backend)
+                .map(|l| {
+                    l.iter()
+                        .cloned()
+                        .map(|mut i| {
+                            i.state = InstanceState::Lost;
+                            i.ip_addresses.clear();
+                            i
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
     }
 
     pub(crate) fn has_remote_hosts(&self) -> bool {
@@ -77,6 +129,7 @@ impl LibGo {
         self.require_host(name)?;
         let mut gone = Vec::new();
         for b in self.host_backends(name) {
+            self.hosts_mut().last_seen.remove(b.name());
             gone.push(self.unregister(b.name())?);
         }
         self.hosts_mut().hosts.remove(name);
@@ -180,6 +233,7 @@ impl LibGo {
         let mut allocated = HostAllocation::default();
         for i in instances.iter().filter(|i| i.host == m.name) {
             match i.state {
+                InstanceState::Lost => counts.lost += 1,
                 InstanceState::Running | InstanceState::Paused => {
                     counts.running += 1;
                     allocated.cpus += i.cpus.unwrap_or(0.0);
@@ -190,7 +244,9 @@ impl LibGo {
         }
         let resources = resources.unwrap_or_default();
         Host {
-            alive: engines.iter().any(|e| e.up),
+            // A host is alive when every engine it has answers (placement still uses the
+            // ones that do, by kind).
+            alive: !engines.is_empty() && engines.iter().all(|e| e.up),
             name: m.name,
             pool: m.pool,
             enabled: m.enabled,
@@ -269,6 +325,76 @@ impl LibGo {
                     kind.as_str()
                 ))
             })
+    }
+
+    /// Empties host `name`: disables it (so nothing is placed on it meanwhile), then stops
+    /// each of its instances, or moves each to the host [`place`] picks for it (in the
+    /// host's pool when one fits there, else in any pool). One item per instance.
+    pub async fn evacuate(
+        &self,
+        name: &str,
+        request: &EvacuateRequest,
+        progress: ProgressSink,
+    ) -> Result<BatchReport> {
+        let mut m = self.host_membership(name)?;
+        m.enabled = false;
+        self.host_set(m.clone())?;
+        let filter = InstanceFilter::default();
+        let mine: Vec<Instance> = self
+            .list_all(&filter)
+            .await?
+            .into_iter()
+            .filter(|i| i.host == name)
+            .collect();
+        let mut outcomes = Vec::with_capacity(mine.len());
+        for i in &mine {
+            let outcome = match request.action {
+                EvacuateAction::Stop => self
+                    .stop(&i.id, StopOptions::default())
+                    .await
+                    .map(|()| Some(i.id.clone())),
+                EvacuateAction::Migrate | EvacuateAction::LiveMigrate => {
+                    self.evacuate_one(i, &m.pool, request.action, &progress)
+                        .await
+                }
+            };
+            outcomes.push((i.name.clone(), outcome));
+            crate::facade::batch_progress(&progress, outcomes.len(), mine.len());
+        }
+        let done = match request.action {
+            EvacuateAction::Stop => BatchStatus::Stopped,
+            _ => BatchStatus::Moved,
+        };
+        Ok(crate::facade::batch_report(outcomes, done))
+    }
+
+    async fn evacuate_one(
+        &self,
+        i: &Instance,
+        pool: &str,
+        action: EvacuateAction,
+        progress: &ProgressSink,
+    ) -> Result<Option<String>> {
+        let spec = |pool: Option<&str>| InstanceSpec {
+            name: i.name.clone(),
+            kind: Some(i.kind),
+            memory_bytes: i.memory_bytes,
+            pool: pool.map(str::to_string),
+            ..Default::default()
+        };
+        let target = match self.placed_backend(&spec(Some(pool))).await {
+            Ok(b) => b,
+            Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => {
+                self.placed_backend(&spec(None)).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let request = MigrateRequest {
+            host: self.host_of(target.name()),
+            live: action == EvacuateAction::LiveMigrate,
+        };
+        let report = self.migrate(&i.id, &request, progress.clone()).await?;
+        Ok(Some(report.instance.id))
     }
 
     /// Moves instance `id` to the host `request.host` names: a VM by libvirt's migration

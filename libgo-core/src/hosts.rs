@@ -221,6 +221,28 @@ pub struct MigrationReport {
     pub transferred_bytes: Option<u64>,
 }
 
+/// What evacuating a host does with each of its instances (Incus's actions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum EvacuateAction {
+    /// Stop it where it is.
+    Stop,
+    /// Move it to another host, a VM paused for the copy.
+    Migrate,
+    /// Move it to another host, a running VM live (containers always move cold).
+    LiveMigrate,
+}
+
+/// A request to empty a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EvacuateRequest {
+    /// What to do with each instance.
+    pub action: EvacuateAction,
+}
+
 /// A host as [`place`] sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {

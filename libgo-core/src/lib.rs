@@ -45,7 +45,7 @@ pub use backend::{
 pub use error::{Error, ErrorKind, Result};
 pub use facade::{LibGo, paginate, paginate_from_end};
 pub use hosts::{
-    Host, HostMembership, HostResources, LOCAL_HOST, MigrateRequest, MigrationKind,
-    MigrationReport, MigrationSpec,
+    EvacuateAction, EvacuateRequest, Host, HostMembership, HostResources, LOCAL_HOST,
+    MigrateRequest, MigrationKind, MigrationReport, MigrationSpec,
 };
 pub use types::*;

@@ -62,6 +62,8 @@ pub enum InstanceState {
     Error,
     /// The engine reported something LibGo does not know.
     Unknown,
+    /// On a host whose engine does not answer: last seen there, state unknown now.
+    Lost,
 }
 
 impl InstanceState {
@@ -74,6 +76,7 @@ impl InstanceState {
             InstanceState::Stopped => "stopped",
             InstanceState::Error => "error",
             InstanceState::Unknown => "unknown",
+            InstanceState::Lost => "lost",
         }
     }
 }
@@ -88,6 +91,7 @@ impl std::str::FromStr for InstanceState {
             "stopped" | "exited" | "created" | "dead" | "shutoff" => InstanceState::Stopped,
             "error" => InstanceState::Error,
             "unknown" => InstanceState::Unknown,
+            "lost" => InstanceState::Lost,
             other => {
                 return Err(crate::Error::invalid(format!(
                     "unknown instance state {other:?}"
@@ -1331,6 +1335,10 @@ pub enum BatchStatus {
     Created,
     /// Deleted.
     Deleted,
+    /// Stopped (a host's evacuation).
+    Stopped,
+    /// Moved to another host (a host's evacuation).
+    Moved,
     /// Failed; `error` says why.
     Failed,
 }

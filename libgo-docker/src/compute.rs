@@ -1106,6 +1106,20 @@ impl Compute for DockerBackend {
         }
     }
 
+    async fn migrate(
+        &self,
+        id: &str,
+        target: std::sync::Arc<dyn libgo_core::Backend>,
+        _spec: &libgo_core::MigrationSpec,
+        progress: ProgressSink,
+    ) -> Result<libgo_core::MigrationReport> {
+        let target = target
+            .as_any()
+            .downcast_ref::<DockerBackend>()
+            .ok_or_else(|| Error::unsupported("a container can only move to another Docker"))?;
+        crate::migrate::move_container(self, id, target, progress).await
+    }
+
     async fn events(&self) -> Result<BoxStream<Event>> {
         let docker = self.docker().await?.clone();
         let backend = self.name.clone();

@@ -27,6 +27,7 @@ mod compute;
 mod convert;
 mod feed;
 mod images;
+mod migrate;
 mod resources;
 
 use std::collections::HashMap;

@@ -139,6 +139,10 @@ async fn both(libgo: &LibGo, label: &str) -> Result<(Vec<Instance>, Vec<Instance
     let ours = libgo.list_all(&labelled(label)).await?;
     let mut engine = backend().list(&labelled(label)).await?;
     engine.sort_by(|a, b| a.name.cmp(&b.name));
+    // The facade says on which host each instance is; the engine's own list cannot.
+    for i in &mut engine {
+        i.host = libgo_core::LOCAL_HOST.into();
+    }
     Ok((ours, engine))
 }
 
@@ -478,7 +482,10 @@ async fn a_restarted_dockerd_is_listed_afresh() -> Result<()> {
     daemon.stop();
     daemon.run();
     let listed = libgo.list_all(&InstanceFilter::default()).await?;
-    let engine = own.list(&InstanceFilter::default()).await?;
+    let mut engine = own.list(&InstanceFilter::default()).await?;
+    for i in &mut engine {
+        i.host = libgo_core::LOCAL_HOST.into();
+    }
     assert_eq!(listed, engine);
     assert_eq!(listed[0].id, id);
     assert_eq!(listed[0].state, InstanceState::Stopped, "{listed:?}");

@@ -26,6 +26,15 @@ pub enum ServerEvent {
         /// The task now.
         task: Task,
     },
+    /// A host stopped or started answering: while it does not, its instances read `lost`.
+    Host {
+        /// Host name.
+        host: String,
+        /// Whether every engine of it answers now.
+        alive: bool,
+        /// What its engines said.
+        message: String,
+    },
 }
 
 impl ServerEvent {
@@ -33,7 +42,7 @@ impl ServerEvent {
     /// changes only to its owner and administrators (they carry results and paths).
     pub fn visible_to(&self, caller: &crate::auth::Caller) -> bool {
         match self {
-            ServerEvent::Instance { .. } => true,
+            ServerEvent::Instance { .. } | ServerEvent::Host { .. } => true,
             ServerEvent::Task { task } => task.visible_to(caller),
         }
     }
@@ -90,8 +99,83 @@ impl EventQuery {
         match e {
             ServerEvent::Instance { event } => wants("instance") && filter.matches(event),
             ServerEvent::Task { .. } => wants("task"),
+            ServerEvent::Host { .. } => wants("host"),
         }
     }
+}
+
+/// How often the hosts besides `local` are asked whether they answer.
+pub const HOST_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Watches the hosts besides `local` until the server stops: every [`HOST_CHECK_EVERY`]
+/// each one's engines are asked (3 s at most); a host that stops or starts answering is
+/// announced on `/api/v1/events`, and an answering one's instances are listed so that they
+/// can read `lost` the moment it stops.
+pub fn spawn_host_watch(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut alive: std::collections::HashMap<String, bool> = Default::default();
+        loop {
+            let hosts: Vec<_> = state
+                .libgo
+                .host_memberships()
+                .into_iter()
+                .filter(|h| h.name != libgo_core::LOCAL_HOST)
+                .collect();
+            if !hosts.is_empty() {
+                let checks = futures::future::join_all(hosts.iter().map(|h| {
+                    let backends = state.libgo.host_backends(&h.name);
+                    async move {
+                        let answers = futures::future::join_all(
+                            backends
+                                .iter()
+                                .map(|b| tokio::time::timeout(Duration::from_secs(3), b.health())),
+                        )
+                        .await;
+                        let mut up = !answers.is_empty();
+                        let mut message = Vec::new();
+                        for (b, a) in backends.iter().zip(answers) {
+                            match a {
+                                Ok(h) if h.up => {}
+                                Ok(h) => {
+                                    up = false;
+                                    message.push(format!("{}: {}", b.name(), h.message));
+                                }
+                                Err(_) => {
+                                    up = false;
+                                    message.push(format!("{}: no answer within 3 s", b.name()));
+                                }
+                            }
+                        }
+                        (up, message.join("; "))
+                    }
+                }))
+                .await;
+                for (h, (up, message)) in hosts.iter().zip(checks) {
+                    if alive.insert(h.name.clone(), up) != Some(up) {
+                        if up {
+                            tracing::info!(host = %h.name, "host answers");
+                        } else {
+                            tracing::warn!(host = %h.name, %message, "host does not answer");
+                        }
+                        let _ = state.events.send(ServerEvent::Host {
+                            host: h.name.clone(),
+                            alive: up,
+                            message,
+                        });
+                    }
+                }
+                // Keeps what each answering host has fresh (for `lost`).
+                let _ = state
+                    .libgo
+                    .list_all(&libgo_core::InstanceFilter::default())
+                    .await;
+            }
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(HOST_CHECK_EVERY) => {}
+            }
+        }
+    });
 }
 
 /// Forwards the events of backend `name` until the server stops, resubscribing when the

@@ -270,6 +270,7 @@ impl Server {
     /// the background: each host is known at once (its engines read as down), and each
     /// engine joins as soon as it answers, retried every `reconnect_secs`.
     pub async fn attach_hosts(&self) -> Result<(), sqlx::Error> {
+        events::spawn_host_watch(self.state.clone());
         let engines = crate::backends::engine_config(&self.state.config);
         for (name, json) in self.state.db.host_list().await? {
             let config: libgo::HostConfig = match serde_json::from_str(&json) {

@@ -248,6 +248,115 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         String::from_utf8_lossy(&ps.stdout).contains(&cname),
         "not on h2's dockerd"
     );
+    // h2's dockerd dies: within 10 s h2 reads not alive, its container `lost`, and an
+    // event says so; once it is back, the container reads its real state again.
+    let mut events = {
+        let url = format!(
+            "{}/api/v1/events?types=host&access_token={t}",
+            s.base.replace("http://", "ws://")
+        );
+        tokio_tungstenite::connect_async(url)
+            .await
+            .expect("events")
+            .0
+    };
+    let h2sh = |verb: &str| {
+        let out = Command::new("bash")
+            .arg(script())
+            .args([verb, &h2.name])
+            .output()
+            .expect("host2.sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    h2sh("docker-kill");
+    let down_at = std::time::Instant::now();
+    let state_of = |name: String| {
+        let s = &s;
+        let t = t.clone();
+        async move {
+            let page = json_of(
+                s.req(Method::GET, &format!("/api/v1/instances?name={name}"), &t)
+                    .send()
+                    .await
+                    .expect("req"),
+                200,
+            )
+            .await;
+            page["items"][0]["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    loop {
+        let h = json_of(
+            s.req(Method::GET, "/api/v1/hosts/h2", &t)
+                .send()
+                .await
+                .expect("req"),
+            200,
+        )
+        .await;
+        if h["alive"] == false && state_of(cname.clone()).await == "lost" {
+            assert_eq!(h["instances"]["lost"], 1, "{h}");
+            break;
+        }
+        assert!(
+            down_at.elapsed() < Duration::from_secs(10),
+            "h2 still alive: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("a host event within 10 s")
+        .expect("open")
+        .expect("message");
+    let event: serde_json::Value = match event {
+        Message::Text(t) => serde_json::from_str(&t).expect("json"),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(event["type"], "host", "{event}");
+    assert_eq!(event["host"], "h2", "{event}");
+    assert_eq!(event["alive"], false, "{event}");
+    h2sh("docker-start");
+    let up_at = std::time::Instant::now();
+    loop {
+        let h = json_of(
+            s.req(Method::GET, "/api/v1/hosts/h2", &t)
+                .send()
+                .await
+                .expect("req"),
+            200,
+        )
+        .await;
+        let state = state_of(cname.clone()).await;
+        if h["alive"] == true && !state.is_empty() && state != "lost" {
+            break;
+        }
+        assert!(
+            up_at.elapsed() < Duration::from_secs(20),
+            "h2 not back: {h} {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = events.close(None).await;
+    // The restart stopped it; it starts again where it is.
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/instances/{cname}/start"),
+            &operator,
+        )
+        .send()
+        .await
+        .expect("req");
+    assert!(r.status().is_success(), "{}", r.status());
+
     // Pinning to a host in another pool is refused with the reason.
     let r = s
         .req(Method::POST, "/api/v1/instances", &operator)
@@ -390,6 +499,156 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         .await;
         assert_eq!(got["host"], to, "{got}");
     }
+    // A container with a named volume moves cold to h2, with its data.
+    let mname = unique("mh-m");
+    let vol = unique("mh-vol");
+    json_of(
+        s.req(Method::POST, "/api/v1/instances", &operator)
+            .json(
+                &json!({"name": mname, "kind": "container", "image": IMAGE, "host": "local",
+                          "command": ["sleep", "300"],
+                          "mounts": [{"kind": "volume", "source": vol, "target": "/data"}],
+                          "start": true}),
+            )
+            .send()
+            .await
+            .expect("req"),
+        201,
+    )
+    .await;
+    let exec = |name: String, cmd: &'static str| {
+        let s = &s;
+        let operator = operator.clone();
+        async move {
+            json_of(
+                s.req(
+                    Method::POST,
+                    &format!("/api/v1/instances/{name}/exec"),
+                    &operator,
+                )
+                .json(&json!({"command": ["sh", "-c", cmd]}))
+                .send()
+                .await
+                .expect("req"),
+                200,
+            )
+            .await
+        }
+    };
+    let x = exec(mname.clone(), "echo moved-data > /data/f && echo written").await;
+    assert_eq!(x["exitCode"], 0, "{x}");
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/instances/{mname}/migrate"),
+            &operator,
+        )
+        .json(&json!({"host": "h2"}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status().as_u16(), 202);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let task = s.wait_task(&location, &operator).await;
+    assert_eq!(task["status"], "finished", "{task}");
+    let report = &task["result"];
+    assert_eq!(
+        report["kind"], "move",
+        "a container is moved, never live: {report}"
+    );
+    assert_eq!(report["instance"]["host"], "h2", "{report}");
+    assert_eq!(report["instance"]["name"], mname.as_str(), "{report}");
+    assert_eq!(report["instance"]["state"], "running", "{report}");
+    eprintln!("container move: {} ms", report["elapsedMs"]);
+    let x = exec(mname.clone(), "cat /data/f").await;
+    assert_eq!(
+        x["stdout"].as_str().map(str::trim),
+        Some("moved-data"),
+        "{x}"
+    );
+    let local = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}"])
+        .output()
+        .expect("docker ps");
+    assert!(
+        !String::from_utf8_lossy(&local.stdout).contains(&mname),
+        "source left"
+    );
+
+    // A host with instances is not forgotten unless forced.
+    let r = s
+        .req(Method::DELETE, "/api/v1/hosts/h2", &t)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 409, "RESOURCE_CONFLICT").await;
+
+    // Evacuating h2 (the VM is sent there first) brings everything back to the local
+    // host, the VM live; h2 is disabled.
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/instances/{vname}/migrate"),
+            &t,
+        )
+        .json(&json!({"host": "h2"}))
+        .send()
+        .await
+        .expect("req");
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert_eq!(s.wait_task(&location, &t).await["status"], "finished");
+    let r = s
+        .req(Method::POST, "/api/v1/hosts/h2/evacuate", &t)
+        .json(&json!({"action": "live-migrate"}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status().as_u16(), 202);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let task = s.wait_task(&location, &t).await;
+    assert_eq!(task["status"], "finished", "{task}");
+    let items = task["result"]["items"].as_array().expect("items").clone();
+    assert_eq!(items.len(), 3, "{task}");
+    assert!(items.iter().all(|i| i["status"] == "moved"), "{task}");
+    for name in [&cname, &mname, &vname] {
+        let got = json_of(
+            s.req(Method::GET, &format!("/api/v1/instances/{name}"), &t)
+                .send()
+                .await
+                .expect("req"),
+            200,
+        )
+        .await;
+        assert_eq!(got["host"], "local", "{got}");
+        assert_eq!(got["state"], "running", "{got}");
+    }
+    console_shows(&s.base, &id, &t, "LIBGO-GUEST-ALIVE").await;
+    let x = exec(mname.clone(), "cat /data/f").await;
+    assert_eq!(
+        x["stdout"].as_str().map(str::trim),
+        Some("moved-data"),
+        "{x}"
+    );
+    let h = json_of(
+        s.req(Method::GET, "/api/v1/hosts/h2", &t)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    assert_eq!(h["enabled"], false, "{h}");
+    assert_eq!(h["instances"]["running"], 0, "{h}");
+
     // The migration is listed.
     let migrations = json_of(
         s.req(Method::GET, "/api/v1/migrations", &t)
@@ -404,15 +663,10 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         "{migrations}"
     );
 
-    // A host with instances is not forgotten unless forced.
-    let r = s
-        .req(Method::DELETE, "/api/v1/hosts/h2", &t)
-        .send()
-        .await
-        .expect("req");
-    assert_error(r, 409, "RESOURCE_CONFLICT").await;
     s.remove_instance(&cname).await;
     s.remove_instance(&vname).await;
+    s.remove_instance(&mname).await;
+    let _ = Command::new("docker").args(["volume", "rm", &vol]).output();
     let r = s
         .req(Method::DELETE, "/api/v1/hosts/h2", &t)
         .send()

@@ -128,7 +128,7 @@ pub(crate) async fn migrate(
                 .map_err(|e| Error::internal(format!("libvirt worker failed: {e}")))?,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 let d = domain.clone();
-                if let Ok(Ok(stats)) = tokio::task::spawn_blocking(move || d.job_stats(0)).await
+                if let Ok(Some(stats)) = tokio::task::spawn_blocking(move || job_stats(&d, 0)).await
                     && let Some(p) = job_progress(&stats)
                 {
                     progress.report(p);
@@ -148,11 +148,12 @@ pub(crate) async fn migrate(
     let (downtime_ms, transferred) = {
         let d = Arc::new(migrated);
         let dd = d.clone();
-        let stats =
-            tokio::task::spawn_blocking(move || dd.job_stats(sys::VIR_DOMAIN_JOB_STATS_COMPLETED))
-                .await
-                .ok()
-                .and_then(|s| s.ok());
+        let stats = tokio::task::spawn_blocking(move || {
+            job_stats(&dd, sys::VIR_DOMAIN_JOB_STATS_COMPLETED)
+        })
+        .await
+        .ok()
+        .flatten();
         (
             stats.as_ref().and_then(|s| s.downtime),
             stats
@@ -187,11 +188,52 @@ pub(crate) async fn migrate(
     })
 }
 
-/// Progress from libvirt's job statistics: disks first, then memory.
-fn job_progress(s: &virt::domain::JobStats) -> Option<Progress> {
-    if s.r#type == sys::VIR_DOMAIN_JOB_NONE as i32 {
+/// The figures of a domain job LibGo reads.
+#[derive(Debug, Default)]
+struct JobFigures {
+    data_total: Option<u64>,
+    data_processed: Option<u64>,
+    disk_total: Option<u64>,
+    disk_processed: Option<u64>,
+    mem_iteration: Option<u64>,
+    downtime: Option<u64>,
+}
+
+/// A domain's job statistics (`virDomainGetJobStats`), `None` when there is no job.
+///
+/// Not `virt`'s `Domain::job_stats`: it builds a `Vec` from the pointer libvirt returns,
+/// which is null when there is no job (undefined behaviour, seen here as an abort in a
+/// debug build), and frees libvirt's memory with Rust's allocator.
+fn job_stats(d: &Domain, flags: u32) -> Option<JobFigures> {
+    let mut kind: std::os::raw::c_int = 0;
+    let mut params: sys::virTypedParameterPtr = std::ptr::null_mut();
+    let mut n: std::os::raw::c_int = 0;
+    // SAFETY: libvirt fills the three out-parameters; `params` is libvirt's to free.
+    let r = unsafe { sys::virDomainGetJobStats(d.as_ptr(), &mut kind, &mut params, &mut n, flags) };
+    if r < 0 || params.is_null() {
         return None;
     }
+    let get = |name: &std::ffi::CStr| {
+        let mut v: std::os::raw::c_ulonglong = 0;
+        // SAFETY: `params` holds `n` parameters from libvirt; `name` is NUL-terminated.
+        let found = unsafe { sys::virTypedParamsGetULLong(params, n, name.as_ptr(), &mut v) };
+        (found == 1).then_some(v)
+    };
+    let figures = (kind != sys::VIR_DOMAIN_JOB_NONE as i32).then(|| JobFigures {
+        data_total: get(sys::VIR_DOMAIN_JOB_DATA_TOTAL),
+        data_processed: get(sys::VIR_DOMAIN_JOB_DATA_PROCESSED),
+        disk_total: get(sys::VIR_DOMAIN_JOB_DISK_TOTAL),
+        disk_processed: get(sys::VIR_DOMAIN_JOB_DISK_PROCESSED),
+        mem_iteration: get(sys::VIR_DOMAIN_JOB_MEMORY_ITERATION),
+        downtime: get(sys::VIR_DOMAIN_JOB_DOWNTIME),
+    });
+    // SAFETY: frees what libvirt allocated, once.
+    unsafe { sys::virTypedParamsFree(params, n) };
+    figures
+}
+
+/// Progress from libvirt's job statistics: disks first, then memory.
+fn job_progress(s: &JobFigures) -> Option<Progress> {
     let total = s.data_total.unwrap_or(0) + s.disk_total.unwrap_or(0);
     let done = s.data_processed.unwrap_or(0) + s.disk_processed.unwrap_or(0);
     let percent = (total > 0).then(|| (done as f64 * 100.0 / total as f64).min(99.0));

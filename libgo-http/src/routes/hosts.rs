@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 use libgo::{HostConfig, TlsFiles};
 use libgo_core::hosts::{DEFAULT_POOL, LOCAL_HOST};
-use libgo_core::{Host, HostMembership, MigrateRequest, Page, paginate};
+use libgo_core::{EvacuateRequest, Host, HostMembership, MigrateRequest, Page, paginate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
@@ -290,6 +290,36 @@ async fn delete_host(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/hosts/{name}/evacuate", extensions(("x-libgo-access" = json!("admin"))), tag = "hosts",
+    params(("name" = String, Path, description = "Host name")),
+    request_body = EvacuateRequest,
+    responses((status = 202, description = "Evacuation task started (the host is disabled first); its result is a BatchReport, one item per instance", body = Task)))]
+async fn evacuate_host(
+    State(state): S,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(req): Json<EvacuateRequest>,
+) -> ApiResult<Response> {
+    let mut config = stored(&state, &name).await?;
+    config.membership.enabled = false;
+    state.libgo.host_set(config.membership.clone())?;
+    store(&state, &config, false).await?;
+    let libgo = state.libgo.clone();
+    let task = state
+        .tasks
+        .spawn(
+            "host.evacuate",
+            Some(name.clone()),
+            &caller.username,
+            move |ctx| async move {
+                let r = libgo.evacuate(&name, &req, ctx.sink()).await?;
+                Ok(serde_json::to_value(r).unwrap_or_default())
+            },
+        )
+        .await?;
+    Ok(accepted(task))
+}
+
 #[utoipa::path(post, path = "/api/v1/instances/{id}/migrate", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
     request_body = MigrateRequest,
@@ -345,6 +375,7 @@ pub fn router() -> Router {
     Router::new()
         .routes(routes!(list_hosts, add_host))
         .routes(routes!(get_host, patch_host, delete_host))
+        .routes(routes!(evacuate_host))
         .routes(routes!(migrate_instance))
         .routes(routes!(list_migrations))
 }

@@ -118,7 +118,7 @@ class EngineConfig(TypedDict, total=False):
 #: What an instance is.
 InstanceKind = Literal["vm", "container"]
 #: One state vocabulary for VMs and containers.
-InstanceState = Literal["creating", "running", "paused", "stopped", "error", "unknown"]
+InstanceState = Literal["creating", "running", "paused", "stopped", "error", "unknown", "lost"]
 #: Formats an instance can be exported to.
 ExportFormat = Literal["qcow2", "vmdk", "vdi", "raw", "ova", "tar", "imagetar"]
 #: Disk image formats.
@@ -136,7 +136,7 @@ RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 #: Where a log line came from.
 LogStream = Literal["stdout", "stderr", "console"]
 #: What became of one item of a batch.
-BatchStatus = Literal["created", "deleted", "failed"]
+BatchStatus = Literal["created", "deleted", "stopped", "moved", "failed"]
 
 
 class PortMapping(TypedDict):
