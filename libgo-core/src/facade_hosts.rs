@@ -9,9 +9,9 @@ use futures::future::join_all;
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hosts::{
-    Candidate, EvacuateAction, EvacuateRequest, Host, HostAllocation, HostEngine,
-    HostInstanceCounts, HostMembership, HostResources, LOCAL_HOST, MigrateRequest, MigrationReport,
-    MigrationSpec, Placement, place,
+    Candidate, ComputePool, ComputePoolSpec, DEFAULT_POOL, EvacuateAction, EvacuateRequest, Host,
+    HostAllocation, HostEngine, HostInstanceCounts, HostMembership, HostResources, LOCAL_HOST,
+    MigrateRequest, MigrationReport, MigrationSpec, OffOn, Placement, PoolStatus, place,
 };
 use crate::types::*;
 use crate::{LibGo, validate};
@@ -23,6 +23,11 @@ pub(crate) struct HostRegistry {
     pub hosts: BTreeMap<String, HostMembership>,
     /// Host name by backend name.
     pub of_backend: HashMap<String, String>,
+    /// Compute pools besides `default` (which always exists): name → (enabled, failover).
+    pub pools: BTreeMap<String, (bool, bool)>,
+    /// Each backend's host resources as last read (capacity changes seldom: placement
+    /// reads it from here).
+    pub resources: HashMap<String, HostResources>,
     /// The instances of each backend of another host as last listed: what reads `lost`
     /// while its engine does not answer.
     pub last_seen: HashMap<String, Vec<Instance>>,
@@ -115,6 +120,12 @@ impl LibGo {
     pub fn host_set(&self, m: HostMembership) -> Result<()> {
         validate::name("host name", &m.name)?;
         validate::name("compute pool", &m.pool)?;
+        if m.pool != DEFAULT_POOL && !self.hosts_read().pools.contains_key(&m.pool) {
+            return Err(
+                Error::not_found(format!("no compute pool {:?}: create it first", m.pool))
+                    .with_context("field", "pool"),
+            );
+        }
         validate::labels(&m.labels)?;
         self.hosts_mut().hosts.insert(m.name.clone(), m);
         Ok(())
@@ -130,10 +141,101 @@ impl LibGo {
         let mut gone = Vec::new();
         for b in self.host_backends(name) {
             self.hosts_mut().last_seen.remove(b.name());
+            self.hosts_mut().resources.remove(b.name());
             gone.push(self.unregister(b.name())?);
         }
         self.hosts_mut().hosts.remove(name);
         Ok(gone)
+    }
+
+    /// Adds compute pool `spec`, or changes it.
+    pub fn pool_set(&self, spec: &ComputePoolSpec) -> Result<()> {
+        validate::name("compute pool", &spec.name)?;
+        if spec.failover {
+            return Err(Error::unsupported(
+                "failover needs storage the hosts share, which LibGo does not manage yet",
+            )
+            .with_context("field", "failover"));
+        }
+        self.hosts_mut()
+            .pools
+            .insert(spec.name.clone(), (spec.enabled, spec.failover));
+        Ok(())
+    }
+
+    /// Removes compute pool `name`; it must have no host.
+    pub fn pool_remove(&self, name: &str) -> Result<()> {
+        let pool = self.compute_pool(name)?;
+        if name == DEFAULT_POOL {
+            return Err(Error::invalid("the default pool cannot be removed"));
+        }
+        if !pool.hosts.is_empty() {
+            return Err(Error::conflict(format!(
+                "compute pool {name:?} has hosts ({}): move them first",
+                pool.hosts.join(", ")
+            )));
+        }
+        self.hosts_mut().pools.remove(name);
+        Ok(())
+    }
+
+    /// Every compute pool, `default` first, with its hosts.
+    pub fn compute_pools(&self) -> Vec<ComputePool> {
+        let memberships = self.host_memberships();
+        let reg = self.hosts_read();
+        let mut names: Vec<(String, bool, bool)> = vec![(
+            DEFAULT_POOL.to_string(),
+            reg.pools.get(DEFAULT_POOL).is_none_or(|p| p.0),
+            false,
+        )];
+        names.extend(
+            reg.pools
+                .iter()
+                .filter(|(n, _)| *n != DEFAULT_POOL)
+                .map(|(n, (e, f))| (n.clone(), *e, *f)),
+        );
+        names
+            .into_iter()
+            .map(|(name, enabled, failover)| ComputePool {
+                hosts: memberships
+                    .iter()
+                    .filter(|m| m.pool == name)
+                    .map(|m| m.name.clone())
+                    .collect(),
+                name,
+                enabled,
+                failover,
+            })
+            .collect()
+    }
+
+    /// One compute pool.
+    pub fn compute_pool(&self, name: &str) -> Result<ComputePool> {
+        self.compute_pools()
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::not_found(format!("no compute pool {name:?}")))
+    }
+
+    /// The aggregated status of compute pool `name`.
+    pub async fn pool_status(&self, name: &str) -> Result<PoolStatus> {
+        let pool = self.compute_pool(name)?;
+        let hosts = self.host_list().await?;
+        let mine: Vec<&Host> = hosts.iter().filter(|h| h.pool == name).collect();
+        Ok(PoolStatus::of(name, pool.enabled, &mine))
+    }
+
+    /// The aggregated status of every host.
+    pub async fn zone_status(&self) -> Result<PoolStatus> {
+        let hosts = self.host_list().await?;
+        let all: Vec<&Host> = hosts.iter().collect();
+        let mut s = PoolStatus::of("zone", true, &all);
+        let pools = self.compute_pools();
+        s.pools = Some(OffOn {
+            off: pools.iter().filter(|p| !p.enabled).count() as u64,
+            on: pools.iter().filter(|p| p.enabled).count() as u64,
+        });
+        Ok(s)
     }
 
     /// Every host's membership, `local` first.
@@ -178,7 +280,7 @@ impl LibGo {
         let hosts = join_all(
             memberships
                 .iter()
-                .map(|m| self.host_view(m.clone(), &instances)),
+                .map(|m| self.host_view(m.clone(), &instances, true)),
         )
         .await;
         Ok(hosts)
@@ -191,18 +293,27 @@ impl LibGo {
             .list_all_reporting(&InstanceFilter::default())
             .await
             .unwrap_or_default();
-        Ok(self.host_view(m, &instances).await)
+        Ok(self.host_view(m, &instances, true).await)
     }
 
-    async fn host_view(&self, m: HostMembership, instances: &[Instance]) -> Host {
+    /// A host as the API shows it; without `detail` (for placement), its engines are only
+    /// asked whether they answer, and its capacity is the one last read.
+    async fn host_view(&self, m: HostMembership, instances: &[Instance], detail: bool) -> Host {
         let backends = self.host_backends(&m.name);
         let answers = join_all(backends.iter().map(|b| async {
             let health = b.health().await;
-            let info = b.info().await.ok();
-            let resources = if health.up {
-                b.host_resources().await.ok()
-            } else {
-                None
+            let cached = self.hosts_read().resources.get(b.name()).copied();
+            let info = if detail { b.info().await.ok() } else { None };
+            let resources = match (health.up, detail, cached) {
+                (false, _, _) => None,
+                (true, false, Some(r)) => Some(r),
+                (true, _, _) => {
+                    let r = b.host_resources().await.ok();
+                    if let Some(r) = r {
+                        self.hosts_mut().resources.insert(b.name().to_string(), r);
+                    }
+                    r
+                }
             };
             (health, info, resources)
         }))
@@ -281,10 +392,18 @@ impl LibGo {
                 "host {h:?} is not in compute pool {p:?}"
             )));
         }
-        let hosts = self.host_list().await?;
-        let candidates: Vec<Candidate> = memberships
+        let (instances, _) = self
+            .list_all_reporting(&InstanceFilter::default())
+            .await
+            .unwrap_or_default();
+        let hosts = join_all(
+            memberships
+                .iter()
+                .map(|m| self.host_view(m.clone(), &instances, false)),
+        )
+        .await;
+        let candidates: Vec<Candidate> = hosts
             .iter()
-            .filter_map(|m| hosts.iter().find(|h| h.name == m.name))
             .map(|h| {
                 let backends = self.host_backends(&h.name);
                 let kinds = backends
@@ -292,10 +411,11 @@ impl LibGo {
                     .filter(|b| h.engines.iter().any(|e| e.backend == b.name() && e.up))
                     .flat_map(|b| b.capabilities().kinds)
                     .collect();
+                let pool_enabled = self.hosts_read().pools.get(&h.pool).is_none_or(|p| p.0);
                 Candidate {
                     name: h.name.clone(),
                     pool: h.pool.clone(),
-                    enabled: h.enabled,
+                    enabled: h.enabled && pool_enabled,
                     alive: h.alive,
                     kinds,
                     // A host whose engines report no memory is not refused for it.

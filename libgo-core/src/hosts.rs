@@ -221,6 +221,187 @@ pub struct MigrationReport {
     pub transferred_bytes: Option<u64>,
 }
 
+/// A compute pool: a group of hosts that placement treats as one (Nano's pools of cells).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ComputePoolSpec {
+    /// Name, DNS-label-like.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)
+    )]
+    pub name: String,
+    /// Whether new instances may be placed in it (`true`).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Restart a failed host's instances elsewhere. Refused for now: it needs storage the
+    /// hosts share, which LibGo does not manage.
+    #[serde(default)]
+    pub failover: bool,
+}
+
+/// A compute pool as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ComputePool {
+    /// Name.
+    pub name: String,
+    /// Whether new instances may be placed in it.
+    pub enabled: bool,
+    /// Failover (always `false`, see [`ComputePoolSpec::failover`]).
+    pub failover: bool,
+    /// Its hosts, by name.
+    pub hosts: Vec<String>,
+}
+
+/// Two counts: how many are off and how many on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct OffOn {
+    /// Offline hosts, disabled pools.
+    pub off: u64,
+    /// Online hosts, enabled pools.
+    pub on: u64,
+}
+
+/// The aggregated status of a compute pool, or of the whole zone (every host): the fields
+/// of Nano's `compute_pool_status` and `compute_zone_status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// The pool's name, or `zone`.
+    pub name: String,
+    /// Whether placement uses it (the zone: always).
+    pub enabled: bool,
+    /// The zone only: pools disabled and enabled.
+    pub pools: Option<OffOn>,
+    /// Hosts not answering and answering.
+    pub hosts: OffOn,
+    /// Instances by state.
+    pub instances: HostInstanceCounts,
+    /// CPUs busy (the sum over hosts of each one's busy share times its CPUs).
+    pub cpu_usage: f64,
+    /// CPUs.
+    pub max_cpu: u64,
+    /// Memory not in use.
+    pub available_memory_bytes: u64,
+    /// Memory.
+    pub max_memory_bytes: u64,
+    /// Storage not in use.
+    pub available_disk_bytes: u64,
+    /// Storage.
+    pub max_disk_bytes: u64,
+    /// Bytes received by the hosts, where their engines report it.
+    pub rx_bytes: Option<u64>,
+    /// Bytes sent by the hosts, where their engines report it.
+    pub tx_bytes: Option<u64>,
+}
+
+impl PoolStatus {
+    /// The status of `hosts` together, under `name`.
+    pub fn of(name: &str, enabled: bool, hosts: &[&Host]) -> PoolStatus {
+        let mut s = PoolStatus {
+            name: name.to_string(),
+            enabled,
+            pools: None,
+            hosts: OffOn::default(),
+            instances: HostInstanceCounts::default(),
+            cpu_usage: 0.0,
+            max_cpu: 0,
+            available_memory_bytes: 0,
+            max_memory_bytes: 0,
+            available_disk_bytes: 0,
+            max_disk_bytes: 0,
+            rx_bytes: None,
+            tx_bytes: None,
+        };
+        for h in hosts {
+            if h.alive {
+                s.hosts.on += 1;
+            } else {
+                s.hosts.off += 1;
+            }
+            s.instances.running += h.instances.running;
+            s.instances.stopped += h.instances.stopped;
+            s.instances.lost += h.instances.lost;
+            s.instances.migrating += h.instances.migrating;
+            let cpus = u64::from(h.capacity.cpus);
+            s.max_cpu += cpus;
+            s.cpu_usage += h.usage.cpu_percent.unwrap_or(0.0) * cpus as f64 / 100.0;
+            s.max_memory_bytes += h.capacity.memory_bytes;
+            s.available_memory_bytes += h
+                .capacity
+                .memory_bytes
+                .saturating_sub(h.usage.memory_bytes.unwrap_or(0));
+            let disk = h.capacity.disk_bytes.unwrap_or(0);
+            s.max_disk_bytes += disk;
+            s.available_disk_bytes += disk.saturating_sub(h.usage.disk_bytes.unwrap_or(0));
+            if let Some(rx) = h.usage.rx_bytes {
+                *s.rx_bytes.get_or_insert(0) += rx;
+            }
+            if let Some(tx) = h.usage.tx_bytes {
+                *s.tx_bytes.get_or_insert(0) += tx;
+            }
+        }
+        s
+    }
+}
+
+/// Seed 001's resource use of one host or the zone, in percent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceUsage {
+    /// `local`, another host's name, or `zone`.
+    pub scope: String,
+    /// CPU busy, 0–100.
+    pub cpu_usage: f64,
+    /// Memory in use, 0–100.
+    pub memory_usage: f64,
+    /// Storage in use, 0–100.
+    pub disk_usage: f64,
+    /// Bytes received and sent, where reported.
+    pub network: NetworkBytes,
+}
+
+/// Bytes through the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkBytes {
+    /// Received.
+    pub rx_bytes: Option<u64>,
+    /// Sent.
+    pub tx_bytes: Option<u64>,
+}
+
+impl ResourceUsage {
+    /// The use that `status` adds up to.
+    pub fn of(scope: &str, s: &PoolStatus) -> ResourceUsage {
+        let pct = |used: f64, max: f64| if max > 0.0 { used * 100.0 / max } else { 0.0 };
+        ResourceUsage {
+            scope: scope.to_string(),
+            cpu_usage: pct(s.cpu_usage, s.max_cpu as f64),
+            memory_usage: pct(
+                s.max_memory_bytes.saturating_sub(s.available_memory_bytes) as f64,
+                s.max_memory_bytes as f64,
+            ),
+            disk_usage: pct(
+                s.max_disk_bytes.saturating_sub(s.available_disk_bytes) as f64,
+                s.max_disk_bytes as f64,
+            ),
+            network: NetworkBytes {
+                rx_bytes: s.rx_bytes,
+                tx_bytes: s.tx_bytes,
+            },
+        }
+    }
+}
+
 /// What evacuating a host does with each of its instances (Incus's actions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

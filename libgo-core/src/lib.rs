@@ -45,7 +45,8 @@ pub use backend::{
 pub use error::{Error, ErrorKind, Result};
 pub use facade::{LibGo, paginate, paginate_from_end};
 pub use hosts::{
-    EvacuateAction, EvacuateRequest, Host, HostMembership, HostResources, LOCAL_HOST,
-    MigrateRequest, MigrationKind, MigrationReport, MigrationSpec,
+    ComputePool, ComputePoolSpec, EvacuateAction, EvacuateRequest, Host, HostMembership,
+    HostResources, LOCAL_HOST, MigrateRequest, MigrationKind, MigrationReport, MigrationSpec,
+    PoolStatus, ResourceUsage,
 };
 pub use types::*;

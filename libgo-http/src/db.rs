@@ -30,10 +30,36 @@ pub fn to_time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
+/// A fourth parameter of a task query.
+enum Extra<'a> {
+    None,
+    Text(&'a str),
+    Int(i64),
+}
+
+/// The tables that hold named configurations as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigTable {
+    /// Hosts (`libgo::HostConfig`).
+    Hosts,
+    /// Compute pools (`libgo_core::ComputePoolSpec`).
+    ComputePools,
+}
+
+impl ConfigTable {
+    fn name(self) -> &'static str {
+        match self {
+            ConfigTable::Hosts => "hosts",
+            ConfigTable::ComputePools => "compute_pools",
+        }
+    }
+}
+
 /// Handle on the database.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    shared: bool,
 }
 
 /// A user as stored (with the password hash, never serialised).
@@ -292,7 +318,10 @@ impl Db {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Db { pool })
+        Ok(Db {
+            pool,
+            shared: !sqlite,
+        })
     }
 
     /// The pool.
@@ -321,15 +350,22 @@ impl Db {
         row.try_get("value")
     }
 
-    // ---- hosts ----
+    // ---- hosts and compute pools ----
 
-    /// Stores a new host's configuration (JSON); a taken name is `Ok(false)`.
-    pub async fn host_insert(&self, name: &str, config: &str) -> Result<bool, sqlx::Error> {
+    /// Stores a new row (a name and its configuration as JSON) in `table`, which is
+    /// `hosts` or `compute_pools`; a taken name is `Ok(false)`.
+    pub async fn config_insert(
+        &self,
+        table: ConfigTable,
+        name: &str,
+        config: &str,
+    ) -> Result<bool, sqlx::Error> {
         let now = now_ms();
-        let r = sqlx::query(
-            "INSERT INTO hosts (name, config, created_at, updated_at) VALUES ($1, $2, $3, $4) \
+        let r = sqlx::query(&format!(
+            "INSERT INTO {} (name, config, created_at, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
-        )
+            table.name()
+        ))
         .bind(name)
         .bind(config)
         .bind(now)
@@ -339,34 +375,48 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Replaces a host's configuration; an unknown name is `Ok(false)`.
-    pub async fn host_update(&self, name: &str, config: &str) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("UPDATE hosts SET config = $2, updated_at = $3 WHERE name = $1")
+    /// Replaces a row's configuration; an unknown name is `Ok(false)`.
+    pub async fn config_update(
+        &self,
+        table: ConfigTable,
+        name: &str,
+        config: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query(&format!(
+            "UPDATE {} SET config = $2, updated_at = $3 WHERE name = $1",
+            table.name()
+        ))
+        .bind(name)
+        .bind(config)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Deletes a row; an unknown name is `Ok(false)`.
+    pub async fn config_delete(&self, table: ConfigTable, name: &str) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query(&format!("DELETE FROM {} WHERE name = $1", table.name()))
             .bind(name)
-            .bind(config)
-            .bind(now_ms())
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() == 1)
     }
 
-    /// Forgets a host; an unknown name is `Ok(false)`.
-    pub async fn host_delete(&self, name: &str) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("DELETE FROM hosts WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// Every stored host: (name, configuration JSON), by name.
-    pub async fn host_list(&self) -> Result<Vec<(String, String)>, sqlx::Error> {
-        sqlx::query("SELECT name, config FROM hosts ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("name")?, r.try_get("config")?)))
-            .collect()
+    /// Every row: (name, configuration JSON), by name.
+    pub async fn config_list(
+        &self,
+        table: ConfigTable,
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT name, config FROM {} ORDER BY name",
+            table.name()
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("name")?, r.try_get("config")?)))
+        .collect()
     }
 
     // ---- users ----
@@ -683,20 +733,97 @@ impl Db {
 
     /// Marks every task left running (by a server that stopped) as failed.
     pub async fn tasks_fail_running(&self, message: &str) -> Result<u64, sqlx::Error> {
-        let now = now_ms();
-        let done = sqlx::query(
+        self.tasks_fail_where(message, "TRUE", Extra::None).await
+    }
+
+    /// Fails the running tasks of replica `owner` (at its shutdown).
+    pub async fn tasks_fail_owned(&self, message: &str, owner: &str) -> Result<u64, sqlx::Error> {
+        self.tasks_fail_where(message, "owner = $4", Extra::Text(owner))
+            .await
+    }
+
+    /// Fails the running tasks whose owner has not renewed its lease since `before` (ms):
+    /// their replica died.
+    pub async fn tasks_fail_stale(&self, message: &str, before: i64) -> Result<u64, sqlx::Error> {
+        self.tasks_fail_where(
+            message,
+            "(heartbeat_at IS NULL OR heartbeat_at < $4)",
+            Extra::Int(before),
+        )
+        .await
+    }
+
+    async fn tasks_fail_where(
+        &self,
+        message: &str,
+        condition: &str,
+        extra: Extra<'_>,
+    ) -> Result<u64, sqlx::Error> {
+        let sql = format!(
             "UPDATE tasks SET status = 'failed', message = $1, \
-             error = $2, updated_at = $3, finished_at = $3 WHERE status = 'running'",
+             error = $2, updated_at = $3, finished_at = $3 WHERE status = 'running' \
+             AND {condition}"
+        );
+        let q = sqlx::query(&sql)
+            .bind(message)
+            .bind(
+                serde_json::json!({"status": 500, "code": "INTERRUPTED", "message": message})
+                    .to_string(),
+            )
+            .bind(now_ms());
+        let q = match extra {
+            Extra::None => q,
+            Extra::Text(t) => q.bind(t),
+            Extra::Int(i) => q.bind(i),
+        };
+        Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Marks task `id` as owned by replica `owner`, its lease renewed now.
+    pub async fn task_own(&self, id: &str, owner: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE tasks SET owner = $2, heartbeat_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(owner)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Renews the leases of replica `owner`'s running tasks, and answers those another
+    /// replica asked to cancel.
+    pub async fn tasks_heartbeat(&self, owner: &str) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query("UPDATE tasks SET heartbeat_at = $2 WHERE owner = $1 AND status = 'running'")
+            .bind(owner)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "SELECT id FROM tasks WHERE owner = $1 AND status = 'running' AND cancel_requested = 1",
         )
-        .bind(message)
-        .bind(
-            serde_json::json!({"status": 500, "code": "INTERRUPTED", "message": message})
-                .to_string(),
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect()
+    }
+
+    /// Asks the replica running task `id` to cancel it; `false` when it is not running.
+    pub async fn task_request_cancel(&self, id: &str) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query(
+            "UPDATE tasks SET cancel_requested = 1 WHERE id = $1 AND status = 'running'",
         )
-        .bind(now)
+        .bind(id)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Whether several servers may share this database (PostgreSQL) rather than one owning
+    /// it (SQLite).
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     // ---- audit ----

@@ -37,6 +37,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod hosts_sync;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

@@ -180,6 +180,7 @@ impl Server {
             health_generation: std::sync::atomic::AtomicU64::new(0),
             started: Instant::now(),
             shutdown: CancellationToken::new(),
+            hosts_busy: Mutex::new(Default::default()),
             config,
         });
         let (router, openapi) = build_router(state.clone());
@@ -187,6 +188,7 @@ impl Server {
             events::spawn_pump(state.clone(), name);
         }
         spawn_retention(state.clone());
+        state.tasks.spawn_leases(state.shutdown.clone());
         crate::metrics::spawn_sampler(
             state.clone(),
             Duration::from_secs(state.config.stats_interval_secs),
@@ -266,66 +268,14 @@ impl Server {
         }
     }
 
-    /// Connects the hosts stored in the database (added through `POST /api/v1/hosts`) in
-    /// the background: each host is known at once (its engines read as down), and each
-    /// engine joins as soon as it answers, retried every `reconnect_secs`.
+    /// Connects the hosts and pools stored in the database (added through
+    /// `POST /api/v1/hosts` on this or another replica) and keeps following the database
+    /// (see [`crate::hosts_sync`]); watches the hosts' engines. Each host is known at once
+    /// (its engines read as down), and each engine joins as soon as it answers.
     pub async fn attach_hosts(&self) -> Result<(), sqlx::Error> {
         events::spawn_host_watch(self.state.clone());
-        let engines = crate::backends::engine_config(&self.state.config);
-        for (name, json) in self.state.db.host_list().await? {
-            let config: libgo::HostConfig = match serde_json::from_str(&json) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(host = %name, error = %e, "stored host unreadable; left out");
-                    continue;
-                }
-            };
-            if let Err(e) = self.state.libgo.host_set(config.membership.clone()) {
-                tracing::error!(host = %name, error = %e, "stored host refused; left out");
-                continue;
-            }
-            if name == libgo_core::LOCAL_HOST {
-                continue;
-            }
-            let backends = match config.backends() {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(host = %name, error = %e, "stored host refused; left out");
-                    continue;
-                }
-            };
-            for b in backends {
-                let state = self.state.clone();
-                let (engines, host) = (engines.clone(), name.clone());
-                tokio::spawn(async move {
-                    let every = Duration::from_secs(state.config.reconnect_secs.max(1));
-                    loop {
-                        match engines.connect_backend(&b).await {
-                            Ok(backend) => {
-                                if let Err(e) = state.libgo.register_on(&host, backend) {
-                                    tracing::error!(backend = %b.name, error = %e, "cannot register backend");
-                                } else {
-                                    tracing::info!(host = %host, backend = %b.name, "host engine connected");
-                                    events::spawn_pump(state.clone(), b.name.clone());
-                                }
-                                return;
-                            }
-                            Err(e) => {
-                                tracing::warn!(host = %host, backend = %b.name, error = %e, "host engine down; will retry")
-                            }
-                        }
-                        tokio::select! {
-                            _ = state.shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(every) => {}
-                        }
-                        // The host was removed meanwhile.
-                        if state.libgo.host_membership(&host).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        }
+        crate::hosts_sync::sync_once(&self.state).await?;
+        crate::hosts_sync::spawn(self.state.clone());
         Ok(())
     }
 

@@ -80,6 +80,29 @@ pub struct AppState {
     pub started: Instant,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// Hosts this replica is adding, removing or connecting: the database sync leaves them
+    /// alone meanwhile.
+    pub hosts_busy: Mutex<std::collections::HashSet<String>>,
+}
+
+impl AppState {
+    /// Whether host `name` is being added, removed or connected by this replica.
+    pub fn host_busy(&self, name: &str) -> bool {
+        self.hosts_busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+    }
+
+    /// Marks host `name` as busy or not (see [`AppState::host_busy`]).
+    pub fn set_host_busy(&self, name: &str, busy: bool) {
+        let mut set = self.hosts_busy.lock().unwrap_or_else(|e| e.into_inner());
+        if busy {
+            set.insert(name.to_string());
+        } else {
+            set.remove(name);
+        }
+    }
 }
 
 /// Failed unauthenticated requests since the last audit summary: counted, never stored

@@ -143,7 +143,17 @@ pub struct TaskManager {
     live: Arc<Mutex<HashMap<String, Live>>>,
     events: broadcast::Sender<ServerEvent>,
     per_user: usize,
+    /// This process among the replicas sharing the database: the owner of its tasks.
+    replica: String,
 }
+
+/// How often a replica renews the leases of its running tasks (and looks for cancels asked
+/// through another replica).
+pub const LEASE_RENEW: Duration = Duration::from_secs(2);
+
+/// A running task whose lease is older than this lost its replica: it is failed
+/// `INTERRUPTED` by a live one.
+pub const LEASE_EXPIRY: Duration = Duration::from_secs(10);
 
 impl Task {
     /// Whether `caller` may see (and cancel) this task: its owner and administrators.
@@ -232,19 +242,67 @@ impl TaskManager {
             live: Arc::new(Mutex::new(HashMap::new())),
             events,
             per_user,
+            replica: uuid::Uuid::new_v4().to_string(),
         }
+    }
+
+    /// This replica's id (the owner of the tasks it runs).
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Renews this replica's task leases every [`LEASE_RENEW`], cancels the tasks another
+    /// replica was asked to cancel, and fails those whose replica died, until `stop`.
+    pub fn spawn_leases(&self, stop: CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match me.db.tasks_heartbeat(&me.replica).await {
+                    Ok(cancels) => {
+                        for id in cancels {
+                            if let Some(l) = me.lock().get(&id) {
+                                tracing::info!(task = %id, "cancelled through another replica");
+                                l.cancel.cancel();
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew task leases"),
+                }
+                let before = now_ms() - LEASE_EXPIRY.as_millis() as i64;
+                match me
+                    .db
+                    .tasks_fail_stale(
+                        "interrupted: the server replica running it stopped answering",
+                        before,
+                    )
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(tasks = n, "failed the tasks of a replica that died"),
+                    Err(e) => tracing::warn!(error = %e, "cannot check task leases"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(LEASE_RENEW) => {}
+                }
+            }
+        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Marks tasks a previous server left running as failed.
+    /// Marks tasks a previous server left running as failed: all of them when this server
+    /// owns its database (SQLite); with replicas sharing one, those whose lease expired.
     pub async fn recover(&self) -> Result<u64, sqlx::Error> {
-        let n = self
-            .db
-            .tasks_fail_running("interrupted: the server restarted while the task ran")
-            .await?;
+        let message = "interrupted: the server restarted while the task ran";
+        let n = if self.db.is_shared() {
+            let before = now_ms() - LEASE_EXPIRY.as_millis() as i64;
+            self.db.tasks_fail_stale(message, before).await?
+        } else {
+            self.db.tasks_fail_running(message).await?
+        };
         if n > 0 {
             tracing::warn!(tasks = n, "marked tasks cut off by a restart as failed");
         }
@@ -295,6 +353,7 @@ impl TaskManager {
             finished_at: None,
         };
         self.db.task_upsert(&task.to_row()).await?;
+        self.db.task_own(&task.id, &self.replica).await?;
         let (view, _) = watch::channel(task.clone());
         let cancel = CancellationToken::new();
         let interrupted = Arc::new(AtomicBool::new(false));
@@ -376,11 +435,20 @@ impl TaskManager {
             }
             return Ok(rx.borrow().clone());
         }
-        self.db
-            .task_get(id)
-            .await?
-            .map(Task::from_row)
-            .ok_or_else(|| ApiError::not_found(format!("no task {id:?}")))
+        // Another replica's task, or an ended one: its row, watched until it ends.
+        let deadline = Instant::now() + wait.unwrap_or_default();
+        loop {
+            let task = self
+                .db
+                .task_get(id)
+                .await?
+                .map(Task::from_row)
+                .ok_or_else(|| ApiError::not_found(format!("no task {id:?}")))?;
+            if task.status.is_terminal() || Instant::now() >= deadline {
+                return Ok(task);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Tasks, newest first.
@@ -430,6 +498,13 @@ impl TaskManager {
                 Ok(rx.borrow().clone())
             }
             None => {
+                // Another replica runs it: asked through its row, it cancels at its next
+                // lease renewal.
+                if self.db.task_request_cancel(id).await? {
+                    return self
+                        .get(id, Some(LEASE_RENEW * 3 + Duration::from_secs(1)))
+                        .await;
+                }
                 let t = self.get(id, None).await?;
                 Err(ApiError::conflict(format!(
                     "task {id} has ended already ({})",
@@ -466,7 +541,10 @@ impl TaskManager {
         // Whatever did not store its end in time is failed in the database directly.
         let _ = self
             .db
-            .tasks_fail_running("interrupted: the server shut down while the task ran")
+            .tasks_fail_owned(
+                "interrupted: the server shut down while the task ran",
+                &self.replica,
+            )
             .await;
     }
 

@@ -158,6 +158,32 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         .expect("req");
     assert_error(r, 403, "FORBIDDEN").await;
 
+    // Its pool first: a host cannot join a pool that does not exist; failover is refused
+    // (it needs shared storage).
+    let r = s
+        .req(Method::POST, "/api/v1/hosts", &t)
+        .json(&json!({"name": "h2", "libvirt": h2.get("LIBGO_HOST2_LIBVIRT"), "pool": "p2"}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+    let r = s
+        .req(Method::POST, "/api/v1/compute-pools", &t)
+        .json(&json!({"name": "p2", "failover": true}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 501, "UNSUPPORTED").await;
+    json_of(
+        s.req(Method::POST, "/api/v1/compute-pools", &t)
+            .json(&json!({"name": "p2"}))
+            .send()
+            .await
+            .expect("req"),
+        201,
+    )
+    .await;
+
     // Register it: Docker over TLS (PEM text), libvirt over TCP, in pool p2.
     let host = json_of(
         s.req(Method::POST, "/api/v1/hosts", &t)
@@ -194,6 +220,13 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
     let r = s
         .req(Method::POST, "/api/v1/hosts", &t)
         .json(&json!({"name": "h3", "libvirt": "qemu:///system"}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 400, "INVALID_INPUT").await;
+    let r = s
+        .req(Method::POST, "/api/v1/hosts", &t)
+        .json(&json!({"name": "h3", "docker": "unix:///var/run/docker.sock"}))
         .send()
         .await
         .expect("req");
@@ -408,6 +441,87 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         200,
     )
     .await;
+    // A pool's and the zone's status add their hosts up; a disabled pool takes nothing;
+    // a pool with hosts is not deleted.
+    let p2 = json_of(
+        s.req(Method::GET, "/api/v1/compute-pools/p2/status", &t)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    assert_eq!(p2["hosts"], json!({"off": 0, "on": 1}), "{p2}");
+    assert_eq!(p2["instances"]["running"], 1, "{p2}");
+    assert!(p2["maxCpu"].as_u64().is_some_and(|c| c > 0), "{p2}");
+    assert!(p2["maxMemoryBytes"].as_u64().is_some_and(|m| m > 0), "{p2}");
+    let zone = json_of(
+        s.req(Method::GET, "/api/v1/zone/status", &t)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    assert_eq!(zone["hosts"]["on"], 2, "{zone}");
+    assert_eq!(zone["pools"], json!({"off": 0, "on": 2}), "{zone}");
+    assert_eq!(
+        zone["maxCpu"].as_u64(),
+        Some(p2["maxCpu"].as_u64().unwrap_or(0) * 2),
+        "two hosts of this machine's CPUs: {zone}"
+    );
+    let usage = json_of(
+        s.req(Method::GET, "/api/v1/metrics/resources?host=h2", &t)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    for k in ["cpuUsage", "memoryUsage", "diskUsage"] {
+        assert!(
+            usage[k]
+                .as_f64()
+                .is_some_and(|v| (0.0..=100.0).contains(&v)),
+            "{usage}"
+        );
+    }
+    assert!(
+        usage["memoryUsage"].as_f64().is_some_and(|v| v > 0.0),
+        "{usage}"
+    );
+    json_of(
+        s.req(Method::PATCH, "/api/v1/compute-pools/p2", &t)
+            .json(&json!({"enabled": false}))
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    let r = s
+        .req(Method::POST, "/api/v1/instances", &operator)
+        .json(&json!({"name": unique("mh-p"), "kind": "container", "image": IMAGE, "pool": "p2"}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 409, "RESOURCE_CONFLICT").await;
+    json_of(
+        s.req(Method::PATCH, "/api/v1/compute-pools/p2", &t)
+            .json(&json!({"enabled": true}))
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    let r = s
+        .req(Method::DELETE, "/api/v1/compute-pools/p2", &t)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 409, "RESOURCE_CONFLICT").await;
+
     // The way back: the machine as h2's QEMU reaches it.
     json_of(
         s.req(Method::PATCH, "/api/v1/hosts/local", &t)
@@ -439,6 +553,19 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
     let id = vm["id"].as_str().expect("id").to_string();
     assert_eq!(vm["host"], "local");
     console_shows(&s.base, &id, &t, "LIBGO-GUEST-ALIVE").await;
+    // The disk of a running VM is in use: cloning it is a conflict, not an engine fault
+    // (found by the API fuzzer as a 500).
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/volumes/{vname}-disk0.qcow2/clone"),
+            &t,
+        )
+        .json(&json!({"target": unique("mh-clone")}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 409, "RESOURCE_CONFLICT").await;
 
     for (to, uri) in [
         ("h2", h2.get("LIBGO_HOST2_LIBVIRT")),

@@ -70,7 +70,20 @@ pub fn map_error(e: virt::error::Error) -> Error {
         },
         virt::enumutil::Enum::Unknown(_) => ErrorKind::Internal,
     };
+    // A disk image a running QEMU holds (qemu-img's image locking): in use, not a fault.
+    if kind == ErrorKind::Internal && is_image_locked(e.message()) {
+        return Error::conflict(
+            "the volume is in use by a running VM; stop the VM first (QEMU holds its lock)",
+        )
+        .with_source(e);
+    }
     Error::new(kind, e.message().to_string()).with_source(e)
+}
+
+/// Whether a libvirt message is qemu-img failing on the image lock QEMU holds.
+fn is_image_locked(message: &str) -> bool {
+    message.contains("Failed to get shared \"write\" lock")
+        || message.contains("Failed to get \"write\" lock")
 }
 
 /// Shorthand used by the modules: a libvirt result into a LibGo one.
@@ -367,5 +380,22 @@ fn pick_default_pool(c: &Connect) -> Result<String> {
     match pools.first() {
         Some(p) => p.name().lv(),
         None => Ok("default".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_image_reads_as_in_use() {
+        // libvirt's words when a volume of a running VM is cloned (found by the API fuzzer).
+        assert!(is_image_locked(
+            "internal error: Child process (/usr/bin/qemu-img convert -f qcow2 -O qcow2 \
+             /var/lib/libvirt/images/v-disk0.qcow2 /var/lib/libvirt/images/c) unexpected exit \
+             status 1: qemu-img: Could not open '/var/lib/libvirt/images/v-disk0.qcow2': \
+             Failed to get shared \"write\" lock"
+        ));
+        assert!(!is_image_locked("Cannot allocate memory"));
     }
 }

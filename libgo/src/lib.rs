@@ -203,6 +203,17 @@ impl HostConfig {
         if let Some(url) = &self.libvirt {
             let scheme = url.split("://").next().unwrap_or_default();
             let driver = scheme.split('+').next().unwrap_or_default();
+            let authority = url
+                .split_once("://")
+                .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+                .unwrap_or_default();
+            if driver == "qemu" && authority.is_empty() {
+                return Err(Error::invalid(format!(
+                    "libvirt: {url:?} is this machine's libvirt (host local); give another \
+                     host's URI (qemu+tcp://, qemu+tls://, qemu+ssh://)"
+                ))
+                .with_context("field", "libvirt"));
+            }
             if !url.contains("://") || !["qemu", "test"].contains(&driver) {
                 return Err(
                     Error::invalid(format!("libvirt: {url:?} is not a libvirt URI"))

@@ -9,7 +9,10 @@ use axum::extract::State;
 use axum::response::Response;
 use libgo::{HostConfig, TlsFiles};
 use libgo_core::hosts::{DEFAULT_POOL, LOCAL_HOST};
-use libgo_core::{EvacuateRequest, Host, HostMembership, MigrateRequest, Page, paginate};
+use libgo_core::{
+    ComputePool, ComputePoolSpec, EvacuateRequest, Host, HostMembership, MigrateRequest, Page,
+    PoolStatus, ResourceUsage, paginate,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
@@ -17,6 +20,7 @@ use utoipa_axum::routes;
 use super::instances::{accepted, created};
 use super::{PageQuery, Router};
 use crate::auth::Caller;
+use crate::db::ConfigTable;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -94,6 +98,23 @@ pub struct ForceQuery {
     pub force: bool,
 }
 
+/// Marks a host (or `pool:NAME`) as being changed by this replica while alive, so that the
+/// database sync does not undo a change half made.
+struct Busy<'a>(&'a AppState, String);
+
+impl<'a> Busy<'a> {
+    fn new(state: &'a AppState, key: String) -> Self {
+        state.set_host_busy(&key, true);
+        Busy(state, key)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.set_host_busy(&self.1, false);
+    }
+}
+
 /// Writes a PEM given as text into the host's directory (0600) and answers its path; a
 /// path is answered as it is.
 async fn pem_file(state: &AppState, host: &str, name: &str, value: &str) -> ApiResult<String> {
@@ -137,9 +158,19 @@ async fn store(state: &AppState, config: &HostConfig, new: bool) -> ApiResult<()
     let json = serde_json::to_string(config).map_err(ApiError::internal)?;
     let name = &config.membership.name;
     let done = if new {
-        state.db.host_insert(name, &json).await?
+        state
+            .db
+            .config_insert(ConfigTable::Hosts, name, &json)
+            .await?
     } else {
-        state.db.host_update(name, &json).await? || state.db.host_insert(name, &json).await?
+        state
+            .db
+            .config_update(ConfigTable::Hosts, name, &json)
+            .await?
+            || state
+                .db
+                .config_insert(ConfigTable::Hosts, name, &json)
+                .await?
     };
     if !done {
         return Err(ApiError::conflict(format!(
@@ -151,7 +182,7 @@ async fn store(state: &AppState, config: &HostConfig, new: bool) -> ApiResult<()
 
 /// The stored configuration of host `name`, or the local host's membership.
 async fn stored(state: &AppState, name: &str) -> ApiResult<HostConfig> {
-    let rows = state.db.host_list().await?;
+    let rows = state.db.config_list(ConfigTable::Hosts).await?;
     if let Some((_, json)) = rows.iter().find(|(n, _)| n == name) {
         return serde_json::from_str(json).map_err(ApiError::internal);
     }
@@ -183,6 +214,7 @@ async fn get_host(State(state): S, Path(name): Path<String>) -> ApiResult<Json<H
         (status = 503, description = "An engine of the host does not answer; nothing was stored", body = crate::error::ErrorBody)))]
 async fn add_host(State(state): S, Json(req): Json<HostRequest>) -> ApiResult<Response> {
     libgo_core::validate::name("host name", &req.name)?;
+    let _busy = Busy::new(&state, req.name.clone());
     if req.name == LOCAL_HOST || state.libgo.host_membership(&req.name).is_ok() {
         return Err(ApiError::conflict(format!(
             "a host named {:?} exists already",
@@ -248,6 +280,7 @@ async fn patch_host(
     Path(name): Path<String>,
     Json(patch): Json<HostPatch>,
 ) -> ApiResult<Json<Host>> {
+    let _busy = Busy::new(&state, name.clone());
     let mut config = stored(&state, &name).await?;
     let m = &mut config.membership;
     if let Some(e) = patch.enabled {
@@ -276,6 +309,7 @@ async fn delete_host(
     Path(name): Path<String>,
     Query(q): Query<ForceQuery>,
 ) -> ApiResult<axum::http::StatusCode> {
+    let _busy = Busy::new(&state, name.clone());
     let host = state.libgo.host(&name).await?;
     let count = host.instances.running + host.instances.stopped + host.instances.lost;
     if count > 0 && !q.force {
@@ -285,7 +319,7 @@ async fn delete_host(
         )));
     }
     state.libgo.host_remove(&name)?;
-    state.db.host_delete(&name).await?;
+    state.db.config_delete(ConfigTable::Hosts, &name).await?;
     let _ = tokio::fs::remove_dir_all(state.config.data_dir.join("hosts").join(&name)).await;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -300,6 +334,7 @@ async fn evacuate_host(
     Path(name): Path<String>,
     Json(req): Json<EvacuateRequest>,
 ) -> ApiResult<Response> {
+    let _busy = Busy::new(&state, name.clone());
     let mut config = stored(&state, &name).await?;
     config.membership.enabled = false;
     state.libgo.host_set(config.membership.clone())?;
@@ -370,6 +405,152 @@ async fn list_migrations(
     Ok(Json(paginate(all, page)))
 }
 
+// ---- compute pools and the zone ----
+
+/// Changes to a compute pool.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ComputePoolPatch {
+    /// `false` stops placement in it.
+    pub enabled: Option<bool>,
+    /// See `ComputePoolSpec.failover`.
+    pub failover: Option<bool>,
+}
+
+async fn store_pool(state: &AppState, spec: &ComputePoolSpec, new: bool) -> ApiResult<()> {
+    let json = serde_json::to_string(spec).map_err(ApiError::internal)?;
+    let t = ConfigTable::ComputePools;
+    let done = if new {
+        state.db.config_insert(t, &spec.name, &json).await?
+    } else {
+        state.db.config_update(t, &spec.name, &json).await?
+            || state.db.config_insert(t, &spec.name, &json).await?
+    };
+    if !done {
+        return Err(ApiError::conflict(format!(
+            "a compute pool named {:?} exists already",
+            spec.name
+        )));
+    }
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/api/v1/compute-pools", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts", params(PageQuery),
+    responses((status = 200, description = "Compute pools, `default` first, with their hosts", body = libgo_core::Page<ComputePool>)))]
+async fn list_compute_pools(
+    State(state): S,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<ComputePool>>> {
+    let page = q.get()?;
+    Ok(Json(paginate(state.libgo.compute_pools(), page)))
+}
+
+#[utoipa::path(post, path = "/api/v1/compute-pools", extensions(("x-libgo-access" = json!("admin"))), tag = "hosts",
+    request_body = ComputePoolSpec,
+    responses((status = 201, description = "Created", body = ComputePool)))]
+async fn create_compute_pool(State(state): S, Json(spec): Json<ComputePoolSpec>) -> ApiResult<Response> {
+    libgo_core::validate::name("compute pool", &spec.name)?;
+    let _busy = Busy::new(&state, format!("pool:{}", spec.name));
+    if state.libgo.compute_pool(&spec.name).is_ok() {
+        return Err(ApiError::conflict(format!(
+            "a compute pool named {:?} exists already",
+            spec.name
+        )));
+    }
+    state.libgo.pool_set(&spec)?;
+    if let Err(e) = store_pool(&state, &spec, true).await {
+        let _ = state.libgo.pool_remove(&spec.name);
+        return Err(e);
+    }
+    let pool = state.libgo.compute_pool(&spec.name)?;
+    Ok(created(
+        format!("/api/v1/compute-pools/{}", pool.name),
+        pool,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/compute-pools/{name}", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts",
+    params(("name" = String, Path, description = "Pool name")),
+    responses((status = 200, description = "The pool", body = ComputePool)))]
+async fn get_compute_pool(State(state): S, Path(name): Path<String>) -> ApiResult<Json<ComputePool>> {
+    Ok(Json(state.libgo.compute_pool(&name)?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/compute-pools/{name}", extensions(("x-libgo-access" = json!("admin"))), tag = "hosts",
+    params(("name" = String, Path, description = "Pool name")),
+    request_body = ComputePoolPatch,
+    responses((status = 200, description = "The pool", body = ComputePool)))]
+async fn patch_compute_pool(
+    State(state): S,
+    Path(name): Path<String>,
+    Json(patch): Json<ComputePoolPatch>,
+) -> ApiResult<Json<ComputePool>> {
+    let _busy = Busy::new(&state, format!("pool:{name}"));
+    let pool = state.libgo.compute_pool(&name)?;
+    let spec = ComputePoolSpec {
+        name: pool.name,
+        enabled: patch.enabled.unwrap_or(pool.enabled),
+        failover: patch.failover.unwrap_or(pool.failover),
+    };
+    state.libgo.pool_set(&spec)?;
+    store_pool(&state, &spec, false).await?;
+    Ok(Json(state.libgo.compute_pool(&name)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/compute-pools/{name}", extensions(("x-libgo-access" = json!("admin"))), tag = "hosts",
+    params(("name" = String, Path, description = "Pool name")),
+    responses((status = 204, description = "Deleted (it had no host)")))]
+async fn delete_compute_pool(
+    State(state): S,
+    Path(name): Path<String>,
+) -> ApiResult<axum::http::StatusCode> {
+    let _busy = Busy::new(&state, format!("pool:{name}"));
+    state.libgo.pool_remove(&name)?;
+    state
+        .db
+        .config_delete(ConfigTable::ComputePools, &name)
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/compute-pools/{name}/status", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts",
+    params(("name" = String, Path, description = "Pool name")),
+    responses((status = 200, description = "The pool's hosts, instances and resources together", body = PoolStatus)))]
+async fn compute_pool_status(State(state): S, Path(name): Path<String>) -> ApiResult<Json<PoolStatus>> {
+    Ok(Json(state.libgo.pool_status(&name).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/zone/status", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts",
+    responses((status = 200, description = "Every pool and host together", body = PoolStatus)))]
+async fn zone_status(State(state): S) -> ApiResult<Json<PoolStatus>> {
+    Ok(Json(state.libgo.zone_status().await?))
+}
+
+/// `?host=`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScopeQuery {
+    /// A host's name, or `zone` for every host; `local` when absent.
+    pub host: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/metrics/resources", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts",
+    params(ScopeQuery),
+    responses((status = 200, description = "CPU, memory and storage use in percent, and network bytes, of one host or the zone", body = ResourceUsage)))]
+async fn resource_usage(
+    State(state): S,
+    Query(q): Query<ScopeQuery>,
+) -> ApiResult<Json<ResourceUsage>> {
+    let scope = q.host.unwrap_or_else(|| LOCAL_HOST.to_string());
+    let status = if scope == "zone" {
+        state.libgo.zone_status().await?
+    } else {
+        let host = state.libgo.host(&scope).await?;
+        PoolStatus::of(&scope, true, &[&host])
+    };
+    Ok(Json(ResourceUsage::of(&scope, &status)))
+}
+
 /// The routes.
 pub fn router() -> Router {
     Router::new()
@@ -378,4 +559,9 @@ pub fn router() -> Router {
         .routes(routes!(evacuate_host))
         .routes(routes!(migrate_instance))
         .routes(routes!(list_migrations))
+        .routes(routes!(list_compute_pools, create_compute_pool))
+        .routes(routes!(get_compute_pool, patch_compute_pool, delete_compute_pool))
+        .routes(routes!(compute_pool_status))
+        .routes(routes!(zone_status))
+        .routes(routes!(resource_usage))
 }
