@@ -448,7 +448,10 @@ async fn list_compute_pools(
 #[utoipa::path(post, path = "/api/v1/compute-pools", extensions(("x-libgo-access" = json!("admin"))), tag = "hosts",
     request_body = ComputePoolSpec,
     responses((status = 201, description = "Created", body = ComputePool)))]
-async fn create_compute_pool(State(state): S, Json(spec): Json<ComputePoolSpec>) -> ApiResult<Response> {
+async fn create_compute_pool(
+    State(state): S,
+    Json(spec): Json<ComputePoolSpec>,
+) -> ApiResult<Response> {
     libgo_core::validate::name("compute pool", &spec.name)?;
     let _busy = Busy::new(&state, format!("pool:{}", spec.name));
     if state.libgo.compute_pool(&spec.name).is_ok() {
@@ -472,7 +475,10 @@ async fn create_compute_pool(State(state): S, Json(spec): Json<ComputePoolSpec>)
 #[utoipa::path(get, path = "/api/v1/compute-pools/{name}", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts",
     params(("name" = String, Path, description = "Pool name")),
     responses((status = 200, description = "The pool", body = ComputePool)))]
-async fn get_compute_pool(State(state): S, Path(name): Path<String>) -> ApiResult<Json<ComputePool>> {
+async fn get_compute_pool(
+    State(state): S,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ComputePool>> {
     Ok(Json(state.libgo.compute_pool(&name)?))
 }
 
@@ -516,7 +522,10 @@ async fn delete_compute_pool(
 #[utoipa::path(get, path = "/api/v1/compute-pools/{name}/status", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts",
     params(("name" = String, Path, description = "Pool name")),
     responses((status = 200, description = "The pool's hosts, instances and resources together", body = PoolStatus)))]
-async fn compute_pool_status(State(state): S, Path(name): Path<String>) -> ApiResult<Json<PoolStatus>> {
+async fn compute_pool_status(
+    State(state): S,
+    Path(name): Path<String>,
+) -> ApiResult<Json<PoolStatus>> {
     Ok(Json(state.libgo.pool_status(&name).await?))
 }
 
@@ -560,7 +569,11 @@ pub fn router() -> Router {
         .routes(routes!(migrate_instance))
         .routes(routes!(list_migrations))
         .routes(routes!(list_compute_pools, create_compute_pool))
-        .routes(routes!(get_compute_pool, patch_compute_pool, delete_compute_pool))
+        .routes(routes!(
+            get_compute_pool,
+            patch_compute_pool,
+            delete_compute_pool
+        ))
         .routes(routes!(compute_pool_status))
         .routes(routes!(zone_status))
         .routes(routes!(resource_usage))
