@@ -52,6 +52,10 @@ TYPES = {
     "Health": None, "BackendInfo": None, "Capabilities": None,
     "BatchSpec": None, "BatchStatus": None, "BatchError": None, "BatchItem": None,
     "BatchReport": None,
+    "HostEngine": None, "HostCapacity": None, "HostAllocation": None, "HostUsage": None,
+    "HostInstanceCounts": None, "Host": None, "ComputePool": None, "OffOn": None,
+    "PoolStatus": None, "MigrateRequest": None, "MigrationKind": None,
+    "MigrationReport": None,
     "Page_Image": "ImagePage", "Page_Network": "NetworkPage", "Page_Volume": "VolumePage",
     "Page_StoragePool": "StoragePoolPage", "Page_Template": "TemplatePage",
 }

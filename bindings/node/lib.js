@@ -86,6 +86,11 @@ class Console {
 const PLANS = {
   backends: { kind: 'value', named: [], spread: null, progress: false },
   health: { kind: 'value', named: [], spread: null, progress: false },
+  host_list: { kind: 'value', named: [], spread: null, progress: false },
+  host_get: { kind: 'value', named: [], spread: null, progress: false },
+  compute_pool_list: { kind: 'value', named: [], spread: null, progress: false },
+  zone_status: { kind: 'value', named: [], spread: null, progress: false },
+  migrate: { kind: 'value', named: [], spread: null, progress: true },
   info: { kind: 'value', named: [], spread: null, progress: false },
   capabilities: { kind: 'value', named: [], spread: null, progress: false },
   create: { kind: 'value', named: [], spread: null, progress: false },
@@ -220,6 +225,26 @@ class Client {
   /** Health of every backend. */
   health() {
     return this._run('health', {})
+  }
+  /** Every host (`local` and the others added), with engines, capacity, use and instances. */
+  hostList() {
+    return this._run('host_list', {})
+  }
+  /** One host. */
+  hostGet(name) {
+    return this._run('host_get', { name })
+  }
+  /** Every compute pool, with its hosts. */
+  computePoolList() {
+    return this._run('compute_pool_list', {})
+  }
+  /** Every host and pool together. */
+  zoneStatus() {
+    return this._run('zone_status', {})
+  }
+  /** Moves an instance to another host: a VM by libvirt's migration (live unless `live` is false), a container by a cold move. */
+  migrate(id, request, options) {
+    return this._run('migrate', { id, request }, options)
   }
   /** Info of every backend that answers. */
   info() {

@@ -686,6 +686,154 @@ export interface BatchReport {
   /** Items that worked. */
   succeeded: number
 }
+/** One engine of a host. */
+export interface HostEngine {
+  /** The backend's name. */
+  backend: string
+  /** `docker` or `kvm`. */
+  kind: string
+  /** Its version, or why it does not answer. */
+  message: string
+  /** Whether it answers. */
+  up: boolean
+  /** Where it is reached. */
+  url: string
+}
+/** What a host has, as its engines report it. */
+export interface HostCapacity {
+  /** Logical CPUs. */
+  cpus: number
+  /** Size of the storage new disks go to (libvirt's default pool), where known. */
+  diskBytes?: number | null
+  /** Memory. */
+  memoryBytes: number
+}
+/** What the instances on a host reserve: running or paused ones, by their limits. */
+export interface HostAllocation {
+  /** CPUs. */
+  cpus: number
+  /** Memory. */
+  memoryBytes: number
+}
+/** What a host uses now, as its engines report it; `None` where no engine of the host reports it (Docker reports none of these; libvirt all but the network counters). */
+export interface HostUsage {
+  /** CPU busy, 0–100 of the whole host. */
+  cpuPercent?: number | null
+  /** Storage in use (libvirt's default pool). */
+  diskBytes?: number | null
+  /** Memory in use. */
+  memoryBytes?: number | null
+  /** Bytes received by the host's interfaces. */
+  rxBytes?: number | null
+  /** Bytes sent by the host's interfaces. */
+  txBytes?: number | null
+}
+/** Instances on a host by state. */
+export interface HostInstanceCounts {
+  /** On an engine that does not answer. */
+  lost: number
+  /** Being migrated or moved off this host. */
+  migrating: number
+  /** Running or paused. */
+  running: number
+  /** Defined, not running. */
+  stopped: number
+}
+/** A host as the API shows it. */
+export interface Host {
+  /** Whether any of its engines answers. */
+  alive: boolean
+  /** What its instances reserve. */
+  allocated: HostAllocation
+  /** What it has. */
+  capacity: HostCapacity
+  /** Whether new instances may be placed on it. */
+  enabled: boolean
+  /** Its engines. */
+  engines: HostEngine[]
+  /** Its instances by state. */
+  instances: HostInstanceCounts
+  /** Labels. */
+  labels: Record<string, string>
+  /** Name. */
+  name: string
+  /** Compute pool. */
+  pool: string
+  /** What it uses. */
+  usage: HostUsage
+}
+/** A compute pool as the API shows it. */
+export interface ComputePool {
+  /** Whether new instances may be placed in it. */
+  enabled: boolean
+  /** Failover (always `false`, see [`ComputePoolSpec::failover`]). */
+  failover: boolean
+  /** Its hosts, by name. */
+  hosts: string[]
+  /** Name. */
+  name: string
+}
+/** Two counts: how many are off and how many on. */
+export interface OffOn {
+  /** Offline hosts, disabled pools. */
+  off: number
+  /** Online hosts, enabled pools. */
+  on: number
+}
+/** The aggregated status of a compute pool, or of the whole zone (every host): the fields of Nano's `compute_pool_status` and `compute_zone_status`. */
+export interface PoolStatus {
+  /** Storage not in use. */
+  availableDiskBytes: number
+  /** Memory not in use. */
+  availableMemoryBytes: number
+  /** CPUs busy (the sum over hosts of each one's busy share times its CPUs). */
+  cpuUsage: number
+  /** Whether placement uses it (the zone: always). */
+  enabled: boolean
+  /** Hosts not answering and answering. */
+  hosts: OffOn
+  /** Instances by state. */
+  instances: HostInstanceCounts
+  /** CPUs. */
+  maxCpu: number
+  /** Storage. */
+  maxDiskBytes: number
+  /** Memory. */
+  maxMemoryBytes: number
+  /** The pool's name, or `zone`. */
+  name: string
+  pools?: OffOn | null
+  /** Bytes received by the hosts, where their engines report it. */
+  rxBytes?: number | null
+  /** Bytes sent by the hosts, where their engines report it. */
+  txBytes?: number | null
+}
+/** A request to move an instance to another host. */
+export interface MigrateRequest {
+  /** The host to move it to. */
+  host: string
+  /** VMs: keep the guest running while its memory and disks are copied (`true`, the default), or pause it for the copy. Containers are always moved cold. */
+  live?: boolean
+}
+/** How an instance was moved. */
+export type MigrationKind = 'live' | 'offline' | 'move'
+/** What a migration did. */
+export interface MigrationReport {
+  /** How long the guest was paused (libvirt's job statistics), where known. */
+  downtimeMs?: number | null
+  /** How long the move took. */
+  elapsedMs: number
+  /** The backend it left. */
+  fromBackend: string
+  /** The instance, where it is now. */
+  instance: Instance
+  /** How it was moved. */
+  kind: MigrationKind
+  /** The backend it is on now. */
+  toBackend: string
+  /** Bytes copied (memory and disks), where known. */
+  transferredBytes?: number | null
+}
 /** One page of a list and the total count. */
 export interface ImagePage {
   /** Items in all pages. */

@@ -144,6 +144,23 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Move an instance to another host: a VM live (or paused with --offline), a container
+    /// by a cold move.
+    Migrate {
+        /// Instance name or id.
+        name: String,
+        /// The host to move it to.
+        #[arg(long)]
+        host: String,
+        /// Pause a VM for the copy instead of keeping it running.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Hosts: this machine (`local`) and the others a server manages.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Every host and compute pool together.
+    Zone,
     /// Snapshots of an instance.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -605,6 +622,19 @@ pub enum ApiKeyCommand {
         /// Key ids.
         #[arg(required = true)]
         ids: Vec<String>,
+    },
+}
+
+/// `host …`.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// List hosts.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show one.
+    Info {
+        /// Host name.
+        name: String,
     },
 }
 

@@ -34,7 +34,7 @@ use libgo::{
 use serde_json::{Value, json};
 
 use cli::{Cli, Command, CreateArgs, ImageCommand, NetworkCommand, RemoteCommand};
-use cli::{PoolCommand, SnapshotCommand, TemplateCommand, VolumeCommand};
+use cli::{HostCommand, PoolCommand, SnapshotCommand, TemplateCommand, VolumeCommand};
 use output::{Format, field, print_list, print_one, size};
 use target::{OnProgress, RemoteClient, Target};
 
@@ -385,6 +385,16 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
             disk_format,
             output,
         } => export(target, &name, &disk_format, &output, format, quiet).await,
+        Command::Migrate {
+            name,
+            host,
+            offline,
+        } => migrate(target, &name, &host, !offline, format, quiet).await,
+        Command::Host(h) => host(target, h, format).await,
+        Command::Zone => {
+            print_one(format, &target.call("zone_status", json!({}), None).await?)?;
+            Ok(0)
+        }
         Command::Snapshot(s) => snapshot(target, s, format).await,
         Command::Image(i) => image(target, i, format, quiet).await,
         Command::Network(n) => network(target, n, format).await,
@@ -1015,6 +1025,72 @@ async fn volume(target: &Target, v: VolumeCommand, format: Format) -> Result<u8>
             Ok(0)
         }
     }
+}
+
+async fn migrate(
+    target: &Target,
+    name: &str,
+    host: &str,
+    live: bool,
+    format: Format,
+    quiet: bool,
+) -> Result<u8> {
+    let (bar, on) = progress_bar(quiet, &format!("moving {name} to {host}"));
+    let report = target
+        .call(
+            "migrate",
+            json!({"id": name, "request": {"host": host, "live": live}}),
+            on,
+        )
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    match format {
+        Format::Table => println!(
+            "{name}: {} to host {} in {} ms{}",
+            field(&report, "kind"),
+            host,
+            field(&report, "elapsedMs"),
+            report["downtimeMs"]
+                .as_u64()
+                .map(|d| format!(", paused {d} ms"))
+                .unwrap_or_default()
+        ),
+        _ => print_one(format, &report)?,
+    }
+    Ok(0)
+}
+
+async fn host(target: &Target, h: HostCommand, format: Format) -> Result<u8> {
+    match h {
+        HostCommand::List => {
+            let items = list_of(target, "host_list").await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|h| field(h, "name")),
+                    ("POOL", &|h| field(h, "pool")),
+                    ("ENABLED", &|h| field(h, "enabled")),
+                    ("ALIVE", &|h| field(h, "alive")),
+                    ("CPUS", &|h| field(&h["capacity"], "cpus")),
+                    ("MEMORY", &|h| bytes_field(&h["capacity"], "memoryBytes")),
+                    ("RUNNING", &|h| field(&h["instances"], "running")),
+                    ("STOPPED", &|h| field(&h["instances"], "stopped")),
+                    ("LOST", &|h| field(&h["instances"], "lost")),
+                ],
+            )?;
+        }
+        HostCommand::Info { name } => {
+            print_one(
+                format,
+                &target.call("host_get", json!({"name": name}), None).await?,
+            )?;
+        }
+    }
+    Ok(0)
 }
 
 async fn pool(target: &Target, p: PoolCommand, format: Format) -> Result<u8> {

@@ -375,6 +375,18 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
             .query(a, &[("backend", "backend"), ("force", "force")])
             .answer(Answer::Unit),
         "pool_list" => Builder::new(M::GET, "/api/v1/storage-pools", a)?.answer(Answer::AllPages),
+        "host_list" => Builder::new(M::GET, "/api/v1/hosts", a)?.answer(Answer::AllPages),
+        "host_get" => Builder::new(M::GET, "/api/v1/hosts/{name}", a)?,
+        "compute_pool_list" => {
+            Builder::new(M::GET, "/api/v1/compute-pools", a)?.answer(Answer::AllPages)
+        }
+        "zone_status" => Builder::new(M::GET, "/api/v1/zone/status", a)?,
+        "migrate" => {
+            let body = take(a, "request").unwrap_or(Value::Null);
+            Builder::new(M::POST, "/api/v1/instances/{id}/migrate", a)?
+                .body(body)
+                .answer(Answer::Task)
+        }
         "template_list" => Builder::new(M::GET, "/api/v1/templates", a)?.answer(Answer::AllPages),
         other => {
             return Err(Error::unsupported(format!(
@@ -492,6 +504,14 @@ mod tests {
                 json!({"name": "v", "backend": "kvm", "force": true}),
             ),
             ("pool_list", json!({})),
+            ("host_list", json!({})),
+            ("host_get", json!({"name": "h2"})),
+            ("compute_pool_list", json!({})),
+            ("zone_status", json!({})),
+            (
+                "migrate",
+                json!({"id": "vm1", "request": {"host": "h2", "live": true}}),
+            ),
             ("template_list", json!({})),
         ]
     }

@@ -1143,6 +1143,67 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
 
 /// The embedded-mode test of each round trip (the remote test runs them all against a
 /// server).
+/// Hosts, the zone and `migrate`'s refusals (moving between two hosts is tested over
+/// HTTP in libgo-http's many_hosts test, against a second host).
+async fn hosts_round_trip(dir: &Path, mode: &[&str]) {
+    let hosts = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["host", "ls", "--format", "json"]),
+            None,
+        )
+        .await,
+    );
+    let local = find(&hosts, "local").unwrap_or_else(|| panic!("no local host: {hosts}"));
+    assert_eq!(local["alive"], true, "{local}");
+    assert!(
+        local["capacity"]["memoryBytes"]
+            .as_u64()
+            .is_some_and(|m| m > 0),
+        "{local}"
+    );
+    let table = ok(&libgo(dir, &in_mode(mode, &["host", "ls"]), None).await);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("local ")), "{table}");
+    let one = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["host", "info", "local", "--format", "json"]),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(one["name"], "local");
+    let zone = json(&libgo(dir, &in_mode(mode, &["zone", "--format", "json"]), None).await);
+    assert!(
+        zone["hosts"]["on"].as_u64().is_some_and(|n| n >= 1),
+        "{zone}"
+    );
+    let name = unique("cli-mig");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["create", IMAGE, "--name", &name]),
+        None,
+    )
+    .await);
+    let o = libgo(
+        dir,
+        &in_mode(mode, &["migrate", &name, "--host", "nowhere"]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
+    let o = libgo(
+        dir,
+        &in_mode(mode, &["migrate", &name, "--host", "local"]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(12), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("already"), "{}", text(&o.stderr));
+}
+
 macro_rules! embedded {
     ($($test:ident => $round_trip:ident,)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1162,6 +1223,7 @@ embedded! {
     embedded_logs_follow => follow_round_trip,
     embedded_container_round_trip => container_round_trip,
     embedded_vm_round_trip => vm_round_trip,
+    embedded_hosts => hosts_round_trip,
 }
 
 /// libgo-http's test server (a real server on a loopback port, both engines up), its test
@@ -1219,6 +1281,7 @@ async fn remote_mode_logs_in_and_drives_the_same_engines() {
     batch_round_trip(d, &["--remote", "lab"]).await;
     resources_round_trip(d, &["--remote", "lab"]).await;
     follow_round_trip(d, &["--remote", "lab"]).await;
+    hosts_round_trip(d, &["--remote", "lab"]).await;
 
     // What the remote made, the local engines see: one Docker behind both.
     let name = unique("cli-both");

@@ -45,7 +45,9 @@ pub struct Binary(Vec<u8>);
         libgo_core::VncDisplay,
         libgo_core::RegistryAuth,
         libgo_core::BuildSpec,
-        libgo_core::BatchReport
+        libgo_core::BatchReport,
+        libgo_core::MigrationReport,
+        libgo_core::MigrationKind
     )),
     tags(
         (name = "auth", description = "Login"),

@@ -163,6 +163,28 @@ libgo_result libgo_backends(const libgo_client *client);
 // Health of every backend. Returns the JSON of `Vec<Health>`.
 libgo_result libgo_health(const libgo_client *client);
 
+// Every host (`local` and the others added), with engines, capacity, use and instances.
+// Returns the JSON of `Vec<Host>`.
+libgo_result libgo_host_list(const libgo_client *client);
+
+// One host. Returns the JSON of `Host`.
+libgo_result libgo_host_get(const libgo_client *client, const char *name);
+
+// Every compute pool, with its hosts. Returns the JSON of `Vec<ComputePool>`.
+libgo_result libgo_compute_pool_list(const libgo_client *client);
+
+// Every host and pool together. Returns the JSON of `PoolStatus`.
+libgo_result libgo_zone_status(const libgo_client *client);
+
+// Moves an instance to another host: a VM by libvirt's migration (live unless `live` is
+// false), a container by a cold move. Arguments: `request_json` is the JSON of
+// `MigrateRequest`. Returns the JSON of `MigrationReport`.
+libgo_result libgo_instance_migrate(const libgo_client *client,
+                                    const char *id,
+                                    const char *request_json,
+                                    libgo_progress_fn progress,
+                                    void *user_data);
+
 // Info of every backend that answers. Returns the JSON of `Vec<BackendInfo>`.
 libgo_result libgo_info(const libgo_client *client);
 

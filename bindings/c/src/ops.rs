@@ -28,6 +28,91 @@ pub unsafe extern "C" fn libgo_health(client: *const libgo_client) -> libgo_resu
     unsafe { run(client, "health", args, Vec::new(), ProgressSink::none()) }
 }
 
+/// Every host (`local` and the others added), with engines, capacity, use and instances.
+/// Returns the JSON of `Vec<Host>`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_host_list(client: *const libgo_client) -> libgo_result {
+    let args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe { run(client, "host_list", args, Vec::new(), ProgressSink::none()) }
+}
+
+/// One host. Returns the JSON of `Host`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_host_get(
+    client: *const libgo_client,
+    name: *const c_char,
+) -> libgo_result {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("name", name);
+    }
+    // SAFETY: crate-level contract.
+    unsafe { run(client, "host_get", args, Vec::new(), ProgressSink::none()) }
+}
+
+/// Every compute pool, with its hosts. Returns the JSON of `Vec<ComputePool>`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_compute_pool_list(client: *const libgo_client) -> libgo_result {
+    let args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "compute_pool_list",
+            args,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+    }
+}
+
+/// Every host and pool together. Returns the JSON of `PoolStatus`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_zone_status(client: *const libgo_client) -> libgo_result {
+    let args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "zone_status",
+            args,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+    }
+}
+
+/// Moves an instance to another host: a VM by libvirt's migration (live unless `live` is
+/// false), a container by a cold move. Arguments: `request_json` is the JSON of
+/// `MigrateRequest`. Returns the JSON of `MigrationReport`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_instance_migrate(
+    client: *const libgo_client,
+    id: *const c_char,
+    request_json: *const c_char,
+    progress: libgo_progress_fn,
+    user_data: *mut c_void,
+) -> libgo_result {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+        args.json("request", request_json);
+    }
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "migrate",
+            args,
+            Vec::new(),
+            progress_sink(progress, user_data),
+        )
+    }
+}
+
 /// Info of every backend that answers. Returns the JSON of `Vec<BackendInfo>`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_info(client: *const libgo_client) -> libgo_result {

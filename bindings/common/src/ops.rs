@@ -17,12 +17,13 @@
 //! argument: the context tar of a build).
 
 use libgo::{
-    BackendInfo, BatchReport, BatchSpec, BuildSpec, Capabilities, ConsoleSession, DeleteOptions,
-    Event, EventFilter, ExecResult, ExecSpec, ExportResult, ExportSpec, Health, Image,
-    ImageRemoveOptions, Instance, InstanceFilter, InstanceSpec, LibGo, LogEntry, LogOptions,
-    Network, NetworkSpec, Page, Pagination, ProgressSink, PruneReport, RegistryAuth,
-    ResourceUpdate, Result, Snapshot, SnapshotSpec, Stats, StopOptions, StoragePool,
-    StoragePoolSpec, Template, VncDisplay, Volume, VolumeDeleteOptions, VolumeSpec,
+    BackendInfo, BatchReport, BatchSpec, BuildSpec, Capabilities, ComputePool, ConsoleSession,
+    DeleteOptions, Event, EventFilter, ExecResult, ExecSpec, ExportResult, ExportSpec, Health,
+    Host, Image, ImageRemoveOptions, Instance, InstanceFilter, InstanceSpec, LibGo, LogEntry,
+    LogOptions, MigrateRequest, MigrationReport, Network, NetworkSpec, Page, Pagination,
+    PoolStatus, ProgressSink, PruneReport, RegistryAuth, ResourceUpdate, Result, Snapshot,
+    SnapshotSpec, Stats, StopOptions, StoragePool, StoragePoolSpec, Template, VncDisplay, Volume,
+    VolumeDeleteOptions, VolumeSpec,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -248,6 +249,18 @@ operations! {
     backends() -> Value Vec<String> => libgo.backend_names();
     /// Health of every backend.
     health() -> Value Vec<Health> => libgo.health().await;
+    /// Every host (`local` and the others added), with engines, capacity, use and instances.
+    host_list() -> Value Vec<Host> => libgo.host_list().await?;
+    /// One host.
+    host_get(name: String) -> Value Host => libgo.host(&a.name).await?;
+    /// Every compute pool, with its hosts.
+    compute_pool_list() -> Value Vec<ComputePool> => libgo.compute_pools();
+    /// Every host and pool together.
+    zone_status() -> Value PoolStatus => libgo.zone_status().await?;
+    /// Moves an instance to another host: a VM by libvirt's migration (live unless
+    /// `live` is false), a container by a cold move.
+    migrate(id: String, request: MigrateRequest [spread]) -> Value MigrationReport [progress],
+        c = "libgo_instance_migrate" => libgo.migrate(&a.id, &a.request, progress).await?;
     /// Info of every backend that answers.
     info() -> Value Vec<BackendInfo> =>
         libgo.info().await.into_iter().filter_map(Result::ok).collect();

@@ -101,6 +101,15 @@ test('images, networks and volumes', async () => {
   await assert.rejects(client.volumeInspect(vol), { code: 'NOT_FOUND' })
 })
 
+test('hosts come from the core', async () => {
+  const client = await Client.connect({ docker: 'required', kvm: 'off' })
+  const hosts = await client.hostList()
+  assert.deepEqual(hosts.map((h) => h.name), ['local'])
+  assert.ok(hosts[0].alive && hosts[0].capacity.memoryBytes > 0)
+  assert.equal((await client.zoneStatus()).hosts.on, 1)
+  await assert.rejects(client.migrate('libgo-none', { host: 'nowhere' }), { code: 'NOT_FOUND' })
+})
+
 test('VM verbs on libvirt test:///default', async () => {
   const vm = await Client.connect({ docker: 'off', kvm: 'required', libvirtUri: 'test:///default' })
   const domains = await vm.listAll({ kind: 'vm' })

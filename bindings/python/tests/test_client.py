@@ -330,6 +330,21 @@ def test_every_operation_of_the_core_is_a_method() -> None:
         assert methods - ops == set(), f"{cls.__name__} has undeclared {sorted(methods - ops)}"
 
 
+def test_hosts_and_migration_refusals(client: libgo.Client, container: libgo.types.Instance) -> None:
+    """Hosts come from the core: the library's own machine is host ``local``; moving to a
+    host that does not exist, or to the one it is on, is refused with the right error."""
+    hosts = client.host_list()
+    assert [h["name"] for h in hosts] == ["local"]
+    assert hosts[0]["alive"] and hosts[0]["capacity"]["memoryBytes"] > 0
+    assert client.host_get("local")["engines"][0]["kind"] == "docker"
+    assert client.zone_status()["hosts"]["on"] == 1
+    assert [p["name"] for p in client.compute_pool_list()] == ["default"]
+    with pytest.raises(libgo.errors.NotFoundError):
+        client.migrate(container["id"], "nowhere")
+    with pytest.raises(libgo.errors.ConflictError):
+        client.migrate(container["id"], "local", live=True)
+
+
 def test_batches_of_containers(client: libgo.Client) -> None:
     """Batch create and delete come from the core: names by rule, each item reported."""
     prefix = unique("pyb")

@@ -51,6 +51,39 @@ class AsyncClient:
         """Health of every backend."""
         return cast(List[t.Health], await self._call("health"))
 
+    async def host_list(self) -> List[t.Host]:
+        """Every host (``local`` and the others added), with engines, capacity, use and
+        instances."""
+        return cast(List[t.Host], await self._call("host_list"))
+
+    async def host_get(self, name: str) -> t.Host:
+        """One host."""
+        return cast(t.Host, await self._call("host_get", {"name": name}))
+
+    async def compute_pool_list(self) -> List[t.ComputePool]:
+        """Every compute pool, with its hosts."""
+        return cast(List[t.ComputePool], await self._call("compute_pool_list"))
+
+    async def zone_status(self) -> t.PoolStatus:
+        """Every host and pool together."""
+        return cast(t.PoolStatus, await self._call("zone_status"))
+
+    async def migrate(
+        self,
+        id: str,
+        host: str,
+        *,
+        live: Optional[bool] = None,
+        progress: Optional[ProgressFn] = None,
+    ) -> t.MigrationReport:
+        """Moves an instance to another host: a VM by libvirt's migration (live unless ``live``
+        is false), a container by a cold move."""
+        args: Dict[str, Any] = {
+            "id": id,
+            "request": _given({"host": host, "live": live}),
+        }
+        return cast(t.MigrationReport, await self._call("migrate", args, progress=progress))
+
     async def info(self) -> List[t.BackendInfo]:
         """Info of every backend that answers."""
         return cast(List[t.BackendInfo], await self._call("info"))

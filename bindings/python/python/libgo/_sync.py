@@ -42,6 +42,39 @@ class Client:
         """Health of every backend."""
         return cast(List[t.Health], self._call("health"))
 
+    def host_list(self) -> List[t.Host]:
+        """Every host (``local`` and the others added), with engines, capacity, use and
+        instances."""
+        return cast(List[t.Host], self._call("host_list"))
+
+    def host_get(self, name: str) -> t.Host:
+        """One host."""
+        return cast(t.Host, self._call("host_get", {"name": name}))
+
+    def compute_pool_list(self) -> List[t.ComputePool]:
+        """Every compute pool, with its hosts."""
+        return cast(List[t.ComputePool], self._call("compute_pool_list"))
+
+    def zone_status(self) -> t.PoolStatus:
+        """Every host and pool together."""
+        return cast(t.PoolStatus, self._call("zone_status"))
+
+    def migrate(
+        self,
+        id: str,
+        host: str,
+        *,
+        live: Optional[bool] = None,
+        progress: Optional[ProgressFn] = None,
+    ) -> t.MigrationReport:
+        """Moves an instance to another host: a VM by libvirt's migration (live unless ``live``
+        is false), a container by a cold move."""
+        args: Dict[str, Any] = {
+            "id": id,
+            "request": _given({"host": host, "live": live}),
+        }
+        return cast(t.MigrationReport, self._call("migrate", args, progress=progress))
+
     def info(self) -> List[t.BackendInfo]:
         """Info of every backend that answers."""
         return cast(List[t.BackendInfo], self._call("info"))

@@ -80,6 +80,18 @@ __all__ = [
     "BatchError",
     "BatchItem",
     "BatchReport",
+    "HostEngine",
+    "HostCapacity",
+    "HostAllocation",
+    "HostUsage",
+    "HostInstanceCounts",
+    "Host",
+    "ComputePool",
+    "OffOn",
+    "PoolStatus",
+    "MigrateRequest",
+    "MigrationKind",
+    "MigrationReport",
     "ImagePage",
     "NetworkPage",
     "VolumePage",
@@ -137,6 +149,8 @@ RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
 LogStream = Literal["stdout", "stderr", "console"]
 #: What became of one item of a batch.
 BatchStatus = Literal["created", "deleted", "stopped", "moved", "failed"]
+#: How an instance was moved.
+MigrationKind = Literal["live", "offline", "move"]
 
 
 class PortMapping(TypedDict):
@@ -865,6 +879,174 @@ class BatchReport(TypedDict):
     items: List[BatchItem]
     #: Items that worked.
     succeeded: int
+
+
+class HostEngine(TypedDict):
+    """One engine of a host."""
+
+    #: The backend's name.
+    backend: str
+    #: `docker` or `kvm`.
+    kind: str
+    #: Its version, or why it does not answer.
+    message: str
+    #: Whether it answers.
+    up: bool
+    #: Where it is reached.
+    url: str
+
+
+class HostCapacity(TypedDict):
+    """What a host has, as its engines report it."""
+
+    #: Logical CPUs.
+    cpus: int
+    #: Size of the storage new disks go to (libvirt's default pool), where known.
+    diskBytes: NotRequired[Optional[int]]
+    #: Memory.
+    memoryBytes: int
+
+
+class HostAllocation(TypedDict):
+    """What the instances on a host reserve: running or paused ones, by their limits."""
+
+    #: CPUs.
+    cpus: float
+    #: Memory.
+    memoryBytes: int
+
+
+class HostUsage(TypedDict):
+    """What a host uses now, as its engines report it; `None` where no engine of the host reports it (Docker reports none of these; libvirt all but the network counters)."""
+
+    #: CPU busy, 0–100 of the whole host.
+    cpuPercent: NotRequired[Optional[float]]
+    #: Storage in use (libvirt's default pool).
+    diskBytes: NotRequired[Optional[int]]
+    #: Memory in use.
+    memoryBytes: NotRequired[Optional[int]]
+    #: Bytes received by the host's interfaces.
+    rxBytes: NotRequired[Optional[int]]
+    #: Bytes sent by the host's interfaces.
+    txBytes: NotRequired[Optional[int]]
+
+
+class HostInstanceCounts(TypedDict):
+    """Instances on a host by state."""
+
+    #: On an engine that does not answer.
+    lost: int
+    #: Being migrated or moved off this host.
+    migrating: int
+    #: Running or paused.
+    running: int
+    #: Defined, not running.
+    stopped: int
+
+
+class Host(TypedDict):
+    """A host as the API shows it."""
+
+    #: Whether any of its engines answers.
+    alive: bool
+    #: What its instances reserve.
+    allocated: HostAllocation
+    #: What it has.
+    capacity: HostCapacity
+    #: Whether new instances may be placed on it.
+    enabled: bool
+    #: Its engines.
+    engines: List[HostEngine]
+    #: Its instances by state.
+    instances: HostInstanceCounts
+    #: Labels.
+    labels: Dict[str, str]
+    #: Name.
+    name: str
+    #: Compute pool.
+    pool: str
+    #: What it uses.
+    usage: HostUsage
+
+
+class ComputePool(TypedDict):
+    """A compute pool as the API shows it."""
+
+    #: Whether new instances may be placed in it.
+    enabled: bool
+    #: Failover (always `false`, see [`ComputePoolSpec::failover`]).
+    failover: bool
+    #: Its hosts, by name.
+    hosts: List[str]
+    #: Name.
+    name: str
+
+
+class OffOn(TypedDict):
+    """Two counts: how many are off and how many on."""
+
+    #: Offline hosts, disabled pools.
+    off: int
+    #: Online hosts, enabled pools.
+    on: int
+
+
+class PoolStatus(TypedDict):
+    """The aggregated status of a compute pool, or of the whole zone (every host): the fields of Nano's `compute_pool_status` and `compute_zone_status`."""
+
+    #: Storage not in use.
+    availableDiskBytes: int
+    #: Memory not in use.
+    availableMemoryBytes: int
+    #: CPUs busy (the sum over hosts of each one's busy share times its CPUs).
+    cpuUsage: float
+    #: Whether placement uses it (the zone: always).
+    enabled: bool
+    #: Hosts not answering and answering.
+    hosts: OffOn
+    #: Instances by state.
+    instances: HostInstanceCounts
+    #: CPUs.
+    maxCpu: int
+    #: Storage.
+    maxDiskBytes: int
+    #: Memory.
+    maxMemoryBytes: int
+    #: The pool's name, or `zone`.
+    name: str
+    pools: NotRequired[Optional[OffOn]]
+    #: Bytes received by the hosts, where their engines report it.
+    rxBytes: NotRequired[Optional[int]]
+    #: Bytes sent by the hosts, where their engines report it.
+    txBytes: NotRequired[Optional[int]]
+
+
+class MigrateRequest(TypedDict):
+    """A request to move an instance to another host."""
+
+    #: The host to move it to.
+    host: str
+    #: VMs: keep the guest running while its memory and disks are copied (`true`, the default), or pause it for the copy. Containers are always moved cold.
+    live: NotRequired[bool]
+
+
+class MigrationReport(TypedDict):
+    """What a migration did."""
+
+    #: How long the guest was paused (libvirt's job statistics), where known.
+    downtimeMs: NotRequired[Optional[int]]
+    #: How long the move took.
+    elapsedMs: int
+    #: The backend it left.
+    fromBackend: str
+    #: The instance, where it is now.
+    instance: Instance
+    #: How it was moved.
+    kind: MigrationKind
+    #: The backend it is on now.
+    toBackend: str
+    #: Bytes copied (memory and disks), where known.
+    transferredBytes: NotRequired[Optional[int]]
 
 
 class ImagePage(TypedDict):
