@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Scale of many hosts through REST: HOSTS simulated hosts (libvirt's test:///default, one
-connection each) and INSTANCES VMs placed on them by LibGo's placement.
+"""Scale of many hosts through REST: HOSTS simulated hosts (libvirt's test driver, one
+connection and one node file each) and INSTANCES VMs placed on them by LibGo's placement.
 
     python3 benches/many_hosts.py [HOSTS] [INSTANCES]     (default 50 10000)
 
@@ -22,6 +22,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOSTS = int(sys.argv[1]) if len(sys.argv) > 1 else 50
 INSTANCES = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
 PASSWORD = "bench-password-for-libgo"
+# A simulated host: 8 CPUs, 64 GiB, no domains.
+NODE_XML = """<node>
+  <cpu><mhz>2000</mhz><model>sim</model><nodes>1</nodes><sockets>1</sockets>
+    <cores>8</cores><threads>1</threads><active>8</active></cpu>
+  <memory>67108864</memory>
+</node>
+"""
 
 
 def call(method, url, token=None, body=None):
@@ -74,10 +81,15 @@ def main():
         ]
         print(f"server RSS at start: {rss_mib(server.pid):.1f} MiB")
 
+        # One libvirt test driver per host: each URI names a node file of its own
+        # (test:///default is one state shared by every connection of a process).
         t0 = time.monotonic()
         for i in range(HOSTS):
+            node = os.path.join(data, f"node{i}.xml")
+            with open(node, "w") as f:
+                f.write(NODE_XML)
             call("POST", f"{base}/api/v1/hosts", token,
-                 {"name": f"sim{i}", "libvirt": "test:///default"})
+                 {"name": f"sim{i}", "libvirt": f"test://{node}"})
         print(f"{HOSTS} hosts added in {time.monotonic() - t0:.1f} s; "
               f"RSS {rss_mib(server.pid):.1f} MiB")
 
@@ -104,7 +116,7 @@ def main():
 
         hosts = call("GET", f"{base}/api/v1/hosts?pageSize=100", token)
         spread = sorted(h["instances"]["stopped"] + h["instances"]["running"]
-                        for h in hosts["items"])
+                        for h in hosts["items"] if h["engines"])
         print(f"instances per host: min {spread[0]}, max {spread[-1]}")
 
         times = []

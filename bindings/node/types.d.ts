@@ -248,12 +248,17 @@ export interface StopOptions {
   /** Seconds to wait for a graceful stop before forcing it; the backend's default (10 s) when `None`. */
   timeoutSecs?: number | null
 }
-/** New resource limits for a created instance. `None` leaves a value as it is. */
+/** Changes to a created instance: its limits, its name, and how it starts by itself. `None` leaves a value as it is. */
 export interface ResourceUpdate {
+  /** VMs: start when the host (libvirt) starts. Containers use `restartPolicy`. */
+  autostart?: boolean | null
   /** CPUs. */
   cpus?: number | null
   /** Memory in bytes. */
   memoryBytes?: number | null
+  /** A new name (unique across backends); the id, snapshots and volumes stay. A VM must be shut off (libvirt renames only defined, inactive domains). */
+  name?: string | null
+  restartPolicy?: RestartPolicy | null
 }
 /** Resource usage, normalised across engines. */
 export interface Stats {

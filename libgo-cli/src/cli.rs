@@ -144,6 +144,33 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Change an instance: its limits, its name, how it starts by itself.
+    Update {
+        /// Instance name or id.
+        name: String,
+        /// CPUs (VM) or CPU limit (container).
+        #[arg(long)]
+        cpus: Option<u32>,
+        /// Memory: `512MiB`, `2GiB`, `1G`.
+        #[arg(long, value_parser = parse_bytes)]
+        memory: Option<u64>,
+        /// A new name (a VM must be shut off).
+        #[arg(long = "name", value_name = "NEW_NAME")]
+        new_name: Option<String>,
+        /// VMs: start with the host.
+        #[arg(long)]
+        autostart: Option<bool>,
+        /// Containers: when Docker restarts it.
+        #[arg(long, value_parser = ["no", "always", "unless-stopped", "on-failure"])]
+        restart: Option<String>,
+    },
+    /// Rename an instance (a VM must be shut off).
+    Rename {
+        /// Instance name or id.
+        name: String,
+        /// Its new name.
+        new_name: String,
+    },
     /// Move an instance to another host: a VM live (or paused with --offline), a container
     /// by a cold move.
     Migrate {

@@ -390,6 +390,21 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
             host,
             offline,
         } => migrate(target, &name, &host, !offline, format, quiet).await,
+        Command::Update {
+            name,
+            cpus,
+            memory,
+            new_name,
+            autostart,
+            restart,
+        } => {
+            let update = json!({"cpus": cpus, "memoryBytes": memory, "name": new_name,
+                                "autostart": autostart, "restartPolicy": restart});
+            update_instance(target, &name, update, format).await
+        }
+        Command::Rename { name, new_name } => {
+            update_instance(target, &name, json!({"name": new_name}), format).await
+        }
         Command::Host(h) => host(target, h, format).await,
         Command::Zone => {
             print_one(format, &target.call("zone_status", json!({}), None).await?)?;
@@ -1025,6 +1040,28 @@ async fn volume(target: &Target, v: VolumeCommand, format: Format) -> Result<u8>
             Ok(0)
         }
     }
+}
+
+/// `update` and `rename`: one PATCH of the instance; unset fields are left out.
+async fn update_instance(target: &Target, name: &str, update: Value, format: Format) -> Result<u8> {
+    let update: serde_json::Map<String, Value> = update
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if update.is_empty() {
+        return Err(Error::invalid(
+            "nothing to change: give at least one option",
+        ));
+    }
+    let args = json!({"id": name, "update": update});
+    let i = target.call("update", args, None).await?;
+    print_made(format, &i, "name")?;
+    Ok(0)
 }
 
 async fn migrate(

@@ -376,6 +376,10 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
             .answer(Answer::Unit),
         "pool_list" => Builder::new(M::GET, "/api/v1/storage-pools", a)?.answer(Answer::AllPages),
         "host_list" => Builder::new(M::GET, "/api/v1/hosts", a)?.answer(Answer::AllPages),
+        "update" => {
+            let body = take(a, "update").unwrap_or(Value::Null);
+            Builder::new(M::PATCH, "/api/v1/instances/{id}", a)?.body(body)
+        }
         "host_get" => Builder::new(M::GET, "/api/v1/hosts/{name}", a)?,
         "compute_pool_list" => {
             Builder::new(M::GET, "/api/v1/compute-pools", a)?.answer(Answer::AllPages)
@@ -505,6 +509,7 @@ mod tests {
             ),
             ("pool_list", json!({})),
             ("host_list", json!({})),
+            ("update", json!({"id": "web", "update": {"name": "web2"}})),
             ("host_get", json!({"name": "h2"})),
             ("compute_pool_list", json!({})),
             ("zone_status", json!({})),

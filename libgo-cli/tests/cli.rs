@@ -1202,6 +1202,37 @@ async fn hosts_round_trip(dir: &Path, mode: &[&str]) {
     .await;
     assert_eq!(o.status.code(), Some(12), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("already"), "{}", text(&o.stderr));
+
+    // Rename and restart policy reach dockerd; autostart is a VM's setting.
+    let renamed = unique("cli-ren");
+    let _cleanup2 = Cleanup(vec![renamed.clone()]);
+    let out = ok(&libgo(dir, &in_mode(mode, &["rename", &name, &renamed]), None).await);
+    assert_eq!(out.trim(), renamed);
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["update", &renamed, "--restart", "always"]),
+        None,
+    )
+    .await);
+    let policy = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            &renamed,
+        ])
+        .output()
+        .expect("docker inspect");
+    assert_eq!(text(&policy.stdout).trim(), "always");
+    let o = libgo(
+        dir,
+        &in_mode(mode, &["update", &renamed, "--autostart", "true"]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(15), "{}", text(&o.stderr));
+    let o = libgo(dir, &in_mode(mode, &["update", &renamed]), None).await;
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
 }
 
 macro_rules! embedded {

@@ -409,6 +409,7 @@ pub async fn missing_objects(b: &dyn Backend, fx: &Fixture) -> Result<()> {
             ResourceUpdate {
                 cpus: Some(1),
                 memory_bytes: None,
+                ..Default::default()
             },
         )
         .await,
@@ -842,6 +843,7 @@ pub async fn update_resources(b: &dyn Backend, fx: &Fixture) -> Result<()> {
                 ResourceUpdate {
                     cpus: Some(1),
                     memory_bytes: Some(memory),
+                    ..Default::default()
                 },
             )
             .await?;
@@ -859,11 +861,65 @@ pub async fn update_resources(b: &dyn Backend, fx: &Fixture) -> Result<()> {
                 ResourceUpdate {
                     cpus: Some(0),
                     memory_bytes: None,
+                    ..Default::default()
                 },
             )
             .await,
             ErrorKind::InvalidInput,
             "cpus 0",
+        )
+    })
+    .await
+}
+
+/// Rename (id kept, old name gone, a taken name refused) and how the instance starts by
+/// itself: `autostart` for VMs, `restartPolicy` for containers, the other refused with
+/// `UNSUPPORTED`, never ignored.
+pub async fn rename_and_start_policy(b: &dyn Backend, fx: &Fixture) -> Result<()> {
+    let name = fx.name("ren");
+    let renamed = fx.name("ren2");
+    let other = fx.name("ren3");
+    with_cleanup(b, &[name.clone(), renamed.clone(), other.clone()], async {
+        let made = b.create(&fx.spec("ren")).await?;
+        let mut spec = fx.spec("ren3");
+        spec.name = other.clone();
+        b.create(&spec).await?;
+        let update = |name: Option<&str>| ResourceUpdate {
+            name: name.map(str::to_string),
+            ..Default::default()
+        };
+        expect_kind(
+            b.update(&name, update(Some(&other))).await,
+            ErrorKind::Conflict,
+            "rename to a taken name",
+        )?;
+        let after = b.update(&name, update(Some(&renamed))).await?;
+        check(after.name == renamed, format!("renamed: {}", after.name))?;
+        check(after.id == made.id, "the id stays")?;
+        check(
+            b.get(&renamed).await?.id == made.id,
+            "found by the new name",
+        )?;
+        expect_kind(b.get(&name).await, ErrorKind::NotFound, "the old name")?;
+        let vm = made.kind == InstanceKind::Vm;
+        let autostart = ResourceUpdate {
+            autostart: Some(true),
+            ..Default::default()
+        };
+        let restart = ResourceUpdate {
+            restart_policy: Some(RestartPolicy::UnlessStopped),
+            ..Default::default()
+        };
+        let (supported, refused) = if vm {
+            (autostart, restart)
+        } else {
+            (restart, autostart)
+        };
+        b.update(&renamed, supported).await?;
+        expect_kind(
+            b.update(&renamed, refused).await,
+            ErrorKind::Unsupported,
+            "the other kind's start setting",
         )
     })
     .await
@@ -1024,6 +1080,7 @@ macro_rules! __conformance_expand {
         __libgo_conformance_test!(by_ref volumes);
         __libgo_conformance_test!(by_ref events);
         __libgo_conformance_test!(by_ref update_resources);
+        __libgo_conformance_test!(by_ref rename_and_start_policy);
         __libgo_conformance_test!(shared list_and_facade);
         __libgo_conformance_test!(shared idempotent_verbs);
     };

@@ -290,30 +290,7 @@ impl LibGo {
         if let Some(image) = &spec.image {
             validate::user_image_reference(image)?;
         }
-        // The target backend refuses a duplicate itself; the others are asked here.
-        let others: Vec<_> = self
-            .read()
-            .iter()
-            .filter(|b| b.name() != backend.name() && manages_instances(&b.capabilities()))
-            .cloned()
-            .collect();
-        let answers = join_all(others.iter().map(|b| b.resolve(&spec.name))).await;
-        for (other, answer) in others.iter().zip(answers) {
-            match answer {
-                Ok(_) => {
-                    return Err(Error::conflict(format!(
-                        "an instance named {:?} exists already on backend {:?}",
-                        spec.name,
-                        other.name()
-                    )));
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                // An unreachable other backend must not block creating on a reachable one.
-                Err(e) => {
-                    tracing::warn!(backend = other.name(), error = %e, "name check incomplete")
-                }
-            }
-        }
+        self.name_free_elsewhere(backend.name(), &spec.name).await?;
         let mut spec = spec.clone();
         spec.kind = Some(kind);
         spec.host = None;
@@ -321,6 +298,33 @@ impl LibGo {
         let mut i = backend.create(&spec).await?;
         self.stamp(&mut i);
         Ok(i)
+    }
+
+    /// Names are unique across backends: backend `on` refuses its own duplicate, the others
+    /// are asked here. An unreachable other backend does not block a reachable one.
+    async fn name_free_elsewhere(&self, on: &str, name: &str) -> Result<()> {
+        let others: Vec<_> = self
+            .read()
+            .iter()
+            .filter(|b| b.name() != on && manages_instances(&b.capabilities()))
+            .cloned()
+            .collect();
+        let answers = join_all(others.iter().map(|b| b.resolve(name))).await;
+        for (other, answer) in others.iter().zip(answers) {
+            match answer {
+                Ok(_) => {
+                    return Err(Error::conflict(format!(
+                        "an instance named {name:?} exists already on backend {:?}",
+                        other.name()
+                    )));
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(backend = other.name(), error = %e, "name check incomplete")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One instance by id or name.
@@ -519,7 +523,7 @@ impl LibGo {
         Ok(())
     }
 
-    /// Changes CPU and memory.
+    /// Changes CPU and memory, the name, autostart (VMs) or restart policy (containers).
     pub async fn update(&self, id: &str, update: ResourceUpdate) -> Result<Instance> {
         if let Some(c) = update.cpus {
             validate::cpus(c)?;
@@ -528,6 +532,10 @@ impl LibGo {
             validate::memory(m)?;
         }
         let (b, i) = self.route(id).await?;
+        if let Some(name) = &update.name {
+            validate::name("name", name)?;
+            self.name_free_elsewhere(b.name(), name).await?;
+        }
         let mut i = b.update(&i, update).await?;
         self.stamp(&mut i);
         Ok(i)

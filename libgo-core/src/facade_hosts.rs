@@ -25,6 +25,8 @@ pub(crate) struct HostRegistry {
     pub of_backend: HashMap<String, String>,
     /// Compute pools besides `default` (which always exists): name → (enabled, failover).
     pub pools: BTreeMap<String, (bool, bool)>,
+    /// Instances being moved off a host: id → the host they leave.
+    pub migrating: HashMap<String, String>,
     /// Each backend's host resources as last read (capacity changes seldom: placement
     /// reads it from here).
     pub resources: HashMap<String, HostResources>,
@@ -340,7 +342,15 @@ impl LibGo {
                 message: health.message,
             });
         }
-        let mut counts = HostInstanceCounts::default();
+        let mut counts = HostInstanceCounts {
+            migrating: self
+                .hosts_read()
+                .migrating
+                .values()
+                .filter(|h| **h == m.name)
+                .count() as u64,
+            ..Default::default()
+        };
         let mut allocated = HostAllocation::default();
         for i in instances.iter().filter(|i| i.host == m.name) {
             match i.state {
@@ -562,13 +572,26 @@ impl LibGo {
             live: request.live,
             address: target_host.migration_address.clone(),
         };
-        let mut report = source
+        {
+            let mut reg = self.hosts_mut();
+            if reg.migrating.contains_key(&instance.id) {
+                return Err(Error::conflict(format!(
+                    "{} is being moved already",
+                    instance.name
+                )));
+            }
+            reg.migrating
+                .insert(instance.id.clone(), instance.host.clone());
+        }
+        let answer = source
             .migrate(&instance.id, target, &spec, progress)
             .await
             .map_err(|e| match e.kind() {
                 ErrorKind::Unsupported => e,
                 _ => e.with_context("host", target_host.name.clone()),
-            })?;
+            });
+        self.hosts_mut().migrating.remove(&instance.id);
+        let mut report = answer?;
         self.stamp(&mut report.instance);
         Ok(report)
     }

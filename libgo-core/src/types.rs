@@ -600,11 +600,26 @@ pub struct Unavailable {
     pub message: String,
 }
 
-/// New resource limits for a created instance. `None` leaves a value as it is.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+/// Changes to a created instance: its limits, its name, and how it starts by itself.
+/// `None` leaves a value as it is.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResourceUpdate {
+    /// A new name (unique across backends); the id, snapshots and volumes stay. A VM must
+    /// be shut off (libvirt renames only defined, inactive domains).
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)
+    )]
+    pub name: Option<String>,
+    /// VMs: start when the host (libvirt) starts. Containers use `restartPolicy`.
+    #[serde(default)]
+    pub autostart: Option<bool>,
+    /// Containers: when Docker restarts it. VMs use `autostart`.
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicy>,
     /// CPUs.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 512))]

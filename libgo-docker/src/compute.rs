@@ -598,20 +598,37 @@ impl Compute for DockerBackend {
         if let Some(m) = update.memory_bytes {
             validate::memory(m)?;
         }
+        if update.autostart.is_some() {
+            return Err(Error::unsupported(
+                "a container starts with Docker by its restartPolicy, not autostart",
+            )
+            .with_context("field", "autostart"));
+        }
         let docker = self.docker().await?;
+        // Resolved first: a rename changes what the caller's name finds.
+        let id = self.inspect(id).await?.id;
         let body = ContainerUpdateBody {
             nano_cpus: update.cpus.map(|c| i64::from(c) * 1_000_000_000),
             memory: update.memory_bytes.map(|m| m as i64),
             // Docker refuses a memory limit above an earlier swap limit; keep swap at twice
             // memory, the default `docker run -m` gives.
             memory_swap: update.memory_bytes.map(|m| (m as i64).saturating_mul(2)),
+            restart_policy: update.restart_policy.map(convert::restart_policy),
             ..Default::default()
         };
-        docker
-            .update_container(id, body)
-            .await
-            .map_err(|e| self.error(e).with_context("instance", id))?;
-        self.inspect(id).await
+        if body != ContainerUpdateBody::default() {
+            docker
+                .update_container(&id, body)
+                .await
+                .map_err(|e| self.error(e).with_context("instance", id.clone()))?;
+        }
+        if let Some(name) = &update.name {
+            docker
+                .rename_container(&id, RenameContainerOptions { name: name.clone() })
+                .await
+                .map_err(|e| self.error(e).with_context("instance", id.clone()))?;
+        }
+        self.inspect(&id).await
     }
 
     async fn stats(&self, id: &str) -> Result<Stats> {

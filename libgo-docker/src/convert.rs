@@ -59,15 +59,7 @@ pub(crate) fn create_body(spec: &InstanceSpec) -> ContainerCreateBody {
         mounts: (!mounts.is_empty()).then_some(mounts),
         memory: spec.memory_bytes.map(|m| m as i64),
         nano_cpus: spec.cpus.map(|c| i64::from(c) * 1_000_000_000),
-        restart_policy: spec.restart_policy.map(|p| DockerRestart {
-            name: Some(match p {
-                RestartPolicy::No => RestartPolicyNameEnum::NO,
-                RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
-                RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
-                RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
-            }),
-            maximum_retry_count: None,
-        }),
+        restart_policy: spec.restart_policy.map(restart_policy),
         privileged: spec.privileged.then_some(true),
         devices: (!spec.devices.is_empty()).then(|| {
             spec.devices
@@ -144,6 +136,19 @@ fn image_of(labels: &BTreeMap<String, String>, docker_image: Option<String>) -> 
 }
 
 /// An instance from a full inspect.
+/// Docker's restart policy for LibGo's.
+pub(crate) fn restart_policy(p: RestartPolicy) -> DockerRestart {
+    DockerRestart {
+        name: Some(match p {
+            RestartPolicy::No => RestartPolicyNameEnum::NO,
+            RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
+            RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+            RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+        }),
+        maximum_retry_count: None,
+    }
+}
+
 /// What a container's host configuration takes from the host.
 pub(crate) fn host_access(host: &bollard::models::HostConfig) -> Vec<HostAccess> {
     let mut out = Vec::new();

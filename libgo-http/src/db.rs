@@ -663,7 +663,9 @@ impl Db {
 
     // ---- tasks ----
 
-    /// Inserts or replaces a task row.
+    /// Inserts or replaces a task row. An ended task's row is never changed again: a
+    /// progress report stored late (they are written in the background) must not turn a
+    /// finished task back into a running one.
     pub async fn task_upsert(&self, t: &TaskRow) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO tasks (id, kind, target, status, progress, message, result, error, \
@@ -672,7 +674,8 @@ impl Db {
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
              progress = excluded.progress, message = excluded.message, \
              result = excluded.result, error = excluded.error, \
-             updated_at = excluded.updated_at, finished_at = excluded.finished_at",
+             updated_at = excluded.updated_at, finished_at = excluded.finished_at \
+             WHERE tasks.status = 'running'",
         )
         .bind(&t.id)
         .bind(&t.kind)
@@ -790,14 +793,25 @@ impl Db {
         Ok(())
     }
 
-    /// Renews the leases of replica `owner`'s running tasks, and answers those another
-    /// replica asked to cancel.
-    pub async fn tasks_heartbeat(&self, owner: &str) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query("UPDATE tasks SET heartbeat_at = $2 WHERE owner = $1 AND status = 'running'")
+    /// Renews the leases of tasks `ids` (those replica `owner` runs now), and answers those
+    /// of its tasks another replica asked to cancel.
+    pub async fn tasks_heartbeat(
+        &self,
+        owner: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let now = now_ms();
+        for id in ids {
+            sqlx::query(
+                "UPDATE tasks SET heartbeat_at = $3 WHERE id = $1 AND owner = $2 \
+                 AND status = 'running'",
+            )
+            .bind(id)
             .bind(owner)
-            .bind(now_ms())
+            .bind(now)
             .execute(&self.pool)
             .await?;
+        }
         sqlx::query(
             "SELECT id FROM tasks WHERE owner = $1 AND status = 'running' AND cancel_requested = 1",
         )
@@ -1063,5 +1077,48 @@ impl Db {
         .await?
         .rows_affected();
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, status: &str, message: &str) -> TaskRow {
+        TaskRow {
+            id: id.into(),
+            kind: "instance.migrate".into(),
+            target: None,
+            status: status.into(),
+            progress: 100.0,
+            message: message.into(),
+            result: None,
+            error: None,
+            created_by: Some("admin".into()),
+            created_at: 1,
+            updated_at: 2,
+            finished_at: None,
+        }
+    }
+
+    /// The order a task's last progress report and its end may reach the database in: the
+    /// end stays (seen as a migration task reading `running` forever).
+    #[tokio::test]
+    async fn a_late_progress_write_does_not_revive_an_ended_task() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.expect("db");
+        db.task_upsert(&row("t1", "running", "started"))
+            .await
+            .expect("start");
+        db.task_upsert(&row("t1", "finished", "finished"))
+            .await
+            .expect("end");
+        db.task_upsert(&row("t1", "running", "vm runs on kvm"))
+            .await
+            .expect("late");
+        let t = db.task_get("t1").await.expect("get").expect("row");
+        assert_eq!(t.status, "finished");
+        assert_eq!(t.message, "finished");
     }
 }

@@ -257,7 +257,8 @@ impl TaskManager {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                match me.db.tasks_heartbeat(&me.replica).await {
+                let live: Vec<String> = me.lock().keys().cloned().collect();
+                match me.db.tasks_heartbeat(&me.replica, &live).await {
                     Ok(cancels) => {
                         for id in cancels {
                             if let Some(l) = me.lock().get(&id) {

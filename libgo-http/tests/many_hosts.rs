@@ -567,9 +567,10 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         .expect("req");
     assert_error(r, 409, "RESOURCE_CONFLICT").await;
 
-    for (to, uri) in [
-        ("h2", h2.get("LIBGO_HOST2_LIBVIRT")),
-        ("local", "qemu:///system"),
+    // There live, back paused (offline); while it moves, its host counts it as migrating.
+    for (to, from, uri, live) in [
+        ("h2", "local", h2.get("LIBGO_HOST2_LIBVIRT"), true),
+        ("local", "h2", "qemu:///system", false),
     ] {
         let r = s
             .req(
@@ -577,7 +578,7 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
                 &format!("/api/v1/instances/{vname}/migrate"),
                 &t,
             )
-            .json(&json!({"host": to, "live": true}))
+            .json(&json!({"host": to, "live": live}))
             .send()
             .await
             .expect("req");
@@ -586,10 +587,35 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
             .to_str()
             .expect("location")
             .to_string();
-        let task = s.wait_task(&location, &t).await;
+        let mut seen_migrating = false;
+        let task = loop {
+            let task = json_of(
+                s.req(Method::GET, &location, &t).send().await.expect("req"),
+                200,
+            )
+            .await;
+            let h = json_of(
+                s.req(Method::GET, &format!("/api/v1/hosts/{from}"), &t)
+                    .send()
+                    .await
+                    .expect("req"),
+                200,
+            )
+            .await;
+            seen_migrating |= h["instances"]["migrating"] == 1;
+            if task["status"] != "running" {
+                break task;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(seen_migrating, "{from} never counted {vname} as migrating");
         assert_eq!(task["status"], "finished", "{task}");
         let report = &task["result"];
-        assert_eq!(report["kind"], "live", "{report}");
+        assert_eq!(
+            report["kind"],
+            if live { "live" } else { "offline" },
+            "{report}"
+        );
         assert_eq!(report["instance"]["host"], to, "{report}");
         assert_eq!(
             report["instance"]["id"],
@@ -598,8 +624,11 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         );
         assert_eq!(report["instance"]["state"], "running", "{report}");
         eprintln!(
-            "live migration to {to}: {} ms, downtime {} ms, {} bytes",
-            report["elapsedMs"], report["downtimeMs"], report["transferredBytes"]
+            "{} migration to {to}: {} ms, downtime {} ms, {} bytes",
+            report["kind"].as_str().unwrap_or_default(),
+            report["elapsedMs"],
+            report["downtimeMs"],
+            report["transferredBytes"]
         );
         // libvirt on both sides agrees: running there, gone here.
         let there = virsh(uri, &["domstate", &vname]);

@@ -825,8 +825,26 @@ pub(crate) fn is_local(inner: &Inner) -> bool {
 }
 
 fn update_blocking(inner: &Inner, c: &Connect, id: &str, u: ResourceUpdate) -> Result<Instance> {
+    if u.restart_policy.is_some() {
+        return Err(Error::unsupported(
+            "a VM starts with its host by autostart, not a restart policy",
+        )
+        .with_context("field", "restartPolicy"));
+    }
     let d = lookup(c, id)?;
     let active = is_active(&d)?;
+    // The rename first: refused on a running VM before anything else changes.
+    if let Some(name) = &u.name {
+        if active {
+            return Err(Error::conflict(
+                "a VM must be shut off to be renamed (libvirt renames only inactive domains)",
+            ));
+        }
+        d.rename(name, 0).lv()?;
+    }
+    if let Some(on) = u.autostart {
+        d.set_autostart(on).lv()?;
+    }
     let config = sys::VIR_DOMAIN_AFFECT_CONFIG;
     if let Some(n) = u.cpus {
         let current = d.vcpus_flags(config).lv().unwrap_or(1);
@@ -853,10 +871,9 @@ fn update_blocking(inner: &Inner, c: &Connect, id: &str, u: ResourceUpdate) -> R
             tracing::info!(error = %e, "live memory change refused; it applies at next start");
         }
     }
-    if let Ok(uuid) = d.uuid_string() {
-        inner.shared.invalidate(&uuid);
-    }
-    get_blocking(inner, c, id)
+    let uuid = d.uuid_string().lv()?;
+    inner.shared.invalidate(&uuid);
+    get_blocking(inner, c, &uuid)
 }
 
 fn stats_blocking(inner: &Inner, c: &Connect, id: &str) -> Result<Stats> {

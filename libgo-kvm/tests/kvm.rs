@@ -665,6 +665,7 @@ async fn networks_connect_and_vm_consoles() {
             ResourceUpdate {
                 cpus: Some(2),
                 memory_bytes: Some(192 << 20),
+                ..Default::default()
             },
         )
         .await
@@ -1287,4 +1288,51 @@ async fn a_guest_written_backing_file_outside_the_pools_is_refused() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert_eq!(b.get(&vm).await.unwrap_err().kind(), ErrorKind::NotFound);
     b.volume_delete(&vol, true).await.expect("delete");
+}
+
+/// A rename and autostart change what libvirt holds: the domain answers by its new name
+/// with the same UUID, and `virsh dominfo` shows autostart; a running VM is not renamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_and_autostart_reach_libvirt() {
+    let b = common::qemu().await;
+    let vm = name("ren");
+    let renamed = name("ren2");
+    let _g = common::Guard::new(URI).vm(&vm).vm(&renamed);
+    let made = b.create(&common::guest_spec(&vm)).await.expect("create");
+    let after = b
+        .update(
+            &vm,
+            ResourceUpdate {
+                name: Some(renamed.clone()),
+                autostart: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(after.name, renamed);
+    let (ok, uuid) = virsh(URI, &["domuuid", &renamed]);
+    assert!(ok, "{uuid}");
+    assert_eq!(uuid.trim(), made.id);
+    let (_, info) = virsh(URI, &["dominfo", &renamed]);
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Autostart:") && l.contains("enable")),
+        "{info}"
+    );
+    let (gone, _) = virsh(URI, &["domstate", &vm]);
+    assert!(!gone, "the old name still answers");
+    b.start(&renamed).await.expect("start");
+    let e = b
+        .update(
+            &renamed,
+            ResourceUpdate {
+                name: Some(vm.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("a running VM keeps its name");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    cleanup(&b, &renamed).await;
 }

@@ -181,13 +181,24 @@ class Client:
         self,
         id: str,
         *,
+        autostart: Optional[bool] = None,
         cpus: Optional[int] = None,
         memory_bytes: Optional[int] = None,
+        name: Optional[str] = None,
+        restart_policy: Optional[t.RestartPolicy] = None,
     ) -> t.Instance:
         """Changes CPU and memory limits; answers the instance."""
         args: Dict[str, Any] = {
             "id": id,
-            "update": _given({"cpus": cpus, "memoryBytes": memory_bytes}),
+            "update": _given(
+                {
+                    "autostart": autostart,
+                    "cpus": cpus,
+                    "memoryBytes": memory_bytes,
+                    "name": name,
+                    "restartPolicy": restart_policy,
+                }
+            ),
         }
         return cast(t.Instance, self._call("update", args))
 

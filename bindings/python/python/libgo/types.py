@@ -382,12 +382,17 @@ class StopOptions(TypedDict):
 
 
 class ResourceUpdate(TypedDict):
-    """New resource limits for a created instance. `None` leaves a value as it is."""
+    """Changes to a created instance: its limits, its name, and how it starts by itself. `None` leaves a value as it is."""
 
+    #: VMs: start when the host (libvirt) starts. Containers use `restartPolicy`.
+    autostart: NotRequired[Optional[bool]]
     #: CPUs.
     cpus: NotRequired[Optional[int]]
     #: Memory in bytes.
     memoryBytes: NotRequired[Optional[int]]
+    #: A new name (unique across backends); the id, snapshots and volumes stay. A VM must be shut off (libvirt renames only defined, inactive domains).
+    name: NotRequired[Optional[str]]
+    restartPolicy: NotRequired[Optional[RestartPolicy]]
 
 
 class Stats(TypedDict):
