@@ -370,18 +370,15 @@ impl LibGo {
         let mut failures = Vec::new();
         let mut unavailable = Vec::new();
         for (b, answer) in backends.iter().zip(answers) {
-            if *filter == InstanceFilter::default() {
-                let lost = self.seen_or_lost(b.name(), answer.as_deref().map_err(|_| ()));
-                items.extend(lost.into_iter().map(|mut i| {
-                    i.host = self.host_of(b.name());
-                    i
-                }));
-            } else if answer.is_err() {
-                let lost = self.seen_or_lost(b.name(), Err(()));
-                items.extend(lost.into_iter().filter(|i| filter.matches(i)).map(|mut i| {
-                    i.host = self.host_of(b.name());
-                    i
-                }));
+            // Only a complete list is remembered; a failed one answers what was.
+            let listed = match (&answer, *filter == InstanceFilter::default()) {
+                (Ok(list), true) => Some(Ok(list.as_slice())),
+                (Err(_), _) => Some(Err(())),
+                (Ok(_), false) => None,
+            };
+            if let Some(listed) = listed {
+                let lost = self.seen_or_lost(b.name(), listed);
+                items.extend(lost.into_iter().filter(|i| filter.matches(i)));
             }
             match answer {
                 Ok(list) => {

@@ -81,13 +81,14 @@ impl LibGo {
     }
 
     /// Notes the instances a backend of another host listed (unfiltered), or answers them
-    /// as `lost` when it failed.
+    /// as `lost` (with their host) when it failed.
     pub(crate) fn seen_or_lost(
         &self,
         backend: &str,
         listed: std::result::Result<&[Instance], ()>,
     ) -> Vec<Instance> {
-        if self.host_of(backend) == LOCAL_HOST {
+        let host = self.host_of(backend);
+        if host == LOCAL_HOST {
             return Vec::new();
         }
         let mut reg = self.hosts_mut();
@@ -105,6 +106,7 @@ impl LibGo {
                         .map(|mut i| {
                             i.state = InstanceState::Lost;
                             i.ip_addresses.clear();
+                            i.host.clone_from(&host);
                             i
                         })
                         .collect()
@@ -178,6 +180,21 @@ impl LibGo {
             )));
         }
         self.hosts_mut().pools.remove(name);
+        Ok(())
+    }
+
+    /// Forgets host `name` ([`LibGo::host_remove`]) unless it has instances; with `force`
+    /// it is forgotten anyway and they are left on its engines.
+    pub async fn host_forget(&self, name: &str, force: bool) -> Result<()> {
+        let host = self.host(name).await?;
+        let count = host.instances.running + host.instances.stopped + host.instances.lost;
+        if count > 0 && !force {
+            return Err(Error::conflict(format!(
+                "host {name:?} has {count} instances: move them, or force to forget the host \
+                 and leave them on its engines"
+            )));
+        }
+        self.host_remove(name)?;
         Ok(())
     }
 
@@ -527,14 +544,19 @@ impl LibGo {
         Ok(Some(report.instance.id))
     }
 
-    /// Moves instance `id` to the host `request.host` names: a VM by libvirt's migration
-    /// (live unless `request.live` is false), a container by a cold move.
-    pub async fn migrate(
+    /// Checks that instance `id` can move to `request.host` now (for a caller that answers
+    /// before doing the move in the background), and answers the instance.
+    pub async fn check_migration(&self, id: &str, request: &MigrateRequest) -> Result<Instance> {
+        Ok(self.migration_plan(id, request).await?.1)
+    }
+
+    /// The source backend, the instance, the target host and its backend of the
+    /// instance's kind, once every condition of a move holds.
+    async fn migration_plan(
         &self,
         id: &str,
         request: &MigrateRequest,
-        progress: ProgressSink,
-    ) -> Result<MigrationReport> {
+    ) -> Result<(Arc<dyn Backend>, Instance, HostMembership, Arc<dyn Backend>)> {
         validate::name("host name", &request.host)?;
         let (source, instance) = self.locate(id).await?;
         let target_host = self.host_membership(&request.host)?;
@@ -568,6 +590,18 @@ impl LibGo {
                 target_host.name, health.message
             )));
         }
+        Ok((source, instance, target_host, target))
+    }
+
+    /// Moves instance `id` to the host `request.host` names: a VM by libvirt's migration
+    /// (live unless `request.live` is false), a container by a cold move.
+    pub async fn migrate(
+        &self,
+        id: &str,
+        request: &MigrateRequest,
+        progress: ProgressSink,
+    ) -> Result<MigrationReport> {
+        let (source, instance, target_host, target) = self.migration_plan(id, request).await?;
         let spec = MigrationSpec {
             live: request.live,
             address: target_host.migration_address.clone(),

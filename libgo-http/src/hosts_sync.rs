@@ -48,10 +48,7 @@ pub async fn sync_once(state: &Arc<AppState>) -> Result<(), sqlx::Error> {
             }
         };
         match state.libgo.host_membership(name) {
-            Ok(m) if m == config.membership && name != LOCAL_HOST => {
-                // Known; its engines join as they answer (see `connect`).
-                continue;
-            }
+            // Known as stored; its engines join as they answer (see `connect`).
             Ok(m) if m == config.membership => continue,
             Ok(_) => {
                 if let Err(e) = state.libgo.host_set(config.membership.clone()) {

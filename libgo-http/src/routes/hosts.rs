@@ -153,29 +153,25 @@ async fn pem_file(state: &AppState, host: &str, name: &str, value: &str) -> ApiR
     Ok(path.to_string_lossy().into_owned())
 }
 
-/// Stores a host's configuration (the local host's row holds only its membership).
-async fn store(state: &AppState, config: &HostConfig, new: bool) -> ApiResult<()> {
+/// Stores a host's or a compute pool's configuration as JSON under `name`: a new row
+/// (`new`; a taken name is a conflict) or a replacement (inserted when absent: the local
+/// host and the default pool have no row until first changed).
+async fn store<T: Serialize>(
+    state: &AppState,
+    table: ConfigTable,
+    name: &str,
+    config: &T,
+    new: bool,
+) -> ApiResult<()> {
     let json = serde_json::to_string(config).map_err(ApiError::internal)?;
-    let name = &config.membership.name;
     let done = if new {
-        state
-            .db
-            .config_insert(ConfigTable::Hosts, name, &json)
-            .await?
+        state.db.config_insert(table, name, &json).await?
     } else {
-        state
-            .db
-            .config_update(ConfigTable::Hosts, name, &json)
-            .await?
-            || state
-                .db
-                .config_insert(ConfigTable::Hosts, name, &json)
-                .await?
+        state.db.config_update(table, name, &json).await?
+            || state.db.config_insert(table, name, &json).await?
     };
     if !done {
-        return Err(ApiError::conflict(format!(
-            "a host named {name:?} exists already"
-        )));
+        return Err(ApiError::conflict(format!("{name:?} exists already")));
     }
     Ok(())
 }
@@ -260,7 +256,15 @@ async fn add_host(State(state): S, Json(req): Json<HostRequest>) -> ApiResult<Re
             tokio::fs::remove_dir_all(state.config.data_dir.join("hosts").join(&req.name)).await;
         return Err(e.into());
     }
-    if let Err(e) = store(&state, &config, true).await {
+    if let Err(e) = store(
+        &state,
+        ConfigTable::Hosts,
+        &config.membership.name,
+        &config,
+        true,
+    )
+    .await
+    {
         let _ = state.libgo.host_remove(&req.name);
         return Err(e);
     }
@@ -297,7 +301,14 @@ async fn patch_host(
         m.migration_address = Some(a);
     }
     state.libgo.host_set(config.membership.clone())?;
-    store(&state, &config, false).await?;
+    store(
+        &state,
+        ConfigTable::Hosts,
+        &config.membership.name,
+        &config,
+        false,
+    )
+    .await?;
     Ok(Json(state.libgo.host(&name).await?))
 }
 
@@ -310,15 +321,7 @@ async fn delete_host(
     Query(q): Query<ForceQuery>,
 ) -> ApiResult<axum::http::StatusCode> {
     let _busy = Busy::new(&state, name.clone());
-    let host = state.libgo.host(&name).await?;
-    let count = host.instances.running + host.instances.stopped + host.instances.lost;
-    if count > 0 && !q.force {
-        return Err(ApiError::conflict(format!(
-            "host {name:?} has {count} instances: move them, or add ?force=true to forget \
-             the host and leave them on its engines"
-        )));
-    }
-    state.libgo.host_remove(&name)?;
+    state.libgo.host_forget(&name, q.force).await?;
     state.db.config_delete(ConfigTable::Hosts, &name).await?;
     let _ = tokio::fs::remove_dir_all(state.config.data_dir.join("hosts").join(&name)).await;
     Ok(axum::http::StatusCode::NO_CONTENT)
@@ -338,7 +341,14 @@ async fn evacuate_host(
     let mut config = stored(&state, &name).await?;
     config.membership.enabled = false;
     state.libgo.host_set(config.membership.clone())?;
-    store(&state, &config, false).await?;
+    store(
+        &state,
+        ConfigTable::Hosts,
+        &config.membership.name,
+        &config,
+        false,
+    )
+    .await?;
     let libgo = state.libgo.clone();
     let task = state
         .tasks
@@ -366,14 +376,7 @@ async fn migrate_instance(
     Json(req): Json<MigrateRequest>,
 ) -> ApiResult<Response> {
     super::instances::require_for_host_access(&state, &caller, &id).await?;
-    let i = state.libgo.get(&id).await?;
-    let target = state.libgo.host_membership(&req.host)?;
-    if i.host == target.name {
-        return Err(ApiError::conflict(format!(
-            "{} is on host {:?} already",
-            i.name, target.name
-        )));
-    }
+    let i = state.libgo.check_migration(&id, &req).await?;
     let libgo = state.libgo.clone();
     let instance_id = i.id.clone();
     let task = state
@@ -417,24 +420,6 @@ pub struct ComputePoolPatch {
     pub failover: Option<bool>,
 }
 
-async fn store_pool(state: &AppState, spec: &ComputePoolSpec, new: bool) -> ApiResult<()> {
-    let json = serde_json::to_string(spec).map_err(ApiError::internal)?;
-    let t = ConfigTable::ComputePools;
-    let done = if new {
-        state.db.config_insert(t, &spec.name, &json).await?
-    } else {
-        state.db.config_update(t, &spec.name, &json).await?
-            || state.db.config_insert(t, &spec.name, &json).await?
-    };
-    if !done {
-        return Err(ApiError::conflict(format!(
-            "a compute pool named {:?} exists already",
-            spec.name
-        )));
-    }
-    Ok(())
-}
-
 #[utoipa::path(get, path = "/api/v1/compute-pools", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts", params(PageQuery),
     responses((status = 200, description = "Compute pools, `default` first, with their hosts", body = libgo_core::Page<ComputePool>)))]
 async fn list_compute_pools(
@@ -461,7 +446,7 @@ async fn create_compute_pool(
         )));
     }
     state.libgo.pool_set(&spec)?;
-    if let Err(e) = store_pool(&state, &spec, true).await {
+    if let Err(e) = store(&state, ConfigTable::ComputePools, &spec.name, &spec, true).await {
         let _ = state.libgo.pool_remove(&spec.name);
         return Err(e);
     }
@@ -499,7 +484,7 @@ async fn patch_compute_pool(
         failover: patch.failover.unwrap_or(pool.failover),
     };
     state.libgo.pool_set(&spec)?;
-    store_pool(&state, &spec, false).await?;
+    store(&state, ConfigTable::ComputePools, &spec.name, &spec, false).await?;
     Ok(Json(state.libgo.compute_pool(&name)?))
 }
 
