@@ -47,6 +47,7 @@ pub mod server;
 pub mod spool;
 pub mod state;
 pub mod tasks;
+pub mod web;
 
 pub use config::Config;
 pub use error::{ApiError, ErrorBody};

@@ -93,13 +93,18 @@ pub async fn deadline(State(state): State<Arc<AppState>>, req: Request, next: Ne
     }
 }
 
-/// The JSON 404 for unknown routes.
-pub async fn not_found(req: Request<Body>) -> ApiError {
+/// A request no route took: a page or asset of the web console (see [`crate::web`]), or
+/// the JSON 404.
+pub async fn not_found(req: Request<Body>) -> Response {
+    if let Some(page) = crate::web::serve(req.method(), req.uri().path(), req.headers()) {
+        return page;
+    }
     ApiError::not_found(format!(
         "no route for {} {}",
         req.method(),
         req.uri().path()
     ))
+    .into_response()
 }
 
 /// What a request acted on, set by a handler that knows better than the path (a create:

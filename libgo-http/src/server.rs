@@ -448,7 +448,12 @@ pub fn build_router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::Ope
     let router = axum::Router::new()
         .merge(api_router)
         .merge(SwaggerUi::new("/swagger").url("/openapi.json", api.clone()))
-        .fallback(middleware::not_found)
+        // The web console (and the 404 for everything else); compressed, unlike the API,
+        // whose streams must not wait in an encoder.
+        .fallback(axum::handler::Handler::layer(
+            middleware::not_found,
+            tower_http::compression::CompressionLayer::new(),
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))

@@ -1,0 +1,1 @@
+export{g as notifyError}from"./ui-D7YahJme.js";

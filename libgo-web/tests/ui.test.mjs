@@ -1,0 +1,276 @@
+// The web console in headless Chromium (Debian's), against a libgo-server with both real
+// engines, started by scripts/test-web.sh. Each test does what a person would and checks
+// what they would see; screenshots land in $LIBGO_SCREENSHOTS.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const BASE = process.env.LIBGO_URL;
+const ADMIN_PW = process.env.LIBGO_ADMIN_PASSWORD;
+const SHOTS = process.env.LIBGO_SCREENSHOTS;
+const GUEST = process.env.LIBGO_GUEST;
+const run = Math.random().toString(36).slice(2, 8);
+const CONTAINER = `ui-c-${run}`;
+const VM = `ui-v-${run}`;
+const VIEWER = { username: `ui-viewer-${run}`, password: `viewer-pw-${run}-long` };
+const IMAGE_TAG = `libgo-ui-test:${run}`;
+
+let browser;
+let adminToken;
+
+async function call(method, path, body, token = adminToken) {
+  const r = await fetch(BASE + path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
+async function newPage(viewport = { width: 1280, height: 800 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  return page;
+}
+
+async function login(page, username, password) {
+  await page.goto(BASE + "/");
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("button", { name: "Log out" }).waitFor();
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
+}
+
+before(async () => {
+  assert.ok(BASE && ADMIN_PW && SHOTS && GUEST, "run through scripts/test-web.sh");
+  const r = await fetch(BASE + "/api/v1/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: "admin", password: ADMIN_PW }),
+  });
+  adminToken = (await r.json()).token;
+  assert.ok(adminToken, "admin login");
+  assert.equal((await call("POST", "/api/v1/users", { ...VIEWER, role: "viewer" })).status, 201);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (adminToken) {
+    for (const name of [CONTAINER, VM]) await call("DELETE", `/api/v1/instances/${name}?force=true`);
+    await call("DELETE", `/api/v1/images/${encodeURIComponent(IMAGE_TAG)}?force=true`);
+  }
+});
+
+let admin; // the administrator's page, kept across tests
+
+test("the console is served at / with its assets and security headers", async () => {
+  const r = await fetch(BASE + "/instances", { headers: { Accept: "text/html" } });
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get("content-security-policy") ?? "", /default-src 'self'/);
+  const html = await r.text();
+  const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+  assert.ok(script, html);
+  const js = await fetch(BASE + script, { headers: { "Accept-Encoding": "gzip" } });
+  assert.equal(js.status, 200);
+  assert.match(js.headers.get("cache-control") ?? "", /immutable/);
+  // The API keeps answering JSON, also for unknown paths.
+  const api = await fetch(BASE + "/api/v1/nope", { headers: { Accept: "text/html" } });
+  assert.equal(api.status, 404);
+  assert.equal((await api.json()).code, "NOT_FOUND");
+});
+
+test("log in; a container made in the form appears in another tab's list by itself", async () => {
+  admin = await newPage();
+  await login(admin, "admin", ADMIN_PW);
+  await shot(admin, "01-dashboard");
+  const listLoads = [];
+  admin.on("request", (r) => /\/api\/v1\/instances\?/.test(r.url()) && listLoads.push(r.url()));
+  await admin.getByRole("link", { name: "Instances" }).click();
+  await admin.getByRole("table", { name: "Instances" }).waitFor();
+  await admin.waitForLoadState("networkidle");
+  const loadsBefore = listLoads.length;
+  assert.ok(loadsBefore >= 1, "the list loaded once");
+
+  const form = await newPage();
+  await login(form, "admin", ADMIN_PW);
+  await form.goto(BASE + "/create");
+  await form.getByLabel("Name").fill(CONTAINER);
+  await form.getByLabel("Image").fill("libgo-test/busybox:latest");
+  await form.getByLabel("Command").fill("sh");
+  await form.getByLabel("Interactive terminal (TTY)").check();
+  await shot(form, "02-create-container");
+  await form.getByRole("button", { name: "Create container" }).click();
+  await form.getByText(`${CONTAINER} created`).waitFor();
+  await form.context().close();
+
+  // The first tab was never reloaded: the row comes from the event stream.
+  const row = admin.locator(`[data-name="${CONTAINER}"]`);
+  await row.waitFor({ timeout: 30_000 });
+  await row.getByText("running").waitFor({ timeout: 30_000 });
+  assert.equal(listLoads.length, loadsBefore, `no list reload: ${listLoads.join(", ")}`);
+  await shot(admin, "03-instances");
+});
+
+test("the container's console runs what is typed", async () => {
+  await admin.getByRole("link", { name: CONTAINER }).click();
+  await admin.getByRole("tab", { name: "Console" }).click();
+  await admin.getByTestId("console-status").getByText("connected").waitFor({ timeout: 20_000 });
+  await admin.locator(".console-box").click();
+  await admin.keyboard.type("echo ui-$((6*7))\n");
+  await admin.locator(".xterm-rows").getByText("ui-42", { exact: true }).waitFor({ timeout: 20_000 });
+  await shot(admin, "04-console");
+});
+
+test("the test guest's VNC view is not blank, and its screenshot loads", async () => {
+  const made = await call("POST", "/api/v1/instances", {
+    name: VM, kind: "vm", memoryBytes: 256 * 1048576, disks: [{ sizeBytes: 16 * 1048576 }],
+    kernelBoot: {
+      kernel: join(GUEST, "vmlinuz"), initrd: join(GUEST, "initrd.img"),
+      cmdline: "console=tty0 console=ttyS0 panic=-1 libgo.noagent",
+    },
+    start: true,
+  });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  await admin.goto(`${BASE}/instances/${VM}`);
+  await admin.getByRole("tab", { name: "Graphics" }).click();
+  await admin.getByTestId("vnc-status").getByText("connected").waitFor({ timeout: 30_000 });
+  let colours = 0;
+  for (let i = 0; i < 60 && colours < 2; i++) {
+    await admin.waitForTimeout(1000);
+    colours = await admin.evaluate(() => {
+      const c = document.querySelector(".vnc canvas");
+      if (!c || !c.width || !c.height) return 0;
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      const seen = new Set();
+      for (let p = 0; p < d.length && seen.size < 4; p += 4 * 97) seen.add((d[p] << 16) | (d[p + 1] << 8) | d[p + 2]);
+      return seen.size;
+    });
+  }
+  assert.ok(colours >= 2, "the VNC canvas shows something");
+  await shot(admin, "05-vnc");
+  await admin.getByRole("tab", { name: "Screenshot" }).click();
+  await admin.getByRole("button", { name: "Take screenshot" }).click();
+  const img = admin.getByRole("img", { name: `Screenshot of ${VM}` });
+  await img.waitFor({ timeout: 30_000 });
+  const width = await img.evaluate(async (el) => {
+    await el.decode();
+    return el.naturalWidth;
+  });
+  assert.ok(width > 0, "the screenshot is an image");
+  await shot(admin, "06-screenshot");
+});
+
+test("an image build's progress bar reaches 100 %", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "libgo-ui-build-"));
+  writeFileSync(join(dir, "Dockerfile"), "FROM libgo-test/busybox:latest\nRUN echo built-in-the-browser > /built\n");
+  const tar = join(dir, "context.tar");
+  execFileSync("tar", ["-cf", tar, "-C", dir, "Dockerfile"]);
+  await admin.getByRole("link", { name: "Images" }).click();
+  await admin.getByLabel("Build context").setInputFiles(tar);
+  await admin.getByLabel("Tags").fill(IMAGE_TAG);
+  await admin.getByRole("button", { name: "Build", exact: true }).click();
+  const bar = admin.getByRole("progressbar", { name: "Build" });
+  await bar.waitFor({ timeout: 30_000 });
+  await admin.locator('.task[data-status="finished"]').waitFor({ timeout: 120_000 });
+  assert.equal(await bar.getAttribute("aria-valuenow"), "100");
+  await shot(admin, "07-image-build");
+  const img = await call("GET", `/api/v1/images/${encodeURIComponent(IMAGE_TAG)}`);
+  assert.equal(img.status, 200, "the built image exists");
+});
+
+test("a validation error shows next to its field, a server error as a message", async () => {
+  await admin.goto(BASE + "/create");
+  await admin.getByLabel("Name").fill("Not_A_Valid_Name");
+  await admin.getByLabel("Image").fill("libgo-test/busybox:latest");
+  await admin.getByRole("button", { name: "Create container" }).click();
+  const nameField = admin.locator(".field.invalid", { has: admin.getByLabel("Name") });
+  await nameField.getByRole("alert").waitFor();
+  assert.match(await nameField.getByRole("alert").innerText(), /invalid/);
+  await shot(admin, "08-validation-error");
+  // A name in use: the server refuses (409), shown as a message.
+  await admin.getByLabel("Name").fill(CONTAINER);
+  await admin.getByRole("button", { name: "Create container" }).click();
+  await admin.locator(".messages .message.error").getByText("RESOURCE_CONFLICT").waitFor();
+  // A 500 from the server: a message, and the page stays.
+  await admin.route("**/api/v1/images?*", (route) =>
+    route.fulfill({
+      status: 500,
+      contentType: "application/json",
+      body: JSON.stringify({ status: 500, code: "INTERNAL_SERVER_ERROR", message: "broken on purpose by the test" }),
+    }),
+  );
+  await admin.getByRole("link", { name: "Images" }).click();
+  await admin.getByRole("alert").getByText(/Cannot load images: broken on purpose by the test/).waitFor();
+  assert.ok(await admin.getByRole("heading", { name: "Images" }).isVisible(), "the page is not blank");
+  await shot(admin, "09-server-error");
+  await admin.unroute("**/api/v1/images?*");
+});
+
+test("a viewer finds no button it may not use", async () => {
+  const page = await newPage();
+  await login(page, VIEWER.username, VIEWER.password);
+  const forbidden = /^(Start|Stop|Restart|Pause|Resume|Delete|Create|Pull|Build|Tag|Push|Revoke|Create snapshot|Export)$/;
+  const mutating = async () =>
+    (await page.getByRole("button").allInnerTexts()).map((t) => t.trim()).filter((t) => forbidden.test(t));
+  await page.getByRole("link", { name: "Instances" }).click();
+  await page.locator(`[data-name="${CONTAINER}"]`).waitFor();
+  assert.deepEqual(await mutating(), []);
+  assert.equal(await page.getByRole("link", { name: "Create" }).count(), 0);
+  assert.equal(await page.getByRole("checkbox").count(), 0);
+  await shot(page, "10-viewer-instances");
+  await page.getByRole("link", { name: CONTAINER }).click();
+  await page.getByRole("tab", { name: "Snapshots" }).click();
+  await page.getByRole("table", { name: "Snapshots" }).waitFor();
+  assert.deepEqual(await mutating(), []);
+  await page.getByRole("link", { name: "Images" }).click();
+  await page.getByRole("table", { name: "Images" }).waitFor();
+  assert.deepEqual(await mutating(), []);
+  assert.equal(await page.getByRole("link", { name: "Admin" }).count(), 0);
+  // The server still says no.
+  const token = await page.evaluate(() => sessionStorage.getItem("libgo.token"));
+  const r = await call("POST", `/api/v1/instances/${CONTAINER}/stop`, undefined, token);
+  assert.equal(r.status, 403);
+  await page.context().close();
+});
+
+test("the other pages render, also in a narrow window", async () => {
+  for (const [path, heading, name] of [
+    ["/", "Dashboard", "11-dashboard"],
+    ["/hosts", "Hosts", "12-hosts"],
+    ["/tasks", "Tasks", "13-tasks"],
+    ["/volumes", "Volumes", "14-volumes"],
+    ["/admin", "Admin", "15-admin"],
+    ["/account", "Account", "16-account"],
+  ]) {
+    await admin.goto(BASE + path);
+    await admin.getByRole("heading", { name: heading, level: 1 }).waitFor();
+    await admin.waitForLoadState("networkidle");
+    assert.equal(await admin.locator(".error-text").count(), 0, `${path} loads without an error`);
+    await shot(admin, name);
+  }
+  const narrow = await newPage({ width: 400, height: 800 });
+  await login(narrow, "admin", ADMIN_PW);
+  await narrow.getByRole("button", { name: "Menu" }).click();
+  await narrow.getByRole("link", { name: "Instances" }).click();
+  await narrow.locator(`[data-name="${CONTAINER}"]`).waitFor();
+  await shot(narrow, "17-narrow-instances");
+  await narrow.context().close();
+});
