@@ -79,6 +79,7 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     context: Vec<(&'static str, String)>,
+    field: Option<String>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -93,6 +94,7 @@ impl Error {
             kind,
             message: message.into(),
             context: Vec::new(),
+            field: None,
             source: None,
         }
     }
@@ -131,6 +133,20 @@ impl Error {
     pub fn with_context(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.context.push((key, value.into()));
         self
+    }
+
+    /// Names the request field the error is about (`name`, `memoryBytes`, `disks`), so
+    /// that a form can show it next to that field. The innermost naming wins.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        if self.field.is_none() {
+            self.field = Some(field.into());
+        }
+        self
+    }
+
+    /// The request field the error is about, where known.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
     }
 
     /// Attaches the underlying error.

@@ -275,56 +275,58 @@ fn cloud_init(ci: &CloudInit) -> Result<()> {
 /// A whole instance spec. `kind` is the kind it will be created as (the spec's own, or the
 /// backend's when the spec leaves it out).
 pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
-    name("name", &spec.name)?;
+    // Each failure names its field in the spec's JSON spelling (see [`Error::field`]).
+    let at = |field: &'static str| move |e: Error| e.with_field(field);
+    name("name", &spec.name).map_err(at("name"))?;
     if let Some(c) = spec.cpus {
-        cpus(c)?;
+        cpus(c).map_err(at("cpus"))?;
     }
     if let Some(m) = spec.memory_bytes {
-        memory(m)?;
+        memory(m).map_err(at("memoryBytes"))?;
     }
     if let Some(image) = &spec.image {
-        image_reference(image)?;
+        image_reference(image).map_err(at("image"))?;
     }
     if let Some(t) = &spec.template {
-        name("template", t)?;
+        name("template", t).map_err(at("template"))?;
     }
     for p in &spec.ports {
-        port(p)?;
+        port(p).map_err(at("ports"))?;
     }
     for k in spec.env.keys() {
-        env_key(k)?;
+        env_key(k).map_err(at("env"))?;
     }
     for v in spec.env.values() {
-        no_nul("environment value", v)?;
+        no_nul("environment value", v).map_err(at("env"))?;
     }
     for m in &spec.mounts {
-        mount(m)?;
+        mount(m).map_err(at("mounts"))?;
     }
     for arg in spec.command.iter().chain(spec.entrypoint.iter().flatten()) {
-        no_nul("command", arg)?;
+        no_nul("command", arg).map_err(at("command"))?;
     }
     if let Some(w) = &spec.workdir {
-        absolute_path("workdir", w)?;
+        absolute_path("workdir", w).map_err(at("workdir"))?;
     }
-    labels(&spec.labels)?;
+    labels(&spec.labels).map_err(at("labels"))?;
     for n in &spec.networks {
-        name("network", n)?;
+        name("network", n).map_err(at("networks"))?;
     }
     for d in &spec.devices {
-        absolute_path("device", d)?;
+        absolute_path("device", d).map_err(at("devices"))?;
     }
     for d in &spec.disks {
         if let Some(s) = d.size_bytes {
-            disk_size(s)?;
+            disk_size(s).map_err(at("disks"))?;
         }
         if let Some(b) = &d.base_image {
-            image_reference(b)?;
+            image_reference(b).map_err(at("disks"))?;
         }
         if let Some(v) = &d.volume {
-            volume_name(v)?;
+            volume_name(v).map_err(at("disks"))?;
         }
         if let Some(p) = &d.pool {
-            name("pool", p)?;
+            name("pool", p).map_err(at("disks"))?;
         }
         let sources = [
             d.size_bytes.is_some() && d.base_image.is_none(),
@@ -335,22 +337,23 @@ pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
             return Err(Error::invalid(
                 "each disk needs exactly one of: sizeBytes (a new blank disk), baseImage (an \
                  overlay, optionally with sizeBytes) or volume (an existing volume)",
-            ));
+            )
+            .with_field("disks"));
         }
     }
     if let Some(c) = &spec.cdrom {
-        image_reference(c)?;
+        image_reference(c).map_err(at("cdrom"))?;
     }
     if let Some(k) = &spec.kernel_boot {
-        kernel_boot(k)?;
+        kernel_boot(k).map_err(at("kernelBoot"))?;
     }
     if let Some(ci) = &spec.cloud_init {
-        cloud_init(ci)?;
+        cloud_init(ci).map_err(at("cloudInit"))?;
     }
     match kind {
         InstanceKind::Container => {
             if spec.image.is_none() {
-                return Err(Error::invalid("a container needs an image"));
+                return Err(Error::invalid("a container needs an image").with_field("image"));
             }
             let vm_only = [
                 ("cloudInit", spec.cloud_init.is_some()),
@@ -363,7 +366,8 @@ pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
             if let Some((field, _)) = vm_only.iter().find(|(_, set)| *set) {
                 return Err(Error::unsupported(format!(
                     "{field} applies to VMs only, not to containers"
-                )));
+                ))
+                .with_field(*field));
             }
         }
         InstanceKind::Vm => {
@@ -380,7 +384,8 @@ pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
             if let Some((field, _)) = container_only.iter().find(|(_, set)| *set) {
                 return Err(Error::unsupported(format!(
                     "{field} applies to containers only, not to VMs"
-                )));
+                ))
+                .with_field(*field));
             }
         }
     }

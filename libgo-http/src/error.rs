@@ -23,6 +23,11 @@ pub struct ErrorBody {
     /// What went wrong, for people.
     #[schema(example = "no instance \"web\"")]
     pub message: String,
+    /// The request field it is about, where known: a JSON path into the body
+    /// (`memoryBytes`, `disks[0].sizeBytes`), so a form can show the message next to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "memoryBytes")]
+    pub field: Option<String>,
 }
 
 /// An error answered to a client.
@@ -31,6 +36,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    field: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -44,8 +50,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
             headers: Vec::new(),
         }
+    }
+
+    /// Names the request field the error is about.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     /// 400 `INVALID_INPUT`.
@@ -116,6 +129,7 @@ impl ApiError {
             status: self.status.as_u16(),
             code: self.code.to_string(),
             message: self.message.clone(),
+            field: self.field.clone(),
         }
     }
 }
@@ -150,7 +164,10 @@ impl From<libgo_core::Error> for ApiError {
             return ApiError::new(status_of(kind), kind.code(), message);
         }
         tracing::debug!(error = %e, "request failed");
-        ApiError::new(status_of(kind), kind.code(), e.detail())
+        let field = e.field().map(str::to_string);
+        let mut api = ApiError::new(status_of(kind), kind.code(), e.detail());
+        api.field = field;
+        api
     }
 }
 

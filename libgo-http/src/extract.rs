@@ -50,10 +50,20 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> 
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            if path == "." {
+            let error = if path == "." {
                 ApiError::invalid(format!("invalid request body: {}", e.inner()))
             } else {
                 ApiError::invalid(format!("invalid request body at {path}: {}", e.inner()))
+            };
+            // At the top level the path is "." and only the message names an unknown field.
+            let inner = e.inner().to_string();
+            let unknown = inner
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next());
+            match (path.as_str(), unknown) {
+                (".", Some(f)) => error.with_field(f),
+                (".", None) => error,
+                (p, _) => error.with_field(p),
             }
         })?;
         de.end()

@@ -5,7 +5,8 @@
 //!
 //! - JSON under `/api/v1/…`; JWT from `POST /login` (`Authorization: Bearer`) or `X-API-Key`;
 //!   roles `admin`, `operator`, `viewer`, decided from the route before the body is read.
-//! - Every error is `{"status", "code", "message"}`; lists are `{items, count, page,
+//! - Every error is `{"status", "code", "message"}`, with `"field"` when it is about one
+//!   field of the request; lists are `{items, count, page,
 //!   pageSize}`.
 //! - Long work (pull, build, push, export, batches) runs as tasks: `202` + `Location`.
 //! - WebSockets for events, stats, consoles and VNC; Prometheus at `/metrics`; OpenAPI at

@@ -407,6 +407,7 @@ impl TaskManager {
                             status: 500,
                             code: "INTERRUPTED".into(),
                             message: msg.into(),
+                            field: None,
                         });
                     }
                     None => {

@@ -95,6 +95,54 @@ async fn unknown_fields_are_refused_by_name() {
     s.stop().await;
 }
 
+/// A form shows each refusal next to its field: the error names it (`field`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_errors_name_their_field() {
+    let s = start(true, |_| {}).await;
+    let name = unique("vf");
+    let cases = [
+        (
+            json!({"name": "Not_Valid", "kind": "container", "image": IMAGE}),
+            "name",
+        ),
+        (
+            json!({"name": name, "kind": "vm", "memoryBytes": 1, "disks": [{"sizeBytes": 16u64 << 20}]}),
+            "memoryBytes",
+        ),
+        (
+            json!({"name": name, "kind": "container", "image": IMAGE, "ports": [{"containerPort": 0}]}),
+            "ports",
+        ),
+        (json!({"name": name, "kind": "container"}), "image"),
+        (
+            json!({"name": name, "kind": "vm", "disks": [{"sizeGB": 1}]}),
+            "disks[0].sizeGB",
+        ),
+        (
+            json!({"name": name, "kind": "vm", "memory_mb": 128}),
+            "memory_mb",
+        ),
+    ];
+    for (body, field) in cases {
+        let v = assert_error(
+            post(&s, "/api/v1/instances", body.clone()).await,
+            400,
+            "INVALID_INPUT",
+        )
+        .await;
+        assert_eq!(v["field"], field, "{body}: {v}");
+    }
+    // An error about no field in particular carries none.
+    let r = s
+        .req(Method::GET, "/api/v1/instances/no-such-instance", &s.admin)
+        .send()
+        .await
+        .expect("req");
+    let v = assert_error(r, 404, "NOT_FOUND").await;
+    assert!(v.get("field").is_none(), "{v}");
+    s.stop().await;
+}
+
 /// A loopback TCP port that forwards to dockerd's socket until it is cut.
 struct Forwarder {
     port: u16,

@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -139,6 +139,41 @@ test("the container's console runs what is typed", async () => {
   await shot(admin, "04-console");
 });
 
+test("the container's stats chart, logs, snapshots and export", async () => {
+  admin.on("dialog", (d) => d.accept());
+  await admin.getByRole("tab", { name: "Stats" }).click();
+  await admin.getByTestId("stats-status").getByText(/^live · CPU/).waitFor({ timeout: 20_000 });
+  assert.ok((await admin.locator(".chart canvas").count()) >= 2, "two charts drawn");
+  await shot(admin, "04b-stats");
+  // The TTY's output is the container's log: what the console test typed is there.
+  await admin.getByRole("tab", { name: "Logs" }).click();
+  await admin.locator(".logs").getByText("ui-42").first().waitFor({ timeout: 20_000 });
+  await admin.getByRole("tab", { name: "Snapshots" }).click();
+  await admin.getByLabel("Snapshot name").fill("s1");
+  await admin.getByRole("button", { name: "Create snapshot" }).click();
+  const snaps = admin.getByRole("table", { name: "Snapshots" });
+  await snaps.getByRole("cell", { name: "s1", exact: true }).waitFor({ timeout: 30_000 });
+  await snaps.getByRole("button", { name: "Revert" }).click();
+  const said = admin.locator(".messages .message.error, .messages .message:has-text('Reverted to s1')").first();
+  await said.waitFor({ timeout: 90_000 });
+  assert.match(await said.innerText(), /Reverted to s1/);
+  await shot(admin, "04c-snapshots");
+  await snaps.getByRole("button", { name: "Delete" }).click();
+  await snaps.getByRole("cell", { name: "s1", exact: true }).waitFor({ state: "detached", timeout: 30_000 });
+  await admin.getByRole("tab", { name: "Export" }).click();
+  await admin.getByLabel("Format").selectOption("tar");
+  await admin.getByRole("button", { name: "Export", exact: true }).click();
+  await admin.locator('.task[data-status="finished"]').waitFor({ timeout: 120_000 });
+  assert.equal(await admin.getByRole("progressbar", { name: "Export" }).getAttribute("aria-valuenow"), "100");
+  const [download] = await Promise.all([
+    admin.waitForEvent("download"),
+    admin.getByRole("button", { name: "Download" }).click(),
+  ]);
+  const file = await download.path();
+  assert.ok(file && statSync(file).size > 1024, "the export downloads");
+  await shot(admin, "04d-export");
+});
+
 test("the test guest's VNC view is not blank, and its screenshot loads", async () => {
   const made = await call("POST", "/api/v1/instances", {
     name: VM, kind: "vm", memoryBytes: 256 * 1048576, disks: [{ sizeBytes: 16 * 1048576 }],
@@ -205,6 +240,14 @@ test("a validation error shows next to its field, a server error as a message", 
   await nameField.getByRole("alert").waitFor();
   assert.match(await nameField.getByRole("alert").innerText(), /invalid/);
   await shot(admin, "08-validation-error");
+  // The server's refusal of a limit lands next to the limit.
+  await admin.getByLabel("Name").fill(`ui-bad-${run}`);
+  await admin.getByLabel("Memory limit").fill("1");
+  await admin.getByRole("button", { name: "Create container" }).click();
+  const memField = admin.locator(".field.invalid", { has: admin.getByLabel("Memory limit") });
+  await memField.getByRole("alert").waitFor();
+  assert.equal(await admin.locator(".field.invalid").count(), 1, "only the memory field is marked");
+  await admin.getByLabel("Memory limit").fill("");
   // A name in use: the server refuses (409), shown as a message.
   await admin.getByLabel("Name").fill(CONTAINER);
   await admin.getByRole("button", { name: "Create container" }).click();

@@ -1666,6 +1666,12 @@ export interface components {
              */
             code: string;
             /**
+             * @description The request field it is about, where known: a JSON path into the body
+             *     (`memoryBytes`, `disks[0].sizeBytes`), so a form can show the message next to it.
+             * @example memoryBytes
+             */
+            field?: string | null;
+            /**
              * @description What went wrong, for people.
              * @example no instance "web"
              */

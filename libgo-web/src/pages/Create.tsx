@@ -1,5 +1,5 @@
 // Create forms for a container and a VM. The server validates; its errors appear next to
-// the field they name (the error's `field`, or the field its message starts with).
+// the field they name (the error body's `field`).
 import { useState } from "preact/hooks";
 import { useLocation } from "wouter-preact";
 import { all, api, ApiFailure, ok, type Schemas } from "../api/client";
@@ -13,12 +13,10 @@ const SPEC_FIELDS = [
   "template", "disks", "cloudInit", "backend", "restartPolicy", "tty",
 ];
 
-/** The form field a server error is about. */
+/** The form field a server error is about: the top of the JSON path the server names. */
 export function fieldOf(e: ApiFailure): string | null {
-  const named = e.field ?? /^invalid request body at ([A-Za-z]+)/.exec(e.message)?.[1] ?? /^([A-Za-z]+)\b/.exec(e.message)?.[1];
-  if (!named) return null;
-  const top = named.split(/[.[]/)[0];
-  return SPEC_FIELDS.includes(top) ? top : null;
+  const top = e.field?.split(/[.[]/)[0];
+  return top && SPEC_FIELDS.includes(top) ? top : null;
 }
 
 function lines(s: string): string[] {

@@ -1,5 +1,6 @@
 // One instance: overview and actions, live stats, logs, snapshots, export, console,
-// graphics and screenshot.
+// graphics and screenshot. Calls name the instance by its name, which outlives its engine
+// id (reverting a container's snapshot makes a new container).
 import { useEffect, useRef, useState } from "preact/hooks";
 import { useLocation } from "wouter-preact";
 import { api, fetchBlob, ok, token, wsUrl, type Instance, type Schemas } from "../api/client";
@@ -42,7 +43,7 @@ export function InstancePage(props: { id: string }) {
   }, [props.id]);
   if (!inst) return <Page title={props.id}><Loading error={error} what={props.id} /></Page>;
   const act = (action: Schemas["Action"]) => async () => {
-    setInst(await ok(api.POST("/api/v1/instances/{id}/{action}", { params: { path: { id: inst.id, action } } })));
+    setInst(await ok(api.POST("/api/v1/instances/{id}/{action}", { params: { path: { id: inst.name, action } } })));
   };
   const tabs = TABS.filter((t) => inst.kind === "vm" || (t !== "Graphics" && t !== "Screenshot"));
   return (
@@ -59,7 +60,7 @@ export function InstancePage(props: { id: string }) {
             class="danger"
             confirm={`Delete ${inst.name}?`}
             run={async () => {
-              await ok(api.DELETE("/api/v1/instances/{id}", { params: { path: { id: inst.id }, query: { force: true } } }));
+              await ok(api.DELETE("/api/v1/instances/{id}", { params: { path: { id: inst.name }, query: { force: true } } }));
               navigate("/instances");
             }}
           >
@@ -140,7 +141,7 @@ function Stats(props: { inst: Instance }) {
       const cpu = makeChart(cpuEl.current, "CPU", [{ label: "CPU", unit: "%" }]);
       const mem = makeChart(memEl.current, "Memory", [{ label: "Used", unit: "MiB" }]);
       charts = [cpu, mem];
-      ws = new WebSocket(wsUrl(`/api/v1/instances/${encodeURIComponent(props.inst.id)}/stats`));
+      ws = new WebSocket(wsUrl(`/api/v1/instances/${encodeURIComponent(props.inst.name)}/stats`));
       ws.onopen = () => setStatus("live");
       ws.onclose = () => setStatus("closed");
       ws.onmessage = (m) => {
@@ -157,7 +158,7 @@ function Stats(props: { inst: Instance }) {
       ws?.close();
       for (const c of charts) c.destroy();
     };
-  }, [props.inst.id, props.inst.state]);
+  }, [props.inst.name, props.inst.state]);
   if (props.inst.state !== "running") return <p class="muted">Stats are sampled while the instance runs.</p>;
   return (
     <div>
@@ -181,7 +182,7 @@ function Logs(props: { inst: Instance }) {
     const abort = new AbortController();
     setLines([]);
     setError(null);
-    const url = `/api/v1/instances/${encodeURIComponent(props.inst.id)}/logs?tail=500&follow=${follow}`;
+    const url = `/api/v1/instances/${encodeURIComponent(props.inst.name)}/logs?tail=500&follow=${follow}`;
     (async () => {
       const r = await fetch(url, { headers: { Authorization: `Bearer ${token() ?? ""}` }, signal: abort.signal });
       if (!r.ok) {
@@ -206,7 +207,7 @@ function Logs(props: { inst: Instance }) {
       }
     })().catch((e: Error) => e.name !== "AbortError" && setError(e.message));
     return () => abort.abort();
-  }, [props.inst.id, follow]);
+  }, [props.inst.name, follow]);
   useEffect(() => {
     if (follow && box.current) box.current.scrollTop = box.current.scrollHeight;
   }, [lines, follow]);
@@ -233,7 +234,7 @@ function Logs(props: { inst: Instance }) {
 }
 
 function Snapshots(props: { inst: Instance }) {
-  const id = props.inst.id;
+  const id = props.inst.name;
   const list = useLoad(
     () => ok(api.GET("/api/v1/instances/{id}/snapshots", { params: { path: { id }, query: { pageSize: 100 } } })),
     [id],
@@ -320,7 +321,7 @@ function Export(props: { inst: Instance }) {
         <Action
           run={async () => {
             const t = await ok(
-              api.POST("/api/v1/instances/{id}/export", { params: { path: { id: props.inst.id } }, body: { format } }),
+              api.POST("/api/v1/instances/{id}/export", { params: { path: { id: props.inst.name } }, body: { format } }),
             );
             setTask(t.id);
           }}
@@ -361,13 +362,13 @@ function Console(props: { inst: Instance }) {
     let closed = false;
     import("../widgets/terminal").then(({ attachTerminal }) => {
       if (closed || !el.current) return;
-      stop = attachTerminal(el.current, wsUrl(`/api/v1/instances/${encodeURIComponent(props.inst.id)}/console`), setStatus);
+      stop = attachTerminal(el.current, wsUrl(`/api/v1/instances/${encodeURIComponent(props.inst.name)}/console`), setStatus);
     }, notifyError);
     return () => {
       closed = true;
       stop?.();
     };
-  }, [props.inst.id, allowed]);
+  }, [props.inst.name, allowed]);
   if (!allowed) return <p class="muted">The console needs the operator role.</p>;
   return (
     <div>
@@ -389,13 +390,13 @@ function Graphics(props: { inst: Instance }) {
     let closed = false;
     import("../widgets/vnc").then(({ attachVnc }) => {
       if (closed || !el.current) return;
-      stop = attachVnc(el.current, wsUrl(`/api/v1/instances/${encodeURIComponent(props.inst.id)}/vnc`), setStatus);
+      stop = attachVnc(el.current, wsUrl(`/api/v1/instances/${encodeURIComponent(props.inst.name)}/vnc`), setStatus);
     }, notifyError);
     return () => {
       closed = true;
       stop?.();
     };
-  }, [props.inst.id, props.inst.state, allowed]);
+  }, [props.inst.name, props.inst.state, allowed]);
   if (!allowed) return <p class="muted">Graphics need the operator role.</p>;
   if (props.inst.state !== "running") return <p class="muted">Start the VM to see its screen.</p>;
   return (
@@ -415,7 +416,7 @@ function Screenshot(props: { inst: Instance }) {
     <div>
       <Action
         run={async () => {
-          const b = await fetchBlob(`/api/v1/instances/${encodeURIComponent(props.inst.id)}/screenshot`);
+          const b = await fetchBlob(`/api/v1/instances/${encodeURIComponent(props.inst.name)}/screenshot`);
           setSrc(URL.createObjectURL(b));
         }}
       >

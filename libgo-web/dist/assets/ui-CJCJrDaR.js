@@ -1,1 +1,0 @@
-export{g as notifyError}from"./ui-D7YahJme.js";
