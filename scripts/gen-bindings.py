@@ -56,6 +56,8 @@ TYPES = {
     "HostInstanceCounts": None, "Host": None, "ComputePool": None, "OffOn": None,
     "PoolStatus": None, "MigrateRequest": None, "MigrationKind": None,
     "MigrationReport": None,
+    "DiskBus": None, "DiskAttach": None, "AttachedDisk": None, "DiskResize": None,
+    "MediaInsert": None,
     "Page_Image": "ImagePage", "Page_Network": "NetworkPage", "Page_Volume": "VolumePage",
     "Page_StoragePool": "StoragePoolPage", "Page_Template": "TemplatePage",
 }

@@ -12,3 +12,5 @@ apt_install wrk
 apt_install gcc libc6-dev valgrind
 # The command line's terminal tests (console, progress bars) type into a real tmux pane.
 apt_install tmux
+# ISOs for the KVM tests of media insert and eject.
+apt_install genisoimage

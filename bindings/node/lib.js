@@ -118,6 +118,12 @@ const PLANS = {
   snapshot_list: { kind: 'value', named: [], spread: null, progress: false },
   snapshot_revert: { kind: 'unit', named: [], spread: null, progress: false },
   snapshot_delete: { kind: 'unit', named: [], spread: null, progress: false },
+  disk_list: { kind: 'value', named: [], spread: null, progress: false },
+  disk_attach: { kind: 'value', named: [], spread: null, progress: false },
+  disk_detach: { kind: 'unit', named: [], spread: null, progress: false },
+  disk_resize: { kind: 'value', named: [], spread: null, progress: false },
+  media_insert: { kind: 'value', named: [], spread: null, progress: false },
+  media_eject: { kind: 'unit', named: [], spread: null, progress: false },
   export: { kind: 'value', named: [], spread: null, progress: true },
   events: { kind: 'stream', named: [], spread: null, progress: false },
   image_list: { kind: 'value', named: [], spread: null, progress: false },
@@ -353,6 +359,30 @@ class Client {
   /** Deletes a snapshot. */
   snapshotDelete(id, snapshot) {
     return this._run('snapshot_delete', { id, snapshot })
+  }
+  /** The disks and CD-ROM drives of a VM. */
+  diskList(id) {
+    return this._run('disk_list', { id })
+  }
+  /** Attaches a disk to a VM: an existing volume or a new one of `sizeBytes` (hot-plugged when it runs). */
+  diskAttach(id, disk) {
+    return this._run('disk_attach', { id, disk })
+  }
+  /** Detaches a disk from a VM; its volume stays. */
+  diskDetach(id, target) {
+    return this._run('disk_detach', { id, target })
+  }
+  /** Grows a disk (online), or shrinks it while the VM is shut off (`allowShrink`). */
+  diskResize(id, target, resize) {
+    return this._run('disk_resize', { id, target, resize })
+  }
+  /** Inserts an ISO volume into a VM's CD-ROM drive. */
+  mediaInsert(id, media) {
+    return this._run('media_insert', { id, media })
+  }
+  /** Ejects the media of a VM's CD-ROM drive. */
+  mediaEject(id) {
+    return this._run('media_eject', { id })
   }
   /** Exports an instance to a new file (`tar`/`imagetar` for containers, a disk format for VMs). */
   export(id, spec, options) {

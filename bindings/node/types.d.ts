@@ -839,6 +839,52 @@ export interface MigrationReport {
   /** Bytes copied (memory and disks), where known. */
   transferredBytes?: number | null
 }
+/** The bus a VM's disk is on. */
+export type DiskBus = 'virtio' | 'sata' | 'scsi'
+/** A disk to attach to an existing VM: an existing volume, or a new blank one. */
+export interface DiskAttach {
+  bus?: DiskBus | null
+  format?: DiskFormat | null
+  /** Pool of the new volume (the default pool by default). */
+  pool?: string | null
+  /** Attach read-only. */
+  readOnly?: boolean
+  /** Or the size of a new blank volume, made in `pool` as `<vm>-<target>.<format>`. */
+  sizeBytes?: number | null
+  /** An existing volume (`pool/name`, or a name in the default pool) that no other instance uses. */
+  volume?: string | null
+}
+/** A disk or CD-ROM drive of a VM. */
+export interface AttachedDisk {
+  /** Bus (`virtio`, `sata`, `scsi`, `ide`, …). */
+  bus: string
+  /** `disk` or `cdrom`. */
+  device: string
+  /** Image format (`qcow2`, `raw`). */
+  format?: string | null
+  /** Host path of its file, where known (`None` for an empty CD-ROM drive). */
+  path?: string | null
+  /** Read-only. */
+  readOnly: boolean
+  /** Its size, where known. */
+  sizeBytes?: number | null
+  /** Device name in the VM's configuration (`vda`, `vdb`, `hdc`, `sda`). */
+  target: string
+  /** The volume it is (`pool/name`, or the name in the default pool), where it is one. */
+  volume?: string | null
+}
+/** A disk's new size. */
+export interface DiskResize {
+  /** Allow a smaller size: data past it is lost. Only while the VM is shut off. */
+  allowShrink?: boolean
+  /** New size in bytes. A running VM's disk only grows (and the guest sees it at once). */
+  sizeBytes: number
+}
+/** Media to insert into a VM's CD-ROM drive. */
+export interface MediaInsert {
+  /** An ISO volume (`pool/name`, or a name in the default pool). */
+  image: string
+}
 /** One page of a list and the total count. */
 export interface ImagePage {
   /** Items in all pages. */

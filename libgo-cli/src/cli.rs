@@ -191,6 +191,12 @@ pub enum Command {
     /// Snapshots of an instance.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// A VM's disks: list, attach (hot-plug), detach, resize.
+    #[command(subcommand)]
+    Disk(DiskCommand),
+    /// A VM's CD-ROM media: insert, eject.
+    #[command(subcommand)]
+    Media(MediaCommand),
     /// Images of every backend.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -373,6 +379,77 @@ pub struct LogsArgs {
     /// Keep printing new lines as they come (Ctrl-C ends).
     #[arg(short, long)]
     pub follow: bool,
+}
+
+/// `disk …`.
+#[derive(Debug, Subcommand)]
+pub enum DiskCommand {
+    /// List a VM's disks and CD-ROM drives.
+    #[command(visible_alias = "ls")]
+    List {
+        /// VM.
+        name: String,
+    },
+    /// Attach an existing volume, or a new one of --size; hot-plugged into a running VM.
+    Attach {
+        /// VM.
+        name: String,
+        /// An existing volume (`pool/name` or a name in the default pool).
+        volume: Option<String>,
+        /// Size of a new blank volume instead (512MiB, 2GiB).
+        #[arg(long, value_parser = parse_bytes, conflicts_with = "volume")]
+        size: Option<u64>,
+        /// Format of the new volume (qcow2, raw, vmdk, vdi).
+        #[arg(long)]
+        disk_format: Option<String>,
+        /// Storage pool of the new volume.
+        #[arg(long)]
+        pool: Option<String>,
+        /// Bus: virtio (default), sata or scsi (those two only while the VM is shut off).
+        #[arg(long)]
+        bus: Option<String>,
+        /// Attach read-only.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Detach a disk; its volume stays.
+    Detach {
+        /// VM.
+        name: String,
+        /// Device name (vdb).
+        target: String,
+    },
+    /// Grow a disk (online), or shrink it while the VM is shut off with --allow-shrink.
+    Resize {
+        /// VM.
+        name: String,
+        /// Device name (vdb).
+        target: String,
+        /// New size (4GiB).
+        #[arg(value_parser = parse_bytes)]
+        size: u64,
+        /// Allow a smaller size: data past it is lost.
+        #[arg(long)]
+        allow_shrink: bool,
+    },
+}
+
+/// `media …`.
+#[derive(Debug, Subcommand)]
+pub enum MediaCommand {
+    /// Insert an ISO volume into the VM's CD-ROM drive (a shut-off VM gets a drive if it
+    /// has none).
+    Insert {
+        /// VM.
+        name: String,
+        /// ISO volume (`pool/name` or a name in the default pool).
+        image: String,
+    },
+    /// Eject the media of the VM's CD-ROM drive.
+    Eject {
+        /// VM.
+        name: String,
+    },
 }
 
 /// `snapshot …`.

@@ -34,7 +34,10 @@ use libgo::{
 use serde_json::{Value, json};
 
 use cli::{Cli, Command, CreateArgs, ImageCommand, NetworkCommand, RemoteCommand};
-use cli::{HostCommand, PoolCommand, SnapshotCommand, TemplateCommand, VolumeCommand};
+use cli::{
+    DiskCommand, HostCommand, MediaCommand, PoolCommand, SnapshotCommand, TemplateCommand,
+    VolumeCommand,
+};
 use output::{Format, field, print_list, print_one, size};
 use target::{OnProgress, RemoteClient, Target};
 
@@ -411,6 +414,8 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Snapshot(s) => snapshot(target, s, format).await,
+        Command::Disk(d) => disk(target, d, format).await,
+        Command::Media(m) => media(target, m, format).await,
         Command::Image(i) => image(target, i, format, quiet).await,
         Command::Network(n) => network(target, n, format).await,
         Command::Volume(v) => volume(target, v, format).await,
@@ -762,6 +767,107 @@ async fn export(
         println!("{}", output.display());
     } else {
         print_one(format, &result)?;
+    }
+    Ok(0)
+}
+
+fn print_disks(format: Format, items: &[Value]) -> Result<()> {
+    print_list(
+        format,
+        items,
+        &[
+            ("TARGET", &|d| field(d, "target")),
+            ("DEVICE", &|d| field(d, "device")),
+            ("BUS", &|d| field(d, "bus")),
+            ("VOLUME", &|d| field(d, "volume")),
+            ("SIZE", &|d| {
+                d["sizeBytes"]
+                    .as_u64()
+                    .map(output::size)
+                    .unwrap_or_default()
+            }),
+            ("FORMAT", &|d| field(d, "format")),
+        ],
+    )
+}
+
+async fn disk(target: &Target, d: DiskCommand, format: Format) -> Result<u8> {
+    match d {
+        DiskCommand::List { name } => {
+            let items = target
+                .call("disk_list", json!({ "id": name }), None)
+                .await?;
+            print_disks(format, items.as_array().map(Vec::as_slice).unwrap_or(&[]))?;
+        }
+        DiskCommand::Attach {
+            name,
+            volume,
+            size,
+            disk_format,
+            pool,
+            bus,
+            read_only,
+        } => {
+            let mut disk = serde_json::Map::new();
+            for (k, v) in [
+                ("volume", volume.map(Value::from)),
+                ("sizeBytes", size.map(Value::from)),
+                ("format", disk_format.map(Value::from)),
+                ("pool", pool.map(Value::from)),
+                ("bus", bus.map(Value::from)),
+            ] {
+                if let Some(v) = v {
+                    disk.insert(k.into(), v);
+                }
+            }
+            disk.insert("readOnly".into(), read_only.into());
+            let made = target
+                .call("disk_attach", json!({"id": name, "disk": disk}), None)
+                .await?;
+            print_made(format, &made, "target")?;
+        }
+        DiskCommand::Detach { name, target: dev } => {
+            target
+                .call("disk_detach", json!({"id": name, "target": dev}), None)
+                .await?;
+        }
+        DiskCommand::Resize {
+            name,
+            target: dev,
+            size,
+            allow_shrink,
+        } => {
+            let resize = json!({"sizeBytes": size, "allowShrink": allow_shrink});
+            let d = target
+                .call(
+                    "disk_resize",
+                    json!({"id": name, "target": dev, "resize": resize}),
+                    None,
+                )
+                .await?;
+            print_disks(format, &[d])?;
+        }
+    }
+    Ok(0)
+}
+
+async fn media(target: &Target, m: MediaCommand, format: Format) -> Result<u8> {
+    match m {
+        MediaCommand::Insert { name, image } => {
+            let d = target
+                .call(
+                    "media_insert",
+                    json!({"id": name, "media": {"image": image}}),
+                    None,
+                )
+                .await?;
+            print_disks(format, &[d])?;
+        }
+        MediaCommand::Eject { name } => {
+            target
+                .call("media_eject", json!({ "id": name }), None)
+                .await?;
+        }
     }
     Ok(0)
 }

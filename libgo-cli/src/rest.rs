@@ -268,6 +268,24 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
             let spec = take(a, "spec").unwrap_or(Value::Null);
             Builder::new(M::POST, "/api/v1/instances/{id}/snapshots", a)?.body(spec)
         }
+        "disk_list" => Builder::new(M::GET, "/api/v1/instances/{id}/disks", a)?,
+        "disk_attach" => {
+            let disk = take(a, "disk").unwrap_or(Value::Null);
+            Builder::new(M::POST, "/api/v1/instances/{id}/disks", a)?.body(disk)
+        }
+        "disk_detach" => Builder::new(M::DELETE, "/api/v1/instances/{id}/disks/{target}", a)?
+            .answer(Answer::Unit),
+        "disk_resize" => {
+            let resize = take(a, "resize").unwrap_or(Value::Null);
+            Builder::new(M::POST, "/api/v1/instances/{id}/disks/{target}/resize", a)?.body(resize)
+        }
+        "media_insert" => {
+            let media = take(a, "media").unwrap_or(Value::Null);
+            Builder::new(M::POST, "/api/v1/instances/{id}/media", a)?.body(media)
+        }
+        "media_eject" => {
+            Builder::new(M::DELETE, "/api/v1/instances/{id}/media", a)?.answer(Answer::Unit)
+        }
         "snapshot_list" => {
             Builder::new(M::GET, "/api/v1/instances/{id}/snapshots", a)?.answer(Answer::AllPages)
         }

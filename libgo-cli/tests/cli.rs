@@ -1085,6 +1085,71 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    // A disk hot-plugged, grown online and seen by the guest; detached; its volume deleted.
+    let made = json(
+        &libgo(
+            dir,
+            &in_mode(
+                mode,
+                &[
+                    "disk", "attach", &name, "--size", "16MiB", "--format", "json",
+                ],
+            ),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(made["target"], "vdb", "{made}");
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["disk", "resize", &name, "vdb", "32MiB"]),
+        None,
+    )
+    .await);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = libgo(
+            dir,
+            &in_mode(mode, &["exec", &name, "--", "cat", "/sys/block/vdb/size"]),
+            None,
+        )
+        .await;
+        if text(&o.stdout).trim() == "65536" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guest does not see vdb grown: {} {}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let table = ok(&libgo(dir, &in_mode(mode, &["disk", "ls", &name]), None).await);
+    assert!(table.starts_with("TARGET"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("vdb ") && l.contains("32MiB")),
+        "{table}"
+    );
+    ok(&libgo(dir, &in_mode(mode, &["disk", "detach", &name, "vdb"]), None).await);
+    let o = libgo(dir, &in_mode(mode, &["disk", "detach", &name, "vdb"]), None).await;
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
+    let o = libgo(
+        dir,
+        &in_mode(mode, &["media", "insert", &name, "no-such-media.iso"]),
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["volume", "rm", &format!("{name}-vdb.qcow2")]),
+        None,
+    )
+    .await);
+
     // Its disk, exported (downloaded from the server in remote mode), is a real VMDK.
     ok(&libgo(dir, &in_mode(mode, &["stop", "--force", &name]), None).await);
     let file = dir.join(format!("{name}.vmdk"));

@@ -208,6 +208,47 @@ pub trait Compute: Send + Sync {
         let _ = id;
         unsupported("screenshot")
     }
+    /// The disks and CD-ROM drives of a VM.
+    async fn disk_list(&self, id: &str) -> Result<Vec<AttachedDisk>> {
+        let _ = id;
+        unsupported("disks of an instance")
+    }
+
+    /// Attaches a disk: hot-plugged into a running VM and kept in its configuration.
+    async fn disk_attach(&self, id: &str, disk: &DiskAttach) -> Result<AttachedDisk> {
+        let _ = (id, disk);
+        unsupported("attaching disks and media")
+    }
+
+    /// Detaches a disk (its volume stays).
+    async fn disk_detach(&self, id: &str, target: &str) -> Result<()> {
+        let _ = (id, target);
+        unsupported("attaching disks and media")
+    }
+
+    /// Grows a disk (online), or shrinks it while the VM is shut off.
+    async fn disk_resize(
+        &self,
+        id: &str,
+        target: &str,
+        resize: &DiskResize,
+    ) -> Result<AttachedDisk> {
+        let _ = (id, target, resize);
+        unsupported("attaching disks and media")
+    }
+
+    /// Inserts an ISO into the VM's CD-ROM drive (adding a drive to a shut-off VM without one).
+    async fn media_insert(&self, id: &str, media: &MediaInsert) -> Result<AttachedDisk> {
+        let _ = (id, media);
+        unsupported("attaching disks and media")
+    }
+
+    /// Ejects the media of the VM's CD-ROM drive.
+    async fn media_eject(&self, id: &str) -> Result<()> {
+        let _ = id;
+        unsupported("attaching disks and media")
+    }
+
     /// Takes a snapshot.
     async fn snapshot_create(&self, id: &str, spec: &SnapshotSpec) -> Result<Snapshot> {
         let _ = (id, spec);

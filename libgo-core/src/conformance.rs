@@ -925,6 +925,61 @@ pub async fn rename_and_start_policy(b: &dyn Backend, fx: &Fixture) -> Result<()
     .await
 }
 
+/// Disks: a VM takes a new disk, grows it and lets it go (its volume stays); a container
+/// answers UNSUPPORTED, never a silent no-op.
+pub async fn disks(b: &dyn Backend, fx: &Fixture) -> Result<()> {
+    let name = fx.name("dsk");
+    with_cleanup(b, std::slice::from_ref(&name), async {
+        let made = b.create(&fx.spec("dsk")).await?;
+        let attach = DiskAttach {
+            size_bytes: Some(16 << 20),
+            ..Default::default()
+        };
+        let attached = b.disk_attach(&name, &attach).await;
+        if made.kind == InstanceKind::Container {
+            return expect_kind(attached, ErrorKind::Unsupported, "a container's disk");
+        }
+        let d = attached?;
+        let targets = |list: Vec<AttachedDisk>| -> Vec<String> {
+            list.into_iter().map(|d| d.target).collect()
+        };
+        check(
+            targets(b.disk_list(&name).await?).contains(&d.target),
+            format!("{} listed", d.target),
+        )?;
+        let grown = b
+            .disk_resize(
+                &name,
+                &d.target,
+                &DiskResize {
+                    size_bytes: 32 << 20,
+                    allow_shrink: false,
+                },
+            )
+            .await?;
+        check(
+            grown.size_bytes == Some(32 << 20),
+            format!("grown: {grown:?}"),
+        )?;
+        expect_kind(
+            b.disk_detach(&name, "vdx").await,
+            ErrorKind::NotFound,
+            "detach a disk that is not there",
+        )?;
+        b.disk_detach(&name, &d.target).await?;
+        check(
+            !targets(b.disk_list(&name).await?).contains(&d.target),
+            format!("{} detached", d.target),
+        )?;
+        let volume = d
+            .volume
+            .ok_or_else(|| Error::internal("the new disk names its volume"))?;
+        b.volume_inspect(&volume).await?;
+        b.volume_delete(&volume, false).await
+    })
+    .await
+}
+
 /// Filters on list, and the facade over this one backend: routing, pagination, conflicts.
 pub async fn list_and_facade(b: Arc<dyn Backend>, fx: &Fixture) -> Result<()> {
     let (one, two) = (fx.name("lst-a"), fx.name("lst-b"));
@@ -1081,6 +1136,7 @@ macro_rules! __conformance_expand {
         __libgo_conformance_test!(by_ref events);
         __libgo_conformance_test!(by_ref update_resources);
         __libgo_conformance_test!(by_ref rename_and_start_policy);
+        __libgo_conformance_test!(by_ref disks);
         __libgo_conformance_test!(shared list_and_facade);
         __libgo_conformance_test!(shared idempotent_verbs);
     };

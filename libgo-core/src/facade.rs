@@ -628,6 +628,52 @@ impl LibGo {
         b.snapshot_delete(&i, snapshot).await
     }
 
+    /// The disks and CD-ROM drives of a VM.
+    pub async fn disk_list(&self, id: &str) -> Result<Vec<AttachedDisk>> {
+        let (b, i) = self.route(id).await?;
+        b.disk_list(&i).await
+    }
+
+    /// Attaches a disk to a VM (hot-plugged when it runs).
+    pub async fn disk_attach(&self, id: &str, disk: &DiskAttach) -> Result<AttachedDisk> {
+        validate::disk_attach(disk)?;
+        let (b, i) = self.route(id).await?;
+        b.disk_attach(&i, disk).await
+    }
+
+    /// Detaches a disk from a VM; its volume stays.
+    pub async fn disk_detach(&self, id: &str, target: &str) -> Result<()> {
+        validate::disk_target(target)?;
+        let (b, i) = self.route(id).await?;
+        b.disk_detach(&i, target).await
+    }
+
+    /// Resizes a disk of a VM.
+    pub async fn disk_resize(
+        &self,
+        id: &str,
+        target: &str,
+        resize: &DiskResize,
+    ) -> Result<AttachedDisk> {
+        validate::disk_target(target)?;
+        validate::disk_resize(resize)?;
+        let (b, i) = self.route(id).await?;
+        b.disk_resize(&i, target, resize).await
+    }
+
+    /// Inserts an ISO into a VM's CD-ROM drive.
+    pub async fn media_insert(&self, id: &str, media: &MediaInsert) -> Result<AttachedDisk> {
+        validate::volume_name(&media.image).map_err(|e| e.with_field("image"))?;
+        let (b, i) = self.route(id).await?;
+        b.media_insert(&i, media).await
+    }
+
+    /// Ejects the media of a VM's CD-ROM drive.
+    pub async fn media_eject(&self, id: &str) -> Result<()> {
+        let (b, i) = self.route(id).await?;
+        b.media_eject(&i).await
+    }
+
     /// Exports an instance to a file.
     pub async fn export(
         &self,

@@ -779,6 +779,101 @@ pub struct Snapshot {
     pub reference: Option<String>,
 }
 
+/// The bus a VM's disk is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum DiskBus {
+    /// virtio-blk: hot-pluggable, `vdX` in the guest.
+    #[default]
+    Virtio,
+    /// SATA (AHCI): for guests without virtio drivers; only while the VM is shut off.
+    Sata,
+    /// SCSI (virtio-scsi): only while the VM is shut off.
+    Scsi,
+}
+
+impl DiskBus {
+    /// libvirt's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskBus::Virtio => "virtio",
+            DiskBus::Sata => "sata",
+            DiskBus::Scsi => "scsi",
+        }
+    }
+}
+
+/// A disk to attach to an existing VM: an existing volume, or a new blank one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiskAttach {
+    /// An existing volume (`pool/name`, or a name in the default pool) that no other
+    /// instance uses.
+    #[serde(default)]
+    pub volume: Option<String>,
+    /// Or the size of a new blank volume, made in `pool` as `<vm>-<target>.<format>`.
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
+    /// Format of the new volume (qcow2 by default).
+    #[serde(default)]
+    pub format: Option<DiskFormat>,
+    /// Pool of the new volume (the default pool by default).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Bus (virtio by default; the others only while the VM is shut off).
+    #[serde(default)]
+    pub bus: Option<DiskBus>,
+    /// Attach read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A disk or CD-ROM drive of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AttachedDisk {
+    /// Device name in the VM's configuration (`vda`, `vdb`, `hdc`, `sda`).
+    pub target: String,
+    /// `disk` or `cdrom`.
+    pub device: String,
+    /// Bus (`virtio`, `sata`, `scsi`, `ide`, …).
+    pub bus: String,
+    /// The volume it is (`pool/name`, or the name in the default pool), where it is one.
+    pub volume: Option<String>,
+    /// Host path of its file, where known (`None` for an empty CD-ROM drive).
+    pub path: Option<String>,
+    /// Image format (`qcow2`, `raw`).
+    pub format: Option<String>,
+    /// Its size, where known.
+    pub size_bytes: Option<u64>,
+    /// Read-only.
+    pub read_only: bool,
+}
+
+/// A disk's new size.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiskResize {
+    /// New size in bytes. A running VM's disk only grows (and the guest sees it at once).
+    pub size_bytes: u64,
+    /// Allow a smaller size: data past it is lost. Only while the VM is shut off.
+    #[serde(default)]
+    pub allow_shrink: bool,
+}
+
+/// Media to insert into a VM's CD-ROM drive.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MediaInsert {
+    /// An ISO volume (`pool/name`, or a name in the default pool).
+    pub image: String,
+}
+
 /// A snapshot to take.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

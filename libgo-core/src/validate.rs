@@ -392,6 +392,64 @@ pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
     Ok(())
 }
 
+/// A disk's device name as libvirt gives it (`vda`, `hdc`, `sdb`, `vdaa`).
+pub fn disk_target(value: &str) -> Result<()> {
+    let ok = (3..=8).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && ["vd", "hd", "sd", "xvd"]
+            .iter()
+            .any(|p| value.starts_with(p));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "disk target {value:?} is invalid: a device name such as vdb, sda or hdc"
+        ))
+        .with_field("target"))
+    }
+}
+
+/// A disk to attach: exactly one source, a sane size and pool.
+pub fn disk_attach(d: &DiskAttach) -> Result<()> {
+    match (&d.volume, d.size_bytes) {
+        (Some(v), None) => {
+            volume_name(v).map_err(|e| e.with_field("volume"))?;
+            if d.format.is_some() || d.pool.is_some() {
+                return Err(Error::invalid(
+                    "format and pool describe a new volume; an existing volume has its own",
+                )
+                .with_field(if d.format.is_some() { "format" } else { "pool" }));
+            }
+        }
+        (None, Some(size)) => {
+            disk_size(size).map_err(|e| e.with_field("sizeBytes"))?;
+            if let Some(p) = &d.pool {
+                name("pool", p).map_err(|e| e.with_field("pool"))?;
+            }
+            if d.format == Some(DiskFormat::Iso) {
+                return Err(Error::invalid(
+                    "a new blank disk cannot be an ISO: insert ISOs as media",
+                )
+                .with_field("format"));
+            }
+        }
+        _ => {
+            return Err(Error::invalid(
+                "give exactly one of volume (an existing volume) or sizeBytes (a new one)",
+            )
+            .with_field("volume"));
+        }
+    }
+    Ok(())
+}
+
+/// A disk's new size.
+pub fn disk_resize(r: &DiskResize) -> Result<()> {
+    disk_size(r.size_bytes).map_err(|e| e.with_field("sizeBytes"))
+}
+
 /// A direct kernel boot: absolute host paths and a sane command line.
 pub fn kernel_boot(k: &KernelBoot) -> Result<()> {
     absolute_path("kernelBoot kernel", &k.kernel)?;

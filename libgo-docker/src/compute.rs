@@ -891,6 +891,18 @@ impl Compute for DockerBackend {
         })
     }
 
+    async fn disk_attach(
+        &self,
+        id: &str,
+        _disk: &libgo_core::DiskAttach,
+    ) -> Result<libgo_core::AttachedDisk> {
+        let _ = id;
+        Err(Error::unsupported(
+            "Docker cannot add mounts to an existing container: create a new container with \
+             the volume in its mounts",
+        ))
+    }
+
     async fn snapshot_create(&self, id: &str, spec: &SnapshotSpec) -> Result<Snapshot> {
         validate::snapshot_spec(spec)?;
         let docker = self.docker().await?;

@@ -55,6 +55,7 @@ pub struct Binary(Vec<u8>);
         (name = "containers", description = "Containers (accepts seed 001's request shapes)"),
         (name = "vms", description = "Virtual machines"),
         (name = "snapshots", description = "Instance snapshots"),
+        (name = "disks", description = "A VM's disks and CD-ROM media"),
         (name = "images", description = "Container images and VM base images"),
         (name = "networks", description = "Networks"),
         (name = "volumes", description = "Volumes"),

@@ -143,6 +143,144 @@ async fn validation_errors_name_their_field() {
     s.stop().await;
 }
 
+/// A VM's disks through REST: attach, resize, detach and media, each bad input with its
+/// documented error; a container's disks are UNSUPPORTED with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_routes_keep_the_contract() {
+    let s = start(true, |_| {}).await;
+    let vm = unique("dk");
+    let vdb = format!("{vm}-vdb.qcow2");
+    json_of(
+        post(
+            &s,
+            "/api/v1/instances",
+            json!({"name": vm, "kind": "vm", "memoryBytes": 64u64 << 20,
+                   "disks": [{"sizeBytes": 16u64 << 20}]}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let disks = format!("/api/v1/instances/{vm}/disks");
+    let r = post(&s, &disks, json!({"sizeBytes": 16u64 << 20})).await;
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let d = json_of(r, 201).await;
+    assert_eq!(d["target"], "vdb", "{d}");
+    assert_eq!(d["volume"], vdb.as_str(), "{d}");
+    assert!(location.ends_with("/disks/vdb"), "{location}");
+    for (body, field) in [
+        (json!({}), "volume"),
+        (json!({"volume": vdb, "sizeBytes": 1}), "volume"),
+        (json!({"sizeBytes": 1}), "sizeBytes"),
+        (json!({"sizeBytes": 16u64 << 20, "bogus": 1}), "bogus"),
+    ] {
+        let v = assert_error(post(&s, &disks, body.clone()).await, 400, "INVALID_INPUT").await;
+        assert_eq!(v["field"], field, "{body}: {v}");
+    }
+    let v = assert_error(
+        post(&s, &disks, json!({"volume": vdb})).await,
+        409,
+        "RESOURCE_CONFLICT",
+    )
+    .await;
+    assert_eq!(v["field"], "volume", "{v}");
+    let resize = format!("{disks}/vdb/resize");
+    let v = assert_error(
+        post(&s, &resize, json!({"sizeBytes": 8u64 << 20})).await,
+        400,
+        "INVALID_INPUT",
+    )
+    .await;
+    assert_eq!(v["field"], "allowShrink", "{v}");
+    let d = json_of(
+        post(&s, &resize, json!({"sizeBytes": 32u64 << 20})).await,
+        200,
+    )
+    .await;
+    assert_eq!(d["sizeBytes"], 32u64 << 20, "{d}");
+    let del = |target: &str| {
+        s.req(Method::DELETE, &format!("{disks}/{target}"), &s.admin)
+            .send()
+    };
+    assert_error(del("vdz").await.expect("req"), 404, "NOT_FOUND").await;
+    let v = assert_error(del("zz9").await.expect("req"), 400, "INVALID_INPUT").await;
+    assert_eq!(v["field"], "target", "{v}");
+    assert_eq!(del("vdb").await.expect("req").status().as_u16(), 204);
+    let listed = json_of(
+        s.req(Method::GET, &disks, &s.admin)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    let targets: Vec<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["target"].as_str())
+        .collect();
+    assert_eq!(targets, ["vda"]);
+    let media = format!("/api/v1/instances/{vm}/media");
+    let v = assert_error(
+        post(&s, &media, json!({"image": "no-such-media.iso"})).await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    assert_eq!(v["field"], "image", "{v}");
+    let r = s
+        .req(Method::DELETE, &media, &s.admin)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+    // Docker says why not.
+    let c = unique("dk-c");
+    json_of(
+        post(
+            &s,
+            "/api/v1/instances",
+            json!({"name": c, "kind": "container", "image": IMAGE}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let v = assert_error(
+        post(
+            &s,
+            &format!("/api/v1/instances/{c}/disks"),
+            json!({"sizeBytes": 16u64 << 20}),
+        )
+        .await,
+        501,
+        "UNSUPPORTED",
+    )
+    .await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Docker cannot add mounts"),
+        "{v}"
+    );
+    s.remove_instance(&c).await;
+    s.remove_instance(&vm).await;
+    let r = s
+        .req(Method::DELETE, &format!("/api/v1/volumes/{vdb}"), &s.admin)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status().as_u16(), 204);
+    s.stop().await;
+}
+
 /// A loopback TCP port that forwards to dockerd's socket until it is cut.
 struct Forwarder {
     port: u16,

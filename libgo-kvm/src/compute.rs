@@ -428,7 +428,7 @@ fn disk_target(i: usize) -> String {
     }
 }
 
-fn pool_of(inner: &Inner, c: &Connect, name: Option<&str>) -> Result<StoragePool> {
+pub(crate) fn pool_of(inner: &Inner, c: &Connect, name: Option<&str>) -> Result<StoragePool> {
     let name = name.unwrap_or(inner.default_pool.as_str());
     c.lookup_storage_pool_by_name(name)
         .lv()
@@ -446,7 +446,7 @@ fn volume_format(v: &StorageVol) -> Result<String> {
 
 /// The format of an existing volume a new VM will open, once its backing chain is known to
 /// stay inside the pools (libvirt may have probed the format from guest-written bytes).
-fn checked_format(inner: &Inner, c: &Connect, v: &StorageVol) -> Result<String> {
+pub(crate) fn checked_format(inner: &Inner, c: &Connect, v: &StorageVol) -> Result<String> {
     if crate::chain::checkable(inner) {
         crate::chain::check(c, &volume_path(v)?, None)?;
     } else if !inner.is_test {
@@ -1340,6 +1340,57 @@ impl Compute for KvmBackend {
             })
             .await?;
         crate::export::screenshot_png(&raw.0, &raw.1)
+    }
+
+    async fn disk_list(&self, id: &str) -> Result<Vec<AttachedDisk>> {
+        self.with_domain(id, |inner, c, d| {
+            crate::disks::list(inner, c, &d.uuid_string().lv()?)
+        })
+        .await
+    }
+
+    async fn disk_attach(&self, id: &str, disk: &DiskAttach) -> Result<AttachedDisk> {
+        let disk = disk.clone();
+        self.with_domain(id, move |inner, c, d| {
+            crate::disks::attach(inner, c, &d.uuid_string().lv()?, &disk)
+        })
+        .await
+    }
+
+    async fn disk_detach(&self, id: &str, target: &str) -> Result<()> {
+        let target = target.to_string();
+        self.with_domain(id, move |inner, c, d| {
+            crate::disks::detach(inner, c, &d.uuid_string().lv()?, &target)
+        })
+        .await
+    }
+
+    async fn disk_resize(
+        &self,
+        id: &str,
+        target: &str,
+        resize: &DiskResize,
+    ) -> Result<AttachedDisk> {
+        let (target, resize) = (target.to_string(), resize.clone());
+        self.with_domain(id, move |inner, c, d| {
+            crate::disks::resize(inner, c, &d.uuid_string().lv()?, &target, &resize)
+        })
+        .await
+    }
+
+    async fn media_insert(&self, id: &str, media: &MediaInsert) -> Result<AttachedDisk> {
+        let media = media.clone();
+        self.with_domain(id, move |inner, c, d| {
+            crate::disks::insert(inner, c, &d.uuid_string().lv()?, &media)
+        })
+        .await
+    }
+
+    async fn media_eject(&self, id: &str) -> Result<()> {
+        self.with_domain(id, |inner, c, d| {
+            crate::disks::eject(inner, c, &d.uuid_string().lv()?)
+        })
+        .await
     }
 
     async fn snapshot_create(&self, id: &str, spec: &SnapshotSpec) -> Result<Snapshot> {

@@ -43,6 +43,7 @@ mod chain;
 mod cloudinit;
 mod compute;
 mod conn;
+mod disks;
 mod events;
 mod export;
 mod migrate;

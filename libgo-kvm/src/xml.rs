@@ -292,6 +292,55 @@ fn write_disk(w: &mut W, d: &PlannedDisk) -> io::Result<()> {
     Ok(())
 }
 
+/// One `<disk>` device to attach, update or detach; no source is an empty CD-ROM drive.
+pub(crate) fn disk_device_xml(
+    source: Option<&DiskSource>,
+    format: &str,
+    device: &str,
+    target: &str,
+    bus: &str,
+    readonly: bool,
+) -> Result<String> {
+    let kind = match source {
+        Some(DiskSource::Volume { .. }) => "volume",
+        _ => "file",
+    };
+    let mut w = Writer::new(Vec::new());
+    w.create_element("disk")
+        .with_attribute(("type", kind))
+        .with_attribute(("device", device))
+        .write_inner_content(|w| {
+            w.create_element("driver")
+                .with_attribute(("name", "qemu"))
+                .with_attribute(("type", format))
+                .write_empty()?;
+            match source {
+                Some(DiskSource::Volume { pool, volume }) => {
+                    w.create_element("source")
+                        .with_attribute(("pool", pool.as_str()))
+                        .with_attribute(("volume", volume.as_str()))
+                        .write_empty()?;
+                }
+                Some(DiskSource::File(path)) => {
+                    w.create_element("source")
+                        .with_attribute(("file", path.as_str()))
+                        .write_empty()?;
+                }
+                None => {}
+            }
+            w.create_element("target")
+                .with_attribute(("dev", target))
+                .with_attribute(("bus", bus))
+                .write_empty()?;
+            if readonly {
+                w.create_element("readonly").write_empty()?;
+            }
+            Ok(())
+        })
+        .map_err(io_err)?;
+    finish(w)
+}
+
 fn write_nic(w: &mut W, n: &PlannedNic) -> io::Result<()> {
     match n {
         PlannedNic::Network(name) => {
@@ -343,6 +392,7 @@ pub(crate) fn nic_xml(n: &PlannedNic, mac: Option<&str>) -> Result<String> {
 pub(crate) struct DiskFacts {
     pub target: String,
     pub device: String,
+    pub bus: String,
     pub format: Option<String>,
     pub pool: Option<String>,
     pub volume: Option<String>,
@@ -475,6 +525,10 @@ pub(crate) fn parse_domain(xml: &str) -> Result<DomainFacts> {
                             .unwrap_or("")
                             .to_string(),
                         device: d.attribute("device").unwrap_or("disk").to_string(),
+                        bus: child(d, "target")
+                            .and_then(|t| t.attribute("bus"))
+                            .unwrap_or("")
+                            .to_string(),
                         format: child(d, "driver")
                             .and_then(|t| t.attribute("type"))
                             .map(str::to_string),

@@ -1336,3 +1336,231 @@ async fn rename_and_autostart_reach_libvirt() {
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     cleanup(&b, &renamed).await;
 }
+
+/// Runs `command` in the guest until its output is `expected` (hot-plug reaches the guest
+/// a moment after libvirt answers).
+async fn guest_says(b: &KvmBackend, vm: &str, command: &[&str], expected: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let r = run(b, vm, command).await;
+        if r.stdout.trim() == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{command:?} in the guest: {r:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// An ISO with one file, made by genisoimage (scripts/test-tools.sh installs it), uploaded
+/// into the default pool as `name`.
+async fn iso_volume(b: &KvmBackend, name: &str, text: &str) {
+    let dir = common::scratch().join(name);
+    std::fs::create_dir_all(dir.join("content")).expect("dir");
+    std::fs::write(dir.join("content/hello.txt"), text).expect("file");
+    let iso = dir.join("media.iso");
+    let ok = std::process::Command::new("genisoimage")
+        .args(["-quiet", "-r", "-V", "LIBGO", "-o"])
+        .arg(&iso)
+        .arg(dir.join("content"))
+        .status()
+        .expect("genisoimage runs (scripts/test-tools.sh installs it)")
+        .success();
+    assert!(ok, "genisoimage");
+    let len = std::fs::metadata(&iso).expect("iso").len();
+    b.volume_create(&VolumeSpec {
+        name: name.into(),
+        // Volumes are at least 1 MiB; the ISO's file system ignores the zeros past it.
+        size_bytes: Some(len.max(1 << 20)),
+        format: Some(DiskFormat::Raw),
+        ..Default::default()
+    })
+    .await
+    .expect("iso volume");
+    b.volume_upload(name, &iso).await.expect("upload iso");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disks_and_media_change_a_running_guest() {
+    let b = common::qemu().await;
+    let vm = name("disks");
+    let iso = format!("{}.iso", name("media"));
+    let disk_volume = format!("{vm}-vdb.qcow2");
+    let _g = common::Guard::new(URI).vm(&vm);
+    let mut spec = common::guest_spec(&vm);
+    spec.start = true;
+    b.create(&spec).await.expect("create");
+    assert_eq!(
+        run(&b, &vm, &["true"]).await.exit_code,
+        0,
+        "the agent answers"
+    );
+    let size_of_vdb = ["cat", "/sys/block/vdb/size"];
+    let vdb_state = [
+        "sh",
+        "-c",
+        "test -e /sys/block/vdb && echo present || echo gone",
+    ];
+
+    // A new 32 MiB disk, hot-plugged: the guest sees vdb with 65536 sectors of 512 bytes.
+    let d = b
+        .disk_attach(
+            &vm,
+            &DiskAttach {
+                size_bytes: Some(32 << 20),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("attach a new disk");
+    assert_eq!(
+        (d.target.as_str(), d.device.as_str(), d.bus.as_str()),
+        ("vdb", "disk", "virtio")
+    );
+    assert_eq!(d.size_bytes, Some(32 << 20));
+    assert_eq!(d.volume.as_deref(), Some(disk_volume.as_str()));
+    guest_says(&b, &vm, &size_of_vdb, "65536").await;
+    let (_, config) = virsh(URI, &["domblklist", &vm, "--inactive"]);
+    assert!(
+        config.contains("vdb"),
+        "kept in the configuration: {config}"
+    );
+    let listed = b.disk_list(&vm).await.expect("disk list");
+    assert_eq!(
+        listed.iter().map(|d| d.target.as_str()).collect::<Vec<_>>(),
+        ["vda", "vdb"]
+    );
+
+    // Grown online: the guest sees the new size at once.
+    let d = b
+        .disk_resize(
+            &vm,
+            "vdb",
+            &DiskResize {
+                size_bytes: 64 << 20,
+                allow_shrink: false,
+            },
+        )
+        .await
+        .expect("grow online");
+    assert_eq!(d.size_bytes, Some(64 << 20));
+    guest_says(&b, &vm, &size_of_vdb, "131072").await;
+    // Shrinking a running VM's disk is refused, even when allowed, and changes nothing.
+    let e = b
+        .disk_resize(
+            &vm,
+            "vdb",
+            &DiskResize {
+                size_bytes: 16 << 20,
+                allow_shrink: true,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    guest_says(&b, &vm, &size_of_vdb, "131072").await;
+    // The volume is in use: attaching it again is refused.
+    let e = b
+        .disk_attach(
+            &vm,
+            &DiskAttach {
+                volume: Some(disk_volume.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.message().contains(&vm), "names its user: {e}");
+    // A SATA disk cannot be hot-plugged.
+    let e = b
+        .disk_attach(
+            &vm,
+            &DiskAttach {
+                size_bytes: Some(1 << 20),
+                bus: Some(DiskBus::Sata),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(volumes_named(&b, &format!("{vm}-sd")).await.is_empty());
+
+    // Detached: gone from the guest and the configuration; its volume stays, and attaches
+    // again by name with its data's size.
+    b.disk_detach(&vm, "vdb").await.expect("detach");
+    guest_says(&b, &vm, &vdb_state, "gone").await;
+    let (_, config) = virsh(URI, &["domblklist", &vm, "--inactive"]);
+    assert!(!config.contains("vdb"), "{config}");
+    assert_eq!(
+        b.disk_detach(&vm, "vdb").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let d = b
+        .disk_attach(
+            &vm,
+            &DiskAttach {
+                volume: Some(disk_volume.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("attach by name");
+    assert_eq!(d.target, "vdb");
+    guest_says(&b, &vm, &size_of_vdb, "131072").await;
+    b.disk_detach(&vm, "vdb").await.expect("detach again");
+    guest_says(&b, &vm, &vdb_state, "gone").await;
+
+    // Media: a running VM without a CD-ROM drive gets none; shut off, the drive is added.
+    iso_volume(&b, &iso, "libgo-media-ok").await;
+    let insert = MediaInsert { image: iso.clone() };
+    let e = b.media_insert(&vm, &insert).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    b.stop(&vm, StopOptions::default()).await.expect("stop");
+    let cd = b
+        .media_insert(&vm, &insert)
+        .await
+        .expect("insert, adding a drive");
+    assert_eq!(cd.device, "cdrom");
+    assert_eq!(cd.volume.as_deref(), Some(iso.as_str()));
+    b.start(&vm).await.expect("start");
+    let read_cd = [
+        "sh",
+        "-c",
+        "mkdir -p /cd; mount -t iso9660 -o ro /dev/sr0 /cd 2>/dev/null && cat /cd/hello.txt; umount /cd 2>/dev/null; true",
+    ];
+    guest_says(&b, &vm, &read_cd, "libgo-media-ok").await;
+    // Ejected from the running guest: the drive reads as empty; inserted again, it reads.
+    b.media_eject(&vm).await.expect("eject");
+    guest_says(&b, &vm, &read_cd, "").await;
+    let listed = b.disk_list(&vm).await.expect("disk list");
+    let drive = listed.iter().find(|d| d.device == "cdrom").expect("drive");
+    assert_eq!(drive.path, None, "empty drive: {drive:?}");
+    b.media_insert(&vm, &insert).await.expect("insert live");
+    guest_says(&b, &vm, &read_cd, "libgo-media-ok").await;
+    // A CD-ROM is not resized, and a running VM's drive is not removed.
+    let e = b
+        .disk_resize(
+            &vm,
+            &cd.target,
+            &DiskResize {
+                size_bytes: 64 << 20,
+                allow_shrink: false,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(
+        b.disk_detach(&vm, &cd.target).await.unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+
+    cleanup(&b, &vm).await;
+    for v in [&disk_volume, &iso] {
+        b.volume_delete(v, false).await.expect("delete volume");
+    }
+}

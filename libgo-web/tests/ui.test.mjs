@@ -91,6 +91,7 @@ test("the console is served at / with its assets and security headers", async ()
   const js = await fetch(BASE + script, { headers: { "Accept-Encoding": "gzip" } });
   assert.equal(js.status, 200);
   assert.match(js.headers.get("cache-control") ?? "", /immutable/);
+  assert.equal(js.headers.get("content-encoding"), "gzip", "assets are sent compressed");
   // The API keeps answering JSON, also for unknown paths.
   const api = await fetch(BASE + "/api/v1/nope", { headers: { Accept: "text/html" } });
   assert.equal(api.status, 404);
@@ -211,6 +212,19 @@ test("the test guest's VNC view is not blank, and its screenshot loads", async (
   });
   assert.ok(width > 0, "the screenshot is an image");
   await shot(admin, "06-screenshot");
+  // A disk hot-plugged from the Disks tab, then detached.
+  await admin.getByRole("tab", { name: "Disks" }).click();
+  await admin.getByLabel("New disk size").fill("16MiB");
+  await admin.getByRole("button", { name: "Attach disk" }).click();
+  await admin.getByText("Attached as vdb").waitFor({ timeout: 30_000 });
+  const disks = admin.getByRole("table", { name: "Disks" });
+  await disks.getByRole("cell", { name: "vdb", exact: true }).waitFor();
+  await shot(admin, "06b-disks");
+  const listed = await call("GET", `/api/v1/instances/${VM}/disks`);
+  assert.deepEqual(listed.body.map((d) => d.target), ["vda", "vdb"]);
+  await disks.getByRole("row", { name: /vdb/ }).getByRole("button", { name: "Detach" }).click();
+  await disks.getByRole("cell", { name: "vdb", exact: true }).waitFor({ state: "detached", timeout: 30_000 });
+  await call("DELETE", `/api/v1/volumes/${VM}-vdb.qcow2`);
 });
 
 test("an image build's progress bar reaches 100 %", async () => {

@@ -308,6 +308,31 @@ libgo_error *libgo_snapshot_delete(const libgo_client *client,
                                    const char *id,
                                    const char *snapshot);
 
+// The disks and CD-ROM drives of a VM. Returns the JSON of `Vec<AttachedDisk>`.
+libgo_result libgo_disk_list(const libgo_client *client, const char *id);
+
+// Attaches a disk to a VM: an existing volume or a new one of `sizeBytes` (hot-plugged when it
+// runs). Arguments: `disk_json` is the JSON of `DiskAttach`. Returns the JSON of
+// `AttachedDisk`.
+libgo_result libgo_disk_attach(const libgo_client *client, const char *id, const char *disk_json);
+
+// Detaches a disk from a VM; its volume stays. Returns NULL on success.
+libgo_error *libgo_disk_detach(const libgo_client *client, const char *id, const char *target);
+
+// Grows a disk (online), or shrinks it while the VM is shut off (`allowShrink`). Arguments:
+// `resize_json` is the JSON of `DiskResize`. Returns the JSON of `AttachedDisk`.
+libgo_result libgo_disk_resize(const libgo_client *client,
+                               const char *id,
+                               const char *target,
+                               const char *resize_json);
+
+// Inserts an ISO volume into a VM's CD-ROM drive. Arguments: `media_json` is the JSON of
+// `MediaInsert`. Returns the JSON of `AttachedDisk`.
+libgo_result libgo_media_insert(const libgo_client *client, const char *id, const char *media_json);
+
+// Ejects the media of a VM's CD-ROM drive. Returns NULL on success.
+libgo_error *libgo_media_eject(const libgo_client *client, const char *id);
+
 // Exports an instance to a new file (`tar`/`imagetar` for containers, a disk format for VMs).
 // Arguments: `spec_json` is the JSON of `ExportSpec`. Returns the JSON of `ExportResult`.
 libgo_result libgo_instance_export(const libgo_client *client,

@@ -631,6 +631,150 @@ pub unsafe extern "C" fn libgo_snapshot_delete(
     }
 }
 
+/// The disks and CD-ROM drives of a VM. Returns the JSON of `Vec<AttachedDisk>`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_disk_list(
+    client: *const libgo_client,
+    id: *const c_char,
+) -> libgo_result {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+    }
+    // SAFETY: crate-level contract.
+    unsafe { run(client, "disk_list", args, Vec::new(), ProgressSink::none()) }
+}
+
+/// Attaches a disk to a VM: an existing volume or a new one of `sizeBytes` (hot-plugged when it
+/// runs). Arguments: `disk_json` is the JSON of `DiskAttach`. Returns the JSON of
+/// `AttachedDisk`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_disk_attach(
+    client: *const libgo_client,
+    id: *const c_char,
+    disk_json: *const c_char,
+) -> libgo_result {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+        args.json("disk", disk_json);
+    }
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "disk_attach",
+            args,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+    }
+}
+
+/// Detaches a disk from a VM; its volume stays. Returns NULL on success.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_disk_detach(
+    client: *const libgo_client,
+    id: *const c_char,
+    target: *const c_char,
+) -> *mut libgo_error {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+        args.string("target", target);
+    }
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "disk_detach",
+            args,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+    }
+}
+
+/// Grows a disk (online), or shrinks it while the VM is shut off (`allowShrink`). Arguments:
+/// `resize_json` is the JSON of `DiskResize`. Returns the JSON of `AttachedDisk`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_disk_resize(
+    client: *const libgo_client,
+    id: *const c_char,
+    target: *const c_char,
+    resize_json: *const c_char,
+) -> libgo_result {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+        args.string("target", target);
+        args.json("resize", resize_json);
+    }
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "disk_resize",
+            args,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+    }
+}
+
+/// Inserts an ISO volume into a VM's CD-ROM drive. Arguments: `media_json` is the JSON of
+/// `MediaInsert`. Returns the JSON of `AttachedDisk`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_media_insert(
+    client: *const libgo_client,
+    id: *const c_char,
+    media_json: *const c_char,
+) -> libgo_result {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+        args.json("media", media_json);
+    }
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "media_insert",
+            args,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+    }
+}
+
+/// Ejects the media of a VM's CD-ROM drive. Returns NULL on success.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_media_eject(
+    client: *const libgo_client,
+    id: *const c_char,
+) -> *mut libgo_error {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+    }
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "media_eject",
+            args,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+    }
+}
+
 /// Exports an instance to a new file (`tar`/`imagetar` for containers, a disk format for VMs).
 /// Arguments: `spec_json` is the JSON of `ExportSpec`. Returns the JSON of `ExportResult`.
 #[unsafe(no_mangle)]

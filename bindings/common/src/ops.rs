@@ -17,13 +17,13 @@
 //! argument: the context tar of a build).
 
 use libgo::{
-    BackendInfo, BatchReport, BatchSpec, BuildSpec, Capabilities, ComputePool, ConsoleSession,
-    DeleteOptions, Event, EventFilter, ExecResult, ExecSpec, ExportResult, ExportSpec, Health,
-    Host, Image, ImageRemoveOptions, Instance, InstanceFilter, InstanceSpec, LibGo, LogEntry,
-    LogOptions, MigrateRequest, MigrationReport, Network, NetworkSpec, Page, Pagination,
-    PoolStatus, ProgressSink, PruneReport, RegistryAuth, ResourceUpdate, Result, Snapshot,
-    SnapshotSpec, Stats, StopOptions, StoragePool, StoragePoolSpec, Template, VncDisplay, Volume,
-    VolumeDeleteOptions, VolumeSpec,
+    AttachedDisk, BackendInfo, BatchReport, BatchSpec, BuildSpec, Capabilities, ComputePool,
+    ConsoleSession, DeleteOptions, DiskAttach, DiskResize, Event, EventFilter, ExecResult,
+    ExecSpec, ExportResult, ExportSpec, Health, Host, Image, ImageRemoveOptions, Instance,
+    InstanceFilter, InstanceSpec, LibGo, LogEntry, LogOptions, MediaInsert, MigrateRequest,
+    MigrationReport, Network, NetworkSpec, Page, Pagination, PoolStatus, ProgressSink, PruneReport,
+    RegistryAuth, ResourceUpdate, Result, Snapshot, SnapshotSpec, Stats, StopOptions, StoragePool,
+    StoragePoolSpec, Template, VncDisplay, Volume, VolumeDeleteOptions, VolumeSpec,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -341,6 +341,22 @@ operations! {
     /// Deletes a snapshot.
     snapshot_delete(id: String, snapshot: String) -> Unit () =>
         libgo.snapshot_delete(&a.id, &a.snapshot).await?;
+    /// The disks and CD-ROM drives of a VM.
+    disk_list(id: String) -> Value Vec<AttachedDisk> => libgo.disk_list(&a.id).await?;
+    /// Attaches a disk to a VM: an existing volume or a new one of `sizeBytes` (hot-plugged when it runs).
+    disk_attach(id: String, disk: DiskAttach [spread]) -> Value AttachedDisk =>
+        libgo.disk_attach(&a.id, &a.disk).await?;
+    /// Detaches a disk from a VM; its volume stays.
+    disk_detach(id: String, target: String) -> Unit () =>
+        libgo.disk_detach(&a.id, &a.target).await?;
+    /// Grows a disk (online), or shrinks it while the VM is shut off (`allowShrink`).
+    disk_resize(id: String, target: String, resize: DiskResize [spread]) -> Value AttachedDisk =>
+        libgo.disk_resize(&a.id, &a.target, &a.resize).await?;
+    /// Inserts an ISO volume into a VM's CD-ROM drive.
+    media_insert(id: String, media: MediaInsert [spread]) -> Value AttachedDisk =>
+        libgo.media_insert(&a.id, &a.media).await?;
+    /// Ejects the media of a VM's CD-ROM drive.
+    media_eject(id: String) -> Unit () => libgo.media_eject(&a.id).await?;
     /// Exports an instance to a new file (`tar`/`imagetar` for containers, a disk format for VMs).
     export(id: String, spec: ExportSpec [spread]) -> Value ExportResult [progress],
         c = "libgo_instance_export" => libgo.export(&a.id, &a.spec, progress).await?;

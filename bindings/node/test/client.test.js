@@ -49,6 +49,9 @@ test('container life cycle, logs, events, exec, errors', async () => {
     assert.equal((await client.get(name)).state, 'stopped')
 
     await assert.rejects(client.create({ name, kind: 'container', image: IMAGE }), (e) => e instanceof LibGoError && e.code === 'RESOURCE_CONFLICT')
+    // Disks are a VM's: Docker says why not; a disk without a source is refused first.
+    await assert.rejects(client.diskAttach(name, { sizeBytes: 16 * 1024 * 1024 }), (e) => e.code === 'UNSUPPORTED' && /Docker cannot add mounts/.test(e.message))
+    await assert.rejects(client.diskAttach(name, {}), (e) => e.code === 'INVALID_INPUT' && /volume/.test(e.message))
   } finally {
     await client.delete(name, { force: true })
   }

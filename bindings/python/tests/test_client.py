@@ -178,6 +178,11 @@ def test_snapshots_and_export(
     assert tarfile.is_tarfile(out["path"])
     with pytest.raises(libgo.errors.UnsupportedError):
         client.export(name, "qcow2", tmp_path / "disk.qcow2")
+    # Disks are a VM's: Docker says why not; a disk without a source is refused first.
+    with pytest.raises(libgo.errors.UnsupportedError, match="Docker cannot add mounts"):
+        client.disk_attach(name, size_bytes=16 << 20)
+    with pytest.raises(libgo.errors.InvalidInputError, match="volume"):
+        client.disk_attach(name)
 
 
 def test_images(client: libgo.Client, tmp_path: Path) -> None:

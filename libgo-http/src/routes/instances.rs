@@ -576,8 +576,10 @@ async fn revert_snapshot(
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Instance>> {
     require_for_host_access(&state, &caller, &id).await?;
+    // By name afterwards: reverting a container makes a new one, with a new id.
+    let instance = state.libgo.get(&id).await?.name;
     state.libgo.snapshot_revert(&id, &name).await?;
-    Ok(Json(state.libgo.get(&id).await?))
+    Ok(Json(state.libgo.get(&instance).await?))
 }
 
 /// An export request.

@@ -10,6 +10,7 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub mod containers;
+pub mod disks;
 pub mod hosts;
 pub mod images;
 pub mod instances;
@@ -68,6 +69,7 @@ pub fn router() -> Router {
         .merge(system::router())
         .merge(instances::router())
         .merge(containers::router())
+        .merge(disks::router())
         .merge(hosts::router())
         .merge(images::router())
         .merge(resources::router())

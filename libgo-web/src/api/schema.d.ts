@@ -452,6 +452,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/instances/{id}/disks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_disks"];
+        put?: never;
+        post: operations["attach_disk"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/instances/{id}/disks/{target}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["detach_disk"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/instances/{id}/disks/{target}/resize": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["resize_disk"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/instances/{id}/exec": {
         parameters: {
             query?: never;
@@ -511,6 +559,22 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/instances/{id}/media": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["insert_media"];
+        delete: operations["eject_media"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1309,6 +1373,28 @@ export interface components {
             /** @description Owner's name. */
             username: string;
         };
+        /** @description A disk or CD-ROM drive of a VM. */
+        AttachedDisk: {
+            /** @description Bus (`virtio`, `sata`, `scsi`, `ide`, …). */
+            bus: string;
+            /** @description `disk` or `cdrom`. */
+            device: string;
+            /** @description Image format (`qcow2`, `raw`). */
+            format?: string | null;
+            /** @description Host path of its file, where known (`None` for an empty CD-ROM drive). */
+            path?: string | null;
+            /** @description Read-only. */
+            readOnly: boolean;
+            /**
+             * Format: int64
+             * @description Its size, where known.
+             */
+            sizeBytes?: number | null;
+            /** @description Device name in the VM's configuration (`vda`, `vdb`, `hdc`, `sda`). */
+            target: string;
+            /** @description The volume it is (`pool/name`, or the name in the default pool), where it is one. */
+            volume?: string | null;
+        };
         /** @description One audit record. */
         AuditRecord: {
             /** @description Client address. */
@@ -1623,11 +1709,45 @@ export interface components {
             /** @description The key, for `X-API-Key`. Shown once; only its hash is stored. */
             key: string;
         };
+        /** @description A disk to attach to an existing VM: an existing volume, or a new blank one. */
+        DiskAttach: {
+            bus?: null | components["schemas"]["DiskBus"];
+            format?: null | components["schemas"]["DiskFormat"];
+            /** @description Pool of the new volume (the default pool by default). */
+            pool?: string | null;
+            /** @description Attach read-only. */
+            readOnly?: boolean;
+            /**
+             * Format: int64
+             * @description Or the size of a new blank volume, made in `pool` as `<vm>-<target>.<format>`.
+             */
+            sizeBytes?: number | null;
+            /**
+             * @description An existing volume (`pool/name`, or a name in the default pool) that no other
+             *     instance uses.
+             */
+            volume?: string | null;
+        };
+        /**
+         * @description The bus a VM's disk is on.
+         * @enum {string}
+         */
+        DiskBus: "virtio" | "sata" | "scsi";
         /**
          * @description Disk image formats.
          * @enum {string}
          */
         DiskFormat: "qcow2" | "raw" | "vmdk" | "vdi" | "iso";
+        /** @description A disk's new size. */
+        DiskResize: {
+            /** @description Allow a smaller size: data past it is lost. Only while the VM is shut off. */
+            allowShrink?: boolean;
+            /**
+             * Format: int64
+             * @description New size in bytes. A running VM's disk only grows (and the guest sees it at once).
+             */
+            sizeBytes: number;
+        };
         /**
          * @description A VM disk: a new blank disk (`size_bytes`), an overlay on a base image (`base_image`),
          *     or an existing volume (`volume`).
@@ -2249,6 +2369,11 @@ export interface components {
             tokenType: string;
             /** @description Who logged in. */
             user: components["schemas"]["User"];
+        };
+        /** @description Media to insert into a VM's CD-ROM drive. */
+        MediaInsert: {
+            /** @description An ISO volume (`pool/name`, or a name in the default pool). */
+            image: string;
         };
         /** @description A request to move an instance to another host. */
         MigrateRequest: {
@@ -5298,6 +5423,156 @@ export interface operations {
             504: components["responses"]["Error"];
         };
     };
+    list_disks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Instance id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The VM's disks and CD-ROM drives */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttachedDisk"][];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    attach_disk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Instance id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DiskAttach"];
+            };
+        };
+        responses: {
+            /** @description Attached (hot-plugged into a running VM); the body names its target */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttachedDisk"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    detach_disk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Instance id or name */
+                id: string;
+                /** @description Device name (vdb) */
+                target: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Detached; its volume stays */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    resize_disk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Instance id or name */
+                id: string;
+                /** @description Device name (vdb) */
+                target: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DiskResize"];
+            };
+        };
+        responses: {
+            /** @description Resized: grown online, or shrunk while shut off */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttachedDisk"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
     instance_exec: {
         parameters: {
             query?: never;
@@ -5444,6 +5719,78 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Page_LogEntry"];
                 };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    insert_media: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Instance id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MediaInsert"];
+            };
+        };
+        responses: {
+            /** @description Inserted into the CD-ROM drive (one is added to a shut-off VM without one) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttachedDisk"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    eject_media: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Instance id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ejected (nothing to do when the drive is empty) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["Error"];
             401: components["responses"]["Error"];

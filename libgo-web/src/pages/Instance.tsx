@@ -11,8 +11,10 @@ import {
   Can,
   Field,
   Loading,
+  notify,
   notifyError,
   Page,
+  parseBytes,
   StateBadge,
   Table,
   TaskView,
@@ -21,7 +23,7 @@ import {
   when,
 } from "../ui";
 
-const TABS = ["Overview", "Stats", "Logs", "Snapshots", "Export", "Console", "Graphics", "Screenshot"] as const;
+const TABS = ["Overview", "Stats", "Logs", "Snapshots", "Disks", "Export", "Console", "Graphics", "Screenshot"] as const;
 type Tab = (typeof TABS)[number];
 
 export function InstancePage(props: { id: string }) {
@@ -45,7 +47,7 @@ export function InstancePage(props: { id: string }) {
   const act = (action: Schemas["Action"]) => async () => {
     setInst(await ok(api.POST("/api/v1/instances/{id}/{action}", { params: { path: { id: inst.name, action } } })));
   };
-  const tabs = TABS.filter((t) => inst.kind === "vm" || (t !== "Graphics" && t !== "Screenshot"));
+  const tabs = TABS.filter((t) => inst.kind === "vm" || (t !== "Graphics" && t !== "Screenshot" && t !== "Disks"));
   return (
     <Page
       title={inst.name}
@@ -92,6 +94,7 @@ export function InstancePage(props: { id: string }) {
         {tab === "Stats" && <Stats inst={inst} />}
         {tab === "Logs" && <Logs inst={inst} />}
         {tab === "Snapshots" && <Snapshots inst={inst} />}
+        {tab === "Disks" && <Disks inst={inst} />}
         {tab === "Export" && <Export inst={inst} />}
         {tab === "Console" && <Console inst={inst} />}
         {tab === "Graphics" && <Graphics inst={inst} />}
@@ -297,6 +300,109 @@ function Snapshots(props: { inst: Instance }) {
         />
       ) : (
         <Loading error={list.error} what="snapshots" />
+      )}
+    </div>
+  );
+}
+
+function Disks(props: { inst: Instance }) {
+  const id = props.inst.name;
+  const list = useLoad(() => ok(api.GET("/api/v1/instances/{id}/disks", { params: { path: { id } } })), [id]);
+  const [size, setSize] = useState("1GiB");
+  const [volume, setVolume] = useState("");
+  const [iso, setIso] = useState("");
+  const path = { id };
+  return (
+    <div>
+      <Can role="operator">
+        <form class="row" aria-label="Attach a disk" onSubmit={(e) => e.preventDefault()}>
+          <Field label="New disk size" hint="e.g. 1GiB">
+            <input value={size} onInput={(e) => setSize(e.currentTarget.value)} />
+          </Field>
+          <Field label="Or an existing volume" hint="pool/name">
+            <input value={volume} onInput={(e) => setVolume(e.currentTarget.value)} />
+          </Field>
+          <Action
+            run={async () => {
+              const sizeBytes = parseBytes(size);
+              const body = volume.trim() ? { volume: volume.trim() } : { sizeBytes };
+              const d = await ok(api.POST("/api/v1/instances/{id}/disks", { params: { path }, body }));
+              notify("info", `Attached as ${d.target}`);
+              list.reload();
+            }}
+          >
+            Attach disk
+          </Action>
+        </form>
+        <form class="row" aria-label="CD-ROM media" onSubmit={(e) => e.preventDefault()}>
+          <Field label="ISO volume" hint="pool/name.iso">
+            <input value={iso} onInput={(e) => setIso(e.currentTarget.value)} />
+          </Field>
+          <Action
+            run={async () => {
+              await ok(api.POST("/api/v1/instances/{id}/media", { params: { path }, body: { image: iso.trim() } }));
+              list.reload();
+            }}
+          >
+            Insert media
+          </Action>
+          <Action
+            run={async () => {
+              await ok(api.DELETE("/api/v1/instances/{id}/media", { params: { path } }));
+              list.reload();
+            }}
+          >
+            Eject media
+          </Action>
+        </form>
+      </Can>
+      {list.data ? (
+        <Table
+          label="Disks"
+          head={["Target", "Device", "Bus", "Volume", "Size", "Format", ""]}
+          rows={list.data.map((d) => [
+            d.target,
+            d.device,
+            d.bus,
+            d.volume ?? d.path ?? "(empty)",
+            bytes(d.sizeBytes),
+            d.format ?? "—",
+            <Can role="operator">
+              {d.device === "disk" && (
+                <span class="row-actions">
+                  <Action
+                    run={async () => {
+                      const s = window.prompt(`New size of ${d.target} (e.g. 4GiB)`);
+                      const sizeBytes = s ? parseBytes(s) : null;
+                      if (sizeBytes == null) return;
+                      await ok(
+                        api.POST("/api/v1/instances/{id}/disks/{target}/resize", {
+                          params: { path: { id, target: d.target } },
+                          body: { sizeBytes },
+                        }),
+                      );
+                      list.reload();
+                    }}
+                  >
+                    Resize
+                  </Action>
+                  <Action
+                    class="danger"
+                    confirm={`Detach ${d.target}? Its volume stays.`}
+                    run={async () => {
+                      await ok(api.DELETE("/api/v1/instances/{id}/disks/{target}", { params: { path: { id, target: d.target } } }));
+                      list.reload();
+                    }}
+                  >
+                    Detach
+                  </Action>
+                </span>
+              )}
+            </Can>,
+          ])}
+        />
+      ) : (
+        <Loading error={list.error} what="disks" />
       )}
     </div>
   );

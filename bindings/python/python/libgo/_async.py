@@ -313,6 +313,67 @@ class AsyncClient:
         """Deletes a snapshot."""
         await self._call("snapshot_delete", {"id": id, "snapshot": snapshot})
 
+    async def disk_list(self, id: str) -> List[t.AttachedDisk]:
+        """The disks and CD-ROM drives of a VM."""
+        return cast(List[t.AttachedDisk], await self._call("disk_list", {"id": id}))
+
+    async def disk_attach(
+        self,
+        id: str,
+        *,
+        bus: Optional[t.DiskBus] = None,
+        format: Optional[t.DiskFormat] = None,
+        pool: Optional[str] = None,
+        read_only: Optional[bool] = None,
+        size_bytes: Optional[int] = None,
+        volume: Optional[str] = None,
+    ) -> t.AttachedDisk:
+        """Attaches a disk to a VM: an existing volume or a new one of ``sizeBytes``
+        (hot-plugged when it runs)."""
+        args: Dict[str, Any] = {
+            "id": id,
+            "disk": _given(
+                {
+                    "bus": bus,
+                    "format": format,
+                    "pool": pool,
+                    "readOnly": read_only,
+                    "sizeBytes": size_bytes,
+                    "volume": volume,
+                }
+            ),
+        }
+        return cast(t.AttachedDisk, await self._call("disk_attach", args))
+
+    async def disk_detach(self, id: str, target: str) -> None:
+        """Detaches a disk from a VM; its volume stays."""
+        await self._call("disk_detach", {"id": id, "target": target})
+
+    async def disk_resize(
+        self,
+        id: str,
+        target: str,
+        size_bytes: int,
+        *,
+        allow_shrink: Optional[bool] = None,
+    ) -> t.AttachedDisk:
+        """Grows a disk (online), or shrinks it while the VM is shut off (``allowShrink``)."""
+        args: Dict[str, Any] = {
+            "id": id,
+            "target": target,
+            "resize": _given({"sizeBytes": size_bytes, "allowShrink": allow_shrink}),
+        }
+        return cast(t.AttachedDisk, await self._call("disk_resize", args))
+
+    async def media_insert(self, id: str, image: str) -> t.AttachedDisk:
+        """Inserts an ISO volume into a VM's CD-ROM drive."""
+        args: Dict[str, Any] = {"id": id, "media": _given({"image": image})}
+        return cast(t.AttachedDisk, await self._call("media_insert", args))
+
+    async def media_eject(self, id: str) -> None:
+        """Ejects the media of a VM's CD-ROM drive."""
+        await self._call("media_eject", {"id": id})
+
     async def export(
         self,
         id: str,

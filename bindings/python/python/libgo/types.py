@@ -92,6 +92,11 @@ __all__ = [
     "MigrateRequest",
     "MigrationKind",
     "MigrationReport",
+    "DiskBus",
+    "DiskAttach",
+    "AttachedDisk",
+    "DiskResize",
+    "MediaInsert",
     "ImagePage",
     "NetworkPage",
     "VolumePage",
@@ -151,6 +156,8 @@ LogStream = Literal["stdout", "stderr", "console"]
 BatchStatus = Literal["created", "deleted", "stopped", "moved", "failed"]
 #: How an instance was moved.
 MigrationKind = Literal["live", "offline", "move"]
+#: The bus a VM's disk is on.
+DiskBus = Literal["virtio", "sata", "scsi"]
 
 
 class PortMapping(TypedDict):
@@ -1052,6 +1059,58 @@ class MigrationReport(TypedDict):
     toBackend: str
     #: Bytes copied (memory and disks), where known.
     transferredBytes: NotRequired[Optional[int]]
+
+
+class DiskAttach(TypedDict):
+    """A disk to attach to an existing VM: an existing volume, or a new blank one."""
+
+    bus: NotRequired[Optional[DiskBus]]
+    format: NotRequired[Optional[DiskFormat]]
+    #: Pool of the new volume (the default pool by default).
+    pool: NotRequired[Optional[str]]
+    #: Attach read-only.
+    readOnly: NotRequired[bool]
+    #: Or the size of a new blank volume, made in `pool` as `<vm>-<target>.<format>`.
+    sizeBytes: NotRequired[Optional[int]]
+    #: An existing volume (`pool/name`, or a name in the default pool) that no other instance uses.
+    volume: NotRequired[Optional[str]]
+
+
+class AttachedDisk(TypedDict):
+    """A disk or CD-ROM drive of a VM."""
+
+    #: Bus (`virtio`, `sata`, `scsi`, `ide`, …).
+    bus: str
+    #: `disk` or `cdrom`.
+    device: str
+    #: Image format (`qcow2`, `raw`).
+    format: NotRequired[Optional[str]]
+    #: Host path of its file, where known (`None` for an empty CD-ROM drive).
+    path: NotRequired[Optional[str]]
+    #: Read-only.
+    readOnly: bool
+    #: Its size, where known.
+    sizeBytes: NotRequired[Optional[int]]
+    #: Device name in the VM's configuration (`vda`, `vdb`, `hdc`, `sda`).
+    target: str
+    #: The volume it is (`pool/name`, or the name in the default pool), where it is one.
+    volume: NotRequired[Optional[str]]
+
+
+class DiskResize(TypedDict):
+    """A disk's new size."""
+
+    #: Allow a smaller size: data past it is lost. Only while the VM is shut off.
+    allowShrink: NotRequired[bool]
+    #: New size in bytes. A running VM's disk only grows (and the guest sees it at once).
+    sizeBytes: int
+
+
+class MediaInsert(TypedDict):
+    """Media to insert into a VM's CD-ROM drive."""
+
+    #: An ISO volume (`pool/name`, or a name in the default pool).
+    image: str
 
 
 class ImagePage(TypedDict):
