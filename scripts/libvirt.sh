@@ -91,7 +91,7 @@ fi
 
 # The test guest: direct kernel boot of Debian's cloud kernel with a busybox initramfs.
 GUEST=$LIBGO_CACHE/guest
-GUEST_VERSION=6 # bump when the initramfs below changes
+GUEST_VERSION=7 # bump when the initramfs below changes
 if [ ! -s "$GUEST/vmlinuz" ] || [ ! -s "$GUEST/initrd.img" ] ||
   [ "$(cat "$GUEST/version" 2>/dev/null)" != "$GUEST_VERSION" ]; then
   log "building the test guest in $GUEST"
@@ -126,6 +126,22 @@ sr_mod isofs"
     esac
   done
   echo "$MODS" >"$root/etc/modules"
+  # Accounts, and the chpasswd the agent's guest-set-user-password runs (busybox has none):
+  # `user:password` lines (hashes with -e) on stdin, written to /etc/shadow.
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+  echo 'root:*:20000:0:99999:7:::' >"$root/etc/shadow"
+  chmod 0600 "$root/etc/shadow"
+  cat >"$root/bin/chpasswd" <<'CHPASSWD'
+#!/bin/sh
+crypted=0
+[ "$1" = "-e" ] && crypted=1
+while IFS=: read -r user pass; do
+  if [ "$crypted" = 1 ]; then hash=$pass; else hash=$(mkpasswd -m sha512 "$pass") || exit 1; fi
+  grep -q "^$user:" /etc/shadow || { echo "chpasswd: no user $user" >&2; exit 1; }
+  sed -i "s|^$user:[^:]*:|$user:$hash:|" /etc/shadow || exit 1
+done
+CHPASSWD
+  chmod 0755 "$root/bin/chpasswd"
   cat >"$root/init" <<'INIT'
 #!/bin/sh
 # LibGo test guest: reports on ttyS0 that it booted and what its cloud-init seed says.

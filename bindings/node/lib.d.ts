@@ -8,10 +8,10 @@ import type { EngineConfig, Progress, Unavailable } from './types'
 import type {
   AttachedDisk, BackendInfo, BatchReport, BatchSpec, BuildSpec, Capabilities, ComputePool,
   DiskAttach, DiskResize, Event, EventFilter, ExecResult, ExecSpec, ExportResult, ExportSpec,
-  Health, Host, Image, Instance, InstanceFilter, InstanceSpec, LogEntry, LogOptions, MediaInsert,
-  MigrateRequest, MigrationReport, Network, NetworkSpec, PoolStatus, PruneReport, RegistryAuth,
-  ResourceUpdate, Snapshot, SnapshotSpec, Stats, StopOptions, StoragePool, StoragePoolSpec,
-  Template, VncDisplay, Volume, VolumeSpec,
+  GuestPassword, Health, Host, Image, Instance, InstanceFilter, InstanceSpec, LogEntry,
+  LogOptions, MediaInsert, MigrateRequest, MigrationReport, Network, NetworkSpec, PoolStatus,
+  PruneReport, RegistryAuth, ResourceUpdate, Snapshot, SnapshotSpec, Stats, StopOptions,
+  StoragePool, StoragePoolSpec, Template, VncDisplay, Volume, VolumeSpec,
 } from './types'
 // END GENERATED
 
@@ -117,10 +117,14 @@ export declare class Client {
   snapshotCreate(id: string, spec: SnapshotSpec): Promise<Snapshot>
   /** Snapshots of an instance. */
   snapshotList(id: string): Promise<Snapshot[]>
+  /** One snapshot of an instance, with its parent and whether it is current. */
+  snapshotGet(id: string, snapshot: string): Promise<Snapshot>
   /** Reverts an instance to a snapshot. */
   snapshotRevert(id: string, snapshot: string): Promise<void>
   /** Deletes a snapshot. */
   snapshotDelete(id: string, snapshot: string): Promise<void>
+  /** Sets a user's password inside a VM's guest, through its QEMU guest agent. */
+  guestPassword(id: string, password: GuestPassword): Promise<void>
   /** The disks and CD-ROM drives of a VM. */
   diskList(id: string): Promise<AttachedDisk[]>
   /** Attaches a disk to a VM: an existing volume or a new one of `sizeBytes` (hot-plugged when it runs). */

@@ -116,8 +116,10 @@ const PLANS = {
   screenshot: { kind: 'bytes', named: [], spread: null, progress: false },
   snapshot_create: { kind: 'value', named: [], spread: null, progress: false },
   snapshot_list: { kind: 'value', named: [], spread: null, progress: false },
+  snapshot_get: { kind: 'value', named: [], spread: null, progress: false },
   snapshot_revert: { kind: 'unit', named: [], spread: null, progress: false },
   snapshot_delete: { kind: 'unit', named: [], spread: null, progress: false },
+  guest_password: { kind: 'unit', named: [], spread: null, progress: false },
   disk_list: { kind: 'value', named: [], spread: null, progress: false },
   disk_attach: { kind: 'value', named: [], spread: null, progress: false },
   disk_detach: { kind: 'unit', named: [], spread: null, progress: false },
@@ -352,6 +354,10 @@ class Client {
   snapshotList(id) {
     return this._run('snapshot_list', { id })
   }
+  /** One snapshot of an instance, with its parent and whether it is current. */
+  snapshotGet(id, snapshot) {
+    return this._run('snapshot_get', { id, snapshot })
+  }
   /** Reverts an instance to a snapshot. */
   snapshotRevert(id, snapshot) {
     return this._run('snapshot_revert', { id, snapshot })
@@ -359,6 +365,10 @@ class Client {
   /** Deletes a snapshot. */
   snapshotDelete(id, snapshot) {
     return this._run('snapshot_delete', { id, snapshot })
+  }
+  /** Sets a user's password inside a VM's guest, through its QEMU guest agent. */
+  guestPassword(id, password) {
+    return this._run('guest_password', { id, password })
   }
   /** The disks and CD-ROM drives of a VM. */
   diskList(id) {

@@ -340,6 +340,8 @@ export interface SnapshotSpec {
 export interface Snapshot {
   /** When it was taken. */
   createdAt?: string | null
+  /** Whether it is the current snapshot: the last one taken or reverted to. */
+  current?: boolean
   /** Free text. */
   description?: string | null
   /** Whether memory state is included (running VMs). */
@@ -348,6 +350,8 @@ export interface Snapshot {
   instanceId: string
   /** Name, unique per instance. */
   name: string
+  /** The snapshot it was taken on top of (the current one then): the snapshot tree. */
+  parent?: string | null
   /** Engine reference (the committed image id of a container snapshot). */
   reference?: string | null
 }
@@ -430,6 +434,8 @@ export interface Image {
 }
 /** Credentials for a registry. */
 export interface RegistryAuth {
+  /** Password or token. A secret: never serialised back out. */
+  password: string
   /** Registry address; taken from the reference when `None`. */
   server?: string | null
   /** User name. */
@@ -625,10 +631,14 @@ export interface Capabilities {
   console: boolean
   /** VNC display. */
   consoleVnc: boolean
+  /** Disks attached, detached and resized on an existing instance; CD-ROM media. */
+  disks?: boolean
   /** Exec inside the instance. */
   exec: boolean
   /** Export formats. */
   exportFormats: ExportFormat[]
+  /** A user's password set inside the guest (through an agent). */
+  guestPassword?: boolean
   /** Image build. */
   imageBuild: boolean
   /** Image pull/push/build. */
@@ -884,6 +894,15 @@ export interface DiskResize {
 export interface MediaInsert {
   /** An ISO volume (`pool/name`, or a name in the default pool). */
   image: string
+}
+/** A password to set for a user inside a VM's guest, through its QEMU guest agent. */
+export interface GuestPassword {
+  /** `password` is already a crypt(3) hash (`$6$…`). */
+  crypted?: boolean
+  /** The new password, or its crypt(3) hash when `crypted`. A secret: never serialised back out, logged or put in an error. */
+  password: string
+  /** The guest's user (`root`). */
+  user: string
 }
 /** One page of a list and the total count. */
 export interface ImagePage {

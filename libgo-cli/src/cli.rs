@@ -191,6 +191,18 @@ pub enum Command {
     /// Snapshots of an instance.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Set a user's password inside a VM's guest (through its QEMU guest agent); the
+    /// password is read from standard input, never from the command line.
+    Passwd {
+        /// VM.
+        name: String,
+        /// The guest's user.
+        #[arg(long, default_value = "root")]
+        user: String,
+        /// What is read is a crypt(3) hash, not the password.
+        #[arg(long)]
+        crypted: bool,
+    },
     /// A VM's disks: list, attach (hot-plug), detach, resize.
     #[command(subcommand)]
     Disk(DiskCommand),

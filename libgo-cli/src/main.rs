@@ -414,6 +414,23 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Snapshot(s) => snapshot(target, s, format).await,
+        Command::Passwd {
+            name,
+            user,
+            crypted,
+        } => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            let password = text.trim_end_matches(['\r', '\n']);
+            target
+                .call(
+                    "guest_password",
+                    json!({"id": name, "password": {"user": user, "password": password, "crypted": crypted}}),
+                    None,
+                )
+                .await?;
+            Ok(0)
+        }
         Command::Disk(d) => disk(target, d, format).await,
         Command::Media(m) => media(target, m, format).await,
         Command::Image(i) => image(target, i, format, quiet).await,
@@ -895,6 +912,10 @@ async fn snapshot(target: &Target, s: SnapshotCommand, format: Format) -> Result
                 &items,
                 &[
                     ("NAME", &|s| field(s, "name")),
+                    ("PARENT", &|s| field(s, "parent")),
+                    ("CURRENT", &|s| {
+                        if s["current"] == true { "*" } else { "" }.to_string()
+                    }),
                     ("CREATED", &|s| field(s, "createdAt")),
                     ("DESCRIPTION", &|s| field(s, "description")),
                 ],

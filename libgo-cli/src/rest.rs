@@ -268,6 +268,12 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
             let spec = take(a, "spec").unwrap_or(Value::Null);
             Builder::new(M::POST, "/api/v1/instances/{id}/snapshots", a)?.body(spec)
         }
+        "guest_password" => {
+            let password = take(a, "password").unwrap_or(Value::Null);
+            Builder::new(M::PUT, "/api/v1/instances/{id}/guest/password", a)?
+                .body(password)
+                .answer(Answer::Unit)
+        }
         "disk_list" => Builder::new(M::GET, "/api/v1/instances/{id}/disks", a)?,
         "disk_attach" => {
             let disk = take(a, "disk").unwrap_or(Value::Null);
@@ -288,6 +294,10 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
         }
         "snapshot_list" => {
             Builder::new(M::GET, "/api/v1/instances/{id}/snapshots", a)?.answer(Answer::AllPages)
+        }
+        "snapshot_get" => {
+            rename(a, "snapshot", "name");
+            Builder::new(M::GET, "/api/v1/instances/{id}/snapshots/{name}", a)?
         }
         "snapshot_revert" => {
             rename(a, "snapshot", "name");

@@ -1150,6 +1150,24 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
     )
     .await);
 
+    // A guest password, read from standard input, set through the agent.
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["passwd", &name]),
+        Some("Cli-Guest-Pw-3\n"),
+    )
+    .await);
+    let shadow = ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &["exec", &name, "--", "grep", "^root:", "/etc/shadow"],
+        ),
+        None,
+    )
+    .await);
+    assert!(shadow.starts_with("root:$6$"), "{shadow}");
+
     // Its disk, exported (downloaded from the server in remote mode), is a real VMDK.
     ok(&libgo(dir, &in_mode(mode, &["stop", "--force", &name]), None).await);
     let file = dir.join(format!("{name}.vmdk"));

@@ -208,6 +208,12 @@ pub trait Compute: Send + Sync {
         let _ = id;
         unsupported("screenshot")
     }
+    /// Sets a user's password inside the guest (a VM's QEMU guest agent).
+    async fn guest_password(&self, id: &str, password: &GuestPassword) -> Result<()> {
+        let _ = (id, password);
+        unsupported("setting a guest password")
+    }
+
     /// The disks and CD-ROM drives of a VM.
     async fn disk_list(&self, id: &str) -> Result<Vec<AttachedDisk>> {
         let _ = id;
@@ -254,6 +260,15 @@ pub trait Compute: Send + Sync {
         let _ = (id, spec);
         unsupported("snapshots")
     }
+    /// One snapshot by name.
+    async fn snapshot_get(&self, id: &str, snapshot: &str) -> Result<Snapshot> {
+        self.snapshot_list(id)
+            .await?
+            .into_iter()
+            .find(|s| s.name == snapshot)
+            .ok_or_else(|| Error::not_found(format!("no snapshot {snapshot:?}")))
+    }
+
     /// Snapshots of an instance, oldest first.
     async fn snapshot_list(&self, id: &str) -> Result<Vec<Snapshot>> {
         let _ = id;

@@ -630,6 +630,68 @@ pub async fn snapshots(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     .await
 }
 
+/// The snapshot tree (Nano): each snapshot names its parent (the current one when it was
+/// taken); the current one is the last taken or reverted to; one is found by name.
+pub async fn snapshot_tree(b: &dyn Backend, fx: &Fixture) -> Result<()> {
+    if !b.capabilities().snapshots {
+        return Ok(());
+    }
+    let name = fx.name("tree");
+    with_cleanup(b, std::slice::from_ref(&name), async {
+        b.create(&fx.spec("tree")).await?;
+        let take = |snap: &'static str| SnapshotSpec {
+            name: snap.into(),
+            description: None,
+        };
+        let s1 = b.snapshot_create(&name, &take("s1")).await?;
+        check(
+            s1.parent.is_none(),
+            format!("the first has no parent: {s1:?}"),
+        )?;
+        b.snapshot_create(&name, &take("s2")).await?;
+        let s2 = b.snapshot_get(&name, "s2").await?;
+        check(
+            s2.parent.as_deref() == Some("s1") && s2.current,
+            format!("s2 on s1, current: {s2:?}"),
+        )?;
+        check(
+            !b.snapshot_get(&name, "s1").await?.current,
+            "s1 no longer current",
+        )?;
+        b.snapshot_revert(&name, "s1").await?;
+        check(
+            b.snapshot_get(&name, "s1").await?.current,
+            "reverted to: current",
+        )?;
+        b.snapshot_create(&name, &take("s3")).await?;
+        let list = b.snapshot_list(&name).await?;
+        let parent_of = |n: &str| {
+            list.iter()
+                .find(|s| s.name == n)
+                .and_then(|s| s.parent.clone())
+        };
+        check(
+            parent_of("s2").as_deref() == Some("s1") && parent_of("s3").as_deref() == Some("s1"),
+            format!("two branches from s1: {list:?}"),
+        )?;
+        let current: Vec<&str> = list
+            .iter()
+            .filter(|s| s.current)
+            .map(|s| s.name.as_str())
+            .collect();
+        check(
+            current == ["s3"],
+            format!("one current snapshot: {current:?}"),
+        )?;
+        expect_kind(
+            b.snapshot_get(&name, "nope").await,
+            ErrorKind::NotFound,
+            "a snapshot that is not there",
+        )
+    })
+    .await
+}
+
 /// Export to every format the backend claims; other formats are Unsupported.
 pub async fn export(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     let name = fx.name("exp");
@@ -1137,6 +1199,7 @@ macro_rules! __conformance_expand {
         __libgo_conformance_test!(by_ref update_resources);
         __libgo_conformance_test!(by_ref rename_and_start_policy);
         __libgo_conformance_test!(by_ref disks);
+        __libgo_conformance_test!(by_ref snapshot_tree);
         __libgo_conformance_test!(shared list_and_facade);
         __libgo_conformance_test!(shared idempotent_verbs);
     };

@@ -614,6 +614,13 @@ impl LibGo {
         b.snapshot_list(&i).await
     }
 
+    /// One snapshot of an instance, with its place in the tree.
+    pub async fn snapshot_get(&self, id: &str, snapshot: &str) -> Result<Snapshot> {
+        validate::name("snapshot name", snapshot)?;
+        let (b, i) = self.route(id).await?;
+        b.snapshot_get(&i, snapshot).await
+    }
+
     /// Reverts an instance to a snapshot.
     pub async fn snapshot_revert(&self, id: &str, snapshot: &str) -> Result<()> {
         validate::name("snapshot name", snapshot)?;
@@ -626,6 +633,13 @@ impl LibGo {
         validate::name("snapshot name", snapshot)?;
         let (b, i) = self.route(id).await?;
         b.snapshot_delete(&i, snapshot).await
+    }
+
+    /// Sets a user's password inside a VM's guest, through its agent.
+    pub async fn guest_password(&self, id: &str, password: &GuestPassword) -> Result<()> {
+        validate::guest_password(password)?;
+        let (b, i) = self.route(id).await?;
+        b.guest_password(&i, password).await
     }
 
     /// The disks and CD-ROM drives of a VM.

@@ -777,6 +777,12 @@ pub struct Snapshot {
     pub includes_memory: bool,
     /// Engine reference (the committed image id of a container snapshot).
     pub reference: Option<String>,
+    /// The snapshot it was taken on top of (the current one then): the snapshot tree.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Whether it is the current snapshot: the last one taken or reverted to.
+    #[serde(default)]
+    pub current: bool,
 }
 
 /// The bus a VM's disk is on.
@@ -872,6 +878,33 @@ pub struct DiskResize {
 pub struct MediaInsert {
     /// An ISO volume (`pool/name`, or a name in the default pool).
     pub image: String,
+}
+
+/// A password to set for a user inside a VM's guest, through its QEMU guest agent.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GuestPassword {
+    /// The guest's user (`root`).
+    pub user: String,
+    /// The new password, or its crypt(3) hash when `crypted`. A secret: never serialised
+    /// back out, logged or put in an error.
+    #[serde(skip_serializing_if = "never_out")]
+    #[cfg_attr(feature = "openapi", schema(write_only, required = true))]
+    pub password: String,
+    /// `password` is already a crypt(3) hash (`$6$…`).
+    #[serde(default)]
+    pub crypted: bool,
+}
+
+impl std::fmt::Debug for GuestPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestPassword")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("crypted", &self.crypted)
+            .finish()
+    }
 }
 
 /// A snapshot to take.
@@ -1015,6 +1048,12 @@ pub struct Image {
     pub format: Option<DiskFormat>,
 }
 
+/// Keeps a secret field out of every serialisation (while the schema still describes it
+/// as a field to send).
+fn never_out<T>(_: &T) -> bool {
+    true
+}
+
 /// Credentials for a registry.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -1023,7 +1062,8 @@ pub struct RegistryAuth {
     /// User name.
     pub username: String,
     /// Password or token. A secret: never serialised back out.
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing_if = "never_out")]
+    #[cfg_attr(feature = "openapi", schema(write_only, required = true))]
     pub password: String,
     /// Registry address; taken from the reference when `None`.
     #[serde(default)]
@@ -1380,6 +1420,12 @@ pub struct Capabilities {
     pub storage_pools: bool,
     /// Templates.
     pub templates: bool,
+    /// Disks attached, detached and resized on an existing instance; CD-ROM media.
+    #[serde(default)]
+    pub disks: bool,
+    /// A user's password set inside the guest (through an agent).
+    #[serde(default)]
+    pub guest_password: bool,
 }
 
 /// Many instances from one spec: `count` of them, named by `namePattern`.

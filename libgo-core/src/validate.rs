@@ -450,6 +450,34 @@ pub fn disk_resize(r: &DiskResize) -> Result<()> {
     disk_size(r.size_bytes).map_err(|e| e.with_field("sizeBytes"))
 }
 
+/// A guest password request; errors never quote the password.
+pub fn guest_password(p: &GuestPassword) -> Result<()> {
+    let user_ok = (1..=32).contains(&p.user.len())
+        && p.user.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_lowercase() || b == b'_' || (i > 0 && (b.is_ascii_digit() || b == b'-'))
+        });
+    if !user_ok {
+        return Err(Error::invalid(format!(
+            "user {:?} is invalid: 1 to 32 lowercase letters, digits, '_' or '-', starting with \
+             a letter or '_'",
+            p.user
+        ))
+        .with_field("user"));
+    }
+    if p.password.is_empty()
+        || p.password.len() > 256
+        || p.password
+            .bytes()
+            .any(|b| b == 0 || b == b'\n' || b == b'\r')
+    {
+        return Err(Error::invalid(
+            "the password must be 1 to 256 bytes, without NUL or line breaks",
+        )
+        .with_field("password"));
+    }
+    Ok(())
+}
+
 /// A direct kernel boot: absolute host paths and a sane command line.
 pub fn kernel_boot(k: &KernelBoot) -> Result<()> {
     absolute_path("kernelBoot kernel", &k.kernel)?;

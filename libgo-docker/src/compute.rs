@@ -25,7 +25,10 @@ use libgo_core::{
 use tokio::io::AsyncWriteExt;
 
 use crate::convert;
-use crate::{DockerBackend, LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_OF, SNAPSHOT_REPO};
+use crate::{
+    DockerBackend, LABEL_SNAPSHOT_CURRENT, LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_OF,
+    LABEL_SNAPSHOT_PARENT, SNAPSHOT_REPO,
+};
 
 /// Default grace period of a stop, as `docker stop`.
 const DEFAULT_STOP_SECS: u64 = 10;
@@ -219,6 +222,8 @@ impl DockerBackend {
                 created_at: DateTime::from_timestamp(i.created, 0),
                 description: None,
                 includes_memory: false,
+                parent: i.labels.get(LABEL_SNAPSHOT_PARENT).cloned(),
+                current: false,
                 reference: Some(i.id),
             })
             .collect();
@@ -232,6 +237,23 @@ impl DockerBackend {
         }
         snapshots.sort_by_key(|s| s.created_at);
         Ok(snapshots)
+    }
+
+    /// The instance's snapshots, the current one marked (see [`mark_current`]).
+    async fn snapshot_tree(&self, instance: &Instance) -> Result<Vec<Snapshot>> {
+        let mut list = self.snapshot_images(&instance.name).await?;
+        mark_current(
+            &mut list,
+            instance.created_at,
+            instance
+                .labels
+                .get(LABEL_SNAPSHOT_CURRENT)
+                .map(String::as_str),
+        );
+        for s in &mut list {
+            s.instance_id = instance.id.clone();
+        }
+        Ok(list)
     }
 
     pub(crate) async fn write_stream_to_file(
@@ -891,6 +913,13 @@ impl Compute for DockerBackend {
         })
     }
 
+    async fn guest_password(&self, id: &str, _password: &libgo_core::GuestPassword) -> Result<()> {
+        let _ = id;
+        Err(Error::unsupported(
+            "a container has no guest agent: run chpasswd in it with exec",
+        ))
+    }
+
     async fn disk_attach(
         &self,
         id: &str,
@@ -918,11 +947,20 @@ impl Compute for DockerBackend {
                 instance.name, spec.name
             )));
         }
+        let parent = self
+            .snapshot_tree(&instance)
+            .await?
+            .into_iter()
+            .find(|s| s.current)
+            .map(|s| s.name);
         // Names are validated DNS labels, so they are safe inside a LABEL instruction.
-        let changes = format!(
+        let mut changes = format!(
             "LABEL {LABEL_SNAPSHOT_OF}={} {LABEL_SNAPSHOT_NAME}={}",
             instance.name, spec.name
         );
+        if let Some(p) = &parent {
+            changes.push_str(&format!(" {LABEL_SNAPSHOT_PARENT}={p}"));
+        }
         let committed = docker
             .commit_container(
                 CommitContainerOptions {
@@ -945,16 +983,14 @@ impl Compute for DockerBackend {
             description: spec.description.clone(),
             includes_memory: false,
             reference: Some(committed.id),
+            parent,
+            current: true,
         })
     }
 
     async fn snapshot_list(&self, id: &str) -> Result<Vec<Snapshot>> {
         let instance = self.inspect(id).await?;
-        let mut list = self.snapshot_images(&instance.name).await?;
-        for s in &mut list {
-            s.instance_id = instance.id.clone();
-        }
-        Ok(list)
+        self.snapshot_tree(&instance).await
     }
 
     async fn snapshot_revert(&self, id: &str, snapshot: &str) -> Result<()> {
@@ -985,6 +1021,10 @@ impl Compute for DockerBackend {
         // The new container gets the old one's whole configuration, with the snapshot image.
         let mut config = old.config.clone().unwrap_or_default();
         config.image = Some(Self::snapshot_ref(&name, snapshot));
+        config
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(LABEL_SNAPSHOT_CURRENT.to_string(), snapshot.to_string());
         let networks = old
             .network_settings
             .as_ref()
@@ -1225,5 +1265,78 @@ impl ExecControl for DockerExec {
             Some(false) => inspected.exit_code,
             _ => None,
         })
+    }
+}
+
+/// Marks the current snapshot as libvirt keeps it: the last one taken or reverted to. Docker
+/// keeps no such pointer, so it is read from times: a snapshot taken since the container
+/// was made (a revert makes a new container) is newer than any revert; otherwise the
+/// container's `reverted_to` label names it.
+fn mark_current(
+    list: &mut [Snapshot],
+    container_created: Option<DateTime<Utc>>,
+    reverted_to: Option<&str>,
+) {
+    let newest_since = list
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| match (s.created_at, container_created) {
+            (Some(t), Some(c)) => t >= c,
+            _ => false,
+        })
+        .max_by_key(|(_, s)| s.created_at)
+        .map(|(i, _)| i);
+    let current = newest_since
+        .or_else(|| reverted_to.and_then(|name| list.iter().position(|s| s.name == name)));
+    for (i, s) in list.iter_mut().enumerate() {
+        s.current = Some(i) == current;
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tree_tests {
+    use super::*;
+
+    fn snap(name: &str, secs: i64) -> Snapshot {
+        Snapshot {
+            name: name.into(),
+            instance_id: String::new(),
+            created_at: DateTime::from_timestamp(secs, 0),
+            description: None,
+            includes_memory: false,
+            reference: None,
+            parent: None,
+            current: false,
+        }
+    }
+
+    fn current(list: &[Snapshot]) -> Vec<&str> {
+        list.iter()
+            .filter(|s| s.current)
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn the_last_taken_or_reverted_to_is_current() {
+        let t = |s| DateTime::from_timestamp(s, 0);
+        let mut list = vec![snap("s1", 10), snap("s2", 20)];
+        mark_current(&mut list, t(5), None);
+        assert_eq!(
+            current(&list),
+            ["s2"],
+            "the newest taken since the container"
+        );
+        mark_current(&mut list, t(30), Some("s1"));
+        assert_eq!(
+            current(&list),
+            ["s1"],
+            "reverted to s1 (a new container at 30)"
+        );
+        list.push(snap("s3", 40));
+        mark_current(&mut list, t(30), Some("s1"));
+        assert_eq!(current(&list), ["s3"], "taken after the revert");
+        mark_current(&mut list, t(50), None);
+        assert!(current(&list).is_empty(), "nothing since, no revert");
     }
 }

@@ -50,6 +50,10 @@ pub(crate) const LABEL_IMAGE: &str = "io.libgo.image";
 pub(crate) const LABEL_SNAPSHOT_OF: &str = "io.libgo.snapshot.of";
 /// Label on snapshot images with the snapshot's name.
 pub(crate) const LABEL_SNAPSHOT_NAME: &str = "io.libgo.snapshot.name";
+/// Label on snapshot images naming the snapshot that was current when it was taken.
+pub(crate) const LABEL_SNAPSHOT_PARENT: &str = "io.libgo.snapshot.parent";
+/// Label on a container made by a snapshot revert, naming that snapshot.
+pub(crate) const LABEL_SNAPSHOT_CURRENT: &str = "io.libgo.snapshot.current";
 /// Repository of snapshot images.
 pub(crate) const SNAPSHOT_REPO: &str = "libgo-snapshots";
 
@@ -286,6 +290,8 @@ impl Backend for DockerBackend {
             volumes: true,
             storage_pools: false,
             templates: false,
+            disks: false,
+            guest_password: false,
         }
     }
 

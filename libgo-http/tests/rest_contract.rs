@@ -270,6 +270,47 @@ async fn disk_routes_keep_the_contract() {
             .contains("Docker cannot add mounts"),
         "{v}"
     );
+    // The snapshot tree through REST: one snapshot, its parent and the current mark.
+    let snaps = format!("/api/v1/instances/{vm}/snapshots");
+    json_of(post(&s, &snaps, json!({"name": "t1"})).await, 201).await;
+    json_of(post(&s, &snaps, json!({"name": "t2"})).await, 201).await;
+    let t2 = json_of(
+        s.req(Method::GET, &format!("{snaps}/t2"), &s.admin)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    assert_eq!(
+        (t2["parent"].as_str(), t2["current"].as_bool()),
+        (Some("t1"), Some(true)),
+        "{t2}"
+    );
+    let r = s
+        .req(Method::GET, &format!("{snaps}/nope"), &s.admin)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+    // Capabilities say so before anyone tries.
+    let caps = json_of(
+        s.req(Method::GET, "/api/v1/capabilities", &s.admin)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    let of = |backend: &str| {
+        caps.as_array()
+            .and_then(|a| a.iter().find(|c| c["backend"] == backend))
+            .map(|c| c["capabilities"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(of("kvm")["disks"], true, "{caps}");
+    assert_eq!(of("docker")["disks"], false, "{caps}");
+    assert_eq!(of("kvm")["guestPassword"], true, "{caps}");
     s.remove_instance(&c).await;
     s.remove_instance(&vm).await;
     let r = s
@@ -278,6 +319,64 @@ async fn disk_routes_keep_the_contract() {
         .await
         .expect("req");
     assert_eq!(r.status().as_u16(), 204);
+    s.stop().await;
+}
+
+/// A guest password reaches no error, log line or audit record; bad requests name their
+/// field; a container has no agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_passwords_stay_secret() {
+    let s = start(true, |_| {}).await;
+    let c = unique("gp-c");
+    json_of(
+        post(
+            &s,
+            "/api/v1/instances",
+            json!({"name": c, "kind": "container", "image": IMAGE}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let path = format!("/api/v1/instances/{c}/guest/password");
+    let put = |body: Value| s.req(Method::PUT, &path, &s.admin).json(&body).send();
+    let secret = "Sekrit-Not-Logged-42";
+    let v = assert_error(
+        put(json!({"user": "root", "password": secret}))
+            .await
+            .expect("req"),
+        501,
+        "UNSUPPORTED",
+    )
+    .await;
+    assert!(!v.to_string().contains(secret), "{v}");
+    for (body, field) in [
+        (json!({"user": "Root Bad", "password": secret}), "user"),
+        (json!({"user": "root", "password": ""}), "password"),
+        (
+            json!({"user": "root", "password": "two\nlines"}),
+            "password",
+        ),
+        (
+            json!({"user": "root", "password": secret, "extra": 1}),
+            "extra",
+        ),
+    ] {
+        let v = assert_error(put(body.clone()).await.expect("req"), 400, "INVALID_INPUT").await;
+        assert_eq!(v["field"], field, "{body}: {v}");
+        assert!(!v.to_string().contains(secret), "{v}");
+    }
+    let audit = s
+        .req(Method::GET, "/api/v1/audit?pageSize=100", &s.admin)
+        .send()
+        .await
+        .expect("req")
+        .text()
+        .await
+        .expect("audit");
+    assert!(audit.contains("/guest/password"), "audited: {audit}");
+    assert!(!audit.contains(secret), "the audit log holds no password");
+    s.remove_instance(&c).await;
     s.stop().await;
 }
 

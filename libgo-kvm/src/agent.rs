@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use libgo_core::{Error, ErrorKind, ExecResult, ExecSpec, Result, validate};
+use libgo_core::{Error, ErrorKind, ExecResult, ExecSpec, GuestPassword, Result, validate};
 use serde_json::{Value, json};
 use virt::domain::Domain;
 
@@ -163,6 +163,68 @@ impl KvmBackend {
                     )));
                 }
                 Err(e) => return Err(agent_error(e, id)),
+            }
+        }
+    }
+}
+
+/// Sets a user's password in the guest (`guest-set-user-password`, through libvirt's
+/// virDomainSetUserPassword). Waits for the agent after a recent start, as exec does.
+pub(crate) async fn set_password(b: &KvmBackend, id: &str, p: &GuestPassword) -> Result<()> {
+    if b.inner.is_test {
+        return Err(Error::unsupported(
+            "libvirt's test driver runs no guest, so there is no guest agent to set a password \
+             through",
+        ));
+    }
+    let wait = Duration::from_secs(b.inner.config.agent_wait_secs);
+    loop {
+        let (id_owned, p_owned) = (id.to_string(), p.clone());
+        let shared = b.inner.shared.clone();
+        let (started, reply) = b
+            .inner
+            .run(move |c| {
+                let d = lookup(c, &id_owned)?;
+                let started = shared.started_at(&d.uuid_string().lv()?);
+                let flags = if p_owned.crypted {
+                    virt::sys::VIR_DOMAIN_PASSWORD_ENCRYPTED
+                } else {
+                    0
+                };
+                Ok((
+                    started,
+                    d.set_user_password(&p_owned.user, &p_owned.password, flags)
+                        .lv(),
+                ))
+            })
+            .await?;
+        match reply {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.kind() == ErrorKind::Unsupported
+                    && !e.message().contains("not configured")
+                    && started.is_some_and(|t| t.elapsed() < wait) =>
+            {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::Conflict) => {
+                return Err(Error::new(
+                    e.kind(),
+                    format!(
+                        "setting a password in VM {id:?} needs it running with a QEMU guest \
+                         agent ({})",
+                        e.message()
+                    ),
+                ));
+            }
+            // The agent ran the guest's chpasswd and it failed: most often no such user.
+            Err(e) => {
+                tracing::debug!(instance = %id, error = %e, "guest-set-user-password failed");
+                return Err(Error::invalid(format!(
+                    "the guest could not set the password of {:?}: is there such a user?",
+                    p.user
+                ))
+                .with_field("user"));
             }
         }
     }

@@ -946,8 +946,8 @@ fn stats_blocking(inner: &Inner, c: &Connect, id: &str) -> Result<Stats> {
     })
 }
 
-fn snapshot_of(uuid: &str, xml_text: &str) -> Result<Snapshot> {
-    let f = xml::parse_snapshot(xml_text)?;
+fn snapshot_of(uuid: &str, s: &virt::domain_snapshot::DomainSnapshot) -> Result<Snapshot> {
+    let f = xml::parse_snapshot(&s.xml_desc(0).lv()?)?;
     Ok(Snapshot {
         name: f.name,
         instance_id: uuid.to_string(),
@@ -955,6 +955,8 @@ fn snapshot_of(uuid: &str, xml_text: &str) -> Result<Snapshot> {
         description: f.description,
         includes_memory: f.memory,
         reference: None,
+        parent: f.parent,
+        current: s.is_current(0).lv()?,
     })
 }
 
@@ -1342,6 +1344,10 @@ impl Compute for KvmBackend {
         crate::export::screenshot_png(&raw.0, &raw.1)
     }
 
+    async fn guest_password(&self, id: &str, password: &GuestPassword) -> Result<()> {
+        crate::agent::set_password(self, id, password).await
+    }
+
     async fn disk_list(&self, id: &str) -> Result<Vec<AttachedDisk>> {
         self.with_domain(id, |inner, c, d| {
             crate::disks::list(inner, c, &d.uuid_string().lv()?)
@@ -1409,7 +1415,7 @@ impl Compute for KvmBackend {
             }
             let x = xml::snapshot_xml(&spec.name, spec.description.as_deref())?;
             let s = d.create_snapshot_xml(&x, 0).lv()?;
-            snapshot_of(&d.uuid_string().lv()?, &s.xml_desc(0).lv()?)
+            snapshot_of(&d.uuid_string().lv()?, &s)
         })
         .await
     }
@@ -1419,7 +1425,7 @@ impl Compute for KvmBackend {
             let uuid = d.uuid_string().lv()?;
             let mut out = Vec::new();
             for s in d.list_all_snapshots(0).lv()? {
-                out.push(snapshot_of(&uuid, &s.xml_desc(0).lv()?)?);
+                out.push(snapshot_of(&uuid, &s)?);
             }
             out.sort_by_key(|s| s.created_at);
             Ok(out)

@@ -186,6 +186,9 @@ impl KvmBackend {
             volumes: true,
             storage_pools: true,
             templates: true,
+            // libvirt's test driver has no device hot-plug and runs no guest.
+            disks: real,
+            guest_password: real,
         }
     }
 }

@@ -924,6 +924,7 @@ pub(crate) struct SnapshotFacts {
     pub description: Option<String>,
     pub created: Option<DateTime<Utc>>,
     pub memory: bool,
+    pub parent: Option<String>,
 }
 
 pub(crate) fn parse_snapshot(xml: &str) -> Result<SnapshotFacts> {
@@ -941,6 +942,7 @@ pub(crate) fn parse_snapshot(xml: &str) -> Result<SnapshotFacts> {
             .and_then(|c| c.parse::<i64>().ok())
             .and_then(|s| DateTime::from_timestamp(s, 0)),
         memory,
+        parent: child(root, "parent").and_then(|p| child_text(p, "name")),
     })
 }
 

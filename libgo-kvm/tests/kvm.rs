@@ -876,6 +876,20 @@ async fn exec_without_an_agent_is_unsupported() {
     let e = b.exec(&vm, &true_cmd).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     assert!(e.message().contains("guest agent"), "{e}");
+    let secret = "never-in-an-error-1";
+    let e = b
+        .guest_password(
+            &vm,
+            &GuestPassword {
+                user: "root".into(),
+                password: secret.into(),
+                crypted: false,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(!format!("{e} {e:?}").contains(secret), "{e:?}");
     // A VM defined without the agent's channel (by virsh).
     let g = common::guest_dir();
     let xml = format!(
@@ -1563,4 +1577,53 @@ async fn disks_and_media_change_a_running_guest() {
     for v in [&disk_volume, &iso] {
         b.volume_delete(v, false).await.expect("delete volume");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_password_is_set_through_the_agent() {
+    let b = common::qemu().await;
+    let vm = name("passwd");
+    let _g = common::Guard::new(URI).vm(&vm);
+    let mut spec = common::guest_spec(&vm);
+    spec.start = true;
+    b.create(&spec).await.expect("create");
+    let root_entry = ["sh", "-c", "grep ^root: /etc/shadow | cut -d: -f2"];
+    guest_says(&b, &vm, &root_entry, "*").await;
+    let set = |user: &str, password: &str, crypted: bool| GuestPassword {
+        user: user.into(),
+        password: password.into(),
+        crypted,
+    };
+    b.guest_password(&vm, &set("root", "Correct-Horse-7", false))
+        .await
+        .expect("set the password");
+    let hash = run(&b, &vm, &root_entry).await.stdout.trim().to_string();
+    assert!(
+        hash.starts_with("$6$"),
+        "a SHA-512 crypt in /etc/shadow: {hash:?}"
+    );
+    // Checked in the guest: the hash is of that password.
+    let salt = hash.split('$').nth(2).expect("salt").to_string();
+    let again = run(
+        &b,
+        &vm,
+        &["mkpasswd", "-m", "sha512", "-S", &salt, "Correct-Horse-7"],
+    )
+    .await;
+    assert_eq!(again.stdout.trim(), hash);
+    // A hash is set as it is.
+    let given = "$6$libgotest$Qf2XyHk6Yf3b1Q8bZ8b2yQ0V9y5j8Yw3n1H2m4K5L6M7N8O9P0Q1R2S3T4U5V6W7X8Y9Z0a1b2c3d4e5f6g7h8";
+    b.guest_password(&vm, &set("root", given, true))
+        .await
+        .expect("set a hash");
+    guest_says(&b, &vm, &root_entry, given).await;
+    // A user the guest lacks: refused, and the password is in no error.
+    let e = b
+        .guest_password(&vm, &set("nobody", "Not-In-Errors-9", false))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(!format!("{e} {e:?}").contains("Not-In-Errors-9"), "{e:?}");
+    guest_says(&b, &vm, &root_entry, given).await;
+    cleanup(&b, &vm).await;
 }

@@ -298,6 +298,10 @@ libgo_result libgo_snapshot_create(const libgo_client *client,
 // Snapshots of an instance. Returns the JSON of `Vec<Snapshot>`.
 libgo_result libgo_snapshot_list(const libgo_client *client, const char *id);
 
+// One snapshot of an instance, with its parent and whether it is current. Returns the JSON of
+// `Snapshot`.
+libgo_result libgo_snapshot_get(const libgo_client *client, const char *id, const char *snapshot);
+
 // Reverts an instance to a snapshot. Returns NULL on success.
 libgo_error *libgo_snapshot_revert(const libgo_client *client,
                                    const char *id,
@@ -307,6 +311,12 @@ libgo_error *libgo_snapshot_revert(const libgo_client *client,
 libgo_error *libgo_snapshot_delete(const libgo_client *client,
                                    const char *id,
                                    const char *snapshot);
+
+// Sets a user's password inside a VM's guest, through its QEMU guest agent. Arguments:
+// `password_json` is the JSON of `GuestPassword`. Returns NULL on success.
+libgo_error *libgo_guest_password(const libgo_client *client,
+                                  const char *id,
+                                  const char *password_json);
 
 // The disks and CD-ROM drives of a VM. Returns the JSON of `Vec<AttachedDisk>`.
 libgo_result libgo_disk_list(const libgo_client *client, const char *id);

@@ -581,6 +581,32 @@ pub unsafe extern "C" fn libgo_snapshot_list(
     }
 }
 
+/// One snapshot of an instance, with its parent and whether it is current. Returns the JSON of
+/// `Snapshot`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_snapshot_get(
+    client: *const libgo_client,
+    id: *const c_char,
+    snapshot: *const c_char,
+) -> libgo_result {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+        args.string("snapshot", snapshot);
+    }
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "snapshot_get",
+            args,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+    }
+}
+
 /// Reverts an instance to a snapshot. Returns NULL on success.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn libgo_snapshot_revert(
@@ -624,6 +650,32 @@ pub unsafe extern "C" fn libgo_snapshot_delete(
         run(
             client,
             "snapshot_delete",
+            args,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+    }
+}
+
+/// Sets a user's password inside a VM's guest, through its QEMU guest agent. Arguments:
+/// `password_json` is the JSON of `GuestPassword`. Returns NULL on success.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_guest_password(
+    client: *const libgo_client,
+    id: *const c_char,
+    password_json: *const c_char,
+) -> *mut libgo_error {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+        args.json("password", password_json);
+    }
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "guest_password",
             args,
             Vec::new(),
             ProgressSink::none(),

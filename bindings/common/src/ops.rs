@@ -19,11 +19,12 @@
 use libgo::{
     AttachedDisk, BackendInfo, BatchReport, BatchSpec, BuildSpec, Capabilities, ComputePool,
     ConsoleSession, DeleteOptions, DiskAttach, DiskResize, Event, EventFilter, ExecResult,
-    ExecSpec, ExportResult, ExportSpec, Health, Host, Image, ImageRemoveOptions, Instance,
-    InstanceFilter, InstanceSpec, LibGo, LogEntry, LogOptions, MediaInsert, MigrateRequest,
-    MigrationReport, Network, NetworkSpec, Page, Pagination, PoolStatus, ProgressSink, PruneReport,
-    RegistryAuth, ResourceUpdate, Result, Snapshot, SnapshotSpec, Stats, StopOptions, StoragePool,
-    StoragePoolSpec, Template, VncDisplay, Volume, VolumeDeleteOptions, VolumeSpec,
+    ExecSpec, ExportResult, ExportSpec, GuestPassword, Health, Host, Image, ImageRemoveOptions,
+    Instance, InstanceFilter, InstanceSpec, LibGo, LogEntry, LogOptions, MediaInsert,
+    MigrateRequest, MigrationReport, Network, NetworkSpec, Page, Pagination, PoolStatus,
+    ProgressSink, PruneReport, RegistryAuth, ResourceUpdate, Result, Snapshot, SnapshotSpec, Stats,
+    StopOptions, StoragePool, StoragePoolSpec, Template, VncDisplay, Volume, VolumeDeleteOptions,
+    VolumeSpec,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -335,12 +336,18 @@ operations! {
         libgo.snapshot_create(&a.id, &a.spec).await?;
     /// Snapshots of an instance.
     snapshot_list(id: String) -> Value Vec<Snapshot> => libgo.snapshot_list(&a.id).await?;
+    /// One snapshot of an instance, with its parent and whether it is current.
+    snapshot_get(id: String, snapshot: String) -> Value Snapshot =>
+        libgo.snapshot_get(&a.id, &a.snapshot).await?;
     /// Reverts an instance to a snapshot.
     snapshot_revert(id: String, snapshot: String) -> Unit () =>
         libgo.snapshot_revert(&a.id, &a.snapshot).await?;
     /// Deletes a snapshot.
     snapshot_delete(id: String, snapshot: String) -> Unit () =>
         libgo.snapshot_delete(&a.id, &a.snapshot).await?;
+    /// Sets a user's password inside a VM's guest, through its QEMU guest agent.
+    guest_password(id: String, password: GuestPassword [spread]) -> Unit () =>
+        libgo.guest_password(&a.id, &a.password).await?;
     /// The disks and CD-ROM drives of a VM.
     disk_list(id: String) -> Value Vec<AttachedDisk> => libgo.disk_list(&a.id).await?;
     /// Attaches a disk to a VM: an existing volume or a new one of `sizeBytes` (hot-plugged when it runs).

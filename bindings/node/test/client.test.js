@@ -52,6 +52,7 @@ test('container life cycle, logs, events, exec, errors', async () => {
     // Disks are a VM's: Docker says why not; a disk without a source is refused first.
     await assert.rejects(client.diskAttach(name, { sizeBytes: 16 * 1024 * 1024 }), (e) => e.code === 'UNSUPPORTED' && /Docker cannot add mounts/.test(e.message))
     await assert.rejects(client.diskAttach(name, {}), (e) => e.code === 'INVALID_INPUT' && /volume/.test(e.message))
+    await assert.rejects(client.guestPassword(name, { user: 'root', password: 'node-secret-1' }), (e) => e.code === 'UNSUPPORTED' && !/node-secret-1/.test(e.message))
   } finally {
     await client.delete(name, { force: true })
   }

@@ -165,6 +165,8 @@ def test_snapshots_and_export(
     snap = client.snapshot_create(name, "s1", description="first")
     assert snap["name"] == "s1"
     assert [s["name"] for s in client.snapshot_list(name)] == ["s1"]
+    one = client.snapshot_get(name, "s1")
+    assert one["current"] is True and one["parent"] is None
     client.exec(name, ["sh", "-c", "echo v2 > /marker"])
     client.snapshot_revert(name, "s1")
     client.start(name)
@@ -183,6 +185,9 @@ def test_snapshots_and_export(
         client.disk_attach(name, size_bytes=16 << 20)
     with pytest.raises(libgo.errors.InvalidInputError, match="volume"):
         client.disk_attach(name)
+    with pytest.raises(libgo.errors.UnsupportedError) as refused:
+        client.guest_password(name, "root", password="py-secret-1")
+    assert "py-secret-1" not in str(refused.value)
 
 
 def test_images(client: libgo.Client, tmp_path: Path) -> None:

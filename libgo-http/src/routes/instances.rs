@@ -460,6 +460,21 @@ async fn instance_logs(
     read_logs(&state, &caller, &id, q, None).await
 }
 
+#[utoipa::path(put, path = "/api/v1/instances/{id}/guest/password", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name")),
+    request_body = libgo_core::GuestPassword,
+    responses((status = 204, description = "Set in the guest by its agent")))]
+async fn guest_password(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(p): Json<libgo_core::GuestPassword>,
+) -> ApiResult<StatusCode> {
+    require_for_host_access(&state, &caller, &id).await?;
+    state.libgo.guest_password(&id, &p).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(post, path = "/api/v1/instances/{id}/exec", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
     params(("id" = String, Path, description = "Instance id or name")),
     request_body = libgo_core::ExecSpec,
@@ -552,6 +567,16 @@ async fn create_snapshot(
         format!("/api/v1/instances/{id}/snapshots/{}", s.name),
         s,
     ))
+}
+
+#[utoipa::path(get, path = "/api/v1/instances/{id}/snapshots/{name}", extensions(("x-libgo-access" = json!("viewer"))), tag = "snapshots",
+    params(("id" = String, Path, description = "Instance id or name"), ("name" = String, Path, description = "Snapshot name")),
+    responses((status = 200, description = "The snapshot, with its parent and whether it is current", body = libgo_core::Snapshot)))]
+async fn get_snapshot(
+    State(state): State<Arc<AppState>>,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Json<Snapshot>> {
+    Ok(Json(state.libgo.snapshot_get(&id, &name).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/instances/{id}/snapshots/{name}", extensions(("x-libgo-access" = json!("operator"))), tag = "snapshots",
@@ -741,9 +766,10 @@ pub fn router() -> Router {
         .routes(routes!(instance_action))
         .routes(routes!(instance_logs))
         .routes(routes!(instance_exec))
+        .routes(routes!(guest_password))
         .routes(routes!(instance_screenshot))
         .routes(routes!(list_snapshots, create_snapshot))
-        .routes(routes!(delete_snapshot))
+        .routes(routes!(get_snapshot, delete_snapshot))
         .routes(routes!(revert_snapshot))
         .routes(routes!(export_instance))
         .routes(routes!(batch_create))

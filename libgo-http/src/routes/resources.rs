@@ -511,6 +511,32 @@ async fn list_backends(State(state): S) -> ApiResult<Json<Vec<BackendView>>> {
     Ok(Json(out))
 }
 
+/// What one connected backend supports.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendCapabilities {
+    /// Backend name.
+    pub backend: String,
+    /// Its capabilities.
+    pub capabilities: Capabilities,
+}
+
+#[utoipa::path(get, path = "/api/v1/capabilities", extensions(("x-libgo-access" = json!("viewer"))), tag = "system",
+    responses((status = 200, description = "What each connected backend supports (Kimchi's /config/capabilities); asks no engine", body = Vec<BackendCapabilities>)))]
+async fn list_capabilities(State(state): S) -> ApiResult<Json<Vec<BackendCapabilities>>> {
+    Ok(Json(
+        state
+            .libgo
+            .backends()
+            .iter()
+            .map(|b| BackendCapabilities {
+                backend: b.name().to_string(),
+                capabilities: b.capabilities(),
+            })
+            .collect(),
+    ))
+}
+
 /// The routes of this module.
 pub fn router() -> Router {
     Router::new()
@@ -530,4 +556,5 @@ pub fn router() -> Router {
         .routes(routes!(list_templates, create_template))
         .routes(routes!(get_template, delete_template))
         .routes(routes!(list_backends))
+        .routes(routes!(list_capabilities))
 }

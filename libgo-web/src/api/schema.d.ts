@@ -68,6 +68,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/capabilities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_capabilities"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/compute-pools": {
         parameters: {
             query?: never;
@@ -548,6 +564,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/instances/{id}/guest/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["guest_password"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/instances/{id}/logs": {
         parameters: {
             query?: never;
@@ -635,7 +667,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        get: operations["get_snapshot"];
         put?: never;
         post?: never;
         delete: operations["delete_snapshot"];
@@ -1437,6 +1469,13 @@ export interface components {
             /** @description User. */
             username: string;
         };
+        /** @description What one connected backend supports. */
+        BackendCapabilities: {
+            /** @description Backend name. */
+            backend: string;
+            /** @description Its capabilities. */
+            capabilities: components["schemas"]["Capabilities"];
+        };
         /** @description What the engine behind a backend is. */
         BackendInfo: {
             /** @description Negotiated API version, where there is one. */
@@ -1551,10 +1590,14 @@ export interface components {
             console: boolean;
             /** @description VNC display. */
             consoleVnc: boolean;
+            /** @description Disks attached, detached and resized on an existing instance; CD-ROM media. */
+            disks?: boolean;
             /** @description Exec inside the instance. */
             exec: boolean;
             /** @description Export formats. */
             exportFormats: components["schemas"]["ExportFormat"][];
+            /** @description A user's password set inside the guest (through an agent). */
+            guestPassword?: boolean;
             /** @description Image build. */
             imageBuild: boolean;
             /** @description Image pull/push/build. */
@@ -1921,6 +1964,18 @@ export interface components {
             destination: string;
             /** @description Format. */
             format: components["schemas"]["ExportFormat"];
+        };
+        /** @description A password to set for a user inside a VM's guest, through its QEMU guest agent. */
+        GuestPassword: {
+            /** @description `password` is already a crypt(3) hash (`$6$…`). */
+            crypted?: boolean;
+            /**
+             * @description The new password, or its crypt(3) hash when `crypted`. A secret: never serialised
+             *     back out, logged or put in an error.
+             */
+            password: string;
+            /** @description The guest's user (`root`). */
+            user: string;
         };
         /** @description Whether a backend answers. */
         Health: {
@@ -2969,6 +3024,8 @@ export interface components {
                  * @description When it was taken.
                  */
                 createdAt?: string | null;
+                /** @description Whether it is the current snapshot: the last one taken or reverted to. */
+                current?: boolean;
                 /** @description Free text. */
                 description?: string | null;
                 /** @description Whether memory state is included (running VMs). */
@@ -2977,6 +3034,8 @@ export interface components {
                 instanceId: string;
                 /** @description Name, unique per instance. */
                 name: string;
+                /** @description The snapshot it was taken on top of (the current one then): the snapshot tree. */
+                parent?: string | null;
                 /** @description Engine reference (the committed image id of a container snapshot). */
                 reference?: string | null;
             }[];
@@ -3380,6 +3439,8 @@ export interface components {
         };
         /** @description Credentials for a registry. */
         RegistryAuth: {
+            /** @description Password or token. A secret: never serialised back out. */
+            password: string;
             /** @description Registry address; taken from the reference when `None`. */
             server?: string | null;
             /** @description User name. */
@@ -3523,6 +3584,8 @@ export interface components {
              * @description When it was taken.
              */
             createdAt?: string | null;
+            /** @description Whether it is the current snapshot: the last one taken or reverted to. */
+            current?: boolean;
             /** @description Free text. */
             description?: string | null;
             /** @description Whether memory state is included (running VMs). */
@@ -3531,6 +3594,8 @@ export interface components {
             instanceId: string;
             /** @description Name, unique per instance. */
             name: string;
+            /** @description The snapshot it was taken on top of (the current one then): the snapshot tree. */
+            parent?: string | null;
             /** @description Engine reference (the committed image id of a container snapshot). */
             reference?: string | null;
         };
@@ -4017,6 +4082,38 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["BackendView"][];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    list_capabilities: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What each connected backend supports (Kimchi's /config/capabilities); asks no engine */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackendCapabilities"][];
                 };
             };
             400: components["responses"]["Error"];
@@ -5684,6 +5781,43 @@ export interface operations {
             504: components["responses"]["Error"];
         };
     };
+    guest_password: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Instance id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GuestPassword"];
+            };
+        };
+        responses: {
+            /** @description Set in the guest by its agent */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
     instance_logs: {
         parameters: {
             query?: {
@@ -5938,6 +6072,43 @@ export interface operations {
         responses: {
             /** @description Taken */
             201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Snapshot"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    get_snapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Instance id or name */
+                id: string;
+                /** @description Snapshot name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The snapshot, with its parent and whether it is current */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };

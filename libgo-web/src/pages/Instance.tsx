@@ -270,9 +270,11 @@ function Snapshots(props: { inst: Instance }) {
       {list.data ? (
         <Table
           label="Snapshots"
-          head={["Name", "Created", "Memory", ""]}
+          head={["Name", "Parent", "Current", "Created", "Memory", ""]}
           rows={list.data.items.map((s) => [
             s.name,
+            s.parent ?? "—",
+            s.current ? "current" : "",
             when(s.createdAt),
             s.includesMemory ? "yes" : "no",
             <Can role="operator">

@@ -305,6 +305,11 @@ class AsyncClient:
         """Snapshots of an instance."""
         return cast(List[t.Snapshot], await self._call("snapshot_list", {"id": id}))
 
+    async def snapshot_get(self, id: str, snapshot: str) -> t.Snapshot:
+        """One snapshot of an instance, with its parent and whether it is current."""
+        args: Dict[str, Any] = {"id": id, "snapshot": snapshot}
+        return cast(t.Snapshot, await self._call("snapshot_get", args))
+
     async def snapshot_revert(self, id: str, snapshot: str) -> None:
         """Reverts an instance to a snapshot."""
         await self._call("snapshot_revert", {"id": id, "snapshot": snapshot})
@@ -312,6 +317,21 @@ class AsyncClient:
     async def snapshot_delete(self, id: str, snapshot: str) -> None:
         """Deletes a snapshot."""
         await self._call("snapshot_delete", {"id": id, "snapshot": snapshot})
+
+    async def guest_password(
+        self,
+        id: str,
+        user: str,
+        password: str,
+        *,
+        crypted: Optional[bool] = None,
+    ) -> None:
+        """Sets a user's password inside a VM's guest, through its QEMU guest agent."""
+        args: Dict[str, Any] = {
+            "id": id,
+            "password": _given({"user": user, "password": password, "crypted": crypted}),
+        }
+        await self._call("guest_password", args)
 
     async def disk_list(self, id: str) -> List[t.AttachedDisk]:
         """The disks and CD-ROM drives of a VM."""

@@ -295,6 +295,11 @@ class Client:
         """Snapshots of an instance."""
         return cast(List[t.Snapshot], self._call("snapshot_list", {"id": id}))
 
+    def snapshot_get(self, id: str, snapshot: str) -> t.Snapshot:
+        """One snapshot of an instance, with its parent and whether it is current."""
+        args: Dict[str, Any] = {"id": id, "snapshot": snapshot}
+        return cast(t.Snapshot, self._call("snapshot_get", args))
+
     def snapshot_revert(self, id: str, snapshot: str) -> None:
         """Reverts an instance to a snapshot."""
         self._call("snapshot_revert", {"id": id, "snapshot": snapshot})
@@ -302,6 +307,21 @@ class Client:
     def snapshot_delete(self, id: str, snapshot: str) -> None:
         """Deletes a snapshot."""
         self._call("snapshot_delete", {"id": id, "snapshot": snapshot})
+
+    def guest_password(
+        self,
+        id: str,
+        user: str,
+        password: str,
+        *,
+        crypted: Optional[bool] = None,
+    ) -> None:
+        """Sets a user's password inside a VM's guest, through its QEMU guest agent."""
+        args: Dict[str, Any] = {
+            "id": id,
+            "password": _given({"user": user, "password": password, "crypted": crypted}),
+        }
+        self._call("guest_password", args)
 
     def disk_list(self, id: str) -> List[t.AttachedDisk]:
         """The disks and CD-ROM drives of a VM."""

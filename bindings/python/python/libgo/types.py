@@ -97,6 +97,7 @@ __all__ = [
     "AttachedDisk",
     "DiskResize",
     "MediaInsert",
+    "GuestPassword",
     "ImagePage",
     "NetworkPage",
     "VolumePage",
@@ -495,6 +496,8 @@ class Snapshot(TypedDict):
 
     #: When it was taken.
     createdAt: NotRequired[Optional[str]]
+    #: Whether it is the current snapshot: the last one taken or reverted to.
+    current: NotRequired[bool]
     #: Free text.
     description: NotRequired[Optional[str]]
     #: Whether memory state is included (running VMs).
@@ -503,6 +506,8 @@ class Snapshot(TypedDict):
     instanceId: str
     #: Name, unique per instance.
     name: str
+    #: The snapshot it was taken on top of (the current one then): the snapshot tree.
+    parent: NotRequired[Optional[str]]
     #: Engine reference (the committed image id of a container snapshot).
     reference: NotRequired[Optional[str]]
 
@@ -601,6 +606,8 @@ class Image(TypedDict):
 class RegistryAuth(TypedDict):
     """Credentials for a registry."""
 
+    #: Password or token. A secret: never serialised back out.
+    password: str
     #: Registry address; taken from the reference when `None`.
     server: NotRequired[Optional[str]]
     #: User name.
@@ -820,10 +827,14 @@ class Capabilities(TypedDict):
     console: bool
     #: VNC display.
     consoleVnc: bool
+    #: Disks attached, detached and resized on an existing instance; CD-ROM media.
+    disks: NotRequired[bool]
     #: Exec inside the instance.
     exec: bool
     #: Export formats.
     exportFormats: List[ExportFormat]
+    #: A user's password set inside the guest (through an agent).
+    guestPassword: NotRequired[bool]
     #: Image build.
     imageBuild: bool
     #: Image pull/push/build.
@@ -1111,6 +1122,17 @@ class MediaInsert(TypedDict):
 
     #: An ISO volume (`pool/name`, or a name in the default pool).
     image: str
+
+
+class GuestPassword(TypedDict):
+    """A password to set for a user inside a VM's guest, through its QEMU guest agent."""
+
+    #: `password` is already a crypt(3) hash (`$6$…`).
+    crypted: NotRequired[bool]
+    #: The new password, or its crypt(3) hash when `crypted`. A secret: never serialised back out, logged or put in an error.
+    password: str
+    #: The guest's user (`root`).
+    user: str
 
 
 class ImagePage(TypedDict):
