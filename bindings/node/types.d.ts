@@ -130,6 +130,8 @@ export interface InstanceSpec {
   autostart?: boolean
   /** Backend to create it on; when `None`, a backend of `kind` on the host placement picks (see `host` and `pool`). */
   backend?: string | null
+  /** Boot order (VMs): the devices the firmware tries in turn. Empty: the disk, then the CD-ROM. Not with `kernelBoot`. */
+  boot?: BootDevice[]
   /** ISO attached as a CD-ROM (VMs). */
   cdrom?: string | null
   cloudInit?: CloudInit | null
@@ -252,6 +254,8 @@ export interface StopOptions {
 export interface ResourceUpdate {
   /** VMs: start when the host (libvirt) starts. Containers use `restartPolicy`. */
   autostart?: boolean | null
+  /** New boot order (VMs); it applies at the next start. */
+  boot?: BootDevice[] | null
   /** CPUs. */
   cpus?: number | null
   /** Memory in bytes. */
@@ -904,6 +908,8 @@ export interface GuestPassword {
   /** The guest's user (`root`). */
   user: string
 }
+/** A device a VM's firmware boots from. */
+export type BootDevice = 'disk' | 'cdrom' | 'network'
 /** One page of a list and the total count. */
 export interface ImagePage {
   /** Items in all pages. */

@@ -163,6 +163,9 @@ pub enum Command {
         /// Containers: when Docker restarts it.
         #[arg(long, value_parser = ["no", "always", "unless-stopped", "on-failure"])]
         restart: Option<String>,
+        /// VMs: the boot order from the next start, e.g. `cdrom,disk` (disk, cdrom, network).
+        #[arg(long, value_delimiter = ',', value_parser = ["disk", "cdrom", "network"])]
+        boot: Option<Vec<String>>,
     },
     /// Rename an instance (a VM must be shut off).
     Rename {

@@ -400,9 +400,10 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
             new_name,
             autostart,
             restart,
+            boot,
         } => {
             let update = json!({"cpus": cpus, "memoryBytes": memory, "name": new_name,
-                                "autostart": autostart, "restartPolicy": restart});
+                                "autostart": autostart, "restartPolicy": restart, "boot": boot});
             update_instance(target, &name, update, format).await
         }
         Command::Rename { name, new_name } => {

@@ -982,7 +982,19 @@ pub async fn rename_and_start_policy(b: &dyn Backend, fx: &Fixture) -> Result<()
             b.update(&renamed, refused).await,
             ErrorKind::Unsupported,
             "the other kind's start setting",
-        )
+        )?;
+        if !vm {
+            let boot = ResourceUpdate {
+                boot: Some(vec![BootDevice::Disk]),
+                ..Default::default()
+            };
+            expect_kind(
+                b.update(&renamed, boot).await,
+                ErrorKind::Unsupported,
+                "a container's boot order",
+            )?;
+        }
+        Ok(())
     })
     .await
 }

@@ -528,6 +528,9 @@ impl LibGo {
         if let Some(m) = update.memory_bytes {
             validate::memory(m)?;
         }
+        if let Some(order) = &update.boot {
+            validate::boot_order(order)?;
+        }
         let (b, i) = self.route(id).await?;
         if let Some(name) = &update.name {
             validate::name("name", name)?;

@@ -415,6 +415,10 @@ pub struct InstanceSpec {
     /// Start with the host (VMs).
     #[serde(default)]
     pub autostart: bool,
+    /// Boot order (VMs): the devices the firmware tries in turn. Empty: the disk, then the
+    /// CD-ROM. Not with `kernelBoot`.
+    #[serde(default)]
+    pub boot: Vec<BootDevice>,
     /// Privileged container: only administrators may ask for one.
     #[serde(default)]
     pub privileged: bool,
@@ -631,6 +635,9 @@ pub struct ResourceUpdate {
         schema(minimum = 6291456, maximum = 4398046511104_u64)
     )]
     pub memory_bytes: Option<u64>,
+    /// New boot order (VMs); it applies at the next start.
+    #[serde(default)]
+    pub boot: Option<Vec<BootDevice>>,
 }
 
 /// Resource usage, normalised across engines.
@@ -783,6 +790,19 @@ pub struct Snapshot {
     /// Whether it is the current snapshot: the last one taken or reverted to.
     #[serde(default)]
     pub current: bool,
+}
+
+/// A device a VM's firmware boots from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum BootDevice {
+    /// The first disk.
+    Disk,
+    /// The CD-ROM drive (boot from media).
+    Cdrom,
+    /// The network (PXE).
+    Network,
 }
 
 /// The bus a VM's disk is on.

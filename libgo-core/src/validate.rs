@@ -347,6 +347,13 @@ pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
     if let Some(k) = &spec.kernel_boot {
         kernel_boot(k).map_err(at("kernelBoot"))?;
     }
+    boot_order(&spec.boot)?;
+    if spec.kernel_boot.is_some() && !spec.boot.is_empty() {
+        return Err(Error::invalid(
+            "a boot order does not apply to a direct kernel boot (kernelBoot)",
+        )
+        .with_field("boot"));
+    }
     if let Some(ci) = &spec.cloud_init {
         cloud_init(ci).map_err(at("cloudInit"))?;
     }
@@ -362,6 +369,7 @@ pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
                 ("kernelBoot", spec.kernel_boot.is_some()),
                 ("template", spec.template.is_some()),
                 ("autostart", spec.autostart),
+                ("boot", !spec.boot.is_empty()),
             ];
             if let Some((field, _)) = vm_only.iter().find(|(_, set)| *set) {
                 return Err(Error::unsupported(format!(
@@ -474,6 +482,18 @@ pub fn guest_password(p: &GuestPassword) -> Result<()> {
             "the password must be 1 to 256 bytes, without NUL or line breaks",
         )
         .with_field("password"));
+    }
+    Ok(())
+}
+
+/// A boot order: each device at most once.
+pub fn boot_order(order: &[BootDevice]) -> Result<()> {
+    for (i, d) in order.iter().enumerate() {
+        if order[..i].contains(d) {
+            return Err(
+                Error::invalid(format!("the boot order names {d:?} twice")).with_field("boot")
+            );
+        }
     }
     Ok(())
 }

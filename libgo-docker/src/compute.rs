@@ -620,6 +620,9 @@ impl Compute for DockerBackend {
         if let Some(m) = update.memory_bytes {
             validate::memory(m)?;
         }
+        if update.boot.is_some() {
+            return Err(Error::unsupported("a container has no boot order").with_field("boot"));
+        }
         if update.autostart.is_some() {
             return Err(Error::unsupported(
                 "a container starts with Docker by its restartPolicy, not autostart",

@@ -641,6 +641,7 @@ fn create_inner(
         memory_bytes: spec.memory_bytes.unwrap_or(DEFAULT_MEMORY),
         cpus: spec.cpus.unwrap_or(1),
         boot: boot.cloned(),
+        boot_order: spec.boot.clone(),
         disks: planned,
         nics: spec
             .networks
@@ -844,6 +845,19 @@ fn update_blocking(inner: &Inner, c: &Connect, id: &str, u: ResourceUpdate) -> R
     }
     if let Some(on) = u.autostart {
         d.set_autostart(on).lv()?;
+    }
+    if let Some(order) = &u.boot {
+        validate::boot_order(order)?;
+        let x = d.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).lv()?;
+        if xml::parse_domain(&x)?.direct_boot {
+            return Err(Error::invalid(
+                "the VM boots a kernel directly (kernelBoot): a boot order does not apply",
+            )
+            .with_field("boot"));
+        }
+        // The persistent definition: the new order applies at the next start.
+        c.define_domain_xml(&xml::with_boot_order(&x, order)?)
+            .lv()?;
     }
     let config = sys::VIR_DOMAIN_AFFECT_CONFIG;
     if let Some(n) = u.cpus {

@@ -80,6 +80,8 @@ pub(crate) struct DomainPlan {
     pub memory_bytes: u64,
     pub cpus: u32,
     pub boot: Option<KernelBoot>,
+    /// Firmware boot order (empty: disk, then CD-ROM); unused with a kernel boot.
+    pub boot_order: Vec<libgo_core::BootDevice>,
     pub disks: Vec<PlannedDisk>,
     pub nics: Vec<PlannedNic>,
     pub serial_log: Option<String>,
@@ -150,12 +152,17 @@ pub(crate) fn domain_xml(p: &DomainPlan) -> Result<String> {
                         text(w, "cmdline", c)?;
                     }
                 } else {
-                    w.create_element("boot")
-                        .with_attribute(("dev", "hd"))
-                        .write_empty()?;
-                    w.create_element("boot")
-                        .with_attribute(("dev", "cdrom"))
-                        .write_empty()?;
+                    let default = [libgo_core::BootDevice::Disk, libgo_core::BootDevice::Cdrom];
+                    let order = if p.boot_order.is_empty() {
+                        &default[..]
+                    } else {
+                        &p.boot_order[..]
+                    };
+                    for dev in order {
+                        w.create_element("boot")
+                            .with_attribute(("dev", boot_dev(*dev)))
+                            .write_empty()?;
+                    }
                 }
                 Ok(())
             })?;
@@ -290,6 +297,42 @@ fn write_disk(w: &mut W, d: &PlannedDisk) -> io::Result<()> {
             Ok(())
         })?;
     Ok(())
+}
+
+/// libvirt's name of a boot device.
+fn boot_dev(d: libgo_core::BootDevice) -> &'static str {
+    match d {
+        libgo_core::BootDevice::Disk => "hd",
+        libgo_core::BootDevice::Cdrom => "cdrom",
+        libgo_core::BootDevice::Network => "network",
+    }
+}
+
+/// A domain's XML with its `<os>` boot entries replaced by `order`.
+pub(crate) fn with_boot_order(xml: &str, order: &[libgo_core::BootDevice]) -> Result<String> {
+    let start = xml
+        .find("<os>")
+        .or_else(|| xml.find("<os "))
+        .ok_or_else(|| Error::internal("the domain XML has no <os> element"))?;
+    let end = start
+        + xml[start..]
+            .find("</os>")
+            .ok_or_else(|| Error::internal("the domain XML has no </os>"))?;
+    let mut os = String::new();
+    let mut rest = &xml[start..end];
+    // libvirt writes each as one empty element: <boot dev='hd'/>.
+    while let Some(b) = rest.find("<boot ") {
+        os.push_str(&rest[..b]);
+        let close = rest[b..]
+            .find("/>")
+            .ok_or_else(|| Error::internal("an unclosed <boot> element"))?;
+        rest = &rest[b + close + 2..];
+    }
+    os.push_str(rest);
+    for dev in order {
+        os.push_str(&format!("<boot dev='{}'/>", boot_dev(*dev)));
+    }
+    Ok(format!("{}{os}{}", &xml[..start], &xml[end..]))
 }
 
 /// One `<disk>` device to attach, update or detach; no source is an empty CD-ROM drive.
@@ -972,6 +1015,17 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_boot_order_replaces_the_old_one() {
+        use libgo_core::BootDevice::*;
+        let x = "<domain><os><type>hvm</type><boot dev='hd'/>\n    <boot dev='cdrom'/></os><devices/></domain>";
+        let y = with_boot_order(x, &[Network, Disk]).expect("edit");
+        assert_eq!(
+            y,
+            "<domain><os><type>hvm</type>\n    <boot dev='network'/><boot dev='hd'/></os><devices/></domain>"
+        );
+    }
+
     fn plan(name: &str) -> DomainPlan {
         DomainPlan {
             name: name.into(),
@@ -983,6 +1037,7 @@ mod tests {
                 initrd: None,
                 cmdline: Some("console=ttyS0 x=<&>".into()),
             }),
+            boot_order: Vec::new(),
             disks: vec![PlannedDisk {
                 source: DiskSource::Volume {
                     pool: "default".into(),

@@ -1627,3 +1627,61 @@ async fn guest_password_is_set_through_the_agent() {
     guest_says(&b, &vm, &root_entry, given).await;
     cleanup(&b, &vm).await;
 }
+
+/// The `<boot dev=…>` entries of a domain's persistent definition, in order.
+fn boot_devs(vm: &str) -> Vec<String> {
+    let (ok, xml) = virsh(URI, &["dumpxml", "--inactive", vm]);
+    assert!(ok, "{xml}");
+    xml.split("<boot dev='")
+        .skip(1)
+        .filter_map(|s| s.split('\'').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_order_in_the_spec_and_by_update() {
+    let b = common::qemu().await;
+    let vm = name("boot");
+    let _g = common::Guard::new(URI).vm(&vm);
+    let mut spec = InstanceSpec::vm(&vm);
+    spec.memory_bytes = Some(128 << 20);
+    spec.disks = vec![DiskSpec {
+        size_bytes: Some(16 << 20),
+        ..Default::default()
+    }];
+    spec.boot = vec![BootDevice::Cdrom, BootDevice::Disk];
+    b.create(&spec).await.expect("create");
+    assert_eq!(boot_devs(&vm), ["cdrom", "hd"]);
+    let order = |devs: Vec<BootDevice>| ResourceUpdate {
+        boot: Some(devs),
+        ..Default::default()
+    };
+    b.update(&vm, order(vec![BootDevice::Network, BootDevice::Disk]))
+        .await
+        .expect("new order");
+    assert_eq!(boot_devs(&vm), ["network", "hd"]);
+    // A device twice is refused, and nothing changes.
+    let e = b
+        .update(&vm, order(vec![BootDevice::Disk, BootDevice::Disk]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(boot_devs(&vm), ["network", "hd"]);
+    cleanup(&b, &vm).await;
+    // A direct kernel boot has no firmware boot order.
+    let guest = name("boot-k");
+    let mut spec = common::guest_spec(&guest);
+    spec.boot = vec![BootDevice::Cdrom];
+    let e = b.create(&spec).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(e.field(), Some("boot"));
+    let _g2 = common::Guard::new(URI).vm(&guest);
+    b.create(&common::guest_spec(&guest)).await.expect("create");
+    let e = b
+        .update(&guest, order(vec![BootDevice::Disk]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    cleanup(&b, &guest).await;
+}

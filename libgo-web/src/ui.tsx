@@ -216,7 +216,8 @@ export function Table(props: {
   empty?: string;
 }) {
   return (
-    <div class="table-wrap">
+    // Focusable, so a table wider than the window scrolls from the keyboard too.
+    <div class="table-wrap" tabIndex={0} role="region" aria-label={props.label}>
       <table aria-label={props.label}>
         <thead>
           <tr>

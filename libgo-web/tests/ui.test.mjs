@@ -7,7 +7,10 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 const BASE = process.env.LIBGO_URL;
 const ADMIN_PW = process.env.LIBGO_ADMIN_PASSWORD;
@@ -212,6 +215,11 @@ test("the test guest's VNC view is not blank, and its screenshot loads", async (
   });
   assert.ok(width > 0, "the screenshot is an image");
   await shot(admin, "06-screenshot");
+  // The VM's serial console in the same terminal: the guest's heartbeat shows up.
+  await admin.getByRole("tab", { name: "Console" }).click();
+  await admin.getByTestId("console-status").getByText("connected").waitFor({ timeout: 20_000 });
+  await admin.locator(".xterm-rows").getByText(/LIBGO-GUEST-ALIVE/).first().waitFor({ timeout: 30_000 });
+  await shot(admin, "06a-serial-console");
   // A disk hot-plugged from the Disks tab, then detached.
   await admin.getByRole("tab", { name: "Disks" }).click();
   await admin.getByLabel("New disk size").fill("16MiB");
@@ -330,4 +338,36 @@ test("the other pages render, also in a narrow window", async () => {
   await narrow.locator(`[data-name="${CONTAINER}"]`).waitFor();
   await shot(narrow, "17-narrow-instances");
   await narrow.context().close();
+});
+
+test("the main pages pass axe's WCAG 2 A/AA checks and work from the keyboard", async () => {
+  // axe is injected as a script: this context lets it past the server's CSP.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
+  const page = await context.newPage();
+  await page.goto(BASE + "/");
+  // Keyboard only: fill the form, submit with Enter, then reach a page by Tab and Enter.
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("admin");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(ADMIN_PW);
+  await page.keyboard.press("Enter");
+  await page.getByRole("button", { name: "Log out" }).waitFor();
+  await page.getByRole("link", { name: "Dashboard" }).focus();
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Instances", level: 1 }).waitFor();
+  const problems = [];
+  for (const path of ["/", "/instances", `/instances/${CONTAINER}`, "/create", "/images", "/volumes", "/hosts", "/tasks", "/admin", "/account"]) {
+    await page.goto(BASE + path);
+    await page.locator("h1").waitFor();
+    await page.waitForLoadState("networkidle");
+    await page.addScriptTag({ path: AXE });
+    const found = await page.evaluate(async () => {
+      const r = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa"] } });
+      return r.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
+    });
+    problems.push(...found.map((f) => `${path} ${f}`));
+  }
+  assert.deepEqual(problems, [], problems.join("\n"));
+  await context.close();
 });

@@ -1567,6 +1567,11 @@ export interface components {
          * @description Raw bytes: a disk image, a tar archive.
          */
         Binary: string;
+        /**
+         * @description A device a VM's firmware boots from.
+         * @enum {string}
+         */
+        BootDevice: "disk" | "cdrom" | "network";
         /** @description An image build. */
         BuildSpec: {
             /** @description Build arguments. */
@@ -2283,6 +2288,11 @@ export interface components {
              *     picks (see `host` and `pool`).
              */
             backend?: string | null;
+            /**
+             * @description Boot order (VMs): the devices the firmware tries in turn. Empty: the disk, then the
+             *     CD-ROM. Not with `kernelBoot`.
+             */
+            boot?: components["schemas"]["BootDevice"][];
             /** @description ISO attached as a CD-ROM (VMs). */
             cdrom?: string | null;
             cloudInit?: null | components["schemas"]["CloudInit"];
@@ -3461,6 +3471,8 @@ export interface components {
         ResourceUpdate: {
             /** @description VMs: start when the host (libvirt) starts. Containers use `restartPolicy`. */
             autostart?: boolean | null;
+            /** @description New boot order (VMs); it applies at the next start. */
+            boot?: components["schemas"]["BootDevice"][] | null;
             /**
              * Format: int32
              * @description CPUs.

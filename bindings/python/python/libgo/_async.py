@@ -191,6 +191,7 @@ class AsyncClient:
         id: str,
         *,
         autostart: Optional[bool] = None,
+        boot: Optional[List[t.BootDevice]] = None,
         cpus: Optional[int] = None,
         memory_bytes: Optional[int] = None,
         name: Optional[str] = None,
@@ -202,6 +203,7 @@ class AsyncClient:
             "update": _given(
                 {
                     "autostart": autostart,
+                    "boot": boot,
                     "cpus": cpus,
                     "memoryBytes": memory_bytes,
                     "name": name,

@@ -182,6 +182,7 @@ class Client:
         id: str,
         *,
         autostart: Optional[bool] = None,
+        boot: Optional[List[t.BootDevice]] = None,
         cpus: Optional[int] = None,
         memory_bytes: Optional[int] = None,
         name: Optional[str] = None,
@@ -193,6 +194,7 @@ class Client:
             "update": _given(
                 {
                     "autostart": autostart,
+                    "boot": boot,
                     "cpus": cpus,
                     "memoryBytes": memory_bytes,
                     "name": name,

@@ -98,6 +98,7 @@ __all__ = [
     "DiskResize",
     "MediaInsert",
     "GuestPassword",
+    "BootDevice",
     "ImagePage",
     "NetworkPage",
     "VolumePage",
@@ -159,6 +160,8 @@ BatchStatus = Literal["created", "deleted", "stopped", "moved", "failed"]
 MigrationKind = Literal["live", "offline", "move"]
 #: The bus a VM's disk is on.
 DiskBus = Literal["virtio", "sata", "scsi"]
+#: A device a VM's firmware boots from.
+BootDevice = Literal["disk", "cdrom", "network"]
 
 
 class PortMapping(TypedDict):
@@ -260,6 +263,8 @@ class InstanceSpec(TypedDict):
     autostart: NotRequired[bool]
     #: Backend to create it on; when `None`, a backend of `kind` on the host placement picks (see `host` and `pool`).
     backend: NotRequired[Optional[str]]
+    #: Boot order (VMs): the devices the firmware tries in turn. Empty: the disk, then the CD-ROM. Not with `kernelBoot`.
+    boot: NotRequired[List[BootDevice]]
     #: ISO attached as a CD-ROM (VMs).
     cdrom: NotRequired[Optional[str]]
     cloudInit: NotRequired[Optional[CloudInit]]
@@ -394,6 +399,8 @@ class ResourceUpdate(TypedDict):
 
     #: VMs: start when the host (libvirt) starts. Containers use `restartPolicy`.
     autostart: NotRequired[Optional[bool]]
+    #: New boot order (VMs); it applies at the next start.
+    boot: NotRequired[Optional[List[BootDevice]]]
     #: CPUs.
     cpus: NotRequired[Optional[int]]
     #: Memory in bytes.
