@@ -369,5 +369,12 @@ test("the main pages pass axe's WCAG 2 A/AA checks and work from the keyboard", 
     problems.push(...found.map((f) => `${path} ${f}`));
   }
   assert.deepEqual(problems, [], problems.join("\n"));
+  // The session list shows this session; logging out ends it, and its token is refused.
+  await page.goto(BASE + "/account");
+  await page.getByRole("table", { name: "Sessions" }).getByText("(this one)").waitFor();
+  const token = await page.evaluate(() => sessionStorage.getItem("libgo.token"));
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByLabel("Username").waitFor();
+  assert.equal((await call("GET", "/api/v1/users/me", undefined, token)).status, 401);
   await context.close();
 });
