@@ -253,6 +253,33 @@ test("an image build's progress bar reaches 100 %", async () => {
   assert.equal(img.status, 200, "the built image exists");
 });
 
+test("a VM made from the form has the CPUs, memory, disk and cloud-init asked for", async () => {
+  const vm = `ui-f-${run}`;
+  await admin.goto(BASE + "/create");
+  await admin.getByRole("radio", { name: "Virtual machine" }).check();
+  await admin.getByLabel("Name", { exact: true }).fill(vm);
+  await admin.getByLabel("CPUs", { exact: true }).fill("2");
+  await admin.getByLabel(/^Memory/).fill("192MiB");
+  await admin.getByLabel("Disk size").fill("16MiB");
+  await admin.getByLabel("Hostname").fill("from-the-form");
+  await admin.getByLabel("Start after creating").uncheck();
+  await shot(admin, "07b-create-vm");
+  await admin.getByRole("button", { name: "Create VM" }).click();
+  await admin.getByText(`${vm} created`).waitFor({ timeout: 60_000 });
+  try {
+    const made = await call("GET", `/api/v1/instances/${vm}`);
+    assert.equal(made.status, 200);
+    assert.equal(made.body.kind, "vm");
+    assert.equal(made.body.cpus, 2);
+    assert.equal(made.body.memoryBytes, 192 * 1048576);
+    const disks = (await call("GET", `/api/v1/instances/${vm}/disks`)).body;
+    assert.equal(disks[0].sizeBytes, 16 * 1048576, JSON.stringify(disks));
+    assert.ok(disks.some((d) => (d.volume ?? "").includes("cidata")), `a cloud-init seed: ${JSON.stringify(disks)}`);
+  } finally {
+    await call("DELETE", `/api/v1/instances/${vm}?force=true`);
+  }
+});
+
 test("a validation error shows next to its field, a server error as a message", async () => {
   await admin.goto(BASE + "/create");
   await admin.getByLabel("Name").fill("Not_A_Valid_Name");
