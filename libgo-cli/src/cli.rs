@@ -309,6 +309,9 @@ pub struct CreateArgs {
     /// The kernel command line for `--kernel`.
     #[arg(long, value_name = "TEXT", requires = "kernel")]
     pub cmdline: Option<String>,
+    /// VMs: the boot order, e.g. `cdrom,disk` (disk, cdrom, network).
+    #[arg(long, value_delimiter = ',', value_parser = ["disk", "cdrom", "network"])]
+    pub boot: Vec<String>,
     /// Network to attach (repeat for several).
     #[arg(long)]
     pub network: Vec<String>,

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use libgo::{
-    CloudInit, DiskSpec, EngineConfig, Error, ErrorKind, InstanceKind, InstanceSpec, KernelBoot,
-    MountSpec, PortMapping, Protocol, Result,
+    BootDevice, CloudInit, DiskSpec, EngineConfig, Error, ErrorKind, InstanceKind, InstanceSpec,
+    KernelBoot, MountSpec, PortMapping, Protocol, Result,
 };
 use serde_json::{Value, json};
 
@@ -642,7 +642,8 @@ fn spec_of(a: &CreateArgs, start: bool) -> Result<InstanceSpec> {
         || a.template.is_some()
         || !a.disk.is_empty()
         || a.cloud_init.is_some()
-        || a.kernel.is_some();
+        || a.kernel.is_some()
+        || !a.boot.is_empty();
     let mut spec = InstanceSpec {
         name: a.name.clone(),
         kind: Some(if vm {
@@ -661,6 +662,13 @@ fn spec_of(a: &CreateArgs, start: bool) -> Result<InstanceSpec> {
         start,
         ..Default::default()
     };
+    for dev in &a.boot {
+        spec.boot.push(match dev.as_str() {
+            "cdrom" => BootDevice::Cdrom,
+            "network" => BootDevice::Network,
+            _ => BootDevice::Disk,
+        });
+    }
     for size in &a.disk {
         spec.disks.push(DiskSpec {
             size_bytes: Some(*size),

@@ -1222,6 +1222,50 @@ async fn vm_round_trip(dir: &Path, mode: &[&str]) {
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "disks left: {left:?}");
+
+    // A boot order at creation and by update, as libvirt keeps it.
+    let booted = format!("{name}-b");
+    let _cleanup_b = Cleanup(vec![booted.clone()]);
+    let boot_devs = || {
+        let out = std::process::Command::new("virsh")
+            .args(["-c", "qemu:///system", "dumpxml", "--inactive", &booted])
+            .output()
+            .expect("virsh");
+        text(&out.stdout)
+            .split("<boot dev='")
+            .skip(1)
+            .filter_map(|s| s.split('\'').next().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    ok(&libgo(
+        dir,
+        &in_mode(
+            mode,
+            &[
+                "create",
+                "--vm",
+                "--name",
+                &booted,
+                "--memory",
+                "64MiB",
+                "--disk",
+                "16MiB",
+                "--boot",
+                "cdrom,disk",
+            ],
+        ),
+        None,
+    )
+    .await);
+    assert_eq!(boot_devs(), ["cdrom", "hd"]);
+    ok(&libgo(
+        dir,
+        &in_mode(mode, &["update", &booted, "--boot", "network,disk"]),
+        None,
+    )
+    .await);
+    assert_eq!(boot_devs(), ["network", "hd"]);
+    ok(&libgo(dir, &in_mode(mode, &["delete", "--force", &booted]), None).await);
 }
 
 /// The embedded-mode test of each round trip (the remote test runs them all against a
