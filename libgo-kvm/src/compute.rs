@@ -713,12 +713,25 @@ fn is_out_of_memory(e: &Error) -> bool {
     e.message().contains("Cannot allocate memory")
 }
 
+/// libvirt's words when libvirtd ended a QEMU it was starting (a concurrent destroy).
+fn killed_while_starting(e: &Error) -> bool {
+    e.message().contains("terminating on signal 15 from pid")
+}
+
 /// Starts a domain and notes when (exec waits for the guest agent of a booting VM).
 fn start_domain(inner: &Inner, d: &Domain) -> Result<()> {
     if let Err(e) = d.create().lv() {
         if is_out_of_memory(&e) {
             return Err(Error::conflict(
                 "the host has not enough free memory to start this VM now",
+            )
+            .with_source(e));
+        }
+        // libvirtd itself ended the starting QEMU: another request stopped or restarted
+        // the VM at the same moment (found by the API fuzzer's overlapping restarts).
+        if killed_while_starting(&e) {
+            return Err(Error::conflict(
+                "the VM was stopped by another request while it started; try again",
             )
             .with_source(e));
         }
@@ -1530,6 +1543,18 @@ impl Compute for KvmBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_qemu_ended_by_libvirtd_while_starting_is_told_apart() {
+        let e = Error::internal(
+            "internal error: qemu unexpectedly closed the monitor: 2026-12-03T21:52:00.477278Z \
+             qemu-system-x86_64: terminating on signal 15 from pid 30225 (libvirtd)",
+        );
+        assert!(killed_while_starting(&e));
+        assert!(!killed_while_starting(&Error::internal(
+            "Cannot allocate memory"
+        )));
+    }
 
     #[test]
     fn a_start_short_of_host_memory_is_recognised() {
