@@ -57,7 +57,7 @@ TYPES = {
     "PoolStatus": None, "MigrateRequest": None, "MigrationKind": None,
     "MigrationReport": None,
     "DiskBus": None, "DiskAttach": None, "AttachedDisk": None, "DiskResize": None,
-    "MediaInsert": None, "GuestPassword": None, "BootDevice": None,
+    "MediaInsert": None, "GuestPassword": None, "BootDevice": None, "ReinstallSpec": None,
     "Page_Image": "ImagePage", "Page_Network": "NetworkPage", "Page_Volume": "VolumePage",
     "Page_StoragePool": "StoragePoolPage", "Page_Template": "TemplatePage",
 }

@@ -10,8 +10,8 @@ import type {
   DiskAttach, DiskResize, Event, EventFilter, ExecResult, ExecSpec, ExportResult, ExportSpec,
   GuestPassword, Health, Host, Image, Instance, InstanceFilter, InstanceSpec, LogEntry,
   LogOptions, MediaInsert, MigrateRequest, MigrationReport, Network, NetworkSpec, PoolStatus,
-  PruneReport, RegistryAuth, ResourceUpdate, Snapshot, SnapshotSpec, Stats, StopOptions,
-  StoragePool, StoragePoolSpec, Template, VncDisplay, Volume, VolumeSpec,
+  PruneReport, RegistryAuth, ReinstallSpec, ResourceUpdate, Snapshot, SnapshotSpec, Stats,
+  StopOptions, StoragePool, StoragePoolSpec, Template, VncDisplay, Volume, VolumeSpec,
 } from './types'
 // END GENERATED
 
@@ -123,6 +123,8 @@ export declare class Client {
   snapshotRevert(id: string, snapshot: string): Promise<void>
   /** Deletes a snapshot. */
   snapshotDelete(id: string, snapshot: string): Promise<void>
+  /** Rebuilds an instance from an image with the same configuration: a VM's root disk (other disks kept) or a container; running again if it ran. */
+  reinstall(id: string, spec: ReinstallSpec): Promise<Instance>
   /** Sets a user's password inside a VM's guest, through its QEMU guest agent. */
   guestPassword(id: string, password: GuestPassword): Promise<void>
   /** The disks and CD-ROM drives of a VM. */

@@ -119,6 +119,7 @@ const PLANS = {
   snapshot_get: { kind: 'value', named: [], spread: null, progress: false },
   snapshot_revert: { kind: 'unit', named: [], spread: null, progress: false },
   snapshot_delete: { kind: 'unit', named: [], spread: null, progress: false },
+  reinstall: { kind: 'value', named: [], spread: null, progress: false },
   guest_password: { kind: 'unit', named: [], spread: null, progress: false },
   disk_list: { kind: 'value', named: [], spread: null, progress: false },
   disk_attach: { kind: 'value', named: [], spread: null, progress: false },
@@ -365,6 +366,10 @@ class Client {
   /** Deletes a snapshot. */
   snapshotDelete(id, snapshot) {
     return this._run('snapshot_delete', { id, snapshot })
+  }
+  /** Rebuilds an instance from an image with the same configuration: a VM's root disk (other disks kept) or a container; running again if it ran. */
+  reinstall(id, spec) {
+    return this._run('reinstall', { id, spec })
   }
   /** Sets a user's password inside a VM's guest, through its QEMU guest agent. */
   guestPassword(id, password) {

@@ -910,6 +910,11 @@ export interface GuestPassword {
 }
 /** A device a VM's firmware boots from. */
 export type BootDevice = 'disk' | 'cdrom' | 'network'
+/** What to rebuild an instance from (Nano's reset system). */
+export interface ReinstallSpec {
+  /** The image (a container image, or a VM's base disk image); the one it was made from when absent. */
+  image?: string | null
+}
 /** One page of a list and the total count. */
 export interface ImagePage {
   /** Items in all pages. */

@@ -194,6 +194,15 @@ pub enum Command {
     /// Snapshots of an instance.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Rebuild an instance from its image (or --image), keeping its configuration: a VM's
+    /// root disk (its other disks stay), a container's filesystem.
+    Reinstall {
+        /// Instance.
+        name: String,
+        /// The image to rebuild from instead of the one it was made from.
+        #[arg(long)]
+        image: Option<String>,
+    },
     /// Set a user's password inside a VM's guest (through its QEMU guest agent); the
     /// password is read from standard input, never from the command line.
     Passwd {

@@ -415,6 +415,17 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Snapshot(s) => snapshot(target, s, format).await,
+        Command::Reinstall { name, image } => {
+            let made = target
+                .call(
+                    "reinstall",
+                    json!({"id": name, "spec": {"image": image}}),
+                    None,
+                )
+                .await?;
+            print_made(format, &made, "name")?;
+            Ok(0)
+        }
         Command::Passwd {
             name,
             user,

@@ -268,6 +268,12 @@ pub fn route(op: &str, args: &Value) -> Result<Route> {
             let spec = take(a, "spec").unwrap_or(Value::Null);
             Builder::new(M::POST, "/api/v1/instances/{id}/snapshots", a)?.body(spec)
         }
+        "reinstall" => {
+            let spec = take(a, "spec").unwrap_or(Value::Null);
+            Builder::new(M::POST, "/api/v1/instances/{id}/reinstall", a)?
+                .body(spec)
+                .answer(Answer::Task)
+        }
         "guest_password" => {
             let password = take(a, "password").unwrap_or(Value::Null);
             Builder::new(M::PUT, "/api/v1/instances/{id}/guest/password", a)?

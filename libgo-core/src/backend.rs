@@ -208,6 +208,13 @@ pub trait Compute: Send + Sync {
         let _ = id;
         unsupported("screenshot")
     }
+    /// Rebuilds an instance from an image with the same configuration: a VM's root disk
+    /// (other disks kept), or a container from its image; running again if it ran.
+    async fn reinstall(&self, id: &str, spec: &ReinstallSpec) -> Result<Instance> {
+        let _ = (id, spec);
+        unsupported("reinstall")
+    }
+
     /// Sets a user's password inside the guest (a VM's QEMU guest agent).
     async fn guest_password(&self, id: &str, password: &GuestPassword) -> Result<()> {
         let _ = (id, password);

@@ -692,6 +692,50 @@ pub async fn snapshot_tree(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     .await
 }
 
+/// Reinstall (Nano's reset system): rebuilt from its image with the same name, labels and
+/// state; a container's files are gone; a missing image is refused and changes nothing.
+pub async fn reinstall(b: &dyn Backend, fx: &Fixture) -> Result<()> {
+    let name = fx.name("rei");
+    with_cleanup(b, std::slice::from_ref(&name), async {
+        let made = b.create(&fx.spec("rei")).await?;
+        b.start(&name).await?;
+        wait_state(b, &name, InstanceState::Running, fx.boot_timeout).await?;
+        let container = made.kind == InstanceKind::Container;
+        let sh = |cmd: &str| ExecSpec {
+            command: vec!["sh".into(), "-c".into(), cmd.into()],
+            ..Default::default()
+        };
+        if container {
+            check(
+                b.exec(&name, &sh("echo data > /probe")).await?.exit_code == 0,
+                "write a file",
+            )?;
+        }
+        let missing = ReinstallSpec {
+            image: Some(format!("{}-no-such-image.qcow2", fx.prefix)),
+        };
+        expect_kind(
+            b.reinstall(&name, &missing).await,
+            ErrorKind::NotFound,
+            "reinstall from a missing image",
+        )?;
+        let after = b.reinstall(&name, &ReinstallSpec::default()).await?;
+        check(
+            after.name == name && after.labels == made.labels,
+            format!("same name and labels: {after:?}"),
+        )?;
+        wait_state(b, &name, InstanceState::Running, fx.boot_timeout).await?;
+        if container {
+            let r = b
+                .exec(&name, &sh("test -e /probe && echo kept || echo gone"))
+                .await?;
+            check(r.stdout.trim() == "gone", format!("files reset: {r:?}"))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Export to every format the backend claims; other formats are Unsupported.
 pub async fn export(b: &dyn Backend, fx: &Fixture) -> Result<()> {
     let name = fx.name("exp");
@@ -1212,6 +1256,7 @@ macro_rules! __conformance_expand {
         __libgo_conformance_test!(by_ref rename_and_start_policy);
         __libgo_conformance_test!(by_ref disks);
         __libgo_conformance_test!(by_ref snapshot_tree);
+        __libgo_conformance_test!(by_ref reinstall);
         __libgo_conformance_test!(shared list_and_facade);
         __libgo_conformance_test!(shared idempotent_verbs);
     };

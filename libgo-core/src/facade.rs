@@ -638,6 +638,17 @@ impl LibGo {
         b.snapshot_delete(&i, snapshot).await
     }
 
+    /// Rebuilds an instance from an image, keeping its configuration.
+    pub async fn reinstall(&self, id: &str, spec: &ReinstallSpec) -> Result<Instance> {
+        if let Some(image) = &spec.image {
+            validate::image_reference(image).map_err(|e| e.with_field("image"))?;
+        }
+        let (b, i) = self.route(id).await?;
+        let mut i = b.reinstall(&i, spec).await?;
+        self.stamp(&mut i);
+        Ok(i)
+    }
+
     /// Sets a user's password inside a VM's guest, through its agent.
     pub async fn guest_password(&self, id: &str, password: &GuestPassword) -> Result<()> {
         validate::guest_password(password)?;

@@ -900,6 +900,17 @@ pub struct MediaInsert {
     pub image: String,
 }
 
+/// What to rebuild an instance from (Nano's reset system).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReinstallSpec {
+    /// The image (a container image, or a VM's base disk image); the one it was made from
+    /// when absent.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
 /// A password to set for a user inside a VM's guest, through its QEMU guest agent.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

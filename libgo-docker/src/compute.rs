@@ -239,6 +239,121 @@ impl DockerBackend {
         Ok(snapshots)
     }
 
+    /// Replaces a container by a new one with its whole configuration, networks and name,
+    /// made from `image` (a snapshot's, or an image for a reinstall), with `set_labels`
+    /// changed (`None` removes one); started again if it ran. The new one is made beside
+    /// the old first, so a failure leaves the old container untouched.
+    async fn recreate(
+        &self,
+        id: &str,
+        old: bollard::models::ContainerInspectResponse,
+        image: String,
+        set_labels: &[(&str, Option<&str>)],
+    ) -> Result<()> {
+        let docker = self.docker().await?;
+        let name = old
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string();
+        let old_id = old.id.clone().unwrap_or_default();
+        let was_running = old.state.as_ref().and_then(|s| s.running) == Some(true);
+        // The new container gets the old one's whole configuration, with the new image.
+        let mut config = old.config.clone().unwrap_or_default();
+        config.image = Some(image);
+        let labels = config.labels.get_or_insert_with(Default::default);
+        for (k, v) in set_labels {
+            match v {
+                Some(v) => labels.insert(k.to_string(), v.to_string()),
+                None => labels.remove(*k),
+            };
+        }
+        let networks = old
+            .network_settings
+            .as_ref()
+            .and_then(|s| s.networks.clone())
+            .unwrap_or_default();
+        let host_config = old.host_config.clone();
+        let body = bollard::models::ContainerCreateBody {
+            hostname: config.hostname,
+            domainname: config.domainname,
+            user: config.user,
+            exposed_ports: config.exposed_ports,
+            tty: config.tty,
+            open_stdin: config.open_stdin,
+            env: config.env,
+            cmd: config.cmd,
+            image: config.image,
+            working_dir: config.working_dir,
+            entrypoint: config.entrypoint,
+            labels: config.labels,
+            stop_signal: config.stop_signal,
+            stop_timeout: config.stop_timeout,
+            host_config,
+            ..Default::default()
+        };
+        // Create beside the old one first, so a failure leaves the old container untouched.
+        let temp = format!("{name}-revert-{}", uuid::Uuid::new_v4().simple());
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(temp.clone()),
+                    platform: String::new(),
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let swap = async {
+            let primary = old
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.clone())
+                .unwrap_or_default();
+            for network in networks.keys().filter(|n| **n != primary) {
+                docker
+                    .connect_network(
+                        network,
+                        NetworkConnectRequest {
+                            container: created.id.clone(),
+                            endpoint_config: None,
+                        },
+                    )
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+            docker
+                .remove_container(
+                    &old_id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: false,
+                        link: false,
+                    }),
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = swap {
+            self.discard(&created.id).await;
+            return Err(e);
+        }
+        docker
+            .rename_container(&created.id, RenameContainerOptions { name: name.clone() })
+            .await
+            .map_err(|e| self.error(e).with_context("instance", name.clone()))?;
+        if was_running {
+            docker
+                .start_container(&created.id, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| self.error(e).with_context("instance", name))?;
+        }
+        Ok(())
+    }
+
     /// The instance's snapshots, the current one marked (see [`mark_current`]).
     async fn snapshot_tree(&self, instance: &Instance) -> Result<Vec<Snapshot>> {
         let mut list = self.snapshot_images(&instance.name).await?;
@@ -916,6 +1031,51 @@ impl Compute for DockerBackend {
         })
     }
 
+    async fn reinstall(&self, id: &str, spec: &libgo_core::ReinstallSpec) -> Result<Instance> {
+        let old = self
+            .docker()
+            .await?
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.error(e).with_context("instance", id))?;
+        let labels = old
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let image = spec
+            .image
+            .clone()
+            .or_else(|| labels.get(crate::LABEL_IMAGE).cloned())
+            .or_else(|| old.config.as_ref().and_then(|c| c.image.clone()))
+            .ok_or_else(|| {
+                Error::invalid("the container names no image to reinstall from: give image")
+                    .with_field("image")
+            })?;
+        self.docker()
+            .await?
+            .inspect_image(&image)
+            .await
+            .map_err(|e| self.error(e).with_field("image"))?;
+        let name = old
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string();
+        self.recreate(
+            id,
+            old,
+            image.clone(),
+            &[
+                (crate::LABEL_IMAGE, Some(&image)),
+                (LABEL_SNAPSHOT_CURRENT, None),
+            ],
+        )
+        .await?;
+        self.inspect(&name).await
+    }
+
     async fn guest_password(&self, id: &str, _password: &libgo_core::GuestPassword) -> Result<()> {
         let _ = id;
         Err(Error::unsupported(
@@ -998,8 +1158,9 @@ impl Compute for DockerBackend {
 
     async fn snapshot_revert(&self, id: &str, snapshot: &str) -> Result<()> {
         validate::name("snapshot name", snapshot)?;
-        let docker = self.docker().await?;
-        let old = docker
+        let old = self
+            .docker()
+            .await?
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
             .map_err(|e| self.error(e).with_context("instance", id))?;
@@ -1009,7 +1170,6 @@ impl Compute for DockerBackend {
             .unwrap_or_default()
             .trim_start_matches('/')
             .to_string();
-        let old_id = old.id.clone().unwrap_or_default();
         if !self
             .snapshot_images(&name)
             .await?
@@ -1020,97 +1180,13 @@ impl Compute for DockerBackend {
                 "instance {name} has no snapshot {snapshot:?}"
             )));
         }
-        let was_running = old.state.as_ref().and_then(|s| s.running) == Some(true);
-        // The new container gets the old one's whole configuration, with the snapshot image.
-        let mut config = old.config.clone().unwrap_or_default();
-        config.image = Some(Self::snapshot_ref(&name, snapshot));
-        config
-            .labels
-            .get_or_insert_with(Default::default)
-            .insert(LABEL_SNAPSHOT_CURRENT.to_string(), snapshot.to_string());
-        let networks = old
-            .network_settings
-            .as_ref()
-            .and_then(|s| s.networks.clone())
-            .unwrap_or_default();
-        let host_config = old.host_config.clone();
-        let body = bollard::models::ContainerCreateBody {
-            hostname: config.hostname,
-            domainname: config.domainname,
-            user: config.user,
-            exposed_ports: config.exposed_ports,
-            tty: config.tty,
-            open_stdin: config.open_stdin,
-            env: config.env,
-            cmd: config.cmd,
-            image: config.image,
-            working_dir: config.working_dir,
-            entrypoint: config.entrypoint,
-            labels: config.labels,
-            stop_signal: config.stop_signal,
-            stop_timeout: config.stop_timeout,
-            host_config,
-            ..Default::default()
-        };
-        // Create beside the old one first, so a failure leaves the old container untouched.
-        let temp = format!("{name}-revert-{}", uuid::Uuid::new_v4().simple());
-        let created = docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(temp.clone()),
-                    platform: String::new(),
-                }),
-                body,
-            )
-            .await
-            .map_err(|e| self.error(e).with_context("instance", id))?;
-        let swap = async {
-            let primary = old
-                .host_config
-                .as_ref()
-                .and_then(|h| h.network_mode.clone())
-                .unwrap_or_default();
-            for network in networks.keys().filter(|n| **n != primary) {
-                docker
-                    .connect_network(
-                        network,
-                        NetworkConnectRequest {
-                            container: created.id.clone(),
-                            endpoint_config: None,
-                        },
-                    )
-                    .await
-                    .map_err(|e| self.error(e))?;
-            }
-            docker
-                .remove_container(
-                    &old_id,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        v: false,
-                        link: false,
-                    }),
-                )
-                .await
-                .map_err(|e| self.error(e))?;
-            Ok::<_, Error>(())
-        }
-        .await;
-        if let Err(e) = swap {
-            self.discard(&created.id).await;
-            return Err(e);
-        }
-        docker
-            .rename_container(&created.id, RenameContainerOptions { name: name.clone() })
-            .await
-            .map_err(|e| self.error(e).with_context("instance", name.clone()))?;
-        if was_running {
-            docker
-                .start_container(&created.id, None::<StartContainerOptions>)
-                .await
-                .map_err(|e| self.error(e).with_context("instance", name))?;
-        }
-        Ok(())
+        self.recreate(
+            id,
+            old,
+            Self::snapshot_ref(&name, snapshot),
+            &[(LABEL_SNAPSHOT_CURRENT, Some(snapshot))],
+        )
+        .await
     }
 
     async fn snapshot_delete(&self, id: &str, snapshot: &str) -> Result<()> {

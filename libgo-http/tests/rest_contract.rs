@@ -376,6 +376,31 @@ async fn guest_passwords_stay_secret() {
         .expect("audit");
     assert!(audit.contains("/guest/password"), "audited: {audit}");
     assert!(!audit.contains(secret), "the audit log holds no password");
+    // Reinstall is a task whose result is the instance; a bad image is refused before it.
+    let reinstall = format!("/api/v1/instances/{c}/reinstall");
+    let v = assert_error(
+        post(&s, &reinstall, json!({"image": "Not An Image"})).await,
+        400,
+        "INVALID_INPUT",
+    )
+    .await;
+    assert_eq!(v["field"], "image", "{v}");
+    let task = json_of(post(&s, &reinstall, json!({})).await, 202).await;
+    let id = task["id"].as_str().expect("task id").to_string();
+    let done = json_of(
+        s.req(
+            Method::GET,
+            &format!("/api/v1/tasks/{id}?wait=60"),
+            &s.admin,
+        )
+        .send()
+        .await
+        .expect("req"),
+        200,
+    )
+    .await;
+    assert_eq!(done["status"], "finished", "{done}");
+    assert_eq!(done["result"]["name"], c.as_str(), "{done}");
     s.remove_instance(&c).await;
     s.stop().await;
 }

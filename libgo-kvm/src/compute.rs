@@ -903,6 +903,91 @@ fn update_blocking(inner: &Inner, c: &Connect, id: &str, u: ResourceUpdate) -> R
     get_blocking(inner, c, &uuid)
 }
 
+/// Rebuilds a VM's root disk (its first disk, which it must own) as a new overlay on the
+/// image; other disks and the configuration stay. A running VM is powered off for it and
+/// started again.
+fn reinstall_blocking(
+    inner: &Inner,
+    c: &Connect,
+    id: &str,
+    spec: &ReinstallSpec,
+) -> Result<Instance> {
+    let d = lookup(c, id)?;
+    let x = d.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE).lv()?;
+    let f = xml::parse_domain(&x)?;
+    let root = f
+        .disks
+        .iter()
+        .find(|d| d.device == "disk")
+        .ok_or_else(|| Error::conflict("the VM has no disk to rebuild"))?;
+    let (Some(pool), Some(volume)) = (&root.pool, &root.volume) else {
+        return Err(Error::conflict(format!(
+            "{} is not a volume of a storage pool; only a disk the VM was made with is rebuilt",
+            root.target
+        )));
+    };
+    if !f
+        .meta
+        .owned
+        .iter()
+        .any(|o| *o == format!("{pool}/{volume}"))
+    {
+        return Err(Error::conflict(format!(
+            "{} is volume {volume:?}, which the VM was not made with: reinstall rebuilds only \
+             its own root disk",
+            root.target
+        )));
+    }
+    let image = spec
+        .image
+        .clone()
+        .or_else(|| f.meta.image.clone())
+        .ok_or_else(|| {
+            Error::invalid("the VM was made without an image: give the image to reinstall from")
+                .with_field("image")
+        })?;
+    if d.num_snapshots(0).lv()? > 0 {
+        return Err(Error::conflict(
+            "the VM has snapshots, which live in the disk being rebuilt: delete them first",
+        ));
+    }
+    let base = find_volume(inner, c, &image).map_err(|e| e.with_field("image"))?;
+    let base_path = volume_path(&base)?;
+    let base_format = checked_format(inner, c, &base)?;
+    let base_cap = base.info().lv()?.capacity;
+    let pool_obj = pool_of(inner, c, Some(pool))?;
+    let old = pool_obj.lookup_storage_vol_by_name(volume).lv()?;
+    let capacity = old.info().lv()?.capacity.max(base_cap);
+    let new_xml = xml::volume_xml(&xml::VolumePlan {
+        name: volume,
+        capacity,
+        format: "qcow2",
+        backing: Some((&base_path, &base_format)),
+    })?;
+    let was_running = is_active_domain(&d)?;
+    if was_running {
+        d.destroy().lv()?;
+    }
+    old.delete(0).lv()?;
+    StorageVol::create_xml(&pool_obj, &new_xml, 0).lv()?;
+    // The image it now comes from, in LibGo's metadata.
+    if f.meta.image.as_deref() != Some(image.as_str())
+        && let Some(old_image) = &f.meta.image
+    {
+        let from = format!(">{old_image}</libgo:image>");
+        if x.contains(&from) {
+            c.define_domain_xml(&x.replace(&from, &format!(">{image}</libgo:image>")))
+                .lv()?;
+        }
+    }
+    if was_running {
+        start_domain(inner, &d)?;
+    }
+    let uuid = d.uuid_string().lv()?;
+    inner.shared.invalidate(&uuid);
+    get_blocking(inner, c, &uuid)
+}
+
 fn stats_blocking(inner: &Inner, c: &Connect, id: &str) -> Result<Stats> {
     let d = lookup(c, id)?;
     let uuid = d.uuid_string().lv()?;
@@ -1369,6 +1454,14 @@ impl Compute for KvmBackend {
             })
             .await?;
         crate::export::screenshot_png(&raw.0, &raw.1)
+    }
+
+    async fn reinstall(&self, id: &str, spec: &ReinstallSpec) -> Result<Instance> {
+        let spec = spec.clone();
+        self.with_domain(id, move |inner, c, d| {
+            reinstall_blocking(inner, c, &d.uuid_string().lv()?, &spec)
+        })
+        .await
     }
 
     async fn guest_password(&self, id: &str, password: &GuestPassword) -> Result<()> {

@@ -1685,3 +1685,71 @@ async fn boot_order_in_the_spec_and_by_update() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     cleanup(&b, &guest).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reinstall_resets_the_root_disk_and_keeps_the_others() {
+    let b = common::qemu().await;
+    let vm = name("reinst");
+    let data = format!("{vm}-vdb.qcow2");
+    let _g = common::Guard::new(URI).vm(&vm);
+    let mut spec = common::guest_spec(&vm);
+    spec.start = true;
+    b.create(&spec).await.expect("create");
+    b.disk_attach(
+        &vm,
+        &DiskAttach {
+            size_bytes: Some(16 << 20),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("a data disk");
+    let write = |dev: &str| {
+        format!(
+            "printf libgo-mark-{dev} | dd of=/dev/{dev} bs=512 count=1 conv=sync 2>/dev/null; sync"
+        )
+    };
+    let read = |dev: &str| format!("head -c 16 /dev/{dev} | tr -d '\\000'");
+    for dev in ["vda", "vdb"] {
+        assert_eq!(run(&b, &vm, &["sh", "-c", &write(dev)]).await.exit_code, 0);
+        guest_says(
+            &b,
+            &vm,
+            &["sh", "-c", &read(dev)],
+            &format!("libgo-mark-{dev}"),
+        )
+        .await;
+    }
+    let after = b
+        .reinstall(&vm, &ReinstallSpec::default())
+        .await
+        .expect("reinstall");
+    assert_eq!(after.state, InstanceState::Running);
+    // The root disk is the image again (blank); the data disk kept its bytes.
+    guest_says(&b, &vm, &["sh", "-c", &read("vda")], "").await;
+    guest_says(&b, &vm, &["sh", "-c", &read("vdb")], "libgo-mark-vdb").await;
+    // With snapshots (kept in the root disk) it is refused, and nothing changes.
+    b.stop(&vm, StopOptions::default()).await.expect("stop");
+    b.snapshot_create(
+        &vm,
+        &SnapshotSpec {
+            name: "keep".into(),
+            description: None,
+        },
+    )
+    .await
+    .expect("snapshot");
+    let e = b
+        .reinstall(&vm, &ReinstallSpec::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    b.snapshot_delete(&vm, "keep")
+        .await
+        .expect("delete snapshot");
+    b.disk_detach(&vm, "vdb").await.expect("detach");
+    cleanup(&b, &vm).await;
+    b.volume_delete(&data, false)
+        .await
+        .expect("delete the data disk");
+}

@@ -312,6 +312,11 @@ libgo_error *libgo_snapshot_delete(const libgo_client *client,
                                    const char *id,
                                    const char *snapshot);
 
+// Rebuilds an instance from an image with the same configuration: a VM's root disk (other
+// disks kept) or a container; running again if it ran. Arguments: `spec_json` is the JSON of
+// `ReinstallSpec`. Returns the JSON of `Instance`.
+libgo_result libgo_reinstall(const libgo_client *client, const char *id, const char *spec_json);
+
 // Sets a user's password inside a VM's guest, through its QEMU guest agent. Arguments:
 // `password_json` is the JSON of `GuestPassword`. Returns NULL on success.
 libgo_error *libgo_guest_password(const libgo_client *client,

@@ -657,6 +657,25 @@ pub unsafe extern "C" fn libgo_snapshot_delete(
     }
 }
 
+/// Rebuilds an instance from an image with the same configuration: a VM's root disk (other
+/// disks kept) or a container; running again if it ran. Arguments: `spec_json` is the JSON of
+/// `ReinstallSpec`. Returns the JSON of `Instance`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_reinstall(
+    client: *const libgo_client,
+    id: *const c_char,
+    spec_json: *const c_char,
+) -> libgo_result {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+        args.json("spec", spec_json);
+    }
+    // SAFETY: crate-level contract.
+    unsafe { run(client, "reinstall", args, Vec::new(), ProgressSink::none()) }
+}
+
 /// Sets a user's password inside a VM's guest, through its QEMU guest agent. Arguments:
 /// `password_json` is the JSON of `GuestPassword`. Returns NULL on success.
 #[unsafe(no_mangle)]

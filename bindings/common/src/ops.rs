@@ -22,9 +22,9 @@ use libgo::{
     ExecSpec, ExportResult, ExportSpec, GuestPassword, Health, Host, Image, ImageRemoveOptions,
     Instance, InstanceFilter, InstanceSpec, LibGo, LogEntry, LogOptions, MediaInsert,
     MigrateRequest, MigrationReport, Network, NetworkSpec, Page, Pagination, PoolStatus,
-    ProgressSink, PruneReport, RegistryAuth, ResourceUpdate, Result, Snapshot, SnapshotSpec, Stats,
-    StopOptions, StoragePool, StoragePoolSpec, Template, VncDisplay, Volume, VolumeDeleteOptions,
-    VolumeSpec,
+    ProgressSink, PruneReport, RegistryAuth, ReinstallSpec, ResourceUpdate, Result, Snapshot,
+    SnapshotSpec, Stats, StopOptions, StoragePool, StoragePoolSpec, Template, VncDisplay, Volume,
+    VolumeDeleteOptions, VolumeSpec,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -345,6 +345,10 @@ operations! {
     /// Deletes a snapshot.
     snapshot_delete(id: String, snapshot: String) -> Unit () =>
         libgo.snapshot_delete(&a.id, &a.snapshot).await?;
+    /// Rebuilds an instance from an image with the same configuration: a VM's root disk
+    /// (other disks kept) or a container; running again if it ran.
+    reinstall(id: String, spec: ReinstallSpec [spread]) -> Value Instance =>
+        libgo.reinstall(&a.id, &a.spec).await?;
     /// Sets a user's password inside a VM's guest, through its QEMU guest agent.
     guest_password(id: String, password: GuestPassword [spread]) -> Unit () =>
         libgo.guest_password(&a.id, &a.password).await?;

@@ -687,7 +687,39 @@ async fn export_instance(
     Ok(accepted(task))
 }
 
-/// Delete many instances.
+#[utoipa::path(post, path = "/api/v1/instances/{id}/reinstall", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
+    params(("id" = String, Path, description = "Instance id or name")),
+    request_body = libgo_core::ReinstallSpec,
+    responses((status = 202, description = "Reinstall task started: a VM's root disk rebuilt from the image (other disks kept), a container recreated from it; its result is the instance", body = Task)))]
+async fn reinstall_instance(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(spec): Json<libgo_core::ReinstallSpec>,
+) -> ApiResult<Response> {
+    require_for_host_access(&state, &caller, &id).await?;
+    if let Some(image) = &spec.image {
+        libgo_core::validate::image_reference(image).map_err(|e| e.with_field("image"))?;
+    }
+    let i = state.libgo.get(&id).await?;
+    let libgo = state.libgo.clone();
+    let task = state
+        .tasks
+        .spawn(
+            "instance.reinstall",
+            Some(i.name.clone()),
+            &caller.username,
+            move |ctx| async move {
+                ctx.progress(Some(0.0), format!("reinstalling {}", i.name));
+                let r = libgo.reinstall(&i.name, &spec).await?;
+                Ok(serde_json::to_value(r).unwrap_or_default())
+            },
+        )
+        .await?;
+    Ok(accepted(task))
+}
+
+/// Delete many instances./// Delete many instances.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BatchDelete {
@@ -772,6 +804,7 @@ pub fn router() -> Router {
         .routes(routes!(get_snapshot, delete_snapshot))
         .routes(routes!(revert_snapshot))
         .routes(routes!(export_instance))
+        .routes(routes!(reinstall_instance))
         .routes(routes!(batch_create))
         .routes(routes!(batch_delete))
 }

@@ -628,6 +628,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/instances/{id}/reinstall": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["reinstall_instance"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/instances/{id}/screenshot": {
         parameters: {
             query?: never;
@@ -1507,7 +1523,7 @@ export interface components {
             /** @description Name. */
             name: string;
         };
-        /** @description Delete many instances. */
+        /** @description Delete many instances./// Delete many instances. */
         BatchDelete: {
             /** @description Stop running ones first. */
             force?: boolean;
@@ -3455,6 +3471,14 @@ export interface components {
             server?: string | null;
             /** @description User name. */
             username: string;
+        };
+        /** @description What to rebuild an instance from (Nano's reset system). */
+        ReinstallSpec: {
+            /**
+             * @description The image (a container image, or a VM's base disk image); the one it was made from
+             *     when absent.
+             */
+            image?: string | null;
         };
         /** @description A new size. */
         ResizeRequest: {
@@ -5969,6 +5993,45 @@ export interface operations {
         };
         responses: {
             /** @description Migration task started; its result is a MigrationReport */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Task"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    reinstall_instance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Instance id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReinstallSpec"];
+            };
+        };
+        responses: {
+            /** @description Reinstall task started: a VM's root disk rebuilt from the image (other disks kept), a container recreated from it; its result is the instance */
             202: {
                 headers: {
                     [name: string]: unknown;

@@ -320,6 +320,12 @@ class AsyncClient:
         """Deletes a snapshot."""
         await self._call("snapshot_delete", {"id": id, "snapshot": snapshot})
 
+    async def reinstall(self, id: str, *, image: Optional[str] = None) -> t.Instance:
+        """Rebuilds an instance from an image with the same configuration: a VM's root disk
+        (other disks kept) or a container; running again if it ran."""
+        args: Dict[str, Any] = {"id": id, "spec": _given({"image": image})}
+        return cast(t.Instance, await self._call("reinstall", args))
+
     async def guest_password(
         self,
         id: str,

@@ -310,6 +310,12 @@ class Client:
         """Deletes a snapshot."""
         self._call("snapshot_delete", {"id": id, "snapshot": snapshot})
 
+    def reinstall(self, id: str, *, image: Optional[str] = None) -> t.Instance:
+        """Rebuilds an instance from an image with the same configuration: a VM's root disk
+        (other disks kept) or a container; running again if it ran."""
+        args: Dict[str, Any] = {"id": id, "spec": _given({"image": image})}
+        return cast(t.Instance, self._call("reinstall", args))
+
     def guest_password(
         self,
         id: str,

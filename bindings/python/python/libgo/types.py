@@ -99,6 +99,7 @@ __all__ = [
     "MediaInsert",
     "GuestPassword",
     "BootDevice",
+    "ReinstallSpec",
     "ImagePage",
     "NetworkPage",
     "VolumePage",
@@ -1140,6 +1141,13 @@ class GuestPassword(TypedDict):
     password: str
     #: The guest's user (`root`).
     user: str
+
+
+class ReinstallSpec(TypedDict):
+    """What to rebuild an instance from (Nano's reset system)."""
+
+    #: The image (a container image, or a VM's base disk image); the one it was made from when absent.
+    image: NotRequired[Optional[str]]
 
 
 class ImagePage(TypedDict):
