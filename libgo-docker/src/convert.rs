@@ -1,6 +1,7 @@
 //! Conversions between LibGo's types and Docker's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
@@ -10,9 +11,10 @@ use bollard::models::{
 };
 use chrono::{DateTime, TimeZone, Utc};
 use libgo_core::{
-    EventAction, HostAccess, Instance, InstanceKind, InstanceSpec, InstanceState, MountKind,
-    PortMapping, Protocol, RestartPolicy, Stats,
+    Error, EventAction, HostAccess, Instance, InstanceKind, InstanceSpec, InstanceState, MountKind,
+    PortMapping, Protocol, RestartPolicy, Result, Stats,
 };
+use regex::Regex;
 
 use crate::LABEL_IMAGE;
 
@@ -428,6 +430,44 @@ pub(crate) fn split_timestamp(line: &str) -> (Option<DateTime<Utc>>, &str) {
 }
 
 /// `repo:tag` → (`repo`, `tag`), with `latest` as the default tag; digests stay in `repo`.
+/// Docker's grammar for a name with an optional tag (distribution's `reference` package):
+/// an optional registry (`host[:port]/`), lowercase path components joined by `.`, `_`,
+/// `__` or dashes, and a tag of at most 128 word characters, dots and dashes.
+static TAGGED_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    let component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+    let label = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?";
+    let domain = format!(r"(?:{label}(?:\.{label})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?");
+    let pattern = format!(r"^(?:{domain}/)?{component}(?:/{component})*(?::[\w][\w.-]{{0,127}})?$");
+    Regex::new(&pattern).expect("the reference grammar is a valid pattern")
+});
+
+/// Checks that `reference` can name a new tag on dockerd: its grammar, the 255-character
+/// limit of a name, and no name that reads as an image id. dockerd 20.10 answers these
+/// with a 500, so they are caught here and reported as the caller's error.
+pub(crate) fn tag_target(reference: &str) -> Result<()> {
+    let (name, _) = split_reference(reference);
+    let why = if reference.contains('@') {
+        Some("a tag cannot carry a digest")
+    } else if !TAGGED_NAME.is_match(reference) {
+        Some(
+            "use lowercase path components (letters, digits, '.', '_', '-') after an optional \
+             registry host, then an optional ':tag' of at most 128 characters",
+        )
+    } else if name.len() > 255 {
+        Some("a repository name has at most 255 characters")
+    } else if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some("a 64-character hexadecimal name would read as an image id")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::invalid(format!(
+            "image reference {reference:?} cannot be a tag: {why}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn split_reference(reference: &str) -> (String, String) {
     if reference.contains('@') {
         return (reference.to_string(), String::new());
@@ -445,6 +485,38 @@ pub(crate) fn split_reference(reference: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libgo_core::ErrorKind;
+
+    #[test]
+    fn tag_targets_follow_dockers_reference_grammar() {
+        for good in [
+            "busybox",
+            "busybox:1.36",
+            "libgo-test/busybox:latest",
+            "127.0.0.1:5000/a/b:v1",
+            "localhost:5000/a__b/c-d.e_f:V_1.0-rc",
+            "Registry.Example.com/x",
+        ] {
+            assert!(tag_target(good).is_ok(), "{good}");
+        }
+        let long_tag = format!("x:{}", "a".repeat(129));
+        let long_name = "0".repeat(256);
+        let hex_name = "a".repeat(64);
+        for bad in [
+            "ABC",
+            "a__-b",
+            "x:",
+            "x:-tag",
+            "a//b",
+            "busybox@sha256:0000",
+            long_tag.as_str(),
+            long_name.as_str(),
+            hex_name.as_str(),
+        ] {
+            let e = tag_target(bad).expect_err(bad);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}");
+        }
+    }
 
     #[test]
     fn references_split_on_the_last_colon_after_the_last_slash() {

@@ -198,7 +198,7 @@ impl Images for DockerBackend {
 
     async fn image_build(&self, spec: &BuildSpec, progress: ProgressSink) -> Result<Image> {
         for t in &spec.tags {
-            validate::image_reference(t)?;
+            convert::tag_target(t)?;
         }
         let docker = self.docker().await?;
         let options = BuildImageOptions {
@@ -271,7 +271,7 @@ impl Images for DockerBackend {
 
     async fn image_tag(&self, source: &str, target: &str) -> Result<()> {
         validate::image_reference(source)?;
-        validate::image_reference(target)?;
+        convert::tag_target(target)?;
         let docker = self.docker().await?;
         let (repo, tag) = convert::split_reference(target);
         docker

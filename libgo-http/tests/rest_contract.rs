@@ -681,6 +681,21 @@ async fn engine_refusals_of_bad_input_are_client_errors() {
     )
     .await;
     assert_error(r, 400, "INVALID_INPUT").await;
+    // Names dockerd refuses with a 500 (found by the API fuzzer): too long, a tag too long,
+    // separators its grammar does not allow.
+    for target in [
+        "0".repeat(512),
+        format!("x:{}", "a".repeat(200)),
+        "a__-b".to_string(),
+    ] {
+        let r = post(
+            &s,
+            "/api/v1/images/libgo-test%2Fbusybox:latest/tag",
+            json!({ "target": target }),
+        )
+        .await;
+        assert_error(r, 400, "INVALID_INPUT").await;
+    }
     // A network driver the backend does not have is bad input, not a missing capability.
     let r = post(
         &s,
