@@ -191,6 +191,11 @@ pub enum Command {
     Host(HostCommand),
     /// Every host and compute pool together.
     Zone,
+    /// What each backend supports (or the one named): kinds, snapshots, export formats…
+    Capabilities {
+        /// Only this backend.
+        backend: Option<String>,
+    },
     /// Snapshots of an instance.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -497,6 +502,13 @@ pub enum SnapshotCommand {
     List {
         /// Instance.
         name: String,
+    },
+    /// One snapshot: its parent, whether it is current, when it was taken.
+    Info {
+        /// Instance.
+        name: String,
+        /// Snapshot name.
+        snapshot: String,
     },
     /// Go back to a snapshot.
     Revert {

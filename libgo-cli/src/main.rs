@@ -414,6 +414,45 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
             print_one(format, &target.call("zone_status", json!({}), None).await?)?;
             Ok(0)
         }
+        Command::Capabilities { backend } => {
+            let mut items = target.capabilities().await?;
+            if let Some(b) = &backend {
+                items.retain(|c| c["backend"] == b.as_str());
+                if items.is_empty() {
+                    return Err(Error::not_found(format!("no backend named {b:?}")));
+                }
+            }
+            if backend.is_some() && format != Format::Table {
+                print_one(format, &items[0])?;
+                return Ok(0);
+            }
+            let yes = |c: &Value, key: &str| {
+                if c["capabilities"][key] == true {
+                    "yes"
+                } else {
+                    "-"
+                }
+                .to_string()
+            };
+            let joined = |c: &Value, key: &str| field(&c["capabilities"], key);
+            print_list(
+                format,
+                &items,
+                &[
+                    ("BACKEND", &|c| field(c, "backend")),
+                    ("KINDS", &|c| joined(c, "kinds")),
+                    ("SNAPSHOTS", &|c| yes(c, "snapshots")),
+                    ("LIVE-SNAPSHOT", &|c| yes(c, "liveSnapshot")),
+                    ("EXPORT", &|c| joined(c, "exportFormats")),
+                    ("CONSOLE", &|c| yes(c, "console")),
+                    ("VNC", &|c| yes(c, "consoleVnc")),
+                    ("DISKS", &|c| yes(c, "disks")),
+                    ("IMAGES", &|c| yes(c, "imageRegistry")),
+                    ("GUEST-PASSWORD", &|c| yes(c, "guestPassword")),
+                ],
+            )?;
+            Ok(0)
+        }
         Command::Snapshot(s) => snapshot(target, s, format).await,
         Command::Reinstall { name, image } => {
             let made = target
@@ -940,6 +979,10 @@ async fn snapshot(target: &Target, s: SnapshotCommand, format: Format) -> Result
                     ("DESCRIPTION", &|s| field(s, "description")),
                 ],
             )?;
+        }
+        SnapshotCommand::Info { name, snapshot } => {
+            let args = json!({"id": name, "snapshot": snapshot});
+            print_one(format, &target.call("snapshot_get", args, None).await?)?;
         }
         SnapshotCommand::Revert { name, snapshot } => {
             target

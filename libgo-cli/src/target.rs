@@ -485,6 +485,34 @@ impl Target {
         }
     }
 
+    /// What each connected backend supports, as `GET /api/v1/capabilities` answers it:
+    /// `[{backend, capabilities}]`.
+    pub async fn capabilities(&self) -> Result<Vec<Value>> {
+        match self {
+            Target::Local(libgo) => {
+                let mut out = Vec::new();
+                for name in libgo.backend_names() {
+                    let capabilities = self
+                        .call("capabilities", json!({ "backend": name }), None)
+                        .await?;
+                    out.push(json!({"backend": name, "capabilities": capabilities}));
+                }
+                Ok(out)
+            }
+            Target::Remote(remote) => {
+                let answer = remote
+                    .send(reqwest::Method::GET, "/api/v1/capabilities", &[], None)
+                    .await?;
+                match answer {
+                    Value::Array(items) => Ok(items),
+                    other => Err(Error::internal(format!(
+                        "the server's capabilities are not a list: {other}"
+                    ))),
+                }
+            }
+        }
+    }
+
     /// Every instance passing `filter`, and the backends that could not answer.
     pub async fn list_instances(&self, filter: Value) -> Result<(Vec<Value>, Vec<Value>)> {
         let mut items = Vec::new();

@@ -848,6 +848,54 @@ async fn container_round_trip(dir: &Path, mode: &[&str]) {
         find(&snaps, "s1").is_some_and(|s| s["description"] == "first"),
         "{snaps}"
     );
+    let snap = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["snapshot", "info", &name, "s1", "--format", "json"]),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(
+        (&snap["name"], &snap["current"], &snap["description"]),
+        (&json!("s1"), &json!(true), &json!("first")),
+        "{snap}"
+    );
+    let missing = libgo(
+        dir,
+        &in_mode(mode, &["snapshot", "info", &name, "nope"]),
+        None,
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(10), "{}", text(&missing.stderr));
+    // What the backends support, all of them or one.
+    let caps = json(
+        &libgo(
+            dir,
+            &in_mode(mode, &["capabilities", "--format", "json"]),
+            None,
+        )
+        .await,
+    );
+    let docker = caps
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["backend"] == "docker"))
+        .unwrap_or_else(|| panic!("no docker in {caps}"));
+    assert_eq!(
+        docker["capabilities"]["kinds"],
+        json!(["container"]),
+        "{caps}"
+    );
+    assert_eq!(docker["capabilities"]["disks"], false, "{caps}");
+    let table = ok(&libgo(dir, &in_mode(mode, &["capabilities", "docker"]), None).await);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines.len() == 2 && lines[0].starts_with("BACKEND") && lines[1].starts_with("docker"),
+        "{table}"
+    );
+    assert!(lines[1].contains("container"), "{table}");
+    let unknown = libgo(dir, &in_mode(mode, &["capabilities", "nope"]), None).await;
+    assert_eq!(unknown.status.code(), Some(10), "{}", text(&unknown.stderr));
     ok(&libgo(
         dir,
         &in_mode(
