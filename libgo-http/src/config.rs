@@ -97,7 +97,8 @@ pub struct Config {
     pub build_body_limit_bytes: usize,
     /// Serve `/metrics` without credentials (`LIBGO_METRICS_PUBLIC`).
     pub metrics_public: bool,
-    /// Seconds between per-instance stats samples for `/metrics`; 0 turns sampling off.
+    /// Seconds between per-instance stats samples (for `/metrics`, the stats history and
+    /// alert rules); 0 turns sampling off.
     pub stats_interval_secs: u64,
     /// Seconds between attempts to connect a backend whose engine is down.
     pub reconnect_secs: u64,
@@ -134,6 +135,20 @@ pub struct Config {
     /// Seconds between pings on a WebSocket; a client that answers nothing for three of
     /// them is dropped.
     pub websocket_ping_secs: u64,
+    /// Webhooks may target loopback, link-local and metadata addresses
+    /// (`LIBGO_WEBHOOK_ALLOW_INTERNAL`); off by default, since a webhook URL is a request
+    /// the server makes on an administrator's word.
+    pub webhook_allow_internal: bool,
+    /// Milliseconds before a failed delivery's first retry; each later wait doubles (up
+    /// to 5 minutes), with ±50 % jitter.
+    pub webhook_retry_base_ms: u64,
+    /// Seconds after which an undelivered event is given up (marked `failed`).
+    pub webhook_retry_secs: u64,
+    /// Seconds of stats history kept per instance and host.
+    pub stats_history_secs: u64,
+    /// Seconds of history kept at every sample; older samples are averaged into
+    /// 5-minute buckets.
+    pub stats_history_full_secs: u64,
     /// Docker backend.
     pub docker: DockerSection,
     /// KVM backend.
@@ -160,7 +175,7 @@ impl Default for Config {
             body_limit_bytes: 1 << 20,
             build_body_limit_bytes: 512 << 20,
             metrics_public: false,
-            stats_interval_secs: 30,
+            stats_interval_secs: 15,
             reconnect_secs: 5,
             login_client_max_failures: 20,
             login_concurrency: 0,
@@ -177,6 +192,11 @@ impl Default for Config {
             max_concurrent_requests: 1024,
             header_read_timeout_secs: 30,
             websocket_ping_secs: 20,
+            webhook_allow_internal: false,
+            webhook_retry_base_ms: 1000,
+            webhook_retry_secs: 3600,
+            stats_history_secs: 86_400,
+            stats_history_full_secs: 3600,
             docker: DockerSection::default(),
             kvm: KvmSection::default(),
             backends: Vec::new(),
@@ -242,6 +262,7 @@ impl Config {
                 "LIBGO_BODY_LIMIT_BYTES" => self.body_limit_bytes = parse(&k, v)?,
                 "LIBGO_METRICS_PUBLIC" => self.metrics_public = parse_bool(&k, v)?,
                 "LIBGO_STATS_INTERVAL_SECS" => self.stats_interval_secs = parse(&k, v)?,
+                "LIBGO_WEBHOOK_ALLOW_INTERNAL" => self.webhook_allow_internal = parse_bool(&k, v)?,
                 "LIBGO_DOCKER" => self.docker.enabled = parse_bool(&k, v)?,
                 "LIBGO_DOCKER_HOST" => self.docker.host = Some(v.into()),
                 "LIBGO_KVM" => self.kvm.enabled = parse_bool(&k, v)?,

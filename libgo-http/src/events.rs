@@ -35,6 +35,11 @@ pub enum ServerEvent {
         /// What its engines said.
         message: String,
     },
+    /// An alert rule started or stopped firing for an instance.
+    Alert {
+        /// The transition.
+        alert: crate::alerts::AlertTransition,
+    },
 }
 
 impl ServerEvent {
@@ -42,7 +47,9 @@ impl ServerEvent {
     /// changes only to its owner and administrators (they carry results and paths).
     pub fn visible_to(&self, caller: &crate::auth::Caller) -> bool {
         match self {
-            ServerEvent::Instance { .. } | ServerEvent::Host { .. } => true,
+            ServerEvent::Instance { .. } | ServerEvent::Host { .. } | ServerEvent::Alert { .. } => {
+                true
+            }
             ServerEvent::Task { task } => task.visible_to(caller),
         }
     }
@@ -100,6 +107,7 @@ impl EventQuery {
             ServerEvent::Instance { event } => wants("instance") && filter.matches(event),
             ServerEvent::Task { .. } => wants("task"),
             ServerEvent::Host { .. } => wants("host"),
+            ServerEvent::Alert { .. } => wants("alert"),
         }
     }
 }

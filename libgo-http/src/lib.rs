@@ -31,6 +31,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod auth;
 pub mod backends;
 pub mod config;
@@ -38,6 +39,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod history;
 pub mod hosts_sync;
 pub mod metrics;
 pub mod middleware;
@@ -49,6 +51,7 @@ pub mod spool;
 pub mod state;
 pub mod tasks;
 pub mod web;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::{ApiError, ErrorBody};

@@ -11,6 +11,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::history::StatsPoint;
 use crate::state::AppState;
 
 /// The collectors.
@@ -191,38 +192,106 @@ pub fn spawn_sampler(state: Arc<AppState>, interval: Duration) {
                 _ = state.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            let filter = InstanceFilter {
-                state: Some(InstanceState::Running),
-                ..Default::default()
-            };
-            let Ok(list) = state.libgo.list_all(&filter).await else {
-                continue;
-            };
-            let m = &state.metrics;
-            m.instance_cpu.reset();
-            m.instance_memory.reset();
-            let libgo = state.libgo.clone();
-            let samples: Vec<_> = futures::stream::iter(list)
-                .map(|i| {
-                    let libgo = libgo.clone();
-                    async move {
-                        let s =
-                            tokio::time::timeout(Duration::from_secs(10), libgo.stats(&i.id)).await;
-                        (i, s)
-                    }
-                })
-                .buffer_unordered(4)
-                .collect()
-                .await;
-            for (i, s) in samples {
-                if let Ok(Ok(s)) = s {
-                    let labels = [i.backend.as_str(), i.kind.as_str(), i.name.as_str()];
-                    m.instance_cpu.with_label_values(&labels).set(s.cpu_percent);
-                    m.instance_memory
-                        .with_label_values(&labels)
-                        .set(s.memory_bytes as f64);
-                }
-            }
+            sample(&state).await;
         }
     });
+}
+
+/// One round: every running instance's stats to `/metrics`, the stats history (per
+/// instance and summed per host) and the alert rules.
+async fn sample(state: &Arc<AppState>) {
+    let Ok(list) = state.libgo.list_all(&InstanceFilter::default()).await else {
+        return;
+    };
+    let running: Vec<_> = list
+        .iter()
+        .filter(|i| i.state == InstanceState::Running)
+        .cloned()
+        .collect();
+    let libgo = state.libgo.clone();
+    let samples: Vec<_> = futures::stream::iter(running)
+        .map(|i| {
+            let libgo = libgo.clone();
+            async move {
+                let s = tokio::time::timeout(Duration::from_secs(10), libgo.stats(&i.id)).await;
+                (i, s)
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let m = &state.metrics;
+    m.instance_cpu.reset();
+    m.instance_memory.reset();
+    let now = crate::db::now_ms();
+    let mut by_id = std::collections::HashMap::new();
+    let mut hosts: std::collections::HashMap<String, StatsPoint> = Default::default();
+    for (i, s) in samples {
+        let Ok(Ok(s)) = s else { continue };
+        let labels = [i.backend.as_str(), i.kind.as_str(), i.name.as_str()];
+        m.instance_cpu.with_label_values(&labels).set(s.cpu_percent);
+        m.instance_memory
+            .with_label_values(&labels)
+            .set(s.memory_bytes as f64);
+        let point = StatsPoint {
+            cpu_percent: s.cpu_percent,
+            memory_bytes: s.memory_bytes,
+            memory_limit_bytes: s.memory_limit_bytes,
+            net_rx_bytes: s.net_rx_bytes,
+            net_tx_bytes: s.net_tx_bytes,
+            block_read_bytes: s.block_read_bytes,
+            block_write_bytes: s.block_write_bytes,
+            ..Default::default()
+        };
+        state
+            .history
+            .record(&format!("instance:{}", i.id), now, point);
+        let host = hosts.entry(i.host.clone()).or_default();
+        host.cpu_percent += point.cpu_percent;
+        host.memory_bytes += point.memory_bytes;
+        host.memory_limit_bytes += point.memory_limit_bytes;
+        host.net_rx_bytes += point.net_rx_bytes;
+        host.net_tx_bytes += point.net_tx_bytes;
+        host.block_read_bytes += point.block_read_bytes;
+        host.block_write_bytes += point.block_write_bytes;
+        by_id.insert(i.id.clone(), s);
+    }
+    for host in host_names(state) {
+        let point = hosts.remove(&host).unwrap_or_default();
+        state.history.record(&format!("host:{host}"), now, point);
+    }
+    let known: std::collections::HashSet<String> = list
+        .iter()
+        .map(|i| format!("instance:{}", i.id))
+        .chain(host_names(state).into_iter().map(|h| format!("host:{h}")))
+        .collect();
+    state.history.retain(|k| known.contains(k));
+    // One replica evaluates the alert rules.
+    if state.db.is_shared() {
+        match crate::webhooks::lease(state, "alerts", interval_lease(state)).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the alerts lease");
+                return;
+            }
+        }
+    }
+    if let Err(e) = crate::alerts::evaluate(state, &list, &by_id).await {
+        tracing::warn!(error = %e, "cannot evaluate the alert rules");
+    }
+}
+
+fn host_names(state: &AppState) -> Vec<String> {
+    state
+        .libgo
+        .host_memberships()
+        .into_iter()
+        .map(|h| h.name)
+        .collect()
+}
+
+/// The alerts lease outlives three sampling rounds.
+fn interval_lease(state: &AppState) -> i64 {
+    (state.config.stats_interval_secs.max(1) as i64) * 3000 + 5000
 }

@@ -68,6 +68,7 @@ pub struct Binary(Vec<u8>);
         (name = "sessions", description = "Login sessions"),
         (name = "audit", description = "Audit log (admin)"),
         (name = "system", description = "Health, metrics and backends"),
+        (name = "monitoring", description = "Webhooks, alert rules and stats history"),
     )
 )]
 pub struct ApiDoc;

@@ -181,6 +181,12 @@ impl Server {
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             hosts_busy: Mutex::new(Default::default()),
+            webhook_wake: tokio::sync::Notify::new(),
+            alert_pending: Default::default(),
+            history: crate::history::StatsHistory::new(
+                Duration::from_secs(config.stats_history_full_secs),
+                Duration::from_secs(config.stats_history_secs),
+            ),
             config,
         });
         let (router, openapi) = build_router(state.clone());
@@ -188,6 +194,7 @@ impl Server {
             events::spawn_pump(state.clone(), name);
         }
         spawn_retention(state.clone());
+        crate::webhooks::spawn(state.clone());
         state.tasks.spawn_leases(state.shutdown.clone());
         crate::metrics::spawn_sampler(
             state.clone(),

@@ -83,6 +83,12 @@ pub struct AppState {
     /// Hosts this replica is adding, removing or connecting: the database sync leaves them
     /// alone meanwhile.
     pub hosts_busy: Mutex<std::collections::HashSet<String>>,
+    /// Woken when a webhook delivery is queued.
+    pub webhook_wake: tokio::sync::Notify,
+    /// Sampled stats of instances and hosts.
+    pub history: crate::history::StatsHistory,
+    /// Alert conditions holding, not yet for long enough to fire.
+    pub alert_pending: crate::alerts::Pending,
 }
 
 impl AppState {

@@ -4,6 +4,7 @@
 //! whose replica is killed is failed `INTERRUPTED` by the one left.
 
 mod common;
+mod receiver;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -80,6 +81,7 @@ impl Replica {
             .args(["--database-url", &db.url])
             .env("LIBGO_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("LIBGO_RATE_LIMIT_PER_MINUTE", "0")
+            .env("LIBGO_WEBHOOK_ALLOW_INTERNAL", "true")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -302,4 +304,77 @@ async fn replicas_share_users_hosts_and_tasks_on_postgresql() {
         killed.elapsed()
     );
     remove_containers(&label);
+}
+
+/// Both replicas see every Docker event; a webhook gets each one once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_send_each_webhook_delivery_once() {
+    use receiver::{Mode, Receiver, SECRET, about};
+    let rx = Receiver::start(Mode::Up).await;
+    let db = Database::create();
+    let a = Replica::start(&db).await;
+    let b = Replica::start(&db).await;
+    let login = json_of(
+        Client::new()
+            .post(format!("{}/api/v1/login", a.base))
+            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .expect("login"),
+        200,
+    )
+    .await;
+    let t = login["token"].as_str().expect("token").to_string();
+    json_of(
+        a.req(Method::POST, "/api/v1/webhooks", &t)
+            .json(
+                &json!({"url": rx.url, "events": ["instance.created", "instance.deleted"],
+                          "secret": SECRET}),
+            )
+            .send()
+            .await
+            .expect("req"),
+        201,
+    )
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let name = common::unique(&format!("once{n}"));
+        let c = json_of(
+            b.req(Method::POST, "/api/v1/instances", &t)
+                .json(&json!({"name": name, "kind": "container", "image": IMAGE,
+                              "command": ["sleep", "600"]}))
+                .send()
+                .await
+                .expect("req"),
+            201,
+        )
+        .await;
+        ids.push((name, c["id"].clone()));
+    }
+    for (name, _) in &ids {
+        let r = a
+            .req(
+                Method::DELETE,
+                &format!("/api/v1/instances/{name}?force=true"),
+                &t,
+            )
+            .send()
+            .await
+            .expect("req");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    rx.until(30, "created and deleted of three containers", |got| {
+        ids.iter()
+            .all(|(_, id)| got.iter().filter(|r| about(r, id)).count() >= 2)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = rx.all();
+    for (_, id) in &ids {
+        let mine: Vec<_> = got.iter().filter(|r| about(r, id)).collect();
+        let mut events: Vec<&str> = mine.iter().map(|r| r.event.as_str()).collect();
+        events.sort();
+        assert_eq!(events, ["instance.created", "instance.deleted"], "{got:#?}");
+    }
 }

@@ -14,6 +14,7 @@ pub mod disks;
 pub mod hosts;
 pub mod images;
 pub mod instances;
+pub mod monitoring;
 pub mod resources;
 pub mod system;
 pub mod tasks;
@@ -72,6 +73,7 @@ pub fn router() -> Router {
         .merge(disks::router())
         .merge(hosts::router())
         .merge(images::router())
+        .merge(monitoring::router())
         .merge(resources::router())
         .merge(tasks::router())
         .merge(users::router())

@@ -4,6 +4,54 @@
  */
 
 export interface paths {
+    "/api/v1/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_alerts"];
+        put?: never;
+        post: operations["create_alert"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/alerts/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_alert"];
+        put?: never;
+        post?: never;
+        delete: operations["delete_alert"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/alerts/{id}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["alert_history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/api-keys": {
         parameters: {
             query?: never;
@@ -254,6 +302,22 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["evacuate_host"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/hosts/{name}/stats/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["host_history"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -716,6 +780,22 @@ export interface paths {
             cookie?: never;
         };
         get: operations["instance_stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/instances/{id}/stats/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["instance_history"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1300,6 +1380,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_webhooks"];
+        put?: never;
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_webhook"];
+        put?: never;
+        post?: never;
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        patch: operations["patch_webhook"];
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/zone/status": {
         parameters: {
             query?: never;
@@ -1393,6 +1521,88 @@ export interface components {
          * @enum {string}
          */
         Action: "start" | "stop" | "restart" | "pause" | "unpause" | "resume" | "kill";
+        /**
+         * @description What a rule watches.
+         * @enum {string}
+         */
+        AlertMetric: "cpuPercent" | "memoryPercent" | "state";
+        /**
+         * @description How the metric is compared.
+         * @enum {string}
+         */
+        AlertOp: ">" | ">=" | "<" | "<=" | "==" | "!=";
+        /** @description A rule as the API shows it. */
+        AlertRule: components["schemas"]["AlertSpec"] & {
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            createdAt: string;
+            /** @description Instances it fires for now. */
+            firing: string[];
+            /** @description Id. */
+            id: string;
+        };
+        /** @description A rule as given. */
+        AlertSpec: {
+            /** @description Default `true`. */
+            enabled?: boolean | null;
+            /**
+             * Format: int64
+             * @description How long the condition must hold before the rule fires (default 0: at once).
+             */
+            forSeconds?: number;
+            /** @description One instance (id or name); with neither this nor `label`, every instance. */
+            instance?: string | null;
+            /** @description The instances carrying all these labels. */
+            label?: {
+                [key: string]: string;
+            } | null;
+            /** @description What is watched. */
+            metric: components["schemas"]["AlertMetric"];
+            /** @description Name, 1 to 63 letters, digits, `-`, `_`, `.`. */
+            name: string;
+            /** @description How it is compared. */
+            op: components["schemas"]["AlertOp"];
+            state?: null | components["schemas"]["InstanceState"];
+            /**
+             * Format: double
+             * @description The threshold of `cpuPercent` and `memoryPercent`.
+             */
+            threshold?: number | null;
+            /** @description A webhook id that receives this rule's transitions (whatever events it asks for). */
+            webhook?: string | null;
+        };
+        /**
+         * @description Firing or resolved.
+         * @enum {string}
+         */
+        AlertState: "firing" | "resolved";
+        /** @description One transition of a rule for one instance. */
+        AlertTransition: {
+            /** @description Instance id. */
+            instanceId: string;
+            /** @description Instance name. */
+            instanceName: string;
+            /** @description Rule name. */
+            name: string;
+            /** @description Rule id. */
+            rule: string;
+            /** @description Firing or resolved. */
+            state: components["schemas"]["AlertState"];
+            /**
+             * Format: date-time
+             * @description When.
+             */
+            time: string;
+            /**
+             * Format: double
+             * @description The metric's value then (none for `state`).
+             */
+            value?: number | null;
+            /** @description The rule's webhook, if it names one. */
+            webhook?: string | null;
+        };
         /** @description An API key as listed (never the key itself). */
         ApiKey: {
             /**
@@ -1773,6 +1983,54 @@ export interface components {
             /** @description The key, for `X-API-Key`. Shown once; only its hash is stored. */
             key: string;
         };
+        /** @description One event sent (or being sent) to one webhook. */
+        Delivery: {
+            /**
+             * Format: int32
+             * @description Attempts made.
+             */
+            attempts: number;
+            /**
+             * Format: date-time
+             * @description When it was queued.
+             */
+            createdAt: string;
+            /**
+             * Format: int64
+             * @description How long the last attempt took, in milliseconds.
+             */
+            durationMs?: number | null;
+            /** @description Event name (`X-LibGo-Event`). */
+            event: string;
+            /** @description Id (`X-LibGo-Delivery`), the same for every attempt. */
+            id: string;
+            /** @description What went wrong last. */
+            lastError?: string | null;
+            /**
+             * Format: int32
+             * @description HTTP status of the last attempt, if it got an answer.
+             */
+            lastStatus?: number | null;
+            /**
+             * Format: date-time
+             * @description The next attempt, while pending.
+             */
+            nextAttemptAt?: string | null;
+            /** @description Status. */
+            status: components["schemas"]["DeliveryStatus"];
+            /**
+             * Format: date-time
+             * @description Its last change.
+             */
+            updatedAt: string;
+            /** @description Webhook id. */
+            webhookId: string;
+        };
+        /**
+         * @description Where a delivery is.
+         * @enum {string}
+         */
+        DeliveryStatus: "pending" | "delivered" | "failed";
         /** @description A disk to attach to an existing VM: an existing volume, or a new blank one. */
         DiskAttach: {
             bus?: null | components["schemas"]["DiskBus"];
@@ -2620,6 +2878,83 @@ export interface components {
             on: number;
         };
         /** @description One page of a list and the total count. */
+        Page_AlertRule: {
+            /** @description Items in all pages. */
+            count: number;
+            /** @description Items of this page. */
+            items: (components["schemas"]["AlertSpec"] & {
+                /**
+                 * Format: date-time
+                 * @description Creation time.
+                 */
+                createdAt: string;
+                /** @description Instances it fires for now. */
+                firing: string[];
+                /** @description Id. */
+                id: string;
+            })[];
+            /**
+             * Format: int32
+             * @description Page number, from 1.
+             */
+            page: number;
+            /**
+             * Format: int32
+             * @description Items per page.
+             */
+            pageSize: number;
+            /**
+             * @description Backends that could not be asked, so that their items are missing from this answer
+             *     (absent when every backend answered).
+             */
+            unavailable?: components["schemas"]["Unavailable"][];
+        };
+        /** @description One page of a list and the total count. */
+        Page_AlertTransition: {
+            /** @description Items in all pages. */
+            count: number;
+            /** @description Items of this page. */
+            items: {
+                /** @description Instance id. */
+                instanceId: string;
+                /** @description Instance name. */
+                instanceName: string;
+                /** @description Rule name. */
+                name: string;
+                /** @description Rule id. */
+                rule: string;
+                /** @description Firing or resolved. */
+                state: components["schemas"]["AlertState"];
+                /**
+                 * Format: date-time
+                 * @description When.
+                 */
+                time: string;
+                /**
+                 * Format: double
+                 * @description The metric's value then (none for `state`).
+                 */
+                value?: number | null;
+                /** @description The rule's webhook, if it names one. */
+                webhook?: string | null;
+            }[];
+            /**
+             * Format: int32
+             * @description Page number, from 1.
+             */
+            page: number;
+            /**
+             * Format: int32
+             * @description Items per page.
+             */
+            pageSize: number;
+            /**
+             * @description Backends that could not be asked, so that their items are missing from this answer
+             *     (absent when every backend answered).
+             */
+            unavailable?: components["schemas"]["Unavailable"][];
+        };
+        /** @description One page of a list and the total count. */
         Page_ApiKey: {
             /** @description Items in all pages. */
             count: number;
@@ -2734,6 +3069,69 @@ export interface components {
                 hosts: string[];
                 /** @description Name. */
                 name: string;
+            }[];
+            /**
+             * Format: int32
+             * @description Page number, from 1.
+             */
+            page: number;
+            /**
+             * Format: int32
+             * @description Items per page.
+             */
+            pageSize: number;
+            /**
+             * @description Backends that could not be asked, so that their items are missing from this answer
+             *     (absent when every backend answered).
+             */
+            unavailable?: components["schemas"]["Unavailable"][];
+        };
+        /** @description One page of a list and the total count. */
+        Page_Delivery: {
+            /** @description Items in all pages. */
+            count: number;
+            /** @description Items of this page. */
+            items: {
+                /**
+                 * Format: int32
+                 * @description Attempts made.
+                 */
+                attempts: number;
+                /**
+                 * Format: date-time
+                 * @description When it was queued.
+                 */
+                createdAt: string;
+                /**
+                 * Format: int64
+                 * @description How long the last attempt took, in milliseconds.
+                 */
+                durationMs?: number | null;
+                /** @description Event name (`X-LibGo-Event`). */
+                event: string;
+                /** @description Id (`X-LibGo-Delivery`), the same for every attempt. */
+                id: string;
+                /** @description What went wrong last. */
+                lastError?: string | null;
+                /**
+                 * Format: int32
+                 * @description HTTP status of the last attempt, if it got an answer.
+                 */
+                lastStatus?: number | null;
+                /**
+                 * Format: date-time
+                 * @description The next attempt, while pending.
+                 */
+                nextAttemptAt?: string | null;
+                /** @description Status. */
+                status: components["schemas"]["DeliveryStatus"];
+                /**
+                 * Format: date-time
+                 * @description Its last change.
+                 */
+                updatedAt: string;
+                /** @description Webhook id. */
+                webhookId: string;
             }[];
             /**
              * Format: int32
@@ -3332,6 +3730,49 @@ export interface components {
              */
             unavailable?: components["schemas"]["Unavailable"][];
         };
+        /** @description One page of a list and the total count. */
+        Page_Webhook: {
+            /** @description Items in all pages. */
+            count: number;
+            /** @description Items of this page. */
+            items: {
+                /**
+                 * Format: date-time
+                 * @description Creation time.
+                 */
+                createdAt: string;
+                /** @description `false` queues nothing for it. */
+                enabled: boolean;
+                /** @description Event names or groups (`instance.died`, `task.*`, `*`). */
+                events: string[];
+                /** @description Id. */
+                id: string;
+                /** @description The signing secret: in the answer to the create (or to a PATCH that set one) only. */
+                secret?: string | null;
+                /**
+                 * Format: date-time
+                 * @description Last change.
+                 */
+                updatedAt: string;
+                /** @description Where deliveries are POSTed. */
+                url: string;
+            }[];
+            /**
+             * Format: int32
+             * @description Page number, from 1.
+             */
+            page: number;
+            /**
+             * Format: int32
+             * @description Items per page.
+             */
+            pageSize: number;
+            /**
+             * @description Backends that could not be asked, so that their items are missing from this answer
+             *     (absent when every backend answered).
+             */
+            unavailable?: components["schemas"]["Unavailable"][];
+        };
         /** @description A password change. */
         PasswordChange: {
             /** @description The current password (needed when changing one's own). */
@@ -3587,6 +4028,11 @@ export interface components {
             message: string;
             /** @enum {string} */
             type: "host";
+        } | {
+            /** @description The transition. */
+            alert: components["schemas"]["AlertTransition"];
+            /** @enum {string} */
+            type: "alert";
         };
         /** @description A login session as listed (the token itself is never stored). */
         Session: {
@@ -3689,6 +4135,74 @@ export interface components {
              * @description When the sample was taken.
              */
             timestamp: string;
+        };
+        /** @description What `…/stats/history` answers. */
+        StatsHistoryAnswer: {
+            /**
+             * Format: date-time
+             * @description Start of the range.
+             */
+            from: string;
+            /** @description Buckets that hold samples, oldest first. */
+            points: components["schemas"]["StatsPoint"][];
+            /**
+             * Format: int64
+             * @description Width of each point's bucket, in seconds.
+             */
+            step: number;
+            /**
+             * Format: date-time
+             * @description End of the range.
+             */
+            to: string;
+        };
+        /** @description One reading (or the average of several). */
+        StatsPoint: {
+            /**
+             * Format: int64
+             * @description Bytes read from disk so far (a counter).
+             */
+            blockReadBytes: number;
+            /**
+             * Format: int64
+             * @description Bytes written to disk so far (a counter).
+             */
+            blockWriteBytes: number;
+            /**
+             * Format: double
+             * @description CPU use in percent of one core (summed over a host's instances).
+             */
+            cpuPercent: number;
+            /**
+             * Format: int64
+             * @description Memory in use.
+             */
+            memoryBytes: number;
+            /**
+             * Format: int64
+             * @description Memory limit (summed over a host's instances).
+             */
+            memoryLimitBytes: number;
+            /**
+             * Format: int64
+             * @description Bytes received so far (a counter).
+             */
+            netRxBytes: number;
+            /**
+             * Format: int64
+             * @description Bytes sent so far (a counter).
+             */
+            netTxBytes: number;
+            /**
+             * Format: int32
+             * @description How many samples the point averages.
+             */
+            samples: number;
+            /**
+             * Format: date-time
+             * @description Start of the bucket (or the sample's time).
+             */
+            time: string;
         };
         /** @description How to stop an instance. */
         StopOptions: {
@@ -3926,6 +4440,54 @@ export interface components {
              */
             sizeBytes?: number | null;
         };
+        /** @description A webhook as the API shows it (the secret only in the answer that created it). */
+        Webhook: {
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            createdAt: string;
+            /** @description `false` queues nothing for it. */
+            enabled: boolean;
+            /** @description Event names or groups (`instance.died`, `task.*`, `*`). */
+            events: string[];
+            /** @description Id. */
+            id: string;
+            /** @description The signing secret: in the answer to the create (or to a PATCH that set one) only. */
+            secret?: string | null;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updatedAt: string;
+            /** @description Where deliveries are POSTed. */
+            url: string;
+        };
+        /** @description Changes to a webhook. */
+        WebhookPatch: {
+            /** @description Enable or disable. */
+            enabled?: boolean | null;
+            /** @description New event list. */
+            events?: string[] | null;
+            /** @description New secret (shown in the answer). */
+            secret?: string | null;
+            /** @description New URL. */
+            url?: string | null;
+        };
+        /** @description A new webhook. */
+        WebhookSpec: {
+            /** @description Default `true`. */
+            enabled?: boolean | null;
+            /** @description Event names or groups. */
+            events: string[];
+            /** @description Signing secret, 16 to 256 printable characters; one is generated when absent. */
+            secret?: string | null;
+            /**
+             * @description `http://` or `https://` URL; its host must not resolve to a loopback, link-local or
+             *     metadata address unless the server's `webhook_allow_internal` is set.
+             */
+            url: string;
+        };
     };
     responses: {
         /** @description An error: {status, code, message} */
@@ -3945,6 +4507,187 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list_alerts: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1 (default 1). */
+                page?: number;
+                /** @description Items per page, 1–100 (default 50). */
+                pageSize?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Alert rules, oldest first, with the instances each fires for */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_AlertRule"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    create_alert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AlertSpec"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    get_alert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Rule id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rule */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    delete_alert: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Rule id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted, with its history */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    alert_history: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1 (default 1). */
+                page?: number;
+                /** @description Items per page, 1–100 (default 50). */
+                pageSize?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Rule id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Its firing and resolved transitions, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_AlertTransition"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
     list_keys: {
         parameters: {
             query?: {
@@ -4893,6 +5636,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Task"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    host_history: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Start (RFC 3339); default one hour before `to` (less if `step` makes that more than
+                 *     1,000 points).
+                 */
+                from?: string;
+                /** @description End (RFC 3339); default now. */
+                to?: string;
+                /** @description Seconds per point; default the range over 300, at least the sampling interval. */
+                step?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Host name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The sums of the host's running instances' stats, averaged per step */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatsHistoryAnswer"];
                 };
             };
             400: components["responses"]["Error"];
@@ -6296,6 +7084,51 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Stats"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    instance_history: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Start (RFC 3339); default one hour before `to` (less if `step` makes that more than
+                 *     1,000 points).
+                 */
+                from?: string;
+                /** @description End (RFC 3339); default now. */
+                to?: string;
+                /** @description Seconds per point; default the range over 300, at least the sampling interval. */
+                step?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Instance id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The instance's sampled stats, averaged per step */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatsHistoryAnswer"];
                 };
             };
             400: components["responses"]["Error"];
@@ -8178,6 +9011,226 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1 (default 1). */
+                page?: number;
+                /** @description Items per page, 1–100 (default 50). */
+                pageSize?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Webhooks, oldest first (never their secrets) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Webhook"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookSpec"];
+            };
+        };
+        responses: {
+            /** @description Created; the answer holds the secret, which is never shown again */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    get_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The webhook (never its secret) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted, with its deliveries */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    patch_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookPatch"];
+            };
+        };
+        responses: {
+            /** @description The webhook; with the new secret if the patch set one */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    list_deliveries: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1 (default 1). */
+                page?: number;
+                /** @description Items per page, 1–100 (default 50). */
+                pageSize?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Its deliveries, newest first: status, attempts, last error, timing */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Delivery"];
+                };
             };
             400: components["responses"]["Error"];
             401: components["responses"]["Error"];
