@@ -16,6 +16,10 @@ name=${2:-}
   exit 2
 }
 
+# Tests call this in parallel: one caller at a time installs, creates and starts the cluster,
+# or two `pg_ctlcluster start` race and the loser fails on the other's pid file.
+exec 9>/run/lock/libgo-postgres.lock
+flock 9
 apt_install postgresql
 version=$(ls /usr/lib/postgresql | sort -V | tail -1)
 [ -n "$version" ] || { log "no PostgreSQL server under /usr/lib/postgresql"; exit 1; }
@@ -30,9 +34,12 @@ if ! pg_isready -q -h 127.0.0.1 -p "$port"; then
   if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" {print $4}' | grep -q online; then
     rm -f "/var/lib/postgresql/$version/main/postmaster.pid"
   fi
-  pg_ctlcluster "$version" main start
+  # The server must not inherit the lock, or it would hold it for its whole life.
+  pg_ctlcluster "$version" main start 9>&-
   wait_for PostgreSQL 60 pg_isready -q -h 127.0.0.1 -p "$port"
 fi
+
+flock -u 9
 
 psql_admin() { su postgres -c "psql -q -v ON_ERROR_STOP=1 -p $port $*"; }
 if [ "$cmd" = create ]; then

@@ -170,6 +170,12 @@ pub trait Compute: Send + Sync {
     async fn update(&self, id: &str, update: ResourceUpdate) -> Result<Instance>;
     /// One normalised stats sample.
     async fn stats(&self, id: &str) -> Result<Stats>;
+    /// A sample of every running instance in one engine call, by instance id. Engines
+    /// without such a call (Docker) answer `Unsupported`, and
+    /// [`crate::LibGo::stats_of_running`] asks them one instance at a time.
+    async fn stats_all(&self) -> Result<std::collections::HashMap<String, Stats>> {
+        unsupported("stats of every instance in one call")
+    }
     /// A stream of stats samples, about one a second.
     async fn stats_stream(&self, id: &str) -> Result<BoxStream<Stats>>;
     /// Log lines (container output, VM serial log).

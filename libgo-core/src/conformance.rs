@@ -480,6 +480,19 @@ pub async fn stats_and_logs(b: &dyn Backend, fx: &Fixture) -> Result<()> {
 
         let s = b.stats(&name).await?;
         check(s.memory_bytes > 0, "a running instance uses memory")?;
+        // Every running instance at once, where the engine can (keyed by id).
+        match b.stats_all().await {
+            Ok(all) => {
+                let id = b.get(&name).await?.id;
+                let one = all.get(&id);
+                check(
+                    one.is_some_and(|s| s.memory_bytes > 0 && s.memory_limit_bytes > 0),
+                    format!("stats of every instance hold {id} with its memory, got {one:?}"),
+                )?;
+            }
+            Err(e) if e.kind() == ErrorKind::Unsupported => {}
+            Err(e) => return Err(e),
+        }
         check(s.cpu_percent >= 0.0, "cpu percent is not negative")?;
         let age = chrono::Utc::now() - s.timestamp;
         check(age.num_seconds().abs() < 60, "stats timestamp is recent")?;

@@ -547,6 +547,57 @@ impl LibGo {
         b.stats(&i).await
     }
 
+    /// One sample of each running instance of `instances` (as listed), by id: one engine
+    /// call per backend where the engine has one, otherwise one per instance (at most four
+    /// at once, 10 s each). Instances whose sample failed are left out.
+    pub async fn stats_of_running(&self, instances: &[Instance]) -> HashMap<String, Stats> {
+        let mut out = HashMap::new();
+        for b in self.backends() {
+            let running: Vec<String> = instances
+                .iter()
+                .filter(|i| i.backend == b.name() && i.state == InstanceState::Running)
+                .map(|i| i.id.clone())
+                .collect();
+            if running.is_empty() {
+                continue;
+            }
+            match b.stats_all().await {
+                Ok(mut all) => {
+                    for id in running {
+                        if let Some(s) = all.remove(&id) {
+                            out.insert(id, s);
+                        }
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::Unsupported => {}
+                Err(e) => {
+                    tracing::debug!(backend = b.name(), error = %e, "bulk stats failed");
+                    continue;
+                }
+            }
+            let samples: Vec<_> = futures::stream::iter(running)
+                .map(|id| {
+                    let b = b.clone();
+                    async move {
+                        let s =
+                            tokio::time::timeout(std::time::Duration::from_secs(10), b.stats(&id))
+                                .await;
+                        (id, s)
+                    }
+                })
+                .buffer_unordered(4)
+                .collect()
+                .await;
+            for (id, s) in samples {
+                if let Ok(Ok(s)) = s {
+                    out.insert(id, s);
+                }
+            }
+        }
+        out
+    }
+
     /// A stream of stats samples.
     pub async fn stats_stream(&self, id: &str) -> Result<BoxStream<Stats>> {
         let (b, i) = self.route(id).await?;

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use libgo_core::{InstanceFilter, InstanceState};
+use libgo_core::InstanceFilter;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -203,31 +202,14 @@ async fn sample(state: &Arc<AppState>) {
     let Ok(list) = state.libgo.list_all(&InstanceFilter::default()).await else {
         return;
     };
-    let running: Vec<_> = list
-        .iter()
-        .filter(|i| i.state == InstanceState::Running)
-        .cloned()
-        .collect();
-    let libgo = state.libgo.clone();
-    let samples: Vec<_> = futures::stream::iter(running)
-        .map(|i| {
-            let libgo = libgo.clone();
-            async move {
-                let s = tokio::time::timeout(Duration::from_secs(10), libgo.stats(&i.id)).await;
-                (i, s)
-            }
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
+    let by_id = state.libgo.stats_of_running(&list).await;
     let m = &state.metrics;
     m.instance_cpu.reset();
     m.instance_memory.reset();
     let now = crate::db::now_ms();
-    let mut by_id = std::collections::HashMap::new();
     let mut hosts: std::collections::HashMap<String, StatsPoint> = Default::default();
-    for (i, s) in samples {
-        let Ok(Ok(s)) = s else { continue };
+    for i in &list {
+        let Some(s) = by_id.get(&i.id) else { continue };
         let labels = [i.backend.as_str(), i.kind.as_str(), i.name.as_str()];
         m.instance_cpu.with_label_values(&labels).set(s.cpu_percent);
         m.instance_memory
@@ -254,7 +236,6 @@ async fn sample(state: &Arc<AppState>) {
         host.net_tx_bytes += point.net_tx_bytes;
         host.block_read_bytes += point.block_read_bytes;
         host.block_write_bytes += point.block_write_bytes;
-        by_id.insert(i.id.clone(), s);
     }
     for host in host_names(state) {
         let point = hosts.remove(&host).unwrap_or_default();

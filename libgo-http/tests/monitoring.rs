@@ -334,6 +334,19 @@ async fn stats_history_and_an_alert_that_fires_and_resolves() {
     )
     .await;
     let rule_id = rule["id"].as_str().unwrap().to_string();
+    // A VM beside it: libvirt's samples come from one bulk call.
+    let vm = unique("histvm");
+    json_of(
+        post(
+            &s,
+            "/api/v1/vms",
+            json!({"name": vm, "memoryBytes": 64u64 << 20, "cpus": 1,
+                   "disks": [{"sizeBytes": 16u64 << 20}], "start": true}),
+        )
+        .await,
+        201,
+    )
+    .await;
     let started = chrono::Utc::now().timestamp_millis();
     container(
         &s,
@@ -419,6 +432,17 @@ async fn stats_history_and_an_alert_that_fires_and_resolves() {
         idle.len() >= 2 && idle.iter().all(|(_, c)| *c < 20.0),
         "{h}"
     );
+    let vm_history = get(&s, &format!("/api/v1/instances/{vm}/stats/history?step=2")).await;
+    let vm_points = vm_history["points"].as_array().unwrap();
+    assert!(
+        vm_points.len() >= 5
+            && vm_points
+                .iter()
+                .all(|p| p["memoryLimitBytes"] == json!(64u64 << 20)
+                    && p["memoryBytes"].as_u64() > Some(0)),
+        "{vm_history}"
+    );
+    s.remove_instance(&vm).await;
     // The host's history sums its instances: at least this one's load.
     let host = get(&s, "/api/v1/hosts/local/stats/history?step=2").await;
     assert!(cpu_points(&host).iter().any(|(_, c)| *c > 50.0), "{host}");

@@ -988,41 +988,103 @@ fn reinstall_blocking(
     get_blocking(inner, c, &uuid)
 }
 
+/// The bulk stats a sample reads (the test driver has only the state).
+fn stats_flags(inner: &Inner) -> u32 {
+    if inner.is_test {
+        sys::VIR_DOMAIN_STATS_STATE
+    } else {
+        sys::VIR_DOMAIN_STATS_STATE
+            | sys::VIR_DOMAIN_STATS_BALLOON
+            | sys::VIR_DOMAIN_STATS_BLOCK
+            | sys::VIR_DOMAIN_STATS_INTERFACE
+            | sys::VIR_DOMAIN_STATS_CPU_TOTAL
+    }
+}
+
 fn stats_blocking(inner: &Inner, c: &Connect, id: &str) -> Result<Stats> {
     let d = lookup(c, id)?;
     let uuid = d.uuid_string().lv()?;
     let info = d.info().lv()?;
-    let flags = if inner.is_test {
-        sys::VIR_DOMAIN_STATS_STATE
-    } else {
-        sys::VIR_DOMAIN_STATS_BALLOON
-            | sys::VIR_DOMAIN_STATS_BLOCK
-            | sys::VIR_DOMAIN_STATS_INTERFACE
-            | sys::VIR_DOMAIN_STATS_CPU_TOTAL
-    };
-    let rec = bulk_stats(c, Some(&d), flags)?.into_iter().next();
+    let rec = bulk_stats(c, Some(&d), stats_flags(inner))?
+        .into_iter()
+        .next();
+    stats_of(
+        inner,
+        &uuid,
+        &Memory::of(&info),
+        rec.as_ref(),
+        is_active(&d)?,
+    )
+}
+
+/// Every running domain's sample from one `virConnectGetAllDomainStats` call (the domain
+/// info is asked only where the record lacks the balloon's maximum: the test driver).
+fn stats_all_blocking(inner: &Inner, c: &Connect) -> Result<HashMap<String, Stats>> {
+    let mut out = HashMap::new();
+    for rec in bulk_stats(c, None, stats_flags(inner))? {
+        if rec.u64("state.state") != Some(u64::from(sys::VIR_DOMAIN_RUNNING)) {
+            continue;
+        }
+        let uuid = rec.domain.uuid_string().lv()?;
+        let memory = match (rec.u64("balloon.maximum"), rec.u64("balloon.current")) {
+            (Some(max_kib), Some(current_kib)) => Memory {
+                max_kib,
+                current_kib,
+                cpu_time: rec.u64("cpu.time").unwrap_or(0),
+            },
+            _ => Memory::of(&rec.domain.info().lv()?),
+        };
+        let stats = stats_of(inner, &uuid, &memory, Some(&rec), true)?;
+        out.insert(uuid, stats);
+    }
+    Ok(out)
+}
+
+/// What a sample needs of a domain's info.
+struct Memory {
+    max_kib: u64,
+    current_kib: u64,
+    cpu_time: u64,
+}
+
+impl Memory {
+    fn of(info: &virt::domain::DomainInfo) -> Memory {
+        Memory {
+            max_kib: info.max_mem,
+            current_kib: info.memory,
+            cpu_time: info.cpu_time,
+        }
+    }
+}
+
+/// A sample from a domain's info and bulk record; the CPU share from the previous sample
+/// of the same domain.
+fn stats_of(
+    inner: &Inner,
+    uuid: &str,
+    info: &Memory,
+    rec: Option<&StatsRecord>,
+    active: bool,
+) -> Result<Stats> {
     let now = Instant::now();
-    let cpu_time = rec
-        .as_ref()
-        .and_then(|r| r.u64("cpu.time"))
-        .unwrap_or(info.cpu_time);
+    let cpu_time = rec.and_then(|r| r.u64("cpu.time")).unwrap_or(info.cpu_time);
     let cpu_percent = {
         let mut samples = inner
             .cpu_samples
             .lock()
             .map_err(|_| Error::internal("stats lock poisoned"))?;
-        let pct = match samples.get(&uuid) {
+        let pct = match samples.get(uuid) {
             Some((t, prev)) if now.duration_since(*t) > Duration::from_millis(50) => {
                 let dt = now.duration_since(*t).as_nanos() as f64;
                 (cpu_time.saturating_sub(*prev) as f64 / dt * 100.0).max(0.0)
             }
             _ => 0.0,
         };
-        samples.insert(uuid, (now, cpu_time));
+        samples.insert(uuid.to_string(), (now, cpu_time));
         pct
     };
-    let limit = info.max_mem.saturating_mul(1024);
-    let (used, block_r, block_w, rx, tx) = match &rec {
+    let limit = info.max_kib.saturating_mul(1024);
+    let (used, block_r, block_w, rx, tx) = match rec {
         Some(r) => {
             let used = r
                 .u64("balloon.rss")
@@ -1033,7 +1095,7 @@ fn stats_blocking(inner: &Inner, c: &Connect, id: &str) -> Result<Stats> {
                 })
                 .or_else(|| r.u64("balloon.current"))
                 .map(|k| k.saturating_mul(1024))
-                .unwrap_or(info.memory.saturating_mul(1024));
+                .unwrap_or(info.current_kib.saturating_mul(1024));
             (
                 used,
                 r.sum("block", "block.count", "rd.bytes"),
@@ -1042,9 +1104,8 @@ fn stats_blocking(inner: &Inner, c: &Connect, id: &str) -> Result<Stats> {
                 r.sum("net", "net.count", "tx.bytes"),
             )
         }
-        None => (info.memory.saturating_mul(1024), 0, 0, 0, 0),
+        None => (info.current_kib.saturating_mul(1024), 0, 0, 0, 0),
     };
-    let active = is_active(&d)?;
     Ok(Stats {
         timestamp: chrono::Utc::now(),
         cpu_percent,
@@ -1296,6 +1357,11 @@ impl Compute for KvmBackend {
         self.inner
             .run(move |c| stats_blocking(&inner, c, &id))
             .await
+    }
+
+    async fn stats_all(&self) -> Result<HashMap<String, Stats>> {
+        let inner = self.inner.clone();
+        self.inner.run(move |c| stats_all_blocking(&inner, c)).await
     }
 
     async fn stats_stream(&self, id: &str) -> Result<BoxStream<Stats>> {
