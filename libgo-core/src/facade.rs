@@ -257,6 +257,15 @@ impl LibGo {
     /// Creates an instance on the spec's backend; else on a backend of its kind on the
     /// spec's host, or on the host [`crate::hosts::place`] picks (in the spec's pool).
     pub async fn create(&self, spec: &InstanceSpec) -> Result<Instance> {
+        self.create_as(spec, None).await
+    }
+
+    /// [`LibGo::create`], recording who the instance is made for in its labels.
+    pub async fn create_owned(&self, spec: &InstanceSpec, owner: &Ownership) -> Result<Instance> {
+        self.create_as(spec, Some(owner)).await
+    }
+
+    async fn create_as(&self, spec: &InstanceSpec, owner: Option<&Ownership>) -> Result<Instance> {
         let placed = match (spec.backend.as_deref(), &spec.host, &spec.pool) {
             (Some(_), None, None) => None,
             (Some(_), _, _) => {
@@ -295,6 +304,13 @@ impl LibGo {
         spec.kind = Some(kind);
         spec.host = None;
         spec.pool = None;
+        // After validation: the labels' prefix is refused in the caller's spec.
+        if let Some(o) = owner {
+            spec.labels.insert(LABEL_OWNER.to_string(), o.owner.clone());
+            if let Some(g) = &o.group {
+                spec.labels.insert(LABEL_GROUP.to_string(), g.clone());
+            }
+        }
         let mut i = backend.create(&spec).await?;
         self.stamp(&mut i);
         Ok(i)
@@ -482,12 +498,32 @@ impl LibGo {
         batch: &BatchSpec,
         progress: ProgressSink,
     ) -> Result<BatchReport> {
+        self.create_batch_as(batch, progress, None).await
+    }
+
+    /// [`LibGo::create_batch`], recording who the instances are made for
+    /// ([`LibGo::create_owned`]).
+    pub async fn create_batch_owned(
+        &self,
+        batch: &BatchSpec,
+        progress: ProgressSink,
+        owner: &Ownership,
+    ) -> Result<BatchReport> {
+        self.create_batch_as(batch, progress, Some(owner)).await
+    }
+
+    async fn create_batch_as(
+        &self,
+        batch: &BatchSpec,
+        progress: ProgressSink,
+        owner: Option<&Ownership>,
+    ) -> Result<BatchReport> {
         let names = batch.names()?;
         let mut outcomes = Vec::with_capacity(names.len());
         for name in names {
             let mut spec = batch.spec.clone();
             spec.name = name.clone();
-            let outcome = self.create(&spec).await.map(|i| Some(i.id));
+            let outcome = self.create_as(&spec, owner).await.map(|i| Some(i.id));
             outcomes.push((name, outcome));
             batch_progress(&progress, outcomes.len(), batch.count as usize);
         }

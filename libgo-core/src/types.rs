@@ -525,6 +525,10 @@ pub struct InstanceFilter {
     /// Only this backend.
     #[serde(default)]
     pub backend: Option<String>,
+    /// Only instances whose label `.0` has one of the values `.1`. Not part of the wire
+    /// form: a server sets it to keep a caller to the instances of its groups.
+    #[serde(skip)]
+    pub label_in: Option<(String, Vec<String>)>,
 }
 
 impl InstanceFilter {
@@ -544,7 +548,26 @@ impl InstanceFilter {
                 .labels
                 .iter()
                 .all(|(k, v)| instance.labels.get(k) == Some(v))
+            && self.label_in.as_ref().is_none_or(|(k, values)| {
+                instance.labels.get(k).is_some_and(|v| values.contains(v))
+            })
     }
+}
+
+/// The label recording the user who had LibGo create an instance.
+pub const LABEL_OWNER: &str = "io.libgo.owner";
+/// The label recording the group an instance belongs to.
+pub const LABEL_GROUP: &str = "io.libgo.group";
+
+/// Who an instance is made for: recorded in its [`LABEL_OWNER`] and [`LABEL_GROUP`] labels,
+/// which user input cannot set (their prefix is reserved) and which stay for the
+/// instance's life (labels are fixed at creation).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ownership {
+    /// The user's name.
+    pub owner: String,
+    /// The group, if any.
+    pub group: Option<String>,
 }
 
 /// A page request: `page` from 1, `page_size` from 1 to [`Pagination::MAX_PAGE_SIZE`].

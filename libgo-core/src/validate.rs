@@ -272,6 +272,20 @@ fn cloud_init(ci: &CloudInit) -> Result<()> {
     Ok(())
 }
 
+/// [`instance_spec`] for a spec the facade stamped with an [`crate::Ownership`]: its two
+/// labels may be there (with names for values); every other reserved label is still
+/// refused. Backends check this; the facade checks the caller's spec with
+/// [`instance_spec`] first.
+pub fn owned_instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
+    let mut rest = spec.clone();
+    for key in [crate::LABEL_OWNER, crate::LABEL_GROUP] {
+        if let Some(v) = rest.labels.remove(key) {
+            name(key, &v).map_err(|e| e.with_field("labels"))?;
+        }
+    }
+    instance_spec(&rest, kind)
+}
+
 /// A whole instance spec. `kind` is the kind it will be created as (the spec's own, or the
 /// backend's when the spec leaves it out).
 pub fn instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {

@@ -498,7 +498,7 @@ impl Compute for DockerBackend {
                 "the Docker backend creates containers only",
             ));
         }
-        validate::instance_spec(spec, kind)?;
+        validate::owned_instance_spec(spec, kind)?;
         let id = self.create_container(spec).await?;
         self.inspect(&id).await
     }

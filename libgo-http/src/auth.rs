@@ -1,7 +1,7 @@
 //! Authentication (JWT bearer tokens, API keys, argon2 passwords) and authorisation (roles,
 //! decided from the route before the request body is read).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -63,6 +63,39 @@ impl FromStr for Role {
     }
 }
 
+/// Where a user's role applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Everything the role's permissions reach.
+    #[default]
+    All,
+    /// Only the instances of the groups the user is a member of (others answer 404);
+    /// other resources as the role allows.
+    Groups,
+}
+
+impl Scope {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::All => "all",
+            Scope::Groups => "groups",
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Scope::All),
+            "groups" => Ok(Scope::Groups),
+            other => Err(format!("unknown scope {other:?}: expected all or groups")),
+        }
+    }
+}
+
 /// What a caller authenticated with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -87,23 +120,83 @@ pub struct Caller {
     pub user_id: String,
     /// User name.
     pub username: String,
-    /// Role.
+    /// The built-in role's level (a custom role counts as a viewer where a handler asks
+    /// for a level).
     pub role: Role,
+    /// The role's name (built-in or custom).
+    pub role_name: String,
+    /// A custom role's permissions; `None` for the built-in roles, which are levels.
+    pub permissions: Option<Arc<BTreeSet<String>>>,
+    /// The groups whose instances the caller is kept to; `None` when its scope is `all`.
+    pub groups: Option<Vec<String>>,
     /// How the caller authenticated.
     pub credential: Credential,
     /// The least role the route admitted the caller for (re-checked on long streams).
     pub admitted_as: Role,
+    /// The permission the route admitted the caller for (re-checked on long streams).
+    pub admitted_for: Option<String>,
 }
 
 impl Caller {
-    /// The caller behind `user`'s credential.
-    pub fn new(user: UserRecord, credential: Credential) -> Caller {
-        Caller {
+    /// The caller behind `user`'s credential, with a custom role's permissions and the
+    /// groups of a scoped user read from the database.
+    pub async fn load(
+        state: &AppState,
+        user: UserRecord,
+        credential: Credential,
+    ) -> Result<Caller, ApiError> {
+        let permissions = match user.role_name.parse::<Role>() {
+            Ok(_) => None,
+            // A role deleted under a user (it cannot be, while held) grants nothing.
+            Err(_) => Some(Arc::new(
+                crate::tenancy::role_permissions(&state.db, &user.role_name)
+                    .await?
+                    .unwrap_or_default(),
+            )),
+        };
+        let groups = match user.scope {
+            Scope::All => None,
+            Scope::Groups => Some(crate::tenancy::groups_of(&state.db, &user.id).await?),
+        };
+        Ok(Caller {
             user_id: user.id,
             username: user.username,
             role: user.role,
+            role_name: user.role_name,
+            permissions,
+            groups,
             credential,
             admitted_as: Role::Viewer,
+            admitted_for: None,
+        })
+    }
+
+    /// Whether the caller may use a route that declares `permission` at `level`: a
+    /// built-in role by its level, a custom role by its permissions.
+    pub fn allows(&self, permission: Option<&str>, level: Role) -> bool {
+        match (&self.permissions, permission) {
+            (None, _) => self.role >= level,
+            (Some(granted), Some(p)) => granted.contains(p),
+            // Routes on the caller's own account declare no permission.
+            (Some(_), None) => true,
+        }
+    }
+
+    /// Whether the caller may see an instance with these labels: unscoped callers see
+    /// every instance, scoped ones those of their groups.
+    pub fn sees(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        match &self.groups {
+            None => true,
+            Some(groups) => labels
+                .get(libgo_core::LABEL_GROUP)
+                .is_some_and(|g| groups.contains(g)),
+        }
+    }
+
+    /// The list filter narrowed to what the caller may see.
+    pub fn scope_filter(&self, filter: &mut libgo_core::InstanceFilter) {
+        if let Some(groups) = &self.groups {
+            filter.label_in = Some((libgo_core::LABEL_GROUP.to_string(), groups.clone()));
         }
     }
 
@@ -151,8 +244,8 @@ pub struct Claims {
     pub sub: String,
     /// User name.
     pub name: String,
-    /// Role when issued (the stored role is what counts).
-    pub role: Role,
+    /// Role name when issued (the stored role is what counts).
+    pub role: String,
     /// Issued at (seconds).
     pub iat: i64,
     /// Expiry (seconds).
@@ -200,7 +293,7 @@ impl Tokens {
         let claims = Claims {
             sub: user.id.clone(),
             name: user.username.clone(),
-            role: user.role,
+            role: user.role_name.clone(),
             iat: now,
             exp,
             jti: uuid::Uuid::new_v4().to_string(),
@@ -311,6 +404,20 @@ impl Access {
         }
     }
 
+    /// The permission a route of resource `tag` with this rule declares:
+    /// `<tag>.read`, `<tag>.write` or `<tag>.admin` for the viewer, operator and admin
+    /// levels, so that the built-in roles hold exactly the permissions of their level.
+    /// Public routes and routes on the caller's own account declare none.
+    pub fn permission(self, tag: &str) -> Option<String> {
+        let verb = match self {
+            Access::Public | Access::OwnAccount => return None,
+            Access::Role(Role::Viewer) => "read",
+            Access::Role(Role::Operator) => "write",
+            Access::Role(Role::Admin) => "admin",
+        };
+        Some(format!("{tag}.{verb}"))
+    }
+
     /// The least role that satisfies this rule (`None` for public routes).
     pub fn least_role(self) -> Option<Role> {
         match self {
@@ -324,11 +431,18 @@ impl Access {
 /// The name of the OpenAPI operation extension that declares a route's [`Access`].
 pub const ACCESS_EXTENSION: &str = "x-libgo-access";
 
+/// The access table of this server's routes, built once.
+pub fn access_table() -> &'static AccessTable {
+    static TABLE: std::sync::OnceLock<AccessTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| AccessTable::from_openapi(&crate::server::openapi()))
+}
+
 /// Every route's [`Access`], read from the declarations in the OpenAPI document: the one
 /// table where authorisation is decided. A route missing from it is refused.
 #[derive(Debug, Clone, Default)]
 pub struct AccessTable {
     routes: HashMap<(Method, String), Access>,
+    permissions: HashMap<(Method, String), String>,
     undeclared: Vec<String>,
 }
 
@@ -356,8 +470,16 @@ impl AccessTable {
                     .and_then(|e| e.get(ACCESS_EXTENSION))
                     .and_then(|v| v.as_str())
                     .and_then(Access::parse);
+                let tag = op
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .map_or("api", String::as_str);
                 match declared {
                     Some(a) => {
+                        if let Some(p) = a.permission(tag) {
+                            table.permissions.insert((method.clone(), path.clone()), p);
+                        }
                         table.routes.insert((method, path.clone()), a);
                     }
                     None => table.undeclared.push(format!("{method} {path}")),
@@ -378,6 +500,31 @@ impl AccessTable {
             method.clone()
         };
         self.routes.get(&(method, route.to_string())).copied()
+    }
+
+    /// The permission a route declares, if any (see [`Access::permission`]).
+    pub fn permission(&self, method: &Method, route: &str) -> Option<&str> {
+        let method = if *method == Method::HEAD
+            && !self.routes.contains_key(&(Method::HEAD, route.to_string()))
+        {
+            Method::GET
+        } else {
+            method.clone()
+        };
+        self.permissions
+            .get(&(method, route.to_string()))
+            .map(String::as_str)
+    }
+
+    /// Every permission the routes declare, with the built-in level that holds it.
+    pub fn permission_levels(&self) -> BTreeMap<String, Role> {
+        let mut out = BTreeMap::new();
+        for (key, p) in &self.permissions {
+            if let Some(level) = self.routes.get(key).and_then(|a| a.least_role()) {
+                out.insert(p.clone(), level);
+            }
+        }
+        out
     }
 
     /// Whether any method of `route` declared a rule.
@@ -438,7 +585,7 @@ pub async fn authenticate(
             .key_owner(&hash)
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid or expired API key"))?;
-        return Ok(Caller::new(user, Credential::ApiKey { hash }));
+        return Caller::load(state, user, Credential::ApiKey { hash }).await;
     }
     let is_upgrade = headers.contains_key(axum::http::header::UPGRADE);
     let token = match bearer(headers) {
@@ -463,13 +610,15 @@ pub async fn authenticate(
                  deleted): log in again",
             )
         })?;
-    Ok(Caller::new(
+    Caller::load(
+        state,
         user,
         Credential::Session {
             id: claims.sid,
             expires_at: claims.exp,
         },
-    ))
+    )
+    .await
 }
 
 /// Checks again that the credentials behind `caller` still admit what the request was
@@ -496,11 +645,20 @@ pub async fn recheck(state: &AppState, caller: &Caller) -> Result<(), String> {
     let Some(user) = user else {
         return Err("the session has ended".into());
     };
-    if user.role < caller.admitted_as {
+    let now = Caller::load(state, user, caller.credential.clone())
+        .await
+        .map_err(|e| {
+            tracing::error!(status = %e.status(), "cannot re-check a session");
+            "the session could not be checked".to_string()
+        })?;
+    if !now.allows(caller.admitted_for.as_deref(), caller.admitted_as) {
         return Err(format!(
             "{} no longer has the {} role",
-            user.username,
-            caller.admitted_as.as_str()
+            now.username,
+            caller
+                .admitted_for
+                .as_deref()
+                .unwrap_or(caller.admitted_as.as_str())
         ));
     }
     Ok(())
@@ -599,16 +757,74 @@ pub async fn authorize(
     }
     let query = req.uri().query().map(str::to_string);
     let mut caller = authenticate(&state, req.headers(), query.as_deref()).await?;
+    let permission = table.permission(req.method(), &route).map(str::to_string);
     caller.admitted_as = needed;
+    caller.admitted_for.clone_from(&permission);
     req.extensions_mut().insert(caller.clone());
     // Let the audit layer outside see who it was, even when the answer is 403.
-    let denied = caller.require(needed).err();
+    let denied = if caller.allows(permission.as_deref(), needed) {
+        instance_scope(&state, &caller, &route, req.uri().path())
+            .await
+            .err()
+    } else if caller.permissions.is_some() {
+        Some(ApiError::forbidden(format!(
+            "this needs the {} permission; {}'s role {} does not grant it",
+            permission.as_deref().unwrap_or("?"),
+            caller.username,
+            caller.role_name
+        )))
+    } else {
+        caller.require(needed).err()
+    };
     let mut resp = match denied {
         Some(e) => axum::response::IntoResponse::into_response(e),
         None => next.run(req).await,
     };
     resp.extensions_mut().insert(caller);
     Ok(resp)
+}
+
+/// The route prefixes whose `{id}` is an instance.
+const INSTANCE_ROUTES: [&str; 3] = [
+    "/api/v1/instances/{id}",
+    "/api/v1/containers/{id}",
+    "/api/v1/vms/{id}",
+];
+
+/// A scoped caller reaches only the instances of its groups: any other (or missing) one
+/// answers the same 404, so that the answer tells nothing of what exists.
+async fn instance_scope(
+    state: &AppState,
+    caller: &Caller,
+    route: &str,
+    path: &str,
+) -> Result<(), ApiError> {
+    if caller.groups.is_none() {
+        return Ok(());
+    }
+    let Some(prefix) = INSTANCE_ROUTES
+        .iter()
+        .find(|p| route == **p || route.starts_with(&format!("{p}/")))
+    else {
+        return Ok(());
+    };
+    // The id is the path segment where the route has `{id}`.
+    let at = prefix.split('/').count() - 1;
+    let raw = path.split('/').nth(at).unwrap_or_default();
+    let id = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned();
+    match state.libgo.get(&id).await {
+        Ok(i) if caller.sees(&i.labels) => Ok(()),
+        Ok(_) => Err(not_in_scope(&id)),
+        Err(e) if e.kind() == libgo_core::ErrorKind::NotFound => Err(not_in_scope(&id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The answer for an instance a scoped caller may not see, whether or not it exists.
+pub fn not_in_scope(id: &str) -> ApiError {
+    ApiError::not_found(format!("no instance {id:?} in your groups"))
 }
 
 /// Why a login may not go ahead now.
@@ -743,6 +959,31 @@ mod tests {
             assert_eq!(table.get(&method, r), Some(a), "{m} {r}");
         }
         assert_eq!(table.get(&Method::GET, "/api/v1/nothing"), None);
+        // Permissions follow the tag and the level; own-account routes declare none.
+        assert_eq!(
+            table.permission(&Method::GET, "/api/v1/instances"),
+            Some("instances.read")
+        );
+        assert_eq!(
+            table.permission(&Method::GET, "/api/v1/instances/{id}/console"),
+            Some("instances.write")
+        );
+        assert_eq!(
+            table.permission(&Method::GET, "/api/v1/audit"),
+            Some("audit.admin")
+        );
+        assert_eq!(table.permission(&Method::GET, "/api/v1/users/me"), None);
+        // Each permission belongs to one level, so the built-in roles hold whole ones.
+        for (method, route, access) in table.entries() {
+            let method: Method = method.parse().expect("method");
+            if let Some(p) = table.permission(&method, &route) {
+                assert_eq!(
+                    table.permission_levels().get(p).copied(),
+                    access.least_role(),
+                    "{method} {route}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -753,6 +994,8 @@ mod tests {
             username: "alice".into(),
             password_hash: String::new(),
             role: super::Role::Operator,
+            role_name: "operator".into(),
+            scope: super::Scope::All,
             created_at: 0,
             updated_at: 0,
         };

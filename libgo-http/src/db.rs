@@ -15,7 +15,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
-use crate::auth::Role;
+use crate::auth::{Role, Scope};
 
 /// The embedded schema migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -71,8 +71,13 @@ pub struct UserRecord {
     pub username: String,
     /// Argon2 PHC string.
     pub password_hash: String,
-    /// Role.
+    /// The built-in role's level; custom roles count as viewers where a handler asks for a
+    /// level (they are sets of route permissions).
     pub role: Role,
+    /// The role's name: a built-in one or a custom one.
+    pub role_name: String,
+    /// Where the role applies.
+    pub scope: Scope,
     /// Creation time (ms).
     pub created_at: i64,
     /// Last change (ms).
@@ -87,8 +92,10 @@ pub struct User {
     pub id: String,
     /// Login name.
     pub username: String,
-    /// Role.
-    pub role: Role,
+    /// Role: `admin`, `operator`, `viewer` or a custom role's name.
+    pub role: String,
+    /// Where the role applies: everything, or the instances of the user's groups.
+    pub scope: Scope,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -100,7 +107,8 @@ impl From<&UserRecord> for User {
         User {
             id: u.id.clone(),
             username: u.username.clone(),
-            role: u.role,
+            role: u.role_name.clone(),
+            scope: u.scope,
             created_at: to_time(u.created_at),
             updated_at: to_time(u.updated_at),
         }
@@ -260,12 +268,15 @@ pub struct TaskRow {
 }
 
 fn user_from_row(r: &AnyRow) -> Result<UserRecord, sqlx::Error> {
-    let role: String = r.try_get("role")?;
+    let role_name: String = r.try_get("role")?;
+    let scope: String = r.try_get("scope")?;
     Ok(UserRecord {
         id: r.try_get("id")?,
         username: r.try_get("username")?,
         password_hash: r.try_get("password_hash")?,
-        role: Role::from_str(&role).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        role: Role::from_str(&role_name).unwrap_or(Role::Viewer),
+        role_name,
+        scope: Scope::from_str(&scope).map_err(|e| sqlx::Error::Decode(e.into()))?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -288,7 +299,7 @@ fn task_from_row(r: &AnyRow) -> Result<TaskRow, sqlx::Error> {
     })
 }
 
-const USER_COLS: &str = "id, username, password_hash, role, created_at, updated_at";
+const USER_COLS: &str = "id, username, password_hash, role, scope, created_at, updated_at";
 const TASK_COLS: &str = "id, kind, target, status, progress, message, result, error, \
                          created_by, created_at, updated_at, finished_at";
 
@@ -434,18 +445,20 @@ impl Db {
         &self,
         username: &str,
         password_hash: &str,
-        role: Role,
+        role: &str,
+        scope: Scope,
     ) -> Result<Option<UserRecord>, sqlx::Error> {
         let now = now_ms();
         let id = uuid::Uuid::new_v4().to_string();
         let done = sqlx::query(
-            "INSERT INTO users (id, username, password_hash, role, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            "INSERT INTO users (id, username, password_hash, role, scope, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .bind(&id)
         .bind(username)
         .bind(password_hash)
-        .bind(role.as_str())
+        .bind(role)
+        .bind(scope.as_str())
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -498,17 +511,26 @@ impl Db {
             .collect()
     }
 
-    /// Changes a user's role and/or password hash, and ends the user's sessions.
+    /// Changes a user's role, scope and/or password hash, and ends the user's sessions.
     pub async fn user_update(
         &self,
         id: &str,
-        role: Option<Role>,
+        role: Option<&str>,
+        scope: Option<Scope>,
         password_hash: Option<&str>,
     ) -> Result<(), sqlx::Error> {
         let now = now_ms();
         if let Some(r) = role {
             sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
-                .bind(r.as_str())
+                .bind(r)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        if let Some(sc) = scope {
+            sqlx::query("UPDATE users SET scope = $1, updated_at = $2 WHERE id = $3")
+                .bind(sc.as_str())
                 .bind(now)
                 .bind(id)
                 .execute(&self.pool)
@@ -522,8 +544,8 @@ impl Db {
                 .execute(&self.pool)
                 .await?;
         }
-        if role.is_some() || password_hash.is_some() {
-            // A new password or role ends every session issued under the old one.
+        if role.is_some() || scope.is_some() || password_hash.is_some() {
+            // A new password, role or scope ends every session issued under the old one.
             self.sessions_end_for_user(id).await?;
         }
         Ok(())
@@ -967,7 +989,7 @@ impl Db {
         user_id: &str,
     ) -> Result<Option<UserRecord>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.password_hash, u.role, u.created_at, u.updated_at \
+            "SELECT u.id, u.username, u.password_hash, u.role, u.scope, u.created_at, u.updated_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.id = $1 AND s.user_id = $2 AND s.expires_at > $3",
         )

@@ -55,6 +55,46 @@ impl ServerEvent {
     }
 }
 
+/// What a scoped caller's event stream lets through: instance and alert events of the
+/// instances of its groups. Each instance is looked up once and the answer remembered, so
+/// that the deletion of one it saw still reaches it.
+#[derive(Debug, Default)]
+pub struct GroupScope {
+    seen: std::collections::HashMap<String, bool>,
+}
+
+impl GroupScope {
+    /// Whether `caller` may see `event` under its group scope.
+    pub async fn admits(
+        &mut self,
+        state: &crate::state::AppState,
+        caller: &crate::auth::Caller,
+        event: &ServerEvent,
+    ) -> bool {
+        if caller.groups.is_none() {
+            return true;
+        }
+        let id = match event {
+            ServerEvent::Instance { event } => &event.instance_id,
+            ServerEvent::Alert { alert } => &alert.instance_id,
+            ServerEvent::Task { .. } | ServerEvent::Host { .. } => return true,
+        };
+        if let Some(seen) = self.seen.get(id) {
+            return *seen;
+        }
+        let visible = match state.libgo.get(id).await {
+            Ok(i) => caller.sees(&i.labels),
+            Err(_) => false,
+        };
+        // Bounded: a long stream over many short-lived instances starts afresh.
+        if self.seen.len() >= 10_000 {
+            self.seen.clear();
+        }
+        self.seen.insert(id.clone(), visible);
+        visible
+    }
+}
+
 /// Filters of the events socket (query parameters).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]

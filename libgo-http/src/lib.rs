@@ -50,6 +50,7 @@ pub mod server;
 pub mod spool;
 pub mod state;
 pub mod tasks;
+pub mod tenancy;
 pub mod web;
 pub mod webhooks;
 

@@ -172,7 +172,7 @@ pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Nex
             id: uuid::Uuid::new_v4().to_string(),
             time: Utc::now(),
             username: caller.map(|c| c.username.clone()),
-            role: caller.map(|c| c.role.as_str().to_string()),
+            role: caller.map(|c| c.role_name.clone()),
             method: method.to_string(),
             target: resp
                 .extensions()

@@ -67,6 +67,8 @@ pub struct Binary(Vec<u8>);
         (name = "api-keys", description = "API keys"),
         (name = "sessions", description = "Login sessions"),
         (name = "audit", description = "Audit log (admin)"),
+        (name = "roles", description = "Custom roles: sets of the routes' permissions (admin)"),
+        (name = "groups", description = "Groups of users and their instances (admin)"),
         (name = "system", description = "Health, metrics and backends"),
         (name = "monitoring", description = "Webhooks, alert rules and stats history"),
     )

@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{LoginLimiter, Role, Tokens, hash_password, random_hex};
+use crate::auth::{LoginLimiter, Role, Scope, Tokens, hash_password, random_hex};
 use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::Metrics;
@@ -138,7 +138,7 @@ impl Server {
             let hash = hash_password(password)
                 .await
                 .map_err(|e| StartError(format!("{e:?}")))?;
-            db.user_insert(&config.admin_user, &hash, Role::Admin)
+            db.user_insert(&config.admin_user, &hash, Role::Admin.as_str(), Scope::All)
                 .await
                 .map_err(|e| StartError(format!("database: {e}")))?;
             tracing::info!(user = %config.admin_user, "created the first administrator");

@@ -316,6 +316,8 @@ async fn stats_history_and_an_alert_that_fires_and_resolves() {
     let s = start(true, |c| {
         c.webhook_allow_internal = true;
         c.stats_interval_secs = 2;
+        // Nested KVM is not on every test machine; TCG is.
+        c.kvm.accelerator = "tcg".into();
     })
     .await;
     // The webhook asks for task events only: the rule's transitions reach it because the

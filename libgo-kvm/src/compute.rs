@@ -1189,12 +1189,12 @@ async fn read_timed(
 impl KvmBackend {
     /// Creates a VM from a validated spec; leaves no domain or volume behind on failure.
     async fn create_vm(&self, spec: &InstanceSpec) -> Result<Instance> {
-        validate::instance_spec(spec, InstanceKind::Vm)?;
+        validate::owned_instance_spec(spec, InstanceKind::Vm)?;
         let mut spec = spec.clone();
         if let Some(t) = spec.template.clone() {
             let t = self.template_get_inner(&t).await?;
             crate::templates::apply(&mut spec, &t);
-            validate::instance_spec(&spec, InstanceKind::Vm)?;
+            validate::owned_instance_spec(&spec, InstanceKind::Vm)?;
         }
         if let Some(ci) = &spec.cloud_init {
             crate::cloudinit::validate(ci)?;

@@ -17,8 +17,8 @@ use utoipa_axum::routes;
 
 use super::Router;
 use super::instances::{
-    Action, ActionQuery, ForceQuery, ListQuery, LogsQuery, act, check_host_privileges, created,
-    get_of_kind, read_logs,
+    Action, ActionQuery, ForceQuery, GroupQuery, ListQuery, LogsQuery, act, check_host_privileges,
+    created, get_of_kind, ownership, read_logs,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -52,10 +52,11 @@ pub struct ContainerListQuery {
 
 async fn list_kind(
     state: &AppState,
+    caller: &Caller,
     q: ContainerListQuery,
     kind: InstanceKind,
 ) -> ApiResult<Page<Instance>> {
-    let filter = ListQuery {
+    let mut filter = ListQuery {
         kind: None,
         state: q.status.or(q.state),
         name: q.name,
@@ -65,6 +66,7 @@ async fn list_kind(
         page_size: None,
     }
     .filter(Some(kind))?;
+    caller.scope_filter(&mut filter);
     if q.limit.is_some() || q.offset.is_some() {
         let limit = q.limit.unwrap_or(libgo_core::Pagination::DEFAULT_PAGE_SIZE);
         super::pagination(Some(1), Some(limit))?;
@@ -285,22 +287,27 @@ impl ContainerCreate {
     responses((status = 200, description = "One page of containers", body = libgo_core::Page<libgo_core::Instance>)))]
 async fn list_containers(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Query(q): Query<ContainerListQuery>,
 ) -> ApiResult<Json<Page<Instance>>> {
-    Ok(Json(list_kind(&state, q, InstanceKind::Container).await?))
+    Ok(Json(
+        list_kind(&state, &caller, q, InstanceKind::Container).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/containers", extensions(("x-libgo-access" = json!("operator"))), tag = "containers",
-    request_body = ContainerCreate,
+    params(GroupQuery), request_body = ContainerCreate,
     responses((status = 201, description = "Created", body = libgo_core::Instance)))]
 async fn create_container(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    Query(g): Query<GroupQuery>,
     Json(req): Json<ContainerCreate>,
 ) -> ApiResult<Response> {
     let spec = req.into_spec()?;
+    let owner = ownership(&state, &caller, g.group).await?;
     check_host_privileges(&state, &caller, &spec).await?;
-    let i = state.libgo.create(&spec).await?;
+    let i = state.libgo.create_owned(&spec, &owner).await?;
     Ok(created(format!("/api/v1/containers/{}", i.id), i))
 }
 
@@ -309,25 +316,28 @@ async fn create_container(
     responses((status = 200, description = "One page of VMs", body = libgo_core::Page<libgo_core::Instance>)))]
 async fn list_vms(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Query(q): Query<ContainerListQuery>,
 ) -> ApiResult<Json<Page<Instance>>> {
-    Ok(Json(list_kind(&state, q, InstanceKind::Vm).await?))
+    Ok(Json(list_kind(&state, &caller, q, InstanceKind::Vm).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/vms", extensions(("x-libgo-access" = json!("operator"))), tag = "vms",
-    request_body = libgo_core::InstanceSpec,
+    params(GroupQuery), request_body = libgo_core::InstanceSpec,
     responses((status = 201, description = "Created", body = libgo_core::Instance)))]
 async fn create_vm(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    Query(g): Query<GroupQuery>,
     Json(mut spec): Json<InstanceSpec>,
 ) -> ApiResult<Response> {
+    let owner = ownership(&state, &caller, g.group).await?;
     if spec.kind.is_some_and(|k| k != InstanceKind::Vm) {
         return Err(ApiError::invalid("kind must be \"vm\" on /api/v1/vms"));
     }
     spec.kind = Some(InstanceKind::Vm);
     check_host_privileges(&state, &caller, &spec).await?;
-    let i = state.libgo.create(&spec).await?;
+    let i = state.libgo.create_owned(&spec, &owner).await?;
     Ok(created(format!("/api/v1/vms/{}", i.id), i))
 }
 

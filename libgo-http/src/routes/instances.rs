@@ -62,8 +62,65 @@ impl ListQuery {
             name: self.name.clone(),
             labels,
             backend: self.backend.clone(),
+            label_in: None,
         })
     }
+}
+
+/// `?group=` of a create: the group the new instances belong to.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GroupQuery {
+    /// The group the instances belong to: one of the caller's groups when its scope is
+    /// `groups` (the only one by default), any group otherwise (none by default).
+    pub group: Option<String>,
+}
+
+/// Who new instances are made for: the caller, in the group asked for or the scoped
+/// caller's only group.
+pub async fn ownership(
+    state: &AppState,
+    caller: &Caller,
+    group: Option<String>,
+) -> ApiResult<libgo_core::Ownership> {
+    let group = match (group, &caller.groups) {
+        (Some(g), Some(mine)) if !mine.contains(&g) => {
+            return Err(ApiError::forbidden(format!(
+                "{} is not a member of group {g:?}",
+                caller.username
+            ))
+            .with_field("group"));
+        }
+        (Some(g), _) => {
+            if crate::tenancy::group(&state.db, &g).await?.is_none() {
+                return Err(ApiError::invalid(format!("no group {g:?}")).with_field("group"));
+            }
+            Some(g)
+        }
+        (None, None) => None,
+        (None, Some(mine)) => match mine.as_slice() {
+            [only] => Some(only.clone()),
+            [] => {
+                return Err(ApiError::forbidden(format!(
+                    "{} may only make instances in its groups and is a member of none",
+                    caller.username
+                )));
+            }
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "{} is a member of several groups ({}): say which with ?group=",
+                    caller.username,
+                    mine.join(", ")
+                ))
+                .with_field("group"));
+            }
+        },
+    };
+    Ok(libgo_core::Ownership {
+        owner: caller.username.clone(),
+        group,
+    })
 }
 
 /// 403 unless an admin asks for host privileges: privileged mode, host paths or devices,
@@ -197,10 +254,13 @@ pub fn accepted(task: Task) -> Response {
     responses((status = 200, description = "One page of instances of every backend", body = libgo_core::Page<libgo_core::Instance>)))]
 async fn list_instances(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Page<Instance>>> {
     let page = super::pagination(q.page, q.page_size)?;
-    list_page(&state, &q.filter(None)?, page).await.map(Json)
+    let mut filter = q.filter(None)?;
+    caller.scope_filter(&mut filter);
+    list_page(&state, &filter, page).await.map(Json)
 }
 
 /// One page of instances, saying which backends are missing from it: those whose engine
@@ -223,15 +283,17 @@ pub async fn list_page(
 }
 
 #[utoipa::path(post, path = "/api/v1/instances", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
-    request_body = libgo_core::InstanceSpec,
+    params(GroupQuery), request_body = libgo_core::InstanceSpec,
     responses((status = 201, description = "Created", body = libgo_core::Instance)))]
 async fn create_instance(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    Query(g): Query<GroupQuery>,
     Json(spec): Json<InstanceSpec>,
 ) -> ApiResult<Response> {
+    let owner = ownership(&state, &caller, g.group).await?;
     check_host_privileges(&state, &caller, &spec).await?;
-    let i = state.libgo.create(&spec).await?;
+    let i = state.libgo.create_owned(&spec, &owner).await?;
     Ok(created_instance(i))
 }
 
@@ -731,13 +793,15 @@ pub struct BatchDelete {
 }
 
 #[utoipa::path(post, path = "/api/v1/instances/batch", extensions(("x-libgo-access" = json!("operator"))), tag = "instances",
-    request_body = BatchSpec,
+    params(GroupQuery), request_body = BatchSpec,
     responses((status = 202, description = "Batch task started; its result is a BatchReport", body = Task)))]
 async fn batch_create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    Query(g): Query<GroupQuery>,
     Json(batch): Json<BatchSpec>,
 ) -> ApiResult<Response> {
+    let owner = ownership(&state, &caller, g.group).await?;
     check_host_privileges(&state, &caller, &batch.spec).await?;
     // A wrong batch is refused before a task starts; the core checks it again.
     batch.names()?;
@@ -750,7 +814,7 @@ async fn batch_create(
             target,
             &caller.username,
             move |ctx| async move {
-                let report = libgo.create_batch(&batch, ctx.sink()).await?;
+                let report = libgo.create_batch_owned(&batch, ctx.sink(), &owner).await?;
                 Ok(serde_json::to_value(report).unwrap_or_default())
             },
         )
@@ -768,6 +832,18 @@ async fn batch_delete(
 ) -> ApiResult<Response> {
     // Refused before a task starts; the core checks it again.
     libgo_core::validate::batch_ids(&req.ids)?;
+    if caller.groups.is_some() {
+        for id in &req.ids {
+            match state.libgo.get(id).await {
+                Ok(i) if caller.sees(&i.labels) => {}
+                Ok(_) => return Err(crate::auth::not_in_scope(id)),
+                Err(e) if e.kind() == libgo_core::ErrorKind::NotFound => {
+                    return Err(crate::auth::not_in_scope(id));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     let libgo = state.libgo.clone();
     let task = state
         .tasks

@@ -18,6 +18,7 @@ pub mod monitoring;
 pub mod resources;
 pub mod system;
 pub mod tasks;
+pub mod tenancy;
 pub mod users;
 pub mod ws;
 
@@ -76,6 +77,7 @@ pub fn router() -> Router {
         .merge(monitoring::router())
         .merge(resources::router())
         .merge(tasks::router())
+        .merge(tenancy::router())
         .merge(users::router())
         .merge(ws::router())
 }

@@ -14,7 +14,8 @@ use utoipa_axum::routes;
 use super::instances::created;
 use super::{PageQuery, Router};
 use crate::auth::{
-    Caller, Role, check_password_rules, hash_api_key, hash_password, new_api_key, verify_password,
+    Caller, Role, Scope, check_password_rules, hash_api_key, hash_password, new_api_key,
+    verify_password,
 };
 use crate::db::{ApiKey, AuditFilter, AuditRecord, Session, User};
 use crate::error::{ApiError, ApiResult};
@@ -57,7 +58,7 @@ async fn audit_login(state: &AppState, req: &LoginMeta, user: &crate::db::UserRe
         id: uuid::Uuid::new_v4().to_string(),
         time: Utc::now(),
         username: Some(user.username.clone()),
-        role: Some(user.role.as_str().to_string()),
+        role: Some(user.role_name.clone()),
         method: "POST".into(),
         path: req.path.clone(),
         route: Some(req.path.clone()),
@@ -211,18 +212,40 @@ pub struct NewUser {
     /// Password (at least 8 characters).
     #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
-    /// Role.
-    pub role: Role,
+    /// Role: `admin`, `operator`, `viewer` or a custom role's name.
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
+    pub role: String,
+    /// Where the role applies (default `all`).
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 /// Changes to a user.
 #[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserUpdate {
-    /// New role.
-    pub role: Option<Role>,
+    /// New role: `admin`, `operator`, `viewer` or a custom role's name.
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
+    pub role: Option<String>,
+    /// New scope.
+    pub scope: Option<Scope>,
     /// New password.
     pub password: Option<String>,
+}
+
+/// 400 unless `role` is a built-in role or a stored custom one.
+async fn check_role_exists(state: &AppState, role: &str) -> ApiResult<()> {
+    if role.parse::<Role>().is_ok()
+        || crate::tenancy::role_permissions(&state.db, role)
+            .await?
+            .is_some()
+    {
+        return Ok(());
+    }
+    Err(ApiError::invalid(format!(
+        "unknown role {role:?}: expected admin, operator, viewer or a role from /api/v1/roles"
+    ))
+    .with_field("role"))
 }
 
 /// A password change.
@@ -254,11 +277,12 @@ async fn create_user(
     Json(u): Json<NewUser>,
 ) -> ApiResult<Response> {
     validate::name("username", &u.username)?;
+    check_role_exists(&state, &u.role).await?;
     check_password_rules(&u.password)?;
     let hash = hash_password(u.password).await?;
     let user = state
         .db
-        .user_insert(&u.username, &hash, u.role)
+        .user_insert(&u.username, &hash, &u.role, u.scope)
         .await?
         .ok_or_else(|| {
             ApiError::conflict(format!("a user named {:?} exists already", u.username))
@@ -298,7 +322,7 @@ async fn change_my_password(
     }
     check_password_rules(&p.new_password)?;
     let hash = hash_password(p.new_password).await?;
-    state.db.user_update(&u.id, None, Some(&hash)).await?;
+    state.db.user_update(&u.id, None, None, Some(&hash)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -329,8 +353,14 @@ async fn update_user(
     Json(up): Json<UserUpdate>,
 ) -> ApiResult<Json<User>> {
     let u = find_user(&state, &id).await?;
-    if u.role == Role::Admin
-        && up.role.is_some_and(|r| r != Role::Admin)
+    if let Some(r) = &up.role {
+        check_role_exists(&state, r).await?;
+    }
+    if u.role_name == Role::Admin.as_str()
+        && up
+            .role
+            .as_deref()
+            .is_some_and(|r| r != Role::Admin.as_str())
         && state.db.admin_count().await? <= 1
     {
         return Err(ApiError::conflict(
@@ -346,7 +376,7 @@ async fn update_user(
     };
     state
         .db
-        .user_update(&u.id, up.role, hash.as_deref())
+        .user_update(&u.id, up.role.as_deref(), up.scope, hash.as_deref())
         .await?;
     Ok(Json(User::from(&find_user(&state, &u.id).await?)))
 }
@@ -362,7 +392,7 @@ async fn set_password(
     let u = find_user(&state, &id).await?;
     check_password_rules(&p.new_password)?;
     let hash = hash_password(p.new_password).await?;
-    state.db.user_update(&u.id, None, Some(&hash)).await?;
+    state.db.user_update(&u.id, None, None, Some(&hash)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -378,7 +408,7 @@ async fn delete_user(
     if u.id == caller.user_id {
         return Err(ApiError::conflict("you cannot delete yourself"));
     }
-    if u.role == Role::Admin && state.db.admin_count().await? <= 1 {
+    if u.role_name == Role::Admin.as_str() && state.db.admin_count().await? <= 1 {
         return Err(ApiError::conflict(
             "the last administrator cannot be deleted",
         ));

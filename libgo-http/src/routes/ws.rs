@@ -161,6 +161,7 @@ async fn events(
         let mut socket = socket;
         let mut rx = state.events.subscribe();
         let mut live = Liveness::new(&state);
+        let mut scope = crate::events::GroupScope::default();
         loop {
             tokio::select! {
                 _ = guard.watch.ended() => {
@@ -193,7 +194,11 @@ async fn events(
                 },
                 ev = rx.recv() => match ev {
                     Ok(e) => {
-                        if q.admits(&filter, &e) && e.visible_to(&caller) && socket.send(text(&e)).await.is_err() {
+                        if q.admits(&filter, &e)
+                            && e.visible_to(&caller)
+                            && scope.admits(&state, &caller, &e).await
+                            && socket.send(text(&e)).await.is_err()
+                        {
                             break;
                         }
                     }

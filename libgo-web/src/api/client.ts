@@ -100,9 +100,12 @@ export async function fetchBlob(path: string): Promise<Blob> {
 }
 
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
-/** Whether `role` includes `needed` (each role includes the ones below it). */
-export function allows(role: Role | undefined, needed: Role): boolean {
-  return role !== undefined && RANK[role] >= RANK[needed];
+/** Whether a user's role shows controls of `needed`. Custom roles (sets of permissions the
+ * server checks per route) show the viewer's controls; the server still decides. */
+export function allows(role: string | undefined, needed: Role): boolean {
+  if (role === undefined) return false;
+  const rank = role in RANK ? RANK[role as Role] : RANK.viewer;
+  return rank >= RANK[needed];
 }
 
 /** Every page of a paginated list. */

@@ -260,6 +260,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/groups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_groups"];
+        put?: never;
+        post: operations["create_group"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/groups/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_group"];
+        put?: never;
+        post?: never;
+        delete: operations["delete_group"];
+        options?: never;
+        head?: never;
+        patch: operations["update_group"];
+        trace?: never;
+    };
+    "/api/v1/groups/{name}/members/{user}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["add_member"];
+        post?: never;
+        delete: operations["remove_member"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/hosts": {
         parameters: {
             query?: never;
@@ -946,6 +994,54 @@ export interface paths {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/api/v1/permissions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_permissions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/roles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_roles"];
+        put?: never;
+        post: operations["create_role"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/roles/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_role"];
+        put?: never;
+        post?: never;
+        delete: operations["delete_role"];
+        options?: never;
+        head?: never;
+        patch: operations["update_role"];
         trace?: never;
     };
     "/api/v1/sessions": {
@@ -2244,6 +2340,30 @@ export interface components {
             /** @description Format. */
             format: components["schemas"]["ExportFormat"];
         };
+        /** @description A group of users, and the instances made by its members. */
+        Group: {
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            createdAt: string;
+            /** @description Free text. */
+            description: string;
+            /** @description The members' user names. */
+            members: string[];
+            /** @description Name. */
+            name: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updatedAt: string;
+        };
+        /** @description Changes to a group. */
+        GroupUpdate: {
+            /** @description New description. */
+            description: string;
+        };
         /** @description A password to set for a user inside a VM's guest, through its QEMU guest agent. */
         GuestPassword: {
             /** @description `password` is already a crypt(3) hash (`$6$…`). */
@@ -2855,12 +2975,31 @@ export interface components {
             /** @description Owner (administrators only); the caller when absent. */
             user?: string | null;
         };
+        /** @description A group to create. */
+        NewGroup: {
+            /** @description Free text (at most 1,000 characters). */
+            description?: string;
+            /**
+             * @description Name (lowercase letters, digits, '-'): the value of its instances'
+             *     `io.libgo.group` label.
+             */
+            name: string;
+        };
+        /** @description A custom role to create. */
+        NewRole: {
+            /** @description Name (lowercase letters, digits, '-'), not a built-in role's. */
+            name: string;
+            /** @description Permissions from `GET /api/v1/permissions`. */
+            permissions: string[];
+        };
         /** @description A user to create. */
         NewUser: {
             /** @description Password (at least 8 characters). */
             password: string;
-            /** @description Role. */
-            role: components["schemas"]["Role"];
+            /** @description Role: `admin`, `operator`, `viewer` or a custom role's name. */
+            role: string;
+            /** @description Where the role applies (default `all`). */
+            scope?: components["schemas"]["Scope"];
             /** @description Login name (lowercase letters, digits, '-'). */
             username: string;
         };
@@ -3150,6 +3289,45 @@ export interface components {
             unavailable?: components["schemas"]["Unavailable"][];
         };
         /** @description One page of a list and the total count. */
+        Page_Group: {
+            /** @description Items in all pages. */
+            count: number;
+            /** @description Items of this page. */
+            items: {
+                /**
+                 * Format: date-time
+                 * @description Creation time.
+                 */
+                createdAt: string;
+                /** @description Free text. */
+                description: string;
+                /** @description The members' user names. */
+                members: string[];
+                /** @description Name. */
+                name: string;
+                /**
+                 * Format: date-time
+                 * @description Last change.
+                 */
+                updatedAt: string;
+            }[];
+            /**
+             * Format: int32
+             * @description Page number, from 1.
+             */
+            page: number;
+            /**
+             * Format: int32
+             * @description Items per page.
+             */
+            pageSize: number;
+            /**
+             * @description Backends that could not be asked, so that their items are missing from this answer
+             *     (absent when every backend answered).
+             */
+            unavailable?: components["schemas"]["Unavailable"][];
+        };
+        /** @description One page of a list and the total count. */
         Page_Host: {
             /** @description Items in all pages. */
             count: number;
@@ -3375,6 +3553,40 @@ export interface components {
                 name: string;
                 /** @description Subnet in CIDR form. */
                 subnet?: string | null;
+            }[];
+            /**
+             * Format: int32
+             * @description Page number, from 1.
+             */
+            page: number;
+            /**
+             * Format: int32
+             * @description Items per page.
+             */
+            pageSize: number;
+            /**
+             * @description Backends that could not be asked, so that their items are missing from this answer
+             *     (absent when every backend answered).
+             */
+            unavailable?: components["schemas"]["Unavailable"][];
+        };
+        /** @description One page of a list and the total count. */
+        Page_RoleInfo: {
+            /** @description Items in all pages. */
+            count: number;
+            /** @description Items of this page. */
+            items: {
+                /** @description Whether it is one of `admin`, `operator`, `viewer` (which cannot be changed). */
+                builtin: boolean;
+                /**
+                 * Format: date-time
+                 * @description Creation time (absent for built-in roles).
+                 */
+                createdAt?: string | null;
+                /** @description Name. */
+                name: string;
+                /** @description The permissions it grants (`<tag>.read|write|admin`, from the routes). */
+                permissions: string[];
             }[];
             /**
              * Format: int32
@@ -3646,8 +3858,10 @@ export interface components {
                 createdAt: string;
                 /** @description Id. */
                 id: string;
-                /** @description Role. */
-                role: components["schemas"]["Role"];
+                /** @description Role: `admin`, `operator`, `viewer` or a custom role's name. */
+                role: string;
+                /** @description Where the role applies: everything, or the instances of the user's groups. */
+                scope: components["schemas"]["Scope"];
                 /**
                  * Format: date-time
                  * @description Last change.
@@ -3779,6 +3993,15 @@ export interface components {
             currentPassword?: string | null;
             /** @description The new password (at least 8 characters). */
             newPassword: string;
+        };
+        /** @description A permission a route declares, and the built-in role that holds it. */
+        Permission: {
+            /** @description `<tag>.read`, `<tag>.write` or `<tag>.admin`. */
+            name: string;
+            /** @description The least built-in role that holds it. */
+            role: components["schemas"]["Role"];
+            /** @description The routes that declare it (`METHOD /path`). */
+            routes: string[];
         };
         /**
          * @description What to do with a pool.
@@ -3987,6 +4210,28 @@ export interface components {
          * @enum {string}
          */
         Role: "viewer" | "operator" | "admin";
+        /** @description A role as the API shows it. */
+        RoleInfo: {
+            /** @description Whether it is one of `admin`, `operator`, `viewer` (which cannot be changed). */
+            builtin: boolean;
+            /**
+             * Format: date-time
+             * @description Creation time (absent for built-in roles).
+             */
+            createdAt?: string | null;
+            /** @description Name. */
+            name: string;
+            /** @description The permissions it grants (`<tag>.read|write|admin`, from the routes). */
+            permissions: string[];
+        };
+        /** @description Changes to a custom role. */
+        RoleUpdate: {
+            /**
+             * @description The new set of permissions (replaces the old one; applies at the holders' next
+             *     request).
+             */
+            permissions: string[];
+        };
         /** @description An image save (`docker save`): a tar of the image with its layers. */
         SaveRequest: {
             /** @description Backend. */
@@ -3997,6 +4242,11 @@ export interface components {
              */
             destination?: string | null;
         };
+        /**
+         * @description Where a user's role applies.
+         * @enum {string}
+         */
+        Scope: "all" | "groups";
         /** @description A seed 001 volume entry: a host path (administrators only) or a named volume. */
         SeedVolume: {
             /** @description Path inside the container. */
@@ -4355,8 +4605,10 @@ export interface components {
             createdAt: string;
             /** @description Id. */
             id: string;
-            /** @description Role. */
-            role: components["schemas"]["Role"];
+            /** @description Role: `admin`, `operator`, `viewer` or a custom role's name. */
+            role: string;
+            /** @description Where the role applies: everything, or the instances of the user's groups. */
+            scope: components["schemas"]["Scope"];
             /**
              * Format: date-time
              * @description Last change.
@@ -4369,7 +4621,9 @@ export interface components {
         UserUpdate: {
             /** @description New password. */
             password?: string | null;
-            role?: null | components["schemas"]["Role"];
+            /** @description New role: `admin`, `operator`, `viewer` or a custom role's name. */
+            role?: string | null;
+            scope?: null | components["schemas"]["Scope"];
         };
         /** @description Where a VM's graphical display listens, for a VNC client or WebSocket proxy. */
         VncDisplay: {
@@ -5177,7 +5431,13 @@ export interface operations {
     };
     create_container: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The group the instances belong to: one of the caller's groups when its scope is
+                 *     `groups` (the only one by default), any group otherwise (none by default).
+                 */
+                group?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -5407,6 +5667,258 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ServerEvent"];
                 };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    list_groups: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1 (default 1). */
+                page?: number;
+                /** @description Items per page, 1–100 (default 50). */
+                pageSize?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Groups */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Group"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    create_group: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewGroup"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    get_group: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Group name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The group and its members */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    delete_group: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Group name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted with its memberships; its instances keep their label */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    update_group: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Group name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GroupUpdate"];
+            };
+        };
+        responses: {
+            /** @description Updated */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    add_member: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Group name */
+                name: string;
+                /** @description User id or name */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The group with the new member */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    remove_member: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Group name */
+                name: string;
+                /** @description User id or name */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No longer a member */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["Error"];
             401: components["responses"]["Error"];
@@ -6095,7 +6607,13 @@ export interface operations {
     };
     create_instance: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The group the instances belong to: one of the caller's groups when its scope is
+                 *     `groups` (the only one by default), any group otherwise (none by default).
+                 */
+                group?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -6131,7 +6649,13 @@ export interface operations {
     };
     batch_create: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The group the instances belong to: one of the caller's groups when its scope is
+                 *     `groups` (the only one by default), any group otherwise (none by default).
+                 */
+                group?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -7560,6 +8084,218 @@ export interface operations {
             504: components["responses"]["Error"];
         };
     };
+    list_permissions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every permission the routes declare */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Permission"][];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    list_roles: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1 (default 1). */
+                page?: number;
+                /** @description Items per page, 1–100 (default 50). */
+                pageSize?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The built-in roles, then the custom ones */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_RoleInfo"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    create_role: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewRole"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoleInfo"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    get_role: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Role name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The role */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoleInfo"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    delete_role: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Role name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    update_role: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Role name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RoleUpdate"];
+            };
+        };
+        responses: {
+            /** @description Updated */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RoleInfo"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
     list_sessions: {
         parameters: {
             query?: {
@@ -8464,7 +9200,13 @@ export interface operations {
     };
     create_vm: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description The group the instances belong to: one of the caller's groups when its scope is
+                 *     `groups` (the only one by default), any group otherwise (none by default).
+                 */
+                group?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
