@@ -9,7 +9,7 @@ use libgo::{Error, Result};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{ApiKeyCommand, TaskCommand, UserCommand};
+use crate::cli::{ApiKeyCommand, GroupCommand, RoleCommand, TaskCommand, UserCommand};
 use crate::output::{Format, field, print_list, print_one, size};
 use crate::target::{RemoteClient, Target};
 use crate::{exit_code, for_each_name, print_made, report};
@@ -245,16 +245,18 @@ pub async fn user(target: &Target, u: UserCommand, format: Format) -> Result<u8>
                 &[
                     ("NAME", &|u| field(u, "username")),
                     ("ROLE", &|u| field(u, "role")),
+                    ("SCOPE", &|u| field(u, "scope")),
                     ("ID", &|u| field(u, "id")),
                     ("CREATED", &|u| field(u, "createdAt")),
                 ],
             )?;
         }
-        UserCommand::Create { name, role } => {
+        UserCommand::Create { name, role, scope } => {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
-            let body = json!({"username": name, "password": password, "role": role});
+            let body =
+                json!({"username": name, "password": password, "role": role, "scope": scope});
             let made = remote
                 .send(Method::POST, "/api/v1/users", &[], Some(&body))
                 .await?;
@@ -262,6 +264,107 @@ pub async fn user(target: &Target, u: UserCommand, format: Format) -> Result<u8>
         }
         UserCommand::Delete { names } => {
             return delete_each(remote, "/api/v1/users", &names, format).await;
+        }
+    }
+    Ok(0)
+}
+
+/// `libgo group …`.
+pub async fn group(target: &Target, g: GroupCommand, format: Format) -> Result<u8> {
+    let remote = server(target)?;
+    match g {
+        GroupCommand::List => {
+            let items = remote.all_pages("/api/v1/groups", &[], 10_000).await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|g| field(g, "name")),
+                    ("MEMBERS", &|g| field(g, "members")),
+                    ("DESCRIPTION", &|g| field(g, "description")),
+                ],
+            )?;
+        }
+        GroupCommand::Create { name, description } => {
+            let body = json!({"name": name, "description": description});
+            let made = remote
+                .send(Method::POST, "/api/v1/groups", &[], Some(&body))
+                .await?;
+            print_made(format, &made, "name")?;
+        }
+        GroupCommand::Delete { names } => {
+            return delete_each(remote, "/api/v1/groups", &names, format).await;
+        }
+        GroupCommand::Add { group, users } => {
+            return membership(remote, Method::PUT, &group, &users, format).await;
+        }
+        GroupCommand::Remove { group, users } => {
+            return membership(remote, Method::DELETE, &group, &users, format).await;
+        }
+    }
+    Ok(0)
+}
+
+/// Adds (PUT) or removes (DELETE) each user, with a result per user.
+async fn membership(
+    remote: &RemoteClient,
+    method: Method,
+    group: &str,
+    users: &[String],
+    format: Format,
+) -> Result<u8> {
+    let base = format!("/api/v1/groups/{}/members", crate::rest::escape(group));
+    for_each_name(users, format, |user| {
+        let path = format!("{base}/{}", crate::rest::escape(user));
+        let method = method.clone();
+        async move { remote.send(method, &path, &[], None).await.map(drop) }
+    })
+    .await
+}
+
+/// `libgo role …`.
+pub async fn role(target: &Target, r: RoleCommand, format: Format) -> Result<u8> {
+    let remote = server(target)?;
+    let count = |r: &Value| r["permissions"].as_array().map_or(0, Vec::len).to_string();
+    match r {
+        RoleCommand::List => {
+            let items = remote.all_pages("/api/v1/roles", &[], 10_000).await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|r| field(r, "name")),
+                    ("BUILTIN", &|r| field(r, "builtin")),
+                    ("PERMISSIONS", &count),
+                ],
+            )?;
+        }
+        RoleCommand::Permissions => {
+            let answer = remote
+                .send(Method::GET, "/api/v1/permissions", &[], None)
+                .await?;
+            let items = answer.as_array().cloned().unwrap_or_default();
+            print_list(
+                format,
+                &items,
+                &[
+                    ("PERMISSION", &|p| field(p, "name")),
+                    ("ROLE", &|p| field(p, "role")),
+                    ("ROUTES", &|p| {
+                        p["routes"].as_array().map_or(0, Vec::len).to_string()
+                    }),
+                ],
+            )?;
+        }
+        RoleCommand::Create { name, permissions } => {
+            let body = json!({"name": name, "permissions": permissions});
+            let made = remote
+                .send(Method::POST, "/api/v1/roles", &[], Some(&body))
+                .await?;
+            print_made(format, &made, "name")?;
+        }
+        RoleCommand::Delete { names } => {
+            return delete_each(remote, "/api/v1/roles", &names, format).await;
         }
     }
     Ok(0)

@@ -123,6 +123,12 @@ pub enum Command {
     /// Users of a server (administrators).
     #[command(subcommand)]
     User(UserCommand),
+    /// Groups of users and their instances, on a server (administrators).
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Custom roles of a server: sets of the routes' permissions (administrators).
+    #[command(subcommand)]
+    Role(RoleCommand),
     /// API keys of a server.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -283,6 +289,9 @@ pub struct ListArgs {
     /// Only this backend.
     #[arg(long)]
     pub backend: Option<String>,
+    /// Only the instances of this group (their `io.libgo.group` label).
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 /// `create` and `run`.
@@ -299,6 +308,9 @@ pub struct CreateArgs {
     /// Backend to create it on.
     #[arg(long)]
     pub backend: Option<String>,
+    /// The group it belongs to (a server's; its scoped users' only group by default).
+    #[arg(long)]
+    pub group: Option<String>,
     /// VM template to start from.
     #[arg(long)]
     pub template: Option<String>,
@@ -732,14 +744,81 @@ pub enum UserCommand {
     Create {
         /// User name.
         name: String,
-        /// Role.
-        #[arg(long, value_parser = ["admin", "operator", "viewer"], default_value = "viewer")]
+        /// Role: admin, operator, viewer or a custom role's name.
+        #[arg(long, default_value = "viewer")]
         role: String,
+        /// Where the role applies: everything, or the instances of the user's groups.
+        #[arg(long, value_parser = ["all", "groups"], default_value = "all")]
+        scope: String,
     },
     /// Delete users.
     #[command(visible_alias = "rm")]
     Delete {
         /// User names or ids.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `group …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List groups and their members.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Create a group.
+    Create {
+        /// Group name.
+        name: String,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete groups (their instances keep their label).
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Group names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Make users members of a group.
+    Add {
+        /// Group name.
+        group: String,
+        /// User names.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Remove users from a group.
+    Remove {
+        /// Group name.
+        group: String,
+        /// User names.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+}
+
+/// `role …`.
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// List the built-in and custom roles.
+    #[command(visible_alias = "ls")]
+    List,
+    /// List the permissions roles are made of.
+    Permissions,
+    /// Create a custom role.
+    Create {
+        /// Role name.
+        name: String,
+        /// A permission (`instances.read`, …); repeat for several.
+        #[arg(long = "permission", value_name = "PERMISSION")]
+        permissions: Vec<String>,
+    },
+    /// Delete custom roles no user holds.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Role names.
         #[arg(required = true)]
         names: Vec<String>,
     },

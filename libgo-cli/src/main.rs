@@ -175,6 +175,9 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
                 let (k, v) = key_value(l)?;
                 labels.insert(k, v);
             }
+            if let Some(g) = &a.group {
+                labels.insert(libgo::LABEL_GROUP.to_string(), g.clone());
+            }
             let filter = json!({
                 "kind": a.kind, "state": a.state, "backend": a.backend,
                 "name": a.prefix, "labels": labels,
@@ -222,6 +225,7 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
                     ("HOST", &host_of),
                     ("IPV4", &ipv4),
                     ("CREATED", &created),
+                    ("GROUP", &|i| field(&i["labels"], libgo::LABEL_GROUP)),
                 ],
             )?;
             Ok(0)
@@ -381,6 +385,8 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
         }
         Command::Task(t) => admin::task(target, t, format).await,
         Command::User(u) => admin::user(target, u, format).await,
+        Command::Group(g) => admin::group(target, g, format).await,
+        Command::Role(r) => admin::role(target, r, format).await,
         Command::ApiKey(k) => admin::api_key(target, k, format).await,
         Command::Audit { limit } => admin::audit(target, limit, format).await,
         Command::Export {
@@ -675,13 +681,31 @@ async fn create(
         }
         return Ok(code);
     }
-    let made = target
-        .call(
-            "create",
-            json!({ "spec": serde_json::to_value(&spec)? }),
-            None,
-        )
-        .await?;
+    let made = match (&a.group, target) {
+        (None, _) => {
+            target
+                .call(
+                    "create",
+                    json!({ "spec": serde_json::to_value(&spec)? }),
+                    None,
+                )
+                .await?
+        }
+        (Some(g), Target::Remote(r)) => {
+            r.send(
+                reqwest::Method::POST,
+                "/api/v1/instances",
+                &[("group".to_string(), g.clone())],
+                Some(&serde_json::to_value(&spec)?),
+            )
+            .await?
+        }
+        (Some(_), Target::Local(_)) => {
+            return Err(Error::unsupported(
+                "groups belong to a libgo server: use --remote with --group",
+            ));
+        }
+    };
     print_made(format, &made, "name")?;
     Ok(0)
 }

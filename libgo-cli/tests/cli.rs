@@ -788,7 +788,7 @@ async fn container_round_trip(dir: &Path, mode: &[&str]) {
     assert_eq!(
         header,
         [
-            "NAME", "KIND", "STATE", "BACKEND", "HOST", "IPV4", "CREATED"
+            "NAME", "KIND", "STATE", "BACKEND", "HOST", "IPV4", "CREATED", "GROUP"
         ]
     );
     assert!(
@@ -1023,7 +1023,7 @@ async fn formats_completions_and_man_pages() {
     let mut rows = csv.lines();
     assert_eq!(
         rows.next(),
-        Some("NAME,KIND,STATE,BACKEND,HOST,IPV4,CREATED")
+        Some("NAME,KIND,STATE,BACKEND,HOST,IPV4,CREATED,GROUP")
     );
     let row: Vec<&str> = rows.next().unwrap_or_default().split(',').collect();
     assert_eq!(
@@ -1508,6 +1508,162 @@ async fn remote_mode_logs_in_and_drives_the_same_engines() {
     ok(&libgo(d, &["remote", "remove", "lab"], None).await);
     let o = libgo(d, &["--remote", "lab", "ls"], None).await;
     assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_groups_custom_roles_and_scoped_users() {
+    let s = server().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    ok(&libgo(d, &["remote", "add", "lab", &s.base], None).await);
+    ok(&libgo(
+        d,
+        &["login", "--password-stdin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    )
+    .await);
+
+    // A custom role from the permissions the server lists.
+    let perms = json(&libgo(d, &["role", "permissions", "--format", "json"], None).await);
+    assert!(
+        perms
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["name"] == "instances.write")),
+        "{perms}"
+    );
+    let role = unique("auditor");
+    ok(&libgo(
+        d,
+        &[
+            "role",
+            "create",
+            &role,
+            "--permission",
+            "instances.read",
+            "--permission",
+            "audit.admin",
+        ],
+        None,
+    )
+    .await);
+    let roles = json(&libgo(d, &["role", "ls", "--format", "json"], None).await);
+    assert!(
+        roles
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["name"] == role.as_str()
+                && r["permissions"] == json!(["audit.admin", "instances.read"]))),
+        "{roles}"
+    );
+    let o = libgo(
+        d,
+        &[
+            "role",
+            "create",
+            &unique("bad"),
+            "--permission",
+            "nope.read",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(11), "{}", text(&o.stderr));
+
+    // A group, and a member kept to it.
+    let group = unique("team");
+    let member = unique("member");
+    ok(&libgo(
+        d,
+        &["group", "create", &group, "--description", "a team"],
+        None,
+    )
+    .await);
+    ok(&libgo(
+        d,
+        &[
+            "user", "create", &member, "--role", "operator", "--scope", "groups",
+        ],
+        Some("member-password-1\n"),
+    )
+    .await);
+    ok(&libgo(d, &["group", "add", &group, &member], None).await);
+    let groups = json(&libgo(d, &["group", "ls", "--format", "json"], None).await);
+    assert!(
+        groups.as_array().is_some_and(|a| a
+            .iter()
+            .any(|g| g["name"] == group.as_str() && g["members"] == json!([member]))),
+        "{groups}"
+    );
+    let users = ok(&libgo(d, &["user", "ls"], None).await);
+    assert!(
+        users
+            .lines()
+            .any(|l| l.starts_with(&member) && l.contains("operator") && l.contains("groups")),
+        "{users}"
+    );
+
+    let mdir = tempfile::tempdir().expect("temp dir");
+    let m = mdir.path();
+    ok(&libgo(m, &["remote", "add", "lab", &s.base], None).await);
+    ok(&libgo(
+        m,
+        &["login", "--username", &member, "--password-stdin"],
+        Some("member-password-1\n"),
+    )
+    .await);
+    let (mine, theirs) = (unique("cli-mine"), unique("cli-theirs"));
+    let _cleanup = Cleanup(vec![mine.clone(), theirs.clone()]);
+    ok(&libgo(
+        m,
+        &["run", IMAGE, "--name", &mine, "--", "sleep", "300"],
+        None,
+    )
+    .await);
+    ok(&libgo(
+        d,
+        &["run", IMAGE, "--name", &theirs, "--", "sleep", "300"],
+        None,
+    )
+    .await);
+    // The admin filters by group and sees the column.
+    let listed = json(&libgo(d, &["ls", "--group", &group, "--format", "json"], None).await);
+    assert!(
+        find(&listed, &mine).is_some() && find(&listed, &theirs).is_none(),
+        "{listed}"
+    );
+    let table = ok(&libgo(d, &["ls", &mine], None).await);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&mine) && l.trim_end().ends_with(group.as_str())),
+        "{table}"
+    );
+    // The member sees only its group's, and another's is not found (exit 10).
+    let seen = json(&libgo(m, &["ls", "--format", "json"], None).await);
+    assert!(
+        find(&seen, &mine).is_some() && find(&seen, &theirs).is_none(),
+        "{seen}"
+    );
+    let o = libgo(m, &["info", &theirs], None).await;
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
+    // Groups are a server's.
+    let o = libgo(
+        d,
+        &[
+            "--local",
+            "run",
+            IMAGE,
+            "--name",
+            &unique("x"),
+            "--group",
+            &group,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(15), "{}", text(&o.stderr));
+    ok(&libgo(d, &["group", "remove", &group, &member], None).await);
+    ok(&libgo(d, &["rm", "--force", &mine, &theirs], None).await);
+    ok(&libgo(d, &["group", "rm", &group], None).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,6 +79,19 @@ impl GroupScope {
             ServerEvent::Alert { alert } => &alert.instance_id,
             ServerEvent::Task { .. } | ServerEvent::Host { .. } => return true,
         };
+        self.sees_instance(state, caller, id).await
+    }
+
+    /// Whether `caller` may see instance `id` under its group scope.
+    pub async fn sees_instance(
+        &mut self,
+        state: &crate::state::AppState,
+        caller: &crate::auth::Caller,
+        id: &str,
+    ) -> bool {
+        if caller.groups.is_none() {
+            return true;
+        }
         if let Some(seen) = self.seen.get(id) {
             return *seen;
         }
@@ -90,7 +103,7 @@ impl GroupScope {
         if self.seen.len() >= 10_000 {
             self.seen.clear();
         }
-        self.seen.insert(id.clone(), visible);
+        self.seen.insert(id.to_string(), visible);
         visible
     }
 }

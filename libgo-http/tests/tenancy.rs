@@ -342,7 +342,7 @@ async fn names(s: &TestServer, path: &str, token: &str) -> Vec<String> {
 /// answers the same 404 as a missing one, on every kind of route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_members_see_and_touch_only_their_groups_instances() {
-    let s = start(true, |_| {}).await;
+    let s = start(true, |c| c.stats_interval_secs = 1).await;
     s.wait_for_backends(&["docker"]).await;
     let (ga, gb) = (group(&s).await, group(&s).await);
     let (alice, alice_t) = scoped_user(&s, "operator", &[&ga]).await;
@@ -439,6 +439,71 @@ async fn group_members_see_and_touch_only_their_groups_instances() {
         assert!(r.status().is_success(), "start {who}: {}", r.status());
     }
 
+    // Alert transitions and /metrics name instances: Alice reads her group's only.
+    let rule = json_of(
+        s.req(Method::POST, "/api/v1/alerts", &s.admin)
+            .json(&json!({"name": unique("up"), "metric": "state", "op": "==",
+                          "state": "running"}))
+            .send()
+            .await
+            .expect("rule"),
+        201,
+    )
+    .await;
+    let history = format!(
+        "/api/v1/alerts/{}/history?pageSize=100",
+        rule["id"].as_str().expect("id")
+    );
+    let names_in = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t["instanceName"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut fired = Vec::new();
+    for _ in 0..60 {
+        fired = names_in(
+            &json_of(
+                s.req(Method::GET, &history, &s.admin)
+                    .send()
+                    .await
+                    .expect("history"),
+                200,
+            )
+            .await,
+        );
+        if fired.contains(&a1n) && fired.contains(&b1n) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(fired.contains(&a1n) && fired.contains(&b1n), "{fired:?}");
+    let hers = names_in(
+        &json_of(
+            s.req(Method::GET, &history, &alice_t)
+                .send()
+                .await
+                .expect("history"),
+            200,
+        )
+        .await,
+    );
+    assert!(hers.contains(&a1n) && !hers.contains(&b1n), "{hers:?}");
+    assert_error(
+        s.req(Method::GET, "/metrics", &alice_t)
+            .send()
+            .await
+            .expect("metrics"),
+        403,
+        "FORBIDDEN",
+    )
+    .await;
+    assert_eq!(status(&s, Method::GET, "/metrics", &everyone_t).await, 200);
+
     // Alice works on her own instance.
     let ex = json_of(
         s.req(
@@ -515,6 +580,38 @@ async fn group_members_see_and_touch_only_their_groups_instances() {
             .replace(&b1id, "no-such-one");
         assert_eq!(as_missing, missing["message"], "{method} {path}");
     }
+    // Every operation on an instance of the document, whatever its body: the same 404.
+    let mut checked = 0;
+    for (method, route, _) in operations() {
+        let on_instance = [
+            "/api/v1/instances/{id}",
+            "/api/v1/containers/{id}",
+            "/api/v1/vms/{id}",
+        ]
+        .iter()
+        .any(|p| route == *p || route.starts_with(&format!("{p}/")));
+        if !on_instance {
+            continue;
+        }
+        let path = concrete(&route.replace("{id}", &b1n));
+        let r = s
+            .req(method.clone(), &path, &alice_t)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .expect("request");
+        let v = assert_error(r, 404, "NOT_FOUND").await;
+        assert_eq!(
+            v["message"]
+                .as_str()
+                .map(|m| m.replace(&b1n, "no-such-one")),
+            missing["message"].as_str().map(str::to_string),
+            "{method} {route}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 30, "{checked} instance operations checked");
     // The console is refused before the upgrade, the same way.
     let r = s
         .req(

@@ -168,11 +168,24 @@ async fn delete_alert(State(state): S, Path(id): Path<String>) -> ApiResult<Stat
     responses((status = 200, description = "Its firing and resolved transitions, newest first", body = Page<AlertTransition>)))]
 async fn alert_history(
     State(state): S,
+    caller: crate::auth::Caller,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<AlertTransition>>> {
     let page = q.get()?;
-    Ok(Json(paginate(alerts::history(&state, &id).await?, page)))
+    let mut items = alerts::history(&state, &id).await?;
+    if caller.groups.is_some() {
+        // A caller kept to its groups sees their instances' transitions only.
+        let mut scope = crate::events::GroupScope::default();
+        let mut kept = Vec::with_capacity(items.len());
+        for t in items {
+            if scope.sees_instance(&state, &caller, &t.instance_id).await {
+                kept.push(t);
+            }
+        }
+        items = kept;
+    }
+    Ok(Json(paginate(items, page)))
 }
 
 // ---- stats history ----

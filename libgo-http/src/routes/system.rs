@@ -53,7 +53,18 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<HealthReport> {
 
 #[utoipa::path(get, path = "/metrics", extensions(("x-libgo-access" = json!("viewer"))), tag = "system",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+) -> Response {
+    // Its series name every instance of every group.
+    if caller.is_some_and(|c| c.groups.is_some()) {
+        return crate::error::ApiError::forbidden(
+            "/metrics names the instances of every group: callers kept to their groups read \
+             their instances' stats instead",
+        )
+        .into_response();
+    }
     let text = state.metrics.render(&state).await;
     (
         [(
