@@ -133,6 +133,30 @@ test("log in; a container made in the form appears in another tab's list by itse
   await shot(admin, "03-instances");
 });
 
+test("the list shows each instance's group and filters by it", async () => {
+  const group = `ui-g-${run}`;
+  const grouped = `ui-gc-${run}`;
+  assert.equal((await call("POST", "/api/v1/groups", { name: group })).status, 201);
+  const made = await call("POST", `/api/v1/instances?group=${group}`, {
+    name: grouped,
+    kind: "container",
+    image: "libgo-test/busybox:latest",
+    command: ["sleep", "600"],
+    start: true,
+  });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const row = admin.locator(`[data-name="${grouped}"]`);
+  await row.waitFor({ timeout: 30_000 });
+  await row.getByText(group, { exact: true }).waitFor();
+  await admin.getByLabel("Group").selectOption(group);
+  await admin.locator(`[data-name="${CONTAINER}"]`).waitFor({ state: "detached" });
+  await row.waitFor();
+  await shot(admin, "03b-group-filter");
+  await admin.getByLabel("Group").selectOption("");
+  await admin.locator(`[data-name="${CONTAINER}"]`).waitFor();
+  assert.equal((await call("DELETE", `/api/v1/instances/${grouped}?force=true`)).status, 204);
+});
+
 test("the container's console runs what is typed", async () => {
   await admin.getByRole("link", { name: CONTAINER }).click();
   await admin.getByRole("tab", { name: "Console" }).click();

@@ -64,6 +64,8 @@ export function useLiveInstances() {
 }
 
 const ACTIONS = ["start", "stop", "pause", "resume"] as const;
+// The label the server records an instance's group in (io.libgo.group).
+const groupOf = (i: { labels?: Record<string, string> }) => i.labels?.["io.libgo.group"] ?? "";
 const ROW = 40;
 
 export function Instances() {
@@ -71,6 +73,7 @@ export function Instances() {
   const [query, setQuery] = useState("");
   const [kind, setKind] = useState("");
   const [state, setState] = useState("");
+  const [group, setGroup] = useState("");
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const canOperate = useCan("operator");
   const rows = useMemo(() => {
@@ -80,10 +83,15 @@ export function Instances() {
         (i) =>
           (!q || i.name.toLowerCase().includes(q) || (i.image ?? "").toLowerCase().includes(q)) &&
           (!kind || i.kind === kind) &&
-          (!state || i.state === state),
+          (!state || i.state === state) &&
+          (!group || groupOf(i) === group),
       )
       .sort((a, b) => a.name.localeCompare(b.name));
-  }, [byId, query, kind, state]);
+  }, [byId, query, kind, state, group]);
+  const groups = useMemo(
+    () => [...new Set([...(byId?.values() ?? [])].map(groupOf).filter(Boolean))].sort(),
+    [byId],
+  );
   const scroller = useRef<HTMLDivElement>(null);
   const virtual = useVirtualizer({
     count: rows.length,
@@ -168,6 +176,15 @@ export function Instances() {
             ))}
           </select>
         </label>
+        <label>
+          <span class="sr-only">Group</span>
+          <select aria-label="Group" value={group} onChange={(e) => setGroup(e.currentTarget.value)}>
+            <option value="">All groups</option>
+            {groups.map((g) => (
+              <option key={g}>{g}</option>
+            ))}
+          </select>
+        </label>
         <span class="muted" data-testid="count">
           {rows.length} of {byId?.size ?? 0}
         </span>
@@ -214,6 +231,7 @@ export function Instances() {
             <span role="columnheader" class="c-wide">Image</span>
             <span role="columnheader">Backend</span>
             <span role="columnheader">Host</span>
+            <span role="columnheader" class="c-wide">Group</span>
             <span role="columnheader" class="c-wide">IPv4</span>
             <span role="columnheader" class="c-wide">Created</span>
           </div>
@@ -250,6 +268,7 @@ export function Instances() {
                     <span role="cell" class="c-wide">{i.image ?? "—"}</span>
                     <span role="cell">{i.backend}</span>
                     <span role="cell">{i.host || "local"}</span>
+                    <span role="cell" class="c-wide">{groupOf(i) || "—"}</span>
                     <span role="cell" class="c-wide">{i.ipAddresses.filter((a) => a.includes(".")).join(", ") || "—"}</span>
                     <span role="cell" class="c-wide">{when(i.createdAt)}</span>
                   </div>
