@@ -2,22 +2,9 @@
 
 mod common;
 
-use common::{assert_error, start, unique};
+use common::{assert_error, concrete, start, unique};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// A concrete path for a route template, with dummy parameter values.
-fn concrete(route: &str) -> String {
-    route
-        .split('/')
-        .map(|seg| match seg {
-            "{action}" => "start",
-            s if s.starts_with('{') => "no-such-thing",
-            s => s,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
 
 /// Every (method, route) of the OpenAPI document.
 fn operations() -> Vec<(Method, String)> {

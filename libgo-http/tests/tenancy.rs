@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{TestServer, assert_error, json_of, start, unique};
+use common::{TestServer, assert_error, concrete, json_of, start, unique};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -34,18 +34,6 @@ fn operations() -> Vec<(Method, String, Option<String>)> {
         }
     }
     ops
-}
-
-fn concrete(route: &str) -> String {
-    route
-        .split('/')
-        .map(|seg| match seg {
-            "{action}" => "start",
-            s if s.starts_with('{') => "no-such-thing",
-            s => s,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 async fn status(s: &TestServer, method: Method, path: &str, token: &str) -> u16 {

@@ -238,3 +238,16 @@ pub async fn json_of(r: Response, status: u16) -> Value {
     assert_eq!(code, status, "{url}: {body}");
     body
 }
+
+/// A concrete path for a route template, with dummy parameter values.
+pub fn concrete(route: &str) -> String {
+    route
+        .split('/')
+        .map(|seg| match seg {
+            "{action}" => "start",
+            s if s.starts_with('{') => "no-such-thing",
+            s => s,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
