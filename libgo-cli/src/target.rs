@@ -460,11 +460,6 @@ impl Target {
                 local_json(libgo, "image_build", args, context_tar, on_progress).await
             }
             Target::Remote(remote) => {
-                if spec["buildArgs"].as_object().is_some_and(|a| !a.is_empty()) {
-                    return Err(Error::unsupported(
-                        "build arguments are not taken by the REST API: build embedded",
-                    ));
-                }
                 let mut query: Vec<(String, String)> = spec["tags"]
                     .as_array()
                     .into_iter()
@@ -473,6 +468,9 @@ impl Target {
                     .collect();
                 if let Some(f) = spec["dockerfile"].as_str() {
                     query.push(("dockerfile".into(), f.into()));
+                }
+                if spec["buildArgs"].as_object().is_some_and(|a| !a.is_empty()) {
+                    query.push(("buildArgs".into(), spec["buildArgs"].to_string()));
                 }
                 if let Some(b) = backend {
                     query.push(("backend".into(), b));

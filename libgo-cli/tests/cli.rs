@@ -255,13 +255,26 @@ async fn build_round_trip(dir: &Path, mode: &[&str]) {
     let context = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         context.path().join("Dockerfile"),
-        format!("FROM {IMAGE}\nCOPY hello.txt /hello.txt\nRUN echo built-by-cli > /built\n"),
+        format!(
+            "FROM {IMAGE}\nARG GREETING\nCOPY hello.txt /hello.txt\nRUN echo $GREETING > /built\n"
+        ),
     )
     .expect("Dockerfile");
     std::fs::write(context.path().join("hello.txt"), "from-the-context\n").expect("file");
     let tag = format!("{}:1", unique("cli-built"));
     let context_arg = context.path().display().to_string();
-    let args = in_mode(mode, &["image", "build", &context_arg, "-t", &tag]);
+    let args = in_mode(
+        mode,
+        &[
+            "image",
+            "build",
+            &context_arg,
+            "-t",
+            &tag,
+            "--build-arg",
+            "GREETING=built-by-cli",
+        ],
+    );
     ok(&libgo(dir, &args, None).await);
     let name = unique("clibuilt");
     let _cleanup = Cleanup(vec![name.clone()]);

@@ -103,6 +103,20 @@ async fn image_build_and_save_as_tasks() {
         .await
         .expect("req");
     assert_error(r, 400, "INVALID_INPUT").await;
+    // Build arguments are a JSON object of strings, refused otherwise before the body.
+    let r = s
+        .req(
+            Method::POST,
+            "/api/v1/images/build?tags=x:1&buildArgs=%5B1%5D",
+            &operator,
+        )
+        .header("content-type", "application/x-tar")
+        .body(vec![0u8; 1024])
+        .send()
+        .await
+        .expect("req");
+    let e = assert_error(r, 400, "INVALID_INPUT").await;
+    assert_eq!(e["field"], "buildArgs", "{e}");
 
     // Save: a tar under the data dir, readable from the finished task.
     let r = s

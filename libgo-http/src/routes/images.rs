@@ -144,6 +144,10 @@ pub struct BuildQuery {
     pub tags: Option<String>,
     /// Dockerfile path inside the context.
     pub dockerfile: Option<String>,
+    /// Build arguments (`ARG`s) as a JSON object of strings, as Docker's `buildargs`:
+    /// `{"VERSION": "1.2"}`.
+    #[serde(rename = "buildArgs")]
+    pub build_args: Option<String>,
     /// Backend.
     pub backend: Option<String>,
 }
@@ -166,10 +170,19 @@ async fn build_image(
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect();
-    // Refuse bad tags before the body is read.
+    // Refuse bad tags and arguments before the body is read.
     for t in &tags {
         libgo_core::validate::user_image_reference(t)?;
     }
+    let build_args: std::collections::BTreeMap<String, String> = match &q.build_args {
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            ApiError::invalid(format!(
+                "buildArgs must be a JSON object of strings ({{\"KEY\": \"value\"}}): {e}"
+            ))
+            .with_field("buildArgs")
+        })?,
+        None => Default::default(),
+    };
     // The context goes to a file as it arrives and from there to the engine as it is read.
     let context = crate::spool::spool(
         &state,
@@ -183,6 +196,7 @@ async fn build_image(
         context_file: Some(context.path().to_path_buf()),
         dockerfile: q.dockerfile,
         tags,
+        build_args,
         ..Default::default()
     };
     let libgo = state.libgo.clone();

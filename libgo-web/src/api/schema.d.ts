@@ -6253,6 +6253,11 @@ export interface operations {
                 tags?: string;
                 /** @description Dockerfile path inside the context. */
                 dockerfile?: string;
+                /**
+                 * @description Build arguments (`ARG`s) as a JSON object of strings, as Docker's `buildargs`:
+                 *     `{"VERSION": "1.2"}`.
+                 */
+                buildArgs?: string;
                 /** @description Backend. */
                 backend?: string;
             };
