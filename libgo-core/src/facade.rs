@@ -306,10 +306,7 @@ impl LibGo {
         spec.pool = None;
         // After validation: the labels' prefix is refused in the caller's spec.
         if let Some(o) = owner {
-            spec.labels.insert(LABEL_OWNER.to_string(), o.owner.clone());
-            if let Some(g) = &o.group {
-                spec.labels.insert(LABEL_GROUP.to_string(), g.clone());
-            }
+            o.stamp(&mut spec.labels);
         }
         let mut i = backend.create(&spec).await?;
         self.stamp(&mut i);
@@ -1134,6 +1131,20 @@ impl LibGo {
             .await
     }
 
+    /// [`LibGo::network_create`], recording who the network is made for in its labels.
+    pub async fn network_create_owned(
+        &self,
+        spec: &NetworkSpec,
+        owner: &Ownership,
+    ) -> Result<Network> {
+        validate::network_spec(spec)?;
+        let mut spec = spec.clone();
+        owner.stamp(&mut spec.labels);
+        self.pick(spec.backend.as_deref(), |c| c.networks, "networks")?
+            .network_create(&spec)
+            .await
+    }
+
     async fn find_network(
         &self,
         backend: Option<&str>,
@@ -1212,6 +1223,21 @@ impl LibGo {
         validate::volume_spec(spec)?;
         self.pick(spec.backend.as_deref(), |c| c.volumes, "volumes")?
             .volume_create(spec)
+            .await
+    }
+
+    /// [`LibGo::volume_create`], recording who the volume is made for in its labels (where
+    /// the engine keeps labels: libvirt's volumes have none).
+    pub async fn volume_create_owned(
+        &self,
+        spec: &VolumeSpec,
+        owner: &Ownership,
+    ) -> Result<Volume> {
+        validate::volume_spec(spec)?;
+        let mut spec = spec.clone();
+        owner.stamp(&mut spec.labels);
+        self.pick(spec.backend.as_deref(), |c| c.volumes, "volumes")?
+            .volume_create(&spec)
             .await
     }
 

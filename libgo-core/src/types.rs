@@ -570,6 +570,16 @@ pub struct Ownership {
     pub group: Option<String>,
 }
 
+impl Ownership {
+    /// Writes the ownership labels into `labels`.
+    pub fn stamp(&self, labels: &mut BTreeMap<String, String>) {
+        labels.insert(LABEL_OWNER.to_string(), self.owner.clone());
+        if let Some(g) = &self.group {
+            labels.insert(LABEL_GROUP.to_string(), g.clone());
+        }
+    }
+}
+
 /// A page request: `page` from 1, `page_size` from 1 to [`Pagination::MAX_PAGE_SIZE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -277,13 +277,35 @@ fn cloud_init(ci: &CloudInit) -> Result<()> {
 /// refused. Backends check this; the facade checks the caller's spec with
 /// [`instance_spec`] first.
 pub fn owned_instance_spec(spec: &InstanceSpec, kind: InstanceKind) -> Result<()> {
+    owned(spec, |s| &mut s.labels, |s| instance_spec(s, kind))
+}
+
+/// [`network_spec`] for a spec the facade stamped with an [`crate::Ownership`] (see
+/// [`owned_instance_spec`]).
+pub fn owned_network_spec(spec: &NetworkSpec) -> Result<()> {
+    owned(spec, |s| &mut s.labels, network_spec)
+}
+
+/// [`volume_spec`] for a spec the facade stamped with an [`crate::Ownership`] (see
+/// [`owned_instance_spec`]).
+pub fn owned_volume_spec(spec: &VolumeSpec) -> Result<()> {
+    owned(spec, |s| &mut s.labels, volume_spec)
+}
+
+/// Checks `spec` with `check` once the ownership labels are taken out (their values must
+/// be names).
+fn owned<T: Clone>(
+    spec: &T,
+    labels: impl Fn(&mut T) -> &mut std::collections::BTreeMap<String, String>,
+    check: impl Fn(&T) -> Result<()>,
+) -> Result<()> {
     let mut rest = spec.clone();
     for key in [crate::LABEL_OWNER, crate::LABEL_GROUP] {
-        if let Some(v) = rest.labels.remove(key) {
+        if let Some(v) = labels(&mut rest).remove(key) {
             name(key, &v).map_err(|e| e.with_field("labels"))?;
         }
     }
-    instance_spec(&rest, kind)
+    check(&rest)
 }
 
 /// A whole instance spec. `kind` is the kind it will be created as (the spec's own, or the

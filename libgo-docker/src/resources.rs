@@ -76,7 +76,7 @@ impl Networks for DockerBackend {
     }
 
     async fn network_create(&self, spec: &NetworkSpec) -> Result<Network> {
-        validate::network_spec(spec)?;
+        validate::owned_network_spec(spec)?;
         // Docker would create a second network of the same name; LibGo names are unique.
         match self.network_inspect(&spec.name).await {
             Ok(_) => {
@@ -199,7 +199,7 @@ impl Volumes for DockerBackend {
     }
 
     async fn volume_create(&self, spec: &VolumeSpec) -> Result<Volume> {
-        validate::volume_spec(spec)?;
+        validate::owned_volume_spec(spec)?;
         if spec.size_bytes.is_some() || spec.pool.is_some() || spec.format.is_some() {
             return Err(Error::unsupported(
                 "Docker volumes take no size, pool or format",

@@ -193,6 +193,18 @@ impl Caller {
         }
     }
 
+    /// Who a network or volume the caller makes is recorded for: the caller, and its group
+    /// when it is kept to exactly one.
+    pub fn resource_owner(&self) -> libgo_core::Ownership {
+        libgo_core::Ownership {
+            owner: self.username.clone(),
+            group: match self.groups.as_deref() {
+                Some([only]) => Some(only.clone()),
+                _ => None,
+            },
+        }
+    }
+
     /// The list filter narrowed to what the caller may see.
     pub fn scope_filter(&self, filter: &mut libgo_core::InstanceFilter) {
         if let Some(groups) = &self.groups {

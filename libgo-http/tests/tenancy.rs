@@ -492,6 +492,39 @@ async fn group_members_see_and_touch_only_their_groups_instances() {
     .await;
     assert_eq!(status(&s, Method::GET, "/metrics", &everyone_t).await, 200);
 
+    // Networks and volumes record their owner and group too.
+    let net = json_of(
+        s.req(Method::POST, "/api/v1/networks", &alice_t)
+            .json(&json!({"name": unique("alnet"), "backend": "docker"}))
+            .send()
+            .await
+            .expect("network"),
+        201,
+    )
+    .await;
+    assert_eq!(net["labels"]["io.libgo.owner"], alice.as_str(), "{net}");
+    assert_eq!(net["labels"]["io.libgo.group"], ga.as_str(), "{net}");
+    let vol = json_of(
+        s.req(Method::POST, "/api/v1/volumes", &alice_t)
+            .json(&json!({"name": unique("alvol"), "backend": "docker"}))
+            .send()
+            .await
+            .expect("volume"),
+        201,
+    )
+    .await;
+    assert_eq!(vol["labels"]["io.libgo.owner"], alice.as_str(), "{vol}");
+    assert_eq!(vol["labels"]["io.libgo.group"], ga.as_str(), "{vol}");
+    for (path, name) in [("networks", &net["name"]), ("volumes", &vol["name"])] {
+        let name = name.as_str().expect("name");
+        let r = s
+            .req(Method::DELETE, &format!("/api/v1/{path}/{name}"), &s.admin)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(r.status().as_u16(), 204, "delete {path}/{name}");
+    }
+
     // Alice works on her own instance.
     let ex = json_of(
         s.req(

@@ -305,7 +305,7 @@ impl Networks for KvmBackend {
     }
 
     async fn network_create(&self, spec: &NetworkSpec) -> Result<Network> {
-        validate::network_spec(spec)?;
+        validate::owned_network_spec(spec)?;
         let inner = self.inner.clone();
         let spec = spec.clone();
         self.inner

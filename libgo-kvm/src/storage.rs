@@ -199,7 +199,7 @@ impl Volumes for KvmBackend {
     }
 
     async fn volume_create(&self, spec: &VolumeSpec) -> Result<Volume> {
-        validate::volume_spec(spec)?;
+        validate::owned_volume_spec(spec)?;
         if spec.driver.is_some() {
             return Err(Error::unsupported("VM volumes take a pool, not a driver"));
         }

@@ -46,7 +46,8 @@ async fn create_network(
              administrators may create it",
         ));
     }
-    let n = state.libgo.network_create(&spec).await?;
+    let owner = caller.resource_owner();
+    let n = state.libgo.network_create_owned(&spec, &owner).await?;
     Ok(created(format!("/api/v1/networks/{}", n.id), n))
 }
 
@@ -160,8 +161,15 @@ async fn list_volumes(
 
 #[utoipa::path(post, path = "/api/v1/volumes", extensions(("x-libgo-access" = json!("operator"))), tag = "volumes", request_body = libgo_core::VolumeSpec,
     responses((status = 201, description = "Created", body = libgo_core::Volume)))]
-async fn create_volume(State(state): S, Json(spec): Json<VolumeSpec>) -> ApiResult<Response> {
-    let v = state.libgo.volume_create(&spec).await?;
+async fn create_volume(
+    State(state): S,
+    caller: crate::auth::Caller,
+    Json(spec): Json<VolumeSpec>,
+) -> ApiResult<Response> {
+    let v = state
+        .libgo
+        .volume_create_owned(&spec, &caller.resource_owner())
+        .await?;
     Ok(created(format!("/api/v1/volumes/{}", v.name), v))
 }
 
