@@ -1125,10 +1125,7 @@ impl LibGo {
 
     /// Creates a network on the spec's backend or the first with networks.
     pub async fn network_create(&self, spec: &NetworkSpec) -> Result<Network> {
-        validate::network_spec(spec)?;
-        self.pick(spec.backend.as_deref(), |c| c.networks, "networks")?
-            .network_create(spec)
-            .await
+        self.network_create_as(spec, None).await
     }
 
     /// [`LibGo::network_create`], recording who the network is made for in its labels.
@@ -1137,12 +1134,24 @@ impl LibGo {
         spec: &NetworkSpec,
         owner: &Ownership,
     ) -> Result<Network> {
+        self.network_create_as(spec, Some(owner)).await
+    }
+
+    async fn network_create_as(
+        &self,
+        spec: &NetworkSpec,
+        owner: Option<&Ownership>,
+    ) -> Result<Network> {
         validate::network_spec(spec)?;
-        let mut spec = spec.clone();
-        owner.stamp(&mut spec.labels);
-        self.pick(spec.backend.as_deref(), |c| c.networks, "networks")?
-            .network_create(&spec)
-            .await
+        let backend = self.pick(spec.backend.as_deref(), |c| c.networks, "networks")?;
+        match owner {
+            None => backend.network_create(spec).await,
+            Some(o) => {
+                let mut spec = spec.clone();
+                o.stamp(&mut spec.labels);
+                backend.network_create(&spec).await
+            }
+        }
     }
 
     async fn find_network(
@@ -1220,10 +1229,7 @@ impl LibGo {
 
     /// Creates a volume on the spec's backend or the first with volumes.
     pub async fn volume_create(&self, spec: &VolumeSpec) -> Result<Volume> {
-        validate::volume_spec(spec)?;
-        self.pick(spec.backend.as_deref(), |c| c.volumes, "volumes")?
-            .volume_create(spec)
-            .await
+        self.volume_create_as(spec, None).await
     }
 
     /// [`LibGo::volume_create`], recording who the volume is made for in its labels (where
@@ -1233,12 +1239,24 @@ impl LibGo {
         spec: &VolumeSpec,
         owner: &Ownership,
     ) -> Result<Volume> {
+        self.volume_create_as(spec, Some(owner)).await
+    }
+
+    async fn volume_create_as(
+        &self,
+        spec: &VolumeSpec,
+        owner: Option<&Ownership>,
+    ) -> Result<Volume> {
         validate::volume_spec(spec)?;
-        let mut spec = spec.clone();
-        owner.stamp(&mut spec.labels);
-        self.pick(spec.backend.as_deref(), |c| c.volumes, "volumes")?
-            .volume_create(&spec)
-            .await
+        let backend = self.pick(spec.backend.as_deref(), |c| c.volumes, "volumes")?;
+        match owner {
+            None => backend.volume_create(spec).await,
+            Some(o) => {
+                let mut spec = spec.clone();
+                o.stamp(&mut spec.labels);
+                backend.volume_create(&spec).await
+            }
+        }
     }
 
     async fn find_volume(

@@ -530,11 +530,28 @@ impl AccessTable {
 
     /// Every permission the routes declare, with the built-in level that holds it.
     pub fn permission_levels(&self) -> BTreeMap<String, Role> {
-        let mut out = BTreeMap::new();
-        for (key, p) in &self.permissions {
-            if let Some(level) = self.routes.get(key).and_then(|a| a.least_role()) {
-                out.insert(p.clone(), level);
+        self.permission_routes()
+            .into_iter()
+            .map(|(p, (level, _))| (p, level))
+            .collect()
+    }
+
+    /// Every permission with the built-in level that holds it and the routes that declare
+    /// it (`METHOD /path`, sorted).
+    pub fn permission_routes(&self) -> BTreeMap<String, (Role, Vec<String>)> {
+        let mut out: BTreeMap<String, (Role, Vec<String>)> = BTreeMap::new();
+        for ((method, route), p) in &self.permissions {
+            if let Some(level) = self
+                .routes
+                .get(&(method.clone(), route.clone()))
+                .and_then(|a| a.least_role())
+            {
+                let entry = out.entry(p.clone()).or_insert((level, Vec::new()));
+                entry.1.push(format!("{method} {route}"));
             }
+        }
+        for (_, routes) in out.values_mut() {
+            routes.sort();
         }
         out
     }
@@ -826,10 +843,19 @@ async fn instance_scope(
     let id = percent_encoding::percent_decode_str(raw)
         .decode_utf8_lossy()
         .into_owned();
-    match state.libgo.get(&id).await {
+    require_in_scope(state, caller, &id).await
+}
+
+/// `Ok` when `caller` may reach instance `id` (unscoped callers always may); another
+/// group's instance and a missing one answer the same [`not_in_scope`] 404.
+pub async fn require_in_scope(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    if caller.groups.is_none() {
+        return Ok(());
+    }
+    match state.libgo.get(id).await {
         Ok(i) if caller.sees(&i.labels) => Ok(()),
-        Ok(_) => Err(not_in_scope(&id)),
-        Err(e) if e.kind() == libgo_core::ErrorKind::NotFound => Err(not_in_scope(&id)),
+        Ok(_) => Err(not_in_scope(id)),
+        Err(e) if e.kind() == libgo_core::ErrorKind::NotFound => Err(not_in_scope(id)),
         Err(e) => Err(e.into()),
     }
 }

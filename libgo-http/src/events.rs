@@ -71,9 +71,6 @@ impl GroupScope {
         caller: &crate::auth::Caller,
         event: &ServerEvent,
     ) -> bool {
-        if caller.groups.is_none() {
-            return true;
-        }
         let id = match event {
             ServerEvent::Instance { event } => &event.instance_id,
             ServerEvent::Alert { alert } => &alert.instance_id,
@@ -95,10 +92,9 @@ impl GroupScope {
         if let Some(seen) = self.seen.get(id) {
             return *seen;
         }
-        let visible = match state.libgo.get(id).await {
-            Ok(i) => caller.sees(&i.labels),
-            Err(_) => false,
-        };
+        let visible = crate::auth::require_in_scope(state, caller, id)
+            .await
+            .is_ok();
         // Bounded: a long stream over many short-lived instances starts afresh.
         if self.seen.len() >= 10_000 {
             self.seen.clear();

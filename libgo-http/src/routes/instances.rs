@@ -832,17 +832,8 @@ async fn batch_delete(
 ) -> ApiResult<Response> {
     // Refused before a task starts; the core checks it again.
     libgo_core::validate::batch_ids(&req.ids)?;
-    if caller.groups.is_some() {
-        for id in &req.ids {
-            match state.libgo.get(id).await {
-                Ok(i) if caller.sees(&i.labels) => {}
-                Ok(_) => return Err(crate::auth::not_in_scope(id)),
-                Err(e) if e.kind() == libgo_core::ErrorKind::NotFound => {
-                    return Err(crate::auth::not_in_scope(id));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+    for id in &req.ids {
+        crate::auth::require_in_scope(&state, &caller, id).await?;
     }
     let libgo = state.libgo.clone();
     let task = state

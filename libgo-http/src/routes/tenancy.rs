@@ -124,24 +124,13 @@ fn refuse_builtin(name: &str) -> ApiResult<()> {
 #[utoipa::path(get, path = "/api/v1/permissions", extensions(("x-libgo-access" = json!("admin"))), tag = "roles",
     responses((status = 200, description = "Every permission the routes declare", body = Vec<Permission>)))]
 async fn list_permissions() -> Json<Vec<Permission>> {
-    let table = access_table();
-    let mut out: Vec<Permission> = table
-        .permission_levels()
-        .into_iter()
-        .map(|(name, role)| Permission {
-            name,
-            role,
-            routes: Vec::new(),
-        })
-        .collect();
-    for (method, route, _) in table.entries() {
-        if let Some(p) = table.permission(&method.parse().unwrap_or_default(), &route)
-            && let Some(entry) = out.iter_mut().find(|e| e.name == p)
-        {
-            entry.routes.push(format!("{method} {route}"));
-        }
-    }
-    Json(out)
+    Json(
+        access_table()
+            .permission_routes()
+            .into_iter()
+            .map(|(name, (role, routes))| Permission { name, role, routes })
+            .collect(),
+    )
 }
 
 #[utoipa::path(get, path = "/api/v1/roles", extensions(("x-libgo-access" = json!("admin"))), tag = "roles", params(PageQuery),
