@@ -91,7 +91,7 @@ fi
 
 # The test guest: direct kernel boot of Debian's cloud kernel with a busybox initramfs.
 GUEST=$LIBGO_CACHE/guest
-GUEST_VERSION=7 # bump when the initramfs below changes
+GUEST_VERSION=8 # bump when the initramfs below changes
 if [ ! -s "$GUEST/vmlinuz" ] || [ ! -s "$GUEST/initrd.img" ] ||
   [ "$(cat "$GUEST/version" 2>/dev/null)" != "$GUEST_VERSION" ]; then
   log "building the test guest in $GUEST"
@@ -114,7 +114,7 @@ if [ ! -s "$GUEST/vmlinuz" ] || [ ! -s "$GUEST/initrd.img" ] ||
     cp -L "$lib" "$root$lib"
   done
   MODS="scsi_common scsi_mod virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev \
-virtio_pci virtio_blk virtio_console fat vfat nls_cp437 nls_iso8859-1 nls_ascii libata ata_piix cdrom \
+virtio_pci virtio_blk virtio_console failover net_failover virtio_net fat vfat nls_cp437 nls_iso8859-1 nls_ascii libata ata_piix cdrom \
 sr_mod isofs"
   for m in $MODS; do
     f=$(modinfo -k "$KVER" -n "$m" 2>/dev/null || true)
@@ -142,6 +142,23 @@ while IFS=: read -r user pass; do
 done
 CHPASSWD
   chmod 0755 "$root/bin/chpasswd"
+  # udhcpc's hook: applies the lease it got (busybox ships none).
+  mkdir -p "$root/usr/share/udhcpc"
+  cat >"$root/usr/share/udhcpc/default.script" <<'DHCP'
+#!/bin/sh
+case "$1" in
+  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound | renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    : >/etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
+    echo "LIBGO-IP=$ip" >/dev/ttyS0
+    ;;
+esac
+DHCP
+  chmod 0755 "$root/usr/share/udhcpc/default.script"
   cat >"$root/init" <<'INIT'
 #!/bin/sh
 # LibGo test guest: reports on ttyS0 that it booted and what its cloud-init seed says.
@@ -168,6 +185,12 @@ if [ -n "$agent" ] && ! grep -qw libgo.noagent /proc/cmdline; then
   echo "LIBGO-AGENT=$agent" >/dev/ttyS0
 else
   echo "LIBGO-AGENT=none" >/dev/ttyS0
+fi
+# The first network interface asks for an address by DHCP (LibGo's address pools give
+# each VM one through a DHCP host entry); the lease is printed as LIBGO-IP=.
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+  udhcpc -f -i eth0 -T 2 -A 3 -s /usr/share/udhcpc/default.script >/dev/null 2>&1 &
 fi
 sleep 1
 found=""

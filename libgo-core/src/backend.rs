@@ -410,6 +410,13 @@ pub trait Networks: Send + Sync {
         let _ = spec;
         unsupported("networks")
     }
+    /// Makes sure this engine has the network that carries an address pool on its host
+    /// (see [`crate::addresses::AddressNetwork`]), on the pool's bridge; nothing when it
+    /// exists. Engines that can apply pool addresses implement it.
+    async fn address_network(&self, network: &crate::AddressNetwork) -> Result<()> {
+        let _ = network;
+        unsupported("address pools")
+    }
     /// One network by id or name.
     async fn network_inspect(&self, id: &str) -> Result<Network> {
         let _ = id;

@@ -40,6 +40,8 @@ pub struct LibGo {
     inventories: Mutex<HashMap<String, Arc<Inventory>>>,
     /// The hosts besides `local`, and each backend's host.
     pub(crate) hosts: RwLock<crate::facade_hosts::HostRegistry>,
+    /// Who hands out address pools' addresses, when someone keeps pools.
+    address_allocator: RwLock<Option<Arc<dyn crate::addresses::AddressAllocator>>>,
 }
 
 impl std::fmt::Debug for LibGo {
@@ -299,6 +301,7 @@ impl LibGo {
         if let Some(image) = &spec.image {
             validate::user_image_reference(image)?;
         }
+        crate::addresses::check_requests(&spec.addresses)?;
         self.name_free_elsewhere(backend.name(), &spec.name).await?;
         let mut spec = spec.clone();
         spec.kind = Some(kind);
@@ -308,9 +311,109 @@ impl LibGo {
         if let Some(o) = owner {
             o.stamp(&mut spec.labels);
         }
-        let mut i = backend.create(&spec).await?;
+        let allocator = if spec.assigned.is_empty() && !spec.addresses.is_empty() {
+            let a = self.address_allocator().ok_or_else(|| {
+                Error::unsupported(
+                    "addresses from address pools are handed out by libgo-server, which \
+                     keeps the pools",
+                )
+                .with_field("addresses")
+            })?;
+            // A claim of this create only: a concurrent create of the same name that fails
+            // must not free this one's addresses.
+            let claim = format!(
+                "{}#{}",
+                spec.name,
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            );
+            spec.assigned = a.allocate(&claim, &spec.addresses).await?;
+            Some((a, claim))
+        } else {
+            None
+        };
+        let made = self.create_addressed(&backend, &mut spec).await;
+        match (&made, allocator) {
+            (Ok(i), Some((a, claim))) => {
+                if let Err(e) = a.bind(&claim, &i.id).await {
+                    tracing::warn!(instance = %i.id, error = %e, "could not record who holds its addresses");
+                }
+            }
+            (Err(_), Some((a, claim))) => {
+                if let Err(e) = a.release(&claim, &claim).await {
+                    tracing::warn!(instance = %spec.name, error = %e, "could not free the addresses of a failed create");
+                }
+            }
+            _ => {}
+        }
+        let mut i = made?;
         self.stamp(&mut i);
         Ok(i)
+    }
+
+    /// Creates a validated spec on `backend`, on the networks of its pool addresses first.
+    async fn create_addressed(
+        &self,
+        backend: &Arc<dyn Backend>,
+        spec: &mut InstanceSpec,
+    ) -> Result<Instance> {
+        if spec.addresses.len() != spec.assigned.len()
+            || spec
+                .addresses
+                .iter()
+                .zip(&spec.assigned)
+                .any(|(r, a)| r.pool != a.pool)
+        {
+            return Err(Error::internal(
+                "the addresses allocated do not match the addresses asked for",
+            ));
+        }
+        if !spec.assigned.is_empty() {
+            let host = self.host_of(backend.name());
+            for a in &spec.assigned {
+                self.ensure_address_network(&host, &a.network, backend.name())
+                    .await?;
+            }
+            // Each pool's network first, where the backend gives the instance its address.
+            let mut networks: Vec<String> = spec
+                .assigned
+                .iter()
+                .map(|a| a.network.name.clone())
+                .collect();
+            for n in &spec.networks {
+                if !networks.contains(n) {
+                    networks.push(n.clone());
+                }
+            }
+            spec.networks = networks;
+        }
+        backend.create(spec).await
+    }
+
+    /// Makes every engine of `host` carry an address pool's network, the VM engines first:
+    /// libvirt only makes its own bridge, while Docker takes one that exists. Only the
+    /// failure of the engine the instance goes to stops its creation.
+    async fn ensure_address_network(
+        &self,
+        host: &str,
+        network: &crate::AddressNetwork,
+        chosen: &str,
+    ) -> Result<()> {
+        let mut backends = self.host_backends(host);
+        backends.sort_by_key(|b| !b.capabilities().kinds.contains(&InstanceKind::Vm));
+        for b in backends {
+            match b.address_network(network).await {
+                Ok(()) => {}
+                Err(e) if b.name() == chosen => return Err(e),
+                Err(e) if e.kind() == ErrorKind::Unsupported => {}
+                Err(e) => tracing::warn!(
+                    backend = b.name(),
+                    network = %network.name,
+                    error = %e,
+                    "could not make an address pool's network"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// Names are unique across backends: backend `on` refuses its own duplicate, the others
@@ -545,12 +648,35 @@ impl LibGo {
         Ok(batch_report(outcomes, BatchStatus::Deleted))
     }
 
-    /// Deletes an instance; with `force` a running one is stopped first.
+    /// Deletes an instance; with `force` a running one is stopped first. Its pool addresses
+    /// are freed.
     pub async fn delete(&self, id: &str, options: DeleteOptions) -> Result<()> {
-        let (b, i) = self.route(id).await?;
-        b.delete(&i, options.force).await?;
-        self.forget(b.name(), &i);
+        let Some(allocator) = self.address_allocator() else {
+            let (b, i) = self.route(id).await?;
+            b.delete(&i, options.force).await?;
+            self.forget(b.name(), &i);
+            return Ok(());
+        };
+        validate::object_id("instance", id)?;
+        let (b, i) = self.locate(id).await?;
+        b.delete(&i.id, options.force).await?;
+        self.forget(b.name(), &i.id);
+        if let Err(e) = allocator.release(&i.id, &i.name).await {
+            tracing::warn!(instance = %i.id, error = %e, "could not free the instance's addresses");
+        }
         Ok(())
+    }
+
+    /// Hands address pools' allocations to `allocator` (libgo-server keeps them in its
+    /// database); without one, specs that ask for pool addresses are refused.
+    pub fn set_address_allocator(&self, allocator: Arc<dyn crate::addresses::AddressAllocator>) {
+        if let Ok(mut a) = self.address_allocator.write() {
+            *a = Some(allocator);
+        }
+    }
+
+    fn address_allocator(&self) -> Option<Arc<dyn crate::addresses::AddressAllocator>> {
+        self.address_allocator.read().ok().and_then(|a| a.clone())
     }
 
     /// Changes CPU and memory, the name, autostart (VMs) or restart policy (containers).

@@ -26,6 +26,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod addresses;
 mod backend;
 mod error;
 mod facade;
@@ -38,6 +39,9 @@ pub mod validate;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use addresses::{
+    AddressAssignment, AddressNetwork, AddressPool, AddressPoolSpec, AddressRange, AddressRequest,
+};
 pub use backend::{
     Backend, BoxStream, ChangeCursor, Changes, Compute, ConsoleSession, ExecControl, ExecSession,
     Images, Networks, Volumes,

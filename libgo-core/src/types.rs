@@ -382,6 +382,15 @@ pub struct InstanceSpec {
     /// Networks to attach.
     #[serde(default)]
     pub networks: Vec<String>,
+    /// Addresses from address pools (libgo-server keeps the pools): each on the pool's
+    /// network, before `networks`.
+    #[serde(default)]
+    pub addresses: Vec<crate::AddressRequest>,
+    /// The addresses allocated for `addresses`, filled by whoever keeps the pools; never
+    /// read from a request.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub assigned: Vec<crate::AddressAssignment>,
     /// Published ports (containers).
     #[serde(default)]
     pub ports: Vec<PortMapping>,

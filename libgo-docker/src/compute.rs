@@ -156,7 +156,7 @@ impl DockerBackend {
                         network,
                         NetworkConnectRequest {
                             container: id.clone(),
-                            endpoint_config: None,
+                            endpoint_config: convert::endpoint(spec, network),
                         },
                     )
                     .await

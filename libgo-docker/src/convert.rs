@@ -74,8 +74,22 @@ pub(crate) fn create_body(spec: &InstanceSpec) -> ContainerCreateBody {
                 .collect()
         }),
         network_mode: spec.networks.first().cloned(),
+        dns: {
+            let dns: Vec<String> = spec
+                .assigned
+                .iter()
+                .flat_map(|a| a.network.dns.iter().cloned())
+                .collect();
+            (!dns.is_empty()).then_some(dns)
+        },
         ..Default::default()
     };
+    let networking_config = spec.networks.first().and_then(|n| {
+        let endpoint = endpoint(spec, n)?;
+        Some(bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(n.clone(), endpoint)])),
+        })
+    });
     ContainerCreateBody {
         image: spec.image.clone(),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
@@ -88,8 +102,25 @@ pub(crate) fn create_body(spec: &InstanceSpec) -> ContainerCreateBody {
         exposed_ports: (!port_bindings.is_empty()).then(|| port_bindings.keys().cloned().collect()),
         labels: Some(labels),
         host_config: Some(host_config),
+        networking_config,
         ..Default::default()
     }
+}
+
+/// The endpoint of a container on `network` when an address pool's address goes there: its
+/// static address.
+pub(crate) fn endpoint(
+    spec: &InstanceSpec,
+    network: &str,
+) -> Option<bollard::models::EndpointSettings> {
+    let a = spec.assigned.iter().find(|a| a.network.name == network)?;
+    Some(bollard::models::EndpointSettings {
+        ipam_config: Some(bollard::models::EndpointIpamConfig {
+            ipv4_address: Some(a.address.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 fn state_of(status: Option<ContainerStateStatusEnum>) -> InstanceState {

@@ -113,6 +113,77 @@ impl Networks for DockerBackend {
         self.network_inspect(&created.id).await
     }
 
+    async fn address_network(&self, net: &libgo_core::AddressNetwork) -> Result<()> {
+        // Docker 20.10 would make a second network of the same name: one at a time.
+        static MAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one = MAKING.lock().await;
+        let subnet = net.subnet();
+        match self.network_inspect(&net.name).await {
+            Ok(n) if n.subnet.as_deref() == Some(subnet.as_str()) => return Ok(()),
+            Ok(n) => {
+                return Err(Error::conflict(format!(
+                    "network {:?} has subnet {}, its address pool now says {subnet}: delete \
+                     the network (once no instance uses it) to have it made again",
+                    net.name,
+                    n.subnet.unwrap_or_default()
+                )));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let docker = self.docker().await?;
+        docker
+            .create_network(NetworkCreateRequest {
+                name: net.name.clone(),
+                driver: Some("bridge".into()),
+                attachable: Some(true),
+                ipam: Some(Ipam {
+                    driver: Some("default".into()),
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(subnet),
+                        gateway: Some(net.gateway.to_string()),
+                        ..Default::default()
+                    }]),
+                    options: None,
+                }),
+                // The bridge the host's VM engine made, when it has one: Docker takes a
+                // bridge that exists, so containers and VMs of the pool share one LAN.
+                options: Some(HashMap::from([(
+                    "com.docker.network.bridge.name".to_string(),
+                    net.bridge.clone(),
+                )])),
+                labels: Some(HashMap::from([(
+                    libgo_core::addresses::LABEL_POOL.to_string(),
+                    net.name.clone(),
+                )])),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.error(e).with_context("network", net.name.clone()))?;
+        // Another server replica may have made one at the same time: all keep the one with
+        // the smallest id.
+        let mut same: Vec<String> = docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(HashMap::from([(
+                    "name".to_string(),
+                    vec![format!("^{}$", net.name)],
+                )])),
+            }))
+            .await
+            .map_err(|e| self.error(e))?
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(net.name.as_str()))
+            .filter_map(|n| n.id)
+            .collect();
+        same.sort();
+        for extra in same.iter().skip(1) {
+            if let Err(e) = docker.remove_network(extra).await {
+                tracing::warn!(network = %net.name, error = %e, "could not remove a duplicate network");
+            }
+        }
+        Ok(())
+    }
+
     async fn network_inspect(&self, id: &str) -> Result<Network> {
         let docker = self.docker().await?;
         let n = docker

@@ -44,6 +44,8 @@ pub enum ConfigTable {
     Hosts,
     /// Compute pools (`libgo_core::ComputePoolSpec`).
     ComputePools,
+    /// Address pools (`libgo_core::AddressPoolSpec`).
+    AddressPools,
 }
 
 impl ConfigTable {
@@ -51,6 +53,7 @@ impl ConfigTable {
         match self {
             ConfigTable::Hosts => "hosts",
             ConfigTable::ComputePools => "compute_pools",
+            ConfigTable::AddressPools => "address_pools",
         }
     }
 }

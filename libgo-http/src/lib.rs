@@ -31,6 +31,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod addresses;
 pub mod alerts;
 pub mod auth;
 pub mod backends;

@@ -58,6 +58,7 @@ pub struct Binary(Vec<u8>);
         (name = "disks", description = "A VM's disks and CD-ROM media"),
         (name = "images", description = "Container images and VM base images"),
         (name = "networks", description = "Networks"),
+        (name = "address-pools", description = "Address pools: addresses handed out to instances from ranges (Nano's)"),
         (name = "volumes", description = "Volumes"),
         (name = "storage-pools", description = "libvirt storage pools"),
         (name = "templates", description = "VM templates"),

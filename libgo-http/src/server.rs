@@ -149,6 +149,7 @@ impl Server {
             .recover()
             .await
             .map_err(|e| StartError(format!("database: {e}")))?;
+        libgo.set_address_allocator(Arc::new(crate::addresses::DbAllocator::new(db.clone())));
         let state = Arc::new(AppState {
             libgo,
             tokens: Tokens::new(

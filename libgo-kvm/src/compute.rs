@@ -400,6 +400,8 @@ struct Rollback<'a> {
     conn: &'a Connect,
     volumes: Vec<StorageVol>,
     domain: Option<Domain>,
+    /// DHCP host entries added: (network, MAC).
+    dhcp_hosts: Vec<(String, String)>,
 }
 
 impl Rollback<'_> {
@@ -415,7 +417,11 @@ impl Rollback<'_> {
                 tracing::warn!(error = %e, "rollback: volume delete failed");
             }
         }
-        let _ = self.conn;
+        for (network, mac) in self.dhcp_hosts {
+            if let Err(e) = crate::network::dhcp_host(self.conn, &network, &mac, None) {
+                tracing::warn!(error = %e, "rollback: DHCP host entry removal failed");
+            }
+        }
     }
 }
 
@@ -482,6 +488,7 @@ pub(crate) fn create_blocking(
         conn: c,
         volumes: Vec::new(),
         domain: None,
+        dhcp_hosts: Vec::new(),
     };
     let out = create_inner(inner, c, spec, boot, &mut rb);
     match out {
@@ -635,6 +642,21 @@ fn create_inner(
         owned,
     };
     meta.labels.retain(|_, _| true);
+    // An address pool's address reaches the guest by DHCP: a host entry for a MAC chosen
+    // here, on the pool's network.
+    let mut nics = Vec::with_capacity(spec.networks.len());
+    for n in &spec.networks {
+        match spec.assigned.iter().find(|a| &a.network.name == n) {
+            Some(a) => {
+                let mac = random_mac();
+                crate::network::dhcp_host(c, n, &mac, Some((a.address, &spec.name)))
+                    .map_err(|e| e.with_context("network", n.clone()))?;
+                rb.dhcp_hosts.push((n.clone(), mac.clone()));
+                nics.push(PlannedNic::NetworkWithMac(n.clone(), mac));
+            }
+            None => nics.push(PlannedNic::Network(n.clone())),
+        }
+    }
     let plan = DomainPlan {
         name: spec.name.clone(),
         domain_type: inner.domain_type.clone(),
@@ -643,11 +665,7 @@ fn create_inner(
         boot: boot.cloned(),
         boot_order: spec.boot.clone(),
         disks: planned,
-        nics: spec
-            .networks
-            .iter()
-            .map(|n| PlannedNic::Network(n.clone()))
-            .collect(),
+        nics,
         serial_log: (!inner.is_test).then(|| serial_log_path(inner, &spec.name)),
         vnc: !inner.is_test,
         agent: !inner.is_test,
@@ -666,7 +684,14 @@ fn create_inner(
     let i = instance_blocking(inner, &d)?;
     rb.domain = None;
     rb.volumes.clear();
+    rb.dhcp_hosts.clear();
     Ok(i)
+}
+
+/// A MAC address in QEMU's range (52:54:00), random.
+fn random_mac() -> String {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
 pub(crate) fn serial_log_path(inner: &Inner, name: &str) -> String {
@@ -813,6 +838,14 @@ fn delete_blocking(inner: &Inner, c: &Connect, id: &str, force: bool) -> Result<
         }
     }
     inner.shared.invalidate(&f.uuid);
+    for nic in &f.nics {
+        if let (Some(network), Some(mac)) = (&nic.network, &nic.mac)
+            && network.starts_with(&libgo_core::addresses::network_name(""))
+            && let Err(e) = crate::network::dhcp_host(c, network, mac, None)
+        {
+            tracing::warn!(%network, error = %e, "could not remove the VM's DHCP host entry");
+        }
+    }
     for owned in &f.meta.owned {
         match find_volume(inner, c, owned) {
             Ok(v) => {

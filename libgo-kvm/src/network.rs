@@ -237,6 +237,7 @@ fn create_blocking(inner: &Inner, c: &Connect, spec: &NetworkSpec) -> Result<Net
         address,
         dhcp,
         labels: &labels,
+        dns_forwarders: &[],
     })?;
     let made = (|| {
         let n = c.define_network_xml(&x).lv()?;
@@ -251,6 +252,75 @@ fn create_blocking(inner: &Inner, c: &Connect, spec: &NetworkSpec) -> Result<Net
         let _ = ovs_vsctl(&["--if-exists", "del-br", &spec.name]);
     }
     made
+}
+
+/// Makes the NAT network that carries an address pool: the pool's bridge with its gateway,
+/// DHCP for the host entries LibGo adds per VM only (no range: every address comes from
+/// the pool), name servers forwarded.
+fn address_network_blocking(c: &Connect, net: &AddressNetwork) -> Result<()> {
+    // Two creates at once would both define it.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Ok(n) = c.lookup_network_by_name(&net.name) {
+        if !n.is_active().lv()? {
+            n.create().lv()?;
+        }
+        return Ok(());
+    }
+    let labels = std::collections::BTreeMap::from([(
+        libgo_core::addresses::LABEL_POOL.to_string(),
+        net.name.clone(),
+    )]);
+    let x = xml::network_xml(&xml::NetworkPlan {
+        name: &net.name,
+        mode: "nat",
+        bridge: Some(&net.bridge),
+        address: Some((net.gateway.to_string(), net.prefix)),
+        dhcp: None,
+        labels: &labels,
+        dns_forwarders: &net.dns,
+    })?;
+    let n = c.define_network_xml(&x).lv()?;
+    if let Err(e) = n.create().lv().and_then(|_| n.set_autostart(true).lv()) {
+        let _ = n.destroy();
+        let _ = n.undefine();
+        return Err(subnet_in_use(e));
+    }
+    Ok(())
+}
+
+/// Adds (or removes) the DHCP host entry that gives a VM's interface its pool address, in
+/// the running network and its configuration.
+pub(crate) fn dhcp_host(
+    c: &Connect,
+    network: &str,
+    mac: &str,
+    entry: Option<(Ipv4Addr, &str)>,
+) -> Result<()> {
+    let n = c.lookup_network_by_name(network).lv()?;
+    // mac is LibGo's or libvirt's, the name a validated instance name: nothing to escape.
+    let (cmd, x) = match entry {
+        Some((ip, name)) => (
+            virt::sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+            format!("<host mac='{mac}' name='{name}' ip='{ip}'/>"),
+        ),
+        None => (
+            virt::sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
+            format!("<host mac='{mac}'/>"),
+        ),
+    };
+    let mut flags = virt::sys::VIR_NETWORK_UPDATE_AFFECT_CONFIG;
+    if n.is_active().lv()? {
+        flags |= virt::sys::VIR_NETWORK_UPDATE_AFFECT_LIVE;
+    }
+    n.update(
+        cmd,
+        virt::sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
+        -1,
+        &x,
+        flags,
+    )
+    .lv()
 }
 
 /// libvirt refuses a subnet another interface of the host has with an internal error
@@ -310,6 +380,18 @@ impl Networks for KvmBackend {
         let spec = spec.clone();
         self.inner
             .run(move |c| create_blocking(&inner, c, &spec))
+            .await
+    }
+
+    async fn address_network(&self, net: &AddressNetwork) -> Result<()> {
+        if self.inner.is_test {
+            return Err(Error::unsupported(
+                "libvirt's test driver has no host bridges for address pools",
+            ));
+        }
+        let net = net.clone();
+        self.inner
+            .run(move |c| address_network_blocking(c, &net))
             .await
     }
 

@@ -59,6 +59,8 @@ pub(crate) struct PlannedDisk {
 pub(crate) enum PlannedNic {
     /// A libvirt network by name (which may itself be an OVS bridge network).
     Network(String),
+    /// A libvirt network with a MAC address chosen in advance (for a DHCP host entry).
+    NetworkWithMac(String, String),
 }
 
 /// LibGo's facts about a domain, kept in its metadata.
@@ -385,48 +387,37 @@ pub(crate) fn disk_device_xml(
 }
 
 fn write_nic(w: &mut W, n: &PlannedNic) -> io::Result<()> {
-    match n {
-        PlannedNic::Network(name) => {
-            w.create_element("interface")
-                .with_attribute(("type", "network"))
-                .write_inner_content(|w| {
-                    w.create_element("source")
-                        .with_attribute(("network", name.as_str()))
-                        .write_empty()?;
-                    w.create_element("model")
-                        .with_attribute(("type", "virtio"))
-                        .write_empty()?;
-                    Ok(())
-                })?;
-        }
-    }
+    let (name, mac) = match n {
+        PlannedNic::Network(name) => (name, None),
+        PlannedNic::NetworkWithMac(name, mac) => (name, Some(mac)),
+    };
+    w.create_element("interface")
+        .with_attribute(("type", "network"))
+        .write_inner_content(|w| {
+            if let Some(m) = mac {
+                w.create_element("mac")
+                    .with_attribute(("address", m.as_str()))
+                    .write_empty()?;
+            }
+            w.create_element("source")
+                .with_attribute(("network", name.as_str()))
+                .write_empty()?;
+            w.create_element("model")
+                .with_attribute(("type", "virtio"))
+                .write_empty()?;
+            Ok(())
+        })?;
     Ok(())
 }
 
-/// The XML of one interface, for attach/detach.
+/// The XML of one interface, for attach/detach (`mac`: keep the one it has).
 pub(crate) fn nic_xml(n: &PlannedNic, mac: Option<&str>) -> Result<String> {
     let mut w = Writer::new(Vec::new());
-    match n {
-        PlannedNic::Network(name) => {
-            w.create_element("interface")
-                .with_attribute(("type", "network"))
-                .write_inner_content(|w| {
-                    if let Some(m) = mac {
-                        w.create_element("mac")
-                            .with_attribute(("address", m))
-                            .write_empty()?;
-                    }
-                    w.create_element("source")
-                        .with_attribute(("network", name.as_str()))
-                        .write_empty()?;
-                    w.create_element("model")
-                        .with_attribute(("type", "virtio"))
-                        .write_empty()?;
-                    Ok(())
-                })
-                .map_err(io_err)?;
-        }
-    }
+    let n = match (n, mac) {
+        (PlannedNic::Network(name), Some(m)) => PlannedNic::NetworkWithMac(name.clone(), m.into()),
+        _ => n.clone(),
+    };
+    write_nic(&mut w, &n).map_err(io_err)?;
     finish(w)
 }
 
@@ -734,6 +725,8 @@ pub(crate) struct NetworkPlan<'a> {
     pub address: Option<(String, u8)>,
     pub dhcp: Option<(String, String)>,
     pub labels: &'a BTreeMap<String, String>,
+    /// Name servers dnsmasq forwards to.
+    pub dns_forwarders: &'a [String],
 }
 
 /// Network XML.
@@ -775,6 +768,16 @@ pub(crate) fn network_xml(n: &NetworkPlan<'_>) -> Result<String> {
                 w.create_element("virtualport")
                     .with_attribute(("type", "openvswitch"))
                     .write_empty()?;
+            }
+            if !n.dns_forwarders.is_empty() {
+                w.create_element("dns").write_inner_content(|w| {
+                    for f in n.dns_forwarders {
+                        w.create_element("forwarder")
+                            .with_attribute(("addr", f.as_str()))
+                            .write_empty()?;
+                    }
+                    Ok(())
+                })?;
             }
             if let Some((ip, prefix)) = &n.address {
                 w.create_element("ip")

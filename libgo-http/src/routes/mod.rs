@@ -9,6 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
+pub mod addresses;
 pub mod containers;
 pub mod disks;
 pub mod hosts;
@@ -69,6 +70,7 @@ pub struct BackendQuery {
 pub fn router() -> Router {
     OpenApiRouter::new()
         .merge(system::router())
+        .merge(addresses::router())
         .merge(instances::router())
         .merge(containers::router())
         .merge(disks::router())

@@ -1,0 +1,534 @@
+//! Address pools over real HTTP, on real Docker and libvirt (QEMU with TCG): two containers
+//! and a test-guest VM get addresses from one pool and answer each other on them; the
+//! pool's ranges are checked; exhausting it answers 409 and makes nothing; deleting frees.
+//! (50 concurrent creates through two replicas are in `replicas.rs`.)
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{TestServer, assert_error, json_of, start, unique};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const IMAGE: &str = "libgo-test/busybox:latest";
+
+fn guest() -> PathBuf {
+    let cache = std::env::var("LIBGO_CACHE").unwrap_or_else(|_| "/var/cache/libgo".into());
+    PathBuf::from(cache).join("guest")
+}
+
+async fn call(
+    s: &TestServer,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let r = s.req(method, path, &s.admin);
+    let r = match body {
+        Some(b) => r.json(&b),
+        None => r,
+    };
+    r.send().await.expect("request")
+}
+
+async fn exec(s: &TestServer, name: &str, cmd: &str) -> Value {
+    json_of(
+        call(
+            s,
+            Method::POST,
+            &format!("/api/v1/instances/{name}/exec"),
+            Some(json!({"command": ["sh", "-c", cmd]})),
+        )
+        .await,
+        200,
+    )
+    .await
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Removes what the test made even when it fails.
+struct Cleanup {
+    names: Vec<String>,
+    pool: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", n])
+                .output();
+            for a in [
+                &["destroy", n.as_str()][..],
+                &["undefine", n.as_str(), "--remove-all-storage"],
+            ] {
+                let _ = std::process::Command::new("virsh")
+                    .args(["-c", "qemu:///system"])
+                    .args(a)
+                    .output();
+            }
+        }
+        let net = format!("libgo-ap-{}", self.pool);
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &net])
+            .output();
+        for a in [
+            &["net-destroy", net.as_str()][..],
+            &["net-undefine", net.as_str()],
+        ] {
+            let _ = std::process::Command::new("virsh")
+                .args(["-c", "qemu:///system"])
+                .args(a)
+                .output();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_and_a_vm_share_a_pool_and_answer_each_other() {
+    let s = start(true, |c| {
+        // Nested KVM is not on every test machine; TCG is.
+        c.kvm.accelerator = "tcg".into();
+    })
+    .await;
+    let pool = unique("ap");
+    let mut cleanup = Cleanup {
+        names: vec![],
+        pool: pool.clone(),
+    };
+    // A subnet of its own for this run (the gateway goes on a host bridge).
+    let id = uuid::Uuid::new_v4();
+    let net = format!("10.{}.{}", 100 + id.as_bytes()[0] % 100, id.as_bytes()[1]);
+    let gw = format!("{net}.1");
+    let range = |a: u8, b: u8| json!({"start": format!("{net}.{a}"), "end": format!("{net}.{b}"), "prefix": 24});
+
+    // The pool and the checks on its ranges.
+    let created = json_of(
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/address-pools",
+            Some(json!({"name": pool, "gateway": gw, "dns": [gw], "ranges": [range(10, 11)]})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(created["addresses"], 2, "{created}");
+    assert_eq!(created["allocated"], 0, "{created}");
+    let ranges = format!("/api/v1/address-pools/{pool}/ranges");
+    assert_error(
+        call(&s, Method::POST, &ranges, Some(range(11, 12))).await,
+        409,
+        "RESOURCE_CONFLICT",
+    )
+    .await;
+    let outside = json!({"start": "192.0.2.10", "end": "192.0.2.20", "prefix": 24});
+    let e = assert_error(
+        call(&s, Method::POST, &ranges, Some(outside)).await,
+        400,
+        "INVALID_INPUT",
+    )
+    .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("leaves the gateway's subnet"),
+        "{e}"
+    );
+    assert_error(
+        call(&s, Method::POST, &ranges, Some(json!({"start": format!("{net}.20"), "end": format!("{net}.20"), "prefix": 24, "mask": 1}))).await,
+        400,
+        "INVALID_INPUT",
+    )
+    .await;
+    let grown = json_of(
+        call(&s, Method::POST, &ranges, Some(range(20, 20))).await,
+        201,
+    )
+    .await;
+    assert_eq!(grown["addresses"], 3, "{grown}");
+
+    // Two containers: the first free address, and a fixed one.
+    let c1 = unique("apc");
+    let c2 = unique("apc");
+    let vm = unique("apv");
+    cleanup.names.extend([c1.clone(), c2.clone(), vm.clone()]);
+    let container = |name: &str, address: Option<String>| {
+        let mut want = json!({"pool": pool});
+        if let Some(a) = address {
+            want["address"] = json!(a);
+        }
+        json!({"name": name, "kind": "container", "image": IMAGE, "command": ["sleep", "600"],
+               "addresses": [want], "start": true})
+    };
+    let one = json_of(
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/instances",
+            Some(container(&c1, None)),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let two = json_of(
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/instances",
+            Some(container(&c2, Some(format!("{net}.20")))),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let a1 = format!("{net}.10");
+    let a2 = format!("{net}.20");
+    assert!(
+        one["ipAddresses"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!(a1))),
+        "{one}"
+    );
+    assert!(
+        two["ipAddresses"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!(a2))),
+        "{two}"
+    );
+    // The engine says so too, and the container was given the pool's name server.
+    let inspect = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{.HostConfig.Dns}}",
+        &c1,
+    ]);
+    assert!(inspect.contains(&a1) && inspect.contains(&gw), "{inspect}");
+
+    // A test-guest VM: its address comes by DHCP from the pool's host entry.
+    let g = guest();
+    let v = json_of(
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/instances",
+            Some(
+                json!({"name": vm, "kind": "vm", "memoryBytes": 256u64 << 20,
+                        "disks": [{"sizeBytes": 16u64 << 20}],
+                        "kernelBoot": {"kernel": g.join("vmlinuz"), "initrd": g.join("initrd.img"),
+                                       "cmdline": "console=ttyS0 panic=-1 quiet"},
+                        "addresses": [{"pool": pool}], "start": true}),
+            ),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let vm_id = v["id"].as_str().expect("id").to_string();
+    let a3 = format!("{net}.11");
+    let status = json_of(
+        call(
+            &s,
+            Method::GET,
+            &format!("/api/v1/address-pools/{pool}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(status["allocated"], 3, "{status}");
+    let holders: Vec<(String, String)> = status["allocations"]
+        .as_array()
+        .expect("allocations")
+        .iter()
+        .map(|a| {
+            (
+                a["address"].as_str().unwrap_or("").to_string(),
+                a["instance"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        holders.contains(&(a1.clone(), one["id"].as_str().unwrap_or("").to_string())),
+        "{status}"
+    );
+    assert!(
+        holders.contains(&(a2.clone(), two["id"].as_str().unwrap_or("").to_string())),
+        "{status}"
+    );
+    assert!(holders.contains(&(a3.clone(), vm_id.clone())), "{status}");
+
+    // The guest (through its agent) has its address and reaches both containers; they
+    // reach it and each other.
+    let started = Instant::now();
+    loop {
+        let r = call(
+            &s,
+            Method::POST,
+            &format!("/api/v1/instances/{vm}/exec"),
+            Some(json!({"command": ["ip", "-4", "addr", "show", "eth0"]})),
+        )
+        .await;
+        if r.status().as_u16() == 200 {
+            let x: Value = r.json().await.expect("json");
+            if x["stdout"]
+                .as_str()
+                .is_some_and(|o| o.contains(&format!("{a3}/24")))
+            {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the guest never got {a3}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    for target in [&a1, &a2] {
+        let x = exec(&s, &vm, &format!("ping -c 1 -W 5 {target}")).await;
+        assert_eq!(x["exitCode"], 0, "guest → {target}: {x}");
+    }
+    let x = exec(
+        &s,
+        &c1,
+        &format!("ping -c 1 -W 5 {a3} && ping -c 1 -W 5 {a2}"),
+    )
+    .await;
+    assert_eq!(x["exitCode"], 0, "container → guest and container: {x}");
+
+    // The pool is full: the next create answers 409 with the reason and makes nothing.
+    let c3 = unique("apc");
+    cleanup.names.push(c3.clone());
+    let e = assert_error(
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/instances",
+            Some(container(&c3, None)),
+        )
+        .await,
+        409,
+        "RESOURCE_CONFLICT",
+    )
+    .await;
+    assert!(
+        e["message"].as_str().unwrap_or("").contains("exhausted"),
+        "{e}"
+    );
+    assert_error(
+        call(&s, Method::GET, &format!("/api/v1/instances/{c3}"), None).await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    assert!(
+        docker(&["ps", "-a", "--filter", &format!("name=^{c3}$"), "-q"])
+            .trim()
+            .is_empty(),
+        "nothing made"
+    );
+    // A taken fixed address, and one outside the ranges.
+    assert_error(
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/instances",
+            Some(container(&c3, Some(a2.clone()))),
+        )
+        .await,
+        409,
+        "RESOURCE_CONFLICT",
+    )
+    .await;
+    assert_error(
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/instances",
+            Some(container(&c3, Some(format!("{net}.99")))),
+        )
+        .await,
+        400,
+        "INVALID_INPUT",
+    )
+    .await;
+    // A create that fails in the engine frees what it took.
+    let r = call(
+        &s,
+        Method::DELETE,
+        &format!("/api/v1/instances/{c2}?force=true"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 204);
+    let mut bad = container(&c3, None);
+    bad["networks"] = json!(["no-such-network"]);
+    assert_error(
+        call(&s, Method::POST, "/api/v1/instances", Some(bad)).await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    let status = json_of(
+        call(
+            &s,
+            Method::GET,
+            &format!("/api/v1/address-pools/{pool}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(status["allocated"], 2, "{status}");
+    let two = json_of(
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/instances",
+            Some(container(&c2, Some(a2.clone()))),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert!(
+        two["ipAddresses"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!(a2))),
+        "{two}"
+    );
+
+    // A range that holds allocations stays; the pool too.
+    assert_error(
+        call(&s, Method::DELETE, &format!("{ranges}/{net}.20"), None).await,
+        409,
+        "RESOURCE_CONFLICT",
+    )
+    .await;
+    assert_error(
+        call(
+            &s,
+            Method::DELETE,
+            &format!("/api/v1/address-pools/{pool}"),
+            None,
+        )
+        .await,
+        409,
+        "RESOURCE_CONFLICT",
+    )
+    .await;
+
+    // Deleting an instance frees its address, which the next create gets.
+    let r = call(
+        &s,
+        Method::DELETE,
+        &format!("/api/v1/instances/{c2}?force=true"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 204);
+    let three = json_of(
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/instances",
+            Some(container(&c3, None)),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert!(
+        three["ipAddresses"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!(a2))),
+        "{three}"
+    );
+
+    // The VM's delete removes its DHCP host entry; the pool, once empty, goes with its networks.
+    for n in [&c1, &c3, &vm] {
+        let r = call(
+            &s,
+            Method::DELETE,
+            &format!("/api/v1/instances/{n}?force=true"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 204, "delete {n}");
+    }
+    let netxml = std::process::Command::new("virsh")
+        .args([
+            "-c",
+            "qemu:///system",
+            "net-dumpxml",
+            &format!("libgo-ap-{pool}"),
+        ])
+        .output()
+        .expect("virsh");
+    let netxml = String::from_utf8_lossy(&netxml.stdout);
+    assert!(
+        netxml.contains(&gw) && !netxml.contains("<host "),
+        "{netxml}"
+    );
+    let status = json_of(
+        call(
+            &s,
+            Method::GET,
+            &format!("/api/v1/address-pools/{pool}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(status["allocated"], 0, "{status}");
+    let r = call(&s, Method::DELETE, &format!("{ranges}/{net}.20"), None).await;
+    assert_eq!(r.status().as_u16(), 200);
+    let r = call(
+        &s,
+        Method::DELETE,
+        &format!("/api/v1/address-pools/{pool}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 204);
+    assert!(
+        docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name=^libgo-ap-{pool}$")
+        ])
+        .trim()
+        .is_empty(),
+        "the Docker network went with the pool"
+    );
+    assert_error(
+        call(
+            &s,
+            Method::GET,
+            &format!("/api/v1/address-pools/{pool}"),
+            None,
+        )
+        .await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    s.stop().await;
+}
