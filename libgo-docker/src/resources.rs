@@ -42,6 +42,21 @@ impl DockerBackend {
     }
 }
 
+impl DockerBackend {
+    /// Whether network `name` with `subnet` exists within two seconds.
+    async fn network_appearing(&self, name: &str, subnet: &str) -> bool {
+        for _ in 0..20 {
+            if let Ok(n) = self.network_inspect(name).await
+                && n.subnet.as_deref() == Some(subnet)
+            {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
 #[async_trait]
 impl Networks for DockerBackend {
     fn network_attaches_host(&self, spec: &NetworkSpec) -> bool {
@@ -132,7 +147,8 @@ impl Networks for DockerBackend {
             Err(e) => return Err(e),
         }
         let docker = self.docker().await?;
-        docker
+        let subnet_again = subnet.clone();
+        let made = docker
             .create_network(NetworkCreateRequest {
                 name: net.name.clone(),
                 driver: Some("bridge".into()),
@@ -158,28 +174,26 @@ impl Networks for DockerBackend {
                 )])),
                 ..Default::default()
             })
-            .await
-            .map_err(|e| self.error(e).with_context("network", net.name.clone()))?;
-        // Another server replica may have made one at the same time: all keep the one with
-        // the smallest id.
-        let mut same: Vec<String> = docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(HashMap::from([(
-                    "name".to_string(),
-                    vec![format!("^{}$", net.name)],
-                )])),
-            }))
-            .await
-            .map_err(|e| self.error(e))?
-            .into_iter()
-            .filter(|n| n.name.as_deref() == Some(net.name.as_str()))
-            .filter_map(|n| n.id)
-            .collect();
-        same.sort();
-        for extra in same.iter().skip(1) {
-            if let Err(e) = docker.remove_network(extra).await {
-                tracing::warn!(network = %net.name, error = %e, "could not remove a duplicate network");
-            }
+            .await;
+        match made {
+            Ok(_) => {}
+            // Another server replica is making it: Docker refuses a second network on the
+            // same subnet, and shows the first by name a moment later.
+            Err(e) => match self.network_appearing(&net.name, &subnet_again).await {
+                true => {}
+                false => {
+                    let e = self.error(e).with_context("network", net.name.clone());
+                    return Err(if e.message().contains("overlaps") {
+                        Error::conflict(format!(
+                            "the address pool's subnet {subnet_again} overlaps a network \
+                             Docker has: {}",
+                            e.message()
+                        ))
+                    } else {
+                        e
+                    });
+                }
+            },
         }
         Ok(())
     }

@@ -378,3 +378,144 @@ async fn replicas_send_each_webhook_delivery_once() {
         assert_eq!(events, ["instance.created", "instance.deleted"], "{got:#?}");
     }
 }
+
+/// Fifty creates at once, half through each replica, each asking the same address pool for
+/// an address: fifty distinct addresses, each on its container; the fifty-first is refused
+/// with the reason; deleting them frees the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_hand_out_fifty_distinct_pool_addresses_at_once() {
+    let db = Database::create();
+    let a = Replica::start(&db).await;
+    let b = Replica::start(&db).await;
+    let login = json_of(
+        Client::new()
+            .post(format!("{}/api/v1/login", a.base))
+            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .expect("login"),
+        200,
+    )
+    .await;
+    let t = login["token"].as_str().expect("token").to_string();
+    let id = uuid::Uuid::new_v4();
+    let net = format!("10.{}.{}", 100 + id.as_bytes()[0] % 100, id.as_bytes()[1]);
+    let pool = format!("rp-{}", &id.simple().to_string()[..8]);
+    let label = format!("ap{}", &id.simple().to_string()[..8]);
+    // Containers and the pool's network go even when the test fails.
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            remove_containers(&self.0);
+            let _ = Command::new("docker")
+                .args(["network", "rm", &format!("libgo-ap-{}", self.1)])
+                .output();
+        }
+    }
+    let _cleanup = Cleanup(label.clone(), pool.clone());
+    json_of(
+        a.req(Method::POST, "/api/v1/address-pools", &t)
+            .json(&json!({"name": pool, "gateway": format!("{net}.1"),
+                          "ranges": [{"start": format!("{net}.10"), "end": format!("{net}.59"), "prefix": 24}]}))
+            .send()
+            .await
+            .expect("req"),
+        201,
+    )
+    .await;
+    let spec = |i: usize| {
+        json!({"name": format!("{label}-{i}"), "kind": "container", "image": IMAGE,
+               "command": ["sleep", "300"], "labels": {"test.libgo.replica": label},
+               "addresses": [{"pool": pool}], "start": true})
+    };
+    let creates = (0..50).map(|i| {
+        let r = if i % 2 == 0 { &a } else { &b };
+        let req = r.req(Method::POST, "/api/v1/instances", &t).json(&spec(i));
+        async move {
+            let resp = req.send().await.expect("req");
+            json_of(resp, 201).await
+        }
+    });
+    let made = futures::future::join_all(creates).await;
+    let mut addresses = std::collections::BTreeMap::new();
+    for m in &made {
+        let ips: Vec<&str> = m["ipAddresses"]
+            .as_array()
+            .expect("addresses")
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|ip| ip.starts_with(&format!("{net}.")))
+            .collect();
+        assert_eq!(ips.len(), 1, "one pool address on the container: {m}");
+        let holder = addresses.insert(ips[0].to_string(), m["id"].clone());
+        assert!(holder.is_none(), "{} handed out twice", ips[0]);
+    }
+    assert_eq!(addresses.len(), 50);
+    let status = json_of(
+        b.req(Method::GET, &format!("/api/v1/address-pools/{pool}"), &t)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    assert_eq!(status["allocated"], 50, "{status}");
+    for al in status["allocations"].as_array().expect("allocations") {
+        let address = al["address"].as_str().expect("address");
+        assert_eq!(Some(&al["instance"]), addresses.get(address), "{al}");
+    }
+    let r = b
+        .req(Method::POST, "/api/v1/instances", &t)
+        .json(&spec(50))
+        .send()
+        .await
+        .expect("req");
+    let e = json_of(r, 409).await;
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exhausted")),
+        "{e}"
+    );
+    // Deleting frees them all (a batch, through the other replica).
+    let ids: Vec<Value> = addresses.values().cloned().collect();
+    let task = json_of(
+        a.req(Method::POST, "/api/v1/instances/batch-delete", &t)
+            .json(&json!({"ids": ids, "force": true}))
+            .send()
+            .await
+            .expect("req"),
+        202,
+    )
+    .await;
+    let task_id = task["id"].as_str().expect("task id");
+    let ended = json_of(
+        a.req(
+            Method::GET,
+            &format!("/api/v1/tasks/{task_id}?wait=120"),
+            &t,
+        )
+        .send()
+        .await
+        .expect("req"),
+        200,
+    )
+    .await;
+    assert_eq!(ended["status"], "finished", "{ended}");
+    assert_eq!(ended["result"]["succeeded"], 50, "{ended}");
+    let status = json_of(
+        b.req(Method::GET, &format!("/api/v1/address-pools/{pool}"), &t)
+            .send()
+            .await
+            .expect("req"),
+        200,
+    )
+    .await;
+    assert_eq!(status["allocated"], 0, "{status}");
+    let r = a
+        .req(Method::DELETE, &format!("/api/v1/address-pools/{pool}"), &t)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status().as_u16(), 204);
+}
