@@ -51,7 +51,7 @@ TYPES = {
     "Volume": None, "StoragePoolSpec": None, "StoragePool": None, "Template": None,
     "Health": None, "BackendInfo": None, "Capabilities": None,
     "BatchSpec": None, "BatchStatus": None, "BatchError": None, "BatchItem": None,
-    "BatchReport": None,
+    "BatchReport": None, "AddressRequest": None,
     "HostEngine": None, "HostCapacity": None, "HostAllocation": None, "HostUsage": None,
     "HostInstanceCounts": None, "Host": None, "ComputePool": None, "OffOn": None,
     "PoolStatus": None, "MigrateRequest": None, "MigrationKind": None,

@@ -126,6 +126,8 @@ export interface CloudInit {
 }
 /** Everything needed to create an instance of either kind. Fields a backend does not use must be left empty; a backend rejects those it cannot honour with `Unsupported`. */
 export interface InstanceSpec {
+  /** Addresses from address pools (libgo-server keeps the pools): each on the pool's network, before `networks`. */
+  addresses?: AddressRequest[]
   /** Start with the host (VMs). */
   autostart?: boolean
   /** Backend to create it on; when `None`, a backend of `kind` on the host placement picks (see `host` and `pool`). */
@@ -705,6 +707,13 @@ export interface BatchReport {
   /** Items that worked. */
   succeeded: number
 }
+/** An instance's request for an address (`InstanceSpec.addresses`). */
+export interface AddressRequest {
+  /** A fixed address in one of its ranges; the first free one when absent. */
+  address?: string | null
+  /** The address pool. */
+  pool: string
+}
 /** One engine of a host. */
 export interface HostEngine {
   /** The backend's name. */
@@ -791,6 +800,8 @@ export interface ComputePool {
   hosts: string[]
   /** Name. */
   name: string
+  /** Its address pool (see [`ComputePoolSpec::network`]). */
+  network?: string | null
 }
 /** Two counts: how many are off and how many on. */
 export interface OffOn {

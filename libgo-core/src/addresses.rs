@@ -208,6 +208,19 @@ pub fn check_pool(spec: &AddressPoolSpec) -> Result<CheckedPool> {
         );
     }
     let gateway = ipv4("gateway", &spec.gateway)?;
+    // It goes on a host bridge: never an address the host uses for something else.
+    if gateway.is_loopback()
+        || gateway.is_unspecified()
+        || gateway.is_multicast()
+        || gateway.is_broadcast()
+        || gateway.is_link_local()
+        || gateway.octets()[0] >= 240
+    {
+        return Err(Error::invalid(format!(
+            "gateway {gateway} is a loopback, link-local, multicast or reserved address"
+        ))
+        .with_field("gateway"));
+    }
     if spec.dns.len() > 8 {
         return Err(Error::invalid("at most 8 name servers").with_field("dns"));
     }
@@ -485,6 +498,17 @@ mod tests {
         let mut p = pool(&[]);
         p.dns = vec!["resolver".into()];
         assert!(check_pool(&p).is_err());
+        for g in [
+            "127.0.0.1",
+            "169.254.1.1",
+            "224.0.0.1",
+            "0.0.0.0",
+            "250.0.0.1",
+        ] {
+            let mut p = pool(&[]);
+            p.gateway = g.into();
+            assert!(check_pool(&p).is_err(), "{g}");
+        }
     }
 
     #[test]

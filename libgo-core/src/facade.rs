@@ -311,6 +311,15 @@ impl LibGo {
         if let Some(o) = owner {
             o.stamp(&mut spec.labels);
         }
+        if spec.addresses.is_empty()
+            && spec.assigned.is_empty()
+            && let Some(pool) = self.address_pool_of_host(&self.host_of(backend.name()))
+        {
+            spec.addresses.push(crate::AddressRequest {
+                pool,
+                address: None,
+            });
+        }
         let allocator = if spec.assigned.is_empty() && !spec.addresses.is_empty() {
             let a = self.address_allocator().ok_or_else(|| {
                 Error::unsupported(

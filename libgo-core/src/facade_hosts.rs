@@ -24,7 +24,7 @@ pub(crate) struct HostRegistry {
     /// Host name by backend name.
     pub of_backend: HashMap<String, String>,
     /// Compute pools besides `default` (which always exists): name → (enabled, failover).
-    pub pools: BTreeMap<String, (bool, bool)>,
+    pub pools: BTreeMap<String, ComputePoolSpec>,
     /// Instances being moved off a host: id → the host they leave.
     pub migrating: HashMap<String, String>,
     /// Each backend's host resources as last read (capacity changes seldom: placement
@@ -161,9 +161,12 @@ impl LibGo {
             )
             .with_context("field", "failover"));
         }
+        if let Some(n) = &spec.network {
+            validate::name("address pool", n).map_err(|e| e.with_field("network"))?;
+        }
         self.hosts_mut()
             .pools
-            .insert(spec.name.clone(), (spec.enabled, spec.failover));
+            .insert(spec.name.clone(), spec.clone());
         Ok(())
     }
 
@@ -198,32 +201,46 @@ impl LibGo {
         Ok(())
     }
 
+    /// The address pool of the compute pool host `host` is in, if it names one.
+    pub(crate) fn address_pool_of_host(&self, host: &str) -> Option<String> {
+        let pool = self.host_membership(host).ok()?.pool;
+        self.hosts_read().pools.get(&pool)?.network.clone()
+    }
+
     /// Every compute pool, `default` first, with its hosts.
     pub fn compute_pools(&self) -> Vec<ComputePool> {
         let memberships = self.host_memberships();
         let reg = self.hosts_read();
-        let mut names: Vec<(String, bool, bool)> = vec![(
-            DEFAULT_POOL.to_string(),
-            reg.pools.get(DEFAULT_POOL).is_none_or(|p| p.0),
-            false,
-        )];
-        names.extend(
+        let mut specs: Vec<ComputePoolSpec> =
+            vec![
+                reg.pools
+                    .get(DEFAULT_POOL)
+                    .cloned()
+                    .unwrap_or(ComputePoolSpec {
+                        name: DEFAULT_POOL.to_string(),
+                        enabled: true,
+                        failover: false,
+                        network: None,
+                    }),
+            ];
+        specs.extend(
             reg.pools
-                .iter()
-                .filter(|(n, _)| *n != DEFAULT_POOL)
-                .map(|(n, (e, f))| (n.clone(), *e, *f)),
+                .values()
+                .filter(|p| p.name != DEFAULT_POOL)
+                .cloned(),
         );
-        names
+        specs
             .into_iter()
-            .map(|(name, enabled, failover)| ComputePool {
+            .map(|p| ComputePool {
                 hosts: memberships
                     .iter()
-                    .filter(|m| m.pool == name)
+                    .filter(|m| m.pool == p.name)
                     .map(|m| m.name.clone())
                     .collect(),
-                name,
-                enabled,
-                failover,
+                name: p.name,
+                enabled: p.enabled,
+                failover: p.failover,
+                network: p.network,
             })
             .collect()
     }
@@ -438,7 +455,11 @@ impl LibGo {
                     .filter(|b| h.engines.iter().any(|e| e.backend == b.name() && e.up))
                     .flat_map(|b| b.capabilities().kinds)
                     .collect();
-                let pool_enabled = self.hosts_read().pools.get(&h.pool).is_none_or(|p| p.0);
+                let pool_enabled = self
+                    .hosts_read()
+                    .pools
+                    .get(&h.pool)
+                    .is_none_or(|p| p.enabled);
                 Candidate {
                     name: h.name.clone(),
                     pool: h.pool.clone(),

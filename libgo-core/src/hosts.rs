@@ -239,6 +239,10 @@ pub struct ComputePoolSpec {
     /// hosts share, which LibGo does not manage.
     #[serde(default)]
     pub failover: bool,
+    /// The address pool (Nano's `network`) every instance placed in it that asks for no
+    /// address gets one from.
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 /// A compute pool as the API shows it.
@@ -252,6 +256,8 @@ pub struct ComputePool {
     pub enabled: bool,
     /// Failover (always `false`, see [`ComputePoolSpec::failover`]).
     pub failover: bool,
+    /// Its address pool (see [`ComputePoolSpec::network`]).
+    pub network: Option<String>,
     /// Its hosts, by name.
     pub hosts: Vec<String>,
 }

@@ -441,15 +441,44 @@ async fn containers_and_a_vm_share_a_pool_and_answer_each_other() {
     )
     .await;
     assert_eq!(r.status().as_u16(), 204);
-    let three = json_of(
+    // The compute pool of the host names the address pool (Nano's `network`): a create
+    // that asks for no address gets one from it, the one just freed.
+    let r = call(
+        &s,
+        Method::PATCH,
+        "/api/v1/compute-pools/default",
+        Some(json!({"network": "no-such-pool"})),
+    )
+    .await;
+    assert_error(r, 400, "INVALID_INPUT").await;
+    let patched = json_of(
         call(
             &s,
-            Method::POST,
-            "/api/v1/instances",
-            Some(container(&c3, None)),
+            Method::PATCH,
+            "/api/v1/compute-pools/default",
+            Some(json!({"network": pool})),
         )
         .await,
+        200,
+    )
+    .await;
+    assert_eq!(patched["network"], json!(pool), "{patched}");
+    let mut plain = container(&c3, None);
+    plain.as_object_mut().expect("spec").remove("addresses");
+    let three = json_of(
+        call(&s, Method::POST, "/api/v1/instances", Some(plain)).await,
         201,
+    )
+    .await;
+    json_of(
+        call(
+            &s,
+            Method::PATCH,
+            "/api/v1/compute-pools/default",
+            Some(json!({"network": ""})),
+        )
+        .await,
+        200,
     )
     .await;
     assert!(

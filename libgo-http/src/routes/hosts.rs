@@ -418,6 +418,8 @@ pub struct ComputePoolPatch {
     pub enabled: Option<bool>,
     /// See `ComputePoolSpec.failover`.
     pub failover: Option<bool>,
+    /// See `ComputePoolSpec.network`; `""` removes it.
+    pub network: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/compute-pools", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts", params(PageQuery),
@@ -438,6 +440,7 @@ async fn create_compute_pool(
     Json(spec): Json<ComputePoolSpec>,
 ) -> ApiResult<Response> {
     libgo_core::validate::name("compute pool", &spec.name)?;
+    address_pool_exists(&state, spec.network.as_deref()).await?;
     let _busy = Busy::new(&state, format!("pool:{}", spec.name));
     if state.libgo.compute_pool(&spec.name).is_ok() {
         return Err(ApiError::conflict(format!(
@@ -455,6 +458,16 @@ async fn create_compute_pool(
         format!("/api/v1/compute-pools/{}", pool.name),
         pool,
     ))
+}
+
+/// 400 unless address pool `name` (when given) exists.
+async fn address_pool_exists(state: &AppState, name: Option<&str>) -> ApiResult<()> {
+    if let Some(n) = name
+        && crate::addresses::stored(&state.db, n).await?.is_none()
+    {
+        return Err(ApiError::invalid(format!("no address pool {n:?}")).with_field("network"));
+    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/v1/compute-pools/{name}", extensions(("x-libgo-access" = json!("viewer"))), tag = "hosts",
@@ -482,7 +495,13 @@ async fn patch_compute_pool(
         name: pool.name,
         enabled: patch.enabled.unwrap_or(pool.enabled),
         failover: patch.failover.unwrap_or(pool.failover),
+        network: match patch.network {
+            Some(n) if n.is_empty() => None,
+            Some(n) => Some(n),
+            None => pool.network,
+        },
     };
+    address_pool_exists(&state, spec.network.as_deref()).await?;
     state.libgo.pool_set(&spec)?;
     store(&state, ConfigTable::ComputePools, &spec.name, &spec, false).await?;
     Ok(Json(state.libgo.compute_pool(&name)?))

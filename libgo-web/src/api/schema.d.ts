@@ -4,6 +4,70 @@
  */
 
 export interface paths {
+    "/api/v1/address-pools": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_address_pools"];
+        put?: never;
+        post: operations["create_address_pool"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/address-pools/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_address_pool"];
+        put?: never;
+        post?: never;
+        delete: operations["delete_address_pool"];
+        options?: never;
+        head?: never;
+        patch: operations["patch_address_pool"];
+        trace?: never;
+    };
+    "/api/v1/address-pools/{name}/ranges": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_address_ranges"];
+        put?: never;
+        post: operations["add_address_range"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/address-pools/{name}/ranges/{start}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["remove_address_range"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/alerts": {
         parameters: {
             query?: never;
@@ -1617,6 +1681,83 @@ export interface components {
          * @enum {string}
          */
         Action: "start" | "stop" | "restart" | "pause" | "unpause" | "resume" | "kill";
+        /** @description One address handed out. */
+        AddressAllocation: {
+            /** @description The address. */
+            address: string;
+            /** @description The instance holding it: its id, or its name while it is being created. */
+            instance: string;
+        };
+        /** @description An address pool with its status. */
+        AddressPool: {
+            /**
+             * Format: int64
+             * @description How many addresses the ranges hold.
+             */
+            addresses: number;
+            /**
+             * Format: int64
+             * @description How many are handed out.
+             */
+            allocated: number;
+            /** @description Who holds which, by address. */
+            allocations: components["schemas"]["AddressAllocation"][];
+            /** @description Name servers. */
+            dns: string[];
+            /** @description Gateway. */
+            gateway: string;
+            /** @description Name. */
+            name: string;
+            /** @description Ranges. */
+            ranges: components["schemas"]["AddressRange"][];
+        };
+        /** @description What a PATCH of an address pool may change. */
+        AddressPoolPatch: {
+            /** @description Name servers for instances created from now on. */
+            dns?: string[] | null;
+        };
+        /** @description An address pool as it is defined. */
+        AddressPoolSpec: {
+            /** @description Name servers the instances are given. */
+            dns?: string[];
+            /**
+             * Format: ipv4
+             * @description The instances' gateway (IPv4); the engines' host side of the pool's network.
+             */
+            gateway: string;
+            /** @description Name, DNS-label-like. */
+            name: string;
+            /** @description Ranges addresses are handed out from, in order. */
+            ranges?: components["schemas"]["AddressRange"][];
+        };
+        /** @description A range of addresses of a pool, both ends included. */
+        AddressRange: {
+            /**
+             * Format: ipv4
+             * @description Last address (IPv4).
+             */
+            end: string;
+            /**
+             * Format: int32
+             * @description Prefix length of the subnet the range and the pool's gateway are in.
+             */
+            prefix: number;
+            /**
+             * Format: ipv4
+             * @description First address (IPv4).
+             */
+            start: string;
+        };
+        /** @description An instance's request for an address (`InstanceSpec.addresses`). */
+        AddressRequest: {
+            /**
+             * Format: ipv4
+             * @description A fixed address in one of its ranges; the first free one when absent.
+             */
+            address?: string | null;
+            /** @description The address pool. */
+            pool: string;
+        };
         /**
          * @description What a rule watches.
          * @enum {string}
@@ -2000,6 +2141,8 @@ export interface components {
             hosts: string[];
             /** @description Name. */
             name: string;
+            /** @description Its address pool (see [`ComputePoolSpec::network`]). */
+            network?: string | null;
         };
         /** @description Changes to a compute pool. */
         ComputePoolPatch: {
@@ -2007,6 +2150,8 @@ export interface components {
             enabled?: boolean | null;
             /** @description See `ComputePoolSpec.failover`. */
             failover?: boolean | null;
+            /** @description See `ComputePoolSpec.network`; `""` removes it. */
+            network?: string | null;
         };
         /** @description A compute pool: a group of hosts that placement treats as one (Nano's pools of cells). */
         ComputePoolSpec: {
@@ -2019,6 +2164,11 @@ export interface components {
             failover?: boolean;
             /** @description Name, DNS-label-like. */
             name: string;
+            /**
+             * @description The address pool (Nano's `network`) every instance placed in it that asks for no
+             *     address gets one from.
+             */
+            network?: string | null;
         };
         /** @description A container to create: seed 001's shape, plus the unified spec's fields. */
         ContainerCreate: {
@@ -2675,6 +2825,11 @@ export interface components {
          *     must be left empty; a backend rejects those it cannot honour with `Unsupported`.
          */
         InstanceSpec: {
+            /**
+             * @description Addresses from address pools (libgo-server keeps the pools): each on the pool's
+             *     network, before `networks`.
+             */
+            addresses?: components["schemas"]["AddressRequest"][];
             /** @description Start with the host (VMs). */
             autostart?: boolean;
             /**
@@ -3017,6 +3172,49 @@ export interface components {
             on: number;
         };
         /** @description One page of a list and the total count. */
+        Page_AddressPool: {
+            /** @description Items in all pages. */
+            count: number;
+            /** @description Items of this page. */
+            items: {
+                /**
+                 * Format: int64
+                 * @description How many addresses the ranges hold.
+                 */
+                addresses: number;
+                /**
+                 * Format: int64
+                 * @description How many are handed out.
+                 */
+                allocated: number;
+                /** @description Who holds which, by address. */
+                allocations: components["schemas"]["AddressAllocation"][];
+                /** @description Name servers. */
+                dns: string[];
+                /** @description Gateway. */
+                gateway: string;
+                /** @description Name. */
+                name: string;
+                /** @description Ranges. */
+                ranges: components["schemas"]["AddressRange"][];
+            }[];
+            /**
+             * Format: int32
+             * @description Page number, from 1.
+             */
+            page: number;
+            /**
+             * Format: int32
+             * @description Items per page.
+             */
+            pageSize: number;
+            /**
+             * @description Backends that could not be asked, so that their items are missing from this answer
+             *     (absent when every backend answered).
+             */
+            unavailable?: components["schemas"]["Unavailable"][];
+        };
+        /** @description One page of a list and the total count. */
         Page_AlertRule: {
             /** @description Items in all pages. */
             count: number;
@@ -3208,6 +3406,8 @@ export interface components {
                 hosts: string[];
                 /** @description Name. */
                 name: string;
+                /** @description Its address pool (see [`ComputePoolSpec::network`]). */
+                network?: string | null;
             }[];
             /**
              * Format: int32
@@ -4761,6 +4961,329 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list_address_pools: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1 (default 1). */
+                page?: number;
+                /** @description Items per page, 1–100 (default 50). */
+                pageSize?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Address pools with how many addresses they hold and hand out */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_AddressPool"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    create_address_pool: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AddressPoolSpec"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AddressPool"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            /** @description The name is taken, or two ranges overlap */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    get_address_pool: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Pool name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pool and who holds which address */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AddressPool"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    delete_address_pool: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Pool name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted, with the engines' networks that carried it */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            /** @description It hands out addresses */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    patch_address_pool: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Pool name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AddressPoolPatch"];
+            };
+        };
+        responses: {
+            /** @description The pool */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AddressPool"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    list_address_ranges: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Pool name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pool's ranges, in the order addresses are handed out */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AddressRange"][];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    add_address_range: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Pool name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AddressRange"];
+            };
+        };
+        responses: {
+            /** @description Added; the pool */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AddressPool"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            /** @description It overlaps another range */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
+    remove_address_range: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Pool name */
+                name: string;
+                /** @description The range's first address */
+                start: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed; the pool */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AddressPool"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            /** @description One of its addresses is allocated */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["Error"];
+            415: components["responses"]["Error"];
+            429: components["responses"]["Error"];
+            500: components["responses"]["Error"];
+            501: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+            504: components["responses"]["Error"];
+        };
+    };
     list_alerts: {
         parameters: {
             query?: {

@@ -80,6 +80,7 @@ __all__ = [
     "BatchError",
     "BatchItem",
     "BatchReport",
+    "AddressRequest",
     "HostEngine",
     "HostCapacity",
     "HostAllocation",
@@ -260,6 +261,8 @@ class CloudInit(TypedDict):
 class InstanceSpec(TypedDict):
     """Everything needed to create an instance of either kind. Fields a backend does not use must be left empty; a backend rejects those it cannot honour with `Unsupported`."""
 
+    #: Addresses from address pools (libgo-server keeps the pools): each on the pool's network, before `networks`.
+    addresses: NotRequired[List[AddressRequest]]
     #: Start with the host (VMs).
     autostart: NotRequired[bool]
     #: Backend to create it on; when `None`, a backend of `kind` on the host placement picks (see `host` and `pool`).
@@ -912,6 +915,15 @@ class BatchReport(TypedDict):
     succeeded: int
 
 
+class AddressRequest(TypedDict):
+    """An instance's request for an address (`InstanceSpec.addresses`)."""
+
+    #: A fixed address in one of its ranges; the first free one when absent.
+    address: NotRequired[Optional[str]]
+    #: The address pool.
+    pool: str
+
+
 class HostEngine(TypedDict):
     """One engine of a host."""
 
@@ -1011,6 +1023,8 @@ class ComputePool(TypedDict):
     hosts: List[str]
     #: Name.
     name: str
+    #: Its address pool (see [`ComputePoolSpec::network`]).
+    network: NotRequired[Optional[str]]
 
 
 class OffOn(TypedDict):
