@@ -158,6 +158,10 @@ impl Networks for DockerBackend {
                     config: Some(vec![IpamConfig {
                         subnet: Some(subnet),
                         gateway: Some(net.gateway.to_string()),
+                        // Docker's own allocation may only take the gateway, which it has:
+                        // a container that joins without a pool address is refused instead
+                        // of taking one the pool hands out.
+                        ip_range: Some(format!("{}/32", net.gateway)),
                         ..Default::default()
                     }]),
                     options: None,

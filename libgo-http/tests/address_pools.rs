@@ -217,6 +217,18 @@ async fn containers_and_a_vm_share_a_pool_and_answer_each_other() {
     ]);
     assert!(inspect.contains(&a1) && inspect.contains(&gw), "{inspect}");
 
+    // Docker itself hands out no pool address: a container that joins the network without
+    // one is refused.
+    let joined = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &format!("libgo-ap-{pool}"),
+        IMAGE,
+        "true",
+    ]);
+    assert!(joined.contains("no available IPv4 addresses"), "{joined}");
+
     // A test-guest VM: its address comes by DHCP from the pool's host entry.
     let g = guest();
     let v = json_of(
