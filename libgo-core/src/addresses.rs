@@ -161,6 +161,25 @@ impl AddressNetwork {
     }
 }
 
+impl AddressAssignment {
+    /// The MAC address of the interface that carries this address: the same for the same
+    /// pool and address, so that a DHCP server still holding the lease of the address's last
+    /// holder hands it to the next one (dnsmasq refuses an address leased to another MAC).
+    /// Locally administered, unicast.
+    pub fn mac(&self) -> String {
+        let [a, b, c, d] = self.address.octets();
+        let pool = fnv1a(&self.pool) as u8;
+        format!("52:{pool:02x}:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+    }
+}
+
+fn fnv1a(s: &str) -> u64 {
+    // Stable across builds and Rust versions, unlike std's hasher.
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// The engines' name of a pool's network.
 pub fn network_name(pool: &str) -> String {
     format!("libgo-ap-{pool}")
@@ -168,11 +187,7 @@ pub fn network_name(pool: &str) -> String {
 
 /// The host bridge of a pool's network: short (Linux allows 15 characters) and stable.
 pub fn bridge_name(pool: &str) -> String {
-    // FNV-1a: stable across builds and Rust versions, unlike std's hasher.
-    let hash = pool.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("lgap{:010x}", hash & 0xff_ffff_ffff)
+    format!("lgap{:010x}", fnv1a(pool) & 0xff_ffff_ffff)
 }
 
 fn mask(prefix: u8) -> u32 {
@@ -560,6 +575,15 @@ mod tests {
         assert!(a.network.bridge.len() <= 15);
         assert_eq!(bridge_name("p1"), a.network.bridge);
         assert_ne!(bridge_name("p2"), a.network.bridge);
+        // One MAC per pool and address, whoever holds it.
+        assert!(
+            a.mac().starts_with("52:") && a.mac().ends_with(":0a:01:00:0a"),
+            "{}",
+            a.mac()
+        );
+        assert_eq!(a.mac(), assignment(&p, a.address).expect("again").mac());
+        let other = assignment(&p, "10.1.0.11".parse().expect("ip")).expect("other");
+        assert_ne!(a.mac(), other.mac());
     }
 
     #[test]

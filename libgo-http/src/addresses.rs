@@ -16,6 +16,10 @@ use libgo_core::{
 use sqlx::Row;
 
 use crate::db::{ConfigTable, Db, now_ms};
+use crate::state::AppState;
+
+/// A create that holds a claim longer than this died half-way (its replica stopped).
+const STALE_CLAIM_MS: i64 = 3_600_000;
 
 /// Picks that lose a race are retried this often before the allocator gives up.
 const MAX_ATTEMPTS: usize = 512;
@@ -322,12 +326,17 @@ impl AddressAllocator for DbAllocator {
     }
 
     async fn bind(&self, claim: &str, id: &str) -> libgo_core::Result<()> {
-        sqlx::query("UPDATE address_allocations SET instance = $2 WHERE instance = $1")
-            .bind(claim)
-            .bind(id)
-            .execute(self.db.pool())
-            .await
-            .map_err(db_error)?;
+        // created_at becomes the time the instance held it: a list of instances begun later
+        // shows the instance (see `reclaim`).
+        sqlx::query(
+            "UPDATE address_allocations SET instance = $2, created_at = $3 WHERE instance = $1",
+        )
+        .bind(claim)
+        .bind(id)
+        .bind(now_ms())
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error)?;
         Ok(())
     }
 
@@ -340,4 +349,75 @@ impl AddressAllocator for DbAllocator {
             .map_err(db_error)?;
         Ok(())
     }
+}
+
+/// Frees the addresses of instances that are gone without LibGo deleting them (removed
+/// through the engine) and of creates that died half-way. Only when every backend answered
+/// the list: an instance on an engine that is down still holds its address. Answers how
+/// many were freed.
+pub async fn reclaim(state: &AppState) -> Result<u64, Error> {
+    let started = now_ms();
+    let (instances, unavailable) = state
+        .libgo
+        .list_all_reporting(&libgo_core::InstanceFilter::default())
+        .await?;
+    if !unavailable.is_empty() {
+        return Ok(0);
+    }
+    let rows = sqlx::query("SELECT pool, address, instance, created_at FROM address_allocations")
+        .fetch_all(state.db.pool())
+        .await
+        .map_err(db_error)?;
+    let alive: BTreeSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    let mut freed = 0;
+    for r in rows {
+        let pool: String = r.try_get("pool").map_err(db_error)?;
+        let address: String = r.try_get("address").map_err(db_error)?;
+        let instance: String = r.try_get("instance").map_err(db_error)?;
+        let since: i64 = r.try_get("created_at").map_err(db_error)?;
+        let gone = if instance.contains('#') {
+            since < started - STALE_CLAIM_MS
+        } else {
+            since < started && !alive.contains(instance.as_str())
+        };
+        if !gone {
+            continue;
+        }
+        // Only the row as read: an address freed and handed out again meanwhile stays.
+        let d = sqlx::query(
+            "DELETE FROM address_allocations WHERE pool = $1 AND address = $2 AND instance = $3 \
+             AND created_at = $4",
+        )
+        .bind(&pool)
+        .bind(&address)
+        .bind(&instance)
+        .bind(since)
+        .execute(state.db.pool())
+        .await
+        .map_err(db_error)?;
+        if d.rows_affected() == 1 {
+            tracing::info!(%pool, %address, %instance, "freed the address of an instance that is gone");
+            freed += 1;
+        }
+    }
+    Ok(freed)
+}
+
+/// Runs [`reclaim`] every `address_reclaim_secs`.
+pub fn spawn_reclaimer(state: std::sync::Arc<AppState>) {
+    let every = std::time::Duration::from_secs(state.config.address_reclaim_secs);
+    if every.is_zero() {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = reclaim(&state).await {
+                tracing::warn!(error = %e, "cannot reclaim pool addresses");
+            }
+        }
+    });
 }

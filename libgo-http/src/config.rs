@@ -100,6 +100,9 @@ pub struct Config {
     /// Seconds between per-instance stats samples (for `/metrics`, the stats history and
     /// alert rules); 0 turns sampling off.
     pub stats_interval_secs: u64,
+    /// Seconds between rounds that free the pool addresses of instances deleted behind
+    /// LibGo's back (`docker rm`, `virsh undefine`); 0 turns them off.
+    pub address_reclaim_secs: u64,
     /// Seconds between attempts to connect a backend whose engine is down.
     pub reconnect_secs: u64,
     /// Failed logins of one client address, whatever the user names, within
@@ -176,6 +179,7 @@ impl Default for Config {
             build_body_limit_bytes: 512 << 20,
             metrics_public: false,
             stats_interval_secs: 15,
+            address_reclaim_secs: 60,
             reconnect_secs: 5,
             login_client_max_failures: 20,
             login_concurrency: 0,
@@ -262,6 +266,7 @@ impl Config {
                 "LIBGO_BODY_LIMIT_BYTES" => self.body_limit_bytes = parse(&k, v)?,
                 "LIBGO_METRICS_PUBLIC" => self.metrics_public = parse_bool(&k, v)?,
                 "LIBGO_STATS_INTERVAL_SECS" => self.stats_interval_secs = parse(&k, v)?,
+                "LIBGO_ADDRESS_RECLAIM_SECS" => self.address_reclaim_secs = parse(&k, v)?,
                 "LIBGO_WEBHOOK_ALLOW_INTERNAL" => self.webhook_allow_internal = parse_bool(&k, v)?,
                 "LIBGO_DOCKER" => self.docker.enabled = parse_bool(&k, v)?,
                 "LIBGO_DOCKER_HOST" => self.docker.host = Some(v.into()),

@@ -196,6 +196,7 @@ impl Server {
         }
         spawn_retention(state.clone());
         crate::webhooks::spawn(state.clone());
+        crate::addresses::spawn_reclaimer(state.clone());
         state.tasks.spawn_leases(state.shutdown.clone());
         crate::metrics::spawn_sampler(
             state.clone(),

@@ -642,13 +642,13 @@ fn create_inner(
         owned,
     };
     meta.labels.retain(|_, _| true);
-    // An address pool's address reaches the guest by DHCP: a host entry for a MAC chosen
-    // here, on the pool's network.
+    // An address pool's address reaches the guest by DHCP: a host entry for the address's
+    // own MAC, on the pool's network.
     let mut nics = Vec::with_capacity(spec.networks.len());
     for n in &spec.networks {
         match spec.assigned.iter().find(|a| &a.network.name == n) {
             Some(a) => {
-                let mac = random_mac();
+                let mac = a.mac();
                 crate::network::dhcp_host(c, n, &mac, Some((a.address, &spec.name)))
                     .map_err(|e| e.with_context("network", n.clone()))?;
                 rb.dhcp_hosts.push((n.clone(), mac.clone()));
@@ -686,12 +686,6 @@ fn create_inner(
     rb.volumes.clear();
     rb.dhcp_hosts.clear();
     Ok(i)
-}
-
-/// A MAC address in QEMU's range (52:54:00), random.
-fn random_mac() -> String {
-    let b = uuid::Uuid::new_v4().into_bytes();
-    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
 pub(crate) fn serial_log_path(inner: &Inner, name: &str) -> String {

@@ -313,14 +313,30 @@ pub(crate) fn dhcp_host(
     if n.is_active().lv()? {
         flags |= virt::sys::VIR_NETWORK_UPDATE_AFFECT_LIVE;
     }
-    n.update(
-        cmd,
-        virt::sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
-        -1,
-        &x,
-        flags,
-    )
-    .lv()
+    let section = virt::sys::VIR_NETWORK_SECTION_IP_DHCP_HOST;
+    match n.update(cmd, section, -1, &x, flags).lv() {
+        // The entry of a VM removed behind LibGo's back (whose address the server freed)
+        // holds the address or the name: it goes, then the new one is added.
+        Err(e) if e.message().contains("existing dhcp host entry") => {
+            let Some((ip, name)) = entry else {
+                return Err(e);
+            };
+            for stale in [
+                format!("<host ip='{ip}'/>"),
+                format!("<host name='{name}'/>"),
+            ] {
+                let _ = n.update(
+                    virt::sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
+                    section,
+                    -1,
+                    &stale,
+                    flags,
+                );
+            }
+            n.update(cmd, section, -1, &x, flags).lv()
+        }
+        other => other,
+    }
 }
 
 /// libvirt refuses a subnet another interface of the host has with an internal error
