@@ -9,7 +9,9 @@ use libgo::{Error, Result};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{ApiKeyCommand, GroupCommand, RoleCommand, TaskCommand, UserCommand};
+use crate::cli::{
+    AddressPoolCommand, ApiKeyCommand, GroupCommand, RoleCommand, TaskCommand, UserCommand,
+};
 use crate::output::{Format, field, print_list, print_one, size};
 use crate::target::{RemoteClient, Target};
 use crate::{exit_code, for_each_name, print_made, report};
@@ -300,6 +302,85 @@ pub async fn group(target: &Target, g: GroupCommand, format: Format) -> Result<u
         }
         GroupCommand::Remove { group, users } => {
             return membership(remote, Method::DELETE, &group, &users, format).await;
+        }
+    }
+    Ok(0)
+}
+
+/// `libgo address-pool …`.
+pub async fn address_pool(target: &Target, a: AddressPoolCommand, format: Format) -> Result<u8> {
+    let remote = server(target)?;
+    let range = |(start, end, prefix): (String, String, u8)| json!({"start": start, "end": end, "prefix": prefix});
+    let path = |name: &str| format!("/api/v1/address-pools/{}", crate::rest::escape(name));
+    match a {
+        AddressPoolCommand::List => {
+            let items = remote
+                .all_pages("/api/v1/address-pools", &[], 10_000)
+                .await?;
+            print_list(
+                format,
+                &items,
+                &[
+                    ("NAME", &|p| field(p, "name")),
+                    ("GATEWAY", &|p| field(p, "gateway")),
+                    ("ADDRESSES", &|p| field(p, "addresses")),
+                    ("ALLOCATED", &|p| field(p, "allocated")),
+                    ("RANGES", &|p| {
+                        p["ranges"]
+                            .as_array()
+                            .map(|rs| {
+                                rs.iter()
+                                    .map(|r| {
+                                        format!(
+                                            "{}-{}/{}",
+                                            field(r, "start"),
+                                            field(r, "end"),
+                                            field(r, "prefix")
+                                        )
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            })
+                            .unwrap_or_default()
+                    }),
+                ],
+            )?;
+        }
+        AddressPoolCommand::Info { name } => {
+            let pool = remote.send(Method::GET, &path(&name), &[], None).await?;
+            print_one(format, &pool)?;
+        }
+        AddressPoolCommand::Create {
+            name,
+            gateway,
+            dns,
+            range: ranges,
+        } => {
+            let body = json!({"name": name, "gateway": gateway, "dns": dns,
+                              "ranges": ranges.into_iter().map(range).collect::<Vec<_>>()});
+            let made = remote
+                .send(Method::POST, "/api/v1/address-pools", &[], Some(&body))
+                .await?;
+            print_made(format, &made, "name")?;
+        }
+        AddressPoolCommand::Delete { names } => {
+            return delete_each(remote, "/api/v1/address-pools", &names, format).await;
+        }
+        AddressPoolCommand::AddRange { name, range: r } => {
+            let pool = remote
+                .send(
+                    Method::POST,
+                    &format!("{}/ranges", path(&name)),
+                    &[],
+                    Some(&range(r)),
+                )
+                .await?;
+            print_made(format, &pool, "name")?;
+        }
+        AddressPoolCommand::RemoveRange { name, start } => {
+            let p = format!("{}/ranges/{}", path(&name), crate::rest::escape(&start));
+            let pool = remote.send(Method::DELETE, &p, &[], None).await?;
+            print_made(format, &pool, "name")?;
         }
     }
     Ok(0)

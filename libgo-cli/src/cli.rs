@@ -129,6 +129,9 @@ pub enum Command {
     /// Custom roles of a server: sets of the routes' permissions (administrators).
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Address pools of a server: addresses handed out to instances from ranges.
+    #[command(subcommand, name = "address-pool", visible_alias = "ap")]
+    AddressPool(AddressPoolCommand),
     /// API keys of a server.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -341,6 +344,10 @@ pub struct CreateArgs {
     /// Network to attach (repeat for several).
     #[arg(long)]
     pub network: Vec<String>,
+    /// An address from a server's address pool: `POOL`, or `POOL=IP` for a fixed one
+    /// (repeat for several pools).
+    #[arg(long, value_name = "POOL[=IP]")]
+    pub address: Vec<String>,
     /// Publish a port: `[IP:]HOST:CONTAINER[/udp]`.
     #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     pub publish: Vec<String>,
@@ -797,6 +804,64 @@ pub enum GroupCommand {
         #[arg(required = true)]
         users: Vec<String>,
     },
+}
+
+/// `address-pool …`.
+#[derive(Debug, Subcommand)]
+pub enum AddressPoolCommand {
+    /// List address pools: their gateway, size and how many addresses are handed out.
+    #[command(visible_alias = "ls")]
+    List,
+    /// One pool with its ranges and who holds which address.
+    Info {
+        /// Pool name.
+        name: String,
+    },
+    /// Create a pool (administrators).
+    Create {
+        /// Pool name.
+        name: String,
+        /// The instances' gateway, on the host bridge of the pool's network.
+        #[arg(long)]
+        gateway: String,
+        /// A name server for the instances (repeat for several).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// A range `START-END/PREFIX` (repeat for several).
+        #[arg(long, value_name = "START-END/PREFIX", value_parser = parse_range)]
+        range: Vec<(String, String, u8)>,
+    },
+    /// Delete pools that hand out no address (administrators).
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Pool names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Add a range to a pool (administrators).
+    AddRange {
+        /// Pool name.
+        name: String,
+        /// `START-END/PREFIX`.
+        #[arg(value_parser = parse_range)]
+        range: (String, String, u8),
+    },
+    /// Remove the range that starts at START, unless one of its addresses is handed out.
+    RemoveRange {
+        /// Pool name.
+        name: String,
+        /// The range's first address.
+        start: String,
+    },
+}
+
+/// `START-END/PREFIX`, e.g. `10.0.0.10-10.0.0.99/24`.
+fn parse_range(s: &str) -> Result<(String, String, u8), String> {
+    let bad = || format!("{s:?} is not START-END/PREFIX (e.g. 10.0.0.10-10.0.0.99/24)");
+    let (addresses, prefix) = s.rsplit_once('/').ok_or_else(bad)?;
+    let (start, end) = addresses.split_once('-').ok_or_else(bad)?;
+    let prefix = prefix.parse().map_err(|_| bad())?;
+    Ok((start.to_string(), end.to_string(), prefix))
 }
 
 /// `role …`.

@@ -387,6 +387,7 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
         Command::User(u) => admin::user(target, u, format).await,
         Command::Group(g) => admin::group(target, g, format).await,
         Command::Role(r) => admin::role(target, r, format).await,
+        Command::AddressPool(a) => admin::address_pool(target, a, format).await,
         Command::ApiKey(k) => admin::api_key(target, k, format).await,
         Command::Audit { limit } => admin::audit(target, limit, format).await,
         Command::Export {
@@ -736,6 +737,13 @@ fn spec_of(a: &CreateArgs, start: bool) -> Result<InstanceSpec> {
         start,
         ..Default::default()
     };
+    for want in &a.address {
+        let (pool, address) = match want.split_once('=') {
+            Some((p, ip)) => (p.to_string(), Some(ip.to_string())),
+            None => (want.clone(), None),
+        };
+        spec.addresses.push(libgo::AddressRequest { pool, address });
+    }
     for dev in &a.boot {
         spec.boot.push(match dev.as_str() {
             "cdrom" => BootDevice::Cdrom,

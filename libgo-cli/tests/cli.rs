@@ -1871,3 +1871,138 @@ async fn embedded_events_and_stats() {
     tty.wait_for(&format!("docker container deleted {name}"), 30)
         .await;
 }
+
+/// Address pools from the command line: made with ranges, an instance run with an address
+/// from one (and the embedded mode saying it keeps no pools), the pool's status, the
+/// address freed by `rm`, the pool deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_address_pools() {
+    let s = server().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    ok(&libgo(d, &["remote", "add", "lab", &s.base], None).await);
+    ok(&libgo(
+        d,
+        &["login", "--password-stdin"],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+    )
+    .await);
+    let id = uuid::Uuid::new_v4();
+    let net = format!("10.{}.{}", 100 + id.as_bytes()[0] % 100, id.as_bytes()[1]);
+    let pool = unique("clip");
+    let name = unique("clipc");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    ok(&libgo(
+        d,
+        &[
+            "address-pool",
+            "create",
+            &pool,
+            "--gateway",
+            &format!("{net}.1"),
+            "--range",
+            &format!("{net}.10-{net}.10/24"),
+        ],
+        None,
+    )
+    .await);
+    // A range that is not START-END/PREFIX is refused before anything is sent.
+    let o = libgo(d, &["ap", "add-range", &pool, &format!("{net}.20")], None).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    ok(&libgo(
+        d,
+        &["ap", "add-range", &pool, &format!("{net}.20-{net}.21/24")],
+        None,
+    )
+    .await);
+    let o = libgo(
+        d,
+        &["ap", "add-range", &pool, &format!("{net}.21-{net}.22/24")],
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(12), "overlap: {}", text(&o.stderr));
+
+    ok(&libgo(
+        d,
+        &[
+            "run",
+            IMAGE,
+            "--name",
+            &name,
+            "--address",
+            &format!("{pool}={net}.21"),
+            "--",
+            "sleep",
+            "300",
+        ],
+        None,
+    )
+    .await);
+    let listed = json(&libgo(d, &["ls", "--format", "json", &name], None).await);
+    assert!(
+        listed.as_array().is_some_and(|a| a
+            .iter()
+            .any(|i| i["ipAddresses"] == json!([format!("{net}.21")]))),
+        "{listed}"
+    );
+    let table = ok(&libgo(d, &["ap", "ls"], None).await);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&pool) && l.contains(" 3 ") && l.contains(" 1 ")),
+        "{table}"
+    );
+    let info = json(&libgo(d, &["ap", "info", &pool, "--format", "json"], None).await);
+    assert_eq!(
+        info["allocations"][0]["address"],
+        format!("{net}.21"),
+        "{info}"
+    );
+    // The range that holds it stays.
+    let o = libgo(
+        d,
+        &["ap", "remove-range", &pool, &format!("{net}.20")],
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(12), "{}", text(&o.stderr));
+
+    // The library alone keeps no pools: the embedded mode says so and makes nothing.
+    let local = tempfile::tempdir().expect("temp dir");
+    let o = libgo(
+        local.path(),
+        &[
+            "run",
+            IMAGE,
+            "--name",
+            &unique("clipl"),
+            "--address",
+            &pool,
+            "--",
+            "sleep",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(15), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("libgo-server"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    ok(&libgo(d, &["rm", "--force", &name], None).await);
+    let info = json(&libgo(d, &["ap", "info", &pool, "--format", "json"], None).await);
+    assert_eq!(info["allocated"], 0, "{info}");
+    ok(&libgo(
+        d,
+        &["ap", "remove-range", &pool, &format!("{net}.20")],
+        None,
+    )
+    .await);
+    ok(&libgo(d, &["ap", "rm", &pool], None).await);
+    let o = libgo(d, &["ap", "info", &pool], None).await;
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o.stderr));
+}
