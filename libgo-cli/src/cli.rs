@@ -781,7 +781,7 @@ pub enum GroupCommand {
         #[arg(long, default_value = "")]
         description: String,
     },
-    /// Delete groups (their instances keep their label).
+    /// Delete groups that have no instances left.
     #[command(visible_alias = "rm")]
     Delete {
         /// Group names.

@@ -43,6 +43,40 @@ impl DockerBackend {
 }
 
 impl DockerBackend {
+    /// The names of the containers (of any state) that mount each named volume, from one
+    /// list of containers; only volume `only` when given.
+    async fn volume_users(&self, only: Option<&str>) -> Result<HashMap<String, Vec<String>>> {
+        let docker = self.docker().await?;
+        let filters = only.map(|v| HashMap::from([("volume".to_string(), vec![v.to_string()])]));
+        let containers = docker
+            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                all: true,
+                filters,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut users: HashMap<String, Vec<String>> = HashMap::new();
+        for c in containers {
+            let Some(name) = c.names.as_ref().and_then(|n| n.first()) else {
+                continue;
+            };
+            let name = name.trim_start_matches('/').to_string();
+            for m in c.mounts.unwrap_or_default() {
+                if let Some(v) = m.name
+                    && m.typ.as_deref() == Some("volume")
+                {
+                    users.entry(v).or_default().push(name.clone());
+                }
+            }
+        }
+        for names in users.values_mut() {
+            names.sort();
+            names.dedup();
+        }
+        Ok(users)
+    }
+
     /// Whether network `name` with `subnet` exists within two seconds.
     async fn network_appearing(&self, name: &str, subnet: &str) -> bool {
         for _ in 0..20 {
@@ -279,11 +313,16 @@ impl Volumes for DockerBackend {
             .list_volumes(None::<ListVolumesOptions>)
             .await
             .map_err(|e| self.error(e))?;
+        let mut users = self.volume_users(None).await?;
         Ok(listed
             .volumes
             .unwrap_or_default()
             .into_iter()
-            .map(|v| self.volume(v))
+            .map(|v| {
+                let mut v = self.volume(v);
+                v.used_by = users.remove(&v.name).unwrap_or_default();
+                v
+            })
             .collect())
     }
 
@@ -325,7 +364,13 @@ impl Volumes for DockerBackend {
             .inspect_volume(name)
             .await
             .map_err(|e| self.error(e).with_context("volume", name))?;
-        Ok(self.volume(v))
+        let mut v = self.volume(v);
+        v.used_by = self
+            .volume_users(Some(name))
+            .await?
+            .remove(name)
+            .unwrap_or_default();
+        Ok(v)
     }
 
     async fn volume_delete(&self, name: &str, force: bool) -> Result<()> {

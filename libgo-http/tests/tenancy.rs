@@ -515,6 +515,56 @@ async fn group_members_see_and_touch_only_their_groups_instances() {
     .await;
     assert_eq!(vol["labels"]["io.libgo.owner"], alice.as_str(), "{vol}");
     assert_eq!(vol["labels"]["io.libgo.group"], ga.as_str(), "{vol}");
+    // Bob's container on Alice's volume and network: she sees they are used, not by whom.
+    let bobs = unique("bobvol");
+    let bobc = json_of(
+        s.req(Method::POST, "/api/v1/instances", &bob_t)
+            .json(&json!({"name": bobs, "kind": "container", "image": IMAGE,
+                          "command": ["sleep", "600"], "start": true,
+                          "networks": [net["name"]],
+                          "mounts": [{"kind": "volume", "source": vol["name"], "target": "/v"}]}))
+            .send()
+            .await
+            .expect("create"),
+        201,
+    )
+    .await;
+    let vol_path = format!("/api/v1/volumes/{}", vol["name"].as_str().expect("name"));
+    let net_path = format!("/api/v1/networks/{}", net["name"].as_str().expect("name"));
+    let bobs_id = bobc["id"].as_str().expect("id").to_string();
+    let mentions = |v: &Value| v.to_string().contains(&bobs) || v.to_string().contains(&bobs_id);
+    for (path, list) in [
+        (vol_path.as_str(), "/api/v1/volumes?pageSize=100"),
+        (net_path.as_str(), "/api/v1/networks?pageSize=100"),
+    ] {
+        let seen = json_of(
+            s.req(Method::GET, path, &alice_t)
+                .send()
+                .await
+                .expect("get"),
+            200,
+        )
+        .await;
+        let listed = json_of(
+            s.req(Method::GET, list, &alice_t)
+                .send()
+                .await
+                .expect("list"),
+            200,
+        )
+        .await;
+        assert!(!mentions(&seen) && !mentions(&listed), "{seen} {listed}");
+        let full = json_of(
+            s.req(Method::GET, path, &s.admin)
+                .send()
+                .await
+                .expect("get"),
+            200,
+        )
+        .await;
+        assert!(mentions(&full), "the admin sees who uses it: {full}");
+    }
+    s.remove_instance(&bobs).await;
     for (path, name) in [("networks", &net["name"]), ("volumes", &vol["name"])] {
         let name = name.as_str().expect("name");
         let r = s
@@ -745,9 +795,27 @@ async fn group_members_see_and_touch_only_their_groups_instances() {
         .expect("create");
     assert_error(r, 403, "FORBIDDEN").await;
 
+    // A group with instances stays (made again under its name, it would get them back);
+    // once they are gone it can be deleted.
+    let r = s
+        .req(Method::DELETE, &format!("/api/v1/groups/{ga}"), &s.admin)
+        .send()
+        .await
+        .expect("delete group");
+    let e = assert_error(r, 409, "RESOURCE_CONFLICT").await;
+    assert!(
+        e["message"].as_str().is_some_and(|m| m.contains(&a1n)),
+        "{e}"
+    );
     for n in [&a1n, &b1n, &freen, &placedn] {
         s.remove_instance(n).await;
     }
+    let r = s
+        .req(Method::DELETE, &format!("/api/v1/groups/{ga}"), &s.admin)
+        .send()
+        .await
+        .expect("delete group");
+    assert_eq!(r.status().as_u16(), 204);
     let _ = bob;
     s.stop().await;
 }

@@ -28,9 +28,33 @@ type S = State<Arc<AppState>>;
     responses((status = 200, description = "Networks of every backend", body = libgo_core::Page<libgo_core::Network>)))]
 async fn list_networks(
     State(state): S,
+    caller: crate::auth::Caller,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Network>>> {
-    Ok(Json(state.libgo.network_page(q.get()?).await?))
+    let mut page = state.libgo.network_page(q.get()?).await?;
+    if let Some(visible) = visible_instances(&state, &caller).await? {
+        for n in &mut page.items {
+            n.instances.retain(|i| visible.contains(i));
+        }
+    }
+    Ok(Json(page))
+}
+
+/// The ids and names of the instances a caller kept to its groups may see; `None` for a
+/// caller who sees every instance. Networks and volumes name their users only from these.
+async fn visible_instances(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+) -> ApiResult<Option<std::collections::HashSet<String>>> {
+    if caller.groups.is_none() {
+        return Ok(None);
+    }
+    let mut filter = libgo_core::InstanceFilter::default();
+    caller.scope_filter(&mut filter);
+    let seen = state.libgo.list_all(&filter).await?;
+    Ok(Some(
+        seen.into_iter().flat_map(|i| [i.id, i.name]).collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/networks", extensions(("x-libgo-access" = json!("operator"))), tag = "networks", request_body = libgo_core::NetworkSpec,
@@ -56,15 +80,18 @@ async fn create_network(
     responses((status = 200, description = "The network", body = libgo_core::Network)))]
 async fn get_network(
     State(state): S,
+    caller: crate::auth::Caller,
     Path(id): Path<String>,
     Query(q): Query<BackendQuery>,
 ) -> ApiResult<Json<Network>> {
-    Ok(Json(
-        state
-            .libgo
-            .network_inspect(q.backend.as_deref(), &id)
-            .await?,
-    ))
+    let mut n = state
+        .libgo
+        .network_inspect(q.backend.as_deref(), &id)
+        .await?;
+    if let Some(visible) = visible_instances(&state, &caller).await? {
+        n.instances.retain(|i| visible.contains(i));
+    }
+    Ok(Json(n))
 }
 
 #[utoipa::path(delete, path = "/api/v1/networks/{id}", extensions(("x-libgo-access" = json!("operator"))), tag = "networks",
@@ -154,9 +181,16 @@ async fn network_action(
     responses((status = 200, description = "Volumes of every backend", body = libgo_core::Page<libgo_core::Volume>)))]
 async fn list_volumes(
     State(state): S,
+    caller: crate::auth::Caller,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Volume>>> {
-    Ok(Json(state.libgo.volume_page(q.get()?).await?))
+    let mut page = state.libgo.volume_page(q.get()?).await?;
+    if let Some(visible) = visible_instances(&state, &caller).await? {
+        for v in &mut page.items {
+            v.used_by.retain(|i| visible.contains(i));
+        }
+    }
+    Ok(Json(page))
 }
 
 #[utoipa::path(post, path = "/api/v1/volumes", extensions(("x-libgo-access" = json!("operator"))), tag = "volumes", request_body = libgo_core::VolumeSpec,
@@ -178,15 +212,18 @@ async fn create_volume(
     responses((status = 200, description = "The volume", body = libgo_core::Volume)))]
 async fn get_volume(
     State(state): S,
+    caller: crate::auth::Caller,
     Path(name): Path<String>,
     Query(q): Query<BackendQuery>,
 ) -> ApiResult<Json<Volume>> {
-    Ok(Json(
-        state
-            .libgo
-            .volume_inspect(q.backend.as_deref(), &name)
-            .await?,
-    ))
+    let mut v = state
+        .libgo
+        .volume_inspect(q.backend.as_deref(), &name)
+        .await?;
+    if let Some(visible) = visible_instances(&state, &caller).await? {
+        v.used_by.retain(|i| visible.contains(i));
+    }
+    Ok(Json(v))
 }
 
 #[utoipa::path(delete, path = "/api/v1/volumes/{name}", extensions(("x-libgo-access" = json!("operator"))), tag = "volumes",

@@ -297,11 +297,40 @@ async fn update_group(
 
 #[utoipa::path(delete, path = "/api/v1/groups/{name}", extensions(("x-libgo-access" = json!("admin"))), tag = "groups",
     params(("name" = String, Path, description = "Group name")),
-    responses((status = 204, description = "Deleted with its memberships; its instances keep their label")))]
+    responses((status = 204, description = "Deleted with its memberships"),
+        (status = 409, description = "It still has instances", body = crate::error::ErrorBody),
+        (status = 503, description = "A backend that may hold its instances is down", body = crate::error::ErrorBody)))]
 async fn delete_group(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
+    find_group(&state, &name).await?;
+    // Instances carry the group's name: a group made again under that name would get them
+    // back, so a group goes only once it has none (as an Incus project).
+    let filter = libgo_core::InstanceFilter {
+        labels: [(libgo_core::LABEL_GROUP.to_string(), name.clone())].into(),
+        ..Default::default()
+    };
+    let (held, unavailable) = state.libgo.list_all_reporting(&filter).await?;
+    if let Some(u) = unavailable.first() {
+        return Err(ApiError::from(libgo_core::Error::unavailable(format!(
+            "cannot tell whether group {name:?} has instances on backend {:?}, which is down: {}",
+            u.backend, u.message
+        ))));
+    }
+    if !held.is_empty() {
+        let names: Vec<&str> = held.iter().take(5).map(|i| i.name.as_str()).collect();
+        return Err(ApiError::conflict(format!(
+            "group {name:?} has {} instances ({}{}): delete them first",
+            held.len(),
+            names.join(", "),
+            if held.len() > names.len() {
+                ", …"
+            } else {
+                ""
+            }
+        )));
+    }
     if !store::group_delete(&state.db, &name).await? {
         return Err(ApiError::not_found(format!("no group {name:?}")));
     }

@@ -6325,7 +6325,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Deleted with its memberships; its instances keep their label */
+            /** @description Deleted with its memberships */
             204: {
                 headers: {
                     [name: string]: unknown;
@@ -6336,13 +6336,29 @@ export interface operations {
             401: components["responses"]["Error"];
             403: components["responses"]["Error"];
             404: components["responses"]["Error"];
-            409: components["responses"]["Error"];
+            /** @description It still has instances */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             413: components["responses"]["Error"];
             415: components["responses"]["Error"];
             429: components["responses"]["Error"];
             500: components["responses"]["Error"];
             501: components["responses"]["Error"];
-            503: components["responses"]["Error"];
+            /** @description A backend that may hold its instances is down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             504: components["responses"]["Error"];
         };
     };
