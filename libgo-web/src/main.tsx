@@ -13,6 +13,7 @@ import { Images } from "./pages/Images";
 import { Networks, StoragePools, Templates, Volumes } from "./pages/Resources";
 import { Tasks } from "./pages/Tasks";
 import { Hosts } from "./pages/Hosts";
+import { AddressPools } from "./pages/Addresses";
 import { Account, Admin } from "./pages/Admin";
 import "./style.css";
 
@@ -26,6 +27,7 @@ const NAV: [string, string, "viewer" | "admin"][] = [
   ["/templates", "Templates", "viewer"],
   ["/tasks", "Tasks", "viewer"],
   ["/hosts", "Hosts", "viewer"],
+  ["/address-pools", "Address pools", "viewer"],
   ["/admin", "Admin", "admin"],
   ["/account", "Account", "viewer"],
 ];
@@ -87,6 +89,7 @@ function Shell(props: { me: User }) {
           <Route path="/templates" component={Templates} />
           <Route path="/tasks" component={Tasks} />
           <Route path="/hosts" component={Hosts} />
+          <Route path="/address-pools" component={AddressPools} />
           <Route path="/admin" component={Admin} />
           <Route path="/account" component={Account} />
           <Route>

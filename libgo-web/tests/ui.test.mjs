@@ -367,10 +367,81 @@ test("a viewer finds no button it may not use", async () => {
   await page.context().close();
 });
 
+test("an address pool made on its page hands a container from the form its address", async () => {
+  const pool = `ui-ap-${run}`;
+  const made = `ui-apc-${run}`;
+  const net = `10.${100 + Math.floor(Math.random() * 100)}.${Math.floor(Math.random() * 250)}`;
+  try {
+    await admin.getByRole("link", { name: "Address pools" }).click();
+    const form = admin.getByRole("form", { name: "Create an address pool" });
+    await form.getByLabel("Pool name").fill(pool);
+    await form.getByLabel("Gateway").fill(`${net}.1`);
+    await form.getByLabel("First range").fill(`${net}.10-${net}.20/24`);
+    await form.getByRole("button", { name: "Create address pool" }).click();
+    await admin.getByText("Address pool created").waitFor();
+    const row = admin.getByRole("table", { name: "Address pools" }).getByRole("row").filter({ hasText: pool });
+    await row.getByRole("cell", { name: "11", exact: true }).waitFor();
+
+    await admin.goto(BASE + "/create");
+    await admin.getByLabel("Name").fill(made);
+    await admin.getByLabel("Image").fill("libgo-test/busybox:latest");
+    await admin.getByLabel("Command").fill("sleep 600");
+    await admin.getByLabel("Address from pool").selectOption(pool);
+    await admin.getByRole("button", { name: "Create container" }).click();
+    await admin.getByText(`${made} created`).waitFor();
+    await admin.locator(`[data-name="${made}"]`).getByText(`${net}.10`).waitFor({ timeout: 30_000 });
+
+    await admin.getByRole("link", { name: "Address pools" }).click();
+    const held = admin.getByRole("table", { name: `Allocations of ${pool}` });
+    await held.getByRole("cell", { name: `${net}.10`, exact: true }).waitFor();
+    await shot(admin, "03c-address-pools");
+  } finally {
+    await call("DELETE", `/api/v1/instances/${made}?force=true`);
+    await call("DELETE", `/api/v1/address-pools/${pool}`);
+  }
+});
+
+test("groups, members and custom roles are made on the admin page", async () => {
+  const group = `ui-team-${run}`;
+  const role = `ui-auditor-${run}`;
+  await admin.getByRole("link", { name: "Admin" }).click();
+  const g = admin.getByRole("form", { name: "Create a group" });
+  await g.getByLabel("Group name").fill(group);
+  await g.getByLabel("Description").fill("made in the console");
+  await g.getByRole("button", { name: "Create group" }).click();
+  await admin.getByText("Group created").waitFor();
+  const m = admin.getByRole("form", { name: "Add a member" });
+  await m.getByLabel("Group").selectOption(group);
+  await m.getByLabel("Member").fill(VIEWER.username);
+  await m.getByRole("button", { name: "Add member" }).click();
+  await admin.getByText("Member added").waitFor();
+  const row = admin.getByRole("table", { name: "Groups" }).getByRole("row").filter({ hasText: group });
+  await row.getByText(VIEWER.username).waitFor();
+
+  const r = admin.getByRole("form", { name: "Create a role" });
+  await r.getByLabel("Role name").fill(role);
+  await r.getByLabel("instances.read", { exact: true }).check();
+  await r.getByLabel("audit.admin", { exact: true }).check();
+  await r.getByRole("button", { name: "Create role" }).click();
+  await admin.getByText("Role created").waitFor();
+  const roleRow = admin.getByRole("table", { name: "Roles" }).getByRole("row").filter({ hasText: role });
+  await roleRow.getByText("audit.admin, instances.read").waitFor();
+  await shot(admin, "03d-groups-roles");
+  // What the page made is what the server has.
+  const got = await call("GET", `/api/v1/roles/${role}`);
+  assert.deepEqual(got.body.permissions, ["audit.admin", "instances.read"]);
+  const grp = await call("GET", `/api/v1/groups/${group}`);
+  assert.deepEqual(grp.body.members, [VIEWER.username]);
+  await roleRow.getByRole("button", { name: "Delete" }).click();
+  await roleRow.waitFor({ state: "detached" });
+  assert.equal((await call("DELETE", `/api/v1/groups/${group}`)).status, 204);
+});
+
 test("the other pages render, also in a narrow window", async () => {
   for (const [path, heading, name] of [
     ["/", "Dashboard", "11-dashboard"],
     ["/hosts", "Hosts", "12-hosts"],
+    ["/address-pools", "Address pools", "12b-address-pools"],
     ["/tasks", "Tasks", "13-tasks"],
     ["/volumes", "Volumes", "14-volumes"],
     ["/admin", "Admin", "15-admin"],
@@ -408,7 +479,7 @@ test("the main pages pass axe's WCAG 2 A/AA checks and work from the keyboard", 
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: "Instances", level: 1 }).waitFor();
   const problems = [];
-  for (const path of ["/", "/instances", `/instances/${CONTAINER}`, "/create", "/images", "/volumes", "/hosts", "/tasks", "/admin", "/account"]) {
+  for (const path of ["/", "/instances", `/instances/${CONTAINER}`, "/create", "/images", "/volumes", "/hosts", "/address-pools", "/tasks", "/admin", "/account"]) {
     await page.goto(BASE + path);
     await page.locator("h1").waitFor();
     await page.waitForLoadState("networkidle");

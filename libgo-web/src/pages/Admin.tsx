@@ -1,6 +1,6 @@
 // Users, API keys (the key shown once), the audit log; the account page with sessions.
 import { useState } from "preact/hooks";
-import { api, ok, type Role } from "../api/client";
+import { all, api, ok, type Role } from "../api/client";
 import { Action, Field, Loading, notify, Page, Table, useCan, useLoad, when } from "../ui";
 
 const ROLES: Role[] = ["viewer", "operator", "admin"];
@@ -10,6 +10,8 @@ export function Admin() {
   return (
     <Page title="Admin">
       <Users />
+      <Groups />
+      <Roles />
       <ApiKeys />
       <Audit />
     </Page>
@@ -87,6 +89,160 @@ function Users() {
       ) : (
         <Loading error={users.error} what="users" />
       )}
+    </section>
+  );
+}
+
+function Groups() {
+  const groups = useLoad(
+    () => all((page) => ok(api.GET("/api/v1/groups", { params: { query: { page, pageSize: 100 } } }))),
+    [],
+  );
+  const [g, setG] = useState({ name: "", description: "" });
+  const [m, setM] = useState({ group: "", user: "" });
+  return (
+    <section aria-labelledby="groups-title">
+      <h2 id="groups-title">Groups</h2>
+      <form class="row" aria-label="Create a group" onSubmit={(e) => e.preventDefault()}>
+        <Field label="Group name">
+          <input value={g.name} onInput={(e) => setG({ ...g, name: e.currentTarget.value })} />
+        </Field>
+        <Field label="Description">
+          <input value={g.description} onInput={(e) => setG({ ...g, description: e.currentTarget.value })} />
+        </Field>
+        <Action
+          run={async () => {
+            await ok(api.POST("/api/v1/groups", { body: g }));
+            setG({ name: "", description: "" });
+            groups.reload();
+          }}
+          done="Group created"
+        >
+          Create group
+        </Action>
+      </form>
+      <form class="row" aria-label="Add a member" onSubmit={(e) => e.preventDefault()}>
+        <Field label="Group">
+          <select value={m.group} onChange={(e) => setM({ ...m, group: e.currentTarget.value })}>
+            <option value="">Choose…</option>
+            {(groups.data ?? []).map((x) => (
+              <option key={x.name}>{x.name}</option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Member">
+          <input value={m.user} onInput={(e) => setM({ ...m, user: e.currentTarget.value })} />
+        </Field>
+        <Action
+          run={async () => {
+            await ok(api.PUT("/api/v1/groups/{name}/members/{user}", { params: { path: { name: m.group, user: m.user } } }));
+            setM({ ...m, user: "" });
+            groups.reload();
+          }}
+          done="Member added"
+        >
+          Add member
+        </Action>
+      </form>
+      {groups.data ? (
+        <Table
+          label="Groups"
+          head={["Name", "Members", "Description", ""]}
+          empty="No group yet."
+          rows={groups.data.map((x) => [
+            x.name,
+            x.members.join(", ") || "—",
+            x.description,
+            <Action
+              class="danger"
+              confirm={`Delete group ${x.name}?`}
+              run={async () => {
+                await ok(api.DELETE("/api/v1/groups/{name}", { params: { path: { name: x.name } } }));
+                groups.reload();
+              }}
+            >
+              Delete
+            </Action>,
+          ])}
+        />
+      ) : (
+        <Loading error={groups.error} what="groups" />
+      )}
+    </section>
+  );
+}
+
+function Roles() {
+  const roles = useLoad(
+    () => all((page) => ok(api.GET("/api/v1/roles", { params: { query: { page, pageSize: 100 } } }))),
+    [],
+  );
+  const permissions = useLoad(() => ok(api.GET("/api/v1/permissions")), []);
+  const [name, setName] = useState("");
+  const [chosen, setChosen] = useState<string[]>([]);
+  return (
+    <section aria-labelledby="roles-title">
+      <h2 id="roles-title">Roles</h2>
+      {roles.data ? (
+        <Table
+          label="Roles"
+          head={["Name", "Kind", "Permissions", ""]}
+          rows={roles.data.map((r) => [
+            r.name,
+            r.builtin ? "built-in" : "custom",
+            r.builtin ? `${r.permissions.length} permissions` : r.permissions.join(", "),
+            r.builtin ? null : (
+              <Action
+                class="danger"
+                confirm={`Delete role ${r.name}?`}
+                run={async () => {
+                  await ok(api.DELETE("/api/v1/roles/{name}", { params: { path: { name: r.name } } }));
+                  roles.reload();
+                }}
+              >
+                Delete
+              </Action>
+            ),
+          ])}
+        />
+      ) : (
+        <Loading error={roles.error} what="roles" />
+      )}
+      <form class="form" aria-label="Create a role" onSubmit={(e) => e.preventDefault()}>
+        <Field label="Role name">
+          <input value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        </Field>
+        <fieldset>
+          <legend>Permissions</legend>
+          <div class="checks">
+            {(permissions.data ?? []).map((p) => (
+              <label class="inline" key={p.name} title={p.routes.join("\n")}>
+                <input
+                  type="checkbox"
+                  checked={chosen.includes(p.name)}
+                  onChange={(e) =>
+                    setChosen(e.currentTarget.checked ? [...chosen, p.name] : chosen.filter((c) => c !== p.name))
+                  }
+                />{" "}
+                {p.name}
+              </label>
+            ))}
+          </div>
+        </fieldset>
+        <div class="row">
+          <Action
+            run={async () => {
+              await ok(api.POST("/api/v1/roles", { body: { name, permissions: chosen } }));
+              setName("");
+              setChosen([]);
+              roles.reload();
+            }}
+            done="Role created"
+          >
+            Create role
+          </Action>
+        </div>
+      </form>
     </section>
   );
 }

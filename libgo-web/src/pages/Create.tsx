@@ -10,7 +10,7 @@ type Errors = Record<string, string>;
 
 const SPEC_FIELDS = [
   "name", "image", "command", "env", "ports", "mounts", "memoryBytes", "cpus", "networks",
-  "template", "disks", "cloudInit", "backend", "restartPolicy", "tty",
+  "template", "disks", "cloudInit", "backend", "restartPolicy", "tty", "addresses",
 ];
 
 /** The form field a server error is about: the top of the JSON path the server names. */
@@ -70,6 +70,7 @@ function containerSpec(f: Record<string, string | boolean>): Spec {
     memoryBytes,
     cpus: s("cpus") ? Number(s("cpus")) : null,
     networks: s("networks") ? s("networks").split(",").map((n) => n.trim()) : [],
+    addresses: s("addresses") ? [{ pool: s("addresses") }] : [],
     tty: Boolean(f.tty),
     start: Boolean(f.start),
   };
@@ -97,6 +98,7 @@ function vmSpec(f: Record<string, string | boolean>): Spec {
     memoryBytes,
     disks,
     networks: s("networks") ? s("networks").split(",").map((n) => n.trim()) : [],
+    addresses: s("addresses") ? [{ pool: s("addresses") }] : [],
     cloudInit,
     start: Boolean(f.start),
   };
@@ -110,6 +112,10 @@ export function Create() {
   const [, navigate] = useLocation();
   const templates = useLoad(
     () => all((page) => ok(api.GET("/api/v1/templates", { params: { query: { page, pageSize: 100 } } }))),
+    [],
+  );
+  const addressPools = useLoad(
+    () => all((page) => ok(api.GET("/api/v1/address-pools", { params: { query: { page, pageSize: 100 } } }))),
     [],
   );
   const canCreate = useCan("operator");
@@ -232,6 +238,16 @@ export function Create() {
         )}
         <Field label="Networks" error={err("networks")} hint="comma-separated">
           <input {...bind("networks")} />
+        </Field>
+        <Field label="Address from pool" error={err("addresses")}>
+          <select {...bind("addresses")} onChange={(e) => setForm({ ...form, addresses: e.currentTarget.value })}>
+            <option value="">None</option>
+            {(addressPools.data ?? []).map((p) => (
+              <option key={p.name} value={p.name}>
+                {p.name} ({p.addresses - p.allocated} free)
+              </option>
+            ))}
+          </select>
         </Field>
         <label class="inline">
           <input
