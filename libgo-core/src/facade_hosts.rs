@@ -593,6 +593,20 @@ impl LibGo {
                 target_host.name
             )));
         }
+        // A pool address lives on one host's bridge; moving it is not built yet.
+        let pool_network = crate::addresses::network_name("");
+        if let Some(n) = instance
+            .networks
+            .iter()
+            .find(|n| n.starts_with(&pool_network))
+        {
+            return Err(Error::unsupported(format!(
+                "{} holds an address of address pool {:?}: moving it to another host is not \
+                 supported yet (delete it and create it there)",
+                instance.name,
+                &n[pool_network.len()..]
+            )));
+        }
         let target = self
             .host_backends(&target_host.name)
             .into_iter()

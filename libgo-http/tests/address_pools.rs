@@ -356,6 +356,35 @@ async fn containers_and_a_vm_share_a_pool_and_answer_each_other() {
     .await;
     assert_eq!(x["exitCode"], 0, "container → guest and container: {x}");
 
+    // A pool address lives on this host's bridge: moving its holder elsewhere is refused
+    // before anything changes.
+    json_of(
+        call(
+            &s,
+            Method::POST,
+            "/api/v1/hosts",
+            Some(json!({"name": "sim", "libvirt": "test:///default"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let e = assert_error(
+        call(
+            &s,
+            Method::POST,
+            &format!("/api/v1/instances/{c1}/migrate"),
+            Some(json!({"host": "sim"})),
+        )
+        .await,
+        501,
+        "UNSUPPORTED",
+    )
+    .await;
+    assert!(e["message"].as_str().unwrap_or("").contains(&pool), "{e}");
+    let r = call(&s, Method::DELETE, "/api/v1/hosts/sim?force=true", None).await;
+    assert_eq!(r.status().as_u16(), 204);
+
     // The pool is full: the next create answers 409 with the reason and makes nothing.
     let c3 = unique("apc");
     cleanup.names.push(c3.clone());
