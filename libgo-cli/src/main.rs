@@ -195,8 +195,13 @@ async fn command(target: &Target, cli: Cli) -> Result<u8> {
                     );
                 }
             }
+            // The host the server (or the library) says the instance is on: `local` is the
+            // machine of whoever manages it, h2… another host.
             let host = target.host().to_string();
-            let host_of = move |_: &Value| host.clone();
+            let host_of = move |i: &Value| match i["host"].as_str() {
+                Some(h) if !h.is_empty() => h.to_string(),
+                _ => host.clone(),
+            };
             let ipv4 = |i: &Value| {
                 i["ipAddresses"]
                     .as_array()

@@ -1946,6 +1946,10 @@ async fn remote_address_pools() {
             .any(|i| i["ipAddresses"] == json!([format!("{net}.21")]))),
         "{listed}"
     );
+    // HOST is the host the server names (its own machine is `local`), not the remote.
+    let csv = ok(&libgo(d, &["ls", &name, "--format", "csv"], None).await);
+    let row: Vec<&str> = csv.lines().nth(1).unwrap_or_default().split(',').collect();
+    assert_eq!(row.get(4), Some(&"local"), "{csv}");
     let table = ok(&libgo(d, &["ap", "ls"], None).await);
     assert!(
         table
