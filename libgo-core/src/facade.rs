@@ -1152,15 +1152,45 @@ impl LibGo {
         spec: &BuildSpec,
         progress: ProgressSink,
     ) -> Result<Image> {
+        self.image_build_as(backend, spec, progress, None).await
+    }
+
+    /// [`LibGo::image_build`], recording who the image is made for in its labels.
+    pub async fn image_build_owned(
+        &self,
+        backend: Option<&str>,
+        spec: &BuildSpec,
+        progress: ProgressSink,
+        owner: &Ownership,
+    ) -> Result<Image> {
+        self.image_build_as(backend, spec, progress, Some(owner))
+            .await
+    }
+
+    async fn image_build_as(
+        &self,
+        backend: Option<&str>,
+        spec: &BuildSpec,
+        progress: ProgressSink,
+        owner: Option<&Ownership>,
+    ) -> Result<Image> {
         if spec.context_tar.is_empty() && spec.context_file.is_none() {
             return Err(Error::invalid("an image build needs a context tar"));
         }
         for t in &spec.tags {
             validate::user_image_reference(t)?;
         }
-        self.pick(backend, |c| c.image_build, "image build")?
-            .image_build(spec, progress)
-            .await
+        validate::labels(&spec.labels).map_err(|e| e.with_field("labels"))?;
+        let b = self.pick(backend, |c| c.image_build, "image build")?;
+        match owner {
+            None => b.image_build(spec, progress).await,
+            Some(o) => {
+                // After validation: the labels' prefix is refused in the caller's spec.
+                let mut spec = spec.clone();
+                o.stamp(&mut spec.labels);
+                b.image_build(&spec, progress).await
+            }
+        }
     }
 
     /// Tags an image.

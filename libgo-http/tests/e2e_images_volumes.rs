@@ -59,7 +59,7 @@ async fn image_build_and_save_as_tasks() {
     let s = start(true, |_| {}).await;
     s.wait_for_backends(&["docker"]).await;
     let t = s.admin.clone();
-    let (_, operator) = s.user("operator").await;
+    let (operator_name, operator) = s.user("operator").await;
     let (_, viewer) = s.user("viewer").await;
     let tag = unique("lgh-build");
     let reference = format!("libgo-test/{tag}:1");
@@ -95,6 +95,12 @@ async fn image_build_and_save_as_tasks() {
     )
     .await;
     assert_eq!(image["labels"]["libgo.test"], json!(tag), "{image}");
+    // The image records who built it, as instances, networks and volumes do.
+    assert_eq!(
+        image["labels"]["io.libgo.owner"],
+        json!(operator_name),
+        "{image}"
+    );
     // An empty context is refused in the error shape; a broken Dockerfile fails the task.
     let r = s
         .req(Method::POST, "/api/v1/images/build?tags=x:1", &operator)

@@ -201,6 +201,7 @@ async fn build_image(
     };
     let libgo = state.libgo.clone();
     let target = spec.tags.first().cloned();
+    let owner = caller.resource_owner();
     let task = state
         .tasks
         .spawn(
@@ -209,7 +210,7 @@ async fn build_image(
             &caller.username,
             move |ctx| async move {
                 let image = libgo
-                    .image_build(q.backend.as_deref(), &spec, ctx.sink())
+                    .image_build_owned(q.backend.as_deref(), &spec, ctx.sink(), &owner)
                     .await;
                 // The spooled context lives until the build ends.
                 drop(context);
