@@ -230,6 +230,7 @@ pub fn check_pool(spec: &AddressPoolSpec) -> Result<CheckedPool> {
         || gateway.is_broadcast()
         || gateway.is_link_local()
         || gateway.octets()[0] >= 240
+        || gateway.octets()[0] == 0
     {
         return Err(Error::invalid(format!(
             "gateway {gateway} is a loopback, link-local, multicast or reserved address"
@@ -272,6 +273,16 @@ pub fn check_pool(spec: &AddressPoolSpec) -> Result<CheckedPool> {
         }
         total += u64::from(end - start) + 1;
         ranges.push((start, end));
+    }
+    if let Some(p) = prefix {
+        let mask = mask(p);
+        let g = u32::from(gateway);
+        if g & !mask == 0 || g & !mask == !mask {
+            return Err(Error::invalid(format!(
+                "gateway {gateway} is its subnet's own or broadcast address (/{p})"
+            ))
+            .with_field("gateway"));
+        }
     }
     if total > MAX_POOL_ADDRESSES {
         return Err(Error::invalid(format!(
@@ -510,6 +521,9 @@ mod tests {
             let e = check_pool(&p).expect_err(words);
             assert!(e.to_string().contains(words), "{e} lacks {words:?}");
         }
+        let mut p = pool(&[("10.1.0.10", "10.1.0.20", 24)]);
+        p.gateway = "10.1.0.255".into();
+        assert!(check_pool(&p).is_err(), "a broadcast gateway");
         let mut p = pool(&[]);
         p.dns = vec!["resolver".into()];
         assert!(check_pool(&p).is_err());
@@ -518,6 +532,7 @@ mod tests {
             "169.254.1.1",
             "224.0.0.1",
             "0.0.0.0",
+            "0.1.2.3",
             "250.0.0.1",
         ] {
             let mut p = pool(&[]);

@@ -399,8 +399,10 @@ impl LibGo {
     }
 
     /// Makes every engine of `host` carry an address pool's network, the VM engines first:
-    /// libvirt only makes its own bridge, while Docker takes one that exists. Only the
-    /// failure of the engine the instance goes to stops its creation.
+    /// libvirt only makes its own bridge (and refuses a subnet the host routes elsewhere),
+    /// while Docker takes one that exists. An engine that is down or cannot carry pools is
+    /// passed over unless the instance goes to it; any other refusal stops the creation, so
+    /// the engines never disagree about the bridge.
     async fn ensure_address_network(
         &self,
         host: &str,
@@ -414,6 +416,7 @@ impl LibGo {
                 Ok(()) => {}
                 Err(e) if b.name() == chosen => return Err(e),
                 Err(e) if e.kind() == ErrorKind::Unsupported => {}
+                Err(e) if e.kind() != ErrorKind::Unavailable => return Err(e),
                 Err(e) => tracing::warn!(
                     backend = b.name(),
                     network = %network.name,
