@@ -565,6 +565,84 @@ async fn group_members_see_and_touch_only_their_groups_instances() {
         assert!(mentions(&full), "the admin sees who uses it: {full}");
     }
     s.remove_instance(&bobs).await;
+
+    // An address pool both use: Alice sees how many addresses are taken, and only which
+    // her group's instances hold.
+    let id = uuid::Uuid::new_v4();
+    let subnet = format!("10.{}.{}", 100 + id.as_bytes()[0] % 100, id.as_bytes()[1]);
+    let pool = unique("tp");
+    json_of(
+        s.req(Method::POST, "/api/v1/address-pools", &s.admin)
+            .json(&json!({"name": pool, "gateway": format!("{subnet}.1"),
+                          "ranges": [{"start": format!("{subnet}.10"), "end": format!("{subnet}.20"), "prefix": 24}]}))
+            .send()
+            .await
+            .expect("pool"),
+        201,
+    )
+    .await;
+    let mut held = vec![];
+    for token in [&alice_t, &bob_t] {
+        let made = json_of(
+            s.req(Method::POST, "/api/v1/instances", token)
+                .json(
+                    &json!({"name": unique("pooled"), "kind": "container", "image": IMAGE,
+                              "command": ["sleep", "600"], "addresses": [{"pool": pool}]}),
+                )
+                .send()
+                .await
+                .expect("create"),
+            201,
+        )
+        .await;
+        held.push(made["id"].as_str().expect("id").to_string());
+    }
+    for path in [
+        format!("/api/v1/address-pools/{pool}"),
+        "/api/v1/address-pools?pageSize=100".to_string(),
+    ] {
+        let seen = json_of(
+            s.req(Method::GET, &path, &alice_t)
+                .send()
+                .await
+                .expect("get"),
+            200,
+        )
+        .await;
+        let text = seen.to_string();
+        assert!(
+            text.contains(&held[0]) && !text.contains(&held[1]),
+            "{seen}"
+        );
+        assert!(text.contains("\"allocated\":2"), "{seen}");
+    }
+    let full = json_of(
+        s.req(
+            Method::GET,
+            &format!("/api/v1/address-pools/{pool}"),
+            &s.admin,
+        )
+        .send()
+        .await
+        .expect("get"),
+        200,
+    )
+    .await;
+    assert!(full.to_string().contains(&held[1]), "{full}");
+    for id in &held {
+        s.remove_instance(id).await;
+    }
+    let r = s
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/address-pools/{pool}"),
+            &s.admin,
+        )
+        .send()
+        .await
+        .expect("delete pool");
+    assert_eq!(r.status().as_u16(), 204);
+
     for (path, name) in [("networks", &net["name"]), ("volumes", &vol["name"])] {
         let name = name.as_str().expect("name");
         let r = s

@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 
 use super::instances::created;
 use super::{PageQuery, Router};
+use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
@@ -32,13 +33,17 @@ pub struct AddressPoolPatch {
     responses((status = 200, description = "Address pools with how many addresses they hold and hand out", body = Page<AddressPool>)))]
 async fn list_address_pools(
     State(state): S,
+    caller: Caller,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<AddressPool>>> {
     let page = q.get()?;
-    Ok(Json(paginate(
-        crate::addresses::pools(&state.db).await?,
-        page,
-    )))
+    let mut pools = crate::addresses::pools(&state.db).await?;
+    if let Some(visible) = super::resources::visible_instances(&state, &caller).await? {
+        for p in &mut pools {
+            p.allocations.retain(|a| visible.contains(&a.instance));
+        }
+    }
+    Ok(Json(paginate(pools, page)))
 }
 
 #[utoipa::path(post, path = "/api/v1/address-pools", extensions(("x-libgo-access" = json!("admin"))), tag = "address-pools",
@@ -61,9 +66,20 @@ async fn create_address_pool(
     responses((status = 200, description = "The pool and who holds which address", body = AddressPool)))]
 async fn get_address_pool(
     State(state): S,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<AddressPool>> {
-    Ok(Json(crate::addresses::pool(&state.db, &name).await?))
+    let pool = crate::addresses::pool(&state.db, &name).await?;
+    Ok(Json(shown(&state, &caller, pool).await?))
+}
+
+/// A pool as `caller` may see it: a caller kept to its groups learns how many addresses are
+/// taken, and which by its groups' instances only.
+async fn shown(state: &AppState, caller: &Caller, mut pool: AddressPool) -> ApiResult<AddressPool> {
+    if let Some(visible) = super::resources::visible_instances(state, caller).await? {
+        pool.allocations.retain(|a| visible.contains(&a.instance));
+    }
+    Ok(pool)
 }
 
 #[utoipa::path(patch, path = "/api/v1/address-pools/{name}", extensions(("x-libgo-access" = json!("admin"))), tag = "address-pools",
@@ -72,13 +88,15 @@ async fn get_address_pool(
     responses((status = 200, description = "The pool", body = AddressPool)))]
 async fn patch_address_pool(
     State(state): S,
+    caller: Caller,
     Path(name): Path<String>,
     Json(patch): Json<AddressPoolPatch>,
 ) -> ApiResult<Json<AddressPool>> {
-    Ok(Json(match patch.dns {
+    let pool = match patch.dns {
         Some(dns) => crate::addresses::set_dns(&state.db, &name, dns).await?,
         None => crate::addresses::pool(&state.db, &name).await?,
-    }))
+    };
+    Ok(Json(shown(&state, &caller, pool).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/address-pools/{name}", extensions(("x-libgo-access" = json!("admin"))), tag = "address-pools",
@@ -129,10 +147,12 @@ async fn list_address_ranges(
         (status = 409, description = "It overlaps another range", body = crate::error::ErrorBody)))]
 async fn add_address_range(
     State(state): S,
+    caller: Caller,
     Path(name): Path<String>,
     Json(range): Json<AddressRange>,
 ) -> ApiResult<Response> {
     let pool = crate::addresses::add_range(&state.db, &name, range).await?;
+    let pool = shown(&state, &caller, pool).await?;
     Ok(created(format!("/api/v1/address-pools/{name}"), pool))
 }
 
@@ -142,11 +162,11 @@ async fn add_address_range(
         (status = 409, description = "One of its addresses is allocated", body = crate::error::ErrorBody)))]
 async fn remove_address_range(
     State(state): S,
+    caller: Caller,
     Path((name, start)): Path<(String, String)>,
 ) -> ApiResult<Json<AddressPool>> {
-    Ok(Json(
-        crate::addresses::remove_range(&state.db, &name, &start).await?,
-    ))
+    let pool = crate::addresses::remove_range(&state.db, &name, &start).await?;
+    Ok(Json(shown(&state, &caller, pool).await?))
 }
 
 /// The routes.

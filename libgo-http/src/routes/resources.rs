@@ -42,7 +42,7 @@ async fn list_networks(
 
 /// The ids and names of the instances a caller kept to its groups may see; `None` for a
 /// caller who sees every instance. Networks and volumes name their users only from these.
-async fn visible_instances(
+pub(crate) async fn visible_instances(
     state: &AppState,
     caller: &crate::auth::Caller,
 ) -> ApiResult<Option<std::collections::HashSet<String>>> {
