@@ -121,21 +121,26 @@ async fn guest_has(s: &TestServer, vm: &str, address: &str) {
     }
 }
 
+/// The pool with its status, as the administrator sees it.
+async fn pool_status(s: &TestServer, pool: &str) -> Value {
+    json_of(
+        call(
+            s,
+            Method::GET,
+            &format!("/api/v1/address-pools/{pool}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await
+}
+
 /// Waits until the pool no longer lists `address` as allocated.
 async fn freed(s: &TestServer, pool: &str, address: &str) {
     let started = Instant::now();
     loop {
-        let status = json_of(
-            call(
-                s,
-                Method::GET,
-                &format!("/api/v1/address-pools/{pool}"),
-                None,
-            )
-            .await,
-            200,
-        )
-        .await;
+        let status = pool_status(s, pool).await;
         if !status["allocations"]
             .as_array()
             .is_some_and(|a| a.iter().any(|x| x["address"] == address))
@@ -216,6 +221,33 @@ async fn containers_and_a_vm_share_a_pool_and_answer_each_other() {
     )
     .await;
     assert_eq!(grown["addresses"], 3, "{grown}");
+    // PATCH changes the name servers only, checked like a create's.
+    let path = format!("/api/v1/address-pools/{pool}");
+    let patched = json_of(
+        call(
+            &s,
+            Method::PATCH,
+            &path,
+            Some(json!({"dns": [gw, "192.0.2.53"]})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(patched["dns"], json!([gw, "192.0.2.53"]), "{patched}");
+    for bad in [json!({"dns": ["resolver"]}), json!({"gateway": "10.0.0.1"})] {
+        assert_error(
+            call(&s, Method::PATCH, &path, Some(bad)).await,
+            400,
+            "INVALID_INPUT",
+        )
+        .await;
+    }
+    json_of(
+        call(&s, Method::PATCH, &path, Some(json!({"dns": [gw]}))).await,
+        200,
+    )
+    .await;
 
     // Two containers: the first free address, and a fixed one.
     let c1 = unique("apc");
@@ -308,17 +340,7 @@ async fn containers_and_a_vm_share_a_pool_and_answer_each_other() {
     .await;
     let vm_id = v["id"].as_str().expect("id").to_string();
     let a3 = format!("{net}.11");
-    let status = json_of(
-        call(
-            &s,
-            Method::GET,
-            &format!("/api/v1/address-pools/{pool}"),
-            None,
-        )
-        .await,
-        200,
-    )
-    .await;
+    let status = pool_status(&s, &pool).await;
     assert_eq!(status["allocated"], 3, "{status}");
     let holders: Vec<(String, String)> = status["allocations"]
         .as_array()
@@ -458,17 +480,7 @@ async fn containers_and_a_vm_share_a_pool_and_answer_each_other() {
         "NOT_FOUND",
     )
     .await;
-    let status = json_of(
-        call(
-            &s,
-            Method::GET,
-            &format!("/api/v1/address-pools/{pool}"),
-            None,
-        )
-        .await,
-        200,
-    )
-    .await;
+    let status = pool_status(&s, &pool).await;
     assert_eq!(status["allocated"], 2, "{status}");
     let two = json_of(
         call(
@@ -625,17 +637,7 @@ async fn containers_and_a_vm_share_a_pool_and_answer_each_other() {
         netxml.contains(&gw) && !netxml.contains("<host "),
         "{netxml}"
     );
-    let status = json_of(
-        call(
-            &s,
-            Method::GET,
-            &format!("/api/v1/address-pools/{pool}"),
-            None,
-        )
-        .await,
-        200,
-    )
-    .await;
+    let status = pool_status(&s, &pool).await;
     assert_eq!(status["allocated"], 0, "{status}");
     let r = call(&s, Method::DELETE, &format!("{ranges}/{net}.20"), None).await;
     assert_eq!(r.status().as_u16(), 200);
