@@ -25,4 +25,26 @@ for crate in libgo libgo-http libgo-bindings-common; do
   done
 done
 [ "$fail" -eq 0 ] && log "engine features: one-engine builds link only their engine"
+
+# A crate people install (`cargo install libgo-cli`, `cargo add libgo`) must depend only on
+# crates that are published too: every workspace dependency of a publishable crate is
+# publishable and asked for by version.
+cargo metadata --locked --format-version 1 --no-deps | python3 -c '
+import json, sys
+meta = json.load(sys.stdin)
+publishable = {p["name"]: p.get("publish") != [] for p in meta["packages"]}
+bad = []
+for p in meta["packages"]:
+    if not publishable[p["name"]]:
+        continue
+    for d in p["dependencies"]:
+        if d.get("path") is None or d["kind"] == "dev":
+            continue
+        if not publishable.get(d["name"], False) or d["req"] == "*":
+            bad.append("%s -> %s (%s)" % (p["name"], d["name"], d["req"]))
+if bad:
+    print("publishable crates depend on unpublishable or unversioned ones:", *bad, sep="\n  ", file=sys.stderr)
+    sys.exit(1)
+' || { log "a publishable crate depends on a crate that cannot be published"; fail=1; }
+[ "$fail" -eq 0 ] && log "publishing: publishable crates depend only on publishable ones"
 exit "$fail"
