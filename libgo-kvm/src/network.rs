@@ -257,11 +257,21 @@ fn create_blocking(inner: &Inner, c: &Connect, spec: &NetworkSpec) -> Result<Net
 /// Makes the NAT network that carries an address pool: the pool's bridge with its gateway,
 /// DHCP for the host entries LibGo adds per VM only (no range: every address comes from
 /// the pool), name servers forwarded.
-fn address_network_blocking(c: &Connect, net: &AddressNetwork) -> Result<()> {
+fn address_network_blocking(inner: &Inner, c: &Connect, net: &AddressNetwork) -> Result<()> {
     // Two creates at once would both define it.
     static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = MAKING.lock().unwrap_or_else(|p| p.into_inner());
     if let Ok(n) = c.lookup_network_by_name(&net.name) {
+        let subnet = net.subnet();
+        let have = describe(inner, &n)?.subnet;
+        if have.as_deref() != Some(subnet.as_str()) {
+            return Err(Error::conflict(format!(
+                "network {:?} has subnet {}, its address pool now says {subnet}: delete the \
+                 network (once no instance uses it) to have it made again",
+                net.name,
+                have.unwrap_or_default()
+            )));
+        }
         if !n.is_active().lv()? {
             n.create().lv()?;
         }
@@ -406,8 +416,9 @@ impl Networks for KvmBackend {
             ));
         }
         let net = net.clone();
+        let inner = self.inner.clone();
         self.inner
-            .run(move |c| address_network_blocking(c, &net))
+            .run(move |c| address_network_blocking(&inner, c, &net))
             .await
     }
 
