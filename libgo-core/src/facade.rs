@@ -850,7 +850,15 @@ impl LibGo {
     pub async fn snapshot_revert(&self, id: &str, snapshot: &str) -> Result<()> {
         validate::name("snapshot name", snapshot)?;
         let (b, i) = self.route(id).await?;
-        b.snapshot_revert(&i, snapshot).await
+        let Some(_) = self.address_allocator() else {
+            return b.snapshot_revert(&i, snapshot).await;
+        };
+        let before = b.get(&i).await?;
+        b.snapshot_revert(&before.id, snapshot).await?;
+        if let Ok(after) = b.resolve(&before.name).await {
+            self.follow_addresses(&before.id, &after).await;
+        }
+        Ok(())
     }
 
     /// Deletes a snapshot.
@@ -865,10 +873,25 @@ impl LibGo {
         if let Some(image) = &spec.image {
             validate::image_reference(image).map_err(|e| e.with_field("image"))?;
         }
-        let (b, i) = self.route(id).await?;
-        let mut i = b.reinstall(&i, spec).await?;
+        let (b, before) = self.route(id).await?;
+        let before = b.resolve(&before).await.unwrap_or(before);
+        let mut i = b.reinstall(&before, spec).await?;
         self.stamp(&mut i);
+        self.follow_addresses(&before, &i.id).await;
         Ok(i)
+    }
+
+    /// An engine that replaces an instance to reinstall or revert it (Docker) gives it a new
+    /// id: the addresses it holds follow.
+    async fn follow_addresses(&self, old_id: &str, new_id: &str) {
+        if old_id == new_id {
+            return;
+        }
+        if let Some(a) = self.address_allocator()
+            && let Err(e) = a.bind(old_id, new_id).await
+        {
+            tracing::warn!(instance = %new_id, error = %e, "could not move the instance's addresses to its new id");
+        }
     }
 
     /// Sets a user's password inside a VM's guest, through its agent.

@@ -275,6 +275,25 @@ impl DockerBackend {
             .and_then(|s| s.networks.clone())
             .unwrap_or_default();
         let host_config = old.host_config.clone();
+        let primary = old
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.clone())
+            .unwrap_or_default();
+        // A static address (an address pool's) stays the container's: its endpoint's IPAM
+        // settings go to the new one.
+        let endpoint = |network: &str| {
+            networks
+                .get(network)
+                .and_then(|e| e.ipam_config.clone())
+                .map(|ipam| bollard::models::EndpointSettings {
+                    ipam_config: Some(ipam),
+                    ..Default::default()
+                })
+        };
+        let networking_config = endpoint(&primary).map(|e| bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(primary.clone(), e)])),
+        });
         let body = bollard::models::ContainerCreateBody {
             hostname: config.hostname,
             domainname: config.domainname,
@@ -291,6 +310,7 @@ impl DockerBackend {
             stop_signal: config.stop_signal,
             stop_timeout: config.stop_timeout,
             host_config,
+            networking_config,
             ..Default::default()
         };
         // Create beside the old one first, so a failure leaves the old container untouched.
@@ -306,18 +326,13 @@ impl DockerBackend {
             .await
             .map_err(|e| self.error(e).with_context("instance", id))?;
         let swap = async {
-            let primary = old
-                .host_config
-                .as_ref()
-                .and_then(|h| h.network_mode.clone())
-                .unwrap_or_default();
             for network in networks.keys().filter(|n| **n != primary) {
                 docker
                     .connect_network(
                         network,
                         NetworkConnectRequest {
                             container: created.id.clone(),
-                            endpoint_config: None,
+                            endpoint_config: endpoint(network),
                         },
                     )
                     .await

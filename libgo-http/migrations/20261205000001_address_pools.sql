@@ -15,6 +15,9 @@ CREATE TABLE address_allocations (
     address_num BIGINT NOT NULL,
     -- The instance's id; while it is being created, its name and a claim suffix.
     instance TEXT NOT NULL,
+    -- Its name: an engine that replaces an instance (a Docker revert) gives it a new id,
+    -- and the reclaim rounds must not free its address in between.
+    instance_name TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (pool, address)
 );

@@ -282,13 +282,15 @@ impl DbAllocator {
             // removed) out; the primary key keeps a second holder out.
             let r = sqlx::query(
                 "INSERT INTO address_allocations (pool, address, address_num, instance, \
-                 created_at) SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM \
-                 address_pools WHERE name = $1 AND config = $6) ON CONFLICT DO NOTHING",
+                 instance_name, created_at) SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS \
+                 (SELECT 1 FROM address_pools WHERE name = $1 AND config = $7) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&request.pool)
             .bind(address.to_string())
             .bind(i64::from(u32::from(address)))
             .bind(claim)
+            .bind(claim.split('#').next().unwrap_or(claim))
             .bind(now_ms())
             .bind(&text)
             .execute(self.db.pool())
@@ -364,21 +366,31 @@ pub async fn reclaim(state: &AppState) -> Result<u64, Error> {
     if !unavailable.is_empty() {
         return Ok(0);
     }
-    let rows = sqlx::query("SELECT pool, address, instance, created_at FROM address_allocations")
-        .fetch_all(state.db.pool())
-        .await
-        .map_err(db_error)?;
-    let alive: BTreeSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT pool, address, instance, instance_name, created_at FROM address_allocations",
+    )
+    .fetch_all(state.db.pool())
+    .await
+    .map_err(db_error)?;
+    // By id, or by name: an instance an engine replaced (a new id) keeps its addresses
+    // until the facade moves them to the new id.
+    let alive: BTreeSet<&str> = instances
+        .iter()
+        .flat_map(|i| [i.id.as_str(), i.name.as_str()])
+        .collect();
     let mut freed = 0;
     for r in rows {
         let pool: String = r.try_get("pool").map_err(db_error)?;
         let address: String = r.try_get("address").map_err(db_error)?;
         let instance: String = r.try_get("instance").map_err(db_error)?;
+        let name: String = r.try_get("instance_name").map_err(db_error)?;
         let since: i64 = r.try_get("created_at").map_err(db_error)?;
         let gone = if instance.contains('#') {
             since < started - STALE_CLAIM_MS
         } else {
-            since < started && !alive.contains(instance.as_str())
+            since < started
+                && !alive.contains(instance.as_str())
+                && !alive.contains(name.as_str())
         };
         if !gone {
             continue;

@@ -307,6 +307,66 @@ async fn containers_and_a_vm_share_a_pool_and_answer_each_other() {
     ]);
     assert!(inspect.contains(&a1) && inspect.contains(&gw), "{inspect}");
 
+    // A snapshot revert and a reinstall replace the container (Docker gives it a new id):
+    // its address goes with it, and the reclaim rounds leave it alone.
+    json_of(
+        call(
+            &s,
+            Method::POST,
+            &format!("/api/v1/instances/{c1}/snapshots"),
+            Some(json!({"name": "s1"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    json_of(
+        call(
+            &s,
+            Method::POST,
+            &format!("/api/v1/instances/{c1}/snapshots/s1/revert"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let r = call(
+        &s,
+        Method::POST,
+        &format!("/api/v1/instances/{c1}/reinstall"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 202);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let task = s.wait_task(&location, &s.admin).await;
+    assert_eq!(task["status"], "finished", "{task}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let now = json_of(
+        call(&s, Method::GET, &format!("/api/v1/instances/{c1}"), None).await,
+        200,
+    )
+    .await;
+    assert_ne!(now["id"], one["id"], "Docker made a new container");
+    assert!(
+        now["ipAddresses"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!(a1))),
+        "{now}"
+    );
+    let status = pool_status(&s, &pool).await;
+    assert!(
+        status["allocations"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|x| x["address"] == json!(a1) && x["instance"] == now["id"])),
+        "{status}"
+    );
+    let one = now;
+
     // Docker itself hands out no pool address: a container that joins the network without
     // one is refused.
     let joined = docker(&[
