@@ -388,9 +388,7 @@ pub async fn reclaim(state: &AppState) -> Result<u64, Error> {
         let gone = if instance.contains('#') {
             since < started - STALE_CLAIM_MS
         } else {
-            since < started
-                && !alive.contains(instance.as_str())
-                && !alive.contains(name.as_str())
+            since < started && !alive.contains(instance.as_str()) && !alive.contains(name.as_str())
         };
         if !gone {
             continue;
