@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A second LibGo host on this machine, for the many-host tests: a network namespace joined to
 # the machine by a veth pair, with its own dockerd (TCP with TLS on the namespace's address)
-# and its own libvirtd (in a private mount namespace, TCP on the namespace's address).
+# and its own libvirtd (in a private mount namespace, TCP and TLS on the namespace's address).
 #
 #   scripts/host2.sh start NAME   starts it; prints `export LIBGO_HOST2_…=…` lines for eval
 #   scripts/host2.sh stop NAME    stops what `start` started (by pid) and deletes it all
@@ -9,7 +9,8 @@
 #
 # NAME is unique per run (the tests pass one). Each host takes the first free /30 of
 # 10.250.0.0/16; the machine's side is .1, the host's .2. State lives in
-# /var/lib/libgo-hosts/NAME. Test-only: libvirt's TCP listener has no authentication.
+# /var/lib/libgo-hosts/NAME. Test-only: libvirt's TCP listener has no authentication (its TLS
+# listener asks for a client certificate of the host's CA).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cmd=${1:-}
@@ -127,6 +128,12 @@ nsenter --net="/var/run/netns/$ns" ip link set lo up
   openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
     -extfile client.ext -out cert.pem 2>/dev/null
   chmod 0600 ./*key.pem
+  # The same CA and certificates for libvirt's TLS: the server's in libvirtd.conf, LibGo's as
+  # a libvirt client pki directory (`qemu+tls://ADDR/system?pkipath=DIR`).
+  mkdir -p libvirt-client
+  cp ca.pem libvirt-client/cacert.pem
+  cp cert.pem libvirt-client/clientcert.pem
+  cp key.pem libvirt-client/clientkey.pem
 )
 
 # Docker's engine id comes from its trust key, /etc/docker/key.json by default: this host
@@ -147,10 +154,14 @@ cat >"$dir/etc/storage/default.xml" <<XML
 XML
 ln -s ../default.xml "$dir/etc/storage/autostart/default.xml"
 cat >"$dir/etc/libvirtd.conf" <<CONF
-listen_tls = 0
+listen_tls = 1
 listen_tcp = 1
 listen_addr = "$addr_in"
 auth_tcp = "none"
+auth_tls = "none"
+ca_file = "$dir/tls/ca.pem"
+cert_file = "$dir/tls/server-cert.pem"
+key_file = "$dir/tls/server-key.pem"
 host_uuid = "$(cat /proc/sys/kernel/random/uuid)"
 CONF
 # No virtlogd in this mount namespace: QEMU writes its own logs.
@@ -164,6 +175,8 @@ nsenter --net="/var/run/netns/$ns" unshare -m --propagation private sh -c "
   exec libvirtd --listen -f /etc/libvirt/libvirtd.conf -p '$dir/libvirtd.pid'
 " >"$dir/libvirtd.log" 2>&1 &
 wait_for "the second host's libvirtd" 60 virsh -c "qemu+tcp://$addr_in/system" version
+wait_for "the second host's libvirtd over TLS" 30 \
+  virsh -c "qemu+tls://$addr_in/system?pkipath=$dir/tls/libvirt-client" version
 
 # The busybox test image, from the machine's dockerd.
 if docker image inspect libgo-test/busybox:latest >/dev/null 2>&1; then
@@ -178,4 +191,5 @@ export LIBGO_HOST2_PEER=$addr_out
 export LIBGO_HOST2_DOCKER=tcp://$addr_in:2376
 export LIBGO_HOST2_DOCKER_TLS=$dir/tls
 export LIBGO_HOST2_LIBVIRT=qemu+tcp://$addr_in/system
+export LIBGO_HOST2_LIBVIRT_TLS=qemu+tls://$addr_in/system?pkipath=$dir/tls/libvirt-client
 ENV

@@ -1435,3 +1435,46 @@ async fn exports_download_only_to_their_owner() {
     s.remove_instance(&name).await;
     s.stop().await;
 }
+
+/// A host's libvirt URI is libvirt's to interpret: `ext` runs `command=`, `ssh` runs its
+/// `command=` as the ssh client. Registering a host ran a program of the caller's choice on
+/// the server (an administrator's call, but not a right any role should carry); the URI's
+/// transport and parameters are now checked before libvirt sees them.
+#[tokio::test]
+async fn a_host_libvirt_uri_cannot_run_a_program_on_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = start(true, |_| {}).await;
+    let dir = std::env::temp_dir().join(unique("uri-attack"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let marker = dir.join("ran");
+    let program = dir.join("program.sh");
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\ntouch '{}'\n", marker.display()),
+    )
+    .expect("script");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let p = program.display();
+    for uri in [
+        format!("qemu+ext://h9/system?command={p}"),
+        format!("qemu+ssh://h9/system?command={p}"),
+        format!("qemu+ssh://h9/system?comm%61nd={p}"),
+    ] {
+        let r = s
+            .req(Method::POST, "/api/v1/hosts", &s.admin)
+            .json(&json!({"name": "h9", "libvirt": uri}))
+            .send()
+            .await
+            .expect("req");
+        assert_error(r, 400, "INVALID_INPUT").await;
+        assert!(!marker.exists(), "{uri} ran a program on the server");
+    }
+    let r = s
+        .req(Method::GET, "/api/v1/hosts/h9", &s.admin)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+    let _ = std::fs::remove_dir_all(&dir);
+    s.stop().await;
+}

@@ -220,6 +220,7 @@ impl HostConfig {
                         .with_context("field", "libvirt"),
                 );
             }
+            libvirt_uri_is_safe(url, scheme)?;
             all.push(BackendConfig {
                 name: format!("{name}-kvm"),
                 engine: Engine::Kvm,
@@ -231,6 +232,47 @@ impl HostConfig {
         }
         Ok(all)
     }
+}
+
+/// libvirt's transports that reach another host over the network; `ext` (which runs any
+/// program) and `unix` (this machine) are not among them.
+const LIBVIRT_TRANSPORTS: [&str; 6] = ["", "tcp", "tls", "ssh", "libssh", "libssh2"];
+
+/// URI parameters that choose keys and checks; the others (`command`, `netcat`, `socket`…)
+/// name programs or sockets to run or open on the server, and are refused.
+const LIBVIRT_PARAMETERS: [&str; 7] = [
+    "pkipath",
+    "no_verify",
+    "keyfile",
+    "known_hosts",
+    "known_hosts_verify",
+    "sshauth",
+    "no_tty",
+];
+
+/// Refuses a libvirt URI of a registered host that would make the server run a program or
+/// open one of its own sockets: hosts come over the API, the URI is libvirt's to interpret.
+fn libvirt_uri_is_safe(url: &str, scheme: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::invalid(format!("libvirt: {url:?} {why}")).with_context("field", "libvirt"))
+    };
+    let transport = scheme.split_once('+').map_or("", |(_, t)| t);
+    if !LIBVIRT_TRANSPORTS.contains(&transport) {
+        return refuse(format!(
+            "uses transport {transport:?}; a host is reached by tcp, tls, ssh, libssh or libssh2"
+        ));
+    }
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if !LIBVIRT_PARAMETERS.contains(&key) {
+            return refuse(format!(
+                "has parameter {key:?}; a host's URI may only carry {}",
+                LIBVIRT_PARAMETERS.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Connects host `host`'s engines and adds them to `libgo` under the host's name. Every
@@ -540,6 +582,48 @@ mod tests {
                 .await
                 .expect_err("no Docker in this build");
             assert_eq!(e.kind(), ErrorKind::Unsupported);
+        }
+    }
+
+    fn libvirt_host(url: &str) -> Result<Vec<BackendConfig>> {
+        HostConfig {
+            membership: HostMembership {
+                name: "h2".into(),
+                pool: "default".into(),
+                enabled: true,
+                labels: Default::default(),
+                migration_address: None,
+            },
+            docker: None,
+            docker_tls: None,
+            libvirt: Some(url.into()),
+        }
+        .backends()
+    }
+
+    /// A registered host's URI cannot make the server run a program or open its sockets.
+    #[test]
+    fn a_host_libvirt_uri_runs_no_program() {
+        for good in [
+            "qemu+tcp://10.0.0.2/system",
+            "qemu+tls://h2.example/system?pkipath=/etc/libgo/pki/h2",
+            "qemu+tls://10.0.0.2/system?pkipath=/p&no_verify=0",
+            "qemu+ssh://root@h2/system?keyfile=/k&known_hosts=/kh",
+            "qemu://h2/system",
+            "test:///default",
+        ] {
+            assert!(libvirt_host(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "qemu+ext://h2/system?command=/tmp/x",
+            "qemu+ssh://h2/system?command=/tmp/x",
+            "qemu+ssh://h2/system?netcat=/tmp/x",
+            "qemu+tcp://h2/system?comm%61nd=/tmp/x",
+            "qemu+unix://h2/system?socket=/run/docker.sock",
+            "qemu+tls://h2/system?pkipath=/p&socket=/s",
+        ] {
+            let e = libvirt_host(bad).expect_err(bad);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}");
         }
     }
 }
