@@ -743,7 +743,7 @@ export interface HostAllocation {
   /** Memory. */
   memoryBytes: number
 }
-/** What a host uses now, as its engines report it; `None` where no engine of the host reports it (Docker reports none of these; libvirt all but the network counters). */
+/** What a host uses now, as its engines report it; `None` where no engine of the host reports it (Docker reports none of these; libvirt all but the network counters, which come from the instances' statistics, see [`crate::LibGo::note_traffic`]). */
 export interface HostUsage {
   /** CPU busy, 0–100 of the whole host. */
   cpuPercent?: number | null
@@ -751,9 +751,9 @@ export interface HostUsage {
   diskBytes?: number | null
   /** Memory in use. */
   memoryBytes?: number | null
-  /** Bytes received by the host's interfaces. */
+  /** Bytes received by the host's running instances (the sum of their interfaces' counters at the last statistics sample; `None` before one). */
   rxBytes?: number | null
-  /** Bytes sent by the host's interfaces. */
+  /** Bytes sent by the host's running instances, likewise. */
   txBytes?: number | null
 }
 /** Instances on a host by state. */
@@ -842,7 +842,7 @@ export interface PoolStatus {
 export interface MigrateRequest {
   /** The host to move it to. */
   host: string
-  /** VMs: keep the guest running while its memory and disks are copied (`true`, the default), or pause it for the copy. Containers are always moved cold. */
+  /** VMs: keep the guest running while its memory and disks are copied (`true`, the default), or pause it for the copy. Containers and stopped VMs are always moved cold. */
   live?: boolean
 }
 /** How an instance was moved. */

@@ -33,6 +33,8 @@ pub(crate) struct HostRegistry {
     /// The instances of each backend of another host as last listed: what reads `lost`
     /// while its engine does not answer.
     pub last_seen: HashMap<String, Vec<Instance>>,
+    /// Received and sent bytes of each host's running instances at the last sample.
+    pub traffic: HashMap<String, (u64, u64)>,
 }
 
 impl LibGo {
@@ -42,6 +44,26 @@ impl LibGo {
 
     fn hosts_read(&self) -> std::sync::RwLockReadGuard<'_, HostRegistry> {
         self.hosts.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a sample of every instance's statistics (`instances` is the whole list, `stats`
+    /// what [`LibGo::stats_of_running`] answered for it) as each host's network traffic:
+    /// neither engine reports a host's own interface counters, so a host's `usage.rxBytes`
+    /// and `txBytes` are the sums of its running instances' counters at the last sample
+    /// (`None` before the first).
+    pub fn note_traffic(&self, instances: &[Instance], stats: &HashMap<String, Stats>) {
+        let mut traffic: HashMap<String, (u64, u64)> = HashMap::new();
+        for host in self.host_memberships() {
+            traffic.insert(host.name, (0, 0));
+        }
+        for i in instances {
+            if let Some(s) = stats.get(&i.id) {
+                let t = traffic.entry(i.host.clone()).or_default();
+                t.0 += s.net_rx_bytes;
+                t.1 += s.net_tx_bytes;
+            }
+        }
+        self.hosts_mut().traffic = traffic;
     }
 
     pub(crate) fn require_host(&self, host: &str) -> Result<()> {
@@ -397,7 +419,11 @@ impl LibGo {
                 _ => counts.stopped += 1,
             }
         }
-        let resources = resources.unwrap_or_default();
+        let mut resources = resources.unwrap_or_default();
+        if let Some((rx, tx)) = self.hosts_read().traffic.get(&m.name) {
+            resources.usage.rx_bytes = resources.usage.rx_bytes.or(Some(*rx));
+            resources.usage.tx_bytes = resources.usage.tx_bytes.or(Some(*tx));
+        }
         Host {
             // A host is alive when every engine it has answers (placement still uses the
             // ones that do, by kind).

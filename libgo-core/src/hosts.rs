@@ -73,7 +73,8 @@ pub struct HostAllocation {
 }
 
 /// What a host uses now, as its engines report it; `None` where no engine of the host
-/// reports it (Docker reports none of these; libvirt all but the network counters).
+/// reports it (Docker reports none of these; libvirt all but the network counters, which
+/// come from the instances' statistics, see [`crate::LibGo::note_traffic`]).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
@@ -84,9 +85,10 @@ pub struct HostUsage {
     pub memory_bytes: Option<u64>,
     /// Storage in use (libvirt's default pool).
     pub disk_bytes: Option<u64>,
-    /// Bytes received by the host's interfaces.
+    /// Bytes received by the host's running instances (the sum of their interfaces'
+    /// counters at the last statistics sample; `None` before one).
     pub rx_bytes: Option<u64>,
-    /// Bytes sent by the host's interfaces.
+    /// Bytes sent by the host's running instances, likewise.
     pub tx_bytes: Option<u64>,
 }
 
@@ -168,7 +170,8 @@ pub struct MigrateRequest {
     /// The host to move it to.
     pub host: String,
     /// VMs: keep the guest running while its memory and disks are copied (`true`, the
-    /// default), or pause it for the copy. Containers are always moved cold.
+    /// default), or pause it for the copy. Containers and stopped VMs are always moved
+    /// cold.
     #[serde(default = "yes")]
     pub live: bool,
 }
@@ -196,7 +199,8 @@ pub enum MigrationKind {
     Live,
     /// A VM moved paused.
     Offline,
-    /// A container stopped, copied and recreated on the other host: never live.
+    /// Copied while stopped and made again on the other host: a container (stopped first,
+    /// started after) or a stopped VM (its volumes copied, it stays stopped). Never live.
     Move,
 }
 

@@ -203,6 +203,7 @@ async fn sample(state: &Arc<AppState>) {
         return;
     };
     let by_id = state.libgo.stats_of_running(&list).await;
+    state.libgo.note_traffic(&list, &by_id);
     let m = &state.metrics;
     m.instance_cpu.reset();
     m.instance_memory.reset();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{assert_error, json_of, start, unique};
 use futures::StreamExt;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const IMAGE: &str = "libgo-test/busybox:latest";
@@ -184,14 +184,49 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
     )
     .await;
 
-    // Register it: Docker over TLS (PEM text), libvirt over TCP, in pool p2.
+    // libvirt over TLS checks the host's certificate: a client that trusts another CA is
+    // refused, and nothing is stored.
+    let other_ca = std::env::temp_dir().join(unique("mh-pki"));
+    std::fs::create_dir_all(&other_ca).expect("pki dir");
+    for f in ["clientcert.pem", "clientkey.pem"] {
+        std::fs::copy(tls.join("libvirt-client").join(f), other_ca.join(f)).expect("copy");
+    }
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=another-ca", "-keyout"])
+        .arg(other_ca.join("cakey.pem"))
+        .arg("-out")
+        .arg(other_ca.join("cacert.pem"))
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    let r = s
+        .req(Method::POST, "/api/v1/hosts", &t)
+        .json(&json!({"name": "h2", "pool": "p2",
+                      "libvirt": format!("qemu+tls://{addr}/system?pkipath={}", other_ca.display())}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 503, "BACKEND_UNAVAILABLE").await;
+    let _ = std::fs::remove_dir_all(&other_ca);
+    let r = s
+        .req(Method::GET, "/api/v1/hosts/h2", &t)
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 404, "NOT_FOUND").await;
+
+    // Register it: Docker over TLS (PEM text), libvirt over TLS (a pki directory of
+    // libvirt's), in pool p2. Every call to h2's libvirt below goes over TLS.
     let host = json_of(
         s.req(Method::POST, "/api/v1/hosts", &t)
             .json(&json!({
                 "name": "h2",
                 "docker": h2.get("LIBGO_HOST2_DOCKER"),
                 "dockerTls": {"ca": pem("ca.pem"), "cert": pem("cert.pem"), "key": pem("key.pem")},
-                "libvirt": h2.get("LIBGO_HOST2_LIBVIRT"),
+                "libvirt": h2.get("LIBGO_HOST2_LIBVIRT_TLS"),
                 "pool": "p2",
                 "labels": {"rack": "r2"},
             }))
@@ -655,6 +690,152 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         .await;
         assert_eq!(got["host"], to, "{got}");
     }
+    // A stopped VM moves by copying its volumes through libvirt: its own disk goes with
+    // what the guest wrote on it, the base image under its overlay disk is copied there and
+    // stays here (others may use it), and it boots there by the same id.
+    let sname = unique("mh-s");
+    let base = unique("mh-base");
+    json_of(
+        s.req(Method::POST, "/api/v1/volumes", &t)
+            .json(&json!({"name": base, "backend": "kvm", "sizeBytes": 8u64 << 20}))
+            .send()
+            .await
+            .expect("req"),
+        201,
+    )
+    .await;
+    let sv = json_of(
+        s.req(Method::POST, "/api/v1/instances", &t)
+            .json(&json!({"name": sname, "kind": "vm", "host": "local", "memoryBytes": 256u64 << 20,
+                          "disks": [{"sizeBytes": 16u64 << 20}, {"baseImage": base}],
+                          "kernelBoot": {"kernel": g.join("vmlinuz"), "initrd": g.join("initrd.img"),
+                                         "cmdline": "console=ttyS0 panic=-1 quiet"},
+                          "start": true}))
+            .send()
+            .await
+            .expect("req"),
+        201,
+    )
+    .await;
+    let sid = sv["id"].as_str().expect("id").to_string();
+    let vm_exec = |cmd: String| {
+        let s = &s;
+        let t = t.clone();
+        let sname = sname.clone();
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let r = s
+                    .req(Method::POST, &format!("/api/v1/instances/{sname}/exec"), &t)
+                    .json(&json!({"command": ["sh", "-c", cmd]}))
+                    .send()
+                    .await
+                    .expect("req");
+                // The agent answers once the guest has booted.
+                if r.status().as_u16() == 200 {
+                    return r.json::<Value>().await.expect("json");
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(180),
+                    "the guest's agent never answered"
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let w = vm_exec("echo stopped-vm-data | dd of=/dev/vda bs=512 seek=64 conv=fsync 2>/dev/null && sync && echo ok".into()).await;
+    assert_eq!(w["stdout"].as_str().map(str::trim), Some("ok"), "{w}");
+    json_of(
+        s.req(
+            Method::POST,
+            &format!("/api/v1/instances/{sname}/stop?force=true"),
+            &t,
+        )
+        .send()
+        .await
+        .expect("req"),
+        200,
+    )
+    .await;
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/instances/{sname}/migrate"),
+            &t,
+        )
+        .json(&json!({"host": "h2"}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status().as_u16(), 202);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let task = s.wait_task(&location, &t).await;
+    assert_eq!(task["status"], "finished", "{task}");
+    let report = &task["result"];
+    assert_eq!(
+        report["kind"], "move",
+        "a stopped VM is copied, not live: {report}"
+    );
+    assert_eq!(report["instance"]["host"], "h2", "{report}");
+    assert_eq!(report["instance"]["id"], sid.as_str(), "{report}");
+    assert_eq!(report["instance"]["state"], "stopped", "{report}");
+    assert!(
+        report["transferredBytes"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
+    eprintln!(
+        "stopped VM move: {} ms, {} bytes",
+        report["elapsedMs"], report["transferredBytes"]
+    );
+    let h2_uri = h2.get("LIBGO_HOST2_LIBVIRT");
+    assert!(virsh(h2_uri, &["domstate", &sname]).contains("shut off"));
+    assert!(virsh("qemu:///system", &["domstate", &sname]).contains("failed to get domain"));
+    let there = virsh(h2_uri, &["vol-list", "default"]);
+    let here = virsh("qemu:///system", &["vol-list", "default"]);
+    assert!(there.contains(&format!("{sname}-disk0")), "{there}");
+    assert!(there.contains(&base), "the base went along: {there}");
+    assert!(
+        !here.contains(&format!("{sname}-disk")),
+        "disks left behind: {here}"
+    );
+    assert!(here.contains(&base), "the base stays here: {here}");
+    json_of(
+        s.req(
+            Method::POST,
+            &format!("/api/v1/instances/{sname}/start"),
+            &t,
+        )
+        .send()
+        .await
+        .expect("req"),
+        200,
+    )
+    .await;
+    let r = vm_exec("dd if=/dev/vda bs=512 skip=64 count=1 2>/dev/null | head -n1".into()).await;
+    assert_eq!(
+        r["stdout"].as_str().map(str::trim),
+        Some("stopped-vm-data"),
+        "the disk's data moved: {r}"
+    );
+    let r = s
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/instances/{sname}?force=true"),
+            &t,
+        )
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status().as_u16(), 204);
+    virsh(h2_uri, &["vol-delete", &base, "--pool", "default"]);
+    virsh(
+        "qemu:///system",
+        &["vol-delete", &base, "--pool", "default"],
+    );
+
     // A container with a named volume moves cold to h2, with its data.
     let mname = unique("mh-m");
     let vol = unique("mh-vol");

@@ -448,6 +448,34 @@ async fn stats_history_and_an_alert_that_fires_and_resolves() {
     // The host's history sums its instances: at least this one's load.
     let host = get(&s, "/api/v1/hosts/local/stats/history?step=2").await;
     assert!(cpu_points(&host).iter().any(|(_, c)| *c > 50.0), "{host}");
+    // The host's traffic is its running instances' traffic: after the container received
+    // some, the host's usage counts at least what the container's interface counted.
+    let out = std::process::Command::new("docker")
+        .args(["exec", &name, "sh", "-c"])
+        .arg(
+            "ping -c 3 -s 1400 $(ip route | awk '/default/ {print $3}') >/dev/null; \
+             cat /sys/class/net/eth0/statistics/rx_bytes",
+        )
+        .output()
+        .expect("docker exec");
+    let received: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("rx_bytes: {out:?}"));
+    assert!(received > 3 * 1400, "the pings were answered: {received}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let local = get(&s, "/api/v1/hosts/local").await;
+        if local["usage"]["rxBytes"].as_u64() >= Some(received) {
+            assert!(local["usage"]["txBytes"].as_u64() > Some(0), "{local}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host never counted its instances' traffic: {local}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     // A range of more than 1,000 steps is refused; so is an unknown instance.
     let r = s
         .req(

@@ -41,6 +41,7 @@
 mod agent;
 mod chain;
 mod cloudinit;
+mod cold_move;
 mod compute;
 mod conn;
 mod disks;

@@ -74,15 +74,21 @@ pub(crate) async fn migrate(
     let started = Instant::now();
     let (domain, copied_disks, name) = {
         let src = src.clone();
-        tokio::task::spawn_blocking(move || -> Result<_> {
+        let dst = dst.clone();
+        let sink = progress.clone();
+        let stopped = tokio::task::spawn_blocking(move || -> Result<_> {
             let d = lookup(&src, &id)?;
-            if !d.is_active().lv()? {
-                return Err(Error::conflict(
-                    "only a running VM can be migrated; start it first (a stopped VM's \
-                     disks are not copied by libvirt's migration)",
-                ));
-            }
             let f = facts(&s_inner, &d)?;
+            if !d.is_active().lv()? {
+                // libvirt migrates the disks of a running VM only: a stopped one is copied.
+                sink.report(Progress {
+                    percent: Some(0.0),
+                    message: format!("moving stopped VM {}", f.name),
+                    id: None,
+                });
+                let (moved, copied) = crate::cold_move::move_stopped(&src, &dst, &d, &f, &sink)?;
+                return Ok(Err((moved, copied, f.name.clone())));
+            }
             let disks: Vec<DiskRef> = f
                 .disks
                 .iter()
@@ -93,10 +99,16 @@ pub(crate) async fn migrate(
                     _ => None,
                 })
                 .collect();
-            Ok((d, disks, f.name.clone()))
+            Ok(Ok((d, disks, f.name.clone())))
         })
         .await
-        .map_err(|e| Error::internal(format!("libvirt worker failed: {e}")))??
+        .map_err(|e| Error::internal(format!("libvirt worker failed: {e}")))??;
+        match stopped {
+            Ok(running) => running,
+            Err((moved, copied, name)) => {
+                return moved_report(source, target, moved, name, copied, started, progress).await;
+            }
+        }
     };
     progress.report(Progress {
         percent: Some(0.0),
@@ -185,6 +197,36 @@ pub(crate) async fn migrate(
         elapsed_ms: elapsed.as_millis() as u64,
         downtime_ms,
         transferred_bytes: transferred,
+    })
+}
+
+/// The answer for a stopped VM copied to `target` as `moved`.
+async fn moved_report(
+    source: &KvmBackend,
+    target: &KvmBackend,
+    moved: Domain,
+    name: String,
+    copied: u64,
+    started: Instant,
+    progress: ProgressSink,
+) -> Result<MigrationReport> {
+    drop(moved);
+    source.inner.shared.invalidate_all();
+    target.inner.shared.invalidate_all();
+    let instance = libgo_core::Compute::get(target, &name).await?;
+    progress.report(Progress {
+        percent: Some(100.0),
+        message: format!("{name} is on {} (stopped)", target.config().name),
+        id: None,
+    });
+    Ok(MigrationReport {
+        instance,
+        kind: MigrationKind::Move,
+        from_backend: source.config().name.clone(),
+        to_backend: target.config().name.clone(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        downtime_ms: None,
+        transferred_bytes: Some(copied),
     })
 }
 

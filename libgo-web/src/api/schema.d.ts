@@ -2692,7 +2692,8 @@ export interface components {
         };
         /**
          * @description What a host uses now, as its engines report it; `None` where no engine of the host
-         *     reports it (Docker reports none of these; libvirt all but the network counters).
+         *     reports it (Docker reports none of these; libvirt all but the network counters, which
+         *     come from the instances' statistics, see [`crate::LibGo::note_traffic`]).
          */
         HostUsage: {
             /**
@@ -2712,12 +2713,13 @@ export interface components {
             memoryBytes?: number | null;
             /**
              * Format: int64
-             * @description Bytes received by the host's interfaces.
+             * @description Bytes received by the host's running instances (the sum of their interfaces'
+             *     counters at the last statistics sample; `None` before one).
              */
             rxBytes?: number | null;
             /**
              * Format: int64
-             * @description Bytes sent by the host's interfaces.
+             * @description Bytes sent by the host's running instances, likewise.
              */
             txBytes?: number | null;
         };
@@ -2995,7 +2997,8 @@ export interface components {
             host: string;
             /**
              * @description VMs: keep the guest running while its memory and disks are copied (`true`, the
-             *     default), or pause it for the copy. Containers are always moved cold.
+             *     default), or pause it for the copy. Containers and stopped VMs are always moved
+             *     cold.
              */
             live?: boolean;
         };

@@ -960,7 +960,7 @@ class HostAllocation(TypedDict):
 
 
 class HostUsage(TypedDict):
-    """What a host uses now, as its engines report it; `None` where no engine of the host reports it (Docker reports none of these; libvirt all but the network counters)."""
+    """What a host uses now, as its engines report it; `None` where no engine of the host reports it (Docker reports none of these; libvirt all but the network counters, which come from the instances' statistics, see [`crate::LibGo::note_traffic`])."""
 
     #: CPU busy, 0–100 of the whole host.
     cpuPercent: NotRequired[Optional[float]]
@@ -968,9 +968,9 @@ class HostUsage(TypedDict):
     diskBytes: NotRequired[Optional[int]]
     #: Memory in use.
     memoryBytes: NotRequired[Optional[int]]
-    #: Bytes received by the host's interfaces.
+    #: Bytes received by the host's running instances (the sum of their interfaces' counters at the last statistics sample; `None` before one).
     rxBytes: NotRequired[Optional[int]]
-    #: Bytes sent by the host's interfaces.
+    #: Bytes sent by the host's running instances, likewise.
     txBytes: NotRequired[Optional[int]]
 
 
@@ -1071,7 +1071,7 @@ class MigrateRequest(TypedDict):
 
     #: The host to move it to.
     host: str
-    #: VMs: keep the guest running while its memory and disks are copied (`true`, the default), or pause it for the copy. Containers are always moved cold.
+    #: VMs: keep the guest running while its memory and disks are copied (`true`, the default), or pause it for the copy. Containers and stopped VMs are always moved cold.
     live: NotRequired[bool]
 
 
