@@ -188,6 +188,12 @@ impl DockerBackend {
             .await
     }
 
+    /// Asks dockerd whether it answers: the API version negotiation (one `GET /version`),
+    /// which every later call needs anyway.
+    pub async fn check(&self) -> Result<()> {
+        self.docker().await.map(|_| ())
+    }
+
     /// Maps a bollard error to a LibGo error naming this backend.
     pub(crate) fn error(&self, e: bollard::errors::Error) -> Error {
         map_error(e).with_context("backend", self.name.clone())

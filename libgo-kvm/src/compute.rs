@@ -377,7 +377,7 @@ pub(crate) fn find_volume(inner: &Inner, c: &Connect, reference: &str) -> Result
     }
     let (pool, name) = match reference.split_once('/') {
         Some((p, n)) => (p, n),
-        None => (inner.default_pool.as_str(), reference),
+        None => (inner.default_pool(c)?, reference),
     };
     let pool = c.lookup_storage_pool_by_name(pool).lv().map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
@@ -435,7 +435,10 @@ fn disk_target(i: usize) -> String {
 }
 
 pub(crate) fn pool_of(inner: &Inner, c: &Connect, name: Option<&str>) -> Result<StoragePool> {
-    let name = name.unwrap_or(inner.default_pool.as_str());
+    let name = match name {
+        Some(n) => n,
+        None => inner.default_pool(c)?,
+    };
     c.lookup_storage_pool_by_name(name)
         .lv()
         .map_err(|e| e.with_context("pool", name.to_string()))
@@ -659,7 +662,7 @@ fn create_inner(
     }
     let plan = DomainPlan {
         name: spec.name.clone(),
-        domain_type: inner.domain_type.clone(),
+        domain_type: inner.domain_type(c)?.to_string(),
         memory_bytes: spec.memory_bytes.unwrap_or(DEFAULT_MEMORY),
         cpus: spec.cpus.unwrap_or(1),
         boot: boot.cloned(),

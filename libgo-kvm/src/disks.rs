@@ -53,7 +53,7 @@ fn describe(inner: &Inner, c: &Connect, f: &DiskFacts) -> AttachedDisk {
     let volume = vol.as_ref().and_then(|v| {
         let pool = v.lookup_storage_pool().ok()?.name().ok()?;
         let name = v.name().ok()?;
-        Some(if pool == inner.default_pool {
+        Some(if inner.default_pool(c).ok() == Some(pool.as_str()) {
             name
         } else {
             format!("{pool}/{name}")

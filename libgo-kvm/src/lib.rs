@@ -250,9 +250,9 @@ impl libgo_core::Backend for KvmBackend {
     }
 
     async fn host_resources(&self) -> libgo_core::Result<libgo_core::HostResources> {
-        let pool = self.inner.default_pool.clone();
+        let inner = self.inner.clone();
         self.inner
-            .run(move |c| host_resources_blocking(c, &pool))
+            .run(move |c| host_resources_blocking(c, inner.default_pool(c)?))
             .await
     }
 

@@ -22,7 +22,7 @@ fn disk_format(s: Option<&str>) -> Option<DiskFormat> {
     }
 }
 
-fn describe_volume(inner: &Inner, pool: &str, v: &StorageVol) -> Result<Volume> {
+fn describe_volume(inner: &Inner, c: &Connect, pool: &str, v: &StorageVol) -> Result<Volume> {
     let f = xml::parse_volume(&v.xml_desc(0).lv()?)?;
     let name = v.name().lv()?;
     let mut format = disk_format(f.format.as_deref());
@@ -30,7 +30,7 @@ fn describe_volume(inner: &Inner, pool: &str, v: &StorageVol) -> Result<Volume> 
         format = Some(DiskFormat::Iso);
     }
     Ok(Volume {
-        name: if pool == inner.default_pool {
+        name: if inner.default_pool(c).ok() == Some(pool) {
             name
         } else {
             format!("{pool}/{name}")
@@ -89,7 +89,7 @@ fn all_volumes(inner: &Inner, c: &Connect) -> Result<Vec<Volume>> {
     {
         let pname = p.name().lv()?;
         for v in p.list_all_volumes(0).lv()? {
-            match describe_volume(inner, &pname, &v) {
+            match describe_volume(inner, c, &pname, &v) {
                 Ok(volume) => out.push(volume),
                 // Deleted since the listing (by another client): no longer in the answer.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -175,7 +175,7 @@ impl Images for KvmBackend {
         let id = id.to_string();
         self.blocking(move |i, c| {
             let (pool, v) = volume_in(i, c, &id)?;
-            Ok(image_of(describe_volume(i, &pool, &v)?))
+            Ok(image_of(describe_volume(i, c, &pool, &v)?))
         })
         .await
     }
@@ -208,7 +208,10 @@ impl Volumes for KvmBackend {
             let (pool_name, name) = match spec.name.split_once('/') {
                 Some((p, n)) => (p.to_string(), n.to_string()),
                 None => (
-                    spec.pool.clone().unwrap_or_else(|| i.default_pool.clone()),
+                    match &spec.pool {
+                        Some(p) => p.clone(),
+                        None => i.default_pool(c)?.to_string(),
+                    },
                     spec.name.clone(),
                 ),
             };
@@ -239,7 +242,7 @@ impl Volumes for KvmBackend {
                     e
                 }
             })?;
-            describe_volume(i, &pool_name, &v)
+            describe_volume(i, c, &pool_name, &v)
         })
         .await
     }
@@ -248,7 +251,7 @@ impl Volumes for KvmBackend {
         let name = name.to_string();
         self.blocking(move |i, c| {
             let (pool, v) = volume_in(i, c, &name)?;
-            let mut volume = [describe_volume(i, &pool, &v)?];
+            let mut volume = [describe_volume(i, c, &pool, &v)?];
             with_users(c, &mut volume)?;
             let [volume] = volume;
             Ok(volume)
@@ -284,7 +287,7 @@ impl Volumes for KvmBackend {
                     e
                 }
             })?;
-            describe_volume(i, &pool, &v)
+            describe_volume(i, c, &pool, &v)
         })
         .await
     }
@@ -316,7 +319,7 @@ impl Volumes for KvmBackend {
                 backing: None,
             })?;
             let v = StorageVol::create_xml_from(&pool, &x, &src, 0).lv()?;
-            describe_volume(i, &tpool, &v)
+            describe_volume(i, c, &tpool, &v)
         })
         .await
     }
@@ -332,7 +335,7 @@ impl Volumes for KvmBackend {
                 v.resize(data.len() as u64, 0).lv()?;
             }
             crate::compute::upload_bytes(c, &v, &data)?;
-            describe_volume(i, &pool, &v)
+            describe_volume(i, c, &pool, &v)
         })
         .await
     }

@@ -421,11 +421,11 @@ impl EngineConfig {
         let docker = DockerBackend::connect(&b.name, config)?;
         // The client connects lazily: ask the engine now, so that a down engine is
         // reported here rather than registered dead.
-        let health = Backend::health(&docker).await;
-        if !health.up {
+        if let Err(e) = docker.check().await {
             return Err(Error::unavailable(format!(
                 "Docker ({}): {}",
-                b.name, health.message
+                b.name,
+                e.message()
             )));
         }
         Ok(Arc::new(docker))
