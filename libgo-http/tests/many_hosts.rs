@@ -86,6 +86,27 @@ fn guest() -> PathBuf {
 }
 
 /// Reads the VM's serial console over the WebSocket until it shows `marker`.
+/// Asks to migrate instance `name` (`body`: host, live) and waits for the task: the
+/// task as it ended.
+async fn migrate_and_wait(s: &common::TestServer, name: &str, body: Value, token: &str) -> Value {
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/instances/{name}/migrate"),
+            token,
+        )
+        .json(&body)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status().as_u16(), 202);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    s.wait_task(&location, token).await
+}
+
 async fn console_shows(base: &str, id: &str, token: &str, marker: &str) {
     let url = format!(
         "{}/api/v1/instances/{id}/console?access_token={token}",
@@ -757,22 +778,7 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         200,
     )
     .await;
-    let r = s
-        .req(
-            Method::POST,
-            &format!("/api/v1/instances/{sname}/migrate"),
-            &t,
-        )
-        .json(&json!({"host": "h2"}))
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(r.status().as_u16(), 202);
-    let location = r.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_string();
-    let task = s.wait_task(&location, &t).await;
+    let task = migrate_and_wait(&s, &sname, json!({"host": "h2"}), &t).await;
     assert_eq!(task["status"], "finished", "{task}");
     let report = &task["result"];
     assert_eq!(
@@ -874,22 +880,7 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
     };
     let x = exec(mname.clone(), "echo moved-data > /data/f && echo written").await;
     assert_eq!(x["exitCode"], 0, "{x}");
-    let r = s
-        .req(
-            Method::POST,
-            &format!("/api/v1/instances/{mname}/migrate"),
-            &operator,
-        )
-        .json(&json!({"host": "h2"}))
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(r.status().as_u16(), 202);
-    let location = r.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_string();
-    let task = s.wait_task(&location, &operator).await;
+    let task = migrate_and_wait(&s, &mname, json!({"host": "h2"}), &operator).await;
     assert_eq!(task["status"], "finished", "{task}");
     let report = &task["result"];
     assert_eq!(
@@ -925,21 +916,8 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
 
     // Evacuating h2 (the VM is sent there first) brings everything back to the local
     // host, the VM live; h2 is disabled.
-    let r = s
-        .req(
-            Method::POST,
-            &format!("/api/v1/instances/{vname}/migrate"),
-            &t,
-        )
-        .json(&json!({"host": "h2"}))
-        .send()
-        .await
-        .expect("req");
-    let location = r.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_string();
-    assert_eq!(s.wait_task(&location, &t).await["status"], "finished");
+    let task = migrate_and_wait(&s, &vname, json!({"host": "h2"}), &t).await;
+    assert_eq!(task["status"], "finished", "{task}");
     let r = s
         .req(Method::POST, "/api/v1/hosts/h2/evacuate", &t)
         .json(&json!({"action": "live-migrate"}))
