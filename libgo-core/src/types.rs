@@ -81,6 +81,25 @@ impl InstanceState {
     }
 }
 
+impl InstanceState {
+    /// Every word [`InstanceState::from_str`](std::str::FromStr) takes: the states, and the
+    /// engines' own words for them (`exited`, `shutoff`, …).
+    pub const WORDS: &'static [&'static str] = &[
+        "creating",
+        "restarting",
+        "running",
+        "paused",
+        "stopped",
+        "exited",
+        "created",
+        "dead",
+        "shutoff",
+        "error",
+        "unknown",
+        "lost",
+    ];
+}
+
 impl std::str::FromStr for InstanceState {
     type Err = crate::Error;
     fn from_str(s: &str) -> crate::Result<Self> {
@@ -129,9 +148,11 @@ impl Protocol {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PortMapping {
     /// Port inside the instance.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub container_port: u16,
     /// Port on the host; `None` lets the engine choose.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub host_port: Option<u16>,
     /// Host address to bind; `None` binds every address.
     #[serde(default)]
@@ -883,6 +904,10 @@ pub struct DiskAttach {
     pub volume: Option<String>,
     /// Or the size of a new blank volume, made in `pool` as `<vm>-<target>.<format>`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1048576, maximum = 70368744177664_u64)
+    )]
     pub size_bytes: Option<u64>,
     /// Format of the new volume (qcow2 by default).
     #[serde(default)]
@@ -927,6 +952,10 @@ pub struct AttachedDisk {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DiskResize {
     /// New size in bytes. A running VM's disk only grows (and the guest sees it at once).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1048576, maximum = 70368744177664_u64)
+    )]
     pub size_bytes: u64,
     /// Allow a smaller size: data past it is lost. Only while the VM is shut off.
     #[serde(default)]
@@ -1792,6 +1821,21 @@ mod tests {
             InstanceState::Creating
         );
         assert!("sleeping".parse::<InstanceState>().is_err());
+        // WORDS (what the OpenAPI document lists) are what the parser takes.
+        for word in InstanceState::WORDS {
+            assert!(word.parse::<InstanceState>().is_ok(), "{word}");
+        }
+        for state in [
+            InstanceState::Creating,
+            InstanceState::Running,
+            InstanceState::Paused,
+            InstanceState::Stopped,
+            InstanceState::Error,
+            InstanceState::Unknown,
+            InstanceState::Lost,
+        ] {
+            assert!(InstanceState::WORDS.contains(&state.as_str()), "{state:?}");
+        }
         assert_eq!(
             serde_json::to_value(InstanceState::Stopped).unwrap(),
             serde_json::json!("stopped")

@@ -72,7 +72,7 @@ impl AlertOp {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AlertSpec {
-    /// Name, 1 to 63 letters, digits, `-`, `_`, `.`.
+    /// Name, DNS-label-like: 1 to 63 lowercase letters, digits and `-`.
     pub name: String,
     /// What is watched.
     pub metric: AlertMetric,

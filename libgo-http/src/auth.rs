@@ -443,10 +443,18 @@ impl Access {
 /// The name of the OpenAPI operation extension that declares a route's [`Access`].
 pub const ACCESS_EXTENSION: &str = "x-libgo-access";
 
-/// The access table of this server's routes, built once.
+static ACCESS_TABLE: std::sync::OnceLock<Arc<AccessTable>> = std::sync::OnceLock::new();
+
+/// The access table of this server's routes: the one the router was built with, else built
+/// once (the table is the same for every server of this build).
 pub fn access_table() -> &'static AccessTable {
-    static TABLE: std::sync::OnceLock<AccessTable> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| AccessTable::from_openapi(&crate::server::openapi()))
+    ACCESS_TABLE.get_or_init(|| Arc::new(AccessTable::from_openapi(&crate::server::openapi())))
+}
+
+/// Keeps the router's table as [`access_table`], so that the OpenAPI document is not built a
+/// second time to answer the roles' routes.
+pub(crate) fn share_access_table(table: &Arc<AccessTable>) {
+    let _ = ACCESS_TABLE.set(table.clone());
 }
 
 /// Every route's [`Access`], read from the declarations in the OpenAPI document: the one

@@ -161,6 +161,24 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
                     f.pattern = Some(pattern.to_string());
                 }
             }
+            for (_, field, min, max) in FIELD_ITEMS.iter().filter(|(n, _, _, _)| n == name) {
+                if let Some(RefOr::T(utoipa::openapi::schema::Schema::Array(a))) =
+                    object.properties.get_mut(*field)
+                {
+                    a.min_items = Some(*min);
+                    a.max_items = Some(*max);
+                    if *field == "events" {
+                        a.items = utoipa::openapi::schema::ArrayItems::RefOrSchema(Box::new(
+                            RefOr::T(utoipa::openapi::schema::Schema::Object(
+                                utoipa::openapi::schema::ObjectBuilder::new()
+                                    .schema_type(utoipa::openapi::Type::String)
+                                    .enum_values(Some(crate::webhooks::event_words()))
+                                    .build(),
+                            )),
+                        ));
+                    }
+                }
+            }
         }
     }
 }
@@ -171,7 +189,51 @@ const FIELD_PATTERNS: &[(&str, &str, &str)] = &[
     ("TagRequest", "target", IMAGE_ID_PATTERN),
     ("VolumeSpec", "name", VOLUME_NAME_PATTERN),
     ("CloneRequest", "target", VOLUME_NAME_PATTERN),
+    ("DiskAttach", "volume", VOLUME_NAME_PATTERN),
+    ("MediaInsert", "image", VOLUME_NAME_PATTERN),
+    ("AlertSpec", "name", NAME_PATTERN),
+    ("ContainerCreate", "name", NAME_PATTERN),
+    ("MigrateRequest", "host", NAME_PATTERN),
+    ("GuestPassword", "user", GUEST_USER_PATTERN),
+    ("GuestPassword", "password", GUEST_PASSWORD_PATTERN),
+    ("WebhookSpec", "url", WEBHOOK_URL_PATTERN),
+    ("ContainerCreate", "image", IMAGE_ID_PATTERN),
+    ("ContainerCreate", "workdir", ABSOLUTE_PATH_PATTERN),
+    ("InstanceSpec", "workdir", ABSOLUTE_PATH_PATTERN),
+    ("ExecSpec", "workdir", ABSOLUTE_PATH_PATTERN),
+    ("MountSpec", "target", ABSOLUTE_PATH_PATTERN),
+    ("NetworkSpec", "driver", NAME_PATTERN),
+    ("NetworkSpec", "subnet", CIDR_PATTERN),
 ];
+
+/// Arrays held to the core's bounds: (schema, field, fewest items, most items).
+const FIELD_ITEMS: &[(&str, &str, usize, usize)] = &[
+    (
+        "BatchDelete",
+        "ids",
+        1,
+        libgo_core::BatchSpec::MAX_COUNT as usize,
+    ),
+    ("WebhookSpec", "events", 1, 32),
+    ("WebhookPatch", "events", 1, 32),
+];
+
+/// An absolute path ([`libgo_core::validate::absolute_path`] also refuses `..` components).
+const ABSOLUTE_PATH_PATTERN: &str = "^/[^\\x00]*$";
+/// A subnet in CIDR form, IPv4 or IPv6 ([`libgo_core::validate::cidr`] checks the numbers).
+const CIDR_PATTERN: &str = "^[0-9A-Fa-f:.]+/[0-9]{1,3}$";
+/// A guest password: no NUL or line break (and 1 to 256 bytes).
+const GUEST_PASSWORD_PATTERN: &str = "^[^\\x00\\r\\n]{1,256}$";
+
+/// A guest's user name ([`libgo_core::validate::guest_password`]).
+const GUEST_USER_PATTERN: &str = "^[a-z_][a-z0-9_-]{0,31}$";
+/// What every webhook URL starts with ([`crate::webhooks::check_url`] checks the rest: the
+/// host's addresses, the length).
+const WEBHOOK_URL_PATTERN: &str = "^https?://[A-Za-z0-9]";
+/// A disk's device name ([`libgo_core::validate::disk_target`]).
+const DISK_TARGET_PATTERN: &str = "^((vd|hd|sd)[a-z0-9]{1,6}|xvd[a-z0-9]{0,5})$";
+/// Labels to match in a list's `label=` filter: `key=value`, comma-separated.
+const LABEL_FILTER_PATTERN: &str = "^[^,=]*=[^,]*(,[^,=]*=[^,]*)*$";
 
 /// A key of an environment ([`libgo_core::validate::env_key`]).
 const ENV_KEY_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
@@ -230,7 +292,21 @@ const PATH_PATTERNS: &[(&str, &str, &str)] = &[
         "name",
         NAME_PATTERN,
     ),
+    (
+        "/api/v1/instances/{id}/disks/{target}",
+        "target",
+        DISK_TARGET_PATTERN,
+    ),
 ];
+
+/// The lists of instances, whose `kind`, `label` and `state` (or `status`) filters are
+/// [`crate::routes::instances::ListQuery`]'s (states: [`libgo_core::InstanceState::WORDS`]).
+fn path_lists_instances(path: &str) -> bool {
+    matches!(
+        path,
+        "/api/v1/instances" | "/api/v1/vms" | "/api/v1/containers"
+    )
+}
 
 /// States in the document the bounds the server holds parameters to, declared once here
 /// for every route: pages from 1, page sizes up to [`libgo_core::Pagination::MAX_PAGE_SIZE`],
@@ -245,9 +321,24 @@ fn bound_parameter(path: &str, param: &mut utoipa::openapi::path::Parameter) {
     };
     match (&param.parameter_in, param.name.as_str()) {
         (ParameterIn::Query, "page") => schema.minimum = Some(Number::UInt(1)),
-        (ParameterIn::Query, "pageSize") => {
+        (ParameterIn::Query, "pageSize" | "limit") => {
             schema.minimum = Some(Number::UInt(1));
             schema.maximum = Some(Number::UInt(libgo_core::Pagination::MAX_PAGE_SIZE as usize));
+        }
+        (ParameterIn::Query, "kind") if path_lists_instances(path) => {
+            schema.enum_values = Some(vec!["vm".into(), "container".into()]);
+        }
+        (ParameterIn::Query, "state" | "status") if path_lists_instances(path) => {
+            schema.enum_values = Some(
+                libgo_core::InstanceState::WORDS
+                    .iter()
+                    .map(|w| (*w).into())
+                    .collect(),
+            );
+        }
+        (ParameterIn::Query, "group") => schema.pattern = Some(NAME_PATTERN.to_string()),
+        (ParameterIn::Query, "label") if path_lists_instances(path) => {
+            schema.pattern = Some(LABEL_FILTER_PATTERN.to_string())
         }
         (ParameterIn::Path, _) if schema.enum_values.is_none() && schema.pattern.is_none() => {
             if matches!(
@@ -290,6 +381,32 @@ mod tests {
                     .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
                     .collect()
             })
+            .chain(
+                [
+                    "vda",
+                    "vdaa",
+                    "vd",
+                    "vdA",
+                    "vd-1",
+                    "vdabcdef",
+                    "vdabcdefg",
+                    "xvd",
+                    "xvda",
+                    "xvdabcde",
+                    "xvdabcdef",
+                    "sdb",
+                    "hdc",
+                    "sd",
+                    "root",
+                    "_x",
+                    "a-b",
+                    "1root",
+                    "Root",
+                    "abcdefghijklmnopqrstuvwxyz012345",
+                    "abcdefghijklmnopqrstuvwxyz0123456",
+                ]
+                .map(String::from),
+            )
             .collect()
     }
 
@@ -302,7 +419,18 @@ mod tests {
     #[test]
     fn stated_patterns_are_the_cores_rules() {
         let re = |p: &str| regex::Regex::new(p).expect("pattern");
-        let checks: [(&str, regex::Regex, Rule); 5] = [
+        let checks: [(&str, regex::Regex, Rule); 7] = [
+            ("disk target", re(DISK_TARGET_PATTERN), |v| {
+                validate::disk_target(v).is_ok()
+            }),
+            ("guest user", re(GUEST_USER_PATTERN), |v| {
+                validate::guest_password(&libgo_core::GuestPassword {
+                    user: v.to_string(),
+                    password: "pw".into(),
+                    crypted: false,
+                })
+                .is_ok()
+            }),
             ("name", re(NAME_PATTERN), |v| validate::name("n", v).is_ok()),
             ("volume", re(VOLUME_NAME_PATTERN), |v| {
                 validate::volume_name(v).is_ok()

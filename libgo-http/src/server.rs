@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::{HeaderName, Request, header};
 use futures::future::BoxFuture;
 use libgo_core::{Backend, LibGo};
 use tokio::net::TcpListener;
@@ -67,7 +67,6 @@ const REQUEST_ID: &str = "x-request-id";
 pub struct Server {
     state: Arc<AppState>,
     router: axum::Router,
-    openapi: utoipa::openapi::OpenApi,
     generated_admin_password: Mutex<Option<String>>,
 }
 
@@ -190,7 +189,7 @@ impl Server {
             ),
             config,
         });
-        let (router, openapi) = build_router(state.clone());
+        let router = build_router(state.clone());
         for name in state.libgo.backend_names() {
             events::spawn_pump(state.clone(), name);
         }
@@ -205,7 +204,6 @@ impl Server {
         Ok(Server {
             state,
             router,
-            openapi,
             generated_admin_password: Mutex::new(generated),
         })
     }
@@ -221,11 +219,6 @@ impl Server {
     /// The shared state.
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
-    }
-
-    /// The OpenAPI document.
-    pub fn openapi(&self) -> &utoipa::openapi::OpenApi {
-        &self.openapi
     }
 
     /// The complete router.
@@ -430,15 +423,27 @@ fn restrict(dir: &std::path::Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The router with every layer, and the OpenAPI document.
-pub fn build_router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
+/// The router with every layer.
+///
+/// The OpenAPI document is kept only as the JSON `/openapi.json` serves: the document's own
+/// structure (a few MiB of strings) is dropped once the access table is read from it.
+pub fn build_router(state: Arc<AppState>) -> axum::Router {
     let (api_router, mut api) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .merge(routes::router())
         .split_for_parts();
     crate::openapi::finish(&mut api);
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
-
+    let openapi_json = match serde_json::to_vec(&api) {
+        Ok(json) => axum::body::Bytes::from(json),
+        Err(e) => {
+            // Not reachable for a document of strings and maps; the route then says so.
+            tracing::error!(error = %e, "the OpenAPI document could not be serialized");
+            axum::body::Bytes::new()
+        }
+    };
     let access = Arc::new(crate::auth::AccessTable::from_openapi(&api));
+    crate::auth::share_access_table(&access);
+    drop(api);
     for op in access.undeclared() {
         tracing::error!(operation = %op, "no access declared: every request to it is refused");
     }
@@ -454,9 +459,16 @@ pub fn build_router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::Ope
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes));
 
     let request_id = HeaderName::from_static(REQUEST_ID);
-    let router = axum::Router::new()
+    axum::Router::new()
         .merge(api_router)
-        .merge(SwaggerUi::new("/swagger").url("/openapi.json", api.clone()))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let json = openapi_json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], json) }
+            }),
+        )
+        .merge(SwaggerUi::new("/swagger").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         // The web console (and the 404 for everything else); compressed, unlike the API,
         // whose streams must not wait in an encoder.
         .fallback(axum::handler::Handler::layer(
@@ -489,6 +501,5 @@ pub fn build_router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::Ope
                     crate::ratelimit::limit,
                 )),
         )
-        .with_state(state);
-    (router, api)
+        .with_state(state)
 }

@@ -208,6 +208,21 @@ fn invalid(field: &str, message: String) -> ApiError {
     ApiError::from(libgo_core::Error::invalid(message).with_field(field))
 }
 
+/// Every word an event list may hold: `*`, each event name and each group (`instance.*`).
+pub fn event_words() -> Vec<String> {
+    let mut words = vec!["*".to_string()];
+    for name in EVENT_NAMES {
+        if let Some((group, _)) = name.split_once('.') {
+            let group = format!("{group}.*");
+            if !words.contains(&group) {
+                words.push(group);
+            }
+        }
+        words.push(name.to_string());
+    }
+    words
+}
+
 /// Checks an event list: 1 to 32 known names or groups.
 pub fn check_events(events: &[String]) -> ApiResult<()> {
     if events.is_empty() || events.len() > 32 {
@@ -216,15 +231,9 @@ pub fn check_events(events: &[String]) -> ApiResult<()> {
             "events must name 1 to 32 events or groups".into(),
         ));
     }
+    let words = event_words();
     for e in events {
-        let known = e == "*"
-            || EVENT_NAMES.contains(&e.as_str())
-            || e.strip_suffix(".*").is_some_and(|group| {
-                EVENT_NAMES
-                    .iter()
-                    .any(|n| n.split('.').next() == Some(group))
-            });
-        if !known {
+        if !words.contains(e) {
             return Err(invalid(
                 "events",
                 format!(

@@ -47,6 +47,20 @@ async fn document_is_served_valid_and_unchanged() {
         .await
         .expect("req");
     assert_eq!(r.status(), StatusCode::OK);
+    // …and shows the document the server serves.
+    let r = s
+        .client
+        .get(s.url("/swagger/swagger-initializer.js"))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .expect("js")
+            .contains(r#""url": "/openapi.json""#)
+    );
 
     // Complete: every operation documents its errors with the error schema.
     let paths = served["paths"].as_object().expect("paths");

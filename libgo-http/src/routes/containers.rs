@@ -165,6 +165,7 @@ pub struct ContainerCreate {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// CPU limit.
+    #[schema(minimum = 1, maximum = 512)]
     pub cpus: Option<u32>,
     /// Memory limit in bytes.
     pub memory_bytes: Option<u64>,
