@@ -107,7 +107,8 @@ async fn shutdown_signal() {
 /// Starting builds the OpenAPI document (MiBs of short strings, dropped once served as JSON)
 /// and hashes the administrator's password (19 MiB for argon2). glibc keeps what was freed
 /// for reuse, and after that large block its trim threshold stays too high to give it back;
-/// without this an idle server holds about 10 MiB it does not use (`benches/server_rss.sh`).
+/// trimming takes an idle server from about 9 to 5 MiB of anonymous memory (measured in gdb
+/// at this call, `benches/server_rss.sh` for the whole).
 fn release_startup_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory of the allocator to the system.
