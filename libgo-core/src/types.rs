@@ -1185,7 +1185,7 @@ impl std::fmt::Debug for RegistryAuth {
 /// An image build.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BuildSpec {
     /// The build context as a tar archive in memory.
     #[serde(skip)]

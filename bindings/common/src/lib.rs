@@ -207,6 +207,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.message().contains("stat"), "{e}");
+        let e = call_empty("image_build", json!({"spec": {"dockerfil": "Dockerfile"}}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.message().contains("dockerfil"), "{e}");
     }
 
     /// Each declared argument is one the operation reads: given by its camelCase name with a
