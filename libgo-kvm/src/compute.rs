@@ -18,11 +18,7 @@ use virt::sys;
 
 use crate::KvmBackend;
 use crate::conn::{Inner, LvExt};
-use crate::xml::{self, DiskSource, DomainFacts, DomainPlan, Meta, PlannedDisk, PlannedNic};
-use libgo_core::KernelBoot;
-
-/// Default memory of a VM when the spec gives none: 512 MiB.
-const DEFAULT_MEMORY: u64 = 512 << 20;
+use crate::xml::{self, DomainFacts};
 
 pub(crate) fn is_uuid(s: &str) -> bool {
     s.len() == 36
@@ -216,7 +212,7 @@ pub(crate) fn get_blocking(inner: &Inner, c: &Connect, id: &str) -> Result<Insta
 }
 
 /// The instance a domain is.
-fn instance_blocking(inner: &Inner, d: &Domain) -> Result<Instance> {
+pub(crate) fn instance_blocking(inner: &Inner, d: &Domain) -> Result<Instance> {
     let f = facts(inner, d)?;
     let state = domain_state(d)?;
     // Memory and CPUs as configured (what the VM is set to have), like a container's
@@ -395,45 +391,6 @@ pub(crate) fn find_volume(inner: &Inner, c: &Connect, reference: &str) -> Result
     })
 }
 
-/// Undoes what a failed create made.
-struct Rollback<'a> {
-    conn: &'a Connect,
-    volumes: Vec<StorageVol>,
-    domain: Option<Domain>,
-    /// DHCP host entries added: (network, MAC).
-    dhcp_hosts: Vec<(String, String)>,
-}
-
-impl Rollback<'_> {
-    fn run(self) {
-        if let Some(d) = self.domain {
-            let _ = d.destroy();
-            if let Err(e) = d.undefine() {
-                tracing::warn!(error = %e, "rollback: undefine failed");
-            }
-        }
-        for v in self.volumes {
-            if let Err(e) = v.delete(0) {
-                tracing::warn!(error = %e, "rollback: volume delete failed");
-            }
-        }
-        for (network, mac) in self.dhcp_hosts {
-            if let Err(e) = crate::network::dhcp_host(self.conn, &network, &mac, None) {
-                tracing::warn!(error = %e, "rollback: DHCP host entry removal failed");
-            }
-        }
-    }
-}
-
-fn disk_target(i: usize) -> String {
-    let letter = (b'a' + (i % 26) as u8) as char;
-    if i < 26 {
-        format!("vd{letter}")
-    } else {
-        format!("vd{}{letter}", (b'a' + (i / 26 - 1) as u8) as char)
-    }
-}
-
 pub(crate) fn pool_of(inner: &Inner, c: &Connect, name: Option<&str>) -> Result<StoragePool> {
     let name = match name {
         Some(n) => n,
@@ -444,7 +401,7 @@ pub(crate) fn pool_of(inner: &Inner, c: &Connect, name: Option<&str>) -> Result<
         .map_err(|e| e.with_context("pool", name.to_string()))
 }
 
-fn volume_path(v: &StorageVol) -> Result<String> {
+pub(crate) fn volume_path(v: &StorageVol) -> Result<String> {
     v.path().lv()
 }
 
@@ -462,233 +419,6 @@ pub(crate) fn checked_format(inner: &Inner, c: &Connect, v: &StorageVol) -> Resu
         crate::chain::check_by_libvirt(c, v)?;
     }
     volume_format(v)
-}
-
-/// Creates a VM; everything made is removed again when a step fails.
-pub(crate) fn create_blocking(
-    inner: &Inner,
-    c: &Connect,
-    spec: &InstanceSpec,
-    boot: Option<&KernelBoot>,
-) -> Result<Instance> {
-    match c.lookup_domain_by_name(&spec.name).lv() {
-        Ok(_) => {
-            return Err(Error::conflict(format!(
-                "a VM named {:?} exists already",
-                spec.name
-            )));
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    fits_host(c, spec.memory_bytes.unwrap_or(DEFAULT_MEMORY))?;
-    for n in &spec.networks {
-        c.lookup_network_by_name(n)
-            .lv()
-            .map_err(|e| e.with_context("network", n.clone()))?;
-    }
-    let mut rb = Rollback {
-        conn: c,
-        volumes: Vec::new(),
-        domain: None,
-        dhcp_hosts: Vec::new(),
-    };
-    let out = create_inner(inner, c, spec, boot, &mut rb);
-    match out {
-        Ok(i) => Ok(i),
-        Err(e) => {
-            rb.run();
-            Err(e)
-        }
-    }
-}
-
-fn create_inner(
-    inner: &Inner,
-    c: &Connect,
-    spec: &InstanceSpec,
-    boot: Option<&KernelBoot>,
-    rb: &mut Rollback<'_>,
-) -> Result<Instance> {
-    let mut disks = spec.disks.clone();
-    if let Some(image) = &spec.image
-        && !disks.iter().any(|d| d.base_image.is_some())
-    {
-        disks.insert(
-            0,
-            DiskSpec {
-                base_image: Some(image.clone()),
-                ..Default::default()
-            },
-        );
-    }
-    let mut planned = Vec::new();
-    let mut owned = Vec::new();
-    for (i, d) in disks.iter().enumerate() {
-        let target = disk_target(i);
-        if let Some(v) = &d.volume {
-            let vol = find_volume(inner, c, v)?;
-            let format = checked_format(inner, c, &vol)?;
-            let pool = vol.lookup_storage_pool().lv()?.name().lv()?;
-            planned.push(PlannedDisk {
-                source: DiskSource::Volume {
-                    pool,
-                    volume: vol.name().lv()?,
-                },
-                format,
-                cdrom: false,
-                readonly: false,
-                target,
-            });
-            continue;
-        }
-        let pool = pool_of(inner, c, d.pool.as_deref())?;
-        let pool_name = pool.name().lv()?;
-        let (vol_xml, format) = if let Some(base) = &d.base_image {
-            let base_vol = find_volume(inner, c, base)?;
-            let base_path = volume_path(&base_vol)?;
-            let base_format = checked_format(inner, c, &base_vol)?;
-            let base_cap = base_vol.info().lv()?.capacity;
-            let cap = d.size_bytes.unwrap_or(base_cap).max(base_cap);
-            let name = format!("{}-disk{i}.qcow2", spec.name);
-            let x = xml::volume_xml(&xml::VolumePlan {
-                name: &name,
-                capacity: cap,
-                format: "qcow2",
-                backing: Some((&base_path, &base_format)),
-            })?;
-            (x, "qcow2".to_string())
-        } else {
-            let format = d.format.unwrap_or(DiskFormat::Qcow2);
-            if format == DiskFormat::Iso {
-                return Err(Error::invalid("a new blank disk cannot be an ISO"));
-            }
-            let name = format!("{}-disk{i}.{}", spec.name, format.as_str());
-            let x = xml::volume_xml(&xml::VolumePlan {
-                name: &name,
-                capacity: d.size_bytes.unwrap_or(1 << 30),
-                format: format.as_str(),
-                backing: None,
-            })?;
-            (x, format.as_str().to_string())
-        };
-        let vol = StorageVol::create_xml(&pool, &vol_xml, 0).lv()?;
-        let vol_name = vol.name().lv()?;
-        rb.volumes.push(vol);
-        owned.push(format!("{pool_name}/{vol_name}"));
-        planned.push(PlannedDisk {
-            source: DiskSource::Volume {
-                pool: pool_name,
-                volume: vol_name,
-            },
-            format,
-            cdrom: false,
-            readonly: false,
-            target,
-        });
-    }
-    if let Some(ci) = &spec.cloud_init {
-        if inner.is_test {
-            return Err(Error::unsupported(
-                "libvirt's test driver cannot hold a cloud-init seed (its volumes have no content)",
-            ));
-        }
-        let image = crate::cloudinit::fat_seed(ci, &spec.name)?;
-        let pool = pool_of(inner, c, None)?;
-        let pool_name = pool.name().lv()?;
-        let name = format!("{}-cidata.img", spec.name);
-        let x = xml::volume_xml(&xml::VolumePlan {
-            name: &name,
-            capacity: image.len() as u64,
-            format: "raw",
-            backing: None,
-        })?;
-        let vol = StorageVol::create_xml(&pool, &x, 0).lv()?;
-        rb.volumes.push(vol.clone());
-        upload_bytes(c, &vol, &image)?;
-        owned.push(format!("{pool_name}/{name}"));
-        planned.push(PlannedDisk {
-            source: DiskSource::Volume {
-                pool: pool_name,
-                volume: name,
-            },
-            format: "raw".into(),
-            cdrom: false,
-            readonly: true,
-            target: disk_target(planned.len()),
-        });
-    }
-    if let Some(iso) = &spec.cdrom {
-        let source = if iso.starts_with('/') && c.lookup_storage_vol_by_path(iso).is_err() {
-            validate::absolute_path("cdrom", iso)?;
-            DiskSource::File(iso.clone())
-        } else {
-            let vol = find_volume(inner, c, iso)?;
-            DiskSource::Volume {
-                pool: vol.lookup_storage_pool().lv()?.name().lv()?,
-                volume: vol.name().lv()?,
-            }
-        };
-        planned.push(PlannedDisk {
-            source,
-            format: "raw".into(),
-            cdrom: true,
-            readonly: true,
-            target: "hdc".into(),
-        });
-    }
-    let mut meta = Meta {
-        created: Some(chrono::Utc::now()),
-        image: spec.image.clone(),
-        template: spec.template.clone(),
-        labels: spec.labels.clone(),
-        owned,
-    };
-    meta.labels.retain(|_, _| true);
-    // An address pool's address reaches the guest by DHCP: a host entry for the address's
-    // own MAC, on the pool's network.
-    let mut nics = Vec::with_capacity(spec.networks.len());
-    for n in &spec.networks {
-        match spec.assigned.iter().find(|a| &a.network.name == n) {
-            Some(a) => {
-                let mac = a.mac();
-                crate::network::dhcp_host(c, n, &mac, Some((a.address, &spec.name)))
-                    .map_err(|e| e.with_context("network", n.clone()))?;
-                rb.dhcp_hosts.push((n.clone(), mac.clone()));
-                nics.push(PlannedNic::NetworkWithMac(n.clone(), mac));
-            }
-            None => nics.push(PlannedNic::Network(n.clone())),
-        }
-    }
-    let plan = DomainPlan {
-        name: spec.name.clone(),
-        domain_type: inner.domain_type(c)?.to_string(),
-        memory_bytes: spec.memory_bytes.unwrap_or(DEFAULT_MEMORY),
-        cpus: spec.cpus.unwrap_or(1),
-        boot: boot.cloned(),
-        boot_order: spec.boot.clone(),
-        disks: planned,
-        nics,
-        serial_log: (!inner.is_test).then(|| serial_log_path(inner, &spec.name)),
-        vnc: !inner.is_test,
-        agent: !inner.is_test,
-        meta,
-    };
-    let dom_xml = xml::domain_xml(&plan)?;
-    tracing::debug!(instance = %spec.name, "defining domain");
-    let d = c.define_domain_xml(&dom_xml).lv()?;
-    rb.domain = Some(d.clone());
-    if spec.autostart {
-        d.set_autostart(true).lv()?;
-    }
-    if spec.start {
-        start_domain(inner, &d)?;
-    }
-    let i = instance_blocking(inner, &d)?;
-    rb.domain = None;
-    rb.volumes.clear();
-    rb.dhcp_hosts.clear();
-    Ok(i)
 }
 
 pub(crate) fn serial_log_path(inner: &Inner, name: &str) -> String {
@@ -718,7 +448,7 @@ pub(crate) fn upload_bytes(c: &Connect, vol: &StorageVol, data: &[u8]) -> Result
 }
 
 /// Refuses a guest larger than the host's memory: QEMU would only fail at start.
-fn fits_host(c: &Connect, memory_bytes: u64) -> Result<()> {
+pub(crate) fn fits_host(c: &Connect, memory_bytes: u64) -> Result<()> {
     let host_bytes = c.node_info().lv()?.memory.saturating_mul(1024);
     if memory_bytes > host_bytes {
         return Err(Error::invalid(format!(
@@ -741,7 +471,7 @@ fn killed_while_starting(e: &Error) -> bool {
 }
 
 /// Starts a domain and notes when (exec waits for the guest agent of a booting VM).
-fn start_domain(inner: &Inner, d: &Domain) -> Result<()> {
+pub(crate) fn start_domain(inner: &Inner, d: &Domain) -> Result<()> {
     if let Err(e) = d.create().lv() {
         if is_out_of_memory(&e) {
             return Err(Error::conflict(
@@ -1232,7 +962,7 @@ impl KvmBackend {
         let boot = spec.kernel_boot.clone();
         let inner = self.inner.clone();
         self.inner
-            .run(move |c| create_blocking(&inner, c, &spec, boot.as_ref()))
+            .run(move |c| crate::create::create_blocking(&inner, c, &spec, boot.as_ref()))
             .await
     }
 

@@ -44,6 +44,7 @@ mod cloudinit;
 mod cold_move;
 mod compute;
 mod conn;
+mod create;
 mod disks;
 mod events;
 mod export;
