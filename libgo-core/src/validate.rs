@@ -697,6 +697,83 @@ pub fn pagination(p: Pagination) -> Result<()> {
     Ok(())
 }
 
+/// The Docker address of another host: `tcp://` or `unix://`.
+pub fn host_docker_url(url: &str) -> Result<()> {
+    if !url.starts_with("tcp://") && !url.starts_with("unix://") {
+        return Err(Error::invalid(format!(
+            "docker: {url:?} is not a tcp:// or unix:// address"
+        ))
+        .with_context("field", "docker"));
+    }
+    Ok(())
+}
+
+/// The libvirt URI of another host: a `qemu` (or `test`) URI with an authority, over a
+/// network transport, with only the parameters that choose keys and checks.
+pub fn host_libvirt_uri(url: &str) -> Result<()> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    let driver = scheme.split('+').next().unwrap_or_default();
+    let authority = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+        .unwrap_or_default();
+    if driver == "qemu" && authority.is_empty() {
+        return Err(Error::invalid(format!(
+            "libvirt: {url:?} is this machine's libvirt (host local); give another \
+             host's URI (qemu+tcp://, qemu+tls://, qemu+ssh://)"
+        ))
+        .with_context("field", "libvirt"));
+    }
+    if !url.contains("://") || !["qemu", "test"].contains(&driver) {
+        return Err(
+            Error::invalid(format!("libvirt: {url:?} is not a libvirt URI"))
+                .with_context("field", "libvirt"),
+        );
+    }
+    libvirt_uri_is_safe(url, scheme)
+}
+
+/// libvirt's transports that reach another host over the network; `ext` (which runs any
+/// program) and `unix` (this machine) are not among them.
+const LIBVIRT_TRANSPORTS: [&str; 6] = ["", "tcp", "tls", "ssh", "libssh", "libssh2"];
+
+/// URI parameters that choose keys and checks; the others (`command`, `netcat`, `socket`…)
+/// name programs or sockets to run or open on the server, and are refused.
+const LIBVIRT_PARAMETERS: [&str; 7] = [
+    "pkipath",
+    "no_verify",
+    "keyfile",
+    "known_hosts",
+    "known_hosts_verify",
+    "sshauth",
+    "no_tty",
+];
+
+/// Refuses a libvirt URI of a registered host that would make the server run a program or
+/// open one of its own sockets: hosts come over the API, the URI is libvirt's to interpret.
+fn libvirt_uri_is_safe(url: &str, scheme: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::invalid(format!("libvirt: {url:?} {why}")).with_context("field", "libvirt"))
+    };
+    let transport = scheme.split_once('+').map_or("", |(_, t)| t);
+    if !LIBVIRT_TRANSPORTS.contains(&transport) {
+        return refuse(format!(
+            "uses transport {transport:?}; a host is reached by tcp, tls, ssh, libssh or libssh2"
+        ));
+    }
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if !LIBVIRT_PARAMETERS.contains(&key) {
+            return refuse(format!(
+                "has parameter {key:?}; a host's URI may only carry {}",
+                LIBVIRT_PARAMETERS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -860,5 +937,37 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    /// A registered host's URI cannot make the server run a program or open its sockets.
+    #[test]
+    fn a_host_libvirt_uri_runs_no_program() {
+        for good in [
+            "qemu+tcp://10.0.0.2/system",
+            "qemu+tls://h2.example/system?pkipath=/etc/libgo/pki/h2",
+            "qemu+tls://10.0.0.2/system?pkipath=/p&no_verify=0",
+            "qemu+ssh://root@h2/system?keyfile=/k&known_hosts=/kh",
+            "qemu://h2/system",
+            "test:///default",
+        ] {
+            assert!(host_libvirt_uri(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "qemu+ext://h2/system?command=/tmp/x",
+            "qemu+ssh://h2/system?command=/tmp/x",
+            "qemu+ssh://h2/system?netcat=/tmp/x",
+            "qemu+tcp://h2/system?comm%61nd=/tmp/x",
+            "qemu+unix://h2/system?socket=/run/docker.sock",
+            "qemu+tls://h2/system?pkipath=/p&socket=/s",
+            "qemu:///system",
+            "xen+tcp://h2/",
+            "h2",
+        ] {
+            let e = host_libvirt_uri(bad).expect_err(bad);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}");
+        }
+        assert!(host_docker_url("tcp://10.0.0.2:2376").is_ok());
+        assert!(host_docker_url("unix:///run/docker.sock").is_ok());
+        assert!(host_docker_url("http://10.0.0.2").is_err());
     }
 }
