@@ -1797,7 +1797,7 @@ export interface components {
             } | null;
             /** @description What is watched. */
             metric: components["schemas"]["AlertMetric"];
-            /** @description Name, 1 to 63 letters, digits, `-`, `_`, `.`. */
+            /** @description Name, DNS-label-like: 1 to 63 lowercase letters, digits and `-`. */
             name: string;
             /** @description How it is compared. */
             op: components["schemas"]["AlertOp"];
@@ -4925,7 +4925,7 @@ export interface components {
             /** @description Enable or disable. */
             enabled?: boolean | null;
             /** @description New event list. */
-            events?: string[] | null;
+            events?: ("*" | "instance.*" | "instance.created" | "instance.started" | "instance.stopped" | "instance.paused" | "instance.resumed" | "instance.died" | "instance.deleted" | "task.*" | "task.finished" | "task.failed" | "task.cancelled" | "host.*" | "host.down" | "host.up" | "alert.*" | "alert.firing" | "alert.resolved")[] | null;
             /** @description New secret (shown in the answer). */
             secret?: string | null;
             /** @description New URL. */
@@ -4936,7 +4936,7 @@ export interface components {
             /** @description Default `true`. */
             enabled?: boolean | null;
             /** @description Event names or groups. */
-            events: string[];
+            events: ("*" | "instance.*" | "instance.created" | "instance.started" | "instance.stopped" | "instance.paused" | "instance.resumed" | "instance.died" | "instance.deleted" | "task.*" | "task.finished" | "task.failed" | "task.cancelled" | "host.*" | "host.down" | "host.up" | "alert.*" | "alert.firing" | "alert.resolved")[];
             /** @description Signing secret, 16 to 256 printable characters; one is generated when absent. */
             secret?: string | null;
             /**
@@ -5908,9 +5908,9 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description State filter (`running`, `exited`, `paused`, `stopped`…). */
-                status?: string;
+                status?: "creating" | "restarting" | "running" | "paused" | "stopped" | "exited" | "created" | "dead" | "shutoff" | "error" | "unknown" | "lost";
                 /** @description State filter (unified name). */
-                state?: string;
+                state?: "creating" | "restarting" | "running" | "paused" | "stopped" | "exited" | "created" | "dead" | "shutoff" | "error" | "unknown" | "lost";
                 /** @description Names containing this text. */
                 name?: string;
                 /** @description Only this backend. */
@@ -7109,9 +7109,9 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description `vm` or `container`. */
-                kind?: string;
+                kind?: "vm" | "container";
                 /** @description `running`, `stopped`, `paused`, `creating`, `error` or `unknown`. */
-                state?: string;
+                state?: "creating" | "restarting" | "running" | "paused" | "stopped" | "exited" | "created" | "dead" | "shutoff" | "error" | "unknown" | "lost";
                 /** @description Names containing this text. */
                 name?: string;
                 /** @description Only this backend. */
@@ -9698,9 +9698,9 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description State filter (`running`, `exited`, `paused`, `stopped`…). */
-                status?: string;
+                status?: "creating" | "restarting" | "running" | "paused" | "stopped" | "exited" | "created" | "dead" | "shutoff" | "error" | "unknown" | "lost";
                 /** @description State filter (unified name). */
-                state?: string;
+                state?: "creating" | "restarting" | "running" | "paused" | "stopped" | "exited" | "created" | "dead" | "shutoff" | "error" | "unknown" | "lost";
                 /** @description Names containing this text. */
                 name?: string;
                 /** @description Only this backend. */
