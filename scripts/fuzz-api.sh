@@ -9,7 +9,8 @@
 # stats, logs) and
 # the build upload (a tar body schemathesis cannot make),
 # plus logout and sessions, which would end the fuzzer's own credentials.
-# Seconds per role: FUZZ_SECONDS (default 90). The suite fuzzes from a fixed seed so that a
+# Seconds per role: FUZZ_SECONDS (default 90); FUZZ_KEEP=1 keeps the reports (with
+# schemathesis's warnings: operations whose generated requests are mostly refused). The suite fuzzes from a fixed seed so that a
 # green run stays green; FUZZ_SEED picks another (a failure prints the seed to replay).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$LIBGO_ROOT"
@@ -64,8 +65,8 @@ cleanup() {
   fi
   kill "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    log "server log: $work/server.log"
+  if [ "$rc" -ne 0 ] || [ -n "${FUZZ_KEEP:-}" ]; then
+    log "server log and schemathesis reports: $work"
   else
     rm -rf "$work"
   fi

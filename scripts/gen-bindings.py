@@ -34,33 +34,70 @@ PY_OUT = ROOT / "bindings" / "python" / "python" / "libgo" / "types.py"
 TS_OUT = ROOT / "bindings" / "node" / "types.d.ts"
 
 # The core's types the bindings take and give, by their name in the document and, where
-# the bindings call them otherwise, by that name.
-TYPES = {
-    "InstanceKind": None, "InstanceState": None, "ExportFormat": None, "DiskFormat": None,
-    "EventAction": None, "ImageKind": None, "MountKind": None, "Protocol": None,
-    "RestartPolicy": None, "LogStream": None,
-    "PortMapping": None, "MountSpec": None, "DiskSpec": None, "KernelBoot": None,
-    "CloudInitUser": None, "CloudInitFile": None, "CloudInit": None, "InstanceSpec": None,
-    "Instance": None, "InstanceFilter": None, "Unavailable": None,
-    "Page_Instance": "InstancePage", "StopOptions": None, "ResourceUpdate": None,
-    "Stats": None, "LogOptions": None, "LogEntry": None, "ExecSpec": None,
-    "ExecResult": None, "SnapshotSpec": None, "Snapshot": None, "ExportSpec": None,
-    "ExportResult": None, "Progress": None, "VncDisplay": None, "EventFilter": None,
-    "Event": None, "Image": None, "RegistryAuth": None, "BuildSpec": None,
-    "PruneReport": None, "NetworkSpec": None, "Network": None, "VolumeSpec": None,
-    "Volume": None, "StoragePoolSpec": None, "StoragePool": None, "Template": None,
-    "Health": None, "BackendInfo": None, "Capabilities": None,
-    "BatchSpec": None, "BatchStatus": None, "BatchError": None, "BatchItem": None,
-    "BatchReport": None, "AddressRequest": None,
-    "HostEngine": None, "HostCapacity": None, "HostAllocation": None, "HostUsage": None,
-    "HostInstanceCounts": None, "Host": None, "ComputePool": None, "OffOn": None,
-    "PoolStatus": None, "MigrateRequest": None, "MigrationKind": None,
-    "MigrationReport": None,
-    "DiskBus": None, "DiskAttach": None, "AttachedDisk": None, "DiskResize": None,
-    "MediaInsert": None, "GuestPassword": None, "BootDevice": None, "ReinstallSpec": None,
-    "Page_Image": "ImagePage", "Page_Network": "NetworkPage", "Page_Volume": "VolumePage",
-    "Page_StoragePool": "StoragePoolPage", "Page_Template": "TemplatePage",
-}
+# the bindings call them otherwise, by that name (`Page_Image` is `ImagePage`). Filled by
+# `derive_types`: every type an operation's arguments or result name, and every type those
+# reference, so a verb added to the table brings its types along with no list to edit.
+TYPES: dict[str, str | None] = {}
+
+# Types the bindings give that no operation names: what a progress callback receives.
+EXTRA_ROOTS = ["Progress"]
+
+# Rust types that are not the core's: the languages' own, or the bindings' handles.
+NOT_CORE_TYPES = {"String", "PathBuf", "bool", "u8", "u32", "u64", "()", "ConsoleSession",
+                  "ExecSession"}
+
+
+def schema_refs(schema: object) -> list[str]:
+    """The component names a schema references, in document order."""
+    if isinstance(schema, dict):
+        out = []
+        for key, value in schema.items():
+            if key == "$ref" and isinstance(value, str):
+                out.append(value.rsplit("/", 1)[-1])
+            else:
+                out.extend(schema_refs(value))
+        return out
+    if isinstance(schema, list):
+        return [r for item in schema for r in schema_refs(item)]
+    return []
+
+
+def type_heads(t: str) -> list[str]:
+    """The document names a Rust type of the table stands for: `Option<Vec<Image>>` →
+    `Image`, `Page<Volume>` → `Page_Volume`."""
+    head, inner = split_generic(rust_type(t))
+    if head == "Page" and inner:
+        return ["Page_" + inner]
+    if head in ("Option", "Vec") and inner:
+        return type_heads(inner)
+    return [] if head in NOT_CORE_TYPES else [head]
+
+
+def derive_types(ops: list, schemas: dict) -> dict[str, str | None]:
+    """Every type the operations reach, each after the types it references."""
+    order: dict[str, str | None] = {}
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order or name in visiting:
+            return
+        if name not in schemas:
+            raise SystemExit(f"operations.json uses {name}, which the OpenAPI document lacks")
+        visiting.add(name)
+        for ref in schema_refs(schemas[name]):
+            visit(ref)
+        order[name] = name[len("Page_"):] + "Page" if name.startswith("Page_") else None
+
+    for op in ops:
+        for arg in op["args"]:
+            for name in type_heads(arg["rustType"]):
+                visit(name)
+        for name in type_heads(op["result"]):
+            visit(name)
+    for name in EXTRA_ROOTS:
+        visit(name)
+    return order
+
 
 PY_HEAD = '''"""The shapes of LibGo's data, as ``TypedDict``s.
 
@@ -153,7 +190,7 @@ export interface EngineConfig {
 def name_of(ref: str) -> str:
     n = ref.rsplit("/", 1)[-1]
     if n not in TYPES:
-        raise SystemExit(f"{n} is used by a binding type but not generated: add it to TYPES")
+        raise SystemExit(f"{n} is used by a binding type but derive_types did not reach it")
     return TYPES[n] or n
 
 
@@ -298,6 +335,7 @@ def main() -> int:
     check = "--check" in sys.argv[1:]
     schemas = json.loads(DOC.read_text())["components"]["schemas"]
     ops = json.loads(OPS.read_text())
+    TYPES.update(derive_types(ops, schemas))
     wanted = {PY_OUT: python(schemas), TS_OUT: typescript(schemas)}
     wanted.update(methods(ops, schemas))
     stale = []
@@ -379,11 +417,11 @@ def py_type(t: str) -> str:
     if head == "Page" and inner:
         return f"t.{TYPES.get('Page_' + inner) or inner + 'Page'}"
     simple = {"String": "str", "PathBuf": "Path", "bool": "bool", "u32": "int", "u64": "int",
-              "()": "None", "ConsoleSession": "Console"}
+              "()": "None", "ConsoleSession": "Console", "ExecSession": "Console"}
     if head in simple:
         return simple[head]
     if head not in TYPES:
-        raise SystemExit(f"operations.json uses {head}, which gen-bindings.py does not generate")
+        raise SystemExit(f"operations.json uses {head}, which derive_types did not reach")
     return "t." + (TYPES[head] or head)
 
 
@@ -396,11 +434,12 @@ def ts_type(t: str) -> str:
     if head == "Page" and inner:
         return f"Page<{ts_type(inner)}>"
     simple = {"String": "string", "PathBuf": "string", "bool": "boolean", "u32": "number",
-              "u64": "number", "()": "void", "ConsoleSession": "Console"}
+              "u64": "number", "()": "void", "ConsoleSession": "Console",
+              "ExecSession": "Console"}
     if head in simple:
         return simple[head]
     if head not in TYPES:
-        raise SystemExit(f"operations.json uses {head}, which gen-bindings.py does not generate")
+        raise SystemExit(f"operations.json uses {head}, which derive_types did not reach")
     return TYPES[head] or head
 
 

@@ -2,7 +2,7 @@
 # The web console in a real browser: Debian's headless Chromium, driven by playwright-core
 # (no browser download), against a libgo-server with both real engines. Screenshots of the
 # main pages are left in target/ui-screenshots/. Idempotent: installs chromium and the
-# pinned npm packages when missing.
+# pinned npm packages when missing. WEB_TEST_PATTERN=regex runs only the tests it matches.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$LIBGO_ROOT"
 
@@ -38,4 +38,4 @@ rm -rf "$shots" && mkdir -p "$shots"
 log "web: browser tests (screenshots in $shots)"
 LIBGO_URL="$base" LIBGO_ADMIN_PASSWORD="$password" LIBGO_SCREENSHOTS="$shots" \
   LIBGO_GUEST="$LIBGO_CACHE/guest" CHROMIUM=/usr/bin/chromium \
-  node --test --test-concurrency=1 libgo-web/tests/
+  node --test --test-concurrency=1 ${WEB_TEST_PATTERN:+--test-name-pattern="$WEB_TEST_PATTERN"} libgo-web/tests/

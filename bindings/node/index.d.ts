@@ -37,6 +37,17 @@ export declare class NativeConsole {
   read(timeoutMs?: number | undefined | null): Promise<Buffer | null>
   /** Types `data` into the console. */
   write(data: Buffer): Promise<void>
+  /**
+   * Sets the TTY size of a command from `exec_interactive`; an instance's console cannot
+   * be resized (code `UNSUPPORTED`).
+   */
+  resize(rows: number, columns: number): Promise<void>
+  /**
+   * The exit code of a command from `exec_interactive`: `null` while it runs (and for an
+   * instance's console); after `read()` answered `null` it waits the moment the engine
+   * takes to record it (up to 2.5 s; `null` if it never came).
+   */
+  exitCode(): Promise<number | null>
   /** Ends the session. */
   close(): Promise<void>
 }

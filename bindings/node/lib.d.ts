@@ -43,6 +43,10 @@ export declare class Stream<T> implements AsyncIterableIterator<T> {
 export declare class Console implements AsyncIterableIterator<Buffer> {
   read(timeoutMs?: number): Promise<Buffer | null>
   write(data: Buffer | string): Promise<void>
+  /** Sets the TTY size of a command from `execInteractive`; an instance's console rejects with `UNSUPPORTED`. */
+  resize(rows: number, columns: number): Promise<void>
+  /** A command's exit code: `null` while it runs (and for an instance's console). */
+  exitCode(): Promise<number | null>
   close(): Promise<void>
   next(): Promise<IteratorResult<Buffer>>
   return(): Promise<IteratorResult<Buffer>>
@@ -107,6 +111,8 @@ export declare class Client {
   logs(id: string, options?: LogOptions): Promise<Stream<LogEntry>>
   /** Runs a command inside an instance and waits for it. */
   exec(id: string, spec: ExecSpec): Promise<ExecResult>
+  /** Runs a command interactively (`docker exec -it`): a console whose output is the command's, that takes its input, resizes its TTY and, once it ends, has its exit code. */
+  execInteractive(id: string, spec: ExecSpec): Promise<Console>
   /** An interactive console: a shell in a container, the serial console of a VM. */
   console(id: string): Promise<Console>
   /** Where a VM's display listens. */

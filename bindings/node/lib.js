@@ -65,6 +65,14 @@ class Console {
   write(data) {
     return guard(this._native.write(Buffer.isBuffer(data) ? data : Buffer.from(String(data))))
   }
+  /** Sets the TTY size of a command from `execInteractive` (an instance's console: `UNSUPPORTED`). */
+  resize(rows, columns) {
+    return guard(this._native.resize(rows, columns))
+  }
+  /** A command's exit code: `null` while it runs (and for an instance's console). */
+  exitCode() {
+    return guard(this._native.exitCode())
+  }
   close() {
     return guard(this._native.close())
   }
@@ -111,6 +119,7 @@ const PLANS = {
   stats_stream: { kind: 'stream', named: [], spread: null, progress: false },
   logs: { kind: 'stream', named: [], spread: 'options', progress: false },
   exec: { kind: 'value', named: [], spread: null, progress: false },
+  exec_interactive: { kind: 'console', named: [], spread: null, progress: false },
   console: { kind: 'console', named: [], spread: null, progress: false },
   vnc_display: { kind: 'value', named: [], spread: null, progress: false },
   screenshot: { kind: 'bytes', named: [], spread: null, progress: false },
@@ -334,6 +343,10 @@ class Client {
   /** Runs a command inside an instance and waits for it. */
   exec(id, spec) {
     return this._run('exec', { id, spec })
+  }
+  /** Runs a command interactively (`docker exec -it`): a console whose output is the command's, that takes its input, resizes its TTY and, once it ends, has its exit code. */
+  execInteractive(id, spec) {
+    return this._run('exec_interactive', { id, spec })
   }
   /** An interactive console: a shell in a container, the serial console of a VM. */
   console(id) {

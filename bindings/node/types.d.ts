@@ -26,581 +26,6 @@ export interface EngineConfig {
   /** Seconds between attempts to connect an `auto` engine that was down (0: never). */
   reconnectSecs?: number
 }
-/** What an instance is. */
-export type InstanceKind = 'vm' | 'container'
-/** One state vocabulary for VMs and containers. */
-export type InstanceState = 'creating' | 'running' | 'paused' | 'stopped' | 'error' | 'unknown' | 'lost'
-/** Formats an instance can be exported to. */
-export type ExportFormat = 'qcow2' | 'vmdk' | 'vdi' | 'raw' | 'ova' | 'tar' | 'imagetar'
-/** Disk image formats. */
-export type DiskFormat = 'qcow2' | 'raw' | 'vmdk' | 'vdi' | 'iso'
-/** What happened to an instance. */
-export type EventAction = 'created' | 'started' | 'stopped' | 'paused' | 'resumed' | 'died' | 'deleted'
-/** Kinds of images. */
-export type ImageKind = 'container' | 'disk' | 'iso'
-/** What a mount's source is. */
-export type MountKind = 'volume' | 'bind' | 'tmpfs'
-/** Transport protocol of a published port. */
-export type Protocol = 'tcp' | 'udp'
-/** Restart policy of a container (VMs use `autostart`). */
-export type RestartPolicy = 'no' | 'always' | 'unless-stopped' | 'on-failure'
-/** Where a log line came from. */
-export type LogStream = 'stdout' | 'stderr' | 'console'
-/** A port of the instance published on the host. */
-export interface PortMapping {
-  /** Port inside the instance. */
-  containerPort: number
-  /** Host address to bind; `None` binds every address. */
-  hostIp?: string | null
-  /** Port on the host; `None` lets the engine choose. */
-  hostPort?: number | null
-  /** Protocol. */
-  protocol?: Protocol
-}
-/** A file system mounted into the instance. */
-export interface MountSpec {
-  /** Kind of source. */
-  kind?: MountKind
-  /** Mount read-only. */
-  readOnly?: boolean
-  /** Volume name or host path. */
-  source?: string
-  /** Absolute path inside the instance. */
-  target: string
-}
-/** A VM disk: a new blank disk (`size_bytes`), an overlay on a base image (`base_image`), or an existing volume (`volume`). */
-export interface DiskSpec {
-  /** Base image (name in a pool, or path) to put a copy-on-write overlay on. */
-  baseImage?: string | null
-  format?: DiskFormat | null
-  /** Storage pool for new volumes; the backend's default when `None`. */
-  pool?: string | null
-  /** Size of a new disk, or the virtual size of an overlay (at least the base's). */
-  sizeBytes?: number | null
-  /** An existing volume to attach as it is. It is not deleted with the instance. */
-  volume?: string | null
-}
-/** A kernel booted straight from files on the host instead of the VM's disk (libvirt's `<kernel>`/`<initrd>`/`<cmdline>`). The files are host paths: only administrators may ask for one. */
-export interface KernelBoot {
-  /** Kernel command line. */
-  cmdline?: string | null
-  /** Absolute host path of the initrd. */
-  initrd?: string | null
-  /** Absolute host path of the kernel. */
-  kernel: string
-}
-/** A user created by cloud-init. */
-export interface CloudInitUser {
-  /** Login name. */
-  name: string
-  /** Login shell. */
-  shell?: string | null
-  /** SSH public keys. */
-  sshAuthorizedKeys?: string[]
-  /** Sudo rule, e.g. `ALL=(ALL) NOPASSWD:ALL`. */
-  sudo?: string | null
-}
-/** A file cloud-init writes. */
-export interface CloudInitFile {
-  /** Content. */
-  content: string
-  /** Absolute path in the guest. */
-  path: string
-  /** Octal mode such as `0644`. */
-  permissions?: string | null
-}
-/** A NoCloud seed for a VM. Secrets in it are never serialised back out nor logged. */
-export interface CloudInit {
-  /** Guest hostname (`local-hostname`). */
-  hostname?: string | null
-  /** Raw network-config (v2 YAML). */
-  networkConfig?: string | null
-  /** Commands run at first boot. */
-  runcmd?: string[]
-  /** Keys for the default user. */
-  sshAuthorizedKeys?: string[]
-  /** Users to create. */
-  users?: CloudInitUser[]
-  /** Files written at first boot. */
-  writeFiles?: CloudInitFile[]
-}
-/** Everything needed to create an instance of either kind. Fields a backend does not use must be left empty; a backend rejects those it cannot honour with `Unsupported`. */
-export interface InstanceSpec {
-  /** Addresses from address pools (libgo-server keeps the pools): each on the pool's network, before `networks`. */
-  addresses?: AddressRequest[]
-  /** Start with the host (VMs). */
-  autostart?: boolean
-  /** Backend to create it on; when `None`, a backend of `kind` on the host placement picks (see `host` and `pool`). */
-  backend?: string | null
-  /** Boot order (VMs): the devices the firmware tries in turn. Empty: the disk, then the CD-ROM. Not with `kernelBoot`. */
-  boot?: BootDevice[]
-  /** ISO attached as a CD-ROM (VMs). */
-  cdrom?: string | null
-  cloudInit?: CloudInit | null
-  /** Command and arguments (containers). */
-  command?: string[]
-  /** Virtual CPUs (VM) or CPU limit (container). */
-  cpus?: number | null
-  /** Host devices to pass through: only administrators may ask for them. */
-  devices?: string[]
-  /** VM disks. */
-  disks?: DiskSpec[]
-  /** Entry point override (containers). */
-  entrypoint?: string[] | null
-  /** Environment variables (containers). */
-  env?: Record<string, string>
-  /** Host to create it on (a pin); placement picks one when `None`. */
-  host?: string | null
-  /** Container image, or VM base image for the first disk. */
-  image?: string | null
-  kernelBoot?: KernelBoot | null
-  kind?: InstanceKind | null
-  /** Labels. */
-  labels?: Record<string, string>
-  /** Memory in bytes. */
-  memoryBytes?: number | null
-  /** Mounts (containers). */
-  mounts?: MountSpec[]
-  /** Unique name, DNS-label-like. */
-  name: string
-  /** Networks to attach. */
-  networks?: string[]
-  /** Compute pool to place it in; any pool when `None`. */
-  pool?: string | null
-  /** Published ports (containers). */
-  ports?: PortMapping[]
-  /** Privileged container: only administrators may ask for one. */
-  privileged?: boolean
-  restartPolicy?: RestartPolicy | null
-  /** Start the instance once created. */
-  start?: boolean
-  /** VM template to start from (its values fill what the spec leaves empty). */
-  template?: string | null
-  /** Allocate a TTY (containers). */
-  tty?: boolean
-  /** Working directory (containers). */
-  workdir?: string | null
-}
-/** An instance as the engine reports it. */
-export interface Instance {
-  /** Name of the backend it lives on. */
-  backend: string
-  /** CPUs (VM) or CPU limit (container), where set. */
-  cpus?: number | null
-  /** Creation time, where known. */
-  createdAt?: string | null
-  /** Exit code of a stopped container, where known. */
-  exitCode?: number | null
-  /** Host it lives on (`local` for the machine LibGo runs on). Set by the facade, which knows each backend's host; a backend leaves it empty. */
-  host?: string
-  /** Engine id (container id, domain UUID). */
-  id: string
-  /** Image it was made from, where known. */
-  image?: string | null
-  /** IP addresses, where known. */
-  ipAddresses: string[]
-  /** VM or container. */
-  kind: InstanceKind
-  /** Labels. */
-  labels: Record<string, string>
-  /** Memory limit in bytes, where set. */
-  memoryBytes?: number | null
-  /** Unique name. */
-  name: string
-  /** Networks it is attached to. */
-  networks: string[]
-  /** Published ports. */
-  ports: PortMapping[]
-  /** State. */
-  state: InstanceState
-}
-/** Filters for [`crate::Compute::list`]. Empty fields match everything. */
-export interface InstanceFilter {
-  /** Only this backend. */
-  backend?: string | null
-  kind?: InstanceKind | null
-  /** Labels that must all be present with these values. */
-  labels?: Record<string, string>
-  /** Names containing this text. */
-  name?: string | null
-  state?: InstanceState | null
-}
-/** A backend whose part of an answer is missing, and why. */
-export interface Unavailable {
-  /** Backend name. */
-  backend: string
-  /** What went wrong. */
-  message: string
-}
-/** One page of a list and the total count. */
-export interface InstancePage {
-  /** Items in all pages. */
-  count: number
-  /** Items of this page. */
-  items: Array<Record<string, unknown>>
-  /** Page number, from 1. */
-  page: number
-  /** Items per page. */
-  pageSize: number
-  /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
-  unavailable?: Unavailable[]
-}
-/** How to stop an instance. */
-export interface StopOptions {
-  /** Skip the graceful stop. */
-  force?: boolean
-  /** Seconds to wait for a graceful stop before forcing it; the backend's default (10 s) when `None`. */
-  timeoutSecs?: number | null
-}
-/** Changes to a created instance: its limits, its name, and how it starts by itself. `None` leaves a value as it is. */
-export interface ResourceUpdate {
-  /** VMs: start when the host (libvirt) starts. Containers use `restartPolicy`. */
-  autostart?: boolean | null
-  /** New boot order (VMs); it applies at the next start. */
-  boot?: BootDevice[] | null
-  /** CPUs. */
-  cpus?: number | null
-  /** Memory in bytes. */
-  memoryBytes?: number | null
-  /** A new name (unique across backends); the id, snapshots and volumes stay. A VM must be shut off (libvirt renames only defined, inactive domains). */
-  name?: string | null
-  restartPolicy?: RestartPolicy | null
-}
-/** Resource usage, normalised across engines. */
-export interface Stats {
-  /** Bytes read from block devices. */
-  blockReadBytes: number
-  /** Bytes written to block devices. */
-  blockWriteBytes: number
-  /** CPU use in percent of one CPU (200 = two CPUs busy). */
-  cpuPercent: number
-  /** Memory in use, in bytes. */
-  memoryBytes: number
-  /** Memory limit in bytes (0 when unknown). */
-  memoryLimitBytes: number
-  /** Bytes received on every interface. */
-  netRxBytes: number
-  /** Bytes sent on every interface. */
-  netTxBytes: number
-  /** Processes (containers), where known. */
-  pids?: number | null
-  /** When the sample was taken. */
-  timestamp: string
-}
-/** What to read from an instance's log. */
-export interface LogOptions {
-  /** Keep streaming new lines. */
-  follow?: boolean
-  /** Only lines at or after this time. */
-  since?: string | null
-  /** Only the last N lines. */
-  tail?: number | null
-  /** Prefix each line with its time where the engine records one. */
-  timestamps?: boolean
-  /** Only lines before this time. */
-  until?: string | null
-}
-/** A chunk of log output. */
-export interface LogEntry {
-  /** The text (lossy UTF-8). */
-  message: string
-  /** Source stream. */
-  stream: LogStream
-  /** Time of the line, where the engine records one. */
-  timestamp?: string | null
-}
-/** A command to run inside an instance. */
-export interface ExecSpec {
-  /** Program and arguments. */
-  command: string[]
-  /** Extra environment. */
-  env?: Record<string, string>
-  /** Most bytes of output kept per stream; the rest is dropped and the result says `truncated` ([`ExecSpec::DEFAULT_MAX_OUTPUT`] when absent). */
-  maxOutputBytes?: number | null
-  /** Allocate a TTY (stdout and stderr are merged). */
-  tty?: boolean
-  /** User to run as. */
-  user?: string | null
-  /** Working directory. */
-  workdir?: string | null
-}
-/** The outcome of an [`ExecSpec`]. */
-export interface ExecResult {
-  /** Exit code of the command. */
-  exitCode: number
-  /** Standard error (lossy UTF-8; empty with a TTY). */
-  stderr: string
-  /** Standard output (lossy UTF-8). */
-  stdout: string
-  /** Output was cut at the limit. A container command still running then is left to end on its own (its pipe is closed) and `exitCode` is -1. */
-  truncated?: boolean
-}
-/** A snapshot to take. */
-export interface SnapshotSpec {
-  /** Free text. */
-  description?: string | null
-  /** Name, DNS-label-like. */
-  name: string
-}
-/** A point-in-time copy of an instance. */
-export interface Snapshot {
-  /** When it was taken. */
-  createdAt?: string | null
-  /** Whether it is the current snapshot: the last one taken or reverted to. */
-  current?: boolean
-  /** Free text. */
-  description?: string | null
-  /** Whether memory state is included (running VMs). */
-  includesMemory: boolean
-  /** Instance id. */
-  instanceId: string
-  /** Name, unique per instance. */
-  name: string
-  /** The snapshot it was taken on top of (the current one then): the snapshot tree. */
-  parent?: string | null
-  /** Engine reference (the committed image id of a container snapshot). */
-  reference?: string | null
-}
-/** Where and how to export. */
-export interface ExportSpec {
-  /** File to write. It must not exist. */
-  destination: string
-  /** Format. */
-  format: ExportFormat
-}
-/** A finished export. */
-export interface ExportResult {
-  /** Format. */
-  format: ExportFormat
-  /** The file written. */
-  path: string
-  /** Bytes written. */
-  sizeBytes: number
-}
-/** Progress of a long operation. */
-export interface Progress {
-  /** Which part (an image layer id, a disk). */
-  id?: string | null
-  /** What is happening. */
-  message: string
-  /** 0–100 where known. */
-  percent?: number | null
-}
-/** Where a VM's graphical display listens, for a VNC client or WebSocket proxy. */
-export interface VncDisplay {
-  /** Listen address (loopback). */
-  host: string
-  /** TCP port. */
-  port: number
-}
-/** Which events to receive. Empty fields match everything. */
-export interface EventFilter {
-  /** Only these actions. */
-  actions?: EventAction[]
-  /** Only this backend. */
-  backend?: string | null
-  /** Only this instance (id or name). */
-  instance?: string | null
-  kind?: InstanceKind | null
-}
-/** A lifecycle event, from whatever caused it — LibGo or another tool. */
-export interface Event {
-  /** What happened. */
-  action: EventAction
-  /** Engine details (exit code, reason…). */
-  attributes: Record<string, string>
-  /** Backend name. */
-  backend: string
-  /** Instance id. */
-  instanceId: string
-  /** Instance name, where known. */
-  instanceName?: string | null
-  /** Instance kind. */
-  kind: InstanceKind
-  /** When the engine saw it. */
-  time: string
-}
-/** An image. */
-export interface Image {
-  /** Backend it lives on. */
-  backend: string
-  /** Creation time, where known. */
-  createdAt?: string | null
-  format?: DiskFormat | null
-  /** Engine id (image digest, volume key). */
-  id: string
-  /** Kind. */
-  kind: ImageKind
-  /** Labels. */
-  labels: Record<string, string>
-  /** Size in bytes. */
-  sizeBytes: number
-  /** References (`repo:tag`) or the volume name. */
-  tags: string[]
-}
-/** Credentials for a registry. */
-export interface RegistryAuth {
-  /** Password or token. A secret: never serialised back out. */
-  password: string
-  /** Registry address; taken from the reference when `None`. */
-  server?: string | null
-  /** User name. */
-  username: string
-}
-/** An image build. */
-export interface BuildSpec {
-  /** Build arguments. */
-  buildArgs?: Record<string, string>
-  /** Dockerfile path inside the context (`Dockerfile` when `None`). */
-  dockerfile?: string | null
-  /** Labels. */
-  labels?: Record<string, string>
-  /** Tags to give the result. */
-  tags?: string[]
-}
-/** What a prune removed. */
-export interface PruneReport {
-  /** Removed ids or names. */
-  deleted: string[]
-  /** Bytes freed. */
-  spaceReclaimedBytes: number
-}
-/** A network to create. */
-export interface NetworkSpec {
-  /** Backend to create it on. */
-  backend?: string | null
-  /** Driver or mode; the backend's default when `None`. */
-  driver?: string | null
-  /** Gateway address inside the subnet. */
-  gateway?: string | null
-  /** No route to the outside. */
-  internal?: boolean
-  /** Labels. */
-  labels?: Record<string, string>
-  /** Name, DNS-label-like. */
-  name: string
-  /** Subnet in CIDR form. */
-  subnet?: string | null
-}
-/** A network. */
-export interface Network {
-  /** Active (libvirt) — always true for Docker. */
-  active: boolean
-  /** Backend it lives on. */
-  backend: string
-  /** Driver or mode (bridge, nat, isolated, ovs…). */
-  driver: string
-  /** Gateway address. */
-  gateway?: string | null
-  /** Whether it attaches its instances to a host bridge or interface (libvirt `bridge` and `ovs`, Docker `macvlan`/`ipvlan`/`host`): a host privilege. */
-  hostAttached?: boolean
-  /** Engine id. */
-  id: string
-  /** Ids of attached instances, where the engine reports them. */
-  instances: string[]
-  /** No route to the outside. */
-  internal: boolean
-  /** Labels. */
-  labels: Record<string, string>
-  /** Name. */
-  name: string
-  /** Subnet in CIDR form. */
-  subnet?: string | null
-}
-/** A volume to create. */
-export interface VolumeSpec {
-  /** Backend to create it on. */
-  backend?: string | null
-  /** Volume driver (Docker). */
-  driver?: string | null
-  format?: DiskFormat | null
-  /** Labels. */
-  labels?: Record<string, string>
-  /** Name, DNS-label-like (a file extension is allowed for VM volumes). */
-  name: string
-  /** Storage pool (libvirt). */
-  pool?: string | null
-  /** Size in bytes (libvirt). */
-  sizeBytes?: number | null
-}
-/** A volume. */
-export interface Volume {
-  /** Bytes used on the host, where known. */
-  allocationBytes?: number | null
-  /** Backend it lives on. */
-  backend: string
-  /** Virtual size in bytes, where known. */
-  capacityBytes?: number | null
-  /** Creation time, where known. */
-  createdAt?: string | null
-  /** Driver (Docker) or storage pool (libvirt). */
-  driver: string
-  format?: DiskFormat | null
-  /** Labels. */
-  labels: Record<string, string>
-  /** Name. */
-  name: string
-  /** Path or mount point on the host. */
-  path?: string | null
-  /** Storage pool, for VM volumes. */
-  pool?: string | null
-  /** Instances whose definitions use it as a disk, where the engine tells (libvirt; empty for Docker volumes, which containers share by design). */
-  usedBy?: string[]
-}
-/** A storage pool to create. */
-export interface StoragePoolSpec {
-  /** Start with the host. */
-  autostart?: boolean
-  /** Backend to create it on. */
-  backend?: string | null
-  /** Name, DNS-label-like. */
-  name: string
-  /** Target directory (absolute). */
-  path: string
-  /** Pool type; `dir` when `None`. */
-  poolType?: string | null
-}
-/** A storage pool (libvirt). */
-export interface StoragePool {
-  /** Active. */
-  active: boolean
-  /** Bytes allocated. */
-  allocationBytes: number
-  /** Autostart. */
-  autostart: boolean
-  /** Bytes free. */
-  availableBytes: number
-  /** Backend it lives on. */
-  backend: string
-  /** Total bytes. */
-  capacityBytes: number
-  /** Name. */
-  name: string
-  /** Target path. */
-  path?: string | null
-  /** Pool type (`dir`, …). */
-  poolType: string
-}
-/** A named VM template (Kimchi): values VMs are created from. */
-export interface Template {
-  /** Backend it lives on (set by the backend). */
-  backend?: string
-  cloudInit?: CloudInit | null
-  /** Virtual CPUs. */
-  cpus?: number | null
-  /** Disks. */
-  disks?: DiskSpec[]
-  /** Base image of the first disk. */
-  image?: string | null
-  /** Memory in bytes. */
-  memoryBytes?: number | null
-  /** Name, DNS-label-like. */
-  name: string
-  /** Networks. */
-  networks?: string[]
-  /** Free-form OS name (`debian12`, …). */
-  os?: string | null
-}
 /** Whether a backend answers. */
 export interface Health {
   /** Registered name. */
@@ -612,107 +37,21 @@ export interface Health {
   /** It answered. */
   up: boolean
 }
-/** What the engine behind a backend is. */
-export interface BackendInfo {
-  /** Negotiated API version, where there is one. */
-  apiVersion?: string | null
-  /** Where it is reached (socket, URI). */
-  endpoint: string
-  /** Engine (`docker`, `libvirt`). */
-  engine: string
-  /** The engine's own identity (Docker's daemon id, libvirt's host UUID), the same however it is reached: one engine is never added twice. */
-  engineId?: string | null
-  /** Instance kinds it manages. */
-  kinds: InstanceKind[]
-  /** Registered name. */
-  name: string
-  /** Engine version. */
-  version: string
+/** What the instances on a host reserve: running or paused ones, by their limits. */
+export interface HostAllocation {
+  /** CPUs. */
+  cpus: number
+  /** Memory. */
+  memoryBytes: number
 }
-/** What a backend supports. An unsupported call returns [`crate::ErrorKind::Unsupported`]. */
-export interface Capabilities {
-  /** Cloud-init seeds. */
-  cloudInit: boolean
-  /** Interactive console stream. */
-  console: boolean
-  /** VNC display. */
-  consoleVnc: boolean
-  /** Disks attached, detached and resized on an existing instance; CD-ROM media. */
-  disks?: boolean
-  /** Exec inside the instance. */
-  exec: boolean
-  /** Export formats. */
-  exportFormats: ExportFormat[]
-  /** A user's password set inside the guest (through an agent). */
-  guestPassword?: boolean
-  /** Image build. */
-  imageBuild: boolean
-  /** Image pull/push/build. */
-  imageRegistry: boolean
-  /** Instance kinds it manages. */
-  kinds: InstanceKind[]
-  /** Snapshots of a running instance include memory. */
-  liveSnapshot: boolean
-  /** Live resource updates. */
-  liveUpdate: boolean
-  /** Networks. */
-  networks: boolean
-  /** Pause and resume. */
-  pause: boolean
-  /** Snapshots. */
-  snapshots: boolean
-  /** Storage pools. */
-  storagePools: boolean
-  /** Templates. */
-  templates: boolean
-  /** Volumes. */
-  volumes: boolean
-}
-/** Many instances from one spec: `count` of them, named by `namePattern`. */
-export interface BatchSpec {
-  /** How many, 1 to 100. */
-  count: number
-  /** First number (default 1). */
-  first?: number | null
-  /** Name rule with `{n}` for the number (from `first`); `<spec name>-{n}` when absent. */
-  namePattern?: string | null
-  /** The spec; its name is replaced by the name rule. */
-  spec: InstanceSpec
-}
-/** What became of one item of a batch. */
-export type BatchStatus = 'created' | 'deleted' | 'stopped' | 'moved' | 'failed'
-/** Why one item of a batch failed. */
-export interface BatchError {
-  /** The error kind's code (`NOT_FOUND`, `RESOURCE_CONFLICT`, …). */
-  code: string
-  /** What went wrong. */
-  message: string
-}
-/** The outcome for one item of a batch. */
-export interface BatchItem {
-  error?: BatchError | null
-  /** The instance id, when created. */
-  id?: string | null
-  /** Name or id. */
-  name: string
-  /** What became of it. */
-  status: BatchStatus
-}
-/** Every item of a batch, in order, and the counts. */
-export interface BatchReport {
-  /** Items that failed. */
-  failed: number
-  /** Each item. */
-  items: BatchItem[]
-  /** Items that worked. */
-  succeeded: number
-}
-/** An instance's request for an address (`InstanceSpec.addresses`). */
-export interface AddressRequest {
-  /** A fixed address in one of its ranges; the first free one when absent. */
-  address?: string | null
-  /** The address pool. */
-  pool: string
+/** What a host has, as its engines report it. */
+export interface HostCapacity {
+  /** Logical CPUs. */
+  cpus: number
+  /** Size of the storage new disks go to (libvirt's default pool), where known. */
+  diskBytes?: number | null
+  /** Memory. */
+  memoryBytes: number
 }
 /** One engine of a host. */
 export interface HostEngine {
@@ -727,21 +66,16 @@ export interface HostEngine {
   /** Where it is reached. */
   url: string
 }
-/** What a host has, as its engines report it. */
-export interface HostCapacity {
-  /** Logical CPUs. */
-  cpus: number
-  /** Size of the storage new disks go to (libvirt's default pool), where known. */
-  diskBytes?: number | null
-  /** Memory. */
-  memoryBytes: number
-}
-/** What the instances on a host reserve: running or paused ones, by their limits. */
-export interface HostAllocation {
-  /** CPUs. */
-  cpus: number
-  /** Memory. */
-  memoryBytes: number
+/** Instances on a host by state. */
+export interface HostInstanceCounts {
+  /** On an engine that does not answer. */
+  lost: number
+  /** Being migrated or moved off this host. */
+  migrating: number
+  /** Running or paused. */
+  running: number
+  /** Defined, not running. */
+  stopped: number
 }
 /** What a host uses now, as its engines report it; `None` where no engine of the host reports it (Docker reports none of these; libvirt all but the network counters, which come from the instances' statistics, see [`crate::LibGo::note_traffic`]). */
 export interface HostUsage {
@@ -755,17 +89,6 @@ export interface HostUsage {
   rxBytes?: number | null
   /** Bytes sent by the host's running instances, likewise. */
   txBytes?: number | null
-}
-/** Instances on a host by state. */
-export interface HostInstanceCounts {
-  /** On an engine that does not answer. */
-  lost: number
-  /** Being migrated or moved off this host. */
-  migrating: number
-  /** Running or paused. */
-  running: number
-  /** Defined, not running. */
-  stopped: number
 }
 /** A host as the API shows it. */
 export interface Host {
@@ -845,6 +168,56 @@ export interface MigrateRequest {
   /** VMs: keep the guest running while its memory and disks are copied (`true`, the default), or pause it for the copy. Containers and stopped VMs are always moved cold. */
   live?: boolean
 }
+/** What an instance is. */
+export type InstanceKind = 'vm' | 'container'
+/** Transport protocol of a published port. */
+export type Protocol = 'tcp' | 'udp'
+/** A port of the instance published on the host. */
+export interface PortMapping {
+  /** Port inside the instance. */
+  containerPort: number
+  /** Host address to bind; `None` binds every address. */
+  hostIp?: string | null
+  /** Port on the host; `None` lets the engine choose. */
+  hostPort?: number | null
+  /** Protocol. */
+  protocol?: Protocol
+}
+/** One state vocabulary for VMs and containers. */
+export type InstanceState = 'creating' | 'running' | 'paused' | 'stopped' | 'error' | 'unknown' | 'lost'
+/** An instance as the engine reports it. */
+export interface Instance {
+  /** Name of the backend it lives on. */
+  backend: string
+  /** CPUs (VM) or CPU limit (container), where set. */
+  cpus?: number | null
+  /** Creation time, where known. */
+  createdAt?: string | null
+  /** Exit code of a stopped container, where known. */
+  exitCode?: number | null
+  /** Host it lives on (`local` for the machine LibGo runs on). Set by the facade, which knows each backend's host; a backend leaves it empty. */
+  host?: string
+  /** Engine id (container id, domain UUID). */
+  id: string
+  /** Image it was made from, where known. */
+  image?: string | null
+  /** IP addresses, where known. */
+  ipAddresses: string[]
+  /** VM or container. */
+  kind: InstanceKind
+  /** Labels. */
+  labels: Record<string, string>
+  /** Memory limit in bytes, where set. */
+  memoryBytes?: number | null
+  /** Unique name. */
+  name: string
+  /** Networks it is attached to. */
+  networks: string[]
+  /** Published ports. */
+  ports: PortMapping[]
+  /** State. */
+  state: InstanceState
+}
 /** How an instance was moved. */
 export type MigrationKind = 'live' | 'offline' | 'move'
 /** What a migration did. */
@@ -864,20 +237,411 @@ export interface MigrationReport {
   /** Bytes copied (memory and disks), where known. */
   transferredBytes?: number | null
 }
-/** The bus a VM's disk is on. */
-export type DiskBus = 'virtio' | 'sata' | 'scsi'
-/** A disk to attach to an existing VM: an existing volume, or a new blank one. */
-export interface DiskAttach {
-  bus?: DiskBus | null
+/** What the engine behind a backend is. */
+export interface BackendInfo {
+  /** Negotiated API version, where there is one. */
+  apiVersion?: string | null
+  /** Where it is reached (socket, URI). */
+  endpoint: string
+  /** Engine (`docker`, `libvirt`). */
+  engine: string
+  /** The engine's own identity (Docker's daemon id, libvirt's host UUID), the same however it is reached: one engine is never added twice. */
+  engineId?: string | null
+  /** Instance kinds it manages. */
+  kinds: InstanceKind[]
+  /** Registered name. */
+  name: string
+  /** Engine version. */
+  version: string
+}
+/** Formats an instance can be exported to. */
+export type ExportFormat = 'qcow2' | 'vmdk' | 'vdi' | 'raw' | 'ova' | 'tar' | 'imagetar'
+/** What a backend supports. An unsupported call returns [`crate::ErrorKind::Unsupported`]. */
+export interface Capabilities {
+  /** Cloud-init seeds. */
+  cloudInit: boolean
+  /** Interactive console stream. */
+  console: boolean
+  /** VNC display. */
+  consoleVnc: boolean
+  /** Disks attached, detached and resized on an existing instance; CD-ROM media. */
+  disks?: boolean
+  /** Exec inside the instance. */
+  exec: boolean
+  /** Export formats. */
+  exportFormats: ExportFormat[]
+  /** A user's password set inside the guest (through an agent). */
+  guestPassword?: boolean
+  /** Image build. */
+  imageBuild: boolean
+  /** Image pull/push/build. */
+  imageRegistry: boolean
+  /** Instance kinds it manages. */
+  kinds: InstanceKind[]
+  /** Snapshots of a running instance include memory. */
+  liveSnapshot: boolean
+  /** Live resource updates. */
+  liveUpdate: boolean
+  /** Networks. */
+  networks: boolean
+  /** Pause and resume. */
+  pause: boolean
+  /** Snapshots. */
+  snapshots: boolean
+  /** Storage pools. */
+  storagePools: boolean
+  /** Templates. */
+  templates: boolean
+  /** Volumes. */
+  volumes: boolean
+}
+/** An instance's request for an address (`InstanceSpec.addresses`). */
+export interface AddressRequest {
+  /** A fixed address in one of its ranges; the first free one when absent. */
+  address?: string | null
+  /** The address pool. */
+  pool: string
+}
+/** A device a VM's firmware boots from. */
+export type BootDevice = 'disk' | 'cdrom' | 'network'
+/** A user created by cloud-init. */
+export interface CloudInitUser {
+  /** Login name. */
+  name: string
+  /** Login shell. */
+  shell?: string | null
+  /** SSH public keys. */
+  sshAuthorizedKeys?: string[]
+  /** Sudo rule, e.g. `ALL=(ALL) NOPASSWD:ALL`. */
+  sudo?: string | null
+}
+/** A file cloud-init writes. */
+export interface CloudInitFile {
+  /** Content. */
+  content: string
+  /** Absolute path in the guest. */
+  path: string
+  /** Octal mode such as `0644`. */
+  permissions?: string | null
+}
+/** A NoCloud seed for a VM. Secrets in it are never serialised back out nor logged. */
+export interface CloudInit {
+  /** Guest hostname (`local-hostname`). */
+  hostname?: string | null
+  /** Raw network-config (v2 YAML). */
+  networkConfig?: string | null
+  /** Commands run at first boot. */
+  runcmd?: string[]
+  /** Keys for the default user. */
+  sshAuthorizedKeys?: string[]
+  /** Users to create. */
+  users?: CloudInitUser[]
+  /** Files written at first boot. */
+  writeFiles?: CloudInitFile[]
+}
+/** Disk image formats. */
+export type DiskFormat = 'qcow2' | 'raw' | 'vmdk' | 'vdi' | 'iso'
+/** A VM disk: a new blank disk (`size_bytes`), an overlay on a base image (`base_image`), or an existing volume (`volume`). */
+export interface DiskSpec {
+  /** Base image (name in a pool, or path) to put a copy-on-write overlay on. */
+  baseImage?: string | null
   format?: DiskFormat | null
-  /** Pool of the new volume (the default pool by default). */
+  /** Storage pool for new volumes; the backend's default when `None`. */
   pool?: string | null
-  /** Attach read-only. */
-  readOnly?: boolean
-  /** Or the size of a new blank volume, made in `pool` as `<vm>-<target>.<format>`. */
+  /** Size of a new disk, or the virtual size of an overlay (at least the base's). */
   sizeBytes?: number | null
-  /** An existing volume (`pool/name`, or a name in the default pool) that no other instance uses. */
+  /** An existing volume to attach as it is. It is not deleted with the instance. */
   volume?: string | null
+}
+/** A kernel booted straight from files on the host instead of the VM's disk (libvirt's `<kernel>`/`<initrd>`/`<cmdline>`). The files are host paths: only administrators may ask for one. */
+export interface KernelBoot {
+  /** Kernel command line. */
+  cmdline?: string | null
+  /** Absolute host path of the initrd. */
+  initrd?: string | null
+  /** Absolute host path of the kernel. */
+  kernel: string
+}
+/** What a mount's source is. */
+export type MountKind = 'volume' | 'bind' | 'tmpfs'
+/** A file system mounted into the instance. */
+export interface MountSpec {
+  /** Kind of source. */
+  kind?: MountKind
+  /** Mount read-only. */
+  readOnly?: boolean
+  /** Volume name or host path. */
+  source?: string
+  /** Absolute path inside the instance. */
+  target: string
+}
+/** Restart policy of a container (VMs use `autostart`). */
+export type RestartPolicy = 'no' | 'always' | 'unless-stopped' | 'on-failure'
+/** Everything needed to create an instance of either kind. Fields a backend does not use must be left empty; a backend rejects those it cannot honour with `Unsupported`. */
+export interface InstanceSpec {
+  /** Addresses from address pools (libgo-server keeps the pools): each on the pool's network, before `networks`. */
+  addresses?: AddressRequest[]
+  /** Start with the host (VMs). */
+  autostart?: boolean
+  /** Backend to create it on; when `None`, a backend of `kind` on the host placement picks (see `host` and `pool`). */
+  backend?: string | null
+  /** Boot order (VMs): the devices the firmware tries in turn. Empty: the disk, then the CD-ROM. Not with `kernelBoot`. */
+  boot?: BootDevice[]
+  /** ISO attached as a CD-ROM (VMs). */
+  cdrom?: string | null
+  cloudInit?: CloudInit | null
+  /** Command and arguments (containers). */
+  command?: string[]
+  /** Virtual CPUs (VM) or CPU limit (container). */
+  cpus?: number | null
+  /** Host devices to pass through: only administrators may ask for them. */
+  devices?: string[]
+  /** VM disks. */
+  disks?: DiskSpec[]
+  /** Entry point override (containers). */
+  entrypoint?: string[] | null
+  /** Environment variables (containers). */
+  env?: Record<string, string>
+  /** Host to create it on (a pin); placement picks one when `None`. */
+  host?: string | null
+  /** Container image, or VM base image for the first disk. */
+  image?: string | null
+  kernelBoot?: KernelBoot | null
+  kind?: InstanceKind | null
+  /** Labels. */
+  labels?: Record<string, string>
+  /** Memory in bytes. */
+  memoryBytes?: number | null
+  /** Mounts (containers). */
+  mounts?: MountSpec[]
+  /** Unique name, DNS-label-like. */
+  name: string
+  /** Networks to attach. */
+  networks?: string[]
+  /** Compute pool to place it in; any pool when `None`. */
+  pool?: string | null
+  /** Published ports (containers). */
+  ports?: PortMapping[]
+  /** Privileged container: only administrators may ask for one. */
+  privileged?: boolean
+  restartPolicy?: RestartPolicy | null
+  /** Start the instance once created. */
+  start?: boolean
+  /** VM template to start from (its values fill what the spec leaves empty). */
+  template?: string | null
+  /** Allocate a TTY (containers). */
+  tty?: boolean
+  /** Working directory (containers). */
+  workdir?: string | null
+}
+/** Filters for [`crate::Compute::list`]. Empty fields match everything. */
+export interface InstanceFilter {
+  /** Only this backend. */
+  backend?: string | null
+  kind?: InstanceKind | null
+  /** Labels that must all be present with these values. */
+  labels?: Record<string, string>
+  /** Names containing this text. */
+  name?: string | null
+  state?: InstanceState | null
+}
+/** A backend whose part of an answer is missing, and why. */
+export interface Unavailable {
+  /** Backend name. */
+  backend: string
+  /** What went wrong. */
+  message: string
+}
+/** One page of a list and the total count. */
+export interface InstancePage {
+  /** Items in all pages. */
+  count: number
+  /** Items of this page. */
+  items: Array<Record<string, unknown>>
+  /** Page number, from 1. */
+  page: number
+  /** Items per page. */
+  pageSize: number
+  /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
+  unavailable?: Unavailable[]
+}
+/** How to stop an instance. */
+export interface StopOptions {
+  /** Skip the graceful stop. */
+  force?: boolean
+  /** Seconds to wait for a graceful stop before forcing it; the backend's default (10 s) when `None`. */
+  timeoutSecs?: number | null
+}
+/** Many instances from one spec: `count` of them, named by `namePattern`. */
+export interface BatchSpec {
+  /** How many, 1 to 100. */
+  count: number
+  /** First number (default 1). */
+  first?: number | null
+  /** Name rule with `{n}` for the number (from `first`); `<spec name>-{n}` when absent. */
+  namePattern?: string | null
+  /** The spec; its name is replaced by the name rule. */
+  spec: InstanceSpec
+}
+/** Why one item of a batch failed. */
+export interface BatchError {
+  /** The error kind's code (`NOT_FOUND`, `RESOURCE_CONFLICT`, …). */
+  code: string
+  /** What went wrong. */
+  message: string
+}
+/** What became of one item of a batch. */
+export type BatchStatus = 'created' | 'deleted' | 'stopped' | 'moved' | 'failed'
+/** The outcome for one item of a batch. */
+export interface BatchItem {
+  error?: BatchError | null
+  /** The instance id, when created. */
+  id?: string | null
+  /** Name or id. */
+  name: string
+  /** What became of it. */
+  status: BatchStatus
+}
+/** Every item of a batch, in order, and the counts. */
+export interface BatchReport {
+  /** Items that failed. */
+  failed: number
+  /** Each item. */
+  items: BatchItem[]
+  /** Items that worked. */
+  succeeded: number
+}
+/** Changes to a created instance: its limits, its name, and how it starts by itself. `None` leaves a value as it is. */
+export interface ResourceUpdate {
+  /** VMs: start when the host (libvirt) starts. Containers use `restartPolicy`. */
+  autostart?: boolean | null
+  /** New boot order (VMs); it applies at the next start. */
+  boot?: BootDevice[] | null
+  /** CPUs. */
+  cpus?: number | null
+  /** Memory in bytes. */
+  memoryBytes?: number | null
+  /** A new name (unique across backends); the id, snapshots and volumes stay. A VM must be shut off (libvirt renames only defined, inactive domains). */
+  name?: string | null
+  restartPolicy?: RestartPolicy | null
+}
+/** Resource usage, normalised across engines. */
+export interface Stats {
+  /** Bytes read from block devices. */
+  blockReadBytes: number
+  /** Bytes written to block devices. */
+  blockWriteBytes: number
+  /** CPU use in percent of one CPU (200 = two CPUs busy). */
+  cpuPercent: number
+  /** Memory in use, in bytes. */
+  memoryBytes: number
+  /** Memory limit in bytes (0 when unknown). */
+  memoryLimitBytes: number
+  /** Bytes received on every interface. */
+  netRxBytes: number
+  /** Bytes sent on every interface. */
+  netTxBytes: number
+  /** Processes (containers), where known. */
+  pids?: number | null
+  /** When the sample was taken. */
+  timestamp: string
+}
+/** What to read from an instance's log. */
+export interface LogOptions {
+  /** Keep streaming new lines. */
+  follow?: boolean
+  /** Only lines at or after this time. */
+  since?: string | null
+  /** Only the last N lines. */
+  tail?: number | null
+  /** Prefix each line with its time where the engine records one. */
+  timestamps?: boolean
+  /** Only lines before this time. */
+  until?: string | null
+}
+/** Where a log line came from. */
+export type LogStream = 'stdout' | 'stderr' | 'console'
+/** A chunk of log output. */
+export interface LogEntry {
+  /** The text (lossy UTF-8). */
+  message: string
+  /** Source stream. */
+  stream: LogStream
+  /** Time of the line, where the engine records one. */
+  timestamp?: string | null
+}
+/** A command to run inside an instance. */
+export interface ExecSpec {
+  /** Program and arguments. */
+  command: string[]
+  /** Extra environment. */
+  env?: Record<string, string>
+  /** Most bytes of output kept per stream; the rest is dropped and the result says `truncated` ([`ExecSpec::DEFAULT_MAX_OUTPUT`] when absent). */
+  maxOutputBytes?: number | null
+  /** Allocate a TTY (stdout and stderr are merged). */
+  tty?: boolean
+  /** User to run as. */
+  user?: string | null
+  /** Working directory. */
+  workdir?: string | null
+}
+/** The outcome of an [`ExecSpec`]. */
+export interface ExecResult {
+  /** Exit code of the command. */
+  exitCode: number
+  /** Standard error (lossy UTF-8; empty with a TTY). */
+  stderr: string
+  /** Standard output (lossy UTF-8). */
+  stdout: string
+  /** Output was cut at the limit. A container command still running then is left to end on its own (its pipe is closed) and `exitCode` is -1. */
+  truncated?: boolean
+}
+/** Where a VM's graphical display listens, for a VNC client or WebSocket proxy. */
+export interface VncDisplay {
+  /** Listen address (loopback). */
+  host: string
+  /** TCP port. */
+  port: number
+}
+/** A snapshot to take. */
+export interface SnapshotSpec {
+  /** Free text. */
+  description?: string | null
+  /** Name, DNS-label-like. */
+  name: string
+}
+/** A point-in-time copy of an instance. */
+export interface Snapshot {
+  /** When it was taken. */
+  createdAt?: string | null
+  /** Whether it is the current snapshot: the last one taken or reverted to. */
+  current?: boolean
+  /** Free text. */
+  description?: string | null
+  /** Whether memory state is included (running VMs). */
+  includesMemory: boolean
+  /** Instance id. */
+  instanceId: string
+  /** Name, unique per instance. */
+  name: string
+  /** The snapshot it was taken on top of (the current one then): the snapshot tree. */
+  parent?: string | null
+  /** Engine reference (the committed image id of a container snapshot). */
+  reference?: string | null
+}
+/** What to rebuild an instance from (Nano's reset system). */
+export interface ReinstallSpec {
+  /** The image (a container image, or a VM's base disk image); the one it was made from when absent. */
+  image?: string | null
+}
+/** A password to set for a user inside a VM's guest, through its QEMU guest agent. */
+export interface GuestPassword {
+  /** `password` is already a crypt(3) hash (`$6$…`). */
+  crypted?: boolean
+  /** The new password, or its crypt(3) hash when `crypted`. A secret: never serialised back out, logged or put in an error. */
+  password: string
+  /** The guest's user (`root`). */
+  user: string
 }
 /** A disk or CD-ROM drive of a VM. */
 export interface AttachedDisk {
@@ -898,6 +662,21 @@ export interface AttachedDisk {
   /** The volume it is (`pool/name`, or the name in the default pool), where it is one. */
   volume?: string | null
 }
+/** The bus a VM's disk is on. */
+export type DiskBus = 'virtio' | 'sata' | 'scsi'
+/** A disk to attach to an existing VM: an existing volume, or a new blank one. */
+export interface DiskAttach {
+  bus?: DiskBus | null
+  format?: DiskFormat | null
+  /** Pool of the new volume (the default pool by default). */
+  pool?: string | null
+  /** Attach read-only. */
+  readOnly?: boolean
+  /** Or the size of a new blank volume, made in `pool` as `<vm>-<target>.<format>`. */
+  sizeBytes?: number | null
+  /** An existing volume (`pool/name`, or a name in the default pool) that no other instance uses. */
+  volume?: string | null
+}
 /** A disk's new size. */
 export interface DiskResize {
   /** Allow a smaller size: data past it is lost. Only while the VM is shut off. */
@@ -910,21 +689,70 @@ export interface MediaInsert {
   /** An ISO volume (`pool/name`, or a name in the default pool). */
   image: string
 }
-/** A password to set for a user inside a VM's guest, through its QEMU guest agent. */
-export interface GuestPassword {
-  /** `password` is already a crypt(3) hash (`$6$…`). */
-  crypted?: boolean
-  /** The new password, or its crypt(3) hash when `crypted`. A secret: never serialised back out, logged or put in an error. */
-  password: string
-  /** The guest's user (`root`). */
-  user: string
+/** Where and how to export. */
+export interface ExportSpec {
+  /** File to write. It must not exist. */
+  destination: string
+  /** Format. */
+  format: ExportFormat
 }
-/** A device a VM's firmware boots from. */
-export type BootDevice = 'disk' | 'cdrom' | 'network'
-/** What to rebuild an instance from (Nano's reset system). */
-export interface ReinstallSpec {
-  /** The image (a container image, or a VM's base disk image); the one it was made from when absent. */
-  image?: string | null
+/** A finished export. */
+export interface ExportResult {
+  /** Format. */
+  format: ExportFormat
+  /** The file written. */
+  path: string
+  /** Bytes written. */
+  sizeBytes: number
+}
+/** What happened to an instance. */
+export type EventAction = 'created' | 'started' | 'stopped' | 'paused' | 'resumed' | 'died' | 'deleted'
+/** Which events to receive. Empty fields match everything. */
+export interface EventFilter {
+  /** Only these actions. */
+  actions?: EventAction[]
+  /** Only this backend. */
+  backend?: string | null
+  /** Only this instance (id or name). */
+  instance?: string | null
+  kind?: InstanceKind | null
+}
+/** A lifecycle event, from whatever caused it — LibGo or another tool. */
+export interface Event {
+  /** What happened. */
+  action: EventAction
+  /** Engine details (exit code, reason…). */
+  attributes: Record<string, string>
+  /** Backend name. */
+  backend: string
+  /** Instance id. */
+  instanceId: string
+  /** Instance name, where known. */
+  instanceName?: string | null
+  /** Instance kind. */
+  kind: InstanceKind
+  /** When the engine saw it. */
+  time: string
+}
+/** Kinds of images. */
+export type ImageKind = 'container' | 'disk' | 'iso'
+/** An image. */
+export interface Image {
+  /** Backend it lives on. */
+  backend: string
+  /** Creation time, where known. */
+  createdAt?: string | null
+  format?: DiskFormat | null
+  /** Engine id (image digest, volume key). */
+  id: string
+  /** Kind. */
+  kind: ImageKind
+  /** Labels. */
+  labels: Record<string, string>
+  /** Size in bytes. */
+  sizeBytes: number
+  /** References (`repo:tag`) or the volume name. */
+  tags: string[]
 }
 /** One page of a list and the total count. */
 export interface ImagePage {
@@ -939,6 +767,58 @@ export interface ImagePage {
   /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
   unavailable?: Unavailable[]
 }
+/** Credentials for a registry. */
+export interface RegistryAuth {
+  /** Password or token. A secret: never serialised back out. */
+  password: string
+  /** Registry address; taken from the reference when `None`. */
+  server?: string | null
+  /** User name. */
+  username: string
+}
+/** An image build. */
+export interface BuildSpec {
+  /** Build arguments. */
+  buildArgs?: Record<string, string>
+  /** Dockerfile path inside the context (`Dockerfile` when `None`). */
+  dockerfile?: string | null
+  /** Labels. */
+  labels?: Record<string, string>
+  /** Tags to give the result. */
+  tags?: string[]
+}
+/** What a prune removed. */
+export interface PruneReport {
+  /** Removed ids or names. */
+  deleted: string[]
+  /** Bytes freed. */
+  spaceReclaimedBytes: number
+}
+/** A network. */
+export interface Network {
+  /** Active (libvirt) — always true for Docker. */
+  active: boolean
+  /** Backend it lives on. */
+  backend: string
+  /** Driver or mode (bridge, nat, isolated, ovs…). */
+  driver: string
+  /** Gateway address. */
+  gateway?: string | null
+  /** Whether it attaches its instances to a host bridge or interface (libvirt `bridge` and `ovs`, Docker `macvlan`/`ipvlan`/`host`): a host privilege. */
+  hostAttached?: boolean
+  /** Engine id. */
+  id: string
+  /** Ids of attached instances, where the engine reports them. */
+  instances: string[]
+  /** No route to the outside. */
+  internal: boolean
+  /** Labels. */
+  labels: Record<string, string>
+  /** Name. */
+  name: string
+  /** Subnet in CIDR form. */
+  subnet?: string | null
+}
 /** One page of a list and the total count. */
 export interface NetworkPage {
   /** Items in all pages. */
@@ -951,6 +831,47 @@ export interface NetworkPage {
   pageSize: number
   /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
   unavailable?: Unavailable[]
+}
+/** A network to create. */
+export interface NetworkSpec {
+  /** Backend to create it on. */
+  backend?: string | null
+  /** Driver or mode; the backend's default when `None`. */
+  driver?: string | null
+  /** Gateway address inside the subnet. */
+  gateway?: string | null
+  /** No route to the outside. */
+  internal?: boolean
+  /** Labels. */
+  labels?: Record<string, string>
+  /** Name, DNS-label-like. */
+  name: string
+  /** Subnet in CIDR form. */
+  subnet?: string | null
+}
+/** A volume. */
+export interface Volume {
+  /** Bytes used on the host, where known. */
+  allocationBytes?: number | null
+  /** Backend it lives on. */
+  backend: string
+  /** Virtual size in bytes, where known. */
+  capacityBytes?: number | null
+  /** Creation time, where known. */
+  createdAt?: string | null
+  /** Driver (Docker) or storage pool (libvirt). */
+  driver: string
+  format?: DiskFormat | null
+  /** Labels. */
+  labels: Record<string, string>
+  /** Name. */
+  name: string
+  /** Path or mount point on the host. */
+  path?: string | null
+  /** Storage pool, for VM volumes. */
+  pool?: string | null
+  /** Instances whose definitions use it as a disk, where the engine tells (libvirt; empty for Docker volumes, which containers share by design). */
+  usedBy?: string[]
 }
 /** One page of a list and the total count. */
 export interface VolumePage {
@@ -965,6 +886,43 @@ export interface VolumePage {
   /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
   unavailable?: Unavailable[]
 }
+/** A volume to create. */
+export interface VolumeSpec {
+  /** Backend to create it on. */
+  backend?: string | null
+  /** Volume driver (Docker). */
+  driver?: string | null
+  format?: DiskFormat | null
+  /** Labels. */
+  labels?: Record<string, string>
+  /** Name, DNS-label-like (a file extension is allowed for VM volumes). */
+  name: string
+  /** Storage pool (libvirt). */
+  pool?: string | null
+  /** Size in bytes (libvirt). */
+  sizeBytes?: number | null
+}
+/** A storage pool (libvirt). */
+export interface StoragePool {
+  /** Active. */
+  active: boolean
+  /** Bytes allocated. */
+  allocationBytes: number
+  /** Autostart. */
+  autostart: boolean
+  /** Bytes free. */
+  availableBytes: number
+  /** Backend it lives on. */
+  backend: string
+  /** Total bytes. */
+  capacityBytes: number
+  /** Name. */
+  name: string
+  /** Target path. */
+  path?: string | null
+  /** Pool type (`dir`, …). */
+  poolType: string
+}
 /** One page of a list and the total count. */
 export interface StoragePoolPage {
   /** Items in all pages. */
@@ -978,6 +936,39 @@ export interface StoragePoolPage {
   /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
   unavailable?: Unavailable[]
 }
+/** A storage pool to create. */
+export interface StoragePoolSpec {
+  /** Start with the host. */
+  autostart?: boolean
+  /** Backend to create it on. */
+  backend?: string | null
+  /** Name, DNS-label-like. */
+  name: string
+  /** Target directory (absolute). */
+  path: string
+  /** Pool type; `dir` when `None`. */
+  poolType?: string | null
+}
+/** A named VM template (Kimchi): values VMs are created from. */
+export interface Template {
+  /** Backend it lives on (set by the backend). */
+  backend?: string
+  cloudInit?: CloudInit | null
+  /** Virtual CPUs. */
+  cpus?: number | null
+  /** Disks. */
+  disks?: DiskSpec[]
+  /** Base image of the first disk. */
+  image?: string | null
+  /** Memory in bytes. */
+  memoryBytes?: number | null
+  /** Name, DNS-label-like. */
+  name: string
+  /** Networks. */
+  networks?: string[]
+  /** Free-form OS name (`debian12`, …). */
+  os?: string | null
+}
 /** One page of a list and the total count. */
 export interface TemplatePage {
   /** Items in all pages. */
@@ -990,4 +981,13 @@ export interface TemplatePage {
   pageSize: number
   /** Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered). */
   unavailable?: Unavailable[]
+}
+/** Progress of a long operation. */
+export interface Progress {
+  /** Which part (an image layer id, a disk). */
+  id?: string | null
+  /** What is happening. */
+  message: string
+  /** 0–100 where known. */
+  percent?: number | null
 }

@@ -513,6 +513,25 @@ impl Target {
 
     /// Every instance passing `filter`, and the backends that could not answer.
     pub async fn list_instances(&self, filter: Value) -> Result<(Vec<Value>, Vec<Value>)> {
+        if let Target::Local(libgo) = self {
+            // In-process there is no page to save: pages of 100 would list every engine
+            // once per page (ten Docker and libvirt lists for 1,000 instances).
+            let filter: libgo::InstanceFilter = serde_json::from_value(filter)
+                .map_err(|e| Error::invalid(format!("filter: {e}")))?;
+            let (items, unavailable) = libgo.list_all_reporting(&filter).await?;
+            let json = |v: Result<Value, serde_json::Error>| {
+                v.map_err(|e| Error::internal(format!("cannot encode the list as JSON: {e}")))
+            };
+            let items = items
+                .iter()
+                .map(|i| json(serde_json::to_value(i)))
+                .collect::<Result<Vec<_>>>()?;
+            let unavailable = unavailable
+                .iter()
+                .map(|u| json(serde_json::to_value(u)))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok((items, unavailable));
+        }
         let mut items = Vec::new();
         let mut unavailable = Vec::new();
         for page in 1u32.. {

@@ -1026,21 +1026,21 @@ impl LibGo {
     }
 
     /// Saves a template on the named backend or the first with templates.
-    pub async fn template_create(&self, backend: Option<&str>, t: &Template) -> Result<Template> {
+    pub async fn template_create(&self, t: &Template, on: On) -> Result<Template> {
         validate::template(t)?;
-        self.pick(backend, |c| c.templates, "templates")?
+        self.pick(on.backend.as_deref(), |c| c.templates, "templates")?
             .template_create(t)
             .await
     }
 
     /// One template.
-    pub async fn template_get(&self, backend: Option<&str>, name: &str) -> Result<Template> {
-        Ok(self.find_template(backend, name).await?.1)
+    pub async fn template_get(&self, name: &str, on: On) -> Result<Template> {
+        Ok(self.find_template(on.backend.as_deref(), name).await?.1)
     }
 
     /// Deletes a template.
-    pub async fn template_delete(&self, backend: Option<&str>, name: &str) -> Result<()> {
-        let (b, t) = self.find_template(backend, name).await?;
+    pub async fn template_delete(&self, name: &str, on: On) -> Result<()> {
+        let (b, t) = self.find_template(on.backend.as_deref(), name).await?;
         b.template_delete(&t.name).await
     }
 
@@ -1125,8 +1125,8 @@ impl LibGo {
     }
 
     /// Finds an image by id or reference on the named backend, or on the one backend that has it.
-    pub async fn image_inspect(&self, backend: Option<&str>, id: &str) -> Result<Image> {
-        Ok(self.find_image(backend, id).await?.1)
+    pub async fn image_inspect(&self, id: &str, on: On) -> Result<Image> {
+        Ok(self.find_image(on.backend.as_deref(), id).await?.1)
     }
 
     async fn find_image(
@@ -1146,57 +1146,62 @@ impl LibGo {
     /// Pulls an image on the named backend or the first that pulls images.
     pub async fn image_pull(
         &self,
-        backend: Option<&str>,
         reference: &str,
-        auth: Option<&RegistryAuth>,
+        options: &RegistryOptions,
         progress: ProgressSink,
     ) -> Result<Image> {
         validate::user_image_reference(reference)?;
-        self.pick(backend, |c| c.image_registry, "image pull")?
-            .image_pull(reference, auth, progress)
-            .await
+        self.pick(
+            options.backend.as_deref(),
+            |c| c.image_registry,
+            "image pull",
+        )?
+        .image_pull(reference, options.auth.as_ref(), progress)
+        .await
     }
 
     /// Pushes an image.
     pub async fn image_push(
         &self,
-        backend: Option<&str>,
         reference: &str,
-        auth: Option<&RegistryAuth>,
+        options: &RegistryOptions,
         progress: ProgressSink,
     ) -> Result<()> {
         validate::image_reference(reference)?;
-        self.pick(backend, |c| c.image_registry, "image push")?
-            .image_push(reference, auth, progress)
-            .await
+        self.pick(
+            options.backend.as_deref(),
+            |c| c.image_registry,
+            "image push",
+        )?
+        .image_push(reference, options.auth.as_ref(), progress)
+        .await
     }
 
     /// Builds an image.
     pub async fn image_build(
         &self,
-        backend: Option<&str>,
         spec: &BuildSpec,
+        on: On,
         progress: ProgressSink,
     ) -> Result<Image> {
-        self.image_build_as(backend, spec, progress, None).await
+        self.image_build_as(spec, on, progress, None).await
     }
 
     /// [`LibGo::image_build`], recording who the image is made for in its labels.
     pub async fn image_build_owned(
         &self,
-        backend: Option<&str>,
         spec: &BuildSpec,
+        on: On,
         progress: ProgressSink,
         owner: &Ownership,
     ) -> Result<Image> {
-        self.image_build_as(backend, spec, progress, Some(owner))
-            .await
+        self.image_build_as(spec, on, progress, Some(owner)).await
     }
 
     async fn image_build_as(
         &self,
-        backend: Option<&str>,
         spec: &BuildSpec,
+        on: On,
         progress: ProgressSink,
         owner: Option<&Ownership>,
     ) -> Result<Image> {
@@ -1207,7 +1212,7 @@ impl LibGo {
             validate::user_image_reference(t)?;
         }
         validate::labels(&spec.labels).map_err(|e| e.with_field("labels"))?;
-        let b = self.pick(backend, |c| c.image_build, "image build")?;
+        let b = self.pick(on.backend.as_deref(), |c| c.image_build, "image build")?;
         match owner {
             None => b.image_build(spec, progress).await,
             Some(o) => {
@@ -1220,9 +1225,9 @@ impl LibGo {
     }
 
     /// Tags an image.
-    pub async fn image_tag(&self, backend: Option<&str>, source: &str, target: &str) -> Result<()> {
+    pub async fn image_tag(&self, source: &str, target: &str, on: On) -> Result<()> {
         validate::user_image_reference(target)?;
-        let (b, _) = self.find_image(backend, source).await?;
+        let (b, _) = self.find_image(on.backend.as_deref(), source).await?;
         b.image_tag(source, target).await
     }
 
@@ -1233,9 +1238,11 @@ impl LibGo {
     }
 
     /// Removes unused images on the named backend or every backend that can.
-    pub async fn image_prune(&self, backend: Option<&str>) -> Result<PruneReport> {
-        self.prune(backend, |b| async move { b.image_prune().await }.boxed())
-            .await
+    pub async fn image_prune(&self, on: On) -> Result<PruneReport> {
+        self.prune(on.backend.as_deref(), |b| {
+            async move { b.image_prune().await }.boxed()
+        })
+        .await
     }
 
     /// Prunes on the named backend, or on every backend that can (one that answers
@@ -1270,17 +1277,12 @@ impl LibGo {
     }
 
     /// Saves an image to a tar file.
-    pub async fn image_save(
-        &self,
-        backend: Option<&str>,
-        id: &str,
-        destination: &Path,
-    ) -> Result<ExportResult> {
+    pub async fn image_save(&self, id: &str, destination: &Path, on: On) -> Result<ExportResult> {
         validate::export_spec(&ExportSpec {
             format: ExportFormat::ImageTar,
             destination: destination.to_path_buf(),
         })?;
-        let (b, _) = self.find_image(backend, id).await?;
+        let (b, _) = self.find_image(on.backend.as_deref(), id).await?;
         b.image_save(id, destination).await
     }
 
@@ -1360,25 +1362,25 @@ impl LibGo {
     }
 
     /// One network by id or name.
-    pub async fn network_inspect(&self, backend: Option<&str>, id: &str) -> Result<Network> {
-        Ok(self.find_network(backend, id).await?.1)
+    pub async fn network_inspect(&self, id: &str, on: On) -> Result<Network> {
+        Ok(self.find_network(on.backend.as_deref(), id).await?.1)
     }
 
     /// Deletes a network.
-    pub async fn network_delete(&self, backend: Option<&str>, id: &str) -> Result<()> {
-        let (b, n) = self.find_network(backend, id).await?;
+    pub async fn network_delete(&self, id: &str, on: On) -> Result<()> {
+        let (b, n) = self.find_network(on.backend.as_deref(), id).await?;
         b.network_delete(&n.id).await
     }
 
     /// Activates a network (libvirt).
-    pub async fn network_start(&self, backend: Option<&str>, id: &str) -> Result<()> {
-        let (b, n) = self.find_network(backend, id).await?;
+    pub async fn network_start(&self, id: &str, on: On) -> Result<()> {
+        let (b, n) = self.find_network(on.backend.as_deref(), id).await?;
         b.network_start(&n.id).await
     }
 
     /// Deactivates a network (libvirt).
-    pub async fn network_stop(&self, backend: Option<&str>, id: &str) -> Result<()> {
-        let (b, n) = self.find_network(backend, id).await?;
+    pub async fn network_stop(&self, id: &str, on: On) -> Result<()> {
+        let (b, n) = self.find_network(on.backend.as_deref(), id).await?;
         b.network_stop(&n.id).await
     }
 
@@ -1466,8 +1468,8 @@ impl LibGo {
     }
 
     /// One volume.
-    pub async fn volume_inspect(&self, backend: Option<&str>, name: &str) -> Result<Volume> {
-        Ok(self.find_volume(backend, name).await?.1)
+    pub async fn volume_inspect(&self, name: &str, on: On) -> Result<Volume> {
+        Ok(self.find_volume(on.backend.as_deref(), name).await?.1)
     }
 
     /// Deletes a volume.
@@ -1477,53 +1479,40 @@ impl LibGo {
     }
 
     /// Removes unused volumes on the named backend or every backend that can.
-    pub async fn volume_prune(&self, backend: Option<&str>) -> Result<PruneReport> {
-        self.prune(backend, |b| async move { b.volume_prune().await }.boxed())
-            .await
+    pub async fn volume_prune(&self, on: On) -> Result<PruneReport> {
+        self.prune(on.backend.as_deref(), |b| {
+            async move { b.volume_prune().await }.boxed()
+        })
+        .await
     }
 
     /// Grows a VM volume.
-    pub async fn volume_resize(
-        &self,
-        backend: Option<&str>,
-        name: &str,
-        size_bytes: u64,
-    ) -> Result<Volume> {
+    pub async fn volume_resize(&self, name: &str, size_bytes: u64, on: On) -> Result<Volume> {
         validate::disk_size(size_bytes)?;
-        let (b, _) = self.find_volume(backend, name).await?;
+        let (b, _) = self.find_volume(on.backend.as_deref(), name).await?;
         b.volume_resize(name, size_bytes).await
     }
 
     /// Zeroes a VM volume.
-    pub async fn volume_wipe(&self, backend: Option<&str>, name: &str) -> Result<()> {
-        let (b, _) = self.find_volume(backend, name).await?;
+    pub async fn volume_wipe(&self, name: &str, on: On) -> Result<()> {
+        let (b, _) = self.find_volume(on.backend.as_deref(), name).await?;
         b.volume_wipe(name).await
     }
 
     /// Copies a VM volume.
-    pub async fn volume_clone(
-        &self,
-        backend: Option<&str>,
-        source: &str,
-        target: &str,
-    ) -> Result<Volume> {
+    pub async fn volume_clone(&self, source: &str, target: &str, on: On) -> Result<Volume> {
         validate::volume_name(target)?;
-        let (b, _) = self.find_volume(backend, source).await?;
+        let (b, _) = self.find_volume(on.backend.as_deref(), source).await?;
         b.volume_clone(source, target).await
     }
 
     /// Fills a VM volume from a host file.
-    pub async fn volume_upload(
-        &self,
-        backend: Option<&str>,
-        name: &str,
-        file: &Path,
-    ) -> Result<Volume> {
+    pub async fn volume_upload(&self, name: &str, file: &Path, on: On) -> Result<Volume> {
         let path = file
             .to_str()
             .ok_or_else(|| Error::invalid("upload file path must be valid UTF-8"))?;
         validate::absolute_path("upload file", path)?;
-        let (b, _) = self.find_volume(backend, name).await?;
+        let (b, _) = self.find_volume(on.backend.as_deref(), name).await?;
         b.volume_upload(name, file).await
     }
 
@@ -1575,25 +1564,25 @@ impl LibGo {
     }
 
     /// One storage pool.
-    pub async fn pool_inspect(&self, backend: Option<&str>, name: &str) -> Result<StoragePool> {
-        Ok(self.find_pool(backend, name).await?.1)
+    pub async fn pool_inspect(&self, name: &str, on: On) -> Result<StoragePool> {
+        Ok(self.find_pool(on.backend.as_deref(), name).await?.1)
     }
 
     /// Starts a storage pool.
-    pub async fn pool_activate(&self, backend: Option<&str>, name: &str) -> Result<()> {
-        let (b, _) = self.find_pool(backend, name).await?;
+    pub async fn pool_activate(&self, name: &str, on: On) -> Result<()> {
+        let (b, _) = self.find_pool(on.backend.as_deref(), name).await?;
         b.pool_activate(name).await
     }
 
     /// Stops a storage pool.
-    pub async fn pool_deactivate(&self, backend: Option<&str>, name: &str) -> Result<()> {
-        let (b, _) = self.find_pool(backend, name).await?;
+    pub async fn pool_deactivate(&self, name: &str, on: On) -> Result<()> {
+        let (b, _) = self.find_pool(on.backend.as_deref(), name).await?;
         b.pool_deactivate(name).await
     }
 
     /// Deletes a storage pool.
-    pub async fn pool_delete(&self, backend: Option<&str>, name: &str) -> Result<()> {
-        let (b, _) = self.find_pool(backend, name).await?;
+    pub async fn pool_delete(&self, name: &str, on: On) -> Result<()> {
+        let (b, _) = self.find_pool(on.backend.as_deref(), name).await?;
         b.pool_delete(name).await
     }
 

@@ -6,7 +6,8 @@
 //! [`LibGo`] facade that routes calls across named backends.
 //!
 //! Backends live in their own crates: `libgo-docker` (Docker, through bollard) and
-//! `libgo-kvm` (libvirt). With the `conformance` feature, the `conformance` module holds the test
+//! `libgo-kvm` (libvirt); with the `memory` feature, [`memory::MemoryBackend`] keeps everything
+//! in a map, for fast tests of code above the traits. With the `conformance` feature, the `conformance` module holds the test
 //! suite every backend runs against its real engine.
 //!
 //! ```no_run
@@ -38,6 +39,8 @@ pub mod validate;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "memory")]
+pub mod memory;
 
 pub use addresses::{
     AddressAssignment, AddressNetwork, AddressPool, AddressPoolSpec, AddressRange, AddressRequest,

@@ -1671,6 +1671,52 @@ pub struct ImageRemoveOptions {
     pub force: bool,
 }
 
+/// Which backend a call on a named object (an image, network, volume, pool or template)
+/// goes to: the named one, or — the default — whichever one backend holds the object
+/// (several holding it is a conflict that asks for the name). Prunes with no backend prune
+/// every backend; creates with none use the first backend that can.
+///
+/// ```
+/// use libgo_core::On;
+/// assert_eq!(On::any().backend, None);
+/// assert_eq!(On::backend("docker").backend.as_deref(), Some("docker"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct On {
+    /// The backend's name; `None` for any.
+    pub backend: Option<String>,
+}
+
+impl On {
+    /// Whichever backend holds the object.
+    pub fn any() -> Self {
+        On::default()
+    }
+
+    /// The backend named `name`.
+    pub fn backend(name: impl Into<String>) -> Self {
+        On {
+            backend: Some(name.into()),
+        }
+    }
+
+    /// The backend named `name`, if any: the shape of an optional query parameter.
+    pub fn maybe(name: Option<&str>) -> Self {
+        On {
+            backend: name.map(str::to_string),
+        }
+    }
+}
+
+/// How to reach a registry ([`crate::LibGo::image_pull`], [`crate::LibGo::image_push`]).
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// The backend that pulls or pushes; `None` for the first that can.
+    pub backend: Option<String>,
+    /// Credentials for the registry.
+    pub auth: Option<RegistryAuth>,
+}
+
 /// How to delete a volume ([`crate::LibGo::volume_delete`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VolumeDeleteOptions {

@@ -91,6 +91,21 @@ impl DockerBackend {
     }
 
     pub(crate) async fn inspect(&self, id: &str) -> Result<Instance> {
+        // Docker answers some names it cannot hold (`/a"b`) with a bare 500; no container
+        // has such a name or id, so it is simply not there.
+        let plain = id.strip_prefix('/').unwrap_or(id);
+        let possible = plain
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+            && plain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !possible {
+            return Err(
+                Error::not_found(format!("no container {id:?}")).with_context("instance", id)
+            );
+        }
         let docker = self.docker().await?;
         let c = docker
             .inspect_container(id, None::<InspectContainerOptions>)

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use chrono::DateTime;
 use futures::StreamExt;
 use libgo_core::{
-    BuildSpec, Error, ExportFormat, ExportResult, ExportSpec, Image, ImageKind, Images, Progress,
-    ProgressSink, PruneReport, RegistryAuth, Result, validate,
+    BuildSpec, Error, ErrorKind, ExportFormat, ExportResult, ExportSpec, Image, ImageKind, Images,
+    Progress, ProgressSink, PruneReport, RegistryAuth, Result, validate,
 };
 
 use crate::{DockerBackend, convert, stream_error_kind};
@@ -112,7 +112,7 @@ impl Images for DockerBackend {
         let image = docker
             .inspect_image(id)
             .await
-            .map_err(|e| self.error(e).with_context("image", id))?;
+            .map_err(|e| no_such_image(self.error(e), id))?;
         Ok(self.image_from_inspect(image))
     }
 
@@ -299,7 +299,7 @@ impl Images for DockerBackend {
                 None,
             )
             .await
-            .map_err(|e| self.error(e).with_context("image", id))?;
+            .map_err(|e| no_such_image(self.error(e), id))?;
         Ok(())
     }
 
@@ -331,10 +331,20 @@ impl Images for DockerBackend {
         docker
             .inspect_image(id)
             .await
-            .map_err(|e| self.error(e).with_context("image", id))?;
+            .map_err(|e| no_such_image(self.error(e), id))?;
         let stream = docker.export_image(id);
         self.write_stream_to_file(Box::pin(stream), &spec, &ProgressSink::none())
             .await
+    }
+}
+
+/// An id Docker cannot parse as a reference (`Web`, `a+b`) names no image it has: NotFound,
+/// as for any other image it lacks; the same id may be a VM image's name on libvirt.
+fn no_such_image(e: Error, id: &str) -> Error {
+    if e.kind() == ErrorKind::InvalidInput && e.message().contains("invalid reference format") {
+        Error::not_found(format!("no image {id:?}")).with_context("image", id)
+    } else {
+        e.with_context("image", id)
     }
 }
 

@@ -28,6 +28,7 @@ mod convert;
 mod feed;
 mod images;
 mod migrate;
+mod ping;
 mod resources;
 
 use std::collections::HashMap;
@@ -159,6 +160,13 @@ impl DockerBackend {
         self.client
             .get_or_try_init(|| async {
                 let h = self.endpoint.as_str();
+                if let Some(path) = h.strip_prefix("unix://")
+                    && let Some(version) = ping::unix_api_version(path).await
+                {
+                    tracing::debug!(backend = %self.name, api = %version, "Docker API version from /_ping");
+                    return Docker::connect_with_unix(h, self.timeout_secs, &version)
+                        .map_err(|e| self.error(e));
+                }
                 let client = if h.starts_with("unix://") {
                     Docker::connect_with_unix(h, self.timeout_secs, bollard::API_DEFAULT_VERSION)
                 } else if let Some(tls) = &self.tls {
@@ -188,8 +196,8 @@ impl DockerBackend {
             .await
     }
 
-    /// Asks dockerd whether it answers: the API version negotiation (one `GET /version`),
-    /// which every later call needs anyway.
+    /// Asks dockerd whether it answers: the API version negotiation (one `GET /_ping` on a
+    /// unix socket, else one `GET /version`), which every later call needs anyway.
     pub async fn check(&self) -> Result<()> {
         self.docker().await.map(|_| ())
     }
@@ -375,5 +383,56 @@ mod tests {
             message: "Multiple IDs found with provided prefix: a".into(),
         });
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    }
+
+    /// A dockerd that speaks API 1.41 and records the request lines it gets.
+    async fn fake_dockerd(path: &std::path::Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::UnixListener::bind(path).expect("bind the fake socket");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                if let (Some(line), Ok(mut seen)) = (text.lines().next(), record.lock()) {
+                    seen.push(line.to_string());
+                }
+                let answer = "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK";
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        seen
+    }
+
+    #[tokio::test]
+    async fn the_api_version_comes_from_ping_not_from_version() {
+        let path =
+            std::env::temp_dir().join(format!("libgo-fake-dockerd-{}.sock", uuid::Uuid::new_v4()));
+        let seen = fake_dockerd(&path).await;
+        let backend = DockerBackend::connect(
+            "docker",
+            DockerConfig {
+                host: Some(format!("unix://{}", path.display())),
+                timeout_secs: 5,
+                tls: None,
+            },
+        )
+        .expect("a unix:// host is valid");
+        let checked = backend.check().await;
+        let _ = std::fs::remove_file(&path);
+        checked.expect("the fake dockerd answers /_ping");
+        let version = backend.docker().await.expect("negotiated").client_version();
+        assert_eq!((version.major_version, version.minor_version), (1, 41));
+        // One `GET /_ping` and no `GET /version` (which makes dockerd ask containerd and runc).
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(seen, vec!["GET /_ping HTTP/1.1".to_string()]);
     }
 }

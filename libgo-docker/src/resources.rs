@@ -12,8 +12,8 @@ use bollard::query_parameters::{
     RemoveVolumeOptions,
 };
 use libgo_core::{
-    Error, ErrorKind, Network, NetworkSpec, Networks, PruneReport, Result, Volume, VolumeSpec,
-    Volumes, validate,
+    Compute, Error, ErrorKind, Network, NetworkSpec, Networks, PruneReport, Result, Volume,
+    VolumeSpec, Volumes, validate,
 };
 
 use crate::DockerBackend;
@@ -269,6 +269,9 @@ impl Networks for DockerBackend {
     }
 
     async fn network_connect(&self, network: &str, instance: &str) -> Result<()> {
+        // The container first: Docker answers a name it cannot parse (`/a"b`) with a bare
+        // 500, where a missing instance is NotFound.
+        let instance = &Compute::resolve(self, instance).await?;
         let docker = self.docker().await?;
         docker
             .connect_network(
@@ -287,6 +290,9 @@ impl Networks for DockerBackend {
     }
 
     async fn network_disconnect(&self, network: &str, instance: &str) -> Result<()> {
+        // The container first: Docker answers a name it cannot parse (`/a"b`) with a bare
+        // 500, where a missing instance is NotFound.
+        let instance = &Compute::resolve(self, instance).await?;
         let docker = self.docker().await?;
         docker
             .disconnect_network(

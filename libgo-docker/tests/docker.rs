@@ -218,6 +218,21 @@ async fn two_containers_on_one_network_reach_each_other() -> Result<()> {
             "the client reached the server by name"
         );
         b.network_disconnect(&net, &client).await?;
+        // A container name Docker cannot parse is a missing instance, not a bare 500
+        // (found by schemathesis).
+        let odd = "/no\"such!container";
+        // Docker itself answers this inspect with a bare 500.
+        let e = b.get(odd).await.expect_err("no such container");
+        assert_eq!(e.kind(), ErrorKind::NotFound, "get: {e}");
+        for verb in ["connect", "disconnect"] {
+            let e = if verb == "connect" {
+                b.network_connect(&net, odd).await
+            } else {
+                b.network_disconnect(&net, odd).await
+            }
+            .expect_err("no such container");
+            assert_eq!(e.kind(), ErrorKind::NotFound, "{verb}: {e}");
+        }
         let r = b
             .exec(
                 &client,

@@ -84,6 +84,7 @@ pub struct AlertSpec {
     pub state: Option<InstanceState>,
     /// How long the condition must hold before the rule fires (default 0: at once).
     #[serde(default)]
+    #[schema(maximum = 86400)]
     pub for_seconds: u64,
     /// One instance (id or name); with neither this nor `label`, every instance.
     pub instance: Option<String>,

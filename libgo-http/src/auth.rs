@@ -3,98 +3,23 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 
+pub use crate::accounts::{
+    Role, Scope, check_password_rules, hash_api_key, hash_password, new_api_key, random_hex,
+    verify_password,
+};
 use crate::db::UserRecord;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// What a user may do. Each role includes the ones below it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Read everything but users, keys of others and the audit log.
-    Viewer,
-    /// Also manage instances, images, networks and volumes.
-    Operator,
-    /// Also manage users, read the audit log, and create privileged containers, bind
-    /// mounts and host devices.
-    Admin,
-}
-
-impl Role {
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "viewer" => Ok(Role::Viewer),
-            "operator" => Ok(Role::Operator),
-            "admin" => Ok(Role::Admin),
-            other => Err(format!(
-                "unknown role {other:?}: expected admin, operator or viewer"
-            )),
-        }
-    }
-}
-
-/// Where a user's role applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Everything the role's permissions reach.
-    #[default]
-    All,
-    /// Only the instances of the groups the user is a member of (others answer 404);
-    /// other resources as the role allows.
-    Groups,
-}
-
-impl Scope {
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::All => "all",
-            Scope::Groups => "groups",
-        }
-    }
-}
-
-impl FromStr for Scope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "all" => Ok(Scope::All),
-            "groups" => Ok(Scope::Groups),
-            other => Err(format!("unknown scope {other:?}: expected all or groups")),
-        }
-    }
-}
 
 /// What a caller authenticated with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,66 +247,6 @@ impl Tokens {
             .map(|d| d.claims)
             .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))
     }
-}
-
-/// Hashes a password with argon2id (on a blocking thread: it is slow by design).
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(ApiError::internal)
-    })
-    .await
-    .map_err(ApiError::internal)?
-}
-
-/// Checks a password against an argon2 PHC string.
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// Checks the rules for a new password.
-pub fn check_password_rules(password: &str) -> Result<(), ApiError> {
-    if password.chars().count() < 8 {
-        return Err(ApiError::invalid("a password needs at least 8 characters"));
-    }
-    if password.len() > 1024 {
-        return Err(ApiError::invalid("a password may have at most 1024 bytes"));
-    }
-    Ok(())
-}
-
-/// A random secret of `bytes` bytes, hex-encoded.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    hex::encode(buf)
-}
-
-/// A new API key: `lgk_` + 8 hex prefix + `_` + 48 hex secret. Returns (key, prefix).
-pub fn new_api_key() -> (String, String) {
-    let prefix = random_hex(4);
-    let key = format!("lgk_{prefix}_{}", random_hex(24));
-    (key, format!("lgk_{prefix}"))
-}
-
-/// SHA-256 of an API key, hex. Keys carry 224 random bits, so a fast hash suffices and
-/// lets a key be found by its hash in one indexed lookup (argon2 is for low-entropy
-/// passwords).
-pub fn hash_api_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// Which callers a route admits, as declared next to its handler by the

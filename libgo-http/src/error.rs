@@ -156,8 +156,7 @@ impl From<libgo_core::Error> for ApiError {
             // An engine's own words (paths, QEMU output) stay in the log, which the request
             // span ties to the request id the client got in `x-request-id`.
             tracing::error!(error = %e, "engine failure");
-            let mut message =
-                String::from("internal error in the engine; the server log has the detail");
+            let mut message = String::from("internal error; the server log has the detail");
             if let Some((_, backend)) = e.context().iter().find(|(k, _)| *k == "backend") {
                 message.push_str(&format!(" (backend: {backend})"));
             }
@@ -168,6 +167,26 @@ impl From<libgo_core::Error> for ApiError {
         let mut api = ApiError::new(status_of(kind), kind.code(), e.detail());
         api.field = field;
         api
+    }
+}
+
+impl From<libgo_core::Error> for ErrorBody {
+    /// The body a failure is answered with, as a route would answer it (a task's failure
+    /// is shown in this shape).
+    fn from(e: libgo_core::Error) -> Self {
+        ApiError::from(e).body()
+    }
+}
+
+impl From<crate::tasks::TaskRefused> for ApiError {
+    fn from(refused: crate::tasks::TaskRefused) -> Self {
+        match refused {
+            crate::tasks::TaskRefused::TooMany {
+                message,
+                retry_after_secs,
+            } => ApiError::rate_limited(message, retry_after_secs),
+            crate::tasks::TaskRefused::Failed(e) => e.into(),
+        }
     }
 }
 

@@ -13,6 +13,12 @@
 //!   `/openapi.json` and Swagger UI at `/swagger/index.html`.
 //! - Users, API keys, tasks and the audit log live in SQLite (or PostgreSQL) through sqlx.
 //!
+//! Layers: [`db`] stores; [`accounts`] (roles, scopes, passwords, keys), [`users`] (users,
+//! sessions, API keys, the audit log) and [`tasks`] are services that know no HTTP and
+//! answer [`libgo_core::Error`]; [`routes`], [`auth`] and
+//! [`error`] turn requests into calls and errors into `{status, code, message}`; [`metrics`]
+//! renders from the health, the facade and the store it is handed, not the server state.
+//!
 //! The `libgo-server` binary wraps this library (`libgo-server serve`). Embedding it:
 //!
 //! ```no_run
@@ -31,6 +37,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod addresses;
 pub mod alerts;
 pub mod auth;
@@ -52,6 +59,7 @@ pub mod spool;
 pub mod state;
 pub mod tasks;
 pub mod tenancy;
+pub mod users;
 pub mod web;
 pub mod webhooks;
 

@@ -146,16 +146,23 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Refreshes the gauges that are read at scrape time and renders the text format.
-    pub async fn render(&self, state: &AppState) -> String {
-        for h in state.cached_health().await.backends {
+    /// Refreshes the gauges that are read at scrape time from what they measure — the
+    /// backends' health, the facade's instances, the stored tasks — and renders the text
+    /// format.
+    pub async fn render(
+        &self,
+        health: &[libgo_core::Health],
+        libgo: &libgo_core::LibGo,
+        db: &crate::db::Db,
+    ) -> String {
+        for h in health {
             self.backend_up
                 .with_label_values(&[&h.backend])
                 .set(i64::from(h.up));
         }
         let list = tokio::time::timeout(
             Duration::from_secs(5),
-            state.libgo.list_all(&InstanceFilter::default()),
+            libgo.list_all(&InstanceFilter::default()),
         )
         .await;
         if let Ok(Ok(list)) = list {
@@ -166,7 +173,7 @@ impl Metrics {
                     .inc();
             }
         }
-        if let Ok(counts) = state.db.task_counts().await {
+        if let Ok(counts) = db.task_counts().await {
             self.tasks.reset();
             for (status, n) in counts {
                 self.tasks.with_label_values(&[&status]).set(n);

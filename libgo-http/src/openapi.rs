@@ -151,14 +151,36 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
             }
         }
     }
+    flatten_all_of(components, "AlertRule");
     for (name, schema) in components.schemas.iter_mut() {
+        if name == "PortsInput" {
+            bound_port_map(schema);
+        }
         if let RefOr::T(utoipa::openapi::schema::Schema::Object(object)) = schema {
             bound_maps(object);
+            if let Some(rule) = conditional_rule(name) {
+                // JSON Schema's if/then/else, which the type generators (openapi-typescript,
+                // gen-bindings.py) leave alone; utoipa has no field for it but the map it
+                // flattens into the object for extensions.
+                object
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .extend(rule);
+            }
             for (_, field, pattern) in FIELD_PATTERNS.iter().filter(|(n, _, _)| n == name) {
                 if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(f))) =
                     object.properties.get_mut(*field)
                 {
                     f.pattern = Some(pattern.to_string());
+                }
+            }
+            for (_, field, pattern) in ITEM_PATTERNS.iter().filter(|(n, _, _)| n == name) {
+                if let Some(RefOr::T(utoipa::openapi::schema::Schema::Array(a))) =
+                    object.properties.get_mut(*field)
+                    && let utoipa::openapi::schema::ArrayItems::RefOrSchema(item) = &mut a.items
+                    && let RefOr::T(utoipa::openapi::schema::Schema::Object(item)) = item.as_mut()
+                {
+                    item.pattern = Some(pattern.to_string());
                 }
             }
             for (_, field, min, max) in FIELD_ITEMS.iter().filter(|(n, _, _, _)| n == name) {
@@ -183,9 +205,131 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// The rules between a body's fields that the server enforces ("exactly one of",
+/// "this only with that"), as JSON Schema `if`/`then`/`else` on the schema `name`. A field
+/// counts as given when present and not null, as serde reads it.
+fn conditional_rule(name: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::json;
+    // Absent or null passes `{"properties": {f: null}}`; `given` needs a non-null value.
+    let absent = |fields: &[&str]| {
+        let properties: serde_json::Map<_, _> = fields
+            .iter()
+            .map(|f| (f.to_string(), json!({"type": "null"})))
+            .collect();
+        json!({ "properties": properties })
+    };
+    let given = |field: &str| json!({"required": [field], "properties": {field: {"not": {"type": "null"}}}});
+    let rule = match name {
+        // libgo_core::validate::disk_attach: exactly one of volume and sizeBytes.
+        // A new blank disk is no ISO; an existing volume has its own format and pool.
+        "DiskAttach" => json!({
+            "if": absent(&["volume"]),
+            "then": {
+                "required": ["sizeBytes"],
+                "properties": {
+                    "sizeBytes": {"not": {"type": "null"}},
+                    "format": {"not": {"const": "iso"}},
+                },
+            },
+            "else": absent(&["sizeBytes", "format", "pool"]),
+        }),
+        // libgo_core::validate::instance_spec: exactly one of sizeBytes (a blank disk),
+        // baseImage (an overlay, sizeBytes optional) and volume.
+        "DiskSpec" => json!({
+            "if": absent(&["volume"]),
+            "then": {"if": absent(&["baseImage"]), "then": given("sizeBytes")},
+            "else": absent(&["sizeBytes", "baseImage"]),
+        }),
+        // LibGo::create: without a backend the kind says where it goes; with one, no host
+        // or pool to place it by.
+        // And a container needs an image.
+        "InstanceSpec" => json!({
+            "if": absent(&["backend"]),
+            "then": {
+                "required": ["kind"],
+                "properties": {"kind": {"not": {"type": "null"}}},
+                "if": {"properties": {"kind": {"const": "container"}}},
+                "then": given("image"),
+            },
+            "else": absent(&["host", "pool"]),
+        }),
+        // POST /api/v1/images/pull: a reference, or a name with an optional tag.
+        "PullRequest" => json!({
+            "if": absent(&["reference"]),
+            "then": given("name"),
+            "else": absent(&["name", "tag"]),
+        }),
+        // libgo_core::validate's mount rule: a bind mount's source is a host path, a
+        // volume mount's a volume name (volume is the default kind).
+        "MountSpec" => json!({
+            "if": {"required": ["kind"], "properties": {"kind": {"const": "bind"}}},
+            "then": {"properties": {"source": {"pattern": ABSOLUTE_PATH_PATTERN}}},
+            "else": {
+                "if": {"required": ["kind"], "properties": {"kind": {"const": "tmpfs"}}},
+                "else": {"properties": {"source": {"pattern": VOLUME_NAME_PATTERN}}},
+            },
+        }),
+        // alerts::check: a state rule names a state, compares with == or !=, and has no
+        // threshold; a cpu or memory rule has a threshold from 0 to 1000000 and no state.
+        // Instances by id or by labels, not both.
+        "AlertSpec" => json!({
+            "if": {"properties": {"metric": {"const": "state"}}},
+            "then": {
+                "required": ["state"],
+                "properties": {
+                    "state": {"not": {"type": "null"}},
+                    "threshold": {"type": "null"},
+                    "op": {"enum": ["==", "!="]},
+                },
+                "if": absent(&["instance"]),
+                "else": absent(&["label"]),
+            },
+            "else": {
+                "required": ["threshold"],
+                "properties": {
+                    "threshold": {"type": "number", "minimum": 0, "maximum": 1_000_000},
+                    "state": {"type": "null"},
+                },
+                "if": absent(&["instance"]),
+                "else": absent(&["label"]),
+            },
+        }),
+        // libgo::HostConfig: a host has a Docker address, a libvirt one, or both.
+        "HostRequest" => json!({
+            "if": absent(&["docker"]),
+            "then": given("libvirt"),
+        }),
+        // A seed 001 volume: a host path or a named volume.
+        "SeedVolume" => json!({
+            "if": absent(&["host_path"]),
+            "then": given("name"),
+            "else": absent(&["name"]),
+        }),
+        _ => return None,
+    };
+    match rule {
+        serde_json::Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
 /// Body fields held to the core's rules for their kind of name: (schema, field, pattern).
 const FIELD_PATTERNS: &[(&str, &str, &str)] = &[
     ("PullRequest", "reference", IMAGE_ID_PATTERN),
+    ("AlertSpec", "instance", OBJECT_ID_PATTERN),
+    ("HostRequest", "docker", "^(tcp|unix)://"),
+    ("HostRequest", "libvirt", HOST_LIBVIRT_PATTERN),
+    ("HostRequest", "pool", NAME_PATTERN),
+    ("InstanceSpec", "image", IMAGE_ID_PATTERN),
+    ("InstanceSpec", "cdrom", IMAGE_ID_PATTERN),
+    ("InstanceSpec", "template", NAME_PATTERN),
+    ("DiskAttach", "pool", NAME_PATTERN),
+    ("NetworkAttach", "instance", OBJECT_ID_PATTERN),
+    ("SeedVolume", "host_path", ABSOLUTE_PATH_PATTERN),
+    ("SeedVolume", "name", VOLUME_NAME_PATTERN),
+    ("SeedVolume", "container_path", ABSOLUTE_PATH_PATTERN),
+    ("PullRequest", "name", IMAGE_ID_PATTERN),
+    ("PullRequest", "tag", IMAGE_TAG_PATTERN),
     ("TagRequest", "target", IMAGE_ID_PATTERN),
     ("VolumeSpec", "name", VOLUME_NAME_PATTERN),
     ("CloneRequest", "target", VOLUME_NAME_PATTERN),
@@ -206,6 +350,14 @@ const FIELD_PATTERNS: &[(&str, &str, &str)] = &[
     ("NetworkSpec", "subnet", CIDR_PATTERN),
 ];
 
+/// Arrays of strings whose items are held to a rule: (schema, field, pattern).
+const ITEM_PATTERNS: &[(&str, &str, &str)] = &[
+    ("InstanceSpec", "devices", ABSOLUTE_PATH_PATTERN),
+    ("ContainerCreate", "devices", ABSOLUTE_PATH_PATTERN),
+    ("InstanceSpec", "networks", NAME_PATTERN),
+    ("ContainerCreate", "networks", NAME_PATTERN),
+];
+
 /// Arrays held to the core's bounds: (schema, field, fewest items, most items).
 const FIELD_ITEMS: &[(&str, &str, usize, usize)] = &[
     (
@@ -214,9 +366,17 @@ const FIELD_ITEMS: &[(&str, &str, usize, usize)] = &[
         1,
         libgo_core::BatchSpec::MAX_COUNT as usize,
     ),
+    ("ExecSpec", "command", 1, 4096),
     ("WebhookSpec", "events", 1, 32),
     ("WebhookPatch", "events", 1, 32),
 ];
+
+/// Another host's libvirt ([`libgo_core::validate::host_libvirt_uri`], which also holds
+/// its parameters to a list): qemu over a network transport with an authority, or test.
+const HOST_LIBVIRT_PATTERN: &str = "^(qemu(\\+(tcp|tls|ssh|libssh|libssh2))?://[^/?#\\s]+|test(\\+(tcp|tls|ssh|libssh|libssh2))?://)";
+
+/// A tag joined to a name with `:` ([`libgo_core::validate::image_reference`] on the whole).
+const IMAGE_TAG_PATTERN: &str = "^[!-~]{0,128}$";
 
 /// An absolute path ([`libgo_core::validate::absolute_path`] also refuses `..` components).
 const ABSOLUTE_PATH_PATTERN: &str = "^/[^\\x00]*$";
@@ -266,6 +426,89 @@ fn bound_maps(object: &mut utoipa::openapi::schema::Object) {
             map.property_names = Some(Box::new(string(key)));
             map.additional_properties = Some(Box::new(AdditionalProperties::RefOr(RefOr::T(
                 string(NO_NUL_PATTERN),
+            ))));
+        }
+    }
+}
+
+/// Replaces the `allOf` that `#[serde(flatten)]` gives `name` by one object with the
+/// properties of all its parts: a part that refuses unknown fields (a request type reused
+/// in a response) would otherwise refuse the other parts' fields.
+fn flatten_all_of(components: &mut utoipa::openapi::Components, name: &str) {
+    use utoipa::openapi::schema::{Object, Schema};
+    let Some(RefOr::T(Schema::AllOf(all_of))) = components.schemas.get(name) else {
+        return;
+    };
+    let mut merged = Object::new();
+    merged.description.clone_from(&all_of.description);
+    for part in &all_of.items {
+        let part = match part {
+            RefOr::Ref(r) => components
+                .schemas
+                .get(r.ref_location.trim_start_matches("#/components/schemas/")),
+            inline => Some(inline),
+        };
+        if let Some(RefOr::T(Schema::Object(o))) = part {
+            merged.properties.extend(o.properties.clone());
+            merged.required.extend(o.required.iter().cloned());
+        }
+    }
+    merged.schema_type = utoipa::openapi::Type::Object.into();
+    let flattened = all_of.clone();
+    components
+        .schemas
+        .insert(name.to_string(), RefOr::T(Schema::Object(merged)));
+    // Generic wrappers (`Page<T>`) hold the allOf inline: they name the object instead.
+    for schema in components.schemas.values_mut() {
+        let RefOr::T(Schema::Object(o)) = schema else {
+            continue;
+        };
+        for property in o.properties.values_mut() {
+            if let RefOr::T(Schema::Array(a)) = property
+                && let utoipa::openapi::schema::ArrayItems::RefOrSchema(item) = &mut a.items
+                && matches!(item.as_ref(), RefOr::T(Schema::AllOf(x)) if *x == flattened)
+            {
+                **item = RefOr::Ref(utoipa::openapi::Ref::from_schema_name(name));
+            }
+        }
+    }
+}
+
+/// Seed 001's port map (`{"80/tcp": 8080}`): each value a host port as a number, a string
+/// (`"8080"`, `"127.0.0.1:8080"`) or null, as `HostPort` reads it.
+fn bound_port_map(schema: &mut RefOr<utoipa::openapi::schema::Schema>) {
+    use utoipa::openapi::schema::{
+        AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type,
+    };
+    let RefOr::T(Schema::OneOf(one_of)) = schema else {
+        return;
+    };
+    let port = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(65535)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^(.+:)?[0-9]{1,5}$")),
+        )
+        .build();
+    for item in one_of.items.iter_mut() {
+        if let RefOr::T(Schema::Object(map)) = item
+            && map.schema_type == utoipa::openapi::schema::SchemaType::from(Type::Object)
+        {
+            map.property_names = Some(Box::new(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]{1,5}(/(tcp|udp))?$"))
+                    .build(),
+            )));
+            map.additional_properties = Some(Box::new(AdditionalProperties::RefOr(RefOr::T(
+                Schema::OneOf(port.clone()),
             ))));
         }
     }

@@ -8,15 +8,34 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use libgo_core::{Progress, ProgressSink};
+use libgo_core::{Error, Progress, ProgressSink, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::db::{Db, TaskRow, now_ms, to_time};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ErrorBody;
 use crate::events::ServerEvent;
+
+/// Why a task did not start.
+#[derive(Debug)]
+pub enum TaskRefused {
+    /// The user runs as many tasks as one may; try again after a while.
+    TooMany {
+        /// What to tell the user.
+        message: String,
+        /// When to try again.
+        retry_after_secs: u64,
+    },
+    /// It could not be recorded.
+    Failed(Error),
+}
+
+/// A database failure as the tasks service reports it: internal, its detail for the log.
+fn stored(e: sqlx::Error) -> Error {
+    Error::internal(format!("database: {e}")).with_context("store", "tasks")
+}
 
 /// Where a task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -317,10 +336,10 @@ impl TaskManager {
         target: Option<String>,
         created_by: &str,
         work: F,
-    ) -> Result<Task, ApiError>
+    ) -> std::result::Result<Task, TaskRefused>
     where
         F: FnOnce(TaskCtx) -> Fut,
-        Fut: Future<Output = Result<serde_json::Value, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<serde_json::Value>> + Send + 'static,
     {
         if self.per_user > 0 {
             let running = self
@@ -329,13 +348,13 @@ impl TaskManager {
                 .filter(|l| l.view.borrow().created_by.as_deref() == Some(created_by))
                 .count();
             if running >= self.per_user {
-                return Err(ApiError::rate_limited(
-                    format!(
+                return Err(TaskRefused::TooMany {
+                    message: format!(
                         "{created_by} has {running} tasks running, the most one user may; \
                          wait for one to end"
                     ),
-                    5,
-                ));
+                    retry_after_secs: 5,
+                });
             }
         }
         let now = Utc::now();
@@ -353,8 +372,14 @@ impl TaskManager {
             updated_at: now,
             finished_at: None,
         };
-        self.db.task_upsert(&task.to_row()).await?;
-        self.db.task_own(&task.id, &self.replica).await?;
+        self.db
+            .task_upsert(&task.to_row())
+            .await
+            .map_err(|e| TaskRefused::Failed(stored(e)))?;
+        self.db
+            .task_own(&task.id, &self.replica)
+            .await
+            .map_err(|e| TaskRefused::Failed(stored(e)))?;
         let (view, _) = watch::channel(task.clone());
         let cancel = CancellationToken::new();
         let interrupted = Arc::new(AtomicBool::new(false));
@@ -395,9 +420,10 @@ impl TaskManager {
                         t.result = Some(v);
                     }
                     Some(Err(e)) => {
+                        let body = ErrorBody::from(e);
                         t.status = TaskStatus::Failed;
-                        t.message = e.body().message.clone();
-                        t.error = Some(e.body());
+                        t.message.clone_from(&body.message);
+                        t.error = Some(body);
                     }
                     None if interrupted.load(Ordering::SeqCst) => {
                         let msg = "interrupted: the server shut down while the task ran";
@@ -429,7 +455,7 @@ impl TaskManager {
     }
 
     /// A task; with `wait`, waits up to that long for it to end.
-    pub async fn get(&self, id: &str, wait: Option<Duration>) -> Result<Task, ApiError> {
+    pub async fn get(&self, id: &str, wait: Option<Duration>) -> Result<Task> {
         let rx = self.lock().get(id).map(|l| l.view.subscribe());
         if let Some(mut rx) = rx {
             if let Some(wait) = wait {
@@ -443,9 +469,10 @@ impl TaskManager {
             let task = self
                 .db
                 .task_get(id)
-                .await?
+                .await
+                .map_err(stored)?
                 .map(Task::from_row)
-                .ok_or_else(|| ApiError::not_found(format!("no task {id:?}")))?;
+                .ok_or_else(|| Error::not_found(format!("no task {id:?}")))?;
             if task.status.is_terminal() || Instant::now() >= deadline {
                 return Ok(task);
             }
@@ -454,15 +481,12 @@ impl TaskManager {
     }
 
     /// Tasks, newest first.
-    pub async fn list(
-        &self,
-        status: Option<&str>,
-        kind: Option<&str>,
-    ) -> Result<Vec<Task>, ApiError> {
+    pub async fn list(&self, status: Option<&str>, kind: Option<&str>) -> Result<Vec<Task>> {
         let mut tasks: Vec<Task> = self
             .db
             .task_list(status, kind)
-            .await?
+            .await
+            .map_err(stored)?
             .into_iter()
             .map(Task::from_row)
             .collect();
@@ -477,7 +501,7 @@ impl TaskManager {
     }
 
     /// Cancels a running task.
-    pub async fn cancel(&self, id: &str) -> Result<Task, ApiError> {
+    pub async fn cancel(&self, id: &str) -> Result<Task> {
         let live = self
             .lock()
             .get(id)
@@ -485,7 +509,7 @@ impl TaskManager {
         match live {
             Some((_, rx)) if rx.borrow().status.is_terminal() => {
                 let status = rx.borrow().status;
-                Err(ApiError::conflict(format!(
+                Err(Error::conflict(format!(
                     "task {id} has ended already ({})",
                     status.as_str()
                 )))
@@ -502,13 +526,13 @@ impl TaskManager {
             None => {
                 // Another replica runs it: asked through its row, it cancels at its next
                 // lease renewal.
-                if self.db.task_request_cancel(id).await? {
+                if self.db.task_request_cancel(id).await.map_err(stored)? {
                     return self
                         .get(id, Some(LEASE_RENEW * 3 + Duration::from_secs(1)))
                         .await;
                 }
                 let t = self.get(id, None).await?;
-                Err(ApiError::conflict(format!(
+                Err(Error::conflict(format!(
                     "task {id} has ended already ({})",
                     t.status.as_str()
                 )))

@@ -809,7 +809,8 @@ async fn group_members_see_and_touch_only_their_groups_instances() {
         .await
         .expect("create");
     assert_error(r, 400, "INVALID_INPUT").await;
-    // An unscoped operator may place one in a group, which must exist.
+    // An unscoped operator may place one in a group, which must exist (a missing one is
+    // NOT_FOUND, like any missing object a spec names).
     let r = s
         .req(
             Method::POST,
@@ -820,7 +821,7 @@ async fn group_members_see_and_touch_only_their_groups_instances() {
         .send()
         .await
         .expect("create");
-    assert_error(r, 400, "INVALID_INPUT").await;
+    assert_error(r, 404, "NOT_FOUND").await;
     let placed = container(&s, &everyone_t, &format!("?group={ga}")).await;
     let placedn = placed["name"].as_str().expect("name").to_string();
     assert!(

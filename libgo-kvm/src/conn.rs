@@ -77,6 +77,15 @@ pub fn map_error(e: virt::error::Error) -> Error {
         )
         .with_source(e);
     }
+    // EFBIG: a size the pool's file system cannot hold in one file (ext4 stops at 16 TiB).
+    if kind == ErrorKind::Internal && e.message().contains("File too large") {
+        return Error::invalid(format!(
+            "the size is larger than the storage pool's file system allows for one file ({})",
+            e.message()
+        ))
+        .with_field("sizeBytes")
+        .with_source(e);
+    }
     Error::new(kind, e.message().to_string()).with_source(e)
 }
 

@@ -279,9 +279,15 @@ impl Volumes for KvmBackend {
             v.resize(size_bytes, 0).lv().map_err(|e| {
                 // qemu-img resizes qcow2 and raw; libvirt reports the others as an internal
                 // error of its child process.
-                if e.to_string().contains("does not support resize") {
+                let said = e.to_string();
+                if said.contains("does not support resize") {
                     Error::unsupported(format!(
                         "volume {name:?} is in a format that cannot be resized (qcow2 and raw can)"
+                    ))
+                } else if said.contains("which has snapshots") {
+                    Error::conflict(format!(
+                        "volume {name:?} holds internal snapshots (of the VM that uses it), and a \
+                         qcow2 v2 image with snapshots cannot be resized: delete them first"
                     ))
                 } else {
                     e

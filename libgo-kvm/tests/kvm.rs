@@ -487,6 +487,77 @@ async fn storage_pools_and_volumes() {
     let e = b.volume_resize(&vmdk, 16 << 20).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     b.volume_delete(&vmdk, false).await.expect("delete vmdk");
+    // A raw file larger than the pool's file system allows (ext4 stops at 16 TiB) is the
+    // request's fault, naming sizeBytes, and leaves no volume (found by schemathesis as a 500).
+    let huge = format!("{pool}/huge.raw");
+    let e = b
+        .volume_create(&VolumeSpec {
+            name: huge.clone(),
+            size_bytes: Some(28_369_780_110_288),
+            format: Some(DiskFormat::Raw),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.field()),
+        (ErrorKind::InvalidInput, Some("sizeBytes")),
+        "{e}"
+    );
+    assert_eq!(
+        b.volume_inspect(&huge)
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    let raw = format!("{pool}/small.raw");
+    b.volume_create(&VolumeSpec {
+        name: raw.clone(),
+        size_bytes: Some(1 << 20),
+        format: Some(DiskFormat::Raw),
+        ..Default::default()
+    })
+    .await
+    .expect("raw volume");
+    let e = b.volume_resize(&raw, 28_369_780_110_288).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    b.volume_delete(&raw, false).await.expect("delete raw");
+    // A qcow2 volume holding internal snapshots (a VM's snapshots live in its disks) that
+    // qemu-img will not resize is a conflict with its state, not an engine failure (found by
+    // schemathesis as a 500).
+    let snapped = format!("{pool}/snapped.qcow2");
+    let made = b
+        .volume_create(&VolumeSpec {
+            name: snapped.clone(),
+            size_bytes: Some(8 << 20),
+            ..Default::default()
+        })
+        .await
+        .expect("volume to snapshot");
+    let path = made.path.clone().expect("a path");
+    let snapshot = std::process::Command::new("qemu-img")
+        .args(["snapshot", "-c", "held", &path])
+        .status()
+        .expect("qemu-img runs");
+    assert!(snapshot.success());
+    match b.volume_resize(&snapped, 16 << 20).await {
+        // A qcow2 v3 image with snapshots grows; a v2 one (libvirt's default) does not.
+        Ok(grown) => assert_eq!(grown.capacity_bytes, Some(16 << 20)),
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+            assert!(e.message().contains("snapshots"), "{e}");
+            assert_eq!(
+                qemu_img_info(std::path::Path::new(&path))["virtual-size"],
+                8u64 << 20,
+                "left as it was"
+            );
+        }
+    }
+    b.volume_delete(&snapped, false)
+        .await
+        .expect("delete snapped");
     assert_eq!(
         qemu_img_info(std::path::Path::new(grown.path.as_ref().unwrap()))["virtual-size"],
         16u64 << 20
@@ -1177,12 +1248,18 @@ async fn volume_lists_survive_concurrent_deletes() {
         .await
         .expect("volume create");
     }
-    // Another client deletes them one by one while this one lists.
+    // Another client deletes them one by one while this one lists; each delete waits for
+    // one more finished list, so the two always overlap however slow a list is.
+    let (lists_done, mut lists_seen) = tokio::sync::watch::channel(0usize);
     let deleter = tokio::spawn({
         let b = b.clone();
         let names = names.clone();
         async move {
-            for n in &names {
+            for (i, n) in names.iter().enumerate() {
+                lists_seen
+                    .wait_for(|done| *done > i)
+                    .await
+                    .expect("the lister is alive");
                 b.volume_delete(n, false).await.expect("volume delete");
             }
         }
@@ -1192,6 +1269,7 @@ async fn volume_lists_survive_concurrent_deletes() {
         let listed = b.volume_list().await;
         assert!(listed.is_ok(), "a list during deletes failed: {listed:?}");
         lists += 1;
+        lists_done.send_replace(lists);
     }
     deleter.await.expect("deleter");
     let left: Vec<String> = b
@@ -1203,7 +1281,7 @@ async fn volume_lists_survive_concurrent_deletes() {
         .filter(|n| names.contains(n))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    assert!(lists > 1, "the lists ran alongside the deletes");
+    assert!(lists >= names.len(), "the lists ran alongside the deletes");
 }
 
 /// A raw volume whose guest wrote a qcow2 header naming a host file as its backing file:

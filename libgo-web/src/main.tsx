@@ -1,5 +1,5 @@
-import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { render, type ComponentChildren } from "preact";
+import { useEffect, useErrorBoundary, useState } from "preact/hooks";
 import { Link, Route, Switch, useLocation } from "wouter-preact";
 import { api, ok, onToken, setToken, token, type User } from "./api/client";
 import { closeEvents } from "./api/events";
@@ -77,6 +77,7 @@ function Shell(props: { me: User }) {
       </nav>
       <main id="main" tabIndex={-1}>
         <MessageArea />
+        <PageGuard key={location}>
         <Switch>
           <Route path="/" component={Dashboard} />
           <Route path="/instances" component={Instances} />
@@ -96,9 +97,27 @@ function Shell(props: { me: User }) {
             <p role="alert">No such page.</p>
           </Route>
         </Switch>
+        </PageGuard>
       </main>
     </div>
   );
+}
+
+/** A page that fails to render says so and leaves the rest of the console working (a new
+ *  page, by its key, starts afresh). */
+function PageGuard(props: { children: ComponentChildren }) {
+  const [error, retry] = useErrorBoundary((e) => console.error("page failed:", e));
+  if (error) {
+    return (
+      <div role="alert" class="page-error">
+        <p>This page failed: {error instanceof Error ? error.message : String(error)}</p>
+        <button type="button" onClick={retry}>
+          Try again
+        </button>
+      </div>
+    );
+  }
+  return <>{props.children}</>;
 }
 
 async function logout() {

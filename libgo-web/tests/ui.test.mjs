@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
@@ -181,13 +181,23 @@ test("the container's stats chart, logs, snapshots and export", async () => {
   await admin.getByRole("button", { name: "Create snapshot" }).click();
   const snaps = admin.getByRole("table", { name: "Snapshots" });
   await snaps.getByRole("cell", { name: "s1", exact: true }).waitFor({ timeout: 30_000 });
-  await snaps.getByRole("button", { name: "Revert" }).click();
+  await admin.getByLabel("Snapshot name").fill("s2");
+  await admin.getByRole("button", { name: "Create snapshot" }).click();
+  // Rows by their first cell: s2's row also names s1, as its parent.
+  const row = (name) => snaps.getByRole("row", { name: new RegExp(`^${name}\\b`) });
+  await row("s2").getByRole("cell", { name: "current", exact: true }).waitFor({ timeout: 30_000 });
+  await row("s1").getByRole("button", { name: "Revert" }).click();
   const said = admin.locator(".messages .message.error, .messages .message:has-text('Reverted to s1')").first();
   await said.waitFor({ timeout: 90_000 });
   assert.match(await said.innerText(), /Reverted to s1/);
+  // The table follows by itself: s1 is the current one now.
+  await row("s1").getByRole("cell", { name: "current", exact: true }).waitFor({ timeout: 30_000 });
+  assert.equal(await row("s2").getByRole("cell", { name: "current", exact: true }).count(), 0);
   await shot(admin, "04c-snapshots");
-  await snaps.getByRole("button", { name: "Delete" }).click();
-  await snaps.getByRole("cell", { name: "s1", exact: true }).waitFor({ state: "detached", timeout: 30_000 });
+  for (const name of ["s2", "s1"]) {
+    await row(name).getByRole("button", { name: "Delete" }).click();
+    await snaps.getByRole("cell", { name, exact: true }).waitFor({ state: "detached", timeout: 30_000 });
+  }
   await admin.getByRole("tab", { name: "Export" }).click();
   await admin.getByLabel("Format").selectOption("tar");
   await admin.getByRole("button", { name: "Export", exact: true }).click();
@@ -277,7 +287,319 @@ test("an image build's progress bar reaches 100 %", async () => {
   assert.equal(img.status, 200, "the built image exists");
 });
 
-test("a VM made from the form has the CPUs, memory, disk and cloud-init asked for", async () => {
+test("an image is tagged and deleted from its row", async () => {
+  const page = await newPage();
+  const copy = `libgo-ui-copy:${run}`;
+  page.on("dialog", (d) => (d.type() === "prompt" ? d.accept(copy) : d.accept()));
+  await login(page, "admin", ADMIN_PW);
+  await page.getByRole("link", { name: "Images" }).click();
+  const images = page.getByRole("table", { name: "Images" });
+  const built = images.getByRole("row").filter({ hasText: IMAGE_TAG });
+  await built.getByRole("button", { name: "Tag" }).click();
+  // The row now carries both references, and the engine has the new one.
+  await images.getByRole("row").filter({ hasText: copy }).filter({ hasText: IMAGE_TAG }).waitFor({ timeout: 20_000 });
+  const tagged = await call("GET", `/api/v1/images/${encodeURIComponent(copy)}`);
+  assert.equal(tagged.status, 200);
+  const id = tagged.body.id;
+  // Only the built tag stays: then the row's Delete removes the image itself.
+  assert.equal((await call("DELETE", `/api/v1/images/${encodeURIComponent(IMAGE_TAG)}`)).status, 204);
+  const row = images.getByRole("row").filter({ hasText: copy });
+  await page.getByRole("button", { name: "Refresh" }).click();
+  await row.filter({ hasNotText: IMAGE_TAG }).waitFor({ timeout: 20_000 });
+  await row.getByRole("button", { name: "Delete" }).click();
+  await row.waitFor({ state: "detached", timeout: 30_000 });
+  assert.equal((await call("GET", `/api/v1/images/${encodeURIComponent(id)}`)).status, 404, "the image is gone");
+  await page.context().close();
+});
+
+test("a VM volume is made, grown, wiped and deleted from its page", async () => {
+  const page = await newPage();
+  const vol = `ui-vol-${run}.qcow2`;
+  page.on("dialog", (d) => (d.type() === "prompt" ? d.accept("32MiB") : d.accept()));
+  await login(page, "admin", ADMIN_PW);
+  await page.getByRole("link", { name: "Volumes" }).click();
+  const form = page.getByRole("form", { name: "Create a volume" });
+  await form.getByLabel("Name").fill(vol);
+  await form.getByLabel("Size").fill("16MiB");
+  await form.getByLabel("For").selectOption("vm");
+  await form.getByRole("button", { name: "Create" }).click();
+  const row = page.getByRole("table", { name: "Volumes" }).getByRole("row").filter({ hasText: vol });
+  await row.waitFor({ timeout: 20_000 });
+  try {
+    const made = await call("GET", `/api/v1/volumes/${encodeURIComponent(vol)}?backend=kvm`);
+    assert.equal(made.body.capacityBytes, 16 * 1048576, JSON.stringify(made.body));
+    await row.getByRole("button", { name: "Resize" }).click();
+    await row.getByText("32 MiB").first().waitFor({ timeout: 20_000 });
+    const grown = await call("GET", `/api/v1/volumes/${encodeURIComponent(vol)}?backend=kvm`);
+    assert.equal(grown.body.capacityBytes, 32 * 1048576);
+    await row.getByRole("button", { name: "Wipe" }).click();
+    await page.locator(".messages .message").filter({ hasText: "Wiped" }).waitFor({ timeout: 20_000 });
+    await row.getByRole("button", { name: "Delete" }).click();
+    await row.waitFor({ state: "detached", timeout: 20_000 });
+    assert.equal((await call("GET", `/api/v1/volumes/${encodeURIComponent(vol)}?backend=kvm`)).status, 404);
+  } finally {
+    await call("DELETE", `/api/v1/volumes/${encodeURIComponent(vol)}?backend=kvm`);
+    await page.context().close();
+  }
+});
+
+test("an image pushed from its row to the local registry comes back by Pull, its bar at 100 %", async () => {
+  const page = await newPage();
+  const ref = `127.0.0.1:5000/libgo-ui-${run}:v1`;
+  // The Tag prompt and the Push prompt (which of the image's tags) both get the registry name.
+  page.on("dialog", (d) => (d.type() === "prompt" ? d.accept(ref) : d.accept()));
+  await login(page, "admin", ADMIN_PW);
+  await page.getByRole("link", { name: "Images" }).click();
+  const images = page.getByRole("table", { name: "Images" });
+  try {
+    const busybox = images.getByRole("row").filter({ hasText: "libgo-test/busybox:latest" });
+    await busybox.getByRole("button", { name: "Tag" }).click();
+    const tagged = images.getByRole("row").filter({ hasText: ref });
+    await tagged.waitFor({ timeout: 20_000 });
+    await tagged.getByRole("button", { name: "Push" }).click();
+    await tagged.locator('.task[data-status="finished"]').waitFor({ timeout: 60_000 });
+    const pushed = await fetch(`http://127.0.0.1:5000/v2/libgo-ui-${run}/tags/list`);
+    assert.deepEqual((await pushed.json()).tags, ["v1"], "the registry has the pushed tag");
+
+    // Gone from the engine, then pulled back from the form.
+    assert.equal((await call("DELETE", `/api/v1/images/${encodeURIComponent(ref)}`)).status, 204);
+    assert.equal((await call("GET", `/api/v1/images/${encodeURIComponent(ref)}`)).status, 404);
+    const pull = page.getByRole("form", { name: "Pull an image" });
+    await pull.getByLabel("Reference").fill(ref);
+    await pull.getByRole("button", { name: "Pull" }).click();
+    await pull.locator('.task[data-status="finished"]').waitFor({ timeout: 60_000 });
+    assert.equal(await pull.getByRole("progressbar", { name: "Pull" }).getAttribute("aria-valuenow"), "100");
+    await shot(page, "07b-image-pull");
+    assert.equal((await call("GET", `/api/v1/images/${encodeURIComponent(ref)}`)).status, 200, "pulled back");
+  } finally {
+    await call("DELETE", `/api/v1/images/${encodeURIComponent(ref)}`);
+    await page.context().close();
+  }
+});
+
+test("instances chosen together are stopped, started, paused, resumed and deleted together", async () => {
+  const names = [`ui-bulk-a-${run}`, `ui-bulk-b-${run}`];
+  const page = await newPage();
+  page.on("dialog", (d) => d.accept());
+  try {
+    for (const name of names) {
+      const made = await call("POST", "/api/v1/instances", {
+        name, kind: "container", image: "libgo-test/busybox:latest", command: ["sleep", "600"],
+      });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+    }
+    await login(page, "admin", ADMIN_PW);
+    await page.getByRole("link", { name: "Instances" }).click();
+    await page.getByLabel("Search instances").fill(`ui-bulk-`);
+    for (const name of names) await page.locator(`[data-name="${name}"]`).waitFor({ timeout: 20_000 });
+    await page.getByLabel("Select all shown").check();
+    const bulk = page.getByLabel("Selected instances");
+    const states = async () =>
+      Promise.all(names.map(async (n) => (await call("GET", `/api/v1/instances/${n}`)).body.state));
+    for (const [action, state] of [["Stop", "stopped"], ["Start", "running"], ["Pause", "paused"], ["Resume", "running"]]) {
+      await bulk.getByRole("button", { name: action, exact: true }).click();
+      for (const name of names) {
+        await page.locator(`[data-name="${name}"]`).getByText(state, { exact: true }).waitFor({ timeout: 30_000 });
+      }
+      assert.deepEqual(await states(), [state, state], `after ${action}`);
+    }
+    await shot(page, "03b-bulk-actions");
+    await bulk.getByRole("button", { name: "Delete", exact: true }).click();
+    for (const name of names) await page.locator(`[data-name="${name}"]`).waitFor({ state: "detached", timeout: 30_000 });
+    for (const name of names) assert.equal((await call("GET", `/api/v1/instances/${name}`)).status, 404);
+  } finally {
+    for (const name of names) await call("DELETE", `/api/v1/instances/${name}?force=true`);
+    await page.context().close();
+  }
+});
+
+test("a network, a storage pool and a template are made and removed from their pages", async () => {
+  const page = await newPage();
+  page.on("dialog", (d) => d.accept());
+  const net = `ui-net-${run}`;
+  const subnet = `10.${150 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}.0/24`;
+  const pool = `ui-pool-${run}`;
+  const poolDir = mkdtempSync(join(tmpdir(), "libgo-ui-pool-")) + "/pool";
+  const template = `ui-tpl-${run}`;
+  await login(page, "admin", ADMIN_PW);
+  try {
+    await page.getByRole("link", { name: "Networks" }).click();
+    const nf = page.getByRole("form", { name: "Create a network" });
+    await nf.getByLabel("Name").fill(net);
+    await nf.getByLabel("Subnet").fill(subnet);
+    await nf.getByRole("button", { name: "Create" }).click();
+    const netRow = page.getByRole("table", { name: "Networks" }).getByRole("row").filter({ hasText: net });
+    await netRow.getByRole("cell", { name: subnet, exact: true }).waitFor({ timeout: 20_000 });
+    const madeNet = await call("GET", `/api/v1/networks/${net}?backend=docker`);
+    assert.equal(madeNet.body.subnet, subnet, JSON.stringify(madeNet.body));
+    await shot(page, "14b-networks");
+    await netRow.getByRole("button", { name: "Delete" }).click();
+    await netRow.waitFor({ state: "detached", timeout: 20_000 });
+    assert.equal((await call("GET", `/api/v1/networks/${net}?backend=docker`)).status, 404);
+
+    await page.getByRole("link", { name: "Storage pools" }).click();
+    const pf = page.getByRole("form", { name: "Create a storage pool" });
+    await pf.getByLabel("Name").fill(pool);
+    await pf.getByLabel("Directory").fill(poolDir);
+    await pf.getByRole("button", { name: "Create" }).click();
+    const poolRow = page.getByRole("table", { name: "Storage pools" }).getByRole("row").filter({ hasText: pool });
+    await poolRow.getByRole("cell", { name: "yes", exact: true }).waitFor({ timeout: 20_000 });
+    assert.ok(statSync(poolDir).isDirectory(), "libvirt made the pool's directory");
+    await poolRow.getByRole("button", { name: "Deactivate" }).click();
+    await poolRow.getByRole("cell", { name: "no", exact: true }).waitFor({ timeout: 20_000 });
+    assert.equal((await call("GET", `/api/v1/storage-pools/${pool}`)).body.active, false);
+    await poolRow.getByRole("button", { name: "Activate" }).click();
+    await poolRow.getByRole("cell", { name: "yes", exact: true }).waitFor({ timeout: 20_000 });
+    await shot(page, "14c-storage-pools");
+    await poolRow.getByRole("button", { name: "Delete" }).click();
+    await poolRow.waitFor({ state: "detached", timeout: 20_000 });
+    assert.equal((await call("GET", `/api/v1/storage-pools/${pool}`)).status, 404);
+
+    await page.getByRole("link", { name: "Templates" }).click();
+    const tf = page.getByRole("form", { name: "Create a template" });
+    await tf.getByLabel("Name").fill(template);
+    await tf.getByLabel("CPUs").fill("2");
+    await tf.getByLabel("Memory").fill("384MiB");
+    await tf.getByRole("button", { name: "Save" }).click();
+    const tplRow = page.getByRole("table", { name: "Templates" }).getByRole("row").filter({ hasText: template });
+    await tplRow.getByText("384 MiB").waitFor({ timeout: 20_000 });
+    const saved = await call("GET", `/api/v1/templates/${template}`);
+    assert.deepEqual([saved.body.cpus, saved.body.memoryBytes], [2, 384 * 1048576], JSON.stringify(saved.body));
+    await shot(page, "14d-templates");
+    await tplRow.getByRole("button", { name: "Delete" }).click();
+    await tplRow.waitFor({ state: "detached", timeout: 20_000 });
+    assert.equal((await call("GET", `/api/v1/templates/${template}`)).status, 404);
+  } finally {
+    await call("DELETE", `/api/v1/networks/${net}?backend=docker`);
+    await call("DELETE", `/api/v1/storage-pools/${pool}`);
+    await call("DELETE", `/api/v1/templates/${template}`);
+    await page.context().close();
+  }
+});
+
+test("a new API key is shown once, works, and stops working when revoked", async () => {
+  const page = await newPage();
+  page.on("dialog", (d) => d.accept());
+  const name = `ui-key-${run}`;
+  const asKey = async (key) =>
+    (await fetch(BASE + "/api/v1/users/me", { headers: { "X-API-Key": key } })).status;
+  await login(page, "admin", ADMIN_PW);
+  await page.getByRole("link", { name: "Admin" }).click();
+  const form = page.getByRole("form", { name: "Create an API key" });
+  await form.getByLabel("Key name").fill(name);
+  await form.getByLabel("Expires in days").fill("1");
+  await form.getByRole("button", { name: "Create key" }).click();
+  const key = (await page.getByTestId("new-key").innerText()).trim();
+  assert.ok(key.length >= 32, key);
+  assert.equal(await asKey(key), 200, "the key shown authenticates");
+  await shot(page, "15b-api-key-shown");
+  const row = page.getByRole("table", { name: "API keys" }).getByRole("row").filter({ hasText: name });
+  await row.waitFor();
+  assert.ok(!(await row.innerText()).includes(key), "the list shows a prefix, not the key");
+  await page.getByRole("button", { name: "Done" }).click();
+  await page.reload();
+  await row.waitFor();
+  assert.equal(await page.getByTestId("new-key").count(), 0);
+  assert.ok(!(await page.content()).includes(key), "after a reload the key is nowhere on the page");
+  await row.getByRole("button", { name: "Revoke" }).click();
+  await row.waitFor({ state: "detached", timeout: 20_000 });
+  assert.equal(await asKey(key), 401, "a revoked key is refused");
+  await page.context().close();
+});
+
+test("the audit log's filters narrow it to who did what and how it ended", async () => {
+  const viewerLogin = await fetch(BASE + "/api/v1/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(VIEWER),
+  });
+  const viewerToken = (await viewerLogin.json()).token;
+  const denied = await call("POST", `/api/v1/instances/${CONTAINER}/stop`, undefined, viewerToken);
+  assert.equal(denied.status, 403);
+  const page = await newPage();
+  await login(page, "admin", ADMIN_PW);
+  await page.getByRole("link", { name: "Admin" }).click();
+  const filters = page.getByRole("search", { name: "Audit filters" });
+  const log = page.getByRole("table", { name: "Audit log" });
+  const column = async (n) =>
+    (await log.locator(`tbody tr td:nth-child(${n})`).allInnerTexts()).map((t) => t.trim());
+  await filters.getByLabel("User").fill(VIEWER.username);
+  await filters.getByLabel("Outcome").selectOption("denied");
+  await log.getByRole("cell", { name: `/api/v1/instances/${CONTAINER}/stop`, exact: true }).waitFor({ timeout: 20_000 });
+  assert.ok((await column(2)).every((u) => u === VIEWER.username), `only the viewer: ${await column(2)}`);
+  assert.ok((await column(7)).every((o) => o === "denied"), `only denials: ${await column(7)}`);
+  await shot(page, "15c-audit-filtered");
+  await filters.getByLabel("Outcome").selectOption("success");
+  await filters.getByLabel("Method").selectOption("POST");
+  await log.getByRole("cell", { name: "/api/v1/login", exact: true }).first().waitFor({ timeout: 20_000 });
+  assert.ok((await column(7)).every((o) => o === "success"), `only successes: ${await column(7)}`);
+  assert.ok((await column(4)).every((m) => m === "POST"), `only POSTs: ${await column(4)}`);
+  assert.ok(!(await column(5)).includes(`/api/v1/instances/${CONTAINER}/stop`), "the denial is filtered out");
+  await page.context().close();
+});
+
+test("a file uploaded into a VM volume from its row is what the volume holds", async () => {
+  const page = await newPage();
+  const vol = `ui-up-${run}.img`;
+  const made = await call("POST", "/api/v1/volumes", { name: vol, backend: "kvm", sizeBytes: 1048576, format: "raw" });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const dir = mkdtempSync(join(tmpdir(), "libgo-ui-upload-"));
+  const content = Buffer.alloc(65536, `uploaded-from-the-browser-${run}\n`);
+  const file = join(dir, "disk.raw");
+  writeFileSync(file, content);
+  try {
+    await login(page, "admin", ADMIN_PW);
+    await page.getByRole("link", { name: "Volumes" }).click();
+    const row = page.getByRole("table", { name: "Volumes" }).getByRole("row").filter({ hasText: vol });
+    // A VM volume is named pool/name on its row.
+    await row.getByLabel(`Upload into ${made.body.pool}/${vol}`).setInputFiles(file);
+    await page.locator(".messages .message").filter({ hasText: `Uploaded disk.raw into ${made.body.pool}/${vol}` }).waitFor({ timeout: 30_000 });
+    const held = readFileSync(made.body.path).subarray(0, content.length);
+    assert.ok(held.equals(content), "the volume's first 64 KiB are the uploaded file");
+  } finally {
+    await call("DELETE", `/api/v1/volumes/${encodeURIComponent(vol)}?backend=kvm`);
+    await page.context().close();
+  }
+});
+
+test("a user made on the admin page logs in, sees its sessions and logs out", async () => {
+  const user = { username: `ui-user-${run}`, password: `user-pw-${run}-long` };
+  const page = await newPage();
+  page.on("dialog", (d) => d.accept());
+  await login(page, "admin", ADMIN_PW);
+  await page.getByRole("link", { name: "Admin" }).click();
+  const form = page.getByRole("form", { name: "Create a user" });
+  await form.getByLabel("Username").fill(user.username);
+  await form.getByLabel("Password").fill(user.password);
+  await form.getByLabel("Role").selectOption("viewer");
+  await form.getByRole("button", { name: "Create user" }).click();
+  await page.getByText("User created").waitFor();
+  const row = page.getByRole("table", { name: "Users" }).getByRole("row").filter({ hasText: user.username });
+  await row.getByLabel(`Role of ${user.username}`).selectOption("operator");
+  await page.getByText(`${user.username} is now operator`).waitFor();
+  assert.equal((await call("GET", `/api/v1/users/${user.username}`)).body.role, "operator");
+
+  const own = await newPage();
+  await login(own, user.username, user.password);
+  const token = await own.evaluate(() => sessionStorage.getItem("libgo.token"));
+  await own.getByRole("link", { name: "Account" }).click();
+  const sessions = own.getByRole("table", { name: "Sessions" });
+  await sessions.getByText("(this one)").waitFor();
+  assert.equal(await sessions.locator("tbody tr").count(), 1, "one session so far");
+  await shot(own, "16b-account-sessions");
+  assert.equal((await call("GET", "/api/v1/users/me", undefined, token)).status, 200);
+  await own.getByRole("button", { name: "Log out" }).click();
+  await own.getByLabel("Username").waitFor();
+  assert.equal((await call("GET", "/api/v1/users/me", undefined, token)).status, 401, "the logged-out token is refused");
+  await own.context().close();
+
+  await row.getByRole("button", { name: "Delete" }).click();
+  await row.waitFor({ state: "detached", timeout: 20_000 });
+  assert.equal((await call("GET", `/api/v1/users/${user.username}`)).status, 404);
+  await page.context().close();
+});
+
+test("a VM made from the form has the CPUs, memory, disks and cloud-init asked for", async () => {
   const vm = `ui-f-${run}`;
   await admin.goto(BASE + "/create");
   await admin.getByRole("radio", { name: "Virtual machine" }).check();
@@ -285,6 +607,7 @@ test("a VM made from the form has the CPUs, memory, disk and cloud-init asked fo
   await admin.getByLabel("CPUs", { exact: true }).fill("2");
   await admin.getByLabel(/^Memory/).fill("192MiB");
   await admin.getByLabel("Disk size").fill("16MiB");
+  await admin.getByLabel("Extra disks").fill("32MiB, 24MiB");
   await admin.getByLabel("Hostname").fill("from-the-form");
   await admin.getByLabel("Start after creating").uncheck();
   await shot(admin, "07b-create-vm");
@@ -298,6 +621,8 @@ test("a VM made from the form has the CPUs, memory, disk and cloud-init asked fo
     assert.equal(made.body.memoryBytes, 192 * 1048576);
     const disks = (await call("GET", `/api/v1/instances/${vm}/disks`)).body;
     assert.equal(disks[0].sizeBytes, 16 * 1048576, JSON.stringify(disks));
+    const sizes = disks.filter((d) => d.device === "disk" && !d.readOnly).map((d) => d.sizeBytes);
+    assert.deepEqual(sizes, [16, 32, 24].map((m) => m * 1048576), `three disks: ${JSON.stringify(disks)}`);
     assert.ok(disks.some((d) => (d.volume ?? "").includes("cidata")), `a cloud-init seed: ${JSON.stringify(disks)}`);
   } finally {
     await call("DELETE", `/api/v1/instances/${vm}?force=true`);
@@ -343,7 +668,8 @@ test("a validation error shows next to its field, a server error as a message", 
 test("a viewer finds no button it may not use", async () => {
   const page = await newPage();
   await login(page, VIEWER.username, VIEWER.password);
-  const forbidden = /^(Start|Stop|Restart|Pause|Resume|Delete|Create|Pull|Build|Tag|Push|Revoke|Create snapshot|Export)$/;
+  const forbidden =
+    /^(Start|Stop|Restart|Pause|Resume|Delete|Create|Save|Pull|Build|Tag|Push|Revoke|Create snapshot|Export|Resize|Wipe|Upload|Activate|Deactivate|Cancel|Add range|Remove)$/;
   const mutating = async () =>
     (await page.getByRole("button").allInnerTexts()).map((t) => t.trim()).filter((t) => forbidden.test(t));
   await page.getByRole("link", { name: "Instances" }).click();
@@ -360,6 +686,18 @@ test("a viewer finds no button it may not use", async () => {
   await page.getByRole("table", { name: "Images" }).waitFor();
   assert.deepEqual(await mutating(), []);
   assert.equal(await page.getByRole("link", { name: "Admin" }).count(), 0);
+  for (const [link, table] of [
+    ["Networks", "Networks"], ["Volumes", "Volumes"], ["Storage pools", "Storage pools"],
+    ["Templates", "Templates"], ["Tasks", "Tasks"], ["Address pools", "Address pools"],
+  ]) {
+    await page.getByRole("link", { name: link }).click();
+    await page.getByRole("heading", { name: link, level: 1 }).waitFor();
+    await page.waitForLoadState("networkidle");
+    assert.deepEqual(await mutating(), [], `${link}: no mutating buttons`);
+    assert.equal(await page.getByRole("textbox").count(), 0, `${link}: no create form`);
+    await page.getByRole("table", { name: table }).waitFor();
+    assert.equal(await page.locator(".error-text").count(), 0, `${link}: loads for a viewer`);
+  }
   // The server still says no.
   const token = await page.evaluate(() => sessionStorage.getItem("libgo.token"));
   const r = await call("POST", `/api/v1/instances/${CONTAINER}/stop`, undefined, token);
@@ -435,6 +773,33 @@ test("groups, members and custom roles are made on the admin page", async () => 
   await roleRow.getByRole("button", { name: "Delete" }).click();
   await roleRow.waitFor({ state: "detached" });
   assert.equal((await call("DELETE", `/api/v1/groups/${group}`)).status, 204);
+});
+
+test("a page that fails to render says so and the rest of the console goes on", async () => {
+  const page = await newPage();
+  await login(page, "admin", ADMIN_PW);
+  // An answer the page cannot draw (an instance without its addresses), as a broken proxy
+  // or an older server might give.
+  const broken = { id: "broken", name: "broken", kind: "container", backend: "docker", state: "running", labels: {} };
+  await page.route(/\/api\/v1\/instances\?/, (r) =>
+    r.fulfill({
+      status: 200,
+      contentType: "application/json",
+      body: JSON.stringify({ items: [broken], count: 1, page: 1, pageSize: 100 }),
+    }),
+  );
+  await page.getByRole("link", { name: "Instances" }).click();
+  const failed = page.getByRole("alert").filter({ hasText: "This page failed" });
+  await failed.waitFor({ timeout: 20_000 });
+  await page.getByRole("button", { name: "Try again" }).waitFor();
+  await shot(page, "13-page-failed");
+  await page.getByRole("link", { name: "Images" }).click();
+  await page.getByRole("heading", { name: "Images" }).waitFor({ timeout: 20_000 });
+  assert.equal(await failed.count(), 0, "another page renders");
+  await page.unroute(/\/api\/v1\/instances\?/);
+  await page.getByRole("link", { name: "Instances" }).click();
+  await page.getByRole("table", { name: "Instances" }).waitFor({ timeout: 20_000 });
+  await page.context().close();
 });
 
 test("the other pages render, also in a narrow window", async () => {

@@ -52,7 +52,8 @@ typedef enum {
 // A connection to the engines. Opaque and thread-safe. Free with `libgo_client_free`.
 typedef struct libgo_client libgo_client;
 
-// An interactive console (a container shell, a VM serial console). Opaque. One thread may
+// An interactive console (a container shell, a VM serial console, a command from
+// `libgo_instance_exec_interactive`). Opaque. One thread may
 // read while another writes; reads are served one at a time, and so are writes. It keeps
 // its client's runtime alive. Free with `libgo_console_free`, which also ends the session.
 typedef struct libgo_console libgo_console;
@@ -150,6 +151,17 @@ libgo_bytes_result libgo_console_read(libgo_console *console, int64_t timeout_ms
 
 // Types `len` bytes of `data` into a console. NULL on success.
 libgo_error *libgo_console_write(libgo_console *console, const uint8_t *data, size_t len);
+
+// Sets the TTY size of a command from `libgo_instance_exec_interactive`. NULL on success;
+// an instance's console cannot be resized (LIBGO_CODE_UNSUPPORTED).
+libgo_error *libgo_console_resize(libgo_console *console, uint16_t rows, uint16_t columns);
+
+// The exit code of a command from `libgo_instance_exec_interactive`: `*has_code` is set
+// false while it runs (and for an instance's console), else true with the code in `*code`.
+// After `libgo_console_read` reported the end, this waits the moment the engine takes to
+// record the code (up to 2.5 s; `*has_code` false if it never came). NULL on success; on an
+// error `*has_code` and `*code` are left as they were.
+libgo_error *libgo_console_exit_code(libgo_console *console, bool *has_code, int64_t *code);
 
 // Frees bytes from `libgo_console_read` (`len` as it returned). NULL is ignored.
 void libgo_bytes_free(uint8_t *data, size_t len);
@@ -278,6 +290,13 @@ libgo_stream_result libgo_instance_logs(const libgo_client *client,
 // Runs a command inside an instance and waits for it. Arguments: `spec_json` is the JSON of
 // `ExecSpec`. Returns the JSON of `ExecResult`.
 libgo_result libgo_instance_exec(const libgo_client *client, const char *id, const char *spec_json);
+
+// Runs a command interactively (`docker exec -it`): a console whose output is the command's,
+// that takes its input, resizes its TTY and, once it ends, has its exit code. Arguments:
+// `spec_json` is the JSON of `ExecSpec`. Returns the console.
+libgo_console_result libgo_instance_exec_interactive(const libgo_client *client,
+                                                     const char *id,
+                                                     const char *spec_json);
 
 // An interactive console: a shell in a container, the serial console of a VM. Returns the
 // console.

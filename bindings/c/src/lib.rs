@@ -161,7 +161,8 @@ pub struct libgo_stream {
     items: Mutex<libgo_bindings_common::JsonStream>,
 }
 
-/// An interactive console (a container shell, a VM serial console). Opaque. One thread may
+/// An interactive console (a container shell, a VM serial console, a command from
+/// `libgo_instance_exec_interactive`). Opaque. One thread may
 /// read while another writes; reads are served one at a time, and so are writes. It keeps
 /// its client's runtime alive. Free with `libgo_console_free`, which also ends the session.
 pub struct libgo_console {
@@ -663,6 +664,63 @@ pub unsafe extern "C" fn libgo_console_write(
             unsafe { std::slice::from_raw_parts(data, len) }
         };
         c.inner.block_on(c.console.write(bytes))
+    }))
+    .unwrap_or_else(|_| Err(panic_error()));
+    match outcome {
+        Ok(()) => std::ptr::null_mut(),
+        Err(e) => error_ptr(&e),
+    }
+}
+
+/// Sets the TTY size of a command from `libgo_instance_exec_interactive`. NULL on success;
+/// an instance's console cannot be resized (LIBGO_CODE_UNSUPPORTED).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_console_resize(
+    console: *mut libgo_console,
+    rows: u16,
+    columns: u16,
+) -> *mut libgo_error {
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
+        if console.is_null() {
+            return Err(Error::invalid("console must not be NULL"));
+        }
+        // SAFETY: a live console from this library.
+        let c = unsafe { &*console };
+        c.inner.block_on(c.console.resize(rows, columns))
+    }))
+    .unwrap_or_else(|_| Err(panic_error()));
+    match outcome {
+        Ok(()) => std::ptr::null_mut(),
+        Err(e) => error_ptr(&e),
+    }
+}
+
+/// The exit code of a command from `libgo_instance_exec_interactive`: `*has_code` is set
+/// false while it runs (and for an instance's console), else true with the code in `*code`.
+/// After `libgo_console_read` reported the end, this waits the moment the engine takes to
+/// record the code (up to 2.5 s; `*has_code` false if it never came). NULL on success; on an
+/// error `*has_code` and `*code` are left as they were.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_console_exit_code(
+    console: *mut libgo_console,
+    has_code: *mut bool,
+    code: *mut i64,
+) -> *mut libgo_error {
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
+        if console.is_null() || has_code.is_null() || code.is_null() {
+            return Err(Error::invalid(
+                "console, has_code and code must not be NULL",
+            ));
+        }
+        // SAFETY: a live console from this library.
+        let c = unsafe { &*console };
+        let exit = c.inner.block_on(c.console.exit_code())?;
+        // SAFETY: the caller passes writable pointers (crate-level contract).
+        unsafe {
+            *has_code = exit.is_some();
+            *code = exit.unwrap_or(0);
+        }
+        Ok(())
     }))
     .unwrap_or_else(|_| Err(panic_error()));
     match outcome {

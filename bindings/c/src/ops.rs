@@ -478,6 +478,33 @@ pub unsafe extern "C" fn libgo_instance_exec(
     unsafe { run(client, "exec", args, Vec::new(), ProgressSink::none()) }
 }
 
+/// Runs a command interactively (`docker exec -it`): a console whose output is the command's,
+/// that takes its input, resizes its TTY and, once it ends, has its exit code. Arguments:
+/// `spec_json` is the JSON of `ExecSpec`. Returns the console.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn libgo_instance_exec_interactive(
+    client: *const libgo_client,
+    id: *const c_char,
+    spec_json: *const c_char,
+) -> libgo_console_result {
+    let mut args = Args::default();
+    // SAFETY: crate-level contract.
+    unsafe {
+        args.string("id", id);
+        args.json("spec", spec_json);
+    }
+    // SAFETY: crate-level contract.
+    unsafe {
+        run(
+            client,
+            "exec_interactive",
+            args,
+            Vec::new(),
+            ProgressSink::none(),
+        )
+    }
+}
+
 /// An interactive console: a shell in a container, the serial console of a VM. Returns the
 /// console.
 #[unsafe(no_mangle)]

@@ -40,13 +40,17 @@ pub enum Reply {
     Console(Console),
 }
 
-/// An interactive console (a container's tty, a VM's serial console), for bindings whose
-/// hosts read and type at their own pace. Reads and writes may come from different threads;
-/// reads are served one at a time, and so are writes.
+/// An interactive console (a container's tty, a VM's serial console, a command run with
+/// `exec_interactive`), for bindings whose hosts read and type at their own pace. Reads and
+/// writes may come from different threads; reads are served one at a time, and so are writes.
 #[derive(Clone)]
 pub struct Console {
     output: Arc<tokio::sync::Mutex<Option<libgo::BoxStream<bytes::Bytes>>>>,
     input: Arc<tokio::sync::Mutex<Option<ConsoleInput>>>,
+    /// A command's resize and exit code; `None` for an instance's console.
+    control: Option<Arc<dyn libgo::ExecControl>>,
+    /// Set when the output ended by itself (not by `close`): the exit code is then due.
+    ended: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where typing into a console goes.
@@ -58,12 +62,66 @@ impl std::fmt::Debug for Console {
     }
 }
 
+impl From<libgo::ConsoleSession> for Console {
+    /// Wraps a session from [`LibGo::console`].
+    fn from(session: libgo::ConsoleSession) -> Self {
+        Console::with(session.output, session.input, None)
+    }
+}
+
+impl From<libgo::ExecSession> for Console {
+    /// Wraps a command from [`LibGo::exec_interactive`]: its stdout and stderr are read as
+    /// one output (with a TTY they are one already).
+    fn from(session: libgo::ExecSession) -> Self {
+        let output = session
+            .output
+            .map(|item| item.map(|(_, bytes)| bytes))
+            .boxed();
+        Console::with(output, session.input, Some(session.control))
+    }
+}
+
 impl Console {
     /// Wraps a session from [`LibGo::console`].
     pub fn new(session: libgo::ConsoleSession) -> Self {
+        Console::from(session)
+    }
+
+    fn with(
+        output: libgo::BoxStream<bytes::Bytes>,
+        input: ConsoleInput,
+        control: Option<Arc<dyn libgo::ExecControl>>,
+    ) -> Self {
         Console {
-            output: Arc::new(tokio::sync::Mutex::new(Some(session.output))),
-            input: Arc::new(tokio::sync::Mutex::new(Some(session.input))),
+            output: Arc::new(tokio::sync::Mutex::new(Some(output))),
+            input: Arc::new(tokio::sync::Mutex::new(Some(input))),
+            control,
+            ended: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// Sets the size of a command's TTY (rows, columns). An instance's console has no size
+    /// to set: `Unsupported`.
+    pub async fn resize(&self, rows: u16, columns: u16) -> Result<()> {
+        match &self.control {
+            Some(control) => control.resize(rows, columns).await,
+            None => Err(Error::unsupported(
+                "an instance's console cannot be resized; a command's (exec_interactive) can",
+            )),
+        }
+    }
+
+    /// A command's exit code: `None` while it runs. Once its output has been read to the
+    /// end, this waits the moment engines take to record the code (up to 2.5 s; `None` if
+    /// it never came). An instance's console has none: `None`.
+    pub async fn exit_code(&self) -> Result<Option<i64>> {
+        let Some(control) = &self.control else {
+            return Ok(None);
+        };
+        if self.ended.load(std::sync::atomic::Ordering::Acquire) {
+            control.exit_code_after_output().await
+        } else {
+            control.exit_code().await
         }
     }
 
@@ -96,6 +154,7 @@ impl Console {
             Some(chunk) => chunk.map(|b| Some(b.to_vec())),
             None => {
                 *output = None;
+                self.ended.store(true, std::sync::atomic::Ordering::Release);
                 Ok(None)
             }
         }

@@ -19,12 +19,12 @@
 use libgo::{
     AttachedDisk, BackendInfo, BatchReport, BatchSpec, BuildSpec, Capabilities, ComputePool,
     ConsoleSession, DeleteOptions, DiskAttach, DiskResize, Event, EventFilter, ExecResult,
-    ExecSpec, ExportResult, ExportSpec, GuestPassword, Health, Host, Image, ImageRemoveOptions,
-    Instance, InstanceFilter, InstanceSpec, LibGo, LogEntry, LogOptions, MediaInsert,
-    MigrateRequest, MigrationReport, Network, NetworkSpec, Page, Pagination, PoolStatus,
-    ProgressSink, PruneReport, RegistryAuth, ReinstallSpec, ResourceUpdate, Result, Snapshot,
-    SnapshotSpec, Stats, StopOptions, StoragePool, StoragePoolSpec, Template, VncDisplay, Volume,
-    VolumeDeleteOptions, VolumeSpec,
+    ExecSession, ExecSpec, ExportResult, ExportSpec, GuestPassword, Health, Host, Image,
+    ImageRemoveOptions, Instance, InstanceFilter, InstanceSpec, LibGo, LogEntry, LogOptions,
+    MediaInsert, MigrateRequest, MigrationReport, Network, NetworkSpec, On, Page, Pagination,
+    PoolStatus, ProgressSink, PruneReport, RegistryAuth, RegistryOptions, ReinstallSpec,
+    ResourceUpdate, Result, Snapshot, SnapshotSpec, Stats, StopOptions, StoragePool,
+    StoragePoolSpec, Template, VncDisplay, Volume, VolumeDeleteOptions, VolumeSpec,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -179,7 +179,7 @@ macro_rules! reply {
     }};
     (Console, $res:ty, $body:expr) => {{
         let session: $res = $body;
-        Ok(Reply::Console(Console::new(session)))
+        Ok(Reply::Console(Console::from(session)))
     }};
 }
 
@@ -322,6 +322,10 @@ operations! {
     /// Runs a command inside an instance and waits for it.
     exec(id: String, spec: ExecSpec [spread]) -> Value ExecResult,
         c = "libgo_instance_exec" => libgo.exec(&a.id, &a.spec).await?;
+    /// Runs a command interactively (`docker exec -it`): a console whose output is the
+    /// command's, that takes its input, resizes its TTY and, once it ends, has its exit code.
+    exec_interactive(id: String, spec: ExecSpec [spread]) -> Console ExecSession,
+        c = "libgo_instance_exec_interactive" => libgo.exec_interactive(&a.id, &a.spec).await?;
     /// An interactive console: a shell in a container, the serial console of a VM.
     console(id: String) -> Console ConsoleSession, c = "libgo_instance_console" =>
         libgo.console(&a.id).await?;
@@ -382,25 +386,25 @@ operations! {
         libgo.image_page(pagination(a.page, a.page_size)).await?;
     /// One image by id or reference.
     image_inspect(backend: Option<String>, id: String) -> Value Image =>
-        libgo.image_inspect(a.backend.as_deref(), &a.id).await?;
+        libgo.image_inspect(&a.id, On { backend: a.backend }).await?;
     /// Pulls an image.
     image_pull(backend: Option<String>, reference: String, auth: Option<RegistryAuth>)
         -> Value Image [progress] =>
-        libgo.image_pull(a.backend.as_deref(), &a.reference, a.auth.as_ref(), progress).await?;
+        libgo.image_pull(&a.reference, &RegistryOptions { backend: a.backend, auth: a.auth }, progress).await?;
     /// Pushes an image.
     image_push(backend: Option<String>, reference: String, auth: Option<RegistryAuth>)
         -> Unit () [progress] =>
-        libgo.image_push(a.backend.as_deref(), &a.reference, a.auth.as_ref(), progress).await?;
+        libgo.image_push(&a.reference, &RegistryOptions { backend: a.backend, auth: a.auth }, progress).await?;
     /// Builds an image from a context tar archive (the binary argument).
     image_build(backend: Option<String>, spec: Option<BuildSpec> [spread])
         -> Value Image [data, progress] => {
         let mut spec = a.spec.unwrap_or_default();
         spec.context_tar = data;
-        libgo.image_build(a.backend.as_deref(), &spec, progress).await?
+        libgo.image_build(&spec, On { backend: a.backend }, progress).await?
     };
     /// Gives an image another reference.
     image_tag(backend: Option<String>, source: String, target: String) -> Unit () =>
-        libgo.image_tag(a.backend.as_deref(), &a.source, &a.target).await?;
+        libgo.image_tag(&a.source, &a.target, On { backend: a.backend }).await?;
     /// Removes an image; `force` also when containers use it.
     image_remove(backend: Option<String>, id: String, force: Option<bool>) -> Unit () =>
         libgo.image_remove(&a.id, ImageRemoveOptions {
@@ -409,10 +413,10 @@ operations! {
         }).await?;
     /// Removes unused images.
     image_prune(backend: Option<String>) -> Value PruneReport =>
-        libgo.image_prune(a.backend.as_deref()).await?;
+        libgo.image_prune(On { backend: a.backend }).await?;
     /// Saves an image to a new tar file.
     image_save(backend: Option<String>, id: String, destination: PathBuf) -> Value ExportResult =>
-        libgo.image_save(a.backend.as_deref(), &a.id, &a.destination).await?;
+        libgo.image_save(&a.id, &a.destination, On { backend: a.backend }).await?;
 
     /// Networks of every backend.
     network_list() -> Value Vec<Network> => libgo.network_list().await?;
@@ -423,16 +427,16 @@ operations! {
     network_create(spec: NetworkSpec) -> Value Network => libgo.network_create(&a.spec).await?;
     /// One network by id or name.
     network_inspect(backend: Option<String>, id: String) -> Value Network =>
-        libgo.network_inspect(a.backend.as_deref(), &a.id).await?;
+        libgo.network_inspect(&a.id, On { backend: a.backend }).await?;
     /// Deletes a network.
     network_delete(backend: Option<String>, id: String) -> Unit () =>
-        libgo.network_delete(a.backend.as_deref(), &a.id).await?;
+        libgo.network_delete(&a.id, On { backend: a.backend }).await?;
     /// Activates a network (libvirt).
     network_start(backend: Option<String>, id: String) -> Unit () =>
-        libgo.network_start(a.backend.as_deref(), &a.id).await?;
+        libgo.network_start(&a.id, On { backend: a.backend }).await?;
     /// Deactivates a network (libvirt).
     network_stop(backend: Option<String>, id: String) -> Unit () =>
-        libgo.network_stop(a.backend.as_deref(), &a.id).await?;
+        libgo.network_stop(&a.id, On { backend: a.backend }).await?;
     /// Attaches an instance to a network.
     network_connect(network: String, instance: String) -> Unit () =>
         libgo.network_connect(&a.network, &a.instance).await?;
@@ -449,7 +453,7 @@ operations! {
     volume_create(spec: VolumeSpec) -> Value Volume => libgo.volume_create(&a.spec).await?;
     /// One volume.
     volume_inspect(backend: Option<String>, name: String) -> Value Volume =>
-        libgo.volume_inspect(a.backend.as_deref(), &a.name).await?;
+        libgo.volume_inspect(&a.name, On { backend: a.backend }).await?;
     /// Deletes a volume; `force` also when an instance uses it.
     volume_delete(backend: Option<String>, name: String, force: Option<bool>) -> Unit () =>
         libgo.volume_delete(&a.name, VolumeDeleteOptions {
@@ -458,19 +462,19 @@ operations! {
         }).await?;
     /// Removes unused volumes.
     volume_prune(backend: Option<String>) -> Value PruneReport =>
-        libgo.volume_prune(a.backend.as_deref()).await?;
+        libgo.volume_prune(On { backend: a.backend }).await?;
     /// Grows a VM volume.
     volume_resize(backend: Option<String>, name: String, size_bytes: u64) -> Value Volume =>
-        libgo.volume_resize(a.backend.as_deref(), &a.name, a.size_bytes).await?;
+        libgo.volume_resize(&a.name, a.size_bytes, On { backend: a.backend }).await?;
     /// Zeroes a VM volume.
     volume_wipe(backend: Option<String>, name: String) -> Unit () =>
-        libgo.volume_wipe(a.backend.as_deref(), &a.name).await?;
+        libgo.volume_wipe(&a.name, On { backend: a.backend }).await?;
     /// Copies a VM volume.
     volume_clone(backend: Option<String>, source: String, target: String) -> Value Volume =>
-        libgo.volume_clone(a.backend.as_deref(), &a.source, &a.target).await?;
+        libgo.volume_clone(&a.source, &a.target, On { backend: a.backend }).await?;
     /// Fills a VM volume from a host file.
     volume_upload(backend: Option<String>, name: String, file: PathBuf) -> Value Volume =>
-        libgo.volume_upload(a.backend.as_deref(), &a.name, &a.file).await?;
+        libgo.volume_upload(&a.name, &a.file, On { backend: a.backend }).await?;
 
     /// Storage pools of every backend.
     pool_list() -> Value Vec<StoragePool> => libgo.pool_list().await?;
@@ -481,16 +485,16 @@ operations! {
     pool_create(spec: StoragePoolSpec) -> Value StoragePool => libgo.pool_create(&a.spec).await?;
     /// One storage pool.
     pool_inspect(backend: Option<String>, name: String) -> Value StoragePool =>
-        libgo.pool_inspect(a.backend.as_deref(), &a.name).await?;
+        libgo.pool_inspect(&a.name, On { backend: a.backend }).await?;
     /// Starts a storage pool.
     pool_activate(backend: Option<String>, name: String) -> Unit () =>
-        libgo.pool_activate(a.backend.as_deref(), &a.name).await?;
+        libgo.pool_activate(&a.name, On { backend: a.backend }).await?;
     /// Stops a storage pool.
     pool_deactivate(backend: Option<String>, name: String) -> Unit () =>
-        libgo.pool_deactivate(a.backend.as_deref(), &a.name).await?;
+        libgo.pool_deactivate(&a.name, On { backend: a.backend }).await?;
     /// Deletes a storage pool.
     pool_delete(backend: Option<String>, name: String) -> Unit () =>
-        libgo.pool_delete(a.backend.as_deref(), &a.name).await?;
+        libgo.pool_delete(&a.name, On { backend: a.backend }).await?;
 
     /// VM templates of every backend.
     template_list() -> Value Vec<Template> => libgo.template_list().await?;
@@ -499,11 +503,11 @@ operations! {
         libgo.template_page(pagination(a.page, a.page_size)).await?;
     /// Saves a VM template.
     template_create(backend: Option<String>, template: Template) -> Value Template =>
-        libgo.template_create(a.backend.as_deref(), &a.template).await?;
+        libgo.template_create(&a.template, On { backend: a.backend }).await?;
     /// One VM template.
     template_get(backend: Option<String>, name: String) -> Value Template =>
-        libgo.template_get(a.backend.as_deref(), &a.name).await?;
+        libgo.template_get(&a.name, On { backend: a.backend }).await?;
     /// Deletes a VM template.
     template_delete(backend: Option<String>, name: String) -> Unit () =>
-        libgo.template_delete(a.backend.as_deref(), &a.name).await?;
+        libgo.template_delete(&a.name, On { backend: a.backend }).await?;
 }

@@ -201,6 +201,21 @@ impl NativeConsole {
         self.inner.write(&data).await.map_err(js_err)
     }
 
+    /// Sets the TTY size of a command from `exec_interactive`; an instance's console cannot
+    /// be resized (code `UNSUPPORTED`).
+    #[napi]
+    pub async fn resize(&self, rows: u16, columns: u16) -> Result<()> {
+        self.inner.resize(rows, columns).await.map_err(js_err)
+    }
+
+    /// The exit code of a command from `exec_interactive`: `null` while it runs (and for an
+    /// instance's console); after `read()` answered `null` it waits the moment the engine
+    /// takes to record it (up to 2.5 s; `null` if it never came).
+    #[napi]
+    pub async fn exit_code(&self) -> Result<Option<i64>> {
+        self.inner.exit_code().await.map_err(js_err)
+    }
+
     /// Ends the session.
     #[napi]
     pub async fn close(&self) -> Result<()> {

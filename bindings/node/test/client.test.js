@@ -84,6 +84,21 @@ test('console is an interactive shell', async () => {
     await shell.close()
     await assert.rejects(shell.write('too late\n'), (e) => e.code === 'INVALID_INPUT')
     assert.equal((await client.get(name)).state, 'running')
+    const plain = await client.console(name)
+    try {
+      await assert.rejects(plain.resize(10, 10), (e) => e.code === 'UNSUPPORTED')
+    } finally {
+      await plain.close()
+    }
+
+    const cmd = await client.execInteractive(name, { command: ['sh'], tty: true })
+    assert.equal(await cmd.exitCode(), null)
+    await cmd.resize(33, 97)
+    await cmd.write('stty size; echo tty-$((6*7)); exit 7\n')
+    let out = ''
+    for await (const chunk of cmd) out += chunk.toString()
+    assert.ok(out.includes('33 97') && out.includes('tty-42'), out)
+    assert.equal(await cmd.exitCode(), 7)
   } finally {
     await client.delete(name, { force: true })
   }

@@ -451,6 +451,23 @@ impl Console {
             .map_err(py_err)
     }
 
+    /// Sets the TTY size of a command from `exec_interactive`; an instance's console cannot
+    /// be resized (`libgo.errors.UnsupportedError`).
+    fn resize(&self, py: Python<'_>, rows: u16, columns: u16) -> PyResult<()> {
+        let console = self.inner.clone();
+        py.detach(|| runtime().block_on(console.resize(rows, columns)))
+            .map_err(py_err)
+    }
+
+    /// The exit code of a command from `exec_interactive`: `None` while it runs (and for an
+    /// instance's console). After `read()` answered `b""` it waits the moment the engine
+    /// takes to record it (up to 2.5 s; `None` if it never came).
+    fn exit_code(&self, py: Python<'_>) -> PyResult<Option<i64>> {
+        let console = self.inner.clone();
+        py.detach(|| runtime().block_on(console.exit_code()))
+            .map_err(py_err)
+    }
+
     /// Ends the session.
     fn close(&self, py: Python<'_>) {
         let console = self.inner.clone();
@@ -493,6 +510,23 @@ impl AsyncConsole {
         let console = self.inner.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             console.write(&data).await.map_err(py_err)
+        })
+    }
+
+    /// Sets the TTY size of a command from `exec_interactive`: an awaitable.
+    fn resize<'py>(&self, py: Python<'py>, rows: u16, columns: u16) -> PyResult<Bound<'py, PyAny>> {
+        let console = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            console.resize(rows, columns).await.map_err(py_err)
+        })
+    }
+
+    /// The exit code of a command from `exec_interactive` (`None` while it runs): an
+    /// awaitable.
+    fn exit_code<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let console = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            console.exit_code().await.map_err(py_err)
         })
     }
 

@@ -78,6 +78,11 @@ async def console() -> None:
             while await shell.read(timeout=10):
                 pass
         assert await shell.read() == b""
+        async with await client.exec_interactive(name, command=["sh", "-c", "read x; exit $x"]) as cmd:
+            await cmd.write(b"5\n")
+            while await cmd.read(timeout=10):
+                pass
+            assert await cmd.exit_code() == 5
     finally:
         await client.delete(name, force=True)
 

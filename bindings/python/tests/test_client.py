@@ -143,6 +143,26 @@ def test_console_is_an_interactive_shell(client: libgo.Client, container: libgo.
     assert client.get(container["name"])["state"] == "running"
 
 
+def test_exec_interactive_is_a_tty_with_a_size_and_an_exit_code(
+    client: libgo.Client, container: libgo.types.Instance
+) -> None:
+    with client.exec_interactive(container["name"], command=["sh"], tty=True) as shell:
+        assert shell.exit_code() is None
+        shell.resize(33, 97)
+        shell.write(b"stty size; echo tty-$((6*7)); exit 7\n")
+        seen = b""
+        while chunk := shell.read(timeout=10):
+            seen += chunk
+        assert b"33 97" in seen, seen
+        assert b"tty-42" in seen, seen
+        assert shell.exit_code() == 7
+    # An instance's console has no size to set and no exit code.
+    with client.console(container["name"]) as console:
+        with pytest.raises(libgo.errors.UnsupportedError):
+            console.resize(10, 10)
+        assert console.exit_code() is None
+
+
 def test_events_iterator_sees_a_start(client: libgo.Client) -> None:
     name = unique("ev")
     client.create({"name": name, "kind": "container", "image": IMAGE, "command": IDLE})

@@ -168,6 +168,7 @@ pub struct ContainerCreate {
     #[schema(minimum = 1, maximum = 512)]
     pub cpus: Option<u32>,
     /// Memory limit in bytes.
+    #[schema(minimum = 6291456, maximum = 4398046511104_u64)]
     pub memory_bytes: Option<u64>,
     /// Networks.
     #[serde(default)]

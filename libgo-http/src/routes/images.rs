@@ -6,7 +6,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use libgo_core::{BuildSpec, ExportFormat, ExportSpec, Image, Page, PruneReport, RegistryAuth};
+use libgo_core::{
+    BuildSpec, ExportFormat, ExportSpec, Image, On, Page, PruneReport, RegistryAuth,
+    RegistryOptions,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
@@ -38,7 +41,10 @@ async fn get_image(
     Query(q): Query<BackendQuery>,
 ) -> ApiResult<Json<Image>> {
     Ok(Json(
-        state.libgo.image_inspect(q.backend.as_deref(), &id).await?,
+        state
+            .libgo
+            .image_inspect(&id, On::maybe(q.backend.as_deref()))
+            .await?,
     ))
 }
 
@@ -110,6 +116,12 @@ async fn pull_image(
     Json(req): Json<PullRequest>,
 ) -> ApiResult<Response> {
     let reference = match (req.reference, req.name) {
+        (Some(_), None) if req.tag.is_some() => {
+            return Err(
+                ApiError::invalid("a tag goes with name; a reference carries its own tag")
+                    .with_field("tag"),
+            );
+        }
         (Some(r), None) => r,
         (None, Some(n)) => format!("{n}:{}", req.tag.as_deref().unwrap_or("latest")),
         _ => return Err(ApiError::invalid("give either reference or name (and tag)")),
@@ -127,7 +139,14 @@ async fn pull_image(
             &caller.username,
             move |ctx| async move {
                 let image = libgo
-                    .image_pull(backend.as_deref(), &r, auth.as_ref(), ctx.sink())
+                    .image_pull(
+                        &r,
+                        &RegistryOptions {
+                            backend: (backend.as_deref()).map(str::to_string),
+                            auth: (auth.as_ref()).cloned(),
+                        },
+                        ctx.sink(),
+                    )
                     .await?;
                 Ok(serde_json::to_value(image).unwrap_or_default())
             },
@@ -210,7 +229,7 @@ async fn build_image(
             &caller.username,
             move |ctx| async move {
                 let image = libgo
-                    .image_build_owned(q.backend.as_deref(), &spec, ctx.sink(), &owner)
+                    .image_build_owned(&spec, On::maybe(q.backend.as_deref()), ctx.sink(), &owner)
                     .await;
                 // The spooled context lives until the build ends.
                 drop(context);
@@ -243,11 +262,11 @@ async fn tag_image(
 ) -> ApiResult<(StatusCode, Json<Image>)> {
     state
         .libgo
-        .image_tag(req.backend.as_deref(), &id, &req.target)
+        .image_tag(&id, &req.target, On::maybe(req.backend.as_deref()))
         .await?;
     let image = state
         .libgo
-        .image_inspect(req.backend.as_deref(), &req.target)
+        .image_inspect(&req.target, On::maybe(req.backend.as_deref()))
         .await?;
     Ok((StatusCode::CREATED, Json(image)))
 }
@@ -284,7 +303,14 @@ async fn push_image(
             &caller.username,
             move |ctx| async move {
                 libgo
-                    .image_push(req.backend.as_deref(), &r, auth.as_ref(), ctx.sink())
+                    .image_push(
+                        &r,
+                        &RegistryOptions {
+                            backend: (req.backend.as_deref()).map(str::to_string),
+                            auth: (auth.as_ref()).cloned(),
+                        },
+                        ctx.sink(),
+                    )
                     .await?;
                 Ok(serde_json::json!({"reference": r}))
             },
@@ -334,7 +360,7 @@ async fn save_image(
     // Fail fast on an unknown image, before a task exists.
     let image = state
         .libgo
-        .image_inspect(req.backend.as_deref(), &id)
+        .image_inspect(&id, On::maybe(req.backend.as_deref()))
         .await?;
     let destination = match req.destination {
         Some(d) => {
@@ -373,7 +399,7 @@ async fn save_image(
                     format!("saving {id} to {}", destination.display()),
                 );
                 let r = libgo
-                    .image_save(backend.as_deref(), &id, &destination)
+                    .image_save(&id, &destination, On::maybe(backend.as_deref()))
                     .await?;
                 Ok(serde_json::to_value(r).unwrap_or_default())
             },
@@ -389,7 +415,12 @@ async fn prune_images(
     State(state): State<Arc<AppState>>,
     Query(q): Query<BackendQuery>,
 ) -> ApiResult<Json<PruneReport>> {
-    Ok(Json(state.libgo.image_prune(q.backend.as_deref()).await?))
+    Ok(Json(
+        state
+            .libgo
+            .image_prune(On::maybe(q.backend.as_deref()))
+            .await?,
+    ))
 }
 
 /// The image routes.

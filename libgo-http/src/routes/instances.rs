@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use libgo_core::{
     BatchSpec, ExecResult, ExecSpec, ExportFormat, ExportSpec, Instance, InstanceFilter,
-    InstanceKind, InstanceSpec, LogEntry, LogOptions, Page, ResourceUpdate, Snapshot, SnapshotSpec,
-    StopOptions, paginate,
+    InstanceKind, InstanceSpec, LogEntry, LogOptions, On, Page, ResourceUpdate, Snapshot,
+    SnapshotSpec, StopOptions, paginate,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -94,7 +94,7 @@ pub async fn ownership(
         }
         (Some(g), _) => {
             if crate::tenancy::group(&state.db, &g).await?.is_none() {
-                return Err(ApiError::invalid(format!("no group {g:?}")).with_field("group"));
+                return Err(ApiError::not_found(format!("no group {g:?}")).with_field("group"));
             }
             Some(g)
         }
@@ -147,7 +147,7 @@ pub async fn check_host_privileges(
     for n in &spec.networks {
         match state
             .libgo
-            .network_inspect(spec.backend.as_deref(), n)
+            .network_inspect(n, On::maybe(spec.backend.as_deref()))
             .await
         {
             Ok(net) if net.host_attached => return Err(refuse()),
@@ -163,7 +163,11 @@ pub async fn check_host_privileges(
     }
     existing.extend(spec.cdrom.iter().cloned());
     for v in &existing {
-        match state.libgo.volume_inspect(spec.backend.as_deref(), v).await {
+        match state
+            .libgo
+            .volume_inspect(v, On::maybe(spec.backend.as_deref()))
+            .await
+        {
             Ok(volume) if !volume.used_by.is_empty() => {
                 return Err(ApiError::forbidden(format!(
                     "volume {v} belongs to {}: only administrators may give it to another \

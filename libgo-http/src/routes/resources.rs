@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use libgo_core::{
-    BackendInfo, Capabilities, Health, Network, NetworkSpec, Page, PruneReport, StoragePool,
+    BackendInfo, Capabilities, Health, Network, NetworkSpec, On, Page, PruneReport, StoragePool,
     StoragePoolSpec, Template, Volume, VolumeSpec,
 };
 use serde::{Deserialize, Serialize};
@@ -86,7 +86,7 @@ async fn get_network(
 ) -> ApiResult<Json<Network>> {
     let mut n = state
         .libgo
-        .network_inspect(q.backend.as_deref(), &id)
+        .network_inspect(&id, On::maybe(q.backend.as_deref()))
         .await?;
     if let Some(visible) = visible_instances(&state, &caller).await? {
         n.instances.retain(|i| visible.contains(i));
@@ -104,7 +104,7 @@ async fn delete_network(
 ) -> ApiResult<StatusCode> {
     state
         .libgo
-        .network_delete(q.backend.as_deref(), &id)
+        .network_delete(&id, On::maybe(q.backend.as_deref()))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -154,7 +154,7 @@ async fn network_action(
             let instance = attach()?.instance;
             super::instances::require_for_host_access(&state, &caller, &instance).await?;
             if action == NetworkAction::Connect && caller.role != crate::auth::Role::Admin {
-                let net = state.libgo.network_inspect(b, &id).await?;
+                let net = state.libgo.network_inspect(&id, On::maybe(b)).await?;
                 if net.host_attached || matches!(net.name.as_str(), "host" | "none") {
                     return Err(crate::error::ApiError::forbidden(format!(
                         "network {} attaches to the host: only administrators may connect \
@@ -169,10 +169,10 @@ async fn network_action(
                 state.libgo.network_disconnect(&id, &instance).await?
             }
         }
-        NetworkAction::Start => state.libgo.network_start(b, &id).await?,
-        NetworkAction::Stop => state.libgo.network_stop(b, &id).await?,
+        NetworkAction::Start => state.libgo.network_start(&id, On::maybe(b)).await?,
+        NetworkAction::Stop => state.libgo.network_stop(&id, On::maybe(b)).await?,
     }
-    Ok(Json(state.libgo.network_inspect(b, &id).await?))
+    Ok(Json(state.libgo.network_inspect(&id, On::maybe(b)).await?))
 }
 
 // ---- volumes ----
@@ -218,7 +218,7 @@ async fn get_volume(
 ) -> ApiResult<Json<Volume>> {
     let mut v = state
         .libgo
-        .volume_inspect(q.backend.as_deref(), &name)
+        .volume_inspect(&name, On::maybe(q.backend.as_deref()))
         .await?;
     if let Some(visible) = visible_instances(&state, &caller).await? {
         v.used_by.retain(|i| visible.contains(i));
@@ -268,7 +268,7 @@ async fn resize_volume(
     Ok(Json(
         state
             .libgo
-            .volume_resize(q.backend.as_deref(), &name, r.size_bytes)
+            .volume_resize(&name, r.size_bytes, On::maybe(q.backend.as_deref()))
             .await?,
     ))
 }
@@ -281,7 +281,10 @@ async fn wipe_volume(
     Path(name): Path<String>,
     Query(q): Query<BackendQuery>,
 ) -> ApiResult<StatusCode> {
-    state.libgo.volume_wipe(q.backend.as_deref(), &name).await?;
+    state
+        .libgo
+        .volume_wipe(&name, On::maybe(q.backend.as_deref()))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -304,7 +307,7 @@ async fn clone_volume(
 ) -> ApiResult<Response> {
     let v = state
         .libgo
-        .volume_clone(q.backend.as_deref(), &name, &r.target)
+        .volume_clone(&name, &r.target, On::maybe(q.backend.as_deref()))
         .await?;
     Ok(created(format!("/api/v1/volumes/{}", v.name), v))
 }
@@ -339,7 +342,7 @@ async fn upload_volume(
     // Fail on an unknown volume before reading the body.
     state
         .libgo
-        .volume_inspect(q.backend.as_deref(), &name)
+        .volume_inspect(&name, On::maybe(q.backend.as_deref()))
         .await?;
     let volume = if json {
         let bytes = axum::body::to_bytes(body, 64 * 1024)
@@ -350,9 +353,9 @@ async fn upload_volume(
         state
             .libgo
             .volume_upload(
-                q.backend.as_deref(),
                 &name,
                 std::path::Path::new(&from.path),
+                On::maybe(q.backend.as_deref()),
             )
             .await?
     } else {
@@ -360,7 +363,7 @@ async fn upload_volume(
             crate::spool::spool(&state, &headers, body, "uploads", "the upload is empty").await?;
         state
             .libgo
-            .volume_upload(q.backend.as_deref(), &name, file.path())
+            .volume_upload(&name, file.path(), On::maybe(q.backend.as_deref()))
             .await?
     };
     Ok(Json(volume))
@@ -372,7 +375,12 @@ async fn prune_volumes(
     State(state): S,
     Query(q): Query<BackendQuery>,
 ) -> ApiResult<Json<PruneReport>> {
-    Ok(Json(state.libgo.volume_prune(q.backend.as_deref()).await?))
+    Ok(Json(
+        state
+            .libgo
+            .volume_prune(On::maybe(q.backend.as_deref()))
+            .await?,
+    ))
 }
 
 // ---- storage pools ----
@@ -404,7 +412,7 @@ async fn get_pool(
     Ok(Json(
         state
             .libgo
-            .pool_inspect(q.backend.as_deref(), &name)
+            .pool_inspect(&name, On::maybe(q.backend.as_deref()))
             .await?,
     ))
 }
@@ -417,7 +425,10 @@ async fn delete_pool(
     Path(name): Path<String>,
     Query(q): Query<BackendQuery>,
 ) -> ApiResult<StatusCode> {
-    state.libgo.pool_delete(q.backend.as_deref(), &name).await?;
+    state
+        .libgo
+        .pool_delete(&name, On::maybe(q.backend.as_deref()))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -441,10 +452,10 @@ async fn pool_action(
 ) -> ApiResult<Json<StoragePool>> {
     let b = q.backend.as_deref();
     match action {
-        PoolAction::Activate => state.libgo.pool_activate(b, &name).await?,
-        PoolAction::Deactivate => state.libgo.pool_deactivate(b, &name).await?,
+        PoolAction::Activate => state.libgo.pool_activate(&name, On::maybe(b)).await?,
+        PoolAction::Deactivate => state.libgo.pool_deactivate(&name, On::maybe(b)).await?,
     }
-    Ok(Json(state.libgo.pool_inspect(b, &name).await?))
+    Ok(Json(state.libgo.pool_inspect(&name, On::maybe(b)).await?))
 }
 
 // ---- templates ----
@@ -467,7 +478,7 @@ async fn create_template(
 ) -> ApiResult<Response> {
     let t = state
         .libgo
-        .template_create(q.backend.as_deref(), &t)
+        .template_create(&t, On::maybe(q.backend.as_deref()))
         .await?;
     Ok(created(format!("/api/v1/templates/{}", t.name), t))
 }
@@ -483,7 +494,7 @@ async fn get_template(
     Ok(Json(
         state
             .libgo
-            .template_get(q.backend.as_deref(), &name)
+            .template_get(&name, On::maybe(q.backend.as_deref()))
             .await?,
     ))
 }
@@ -498,7 +509,7 @@ async fn delete_template(
 ) -> ApiResult<StatusCode> {
     state
         .libgo
-        .template_delete(q.backend.as_deref(), &name)
+        .template_delete(&name, On::maybe(q.backend.as_deref()))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -65,7 +65,8 @@ async fn metrics(
         )
         .into_response();
     }
-    let text = state.metrics.render(&state).await;
+    let health = state.cached_health().await.backends;
+    let text = state.metrics.render(&health, &state.libgo, &state.db).await;
     (
         [(
             header::CONTENT_TYPE,

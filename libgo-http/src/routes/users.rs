@@ -1,4 +1,4 @@
-//! Login, users, API keys and the audit log.
+//! Login, users, API keys, sessions and the audit log: HTTP over the [`crate::users`] services.
 
 use std::sync::Arc;
 
@@ -13,16 +13,24 @@ use utoipa_axum::routes;
 
 use super::instances::created;
 use super::{PageQuery, Router};
-use crate::auth::{
-    Caller, Role, Scope, check_password_rules, hash_api_key, hash_password, new_api_key,
-    verify_password,
-};
+use crate::auth::{Caller, Role};
 use crate::db::{ApiKey, AuditFilter, AuditRecord, Session, User};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::middleware::outcome;
 use crate::ratelimit::client_ip;
 use crate::state::AppState;
+use crate::users::{
+    Actor, CreatedApiKey, LoginOrigin, NewApiKey, NewUser, PasswordChange, UserUpdate, Users,
+};
+
+/// The caller as the users service sees it.
+fn actor(caller: &Caller) -> Actor<'_> {
+    Actor {
+        user_id: &caller.user_id,
+        admin: caller.role == Role::Admin,
+        session_id: caller.session_id(),
+    }
+}
 
 /// Credentials.
 #[derive(Clone, Deserialize, ToSchema)]
@@ -53,35 +61,8 @@ pub struct LoginResponse {
     pub user: User,
 }
 
-async fn audit_login(state: &AppState, req: &LoginMeta, user: &crate::db::UserRecord) {
-    let record = AuditRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        time: Utc::now(),
-        username: Some(user.username.clone()),
-        role: Some(user.role_name.clone()),
-        method: "POST".into(),
-        path: req.path.clone(),
-        route: Some(req.path.clone()),
-        target: Some(user.username.clone()),
-        status: 200,
-        outcome: outcome(200).into(),
-        request_id: req.request_id.clone(),
-        client: Some(req.client.clone()),
-    };
-    if let Err(e) = state.db.audit_insert(&record).await {
-        tracing::error!(error = %e, "cannot write the audit log");
-    }
-}
-
-struct LoginMeta {
-    path: String,
-    request_id: Option<String>,
-    client: String,
-    user_agent: Option<String>,
-}
-
 /// A refused login: counted (never stored one row each), then answered.
-async fn login_refused(state: &AppState, meta: &LoginMeta, e: ApiError) -> ApiError {
+async fn login_refused(state: &AppState, meta: &LoginOrigin, e: ApiError) -> ApiError {
     state
         .note_unauthenticated_failure(e.status().as_u16(), &meta.client)
         .await;
@@ -99,7 +80,7 @@ async fn do_login(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let meta = LoginMeta {
+    let meta = LoginOrigin {
         path: req.uri().path().to_string(),
         request_id: header(&req, "x-request-id"),
         client: ip.to_string(),
@@ -145,17 +126,11 @@ async fn do_login(
             return Err(login_refused(&state, &meta, e).await);
         }
     };
-    let user = state.db.user_by_name(&creds.username).await?;
-    let ok = match &user {
-        Some(u) => verify_password(creds.password.clone(), u.password_hash.clone()).await,
-        None => {
-            // Spend the same time as a real check, so names cannot be probed by timing.
-            let _ = hash_password(creds.password.clone()).await;
-            false
-        }
-    };
+    let user = Users::new(&state.db)
+        .authenticate(&creds.username, &creds.password)
+        .await?;
     drop(permit);
-    let Some(user) = user.filter(|_| ok) else {
+    let Some(user) = user else {
         state.metrics.login_failures.inc();
         let e = ApiError::unauthorized("wrong user name or password");
         return Err(login_refused(&state, &meta, e).await);
@@ -163,17 +138,9 @@ async fn do_login(
     state.login_limiter.succeeded(ip, &creds.username);
     let sid = uuid::Uuid::new_v4().to_string();
     let (token, exp) = state.tokens.issue(&user, &sid)?;
-    state
-        .db
-        .session_insert(
-            &sid,
-            &user.id,
-            exp * 1000,
-            Some(&meta.client),
-            meta.user_agent.as_deref(),
-        )
+    Users::new(&state.db)
+        .open_session(&user, &sid, exp * 1000, &meta)
         .await?;
-    audit_login(&state, &meta, &user).await;
     Ok(Json(LoginResponse {
         token,
         token_type: "Bearer".into(),
@@ -202,63 +169,6 @@ async fn login_v1(
     do_login(state, req).await
 }
 
-/// A user to create.
-#[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewUser {
-    /// Login name (lowercase letters, digits, '-').
-    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
-    pub username: String,
-    /// Password (at least 8 characters).
-    #[schema(min_length = 8, max_length = 1024)]
-    pub password: String,
-    /// Role: `admin`, `operator`, `viewer` or a custom role's name.
-    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
-    pub role: String,
-    /// Where the role applies (default `all`).
-    #[serde(default)]
-    pub scope: Scope,
-}
-
-/// Changes to a user.
-#[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserUpdate {
-    /// New role: `admin`, `operator`, `viewer` or a custom role's name.
-    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length = 63)]
-    pub role: Option<String>,
-    /// New scope.
-    pub scope: Option<Scope>,
-    /// New password.
-    pub password: Option<String>,
-}
-
-/// 400 unless `role` is a built-in role or a stored custom one.
-async fn check_role_exists(state: &AppState, role: &str) -> ApiResult<()> {
-    if role.parse::<Role>().is_ok()
-        || crate::tenancy::role_permissions(&state.db, role)
-            .await?
-            .is_some()
-    {
-        return Ok(());
-    }
-    Err(ApiError::invalid(format!(
-        "unknown role {role:?}: expected admin, operator, viewer or a role from /api/v1/roles"
-    ))
-    .with_field("role"))
-}
-
-/// A password change.
-#[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PasswordChange {
-    /// The current password (needed when changing one's own).
-    pub current_password: Option<String>,
-    /// The new password (at least 8 characters).
-    #[schema(min_length = 8, max_length = 1024)]
-    pub new_password: String,
-}
-
 #[utoipa::path(get, path = "/api/v1/users", extensions(("x-libgo-access" = json!("admin"))), tag = "users", params(PageQuery),
     responses((status = 200, description = "Users", body = libgo_core::Page<User>)))]
 async fn list_users(
@@ -266,7 +176,7 @@ async fn list_users(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<User>>> {
     let page = q.get()?;
-    let users: Vec<User> = state.db.user_list().await?.iter().map(User::from).collect();
+    let users = Users::new(&state.db).list().await?;
     Ok(Json(libgo_core::paginate(users, page)))
 }
 
@@ -276,32 +186,15 @@ async fn create_user(
     State(state): State<Arc<AppState>>,
     Json(u): Json<NewUser>,
 ) -> ApiResult<Response> {
-    validate::name("username", &u.username)?;
-    check_role_exists(&state, &u.role).await?;
-    check_password_rules(&u.password)?;
-    let hash = hash_password(u.password).await?;
-    let user = state
-        .db
-        .user_insert(&u.username, &hash, &u.role, u.scope)
-        .await?
-        .ok_or_else(|| {
-            ApiError::conflict(format!("a user named {:?} exists already", u.username))
-        })?;
-    Ok(created(
-        format!("/api/v1/users/{}", user.id),
-        User::from(&user),
-    ))
+    let user = Users::new(&state.db).create(u).await?;
+    Ok(created(format!("/api/v1/users/{}", user.id), user))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/me", extensions(("x-libgo-access" = json!("self"))), tag = "users",
     responses((status = 200, description = "The caller", body = User)))]
 async fn me(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<User>> {
-    let u = state
-        .db
-        .user_by_id(&caller.user_id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("no such user"))?;
-    Ok(Json(User::from(&u)))
+    let me = Users::new(&state.db).me(actor(&caller)).await?;
+    Ok(Json(User::from(&me)))
 }
 
 #[utoipa::path(put, path = "/api/v1/users/me/password", extensions(("x-libgo-access" = json!("self"))), tag = "users", request_body = PasswordChange,
@@ -311,27 +204,10 @@ async fn change_my_password(
     caller: Caller,
     Json(p): Json<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    let u = state
-        .db
-        .user_by_id(&caller.user_id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("no such user"))?;
-    let current = p.current_password.unwrap_or_default();
-    if !verify_password(current, u.password_hash.clone()).await {
-        return Err(ApiError::forbidden("the current password is wrong"));
-    }
-    check_password_rules(&p.new_password)?;
-    let hash = hash_password(p.new_password).await?;
-    state.db.user_update(&u.id, None, None, Some(&hash)).await?;
+    Users::new(&state.db)
+        .change_own_password(actor(&caller), p)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn find_user(state: &AppState, id: &str) -> ApiResult<crate::db::UserRecord> {
-    state
-        .db
-        .user_find(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no user {id:?}")))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", extensions(("x-libgo-access" = json!("admin"))), tag = "users",
@@ -341,7 +217,7 @@ async fn get_user(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<User>> {
-    Ok(Json(User::from(&find_user(&state, &id).await?)))
+    Ok(Json(Users::new(&state.db).get(&id).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", extensions(("x-libgo-access" = json!("admin"))), tag = "users",
@@ -352,33 +228,7 @@ async fn update_user(
     Path(id): Path<String>,
     Json(up): Json<UserUpdate>,
 ) -> ApiResult<Json<User>> {
-    let u = find_user(&state, &id).await?;
-    if let Some(r) = &up.role {
-        check_role_exists(&state, r).await?;
-    }
-    if u.role_name == Role::Admin.as_str()
-        && up
-            .role
-            .as_deref()
-            .is_some_and(|r| r != Role::Admin.as_str())
-        && state.db.admin_count().await? <= 1
-    {
-        return Err(ApiError::conflict(
-            "the last administrator cannot lose the admin role",
-        ));
-    }
-    let hash = match up.password {
-        Some(p) => {
-            check_password_rules(&p)?;
-            Some(hash_password(p).await?)
-        }
-        None => None,
-    };
-    state
-        .db
-        .user_update(&u.id, up.role.as_deref(), up.scope, hash.as_deref())
-        .await?;
-    Ok(Json(User::from(&find_user(&state, &u.id).await?)))
+    Ok(Json(Users::new(&state.db).update(&id, up).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/users/{id}/password", extensions(("x-libgo-access" = json!("admin"))), tag = "users",
@@ -389,10 +239,9 @@ async fn set_password(
     Path(id): Path<String>,
     Json(p): Json<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    let u = find_user(&state, &id).await?;
-    check_password_rules(&p.new_password)?;
-    let hash = hash_password(p.new_password).await?;
-    state.db.user_update(&u.id, None, None, Some(&hash)).await?;
+    Users::new(&state.db)
+        .set_password(&id, p.new_password)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -404,44 +253,8 @@ async fn delete_user(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let u = find_user(&state, &id).await?;
-    if u.id == caller.user_id {
-        return Err(ApiError::conflict("you cannot delete yourself"));
-    }
-    if u.role_name == Role::Admin.as_str() && state.db.admin_count().await? <= 1 {
-        return Err(ApiError::conflict(
-            "the last administrator cannot be deleted",
-        ));
-    }
-    state.db.user_delete(&u.id).await?;
+    Users::new(&state.db).delete(actor(&caller), &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A key to create.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NewApiKey {
-    /// A label: 1 to 100 characters, not only spaces.
-    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
-    pub name: String,
-    /// Lifetime in days (1–3650); no expiry when absent.
-    #[schema(minimum = 1, maximum = 3650)]
-    pub expires_in_days: Option<u32>,
-    /// Owner (administrators only); the caller when absent.
-    pub user: Option<String>,
-}
-
-/// The longest lifetime of an API key, in days (ten years).
-pub const MAX_KEY_DAYS: u32 = 3650;
-
-/// A new key: the only time the key itself is shown.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CreatedApiKey {
-    /// The key, for `X-API-Key`. Shown once; only its hash is stored.
-    pub key: String,
-    /// The stored record.
-    pub api_key: ApiKey,
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", extensions(("x-libgo-access" = json!("self"))), tag = "api-keys", params(PageQuery),
@@ -452,11 +265,8 @@ async fn list_keys(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<ApiKey>>> {
     let page = q.get()?;
-    let owner = (caller.role != Role::Admin).then_some(caller.user_id.as_str());
-    Ok(Json(libgo_core::paginate(
-        state.db.key_list(owner).await?,
-        page,
-    )))
+    let keys = Users::new(&state.db).keys(actor(&caller)).await?;
+    Ok(Json(libgo_core::paginate(keys, page)))
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys", extensions(("x-libgo-access" = json!("self"))), tag = "api-keys", request_body = NewApiKey,
@@ -466,47 +276,10 @@ async fn create_key(
     caller: Caller,
     Json(k): Json<NewApiKey>,
 ) -> ApiResult<Response> {
-    if k.name.trim().is_empty() || k.name.chars().count() > 100 {
-        return Err(ApiError::invalid("name must have 1 to 100 characters"));
-    }
-    if k.expires_in_days
-        .is_some_and(|d| !(1..=MAX_KEY_DAYS).contains(&d))
-    {
-        return Err(ApiError::invalid(format!(
-            "expiresInDays must be between 1 and {MAX_KEY_DAYS}"
-        )));
-    }
-    let owner = match &k.user {
-        Some(u) => {
-            caller.require(Role::Admin)?;
-            find_user(&state, u).await?
-        }
-        None => find_user(&state, &caller.user_id).await?,
-    };
-    let expires = k
-        .expires_in_days
-        .map(|d| crate::db::now_ms() + i64::from(d) * 86_400_000);
-    let (key, prefix) = new_api_key();
-    let id = state
-        .db
-        .key_insert(
-            &owner.id,
-            k.name.trim(),
-            &prefix,
-            &hash_api_key(&key),
-            expires,
-        )
-        .await?;
-    let api_key = state
-        .db
-        .key_list(Some(&owner.id))
-        .await?
-        .into_iter()
-        .find(|x| x.id == id)
-        .ok_or_else(|| ApiError::internal("stored key vanished"))?;
+    let created_key = Users::new(&state.db).create_key(actor(&caller), k).await?;
     Ok(created(
-        format!("/api/v1/api-keys/{id}"),
-        CreatedApiKey { key, api_key },
+        format!("/api/v1/api-keys/{}", created_key.api_key.id),
+        created_key,
     ))
 }
 
@@ -518,10 +291,9 @@ async fn revoke_key(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let owner = (caller.role != Role::Admin).then_some(caller.user_id.as_str());
-    if !state.db.key_delete(&id, owner).await? {
-        return Err(ApiError::not_found(format!("no API key {id:?}")));
-    }
+    Users::new(&state.db)
+        .revoke_key(actor(&caller), &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -533,11 +305,7 @@ async fn list_sessions(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Session>>> {
     let page = q.get()?;
-    let owner = (caller.role != Role::Admin).then_some(caller.user_id.as_str());
-    let mut sessions = state.db.session_list(owner).await?;
-    for s in &mut sessions {
-        s.current = caller.session_id() == Some(s.id.as_str());
-    }
+    let sessions = Users::new(&state.db).sessions(actor(&caller)).await?;
     Ok(Json(libgo_core::paginate(sessions, page)))
 }
 
@@ -549,20 +317,14 @@ async fn end_session(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let owner = (caller.role != Role::Admin).then_some(caller.user_id.as_str());
-    if !state.db.session_delete(&id, owner).await? {
-        return Err(ApiError::not_found(format!("no session {id:?}")));
-    }
+    Users::new(&state.db)
+        .end_session(actor(&caller), &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn do_logout(state: &AppState, caller: &Caller) -> ApiResult<StatusCode> {
-    let Some(sid) = caller.session_id() else {
-        return Err(ApiError::invalid(
-            "an API key has no session to end: revoke the key instead",
-        ));
-    };
-    state.db.session_delete(sid, Some(&caller.user_id)).await?;
+    Users::new(&state.db).logout(actor(caller)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -619,18 +381,7 @@ async fn audit(
         since: q.since,
         until: q.until,
     };
-    let offset = i64::from(page.page - 1) * i64::from(page.page_size);
-    let (items, count) = state
-        .db
-        .audit_query(&f, offset, i64::from(page.page_size))
-        .await?;
-    Ok(Json(Page {
-        items,
-        count: usize::try_from(count).unwrap_or(0),
-        page: page.page,
-        page_size: page.page_size,
-        unavailable: Vec::new(),
-    }))
+    Ok(Json(Users::new(&state.db).audit(&f, page).await?))
 }
 
 /// The routes of this module.

@@ -1769,16 +1769,43 @@ export interface components {
          */
         AlertOp: ">" | ">=" | "<" | "<=" | "==" | "!=";
         /** @description A rule as the API shows it. */
-        AlertRule: components["schemas"]["AlertSpec"] & {
+        AlertRule: {
             /**
              * Format: date-time
              * @description Creation time.
              */
             createdAt: string;
+            /** @description Default `true`. */
+            enabled?: boolean | null;
             /** @description Instances it fires for now. */
             firing: string[];
+            /**
+             * Format: int64
+             * @description How long the condition must hold before the rule fires (default 0: at once).
+             */
+            forSeconds?: number;
             /** @description Id. */
             id: string;
+            /** @description One instance (id or name); with neither this nor `label`, every instance. */
+            instance?: string | null;
+            /** @description The instances carrying all these labels. */
+            label?: {
+                [key: string]: string;
+            } | null;
+            /** @description What is watched. */
+            metric: components["schemas"]["AlertMetric"];
+            /** @description Name, DNS-label-like: 1 to 63 lowercase letters, digits and `-`. */
+            name: string;
+            /** @description How it is compared. */
+            op: components["schemas"]["AlertOp"];
+            state?: null | components["schemas"]["InstanceState"];
+            /**
+             * Format: double
+             * @description The threshold of `cpuPercent` and `memoryPercent`.
+             */
+            threshold?: number | null;
+            /** @description A webhook id that receives this rule's transitions (whatever events it asks for). */
+            webhook?: string | null;
         };
         /** @description A rule as given. */
         AlertSpec: {
@@ -3222,17 +3249,7 @@ export interface components {
             /** @description Items in all pages. */
             count: number;
             /** @description Items of this page. */
-            items: (components["schemas"]["AlertSpec"] & {
-                /**
-                 * Format: date-time
-                 * @description Creation time.
-                 */
-                createdAt: string;
-                /** @description Instances it fires for now. */
-                firing: string[];
-                /** @description Id. */
-                id: string;
-            })[];
+            items: components["schemas"]["AlertRule"][];
             /**
              * Format: int32
              * @description Page number, from 1.
@@ -4284,7 +4301,9 @@ export interface components {
             protocol?: components["schemas"]["Protocol"];
         };
         /** @description Published ports: seed 001's map (`{"80/tcp": 8080}`) or a list of port mappings. */
-        PortsInput: Record<string, never> | components["schemas"]["PortMapping"][];
+        PortsInput: {
+            [key: string]: null | number | string;
+        } | components["schemas"]["PortMapping"][];
         /** @description Progress of a long operation. */
         Progress: {
             /** @description Which part (an image layer id, a disk). */

@@ -84,7 +84,14 @@ function vmSpec(f: Record<string, string | boolean>): Spec {
   const disk = s("disk");
   const sizeBytes = disk ? parseBytes(disk) : null;
   if (disk && sizeBytes == null) throw new FormError("disks", `"${disk}" is not a size such as 2GiB`);
-  const disks = s("baseImage") || sizeBytes ? [{ baseImage: s("baseImage") || null, sizeBytes }] : [];
+  const disks: { baseImage?: string | null; sizeBytes: number | null }[] =
+    s("baseImage") || sizeBytes ? [{ baseImage: s("baseImage") || null, sizeBytes }] : [];
+  // More blank disks after the first: vdb, vdc…
+  for (const size of s("extraDisks").split(",").map((x) => x.trim()).filter(Boolean)) {
+    const bytes = parseBytes(size);
+    if (bytes == null) throw new FormError("disks", `extra disk "${size}" is not a size such as 1GiB`);
+    disks.push({ sizeBytes: bytes });
+  }
   const keys = lines(s("sshKeys"));
   const runcmd = lines(s("runcmd"));
   const cloudInit = s("hostname") || keys.length || runcmd.length
@@ -222,6 +229,9 @@ export function Create() {
                 <input {...bind("disk")} />
               </Field>
             </div>
+            <Field label="Extra disks" error={err("disks")} hint="blank disks after the first: sizes, comma-separated (e.g. 1GiB, 512MiB)">
+              <input {...bind("extraDisks")} />
+            </Field>
             <fieldset>
               <legend>Cloud-init</legend>
               <Field label="Hostname" error={err("cloudInit")}>

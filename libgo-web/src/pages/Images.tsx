@@ -79,7 +79,7 @@ export function Images() {
             i.backend,
             bytes(i.sizeBytes),
             when(i.createdAt),
-            <ImageActions id={i.id} backend={i.backend} reload={list.reload} />,
+            <ImageActions id={i.id} tags={i.tags} backend={i.backend} reload={list.reload} />,
           ])}
         />
       ) : (
@@ -89,7 +89,7 @@ export function Images() {
   );
 }
 
-function ImageActions(props: { id: string; backend: string; reload: () => void }) {
+function ImageActions(props: { id: string; tags: string[]; backend: string; reload: () => void }) {
   const [task, setTask] = useState<string | null>(null);
   const path = { id: props.id };
   return (
@@ -106,8 +106,18 @@ function ImageActions(props: { id: string; backend: string; reload: () => void }
           Tag
         </Action>
         <Action
+          disabled={props.tags.length === 0}
+          title={props.tags.length === 0 ? "An image without a tag has no name to push" : undefined}
           run={async () => {
-            const t = await ok(api.POST("/api/v1/images/{id}/push", { params: { path }, body: { backend: props.backend } }));
+            // A registry takes a name, not an id: with several tags, ask which one
+            // (offering the first that names a registry host).
+            const registryTag = props.tags.find((t) => /^[^/]*[.:][^/]*\//.test(t));
+            const reference =
+              props.tags.length === 1 ? props.tags[0] : window.prompt("Push which tag?", registryTag ?? props.tags[0]);
+            if (!reference) return;
+            const t = await ok(
+              api.POST("/api/v1/images/{id}/push", { params: { path: { id: reference } }, body: { backend: props.backend } }),
+            );
             setTask(t.id);
           }}
         >

@@ -281,6 +281,8 @@ function Snapshots(props: { inst: Instance }) {
               <Action
                 run={async () => {
                   await ok(api.POST("/api/v1/instances/{id}/snapshots/{name}/revert", { params: { path: { id, name: s.name } } }));
+                  // The current snapshot moved to this one.
+                  list.reload();
                 }}
                 confirm={`Revert ${props.inst.name} to ${s.name}?`}
                 done={`Reverted to ${s.name}`}

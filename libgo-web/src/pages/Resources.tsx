@@ -1,7 +1,7 @@
 // Networks, volumes, storage pools and templates.
 import { useState } from "preact/hooks";
 import { all, api, ApiFailure, ok, token } from "../api/client";
-import { Action, bytes, Can, Field, Loading, notifyError, Page, parseBytes, Table, useLoad, when } from "../ui";
+import { Action, bytes, Can, Field, Loading, notify, notifyError, Page, parseBytes, Table, useLoad, when } from "../ui";
 
 const query = (page: number) => ({ params: { query: { page, pageSize: 100 } } });
 const loadNetworks = () => all((page) => ok(api.GET("/api/v1/networks", query(page))));
@@ -188,6 +188,8 @@ function VolumeActions(props: { name: string; backend: string; reload: () => voi
                   if (!r.ok) {
                     const b = (await r.json().catch(() => ({}))) as { code?: string; message?: string };
                     notifyError(new ApiFailure(r.status, b.code ?? "", b.message ?? r.statusText));
+                  } else {
+                    notify("info", `Uploaded ${file.name} into ${props.name}`);
                   }
                   props.reload();
                 }}

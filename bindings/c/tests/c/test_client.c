@@ -98,6 +98,29 @@ struct worker {
   int errors;
 };
 
+/* Reads a console into `buf` (kept NUL-terminated) until `until` shows up, or with `until`
+ * NULL to the end of the console. Returns NULL, or the message of the read that failed. */
+static const char *read_console(libgo_console *console, char *buf, size_t size, const char *until) {
+  static char failed[256];
+  size_t used = strlen(buf);
+  /* A bound on reads, for a console that keeps printing without `until`. */
+  for (int reads = 0; reads < 200 && (until == NULL || !strstr(buf, until)); reads++) {
+    libgo_bytes_result chunk = libgo_console_read(console, 10000);
+    if (chunk.error) {
+      snprintf(failed, sizeof failed, "%s", chunk.error->message);
+      libgo_error_free(chunk.error);
+      return failed;
+    }
+    if (chunk.data == NULL) break;
+    size_t n = chunk.len < size - 1 - used ? chunk.len : size - 1 - used;
+    memcpy(buf + used, chunk.data, n);
+    used += n;
+    buf[used] = 0;
+    libgo_bytes_free(chunk.data, chunk.len);
+  }
+  return NULL;
+}
+
 static void *concurrent_reads(void *arg) {
   struct worker *w = arg;
   for (int i = 0; i < 5; i++) {
@@ -226,21 +249,36 @@ int main(int argc, char **argv) {
     const char *typed = "echo console-$((6*7))\n";
     ok(libgo_console_write(con.console, (const uint8_t *)typed, strlen(typed)), "console write");
     char answer[4096] = {0};
-    size_t used = 0;
-    for (int i = 0; i < 50 && !strstr(answer, "console-42"); i++) {
-      libgo_bytes_result chunk = libgo_console_read(con.console, 10000);
-      if (chunk.error || chunk.data == NULL) {
-        libgo_error_free(chunk.error);
-        break;
-      }
-      size_t n = chunk.len < sizeof answer - 1 - used ? chunk.len : sizeof answer - 1 - used;
-      memcpy(answer + used, chunk.data, n);
-      used += n;
-      libgo_bytes_free(chunk.data, chunk.len);
-    }
+    const char *failed = read_console(con.console, answer, sizeof answer, "console-42");
+    CHECK(failed == NULL, "console read: %s", failed ? failed : "");
     CHECK(strstr(answer, "console-42") != NULL, "console answers: %s", answer);
+    libgo_error *no_size = libgo_console_resize(con.console, 10, 10);
+    CHECK(no_size && no_size->code == LIBGO_CODE_UNSUPPORTED, "an instance's console has no size");
+    libgo_error_free(no_size);
     ok(libgo_console_write(con.console, (const uint8_t *)"exit\n", 5), "console exit");
     libgo_console_free(con.console);
+  }
+
+  /* A command with a TTY: its size is set, its output read to the end, its exit code kept. */
+  libgo_console_result cmd =
+      libgo_instance_exec_interactive(client, name, "{\"command\":[\"sh\"],\"tty\":true}");
+  CHECK(cmd.error == NULL, "exec_interactive: %s", cmd.error ? cmd.error->message : "");
+  libgo_error_free(cmd.error);
+  if (cmd.console) {
+    bool has_code = true;
+    int64_t code = -1;
+    ok(libgo_console_exit_code(cmd.console, &has_code, &code), "exit code while running");
+    CHECK(!has_code, "no exit code while the command runs");
+    ok(libgo_console_resize(cmd.console, 33, 97), "resize");
+    const char *line = "stty size; exit 7\n";
+    ok(libgo_console_write(cmd.console, (const uint8_t *)line, strlen(line)), "exec write");
+    char out[4096] = {0};
+    const char *failed = read_console(cmd.console, out, sizeof out, NULL);
+    CHECK(failed == NULL, "exec read to the end: %s", failed ? failed : "");
+    CHECK(strstr(out, "33 97") != NULL, "the TTY has the size set: %s", out);
+    ok(libgo_console_exit_code(cmd.console, &has_code, &code), "exit code");
+    CHECK(has_code && code == 7, "exit code 7, got %d %lld", has_code, (long long)code);
+    libgo_console_free(cmd.console);
   }
 
   ok(libgo_instance_pause(client, name), "pause");

@@ -273,6 +273,39 @@ class AsyncClient:
         }
         return cast(t.ExecResult, await self._call("exec", args))
 
+    async def exec_interactive(
+        self,
+        id: str,
+        command: List[str],
+        *,
+        env: Optional[Dict[str, str]] = None,
+        max_output_bytes: Optional[int] = None,
+        tty: Optional[bool] = None,
+        user: Optional[str] = None,
+        workdir: Optional[str] = None,
+    ) -> AsyncConsole:
+        """Runs a command interactively (``docker exec -it``): a console whose output is the
+        command's, that takes its input, resizes its TTY and, once it ends, has its exit
+        code.
+
+        ``await read(timeout=None)`` returns what the instance printed (``b""`` once the
+        console has ended), ``await write(data)`` types into it; use it in an ``async with``
+        block or ``await aclose()`` it."""
+        args: Dict[str, Any] = {
+            "id": id,
+            "spec": _given(
+                {
+                    "command": command,
+                    "env": env,
+                    "maxOutputBytes": max_output_bytes,
+                    "tty": tty,
+                    "user": user,
+                    "workdir": workdir,
+                }
+            ),
+        }
+        return cast(AsyncConsole, await self._call("exec_interactive", args))
+
     async def console(self, id: str) -> AsyncConsole:
         """An interactive console: a shell in a container, the serial console of a VM.
 

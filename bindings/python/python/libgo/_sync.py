@@ -264,6 +264,38 @@ class Client:
         }
         return cast(t.ExecResult, self._call("exec", args))
 
+    def exec_interactive(
+        self,
+        id: str,
+        command: List[str],
+        *,
+        env: Optional[Dict[str, str]] = None,
+        max_output_bytes: Optional[int] = None,
+        tty: Optional[bool] = None,
+        user: Optional[str] = None,
+        workdir: Optional[str] = None,
+    ) -> Console:
+        """Runs a command interactively (``docker exec -it``): a console whose output is the
+        command's, that takes its input, resizes its TTY and, once it ends, has its exit
+        code.
+
+        ``read(timeout=None)`` returns what the instance printed (``b""`` once the console has
+        ended), ``write(data)`` types into it; use it in a ``with`` block or ``close()`` it."""
+        args: Dict[str, Any] = {
+            "id": id,
+            "spec": _given(
+                {
+                    "command": command,
+                    "env": env,
+                    "maxOutputBytes": max_output_bytes,
+                    "tty": tty,
+                    "user": user,
+                    "workdir": workdir,
+                }
+            ),
+        }
+        return cast(Console, self._call("exec_interactive", args))
+
     def console(self, id: str) -> Console:
         """An interactive console: a shell in a container, the serial console of a VM.
 

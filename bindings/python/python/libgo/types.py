@@ -24,88 +24,88 @@ __all__ = [
     "EngineMode",
     "BackendConfig",
     "EngineConfig",
-    "InstanceKind",
-    "InstanceState",
-    "ExportFormat",
-    "DiskFormat",
-    "EventAction",
-    "ImageKind",
-    "MountKind",
-    "Protocol",
-    "RestartPolicy",
-    "LogStream",
-    "PortMapping",
-    "MountSpec",
-    "DiskSpec",
-    "KernelBoot",
-    "CloudInitUser",
-    "CloudInitFile",
-    "CloudInit",
-    "InstanceSpec",
-    "Instance",
-    "InstanceFilter",
-    "Unavailable",
-    "InstancePage",
-    "StopOptions",
-    "ResourceUpdate",
-    "Stats",
-    "LogOptions",
-    "LogEntry",
-    "ExecSpec",
-    "ExecResult",
-    "SnapshotSpec",
-    "Snapshot",
-    "ExportSpec",
-    "ExportResult",
-    "Progress",
-    "VncDisplay",
-    "EventFilter",
-    "Event",
-    "Image",
-    "RegistryAuth",
-    "BuildSpec",
-    "PruneReport",
-    "NetworkSpec",
-    "Network",
-    "VolumeSpec",
-    "Volume",
-    "StoragePoolSpec",
-    "StoragePool",
-    "Template",
     "Health",
-    "BackendInfo",
-    "Capabilities",
-    "BatchSpec",
-    "BatchStatus",
-    "BatchError",
-    "BatchItem",
-    "BatchReport",
-    "AddressRequest",
-    "HostEngine",
-    "HostCapacity",
     "HostAllocation",
-    "HostUsage",
+    "HostCapacity",
+    "HostEngine",
     "HostInstanceCounts",
+    "HostUsage",
     "Host",
     "ComputePool",
     "OffOn",
     "PoolStatus",
     "MigrateRequest",
+    "InstanceKind",
+    "Protocol",
+    "PortMapping",
+    "InstanceState",
+    "Instance",
     "MigrationKind",
     "MigrationReport",
+    "BackendInfo",
+    "ExportFormat",
+    "Capabilities",
+    "AddressRequest",
+    "BootDevice",
+    "CloudInitUser",
+    "CloudInitFile",
+    "CloudInit",
+    "DiskFormat",
+    "DiskSpec",
+    "KernelBoot",
+    "MountKind",
+    "MountSpec",
+    "RestartPolicy",
+    "InstanceSpec",
+    "InstanceFilter",
+    "Unavailable",
+    "InstancePage",
+    "StopOptions",
+    "BatchSpec",
+    "BatchError",
+    "BatchStatus",
+    "BatchItem",
+    "BatchReport",
+    "ResourceUpdate",
+    "Stats",
+    "LogOptions",
+    "LogStream",
+    "LogEntry",
+    "ExecSpec",
+    "ExecResult",
+    "VncDisplay",
+    "SnapshotSpec",
+    "Snapshot",
+    "ReinstallSpec",
+    "GuestPassword",
+    "AttachedDisk",
     "DiskBus",
     "DiskAttach",
-    "AttachedDisk",
     "DiskResize",
     "MediaInsert",
-    "GuestPassword",
-    "BootDevice",
-    "ReinstallSpec",
+    "ExportSpec",
+    "ExportResult",
+    "EventAction",
+    "EventFilter",
+    "Event",
+    "ImageKind",
+    "Image",
     "ImagePage",
+    "RegistryAuth",
+    "BuildSpec",
+    "PruneReport",
+    "Network",
     "NetworkPage",
+    "NetworkSpec",
+    "Volume",
     "VolumePage",
+    "VolumeSpec",
+    "StoragePool",
     "StoragePoolPage",
+    "StoragePoolSpec",
+    "Template",
     "TemplatePage",
+    "Progress",
 ]
 
 EngineMode = Literal["auto", "required", "off"]
@@ -138,32 +138,196 @@ class EngineConfig(TypedDict, total=False):
 
 #: What an instance is.
 InstanceKind = Literal["vm", "container"]
+#: Transport protocol of a published port.
+Protocol = Literal["tcp", "udp"]
 #: One state vocabulary for VMs and containers.
 InstanceState = Literal["creating", "running", "paused", "stopped", "error", "unknown", "lost"]
+#: How an instance was moved.
+MigrationKind = Literal["live", "offline", "move"]
 #: Formats an instance can be exported to.
 ExportFormat = Literal["qcow2", "vmdk", "vdi", "raw", "ova", "tar", "imagetar"]
+#: A device a VM's firmware boots from.
+BootDevice = Literal["disk", "cdrom", "network"]
 #: Disk image formats.
 DiskFormat = Literal["qcow2", "raw", "vmdk", "vdi", "iso"]
+#: What a mount's source is.
+MountKind = Literal["volume", "bind", "tmpfs"]
+#: Restart policy of a container (VMs use `autostart`).
+RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
+#: What became of one item of a batch.
+BatchStatus = Literal["created", "deleted", "stopped", "moved", "failed"]
+#: Where a log line came from.
+LogStream = Literal["stdout", "stderr", "console"]
+#: The bus a VM's disk is on.
+DiskBus = Literal["virtio", "sata", "scsi"]
 #: What happened to an instance.
 EventAction = Literal["created", "started", "stopped", "paused", "resumed", "died", "deleted"]
 #: Kinds of images.
 ImageKind = Literal["container", "disk", "iso"]
-#: What a mount's source is.
-MountKind = Literal["volume", "bind", "tmpfs"]
-#: Transport protocol of a published port.
-Protocol = Literal["tcp", "udp"]
-#: Restart policy of a container (VMs use `autostart`).
-RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
-#: Where a log line came from.
-LogStream = Literal["stdout", "stderr", "console"]
-#: What became of one item of a batch.
-BatchStatus = Literal["created", "deleted", "stopped", "moved", "failed"]
-#: How an instance was moved.
-MigrationKind = Literal["live", "offline", "move"]
-#: The bus a VM's disk is on.
-DiskBus = Literal["virtio", "sata", "scsi"]
-#: A device a VM's firmware boots from.
-BootDevice = Literal["disk", "cdrom", "network"]
+
+
+class Health(TypedDict):
+    """Whether a backend answers."""
+
+    #: Registered name.
+    backend: str
+    #: Round trip in milliseconds.
+    latencyMs: int
+    #: Why not, or the engine version.
+    message: str
+    #: It answered.
+    up: bool
+
+
+class HostAllocation(TypedDict):
+    """What the instances on a host reserve: running or paused ones, by their limits."""
+
+    #: CPUs.
+    cpus: float
+    #: Memory.
+    memoryBytes: int
+
+
+class HostCapacity(TypedDict):
+    """What a host has, as its engines report it."""
+
+    #: Logical CPUs.
+    cpus: int
+    #: Size of the storage new disks go to (libvirt's default pool), where known.
+    diskBytes: NotRequired[Optional[int]]
+    #: Memory.
+    memoryBytes: int
+
+
+class HostEngine(TypedDict):
+    """One engine of a host."""
+
+    #: The backend's name.
+    backend: str
+    #: `docker` or `kvm`.
+    kind: str
+    #: Its version, or why it does not answer.
+    message: str
+    #: Whether it answers.
+    up: bool
+    #: Where it is reached.
+    url: str
+
+
+class HostInstanceCounts(TypedDict):
+    """Instances on a host by state."""
+
+    #: On an engine that does not answer.
+    lost: int
+    #: Being migrated or moved off this host.
+    migrating: int
+    #: Running or paused.
+    running: int
+    #: Defined, not running.
+    stopped: int
+
+
+class HostUsage(TypedDict):
+    """What a host uses now, as its engines report it; `None` where no engine of the host reports it (Docker reports none of these; libvirt all but the network counters, which come from the instances' statistics, see [`crate::LibGo::note_traffic`])."""
+
+    #: CPU busy, 0–100 of the whole host.
+    cpuPercent: NotRequired[Optional[float]]
+    #: Storage in use (libvirt's default pool).
+    diskBytes: NotRequired[Optional[int]]
+    #: Memory in use.
+    memoryBytes: NotRequired[Optional[int]]
+    #: Bytes received by the host's running instances (the sum of their interfaces' counters at the last statistics sample; `None` before one).
+    rxBytes: NotRequired[Optional[int]]
+    #: Bytes sent by the host's running instances, likewise.
+    txBytes: NotRequired[Optional[int]]
+
+
+class Host(TypedDict):
+    """A host as the API shows it."""
+
+    #: Whether any of its engines answers.
+    alive: bool
+    #: What its instances reserve.
+    allocated: HostAllocation
+    #: What it has.
+    capacity: HostCapacity
+    #: Whether new instances may be placed on it.
+    enabled: bool
+    #: Its engines.
+    engines: List[HostEngine]
+    #: Its instances by state.
+    instances: HostInstanceCounts
+    #: Labels.
+    labels: Dict[str, str]
+    #: Name.
+    name: str
+    #: Compute pool.
+    pool: str
+    #: What it uses.
+    usage: HostUsage
+
+
+class ComputePool(TypedDict):
+    """A compute pool as the API shows it."""
+
+    #: Whether new instances may be placed in it.
+    enabled: bool
+    #: Failover (always `false`, see [`ComputePoolSpec::failover`]).
+    failover: bool
+    #: Its hosts, by name.
+    hosts: List[str]
+    #: Name.
+    name: str
+    #: Its address pool (see [`ComputePoolSpec::network`]).
+    network: NotRequired[Optional[str]]
+
+
+class OffOn(TypedDict):
+    """Two counts: how many are off and how many on."""
+
+    #: Offline hosts, disabled pools.
+    off: int
+    #: Online hosts, enabled pools.
+    on: int
+
+
+class PoolStatus(TypedDict):
+    """The aggregated status of a compute pool, or of the whole zone (every host): the fields of Nano's `compute_pool_status` and `compute_zone_status`."""
+
+    #: Storage not in use.
+    availableDiskBytes: int
+    #: Memory not in use.
+    availableMemoryBytes: int
+    #: CPUs busy (the sum over hosts of each one's busy share times its CPUs).
+    cpuUsage: float
+    #: Whether placement uses it (the zone: always).
+    enabled: bool
+    #: Hosts not answering and answering.
+    hosts: OffOn
+    #: Instances by state.
+    instances: HostInstanceCounts
+    #: CPUs.
+    maxCpu: int
+    #: Storage.
+    maxDiskBytes: int
+    #: Memory.
+    maxMemoryBytes: int
+    #: The pool's name, or `zone`.
+    name: str
+    pools: NotRequired[Optional[OffOn]]
+    #: Bytes received by the hosts, where their engines report it.
+    rxBytes: NotRequired[Optional[int]]
+    #: Bytes sent by the hosts, where their engines report it.
+    txBytes: NotRequired[Optional[int]]
+
+
+class MigrateRequest(TypedDict):
+    """A request to move an instance to another host."""
+
+    #: The host to move it to.
+    host: str
+    #: VMs: keep the guest running while its memory and disks are copied (`true`, the default), or pause it for the copy. Containers and stopped VMs are always moved cold.
+    live: NotRequired[bool]
 
 
 class PortMapping(TypedDict):
@@ -179,42 +343,127 @@ class PortMapping(TypedDict):
     protocol: NotRequired[Protocol]
 
 
-class MountSpec(TypedDict):
-    """A file system mounted into the instance."""
+class Instance(TypedDict):
+    """An instance as the engine reports it."""
 
-    #: Kind of source.
-    kind: NotRequired[MountKind]
-    #: Mount read-only.
-    readOnly: NotRequired[bool]
-    #: Volume name or host path.
-    source: NotRequired[str]
-    #: Absolute path inside the instance.
-    target: str
+    #: Name of the backend it lives on.
+    backend: str
+    #: CPUs (VM) or CPU limit (container), where set.
+    cpus: NotRequired[Optional[float]]
+    #: Creation time, where known.
+    createdAt: NotRequired[Optional[str]]
+    #: Exit code of a stopped container, where known.
+    exitCode: NotRequired[Optional[int]]
+    #: Host it lives on (`local` for the machine LibGo runs on). Set by the facade, which knows each backend's host; a backend leaves it empty.
+    host: NotRequired[str]
+    #: Engine id (container id, domain UUID).
+    id: str
+    #: Image it was made from, where known.
+    image: NotRequired[Optional[str]]
+    #: IP addresses, where known.
+    ipAddresses: List[str]
+    #: VM or container.
+    kind: InstanceKind
+    #: Labels.
+    labels: Dict[str, str]
+    #: Memory limit in bytes, where set.
+    memoryBytes: NotRequired[Optional[int]]
+    #: Unique name.
+    name: str
+    #: Networks it is attached to.
+    networks: List[str]
+    #: Published ports.
+    ports: List[PortMapping]
+    #: State.
+    state: InstanceState
 
 
-class DiskSpec(TypedDict):
-    """A VM disk: a new blank disk (`size_bytes`), an overlay on a base image (`base_image`), or an existing volume (`volume`)."""
+class MigrationReport(TypedDict):
+    """What a migration did."""
 
-    #: Base image (name in a pool, or path) to put a copy-on-write overlay on.
-    baseImage: NotRequired[Optional[str]]
-    format: NotRequired[Optional[DiskFormat]]
-    #: Storage pool for new volumes; the backend's default when `None`.
-    pool: NotRequired[Optional[str]]
-    #: Size of a new disk, or the virtual size of an overlay (at least the base's).
-    sizeBytes: NotRequired[Optional[int]]
-    #: An existing volume to attach as it is. It is not deleted with the instance.
-    volume: NotRequired[Optional[str]]
+    #: How long the guest was paused (libvirt's job statistics), where known.
+    downtimeMs: NotRequired[Optional[int]]
+    #: How long the move took.
+    elapsedMs: int
+    #: The backend it left.
+    fromBackend: str
+    #: The instance, where it is now.
+    instance: Instance
+    #: How it was moved.
+    kind: MigrationKind
+    #: The backend it is on now.
+    toBackend: str
+    #: Bytes copied (memory and disks), where known.
+    transferredBytes: NotRequired[Optional[int]]
 
 
-class KernelBoot(TypedDict):
-    """A kernel booted straight from files on the host instead of the VM's disk (libvirt's `<kernel>`/`<initrd>`/`<cmdline>`). The files are host paths: only administrators may ask for one."""
+class BackendInfo(TypedDict):
+    """What the engine behind a backend is."""
 
-    #: Kernel command line.
-    cmdline: NotRequired[Optional[str]]
-    #: Absolute host path of the initrd.
-    initrd: NotRequired[Optional[str]]
-    #: Absolute host path of the kernel.
-    kernel: str
+    #: Negotiated API version, where there is one.
+    apiVersion: NotRequired[Optional[str]]
+    #: Where it is reached (socket, URI).
+    endpoint: str
+    #: Engine (`docker`, `libvirt`).
+    engine: str
+    #: The engine's own identity (Docker's daemon id, libvirt's host UUID), the same however it is reached: one engine is never added twice.
+    engineId: NotRequired[Optional[str]]
+    #: Instance kinds it manages.
+    kinds: List[InstanceKind]
+    #: Registered name.
+    name: str
+    #: Engine version.
+    version: str
+
+
+class Capabilities(TypedDict):
+    """What a backend supports. An unsupported call returns [`crate::ErrorKind::Unsupported`]."""
+
+    #: Cloud-init seeds.
+    cloudInit: bool
+    #: Interactive console stream.
+    console: bool
+    #: VNC display.
+    consoleVnc: bool
+    #: Disks attached, detached and resized on an existing instance; CD-ROM media.
+    disks: NotRequired[bool]
+    #: Exec inside the instance.
+    exec: bool
+    #: Export formats.
+    exportFormats: List[ExportFormat]
+    #: A user's password set inside the guest (through an agent).
+    guestPassword: NotRequired[bool]
+    #: Image build.
+    imageBuild: bool
+    #: Image pull/push/build.
+    imageRegistry: bool
+    #: Instance kinds it manages.
+    kinds: List[InstanceKind]
+    #: Snapshots of a running instance include memory.
+    liveSnapshot: bool
+    #: Live resource updates.
+    liveUpdate: bool
+    #: Networks.
+    networks: bool
+    #: Pause and resume.
+    pause: bool
+    #: Snapshots.
+    snapshots: bool
+    #: Storage pools.
+    storagePools: bool
+    #: Templates.
+    templates: bool
+    #: Volumes.
+    volumes: bool
+
+
+class AddressRequest(TypedDict):
+    """An instance's request for an address (`InstanceSpec.addresses`)."""
+
+    #: A fixed address in one of its ranges; the first free one when absent.
+    address: NotRequired[Optional[str]]
+    #: The address pool.
+    pool: str
 
 
 class CloudInitUser(TypedDict):
@@ -256,6 +505,44 @@ class CloudInit(TypedDict):
     users: NotRequired[List[CloudInitUser]]
     #: Files written at first boot.
     writeFiles: NotRequired[List[CloudInitFile]]
+
+
+class DiskSpec(TypedDict):
+    """A VM disk: a new blank disk (`size_bytes`), an overlay on a base image (`base_image`), or an existing volume (`volume`)."""
+
+    #: Base image (name in a pool, or path) to put a copy-on-write overlay on.
+    baseImage: NotRequired[Optional[str]]
+    format: NotRequired[Optional[DiskFormat]]
+    #: Storage pool for new volumes; the backend's default when `None`.
+    pool: NotRequired[Optional[str]]
+    #: Size of a new disk, or the virtual size of an overlay (at least the base's).
+    sizeBytes: NotRequired[Optional[int]]
+    #: An existing volume to attach as it is. It is not deleted with the instance.
+    volume: NotRequired[Optional[str]]
+
+
+class KernelBoot(TypedDict):
+    """A kernel booted straight from files on the host instead of the VM's disk (libvirt's `<kernel>`/`<initrd>`/`<cmdline>`). The files are host paths: only administrators may ask for one."""
+
+    #: Kernel command line.
+    cmdline: NotRequired[Optional[str]]
+    #: Absolute host path of the initrd.
+    initrd: NotRequired[Optional[str]]
+    #: Absolute host path of the kernel.
+    kernel: str
+
+
+class MountSpec(TypedDict):
+    """A file system mounted into the instance."""
+
+    #: Kind of source.
+    kind: NotRequired[MountKind]
+    #: Mount read-only.
+    readOnly: NotRequired[bool]
+    #: Volume name or host path.
+    source: NotRequired[str]
+    #: Absolute path inside the instance.
+    target: str
 
 
 class InstanceSpec(TypedDict):
@@ -317,41 +604,6 @@ class InstanceSpec(TypedDict):
     workdir: NotRequired[Optional[str]]
 
 
-class Instance(TypedDict):
-    """An instance as the engine reports it."""
-
-    #: Name of the backend it lives on.
-    backend: str
-    #: CPUs (VM) or CPU limit (container), where set.
-    cpus: NotRequired[Optional[float]]
-    #: Creation time, where known.
-    createdAt: NotRequired[Optional[str]]
-    #: Exit code of a stopped container, where known.
-    exitCode: NotRequired[Optional[int]]
-    #: Host it lives on (`local` for the machine LibGo runs on). Set by the facade, which knows each backend's host; a backend leaves it empty.
-    host: NotRequired[str]
-    #: Engine id (container id, domain UUID).
-    id: str
-    #: Image it was made from, where known.
-    image: NotRequired[Optional[str]]
-    #: IP addresses, where known.
-    ipAddresses: List[str]
-    #: VM or container.
-    kind: InstanceKind
-    #: Labels.
-    labels: Dict[str, str]
-    #: Memory limit in bytes, where set.
-    memoryBytes: NotRequired[Optional[int]]
-    #: Unique name.
-    name: str
-    #: Networks it is attached to.
-    networks: List[str]
-    #: Published ports.
-    ports: List[PortMapping]
-    #: State.
-    state: InstanceState
-
-
 class InstanceFilter(TypedDict):
     """Filters for [`crate::Compute::list`]. Empty fields match everything."""
 
@@ -396,6 +648,51 @@ class StopOptions(TypedDict):
     force: NotRequired[bool]
     #: Seconds to wait for a graceful stop before forcing it; the backend's default (10 s) when `None`.
     timeoutSecs: NotRequired[Optional[int]]
+
+
+class BatchSpec(TypedDict):
+    """Many instances from one spec: `count` of them, named by `namePattern`."""
+
+    #: How many, 1 to 100.
+    count: int
+    #: First number (default 1).
+    first: NotRequired[Optional[int]]
+    #: Name rule with `{n}` for the number (from `first`); `<spec name>-{n}` when absent.
+    namePattern: NotRequired[Optional[str]]
+    #: The spec; its name is replaced by the name rule.
+    spec: InstanceSpec
+
+
+class BatchError(TypedDict):
+    """Why one item of a batch failed."""
+
+    #: The error kind's code (`NOT_FOUND`, `RESOURCE_CONFLICT`, …).
+    code: str
+    #: What went wrong.
+    message: str
+
+
+class BatchItem(TypedDict):
+    """The outcome for one item of a batch."""
+
+    error: NotRequired[Optional[BatchError]]
+    #: The instance id, when created.
+    id: NotRequired[Optional[str]]
+    #: Name or id.
+    name: str
+    #: What became of it.
+    status: BatchStatus
+
+
+class BatchReport(TypedDict):
+    """Every item of a batch, in order, and the counts."""
+
+    #: Items that failed.
+    failed: int
+    #: Each item.
+    items: List[BatchItem]
+    #: Items that worked.
+    succeeded: int
 
 
 class ResourceUpdate(TypedDict):
@@ -493,6 +790,15 @@ class ExecResult(TypedDict):
     truncated: NotRequired[bool]
 
 
+class VncDisplay(TypedDict):
+    """Where a VM's graphical display listens, for a VNC client or WebSocket proxy."""
+
+    #: Listen address (loopback).
+    host: str
+    #: TCP port.
+    port: int
+
+
 class SnapshotSpec(TypedDict):
     """A snapshot to take."""
 
@@ -523,6 +829,76 @@ class Snapshot(TypedDict):
     reference: NotRequired[Optional[str]]
 
 
+class ReinstallSpec(TypedDict):
+    """What to rebuild an instance from (Nano's reset system)."""
+
+    #: The image (a container image, or a VM's base disk image); the one it was made from when absent.
+    image: NotRequired[Optional[str]]
+
+
+class GuestPassword(TypedDict):
+    """A password to set for a user inside a VM's guest, through its QEMU guest agent."""
+
+    #: `password` is already a crypt(3) hash (`$6$…`).
+    crypted: NotRequired[bool]
+    #: The new password, or its crypt(3) hash when `crypted`. A secret: never serialised back out, logged or put in an error.
+    password: str
+    #: The guest's user (`root`).
+    user: str
+
+
+class AttachedDisk(TypedDict):
+    """A disk or CD-ROM drive of a VM."""
+
+    #: Bus (`virtio`, `sata`, `scsi`, `ide`, …).
+    bus: str
+    #: `disk` or `cdrom`.
+    device: str
+    #: Image format (`qcow2`, `raw`).
+    format: NotRequired[Optional[str]]
+    #: Host path of its file, where known (`None` for an empty CD-ROM drive).
+    path: NotRequired[Optional[str]]
+    #: Read-only.
+    readOnly: bool
+    #: Its size, where known.
+    sizeBytes: NotRequired[Optional[int]]
+    #: Device name in the VM's configuration (`vda`, `vdb`, `hdc`, `sda`).
+    target: str
+    #: The volume it is (`pool/name`, or the name in the default pool), where it is one.
+    volume: NotRequired[Optional[str]]
+
+
+class DiskAttach(TypedDict):
+    """A disk to attach to an existing VM: an existing volume, or a new blank one."""
+
+    bus: NotRequired[Optional[DiskBus]]
+    format: NotRequired[Optional[DiskFormat]]
+    #: Pool of the new volume (the default pool by default).
+    pool: NotRequired[Optional[str]]
+    #: Attach read-only.
+    readOnly: NotRequired[bool]
+    #: Or the size of a new blank volume, made in `pool` as `<vm>-<target>.<format>`.
+    sizeBytes: NotRequired[Optional[int]]
+    #: An existing volume (`pool/name`, or a name in the default pool) that no other instance uses.
+    volume: NotRequired[Optional[str]]
+
+
+class DiskResize(TypedDict):
+    """A disk's new size."""
+
+    #: Allow a smaller size: data past it is lost. Only while the VM is shut off.
+    allowShrink: NotRequired[bool]
+    #: New size in bytes. A running VM's disk only grows (and the guest sees it at once).
+    sizeBytes: int
+
+
+class MediaInsert(TypedDict):
+    """Media to insert into a VM's CD-ROM drive."""
+
+    #: An ISO volume (`pool/name`, or a name in the default pool).
+    image: str
+
+
 class ExportSpec(TypedDict):
     """Where and how to export."""
 
@@ -541,26 +917,6 @@ class ExportResult(TypedDict):
     path: str
     #: Bytes written.
     sizeBytes: int
-
-
-class Progress(TypedDict):
-    """Progress of a long operation."""
-
-    #: Which part (an image layer id, a disk).
-    id: NotRequired[Optional[str]]
-    #: What is happening.
-    message: str
-    #: 0–100 where known.
-    percent: NotRequired[Optional[float]]
-
-
-class VncDisplay(TypedDict):
-    """Where a VM's graphical display listens, for a VNC client or WebSocket proxy."""
-
-    #: Listen address (loopback).
-    host: str
-    #: TCP port.
-    port: int
 
 
 class EventFilter(TypedDict):
@@ -614,6 +970,21 @@ class Image(TypedDict):
     tags: List[str]
 
 
+class ImagePage(TypedDict):
+    """One page of a list and the total count."""
+
+    #: Items in all pages.
+    count: int
+    #: Items of this page.
+    items: List[Dict[str, object]]
+    #: Page number, from 1.
+    page: int
+    #: Items per page.
+    pageSize: int
+    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
+    unavailable: NotRequired[List[Unavailable]]
+
+
 class RegistryAuth(TypedDict):
     """Credentials for a registry."""
 
@@ -647,25 +1018,6 @@ class PruneReport(TypedDict):
     spaceReclaimedBytes: int
 
 
-class NetworkSpec(TypedDict):
-    """A network to create."""
-
-    #: Backend to create it on.
-    backend: NotRequired[Optional[str]]
-    #: Driver or mode; the backend's default when `None`.
-    driver: NotRequired[Optional[str]]
-    #: Gateway address inside the subnet.
-    gateway: NotRequired[Optional[str]]
-    #: No route to the outside.
-    internal: NotRequired[bool]
-    #: Labels.
-    labels: NotRequired[Dict[str, str]]
-    #: Name, DNS-label-like.
-    name: str
-    #: Subnet in CIDR form.
-    subnet: NotRequired[Optional[str]]
-
-
 class Network(TypedDict):
     """A network."""
 
@@ -693,22 +1045,38 @@ class Network(TypedDict):
     subnet: NotRequired[Optional[str]]
 
 
-class VolumeSpec(TypedDict):
-    """A volume to create."""
+class NetworkPage(TypedDict):
+    """One page of a list and the total count."""
+
+    #: Items in all pages.
+    count: int
+    #: Items of this page.
+    items: List[Dict[str, object]]
+    #: Page number, from 1.
+    page: int
+    #: Items per page.
+    pageSize: int
+    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
+    unavailable: NotRequired[List[Unavailable]]
+
+
+class NetworkSpec(TypedDict):
+    """A network to create."""
 
     #: Backend to create it on.
     backend: NotRequired[Optional[str]]
-    #: Volume driver (Docker).
+    #: Driver or mode; the backend's default when `None`.
     driver: NotRequired[Optional[str]]
-    format: NotRequired[Optional[DiskFormat]]
+    #: Gateway address inside the subnet.
+    gateway: NotRequired[Optional[str]]
+    #: No route to the outside.
+    internal: NotRequired[bool]
     #: Labels.
     labels: NotRequired[Dict[str, str]]
-    #: Name, DNS-label-like (a file extension is allowed for VM volumes).
+    #: Name, DNS-label-like.
     name: str
-    #: Storage pool (libvirt).
-    pool: NotRequired[Optional[str]]
-    #: Size in bytes (libvirt).
-    sizeBytes: NotRequired[Optional[int]]
+    #: Subnet in CIDR form.
+    subnet: NotRequired[Optional[str]]
 
 
 class Volume(TypedDict):
@@ -737,19 +1105,37 @@ class Volume(TypedDict):
     usedBy: NotRequired[List[str]]
 
 
-class StoragePoolSpec(TypedDict):
-    """A storage pool to create."""
+class VolumePage(TypedDict):
+    """One page of a list and the total count."""
 
-    #: Start with the host.
-    autostart: NotRequired[bool]
+    #: Items in all pages.
+    count: int
+    #: Items of this page.
+    items: List[Dict[str, object]]
+    #: Page number, from 1.
+    page: int
+    #: Items per page.
+    pageSize: int
+    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
+    unavailable: NotRequired[List[Unavailable]]
+
+
+class VolumeSpec(TypedDict):
+    """A volume to create."""
+
     #: Backend to create it on.
     backend: NotRequired[Optional[str]]
-    #: Name, DNS-label-like.
+    #: Volume driver (Docker).
+    driver: NotRequired[Optional[str]]
+    format: NotRequired[Optional[DiskFormat]]
+    #: Labels.
+    labels: NotRequired[Dict[str, str]]
+    #: Name, DNS-label-like (a file extension is allowed for VM volumes).
     name: str
-    #: Target directory (absolute).
-    path: str
-    #: Pool type; `dir` when `None`.
-    poolType: NotRequired[Optional[str]]
+    #: Storage pool (libvirt).
+    pool: NotRequired[Optional[str]]
+    #: Size in bytes (libvirt).
+    sizeBytes: NotRequired[Optional[int]]
 
 
 class StoragePool(TypedDict):
@@ -775,6 +1161,36 @@ class StoragePool(TypedDict):
     poolType: str
 
 
+class StoragePoolPage(TypedDict):
+    """One page of a list and the total count."""
+
+    #: Items in all pages.
+    count: int
+    #: Items of this page.
+    items: List[Dict[str, object]]
+    #: Page number, from 1.
+    page: int
+    #: Items per page.
+    pageSize: int
+    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
+    unavailable: NotRequired[List[Unavailable]]
+
+
+class StoragePoolSpec(TypedDict):
+    """A storage pool to create."""
+
+    #: Start with the host.
+    autostart: NotRequired[bool]
+    #: Backend to create it on.
+    backend: NotRequired[Optional[str]]
+    #: Name, DNS-label-like.
+    name: str
+    #: Target directory (absolute).
+    path: str
+    #: Pool type; `dir` when `None`.
+    poolType: NotRequired[Optional[str]]
+
+
 class Template(TypedDict):
     """A named VM template (Kimchi): values VMs are created from."""
 
@@ -797,433 +1213,6 @@ class Template(TypedDict):
     os: NotRequired[Optional[str]]
 
 
-class Health(TypedDict):
-    """Whether a backend answers."""
-
-    #: Registered name.
-    backend: str
-    #: Round trip in milliseconds.
-    latencyMs: int
-    #: Why not, or the engine version.
-    message: str
-    #: It answered.
-    up: bool
-
-
-class BackendInfo(TypedDict):
-    """What the engine behind a backend is."""
-
-    #: Negotiated API version, where there is one.
-    apiVersion: NotRequired[Optional[str]]
-    #: Where it is reached (socket, URI).
-    endpoint: str
-    #: Engine (`docker`, `libvirt`).
-    engine: str
-    #: The engine's own identity (Docker's daemon id, libvirt's host UUID), the same however it is reached: one engine is never added twice.
-    engineId: NotRequired[Optional[str]]
-    #: Instance kinds it manages.
-    kinds: List[InstanceKind]
-    #: Registered name.
-    name: str
-    #: Engine version.
-    version: str
-
-
-class Capabilities(TypedDict):
-    """What a backend supports. An unsupported call returns [`crate::ErrorKind::Unsupported`]."""
-
-    #: Cloud-init seeds.
-    cloudInit: bool
-    #: Interactive console stream.
-    console: bool
-    #: VNC display.
-    consoleVnc: bool
-    #: Disks attached, detached and resized on an existing instance; CD-ROM media.
-    disks: NotRequired[bool]
-    #: Exec inside the instance.
-    exec: bool
-    #: Export formats.
-    exportFormats: List[ExportFormat]
-    #: A user's password set inside the guest (through an agent).
-    guestPassword: NotRequired[bool]
-    #: Image build.
-    imageBuild: bool
-    #: Image pull/push/build.
-    imageRegistry: bool
-    #: Instance kinds it manages.
-    kinds: List[InstanceKind]
-    #: Snapshots of a running instance include memory.
-    liveSnapshot: bool
-    #: Live resource updates.
-    liveUpdate: bool
-    #: Networks.
-    networks: bool
-    #: Pause and resume.
-    pause: bool
-    #: Snapshots.
-    snapshots: bool
-    #: Storage pools.
-    storagePools: bool
-    #: Templates.
-    templates: bool
-    #: Volumes.
-    volumes: bool
-
-
-class BatchSpec(TypedDict):
-    """Many instances from one spec: `count` of them, named by `namePattern`."""
-
-    #: How many, 1 to 100.
-    count: int
-    #: First number (default 1).
-    first: NotRequired[Optional[int]]
-    #: Name rule with `{n}` for the number (from `first`); `<spec name>-{n}` when absent.
-    namePattern: NotRequired[Optional[str]]
-    #: The spec; its name is replaced by the name rule.
-    spec: InstanceSpec
-
-
-class BatchError(TypedDict):
-    """Why one item of a batch failed."""
-
-    #: The error kind's code (`NOT_FOUND`, `RESOURCE_CONFLICT`, …).
-    code: str
-    #: What went wrong.
-    message: str
-
-
-class BatchItem(TypedDict):
-    """The outcome for one item of a batch."""
-
-    error: NotRequired[Optional[BatchError]]
-    #: The instance id, when created.
-    id: NotRequired[Optional[str]]
-    #: Name or id.
-    name: str
-    #: What became of it.
-    status: BatchStatus
-
-
-class BatchReport(TypedDict):
-    """Every item of a batch, in order, and the counts."""
-
-    #: Items that failed.
-    failed: int
-    #: Each item.
-    items: List[BatchItem]
-    #: Items that worked.
-    succeeded: int
-
-
-class AddressRequest(TypedDict):
-    """An instance's request for an address (`InstanceSpec.addresses`)."""
-
-    #: A fixed address in one of its ranges; the first free one when absent.
-    address: NotRequired[Optional[str]]
-    #: The address pool.
-    pool: str
-
-
-class HostEngine(TypedDict):
-    """One engine of a host."""
-
-    #: The backend's name.
-    backend: str
-    #: `docker` or `kvm`.
-    kind: str
-    #: Its version, or why it does not answer.
-    message: str
-    #: Whether it answers.
-    up: bool
-    #: Where it is reached.
-    url: str
-
-
-class HostCapacity(TypedDict):
-    """What a host has, as its engines report it."""
-
-    #: Logical CPUs.
-    cpus: int
-    #: Size of the storage new disks go to (libvirt's default pool), where known.
-    diskBytes: NotRequired[Optional[int]]
-    #: Memory.
-    memoryBytes: int
-
-
-class HostAllocation(TypedDict):
-    """What the instances on a host reserve: running or paused ones, by their limits."""
-
-    #: CPUs.
-    cpus: float
-    #: Memory.
-    memoryBytes: int
-
-
-class HostUsage(TypedDict):
-    """What a host uses now, as its engines report it; `None` where no engine of the host reports it (Docker reports none of these; libvirt all but the network counters, which come from the instances' statistics, see [`crate::LibGo::note_traffic`])."""
-
-    #: CPU busy, 0–100 of the whole host.
-    cpuPercent: NotRequired[Optional[float]]
-    #: Storage in use (libvirt's default pool).
-    diskBytes: NotRequired[Optional[int]]
-    #: Memory in use.
-    memoryBytes: NotRequired[Optional[int]]
-    #: Bytes received by the host's running instances (the sum of their interfaces' counters at the last statistics sample; `None` before one).
-    rxBytes: NotRequired[Optional[int]]
-    #: Bytes sent by the host's running instances, likewise.
-    txBytes: NotRequired[Optional[int]]
-
-
-class HostInstanceCounts(TypedDict):
-    """Instances on a host by state."""
-
-    #: On an engine that does not answer.
-    lost: int
-    #: Being migrated or moved off this host.
-    migrating: int
-    #: Running or paused.
-    running: int
-    #: Defined, not running.
-    stopped: int
-
-
-class Host(TypedDict):
-    """A host as the API shows it."""
-
-    #: Whether any of its engines answers.
-    alive: bool
-    #: What its instances reserve.
-    allocated: HostAllocation
-    #: What it has.
-    capacity: HostCapacity
-    #: Whether new instances may be placed on it.
-    enabled: bool
-    #: Its engines.
-    engines: List[HostEngine]
-    #: Its instances by state.
-    instances: HostInstanceCounts
-    #: Labels.
-    labels: Dict[str, str]
-    #: Name.
-    name: str
-    #: Compute pool.
-    pool: str
-    #: What it uses.
-    usage: HostUsage
-
-
-class ComputePool(TypedDict):
-    """A compute pool as the API shows it."""
-
-    #: Whether new instances may be placed in it.
-    enabled: bool
-    #: Failover (always `false`, see [`ComputePoolSpec::failover`]).
-    failover: bool
-    #: Its hosts, by name.
-    hosts: List[str]
-    #: Name.
-    name: str
-    #: Its address pool (see [`ComputePoolSpec::network`]).
-    network: NotRequired[Optional[str]]
-
-
-class OffOn(TypedDict):
-    """Two counts: how many are off and how many on."""
-
-    #: Offline hosts, disabled pools.
-    off: int
-    #: Online hosts, enabled pools.
-    on: int
-
-
-class PoolStatus(TypedDict):
-    """The aggregated status of a compute pool, or of the whole zone (every host): the fields of Nano's `compute_pool_status` and `compute_zone_status`."""
-
-    #: Storage not in use.
-    availableDiskBytes: int
-    #: Memory not in use.
-    availableMemoryBytes: int
-    #: CPUs busy (the sum over hosts of each one's busy share times its CPUs).
-    cpuUsage: float
-    #: Whether placement uses it (the zone: always).
-    enabled: bool
-    #: Hosts not answering and answering.
-    hosts: OffOn
-    #: Instances by state.
-    instances: HostInstanceCounts
-    #: CPUs.
-    maxCpu: int
-    #: Storage.
-    maxDiskBytes: int
-    #: Memory.
-    maxMemoryBytes: int
-    #: The pool's name, or `zone`.
-    name: str
-    pools: NotRequired[Optional[OffOn]]
-    #: Bytes received by the hosts, where their engines report it.
-    rxBytes: NotRequired[Optional[int]]
-    #: Bytes sent by the hosts, where their engines report it.
-    txBytes: NotRequired[Optional[int]]
-
-
-class MigrateRequest(TypedDict):
-    """A request to move an instance to another host."""
-
-    #: The host to move it to.
-    host: str
-    #: VMs: keep the guest running while its memory and disks are copied (`true`, the default), or pause it for the copy. Containers and stopped VMs are always moved cold.
-    live: NotRequired[bool]
-
-
-class MigrationReport(TypedDict):
-    """What a migration did."""
-
-    #: How long the guest was paused (libvirt's job statistics), where known.
-    downtimeMs: NotRequired[Optional[int]]
-    #: How long the move took.
-    elapsedMs: int
-    #: The backend it left.
-    fromBackend: str
-    #: The instance, where it is now.
-    instance: Instance
-    #: How it was moved.
-    kind: MigrationKind
-    #: The backend it is on now.
-    toBackend: str
-    #: Bytes copied (memory and disks), where known.
-    transferredBytes: NotRequired[Optional[int]]
-
-
-class DiskAttach(TypedDict):
-    """A disk to attach to an existing VM: an existing volume, or a new blank one."""
-
-    bus: NotRequired[Optional[DiskBus]]
-    format: NotRequired[Optional[DiskFormat]]
-    #: Pool of the new volume (the default pool by default).
-    pool: NotRequired[Optional[str]]
-    #: Attach read-only.
-    readOnly: NotRequired[bool]
-    #: Or the size of a new blank volume, made in `pool` as `<vm>-<target>.<format>`.
-    sizeBytes: NotRequired[Optional[int]]
-    #: An existing volume (`pool/name`, or a name in the default pool) that no other instance uses.
-    volume: NotRequired[Optional[str]]
-
-
-class AttachedDisk(TypedDict):
-    """A disk or CD-ROM drive of a VM."""
-
-    #: Bus (`virtio`, `sata`, `scsi`, `ide`, …).
-    bus: str
-    #: `disk` or `cdrom`.
-    device: str
-    #: Image format (`qcow2`, `raw`).
-    format: NotRequired[Optional[str]]
-    #: Host path of its file, where known (`None` for an empty CD-ROM drive).
-    path: NotRequired[Optional[str]]
-    #: Read-only.
-    readOnly: bool
-    #: Its size, where known.
-    sizeBytes: NotRequired[Optional[int]]
-    #: Device name in the VM's configuration (`vda`, `vdb`, `hdc`, `sda`).
-    target: str
-    #: The volume it is (`pool/name`, or the name in the default pool), where it is one.
-    volume: NotRequired[Optional[str]]
-
-
-class DiskResize(TypedDict):
-    """A disk's new size."""
-
-    #: Allow a smaller size: data past it is lost. Only while the VM is shut off.
-    allowShrink: NotRequired[bool]
-    #: New size in bytes. A running VM's disk only grows (and the guest sees it at once).
-    sizeBytes: int
-
-
-class MediaInsert(TypedDict):
-    """Media to insert into a VM's CD-ROM drive."""
-
-    #: An ISO volume (`pool/name`, or a name in the default pool).
-    image: str
-
-
-class GuestPassword(TypedDict):
-    """A password to set for a user inside a VM's guest, through its QEMU guest agent."""
-
-    #: `password` is already a crypt(3) hash (`$6$…`).
-    crypted: NotRequired[bool]
-    #: The new password, or its crypt(3) hash when `crypted`. A secret: never serialised back out, logged or put in an error.
-    password: str
-    #: The guest's user (`root`).
-    user: str
-
-
-class ReinstallSpec(TypedDict):
-    """What to rebuild an instance from (Nano's reset system)."""
-
-    #: The image (a container image, or a VM's base disk image); the one it was made from when absent.
-    image: NotRequired[Optional[str]]
-
-
-class ImagePage(TypedDict):
-    """One page of a list and the total count."""
-
-    #: Items in all pages.
-    count: int
-    #: Items of this page.
-    items: List[Dict[str, object]]
-    #: Page number, from 1.
-    page: int
-    #: Items per page.
-    pageSize: int
-    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
-    unavailable: NotRequired[List[Unavailable]]
-
-
-class NetworkPage(TypedDict):
-    """One page of a list and the total count."""
-
-    #: Items in all pages.
-    count: int
-    #: Items of this page.
-    items: List[Dict[str, object]]
-    #: Page number, from 1.
-    page: int
-    #: Items per page.
-    pageSize: int
-    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
-    unavailable: NotRequired[List[Unavailable]]
-
-
-class VolumePage(TypedDict):
-    """One page of a list and the total count."""
-
-    #: Items in all pages.
-    count: int
-    #: Items of this page.
-    items: List[Dict[str, object]]
-    #: Page number, from 1.
-    page: int
-    #: Items per page.
-    pageSize: int
-    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
-    unavailable: NotRequired[List[Unavailable]]
-
-
-class StoragePoolPage(TypedDict):
-    """One page of a list and the total count."""
-
-    #: Items in all pages.
-    count: int
-    #: Items of this page.
-    items: List[Dict[str, object]]
-    #: Page number, from 1.
-    page: int
-    #: Items per page.
-    pageSize: int
-    #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
-    unavailable: NotRequired[List[Unavailable]]
-
-
 class TemplatePage(TypedDict):
     """One page of a list and the total count."""
 
@@ -1237,3 +1226,14 @@ class TemplatePage(TypedDict):
     pageSize: int
     #: Backends that could not be asked, so that their items are missing from this answer (absent when every backend answered).
     unavailable: NotRequired[List[Unavailable]]
+
+
+class Progress(TypedDict):
+    """Progress of a long operation."""
+
+    #: Which part (an image layer id, a disk).
+    id: NotRequired[Optional[str]]
+    #: What is happening.
+    message: str
+    #: 0–100 where known.
+    percent: NotRequired[Optional[float]]
