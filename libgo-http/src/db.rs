@@ -807,14 +807,31 @@ impl Db {
         Ok(q.execute(&self.pool).await?.rows_affected())
     }
 
-    /// Marks task `id` as owned by replica `owner`, its lease renewed now.
-    pub async fn task_own(&self, id: &str, owner: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE tasks SET owner = $2, heartbeat_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(owner)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+    /// Stores a new task as run by replica `owner`, its lease taken in the same write: a
+    /// row without a lease, even between two statements, is one a live replica fails as
+    /// its replica's death (seen as an export that finished but could not be downloaded).
+    pub async fn task_start(&self, t: &TaskRow, owner: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO tasks (id, kind, target, status, progress, message, result, error, \
+             created_by, created_at, updated_at, finished_at, owner, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&t.id)
+        .bind(&t.kind)
+        .bind(&t.target)
+        .bind(&t.status)
+        .bind(t.progress)
+        .bind(&t.message)
+        .bind(&t.result)
+        .bind(&t.error)
+        .bind(&t.created_by)
+        .bind(t.created_at)
+        .bind(t.updated_at)
+        .bind(t.finished_at)
+        .bind(owner)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

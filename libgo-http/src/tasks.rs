@@ -373,11 +373,7 @@ impl TaskManager {
             finished_at: None,
         };
         self.db
-            .task_upsert(&task.to_row())
-            .await
-            .map_err(|e| TaskRefused::Failed(stored(e)))?;
-        self.db
-            .task_own(&task.id, &self.replica)
+            .task_start(&task.to_row(), &self.replica)
             .await
             .map_err(|e| TaskRefused::Failed(stored(e)))?;
         let (view, _) = watch::channel(task.clone());
@@ -577,5 +573,54 @@ impl TaskManager {
     /// Current time in stored form (for tests).
     pub fn now_ms() -> i64 {
         now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A live replica sweeps for dead replicas' tasks at any moment, also while another
+    /// task is being stored: a task just started is never failed as interrupted (it was,
+    /// between the row's insert and its lease, and its export could not be downloaded).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_starting_task_is_not_taken_for_a_dead_replicas() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.expect("db");
+        let (events, _) = broadcast::channel(16);
+        let tasks = TaskManager::new(db.clone(), events, 0);
+        let stop = CancellationToken::new();
+        let sweeper = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut swept = 0;
+                while !stop.is_cancelled() {
+                    let before = now_ms() - LEASE_EXPIRY.as_millis() as i64;
+                    swept += db.tasks_fail_stale("dead", before).await.expect("sweep");
+                    tokio::task::yield_now().await;
+                }
+                swept
+            }
+        });
+        for _ in 0..200 {
+            let t = tasks
+                .spawn("test.quick", None, "admin", |_| async {
+                    Ok(serde_json::Value::Null)
+                })
+                .await
+                .expect("spawn");
+            let ended = tasks
+                .get(&t.id, Some(Duration::from_secs(10)))
+                .await
+                .expect("task");
+            assert_eq!(ended.status, TaskStatus::Finished, "{ended:?}");
+        }
+        stop.cancel();
+        assert_eq!(
+            sweeper.await.expect("sweeper"),
+            0,
+            "tasks failed as a dead replica's"
+        );
     }
 }
