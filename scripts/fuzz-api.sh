@@ -9,13 +9,19 @@
 # stats, logs) and
 # the build upload (a tar body schemathesis cannot make),
 # plus logout and sessions, which would end the fuzzer's own credentials.
-# Seconds per role: FUZZ_SECONDS (default 90); FUZZ_KEEP=1 keeps the reports (with
+# Seconds per role: FUZZ_SECONDS (default 90); FUZZ_ROLES (default "admin operator");
+# a run fails when the server or schemathesis holds more than FUZZ_RSS_LIMIT_MIB (3072)
+# or schemathesis outruns its time by 400 s. FUZZ_KEEP=1 keeps the reports (with
 # schemathesis's warnings: operations whose generated requests are mostly refused). The suite fuzzes from a fixed seed so that a
 # green run stays green; FUZZ_SEED picks another (a failure prints the seed to replay).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$LIBGO_ROOT"
 
 SECONDS_PER_ROLE=${FUZZ_SECONDS:-90}
+RSS_LIMIT_MIB=${FUZZ_RSS_LIMIT_MIB:-3072}
+# Past --max-time schemathesis finishes the requests under way (each up to 150 s).
+WALL_LIMIT=$((SECONDS_PER_ROLE + 400))
+ROLES=${FUZZ_ROLES:-admin operator}
 SEED=${FUZZ_SEED:-20261202}
 venv="$LIBGO_CACHE/schemathesis-venv"
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q '4.32.5'; then
@@ -89,6 +95,7 @@ names /api/v1/instances | sort >"$work/instances"
 names /api/v1/networks | sort >"$work/networks"
 names /api/v1/volumes | sort >"$work/volumes"
 
+rss_mib() { awk '/^VmRSS:/ {print int($2 / 1024)}' "/proc/$1/status" 2>/dev/null || echo 0; }
 fuzz() { # fuzz ROLE SEED — one schemathesis run as ROLE, its output in $work/ROLE.log
   local key_var="${1}_key"
   "$venv/bin/schemathesis" --config-file libgo-http/tests/schemathesis.toml run "$base/openapi.json" \
@@ -97,7 +104,36 @@ fuzz() { # fuzz ROLE SEED — one schemathesis run as ROLE, its output in $work/
     --exclude-path-regex '(prune|/console|/exec/attach|/vnc|/events|/stats|/logs|/logout|/sessions|/storage-pools|/upload|/wipe|/images/build)' \
     --max-time "$SECONDS_PER_ROLE" --workers 2 --request-timeout 150 \
     --seed "$2" --generation-database none \
-    --no-color >"$work/$1.log" 2>&1
+    --no-color >"$work/$1.log" 2>&1 &
+  local fuzzer=$! started=$SECONDS peak_server=0 peak_fuzzer=0 why=""
+  # A watchdog: a run once grew until the machine had no memory left and CI ran out of
+  # time instead of failing. Whichever process passes the limit is named and the run fails.
+  while kill -0 "$fuzzer" 2>/dev/null; do
+    local server_mib fuzzer_mib
+    server_mib=$(rss_mib "$server_pid") fuzzer_mib=$(rss_mib "$fuzzer")
+    [ "$server_mib" -gt "$peak_server" ] && peak_server=$server_mib
+    [ "$fuzzer_mib" -gt "$peak_fuzzer" ] && peak_fuzzer=$fuzzer_mib
+    if [ "$server_mib" -gt "$RSS_LIMIT_MIB" ]; then
+      why="libgo-server holds $server_mib MiB (limit $RSS_LIMIT_MIB)"
+    elif [ "$fuzzer_mib" -gt "$RSS_LIMIT_MIB" ]; then
+      why="schemathesis holds $fuzzer_mib MiB (limit $RSS_LIMIT_MIB)"
+    elif [ "$(awk '/^MemAvailable:/ {print int($2 / 1024)}' /proc/meminfo)" -lt 1024 ]; then
+      why="the machine has less than 1 GiB available; its largest processes:
+$(ps -eo rss,pid,args --sort=-rss | head -6 | cut -c1-160)"
+    elif [ $((SECONDS - started)) -gt "$WALL_LIMIT" ]; then
+      why="schemathesis still runs after $WALL_LIMIT s"
+    fi
+    if [ -n "$why" ]; then
+      log "fuzzing as $1 stopped: $why; the server's last requests:"
+      tail -20 "$work/server.log" | sed 's/\x1b\[[0-9;]*m//g' >&2
+      kill "$fuzzer" 2>/dev/null
+      wait "$fuzzer" 2>/dev/null
+      return 1
+    fi
+    sleep 1
+  done
+  log "peak memory as $1: libgo-server $peak_server MiB, schemathesis $peak_fuzzer MiB"
+  wait "$fuzzer"
 }
 # The fuzzer itself crashed (an ERRORS section of "Runtime Error"s only, no FAILURES): seen
 # as CPython 3.11's "AST constructor recursion depth mismatch" inside hypothesis, which
@@ -113,7 +149,7 @@ tool_crash_only() {
 }
 
 failed=0
-for role in admin operator; do
+for role in $ROLES; do
   log "schemathesis as $role for ${SECONDS_PER_ROLE} s (seed $SEED)"
   ok=1
   fuzz "$role" "$SEED" || ok=0

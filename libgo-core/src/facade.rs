@@ -278,6 +278,8 @@ impl LibGo {
             (None, None, None) if !self.has_remote_hosts() => None,
             (None, _, _) => Some(self.placed_backend(spec).await?),
         };
+        // Placement has already checked that the host can hold it.
+        let placed_here = placed.is_some();
         let backend = match (placed, spec.backend.as_deref(), spec.kind) {
             (Some(b), _, _) => b,
             (None, None, None) => {
@@ -303,6 +305,9 @@ impl LibGo {
         }
         crate::addresses::check_requests(&spec.addresses)?;
         self.name_free_elsewhere(backend.name(), &spec.name).await?;
+        if kind == InstanceKind::Vm && spec.start && !placed_here {
+            self.admit_vm(backend.name(), spec.memory_bytes).await?;
+        }
         let mut spec = spec.clone();
         spec.kind = Some(kind);
         spec.host = None;
@@ -564,6 +569,7 @@ impl LibGo {
     /// Starts an instance (already running is success).
     pub async fn start(&self, id: &str) -> Result<()> {
         let (b, i) = self.route(id).await?;
+        self.admit_if_stopped_vm(&b, &i).await?;
         let answer = b.start(&i).await;
         Self::idempotent(&b, &i, InstanceState::Running, answer).await
     }
@@ -578,7 +584,23 @@ impl LibGo {
     /// Restarts an instance.
     pub async fn restart(&self, id: &str, options: StopOptions) -> Result<()> {
         let (b, i) = self.route(id).await?;
+        self.admit_if_stopped_vm(&b, &i).await?;
         b.restart(&i, options).await
+    }
+
+    /// [`LibGo::admit_vm`] for a VM that is about to run (a running or paused one already
+    /// holds its memory).
+    async fn admit_if_stopped_vm(&self, b: &Arc<dyn Backend>, id: &str) -> Result<()> {
+        if !b.capabilities().kinds.contains(&InstanceKind::Vm) {
+            return Ok(());
+        }
+        let i = b.get(id).await?;
+        if i.kind == InstanceKind::Vm
+            && !matches!(i.state, InstanceState::Running | InstanceState::Paused)
+        {
+            self.admit_vm(b.name(), i.memory_bytes).await?;
+        }
+        Ok(())
     }
 
     /// Sends a signal to, or powers off, an instance.

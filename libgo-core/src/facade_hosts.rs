@@ -11,7 +11,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::hosts::{
     Candidate, ComputePool, ComputePoolSpec, DEFAULT_POOL, EvacuateAction, EvacuateRequest, Host,
     HostAllocation, HostEngine, HostInstanceCounts, HostMembership, HostResources, LOCAL_HOST,
-    MigrateRequest, MigrationReport, MigrationSpec, OffOn, Placement, PoolStatus, place,
+    MigrateRequest, MigrationReport, MigrationSpec, OffOn, Placement, PoolStatus, memory_refusal,
+    place, reservation,
 };
 use crate::types::*;
 use crate::{LibGo, validate};
@@ -385,10 +386,19 @@ impl LibGo {
                 "docker"
             };
             // libvirt knows the host's storage and use; Docker only its CPUs and memory.
-            if let Some(r) = res
-                && (resources.is_none() || kind == "kvm")
-            {
-                resources = Some(r);
+            if let Some(r) = res {
+                resources = Some(match resources {
+                    None => r,
+                    // libvirt's view wins; the memory from whichever engine knows it (the
+                    // test driver's made-up machine reports none).
+                    Some(was) => {
+                        let (mut base, other) = if kind == "kvm" { (r, was) } else { (was, r) };
+                        if base.capacity.memory_bytes == 0 {
+                            base.capacity.memory_bytes = other.capacity.memory_bytes;
+                        }
+                        base
+                    }
+                });
             }
             engines.push(HostEngine {
                 kind: kind.into(),
@@ -437,6 +447,35 @@ impl LibGo {
             usage: resources.usage,
             instances: counts,
             labels: m.labels,
+        }
+    }
+
+    /// Refuses (`RESOURCE_CONFLICT`) to run a VM of `memory_bytes` through backend
+    /// `backend` when its host's memory cannot hold it beside what the host's running
+    /// instances reserve ([`reservation`]): a host is not run out of memory by VMs it cannot
+    /// hold, also when it is the only one and nothing is placed. An unknown capacity (an
+    /// engine that reports none) refuses nothing.
+    pub(crate) async fn admit_vm(&self, backend: &str, memory_bytes: Option<u64>) -> Result<()> {
+        let host = self.host_of(backend);
+        let Ok(m) = self.host_membership(&host) else {
+            return Ok(());
+        };
+        let (instances, _) = self
+            .list_all_reporting(&InstanceFilter::default())
+            .await
+            .unwrap_or_default();
+        let view = self.host_view(m, &instances, false).await;
+        let want = reservation(InstanceKind::Vm, memory_bytes);
+        match memory_refusal(
+            view.capacity.memory_bytes,
+            reserved_on(&host, &instances),
+            want,
+        ) {
+            None => Ok(()),
+            Some(why) => Err(Error::conflict(format!(
+                "host {host:?} cannot run this VM: {why} (its running instances reserve the rest)"
+            ))
+            .with_context("host", &host)),
         }
     }
 
@@ -498,14 +537,14 @@ impl LibGo {
                     } else {
                         u64::MAX / 2
                     },
-                    allocated_memory_bytes: h.allocated.memory_bytes,
+                    allocated_memory_bytes: reserved_on(&h.name, &instances),
                     instances: h.instances.running + h.instances.stopped,
                 }
             })
             .collect();
         let want = Placement {
             kind: Some(kind),
-            memory_bytes: spec.memory_bytes.unwrap_or(0),
+            memory_bytes: reservation(kind, spec.memory_bytes),
             host: spec.host.as_deref(),
             pool: spec.pool.as_deref(),
         };
@@ -690,4 +729,14 @@ impl LibGo {
         self.stamp(&mut report.instance);
         Ok(report)
     }
+}
+
+/// What the running (and paused) instances of host `host` reserve ([`reservation`]).
+fn reserved_on(host: &str, instances: &[Instance]) -> u64 {
+    instances
+        .iter()
+        .filter(|i| i.host == host)
+        .filter(|i| matches!(i.state, InstanceState::Running | InstanceState::Paused))
+        .map(|i| reservation(i.kind, i.memory_bytes))
+        .fold(0, u64::saturating_add)
 }

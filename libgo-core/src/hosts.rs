@@ -449,7 +449,7 @@ pub struct Candidate {
     pub kinds: Vec<InstanceKind>,
     /// Its memory.
     pub memory_bytes: u64,
-    /// What its instances reserve.
+    /// What its running instances reserve ([`reservation`]).
     pub allocated_memory_bytes: u64,
     /// How many instances it has.
     pub instances: u64,
@@ -460,12 +460,51 @@ pub struct Candidate {
 pub struct Placement<'a> {
     /// The instance's kind.
     pub kind: Option<InstanceKind>,
-    /// The memory it reserves (0 when it sets no limit).
+    /// The memory it reserves ([`reservation`]).
     pub memory_bytes: u64,
     /// A host it must go to.
     pub host: Option<&'a str>,
     /// A pool it must go to.
     pub pool: Option<&'a str>,
+}
+
+/// What QEMU holds beyond a guest's memory (its own code, TCG's translation cache, device
+/// state: about 50 MiB for an idle TCG guest here). Counted with each VM so that many small
+/// VMs cannot exhaust a host either.
+pub const VM_OVERHEAD_BYTES: u64 = 64 << 20;
+
+/// A VM's memory when its spec gives none (the libvirt backend's default).
+pub const VM_DEFAULT_MEMORY_BYTES: u64 = 512 << 20;
+
+/// The memory an instance reserves on its host while it runs: a VM its memory and QEMU's
+/// overhead, a container its memory limit (nothing without one).
+///
+/// ```
+/// use libgo_core::hosts::{reservation, VM_OVERHEAD_BYTES};
+/// use libgo_core::InstanceKind;
+/// assert_eq!(reservation(InstanceKind::Vm, Some(1 << 30)), (1 << 30) + VM_OVERHEAD_BYTES);
+/// assert_eq!(reservation(InstanceKind::Container, None), 0);
+/// ```
+pub fn reservation(kind: InstanceKind, memory_bytes: Option<u64>) -> u64 {
+    match kind {
+        InstanceKind::Vm => memory_bytes
+            .unwrap_or(VM_DEFAULT_MEMORY_BYTES)
+            .saturating_add(VM_OVERHEAD_BYTES),
+        InstanceKind::Container => memory_bytes.unwrap_or(0),
+    }
+}
+
+/// Why an instance reserving `want` bytes cannot run on a host of `capacity` bytes whose
+/// running instances reserve `reserved`; `None` when it fits. An unknown capacity (0)
+/// refuses nothing.
+pub fn memory_refusal(capacity: u64, reserved: u64, want: u64) -> Option<String> {
+    (capacity > 0 && u128::from(reserved) + u128::from(want) > u128::from(capacity)).then(|| {
+        format!(
+            "{} MiB free, {} MiB wanted",
+            capacity.saturating_sub(reserved) >> 20,
+            want >> 20
+        )
+    })
 }
 
 /// Where an instance goes: among the enabled, alive hosts (of `want.pool`, or just
@@ -518,13 +557,7 @@ pub fn place(candidates: &[Candidate], want: &Placement<'_>) -> Result<String> {
         let free_after =
             c.memory_bytes as i128 - c.allocated_memory_bytes as i128 - want.memory_bytes as i128;
         let refusal = refusal.or_else(|| {
-            (free_after < 0).then(|| {
-                format!(
-                    "{} MiB free, {} MiB wanted",
-                    (c.memory_bytes.saturating_sub(c.allocated_memory_bytes)) >> 20,
-                    want.memory_bytes >> 20
-                )
-            })
+            memory_refusal(c.memory_bytes, c.allocated_memory_bytes, want.memory_bytes)
         });
         if let Some(why) = refusal {
             refusals.push(format!("{}: {why}", c.name));
@@ -625,6 +658,29 @@ mod tests {
         ] {
             assert!(m.contains(why), "{m}");
         }
+    }
+
+    #[test]
+    fn vms_reserve_qemus_overhead_so_many_small_ones_do_not_fit_where_their_memory_would() {
+        let tiny = reservation(InstanceKind::Vm, Some(6 << 20));
+        let host = 1 << 30;
+        let fit = (0..)
+            .take_while(|n| memory_refusal(host, n * tiny, tiny).is_none())
+            .count();
+        assert_eq!(fit as u64, host / ((6 << 20) + VM_OVERHEAD_BYTES));
+        assert_eq!(
+            reservation(InstanceKind::Vm, None),
+            VM_DEFAULT_MEMORY_BYTES + VM_OVERHEAD_BYTES
+        );
+        assert_eq!(
+            memory_refusal(0, u64::MAX, u64::MAX),
+            None,
+            "unknown capacity"
+        );
+        assert_eq!(
+            memory_refusal(1 << 30, 900 << 20, 200 << 20).as_deref(),
+            Some("124 MiB free, 200 MiB wanted")
+        );
     }
 
     #[test]

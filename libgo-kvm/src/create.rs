@@ -16,7 +16,7 @@ use crate::conn::{Inner, LvExt};
 use crate::xml::{self, DiskSource, DomainPlan, Meta, PlannedDisk, PlannedNic};
 
 /// Default memory of a VM when the spec gives none: 512 MiB.
-const DEFAULT_MEMORY: u64 = 512 << 20;
+const DEFAULT_MEMORY: u64 = libgo_core::hosts::VM_DEFAULT_MEMORY_BYTES;
 
 /// Undoes what a failed create made.
 struct Rollback<'a> {
