@@ -58,6 +58,16 @@ names() { # names PATH — the names in a list as NAME?backend=BACKEND, one per 
 cleanup() {
   local rc=$?
   if [ -n "${admin_key:-}" ]; then
+    # Tasks still running (a batch making VMs) would make more after the deletes: they are
+    # cancelled and waited for first.
+    local running
+    for _ in $(seq 60); do
+      running=$(api GET '/api/v1/tasks?status=running&pageSize=100' |
+        python3 -c 'import sys,json; [print(t["id"]) for t in json.load(sys.stdin)["items"]]') || break
+      [ -z "$running" ] && break
+      for t in $running; do api POST "/api/v1/tasks/$t/cancel" >/dev/null || true; done
+      sleep 1
+    done
     # Whatever the fuzzer made goes: instances, then networks and volumes.
     for n in $(names /api/v1/instances | sort | comm -13 "$work/instances" -); do
       api DELETE "/api/v1/instances/$n&force=true" >/dev/null || true
@@ -68,6 +78,9 @@ cleanup() {
     for n in $(names /api/v1/volumes | sort | comm -13 "$work/volumes" -); do
       api DELETE "/api/v1/volumes/$n" >/dev/null || true
     done
+    local left
+    left=$(names /api/v1/instances | sort | comm -13 "$work/instances" - | wc -l)
+    [ "$left" -eq 0 ] || log "the fuzzer's instances left behind: $left"
   fi
   kill "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
