@@ -241,6 +241,25 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds a task row's columns as `$1`…`$12`, in the order `task_upsert` and `task_start`
+/// name them.
+fn bind_task<'q>(q: AnyQuery<'q>, t: &'q TaskRow) -> AnyQuery<'q> {
+    q.bind(&t.id)
+        .bind(&t.kind)
+        .bind(&t.target)
+        .bind(&t.status)
+        .bind(t.progress)
+        .bind(&t.message)
+        .bind(&t.result)
+        .bind(&t.error)
+        .bind(&t.created_by)
+        .bind(t.created_at)
+        .bind(t.updated_at)
+        .bind(t.finished_at)
+}
+
 /// A task row.
 #[derive(Debug, Clone)]
 pub struct TaskRow {
@@ -692,28 +711,19 @@ impl Db {
     /// progress report stored late (they are written in the background) must not turn a
     /// finished task back into a running one.
     pub async fn task_upsert(&self, t: &TaskRow) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO tasks (id, kind, target, status, progress, message, result, error, \
-             created_by, created_at, updated_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-             progress = excluded.progress, message = excluded.message, \
-             result = excluded.result, error = excluded.error, \
-             updated_at = excluded.updated_at, finished_at = excluded.finished_at \
-             WHERE tasks.status = 'running'",
+        bind_task(
+            sqlx::query(
+                "INSERT INTO tasks (id, kind, target, status, progress, message, result, \
+                 error, created_by, created_at, updated_at, finished_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+                 progress = excluded.progress, message = excluded.message, \
+                 result = excluded.result, error = excluded.error, \
+                 updated_at = excluded.updated_at, finished_at = excluded.finished_at \
+                 WHERE tasks.status = 'running'",
+            ),
+            t,
         )
-        .bind(&t.id)
-        .bind(&t.kind)
-        .bind(&t.target)
-        .bind(&t.status)
-        .bind(t.progress)
-        .bind(&t.message)
-        .bind(&t.result)
-        .bind(&t.error)
-        .bind(&t.created_by)
-        .bind(t.created_at)
-        .bind(t.updated_at)
-        .bind(t.finished_at)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -811,23 +821,14 @@ impl Db {
     /// row without a lease, even between two statements, is one a live replica fails as
     /// its replica's death (seen as an export that finished but could not be downloaded).
     pub async fn task_start(&self, t: &TaskRow, owner: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO tasks (id, kind, target, status, progress, message, result, error, \
-             created_by, created_at, updated_at, finished_at, owner, heartbeat_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        bind_task(
+            sqlx::query(
+                "INSERT INTO tasks (id, kind, target, status, progress, message, result, \
+                 error, created_by, created_at, updated_at, finished_at, owner, heartbeat_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            ),
+            t,
         )
-        .bind(&t.id)
-        .bind(&t.kind)
-        .bind(&t.target)
-        .bind(&t.status)
-        .bind(t.progress)
-        .bind(&t.message)
-        .bind(&t.result)
-        .bind(&t.error)
-        .bind(&t.created_by)
-        .bind(t.created_at)
-        .bind(t.updated_at)
-        .bind(t.finished_at)
         .bind(owner)
         .bind(now_ms())
         .execute(&self.pool)
