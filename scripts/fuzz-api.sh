@@ -2,7 +2,8 @@
 # Fuzzes the REST API with schemathesis against a real libgo-server over both engines, as
 # an administrator and as an operator. Fails on any server error (5xx other than the
 # documented 501 UNSUPPORTED), any response that violates its schema and any status code the
-# OpenAPI document does not list. Idempotent: installs schemathesis into $LIBGO_CACHE.
+# OpenAPI document does not list. Idempotent: installs schemathesis and its pinned
+# dependencies (scripts/schemathesis-requirements.txt) into $LIBGO_CACHE.
 #
 # Left out: the host-wide destructive operations (prune, storage-pool changes, volume wipe
 # and upload from a host file), the streaming ones (consoles, attached exec, VNC, events,
@@ -24,10 +25,12 @@ WALL_LIMIT=$((SECONDS_PER_ROLE + 400))
 ROLES=${FUZZ_ROLES:-admin operator}
 SEED=${FUZZ_SEED:-20261202}
 venv="$LIBGO_CACHE/schemathesis-venv"
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q '4.32.5'; then
-  log "installing schemathesis 4.32.5 into $venv"
+requirements=scripts/schemathesis-requirements.txt
+if ! cmp -s "$requirements" "$venv/requirements.txt"; then
+  log "installing schemathesis ($requirements) into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'schemathesis==4.32.5'
+  "$venv/bin/pip" install -q -r "$requirements"
+  cp "$requirements" "$venv/requirements.txt"
 fi
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$LIBGO_ROOT/target}
@@ -44,7 +47,8 @@ LIBGO_DATA_DIR="$work/data" LIBGO_LISTEN="127.0.0.1:$port" LIBGO_ADMIN_PASSWORD=
 server_pid=$!
 
 api() { # api METHOD PATH [BODY] — as the administrator, prints the body
-  curl -sf -X "$1" "$base$2" -H "X-API-Key: $admin_key" -H 'content-type: application/json' ${3:+-d "$3"}
+  curl -sf -X "$1" "$base$2" -H "${admin_auth:-X-API-Key: $admin_key}" \
+    -H 'content-type: application/json' ${3:+-d "$3"}
 }
 names() { # names PATH — the names in a list as NAME?backend=BACKEND, one per line (a name
   # may be on both engines)
@@ -58,12 +62,22 @@ names() { # names PATH — the names in a list as NAME?backend=BACKEND, one per 
 cleanup() {
   local rc=$?
   if [ -n "${admin_key:-}" ]; then
+    # The fuzzer learns key ids from the answers and may have revoked this key: a new
+    # session when the password still works.
+    local fresh
+    fresh=$(curl -sf -X POST "$base/login" -H 'content-type: application/json' \
+      -d "{\"username\":\"admin\",\"password\":\"$password\"}" |
+      python3 -c 'import sys,json; print(json.load(sys.stdin)["token"])' 2>/dev/null) &&
+      admin_auth="Authorization: Bearer $fresh"
     # Tasks still running (a batch making VMs) would make more after the deletes: they are
     # cancelled and waited for first.
-    local running
+    local body running
     for _ in $(seq 60); do
-      running=$(api GET '/api/v1/tasks?status=running&pageSize=100' |
-        python3 -c 'import sys,json; [print(t["id"]) for t in json.load(sys.stdin)["items"]]') || break
+      if ! body=$(api GET '/api/v1/tasks?status=running&pageSize=100'); then
+        log "cleanup: the administrator's credentials no longer list tasks"
+        break
+      fi
+      running=$(python3 -c 'import sys,json; [print(t["id"]) for t in json.load(sys.stdin)["items"]]' <<<"$body")
       [ -z "$running" ] && break
       for t in $running; do api POST "/api/v1/tasks/$t/cancel" >/dev/null || true; done
       sleep 1
@@ -108,7 +122,11 @@ names /api/v1/instances | sort >"$work/instances"
 names /api/v1/networks | sort >"$work/networks"
 names /api/v1/volumes | sort >"$work/volumes"
 
-rss_mib() { awk '/^VmRSS:/ {print int($2 / 1024)}' "/proc/$1/status" 2>/dev/null || echo 0; }
+rss_mib() { # a process that has ended (or not yet been reaped) holds 0
+  local mib
+  mib=$(awk '/^VmRSS:/ {print int($2 / 1024)}' "/proc/$1/status" 2>/dev/null)
+  echo "${mib:-0}"
+}
 fuzz() { # fuzz ROLE SEED — one schemathesis run as ROLE, its output in $work/ROLE.log
   local key_var="${1}_key"
   "$venv/bin/schemathesis" --config-file libgo-http/tests/schemathesis.toml run "$base/openapi.json" \
