@@ -25,6 +25,8 @@ export interface EngineConfig {
   backends?: BackendConfig[]
   /** Seconds between attempts to connect an `auto` engine that was down (0: never). */
   reconnectSecs?: number
+  /** Whether libvirt's domain events are taken (the change feed); off for a short-lived reader. */
+  events?: boolean
 }
 /** Whether a backend answers. */
 export interface Health {

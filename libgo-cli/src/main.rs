@@ -133,8 +133,10 @@ async fn open(cli: &Cli) -> Result<Target> {
                 accelerator,
                 ..Default::default()
             };
-            // A listing of one kind opens only the engine that has it.
             if let Command::List(a) = &cli.command {
+                // A listing reads once: libvirt's events would only slow its calls down.
+                engines.events = false;
+                // A listing of one kind opens only the engine that has it.
                 match a.kind.as_deref() {
                     Some("vm") => engines.docker = libgo::EngineMode::Off,
                     Some("container") => engines.kvm = libgo::EngineMode::Off,

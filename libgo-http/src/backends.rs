@@ -48,6 +48,8 @@ pub fn engine_config(config: &Config) -> libgo::EngineConfig {
         template_dir: Some(template_dir.to_string_lossy().into_owned()),
         backends: config.backends.clone(),
         reconnect_secs: config.reconnect_secs,
+        // The server's change feed and caches live on them.
+        events: true,
     }
 }
 

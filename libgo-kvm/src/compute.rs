@@ -1424,6 +1424,11 @@ impl Compute for KvmBackend {
     async fn events(&self) -> Result<BoxStream<Event>> {
         // Opening the connection (if it was lost) registers the callbacks again.
         self.inner.run(|c| c.lib_version().lv()).await?;
+        if !self.inner.config.events {
+            return Err(Error::unsupported(
+                "this backend was opened without libvirt's events (`events: false`)",
+            ));
+        }
         if !self.inner.shared.events_live.load(Ordering::SeqCst) {
             return Err(Error::unavailable(
                 "this libvirt connection does not deliver domain events",

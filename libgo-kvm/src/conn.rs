@@ -107,13 +107,17 @@ impl<T> LvExt<T> for std::result::Result<T, virt::error::Error> {
 }
 
 static EVENT_LOOP: Once = Once::new();
+static QUIET_ERRORS: Once = Once::new();
+
+/// libvirt prints every error to stderr unless told otherwise: LibGo reports them.
+fn quiet_errors() {
+    QUIET_ERRORS.call_once(virt::error::clear_error_callback);
+}
 
 /// Registers libvirt's default event loop and runs it on a thread of its own. It must be
 /// registered before the first connection is opened for that connection to get events.
 fn start_event_loop() {
     EVENT_LOOP.call_once(|| {
-        // libvirt prints every error to stderr unless told otherwise: LibGo reports them.
-        virt::error::clear_error_callback();
         if let Err(e) = virt::event::event_register_default_impl() {
             tracing::warn!(error = %e, "libvirt event loop unavailable: no events");
             return;
@@ -233,7 +237,7 @@ impl Inner {
         let cfg = config.clone();
         let sh = shared.clone();
         let (live, is_test) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let live = open_live(&cfg.uri, &sh)?;
+            let live = open_live(&cfg.uri, &sh, cfg.events)?;
             let is_test = live.conn.driver_type().lv()?.eq_ignore_ascii_case("test");
             Ok((live, is_test))
         })
@@ -256,7 +260,8 @@ impl Inner {
             cpu_samples: Mutex::new(HashMap::new()),
         });
         let _ = shared.inner.set(Arc::downgrade(&inner));
-        if !inner.is_test && crate::compute::is_local(&inner) {
+        // The index follows starts and stops through events: without them it would fall behind.
+        if inner.config.events && !inner.is_test && crate::compute::is_local(&inner) {
             shared.index_logs.store(true, Ordering::SeqCst);
             // Index the serial logs of the VMs running now (in the background).
             let i = inner.clone();
@@ -278,7 +283,7 @@ impl Inner {
         if let Some(live) = guard.as_ref() {
             return Ok(live.conn.clone());
         }
-        let live = open_live(&self.config.uri, &self.shared)?;
+        let live = open_live(&self.config.uri, &self.shared, self.config.events)?;
         let conn = live.conn.clone();
         *guard = Some(live);
         Ok(conn)
@@ -366,8 +371,11 @@ impl Inner {
     }
 }
 
-fn open_live(uri: &str, shared: &Arc<Shared>) -> Result<Live> {
-    start_event_loop();
+fn open_live(uri: &str, shared: &Arc<Shared>, events: bool) -> Result<Live> {
+    quiet_errors();
+    if events {
+        start_event_loop();
+    }
     let conn = Connect::open(Some(uri)).map_err(|e| {
         let mut err = map_error(e);
         if err.kind() == ErrorKind::Internal {
@@ -378,10 +386,14 @@ fn open_live(uri: &str, shared: &Arc<Shared>) -> Result<Live> {
     let conn = Arc::new(conn);
     // Keepalive notices a dead daemon on remote connections; local ones ignore it.
     let _ = conn.set_keep_alive(5, 3);
-    // Also what keeps calls from several threads quick: without a registration libvirt's
-    // client serves each call's reply by itself (measured: 2 ms a call, 10x slower, on a
-    // cold list of 1,000 VMs).
-    let registration = crate::events::register(&conn, shared.clone());
+    // Once the event loop runs, a connection without callbacks is slower still from several
+    // threads (libvirt's client then serves each call's reply by itself: measured 2 ms a
+    // call on a cold list of 1,000 VMs).
+    let registration = if events {
+        crate::events::register(&conn, shared.clone())
+    } else {
+        None
+    };
     shared
         .events_live
         .store(registration.is_some(), Ordering::SeqCst);

@@ -108,6 +108,16 @@ pub struct KvmConfig {
     /// Seconds after a VM started during which exec waits for its guest agent to connect
     /// (it starts with the guest's OS). Later, an unconnected agent is `Unsupported` at once.
     pub agent_wait_secs: u64,
+    /// Whether this process takes libvirt's domain events: they feed [`events`], keep a
+    /// cache of the VMs' definitions fresh (a warm list reads none of them) and index the
+    /// serial logs. A short-lived reader (the `libgo list` command) turns them off: without
+    /// libvirt's event loop in the process its client answers calls from several threads
+    /// without handing each reply through the loop's thread (a cold list of 200 VMs reads
+    /// their definitions in about half the time). libvirt has one event loop per process,
+    /// so this holds for every libvirt connection of the process once one turned it on.
+    ///
+    /// [`events`]: libgo_core::Backend::events
+    pub events: bool,
 }
 
 impl Default for KvmConfig {
@@ -121,6 +131,7 @@ impl Default for KvmConfig {
             template_dir: PathBuf::from("/var/lib/libgo/kvm-templates"),
             default_stop_timeout_secs: 10,
             agent_wait_secs: 30,
+            events: true,
         }
     }
 }

@@ -162,6 +162,56 @@ async fn virsh_domains_appear_in_libgo_with_events() {
     assert_eq!(b.get(&vm).await.unwrap_err().kind(), ErrorKind::NotFound);
 }
 
+/// A backend opened without libvirt's events (what `libgo list` opens) lists what virsh
+/// defines and changes, never a stale copy, and says it has no events to give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_without_events_lists_what_virsh_just_changed() {
+    let b = KvmBackend::connect(libgo_kvm::KvmConfig {
+        events: false,
+        ..common::config(URI)
+    })
+    .await
+    .expect("libvirtd answers");
+    let vm = name("noev");
+    let _g = common::Guard::new(URI).vm(&vm);
+    let xml = format!(
+        "<domain type='qemu'><name>{vm}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+         <os><type arch='x86_64'>hvm</type></os></domain>"
+    );
+    let file = common::scratch().join(format!("{vm}.xml"));
+    std::fs::write(&file, xml).unwrap();
+    let (ok, out) = virsh(URI, &["define", file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let listed = |all: Vec<Instance>| all.into_iter().find(|i| i.name == vm);
+    let first = listed(b.list(&InstanceFilter::default()).await.expect("list"))
+        .expect("the virsh domain is listed");
+    assert_eq!(first.state, InstanceState::Stopped);
+    assert_eq!(first.cpus, Some(1.0));
+    assert_eq!(first.memory_bytes, Some(64 << 20));
+    // Changed behind LibGo's back: the next list says so at once.
+    let (ok, out) = virsh(URI, &["setmaxmem", &vm, "96M", "--config"]);
+    assert!(ok, "{out}");
+    let (ok, out) = virsh(URI, &["setmem", &vm, "96M", "--config"]);
+    assert!(ok, "{out}");
+    let (ok, out) = virsh(URI, &["setvcpus", &vm, "2", "--config", "--maximum"]);
+    assert!(ok, "{out}");
+    let (ok, out) = virsh(URI, &["setvcpus", &vm, "2", "--config"]);
+    assert!(ok, "{out}");
+    let second = listed(b.list(&InstanceFilter::default()).await.expect("list"))
+        .expect("still listed");
+    assert_eq!(second.cpus, Some(2.0));
+    assert_eq!(second.memory_bytes, Some(96 << 20));
+    assert_eq!(b.get(&vm).await.expect("get").memory_bytes, Some(96 << 20));
+    let (ok, out) = virsh(URI, &["undefine", &vm]);
+    assert!(ok, "{out}");
+    assert!(
+        listed(b.list(&InstanceFilter::default()).await.expect("list")).is_none(),
+        "an undefined domain is not listed"
+    );
+    let e = b.events().await.err().expect("no events without libvirt's");
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+}
+
 fn qemu_img_info(path: &std::path::Path) -> serde_json::Value {
     let out = std::process::Command::new("qemu-img")
         .args(["info", "--output=json"])

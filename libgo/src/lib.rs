@@ -87,6 +87,9 @@ pub struct EngineConfig {
     /// Seconds between attempts to connect an `auto` backend whose engine was down, in
     /// [`connect_shared`]; 0 never tries again.
     pub reconnect_secs: u64,
+    /// Whether libvirt's domain events are taken (the change feed, `events()`); off for a
+    /// short-lived reader, whose cold lists of VMs are then faster (see `KvmConfig::events`).
+    pub events: bool,
 }
 
 impl Default for EngineConfig {
@@ -102,6 +105,7 @@ impl Default for EngineConfig {
             template_dir: None,
             backends: Vec::new(),
             reconnect_secs: 5,
+            events: true,
         }
     }
 }
@@ -371,6 +375,7 @@ impl EngineConfig {
         let mut config = KvmConfig {
             name: b.name.clone(),
             accelerator: b.accelerator.as_deref().unwrap_or("auto").parse()?,
+            events: self.events,
             ..Default::default()
         };
         if let Some(uri) = &b.url {

@@ -134,6 +134,7 @@ class EngineConfig(TypedDict, total=False):
     templateDir: Optional[str]
     backends: List[BackendConfig]
     reconnectSecs: int
+    events: bool
 
 
 #: What an instance is.
