@@ -12,7 +12,9 @@
 //! A cold `libgo ls` is kept fast without any cache (nothing it shows can be stale): only
 //! the engine of the listed kind is opened, Docker's API version is read from `GET /_ping`
 //! (not `/version`, which makes dockerd ask containerd and runc), each engine is listed once
-//! (no pages in-process), and libvirt's domain XML is read by four threads at once.
+//! (no pages in-process), and libvirt's domain XML is read by four threads at once on a
+//! connection opened without libvirt's event loop (which would hand every reply through
+//! its own thread).
 //!
 //! Exit codes: 0 success; for `exec` the command's own code; otherwise one per error kind
 //! (see [`exit_code`]); 2 for a command line clap refuses.

@@ -197,8 +197,8 @@ async fn a_backend_without_events_lists_what_virsh_just_changed() {
     assert!(ok, "{out}");
     let (ok, out) = virsh(URI, &["setvcpus", &vm, "2", "--config"]);
     assert!(ok, "{out}");
-    let second = listed(b.list(&InstanceFilter::default()).await.expect("list"))
-        .expect("still listed");
+    let second =
+        listed(b.list(&InstanceFilter::default()).await.expect("list")).expect("still listed");
     assert_eq!(second.cpus, Some(2.0));
     assert_eq!(second.memory_bytes, Some(96 << 20));
     assert_eq!(b.get(&vm).await.expect("get").memory_bytes, Some(96 << 20));
