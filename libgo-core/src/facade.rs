@@ -42,6 +42,9 @@ pub struct LibGo {
     pub(crate) hosts: RwLock<crate::facade_hosts::HostRegistry>,
     /// Who hands out address pools' addresses, when someone keeps pools.
     address_allocator: RwLock<Option<Arc<dyn crate::addresses::AddressAllocator>>>,
+    /// Taken while one admission or placement decides and claims memory, so that two
+    /// decisions never both count on the same free memory.
+    pub(crate) admission: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for LibGo {
@@ -278,7 +281,11 @@ impl LibGo {
             (None, None, None) if !self.has_remote_hosts() => None,
             (None, _, _) => Some(self.placed_backend(spec).await?),
         };
-        // Placement has already checked that the host can hold it.
+        // Placement has already checked that the host can hold it, and claimed the memory.
+        let (placed, mut claim) = match placed {
+            Some((b, claim)) => (Some(b), Some(claim)),
+            None => (None, None),
+        };
         let placed_here = placed.is_some();
         let backend = match (placed, spec.backend.as_deref(), spec.kind) {
             (Some(b), _, _) => b,
@@ -306,7 +313,7 @@ impl LibGo {
         crate::addresses::check_requests(&spec.addresses)?;
         self.name_free_elsewhere(backend.name(), &spec.name).await?;
         if kind == InstanceKind::Vm && spec.start && !placed_here {
-            self.admit_vm(backend.name(), spec.memory_bytes).await?;
+            claim = Some(self.admit_vm(backend.name(), spec.memory_bytes).await?);
         }
         let mut spec = spec.clone();
         spec.kind = Some(kind);
@@ -360,6 +367,11 @@ impl LibGo {
             _ => {}
         }
         let mut i = made?;
+        if let Some(claim) = claim
+            && matches!(i.state, InstanceState::Running | InstanceState::Paused)
+        {
+            claim.settle(&i.id);
+        }
         self.stamp(&mut i);
         Ok(i)
     }
@@ -569,44 +581,59 @@ impl LibGo {
     /// Starts an instance (already running is success).
     pub async fn start(&self, id: &str) -> Result<()> {
         let (b, i) = self.route(id).await?;
-        self.admit_if_stopped_vm(&b, &i).await?;
+        let claim = self.admit_if_stopped_vm(&b, &i).await?;
         let answer = b.start(&i).await;
-        Self::idempotent(&b, &i, InstanceState::Running, answer).await
+        Self::idempotent(&b, &i, InstanceState::Running, answer).await?;
+        if let Some(claim) = claim {
+            claim.settle(&i);
+        }
+        Ok(())
     }
 
     /// Stops an instance (already stopped is success).
     pub async fn stop(&self, id: &str, options: StopOptions) -> Result<()> {
         let (b, i) = self.route(id).await?;
         let answer = b.stop(&i, options).await;
+        self.end_claims(&i);
         Self::idempotent(&b, &i, InstanceState::Stopped, answer).await
     }
 
     /// Restarts an instance.
     pub async fn restart(&self, id: &str, options: StopOptions) -> Result<()> {
         let (b, i) = self.route(id).await?;
-        self.admit_if_stopped_vm(&b, &i).await?;
-        b.restart(&i, options).await
+        let claim = self.admit_if_stopped_vm(&b, &i).await?;
+        b.restart(&i, options).await?;
+        if let Some(claim) = claim {
+            claim.settle(&i);
+        }
+        Ok(())
     }
 
     /// [`LibGo::admit_vm`] for a VM that is about to run (a running or paused one already
     /// holds its memory).
-    async fn admit_if_stopped_vm(&self, b: &Arc<dyn Backend>, id: &str) -> Result<()> {
+    async fn admit_if_stopped_vm(
+        &self,
+        b: &Arc<dyn Backend>,
+        id: &str,
+    ) -> Result<Option<crate::facade_hosts::ClaimGuard<'_>>> {
         if !b.capabilities().kinds.contains(&InstanceKind::Vm) {
-            return Ok(());
+            return Ok(None);
         }
         let i = b.get(id).await?;
         if i.kind == InstanceKind::Vm
             && !matches!(i.state, InstanceState::Running | InstanceState::Paused)
         {
-            self.admit_vm(b.name(), i.memory_bytes).await?;
+            return Ok(Some(self.admit_vm(b.name(), i.memory_bytes).await?));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Sends a signal to, or powers off, an instance.
     pub async fn kill(&self, id: &str, signal: Option<&str>) -> Result<()> {
         let (b, i) = self.route(id).await?;
-        b.kill(&i, signal).await
+        let answer = b.kill(&i, signal).await;
+        self.end_claims(&i);
+        answer
     }
 
     /// Pauses an instance (already paused is success; a stopped one is a conflict).

@@ -36,6 +36,58 @@ pub(crate) struct HostRegistry {
     pub last_seen: HashMap<String, Vec<Instance>>,
     /// Received and sent bytes of each host's running instances at the last sample.
     pub traffic: HashMap<String, (u64, u64)>,
+    /// Memory promised to instances being created or started, until lists show them.
+    pub claims: Vec<MemoryClaim>,
+    /// The token of the next claim.
+    pub next_claim: u64,
+}
+
+/// How long a claim outlives the call that made it, for an engine whose lists show a new
+/// instance a moment after the call returned (events that arrive later).
+const CLAIM_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Memory an admission or placement promised to an instance on a host.
+#[derive(Debug)]
+pub(crate) struct MemoryClaim {
+    token: u64,
+    host: String,
+    bytes: u64,
+    /// Set once the instance runs: the claim ends when a list shows it running, when
+    /// LibGo stops or deletes it, or at the deadline.
+    settled: Option<(String, std::time::Instant)>,
+}
+
+impl MemoryClaim {
+    fn holds(&self, id: &str) -> bool {
+        self.settled.as_ref().is_some_and(|(held, _)| held == id)
+    }
+}
+
+/// A claim made by [`LibGo::admit_vm`] or placement: dropped unsettled (the call failed,
+/// or the instance does not run), it ends at once.
+#[must_use]
+pub(crate) struct ClaimGuard<'a> {
+    libgo: &'a LibGo,
+    token: u64,
+}
+
+impl ClaimGuard<'_> {
+    /// The instance runs now as `instance`: the claim lasts until lists show it.
+    pub fn settle(self, instance: &str) {
+        let mut hosts = self.libgo.hosts_mut();
+        if let Some(c) = hosts.claims.iter_mut().find(|c| c.token == self.token) {
+            c.settled = Some((instance.to_string(), std::time::Instant::now()));
+        }
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        let mut hosts = self.libgo.hosts_mut();
+        hosts
+            .claims
+            .retain(|c| c.token != self.token || c.settled.is_some());
+    }
 }
 
 impl LibGo {
@@ -98,9 +150,17 @@ impl LibGo {
 
     /// Forgets a deleted instance of another host.
     pub(crate) fn forget(&self, backend: &str, id: &str) {
-        if let Some(seen) = self.hosts_mut().last_seen.get_mut(backend) {
+        let mut hosts = self.hosts_mut();
+        if let Some(seen) = hosts.last_seen.get_mut(backend) {
             seen.retain(|s| s.id != id && s.name != id);
         }
+        hosts.claims.retain(|c| !c.holds(id));
+    }
+
+    /// Ends the claims of instance `id` (stopped, powered off or deleted through LibGo):
+    /// its memory is free at once, not when the claim's time is up.
+    pub(crate) fn end_claims(&self, id: &str) {
+        self.hosts_mut().claims.retain(|c| !c.holds(id));
     }
 
     /// Notes the instances a backend of another host listed (unfiltered), or answers them
@@ -455,39 +515,91 @@ impl LibGo {
     /// instances reserve ([`reservation`]): a host is not run out of memory by VMs it cannot
     /// hold, also when it is the only one and nothing is placed. An unknown capacity (an
     /// engine that reports none) refuses nothing.
-    pub(crate) async fn admit_vm(&self, backend: &str, memory_bytes: Option<u64>) -> Result<()> {
+    ///
+    /// The memory it admits is claimed until the VM shows in lists (settle the guard once
+    /// it runs), so that concurrent admissions do not both count on it.
+    pub(crate) async fn admit_vm(
+        &self,
+        backend: &str,
+        memory_bytes: Option<u64>,
+    ) -> Result<ClaimGuard<'_>> {
         let host = self.host_of(backend);
+        let want = reservation(InstanceKind::Vm, memory_bytes);
+        let _turn = self.admission.lock().await;
         let Ok(m) = self.host_membership(&host) else {
-            return Ok(());
+            return Ok(self.claim(&host, want));
         };
         let (instances, _) = self
             .list_all_reporting(&InstanceFilter::default())
             .await
             .unwrap_or_default();
         let view = self.host_view(m, &instances, false).await;
-        let want = reservation(InstanceKind::Vm, memory_bytes);
         match memory_refusal(
             view.capacity.memory_bytes,
-            reserved_on(&host, &instances),
+            self.reserved_and_claimed(&host, &instances),
             want,
         ) {
-            None => Ok(()),
+            None => Ok(self.claim(&host, want)),
             Some(why) => Err(Error::conflict(format!(
-                "host {host:?} cannot run this VM: {why} (its running instances reserve the rest)"
+                "host {host:?} cannot run this VM: {why} (its running instances, and those \
+                 being started, reserve the rest)"
             ))
             .with_context("host", &host)),
         }
     }
 
+    /// Claims `bytes` of `host`'s memory for an instance being created or started.
+    fn claim(&self, host: &str, bytes: u64) -> ClaimGuard<'_> {
+        let mut hosts = self.hosts_mut();
+        hosts.next_claim += 1;
+        let token = hosts.next_claim;
+        hosts.claims.push(MemoryClaim {
+            token,
+            host: host.to_string(),
+            bytes,
+            settled: None,
+        });
+        ClaimGuard { libgo: self, token }
+    }
+
+    /// What `host`'s running instances reserve ([`reserved_on`]) and what is claimed on it
+    /// for instances `instances` does not show running yet. Settled claims that lists show,
+    /// or that are older than [`CLAIM_SETTLE`], end here.
+    fn reserved_and_claimed(&self, host: &str, instances: &[Instance]) -> u64 {
+        let shown = |id: &str| {
+            instances.iter().any(|i| {
+                i.id == id && matches!(i.state, InstanceState::Running | InstanceState::Paused)
+            })
+        };
+        let mut hosts = self.hosts_mut();
+        hosts.claims.retain(|c| match &c.settled {
+            Some((id, at)) => !shown(id) && at.elapsed() < CLAIM_SETTLE,
+            None => true,
+        });
+        let claimed = hosts
+            .claims
+            .iter()
+            .filter(|c| c.host == host)
+            .map(|c| c.bytes)
+            .fold(0, u64::saturating_add);
+        reserved_on(host, instances).saturating_add(claimed)
+    }
+
     /// The backend a new instance goes to when its spec names no backend: one of its kind
     /// on the host [`place`] picks.
-    pub(crate) async fn placed_backend(&self, spec: &InstanceSpec) -> Result<Arc<dyn Backend>> {
+    /// The memory it places the instance by is claimed on that host, as [`LibGo::admit_vm`]
+    /// claims it.
+    pub(crate) async fn placed_backend(
+        &self,
+        spec: &InstanceSpec,
+    ) -> Result<(Arc<dyn Backend>, ClaimGuard<'_>)> {
         let kind = spec.kind.ok_or_else(|| {
             Error::invalid("the spec needs a kind (\"vm\" or \"container\") to be placed")
         })?;
         if let Some(h) = &spec.host {
             self.require_host(h)?;
         }
+        let _turn = self.admission.lock().await;
         let memberships: Vec<_> = self
             .host_memberships()
             .into_iter()
@@ -537,7 +649,7 @@ impl LibGo {
                     } else {
                         u64::MAX / 2
                     },
-                    allocated_memory_bytes: reserved_on(&h.name, &instances),
+                    allocated_memory_bytes: self.reserved_and_claimed(&h.name, &instances),
                     instances: h.instances.running + h.instances.stopped,
                 }
             })
@@ -549,7 +661,8 @@ impl LibGo {
             pool: spec.pool.as_deref(),
         };
         let host = place(&candidates, &want)?;
-        self.host_backends(&host)
+        let backend = self
+            .host_backends(&host)
             .into_iter()
             .find(|b| b.capabilities().kinds.contains(&kind))
             .ok_or_else(|| {
@@ -557,7 +670,8 @@ impl LibGo {
                     "host {host:?} has no backend for {}s",
                     kind.as_str()
                 ))
-            })
+            })?;
+        Ok((backend, self.claim(&host, want.memory_bytes)))
     }
 
     /// Empties host `name`: disables it (so nothing is placed on it meanwhile), then stops
@@ -615,8 +729,8 @@ impl LibGo {
             pool: pool.map(str::to_string),
             ..Default::default()
         };
-        let target = match self.placed_backend(&spec(Some(pool))).await {
-            Ok(b) => b,
+        let (target, claim) = match self.placed_backend(&spec(Some(pool))).await {
+            Ok(placed) => placed,
             Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => {
                 self.placed_backend(&spec(None)).await?
             }
@@ -627,6 +741,12 @@ impl LibGo {
             live: action == EvacuateAction::LiveMigrate,
         };
         let report = self.migrate(&i.id, &request, progress.clone()).await?;
+        if matches!(
+            report.instance.state,
+            InstanceState::Running | InstanceState::Paused
+        ) {
+            claim.settle(&report.instance.id);
+        }
         Ok(Some(report.instance.id))
     }
 

@@ -28,7 +28,7 @@
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -66,6 +66,8 @@ struct Shared {
     change_feed: AtomicBool,
     full_lists: AtomicUsize,
     lists_by_id: AtomicUsize,
+    /// The memory its host reports having; 0 reports none.
+    memory_capacity: AtomicU64,
 }
 
 #[derive(Default)]
@@ -137,6 +139,7 @@ impl MemoryBackend {
             change_feed: AtomicBool::new(true),
             full_lists: AtomicUsize::new(0),
             lists_by_id: AtomicUsize::new(0),
+            memory_capacity: AtomicU64::new(0),
         }))
     }
 
@@ -168,6 +171,12 @@ impl MemoryBackend {
     /// Whether [`Compute::changes`] answers (`true`, the default) or is `Unsupported`.
     pub fn set_change_feed(&self, enabled: bool) {
         self.0.change_feed.store(enabled, Ordering::SeqCst);
+    }
+
+    /// Makes its host report `bytes` of memory ([`Backend::host_resources`]), which the
+    /// facade admits VMs and places instances on; 0 (the default) reports nothing.
+    pub fn set_memory_capacity(&self, bytes: u64) {
+        self.0.memory_capacity.store(bytes, Ordering::SeqCst);
     }
 
     /// How often this engine was listed so far.
@@ -364,6 +373,8 @@ impl Held {
 #[async_trait]
 impl Compute for MemoryBackend {
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance> {
+        // An engine answers a moment later: concurrent calls interleave as on a real one.
+        tokio::task::yield_now().await;
         let kind = spec
             .kind
             .unwrap_or(if spec.image.is_some() && spec.disks.is_empty() {
@@ -517,6 +528,7 @@ impl Compute for MemoryBackend {
     }
 
     async fn start(&self, id: &str) -> Result<()> {
+        tokio::task::yield_now().await;
         self.engine()?.change(id, |held| match held.instance.state {
             InstanceState::Running => Ok(()),
             InstanceState::Paused => Err(Error::conflict(format!(
@@ -1349,6 +1361,24 @@ impl Backend for MemoryBackend {
             message: if up { "ok" } else { "unreachable" }.into(),
             latency_ms: 0,
         }
+    }
+
+    async fn host_resources(&self) -> Result<crate::hosts::HostResources> {
+        drop(self.engine()?);
+        let memory_bytes = self.0.memory_capacity.load(Ordering::SeqCst);
+        if memory_bytes == 0 {
+            return Err(Error::unsupported(
+                "this memory engine reports no host resources",
+            ));
+        }
+        Ok(crate::hosts::HostResources {
+            capacity: crate::hosts::HostCapacity {
+                cpus: 1,
+                memory_bytes,
+                disk_bytes: None,
+            },
+            usage: Default::default(),
+        })
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -1,7 +1,8 @@
 //! The facade's branches that need more than one backend, or a backend that fails at the
 //! wrong moment, on in-memory engines: routing a name held by two backends, a merged list
 //! with a backend down, instances of a lost host, the inventory's patch and overflow paths,
-//! batches with per-item results, prunes over every backend.
+//! batches with per-item results, prunes over every backend, concurrent admissions and
+//! placements on hosts of a given memory.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -390,4 +391,91 @@ async fn an_object_on_several_backends_is_reached_by_naming_the_backend() {
         .await
         .expect_err("no such backend");
     assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+/// Two VMs started at once on a host with room for one: one runs, the other is refused
+/// (`RESOURCE_CONFLICT`) and left stopped, since the first one's memory is claimed while it
+/// starts; once it stops, the other starts.
+#[tokio::test]
+async fn concurrent_starts_do_not_both_count_on_the_same_free_memory() {
+    let memory = engine("m");
+    let one = libgo_core::hosts::reservation(InstanceKind::Vm, Some(1 << 30));
+    memory.set_memory_capacity(2 * one - 1);
+    let libgo = LibGo::new();
+    libgo.register(Arc::new(memory.clone())).expect("register");
+    let vm = |name: &str, start: bool| InstanceSpec {
+        memory_bytes: Some(1 << 30),
+        start,
+        ..InstanceSpec::vm(name)
+    };
+    let (spec_a, spec_b) = (vm("vm-a", true), vm("vm-b", true));
+    let (a, b) = futures::join!(libgo.create(&spec_a), libgo.create(&spec_b));
+    let refused = match (&a, &b) {
+        (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
+        _ => panic!("exactly one of two VMs fits: {a:?} {b:?}"),
+    };
+    assert_eq!(refused.kind(), ErrorKind::Conflict, "{refused}");
+    let up: Vec<_> = memory
+        .list(&InstanceFilter::default())
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|i| i.state == InstanceState::Running)
+        .collect();
+    assert_eq!(up.len(), 1, "{up:?}");
+
+    // The same for two stopped VMs started at once.
+    let first = up[0].id.clone();
+    libgo.stop(&first, Default::default()).await.expect("stop");
+    libgo.create(&vm("vm-c", false)).await.expect("stopped VM");
+    let (c, d) = futures::join!(libgo.start("vm-c"), libgo.start(&first));
+    assert!(
+        matches!((&c, &d), (Ok(()), Err(_)) | (Err(_), Ok(()))),
+        "exactly one of two starts fits: {c:?} {d:?}"
+    );
+    let e = c.err().or(d.err()).expect("one refused");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+}
+
+/// Three VMs placed at once on two hosts with room for one each: each host gets one (the
+/// memory placement counts on is claimed), the third is refused.
+#[tokio::test]
+async fn concurrent_placements_claim_what_they_count_on() {
+    let one = libgo_core::hosts::reservation(InstanceKind::Vm, Some(1 << 30));
+    let (near, far) = (engine("near"), engine("far"));
+    near.set_memory_capacity(2 * one - 1);
+    far.set_memory_capacity(2 * one - 1);
+    let libgo = LibGo::new();
+    libgo
+        .register(Arc::new(near.clone()))
+        .expect("register near");
+    libgo
+        .host_set(HostMembership {
+            name: "far".into(),
+            ..HostMembership::local()
+        })
+        .expect("host far");
+    libgo
+        .register_on("far", Arc::new(far.clone()))
+        .expect("register far");
+    let specs: Vec<InstanceSpec> = (1..=3)
+        .map(|n| InstanceSpec {
+            memory_bytes: Some(1 << 30),
+            start: true,
+            pool: Some("default".into()),
+            ..InstanceSpec::vm(format!("vm-{n}"))
+        })
+        .collect();
+    let outcomes = futures::future::join_all(specs.iter().map(|s| libgo.create(s))).await;
+    let mut hosts: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok().map(|i| i.host.clone()))
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["far", "local"], "{outcomes:?}");
+    let refused = outcomes
+        .iter()
+        .find_map(|o| o.as_ref().err())
+        .expect("one refused");
+    assert_eq!(refused.kind(), ErrorKind::Conflict, "{refused}");
 }
