@@ -432,19 +432,56 @@ pub(crate) fn serial_log_path(inner: &Inner, name: &str) -> String {
 
 /// Writes `data` into a volume through a libvirt stream (works on remote hosts too).
 pub(crate) fn upload_bytes(c: &Connect, vol: &StorageVol, data: &[u8]) -> Result<()> {
+    upload_from(c, vol, data.len() as u64, &mut &data[..])
+}
+
+/// Fills a volume from file `path`, a chunk at a time: an image of any size is uploaded in
+/// the memory of one chunk.
+pub(crate) fn upload_file(c: &Connect, vol: &StorageVol, path: &std::path::Path) -> Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    upload_from(c, vol, len, &mut file)
+}
+
+/// Sends `len` bytes of `source` into a volume through a libvirt stream, aborting the
+/// stream on any failure (libvirt then drops what was sent).
+fn upload_from(
+    c: &Connect,
+    vol: &StorageVol,
+    len: u64,
+    source: &mut dyn std::io::Read,
+) -> Result<()> {
+    const CHUNK: usize = 256 * 1024;
     let stream = virt::stream::Stream::new(c, 0).lv()?;
-    vol.upload(&stream, 0, data.len() as u64, 0).lv()?;
-    let mut sent = 0;
-    while sent < data.len() {
-        let end = (sent + 256 * 1024).min(data.len());
-        let n = stream.send(&data[sent..end]).lv()?;
-        if n <= 0 {
-            let _ = stream.abort();
-            return Err(Error::internal("volume upload stream stopped"));
+    vol.upload(&stream, 0, len, 0).lv()?;
+    let sent = (|| -> Result<()> {
+        let mut buf = vec![0u8; CHUNK];
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+            let n = source.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(Error::conflict("the file shrank while it was uploaded"));
+            }
+            let mut off = 0;
+            while off < n {
+                let k = stream.send(&buf[off..n]).lv()?;
+                if k <= 0 {
+                    return Err(Error::internal("volume upload stream stopped"));
+                }
+                off += k as usize;
+            }
+            left -= n as u64;
         }
-        sent += n as usize;
+        Ok(())
+    })();
+    match sent {
+        Ok(()) => stream.finish().lv(),
+        Err(e) => {
+            let _ = stream.abort();
+            Err(e)
+        }
     }
-    stream.finish().lv()
 }
 
 /// Refuses a guest larger than the host's memory: QEMU would only fail at start.

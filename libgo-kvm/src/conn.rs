@@ -77,6 +77,14 @@ pub fn map_error(e: virt::error::Error) -> Error {
         )
         .with_source(e);
     }
+    // ENOSPC: the pool's file system is full, a state of the host, not a fault of LibGo.
+    if kind == ErrorKind::Internal && e.message().contains("No space left on device") {
+        return Error::conflict(format!(
+            "the storage pool is full; free space in it or use another pool ({})",
+            e.message()
+        ))
+        .with_source(e);
+    }
     // EFBIG: a size the pool's file system cannot hold in one file (ext4 stops at 16 TiB).
     if kind == ErrorKind::Internal && e.message().contains("File too large") {
         return Error::invalid(format!(

@@ -335,12 +335,12 @@ impl Volumes for KvmBackend {
         let file = file.to_path_buf();
         self.blocking(move |i, c| {
             let (pool, v) = volume_in(i, c, &name)?;
-            let data = std::fs::read(&file)?;
+            let len = std::fs::metadata(&file)?.len();
             let cap = v.info().lv()?.capacity;
-            if (data.len() as u64) > cap {
-                v.resize(data.len() as u64, 0).lv()?;
+            if len > cap {
+                v.resize(len, 0).lv()?;
             }
-            crate::compute::upload_bytes(c, &v, &data)?;
+            crate::compute::upload_file(c, &v, &file)?;
             describe_volume(i, c, &pool, &v)
         })
         .await

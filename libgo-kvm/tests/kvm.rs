@@ -487,6 +487,124 @@ async fn bad_input_leaves_nothing_behind() {
     assert!(volumes_named(&b, &vm).await.is_empty());
 }
 
+/// A directory pool on a 4 MiB file system (tmpfs), gone with the guard.
+struct SmallPool {
+    name: String,
+    dir: std::path::PathBuf,
+}
+
+impl SmallPool {
+    fn new() -> Self {
+        let name = name("full");
+        let dir = common::scratch().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount");
+        assert!(mounted.success(), "mount a tmpfs on {}", dir.display());
+        SmallPool { name, dir }
+    }
+}
+
+impl Drop for SmallPool {
+    fn drop(&mut self) {
+        let _ = virsh(URI, &["pool-destroy", &self.name]);
+        let _ = virsh(URI, &["pool-undefine", &self.name]);
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// The peak resident memory of this process so far, in bytes (Linux's VmHWM).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// An upload into a full pool is a conflict that says so (not a 500), and the pool still
+/// answers after it; a large upload is sent a chunk at a time, not read into memory whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_stream_and_a_full_pool_says_it_is_full() {
+    let b = common::qemu().await;
+    let small = SmallPool::new();
+    b.pool_create(&StoragePoolSpec {
+        name: small.name.clone(),
+        path: small.dir.display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .expect("pool on the tmpfs");
+    let vol = format!("{}/blob.raw", small.name);
+    b.volume_create(&VolumeSpec {
+        name: vol.clone(),
+        size_bytes: Some(1 << 20),
+        format: Some(DiskFormat::Raw),
+        ..Default::default()
+    })
+    .await
+    .expect("volume");
+    let file = common::scratch().join(format!("{}-8m", small.name));
+    let content: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8 | 1).collect();
+    std::fs::write(&file, &content).unwrap();
+    let e = b
+        .volume_upload(&vol, &file)
+        .await
+        .expect_err("8 MiB do not fit in 4");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.message().contains("full"), "{e}");
+    b.volume_delete(&vol, false)
+        .await
+        .expect("the pool answers after");
+    let _ = std::fs::remove_file(&file);
+
+    // 256 MiB into a volume of the default pool: the process does not grow by its size.
+    let big = name("big.raw");
+    b.volume_create(&VolumeSpec {
+        name: big.clone(),
+        size_bytes: Some(1 << 20),
+        format: Some(DiskFormat::Raw),
+        ..Default::default()
+    })
+    .await
+    .expect("volume");
+    let file = common::scratch().join(&big);
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        let chunk: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8 | 1).collect();
+        for _ in 0..256 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let before = peak_rss();
+    let up = b.volume_upload(&big, &file).await.expect("upload");
+    let grown = peak_rss().saturating_sub(before);
+    assert_eq!(up.capacity_bytes, Some(256 << 20));
+    assert!(
+        grown < 128 << 20,
+        "the upload of 256 MiB grew the process by {} MiB",
+        grown >> 20
+    );
+    let path = up.path.expect("path");
+    let same = std::process::Command::new("cmp")
+        .arg(&path)
+        .arg(&file)
+        .status()
+        .expect("cmp");
+    assert!(same.success(), "the volume holds the file's bytes");
+    let _ = std::fs::remove_file(&file);
+    b.volume_delete(&big, false).await.expect("delete");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_pools_and_volumes() {
     let b = common::qemu().await;
