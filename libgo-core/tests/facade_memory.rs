@@ -24,6 +24,22 @@ fn container(name: &str) -> InstanceSpec {
     InstanceSpec::container(name, "busybox:latest")
 }
 
+/// A facade with engine `near` on the local host and `far` on host `far`.
+fn near_and_far(near: &MemoryBackend, far: &MemoryBackend) -> LibGo {
+    let libgo = LibGo::new();
+    libgo.register(Arc::new(near.clone())).expect("near engine");
+    libgo
+        .host_set(HostMembership {
+            name: "far".into(),
+            ..HostMembership::local()
+        })
+        .expect("host far");
+    libgo
+        .register_on("far", Arc::new(far.clone()))
+        .expect("far engine");
+    libgo
+}
+
 /// Two engines, `a` and `b`, registered on the local host.
 fn two() -> (LibGo, MemoryBackend, MemoryBackend) {
     let (a, b) = (engine("a"), engine("b"));
@@ -123,17 +139,7 @@ async fn a_backend_down_is_named_in_the_merged_list_and_its_instances_are_not_lo
 #[tokio::test]
 async fn instances_of_a_host_that_stops_answering_are_listed_as_lost() {
     let (local, remote) = (engine("local-engine"), engine("far-engine"));
-    let libgo = LibGo::new();
-    libgo.register(Arc::new(local.clone())).expect("local");
-    libgo
-        .host_set(HostMembership {
-            name: "far".into(),
-            ..HostMembership::local()
-        })
-        .expect("host far");
-    libgo
-        .register_on("far", Arc::new(remote.clone()))
-        .expect("far engine");
+    let libgo = near_and_far(&local, &remote);
     let mut spec = container("far-away");
     spec.backend = Some("far-engine".into());
     spec.start = true;
@@ -445,19 +451,7 @@ async fn concurrent_placements_claim_what_they_count_on() {
     let (near, far) = (engine("near"), engine("far"));
     near.set_memory_capacity(2 * one - 1);
     far.set_memory_capacity(2 * one - 1);
-    let libgo = LibGo::new();
-    libgo
-        .register(Arc::new(near.clone()))
-        .expect("register near");
-    libgo
-        .host_set(HostMembership {
-            name: "far".into(),
-            ..HostMembership::local()
-        })
-        .expect("host far");
-    libgo
-        .register_on("far", Arc::new(far.clone()))
-        .expect("register far");
+    let libgo = near_and_far(&near, &far);
     let specs: Vec<InstanceSpec> = (1..=3)
         .map(|n| InstanceSpec {
             memory_bytes: Some(1 << 30),

@@ -519,6 +519,18 @@ impl Drop for SmallPool {
     }
 }
 
+/// A raw volume of 1 MiB.
+async fn raw_mib(b: &KvmBackend, name: &str) {
+    b.volume_create(&VolumeSpec {
+        name: name.to_string(),
+        size_bytes: Some(1 << 20),
+        format: Some(DiskFormat::Raw),
+        ..Default::default()
+    })
+    .await
+    .expect("raw volume");
+}
+
 /// The peak resident memory of this process so far, in bytes (Linux's VmHWM).
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -544,14 +556,7 @@ async fn uploads_stream_and_a_full_pool_says_it_is_full() {
     .await
     .expect("pool on the tmpfs");
     let vol = format!("{}/blob.raw", small.name);
-    b.volume_create(&VolumeSpec {
-        name: vol.clone(),
-        size_bytes: Some(1 << 20),
-        format: Some(DiskFormat::Raw),
-        ..Default::default()
-    })
-    .await
-    .expect("volume");
+    raw_mib(&b, &vol).await;
     let file = common::scratch().join(format!("{}-8m", small.name));
     let content: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8 | 1).collect();
     std::fs::write(&file, &content).unwrap();
@@ -568,14 +573,7 @@ async fn uploads_stream_and_a_full_pool_says_it_is_full() {
 
     // 256 MiB into a volume of the default pool: the process does not grow by its size.
     let big = name("big.raw");
-    b.volume_create(&VolumeSpec {
-        name: big.clone(),
-        size_bytes: Some(1 << 20),
-        format: Some(DiskFormat::Raw),
-        ..Default::default()
-    })
-    .await
-    .expect("volume");
+    raw_mib(&b, &big).await;
     let file = common::scratch().join(&big);
     {
         use std::io::Write;
