@@ -367,10 +367,8 @@ impl LibGo {
             _ => {}
         }
         let mut i = made?;
-        if let Some(claim) = claim
-            && matches!(i.state, InstanceState::Running | InstanceState::Paused)
-        {
-            claim.settle(&i.id);
+        if let Some(claim) = claim {
+            claim.settle_if_running(&i);
         }
         self.stamp(&mut i);
         Ok(i)
@@ -620,9 +618,7 @@ impl LibGo {
             return Ok(None);
         }
         let i = b.get(id).await?;
-        if i.kind == InstanceKind::Vm
-            && !matches!(i.state, InstanceState::Running | InstanceState::Paused)
-        {
+        if i.kind == InstanceKind::Vm && !i.state.holds_memory() {
             return Ok(Some(self.admit_vm(b.name(), i.memory_bytes).await?));
         }
         Ok(None)

@@ -81,6 +81,15 @@ impl ClaimGuard<'_> {
     }
 }
 
+impl ClaimGuard<'_> {
+    /// [`ClaimGuard::settle`] when `instance` came out running; else the claim ends.
+    pub fn settle_if_running(self, instance: &Instance) {
+        if instance.state.holds_memory() {
+            self.settle(&instance.id);
+        }
+    }
+}
+
 impl Drop for ClaimGuard<'_> {
     fn drop(&mut self) {
         let mut hosts = self.libgo.hosts_mut();
@@ -150,11 +159,10 @@ impl LibGo {
 
     /// Forgets a deleted instance of another host.
     pub(crate) fn forget(&self, backend: &str, id: &str) {
-        let mut hosts = self.hosts_mut();
-        if let Some(seen) = hosts.last_seen.get_mut(backend) {
+        if let Some(seen) = self.hosts_mut().last_seen.get_mut(backend) {
             seen.retain(|s| s.id != id && s.name != id);
         }
-        hosts.claims.retain(|c| !c.holds(id));
+        self.end_claims(id);
     }
 
     /// Ends the claims of instance `id` (stopped, powered off or deleted through LibGo):
@@ -567,9 +575,9 @@ impl LibGo {
     /// or that are older than [`CLAIM_SETTLE`], end here.
     fn reserved_and_claimed(&self, host: &str, instances: &[Instance]) -> u64 {
         let shown = |id: &str| {
-            instances.iter().any(|i| {
-                i.id == id && matches!(i.state, InstanceState::Running | InstanceState::Paused)
-            })
+            instances
+                .iter()
+                .any(|i| i.id == id && i.state.holds_memory())
         };
         let mut hosts = self.hosts_mut();
         hosts.claims.retain(|c| match &c.settled {
@@ -587,6 +595,7 @@ impl LibGo {
 
     /// The backend a new instance goes to when its spec names no backend: one of its kind
     /// on the host [`place`] picks.
+    ///
     /// The memory it places the instance by is claimed on that host, as [`LibGo::admit_vm`]
     /// claims it.
     pub(crate) async fn placed_backend(
@@ -741,12 +750,7 @@ impl LibGo {
             live: action == EvacuateAction::LiveMigrate,
         };
         let report = self.migrate(&i.id, &request, progress.clone()).await?;
-        if matches!(
-            report.instance.state,
-            InstanceState::Running | InstanceState::Paused
-        ) {
-            claim.settle(&report.instance.id);
-        }
+        claim.settle_if_running(&report.instance);
         Ok(Some(report.instance.id))
     }
 
@@ -856,7 +860,7 @@ fn reserved_on(host: &str, instances: &[Instance]) -> u64 {
     instances
         .iter()
         .filter(|i| i.host == host)
-        .filter(|i| matches!(i.state, InstanceState::Running | InstanceState::Paused))
+        .filter(|i| i.state.holds_memory())
         .map(|i| reservation(i.kind, i.memory_bytes))
         .fold(0, u64::saturating_add)
 }

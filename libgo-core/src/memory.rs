@@ -1071,7 +1071,7 @@ fn vm_only(held: &Held) -> Result<()> {
 /// What a memory instance "uses": a running one a quarter of its limit.
 fn sample(i: &Instance) -> Stats {
     let limit = i.memory_bytes.unwrap_or(256 << 20);
-    let running = matches!(i.state, InstanceState::Running | InstanceState::Paused);
+    let running = i.state.holds_memory();
     Stats {
         timestamp: Utc::now(),
         cpu_percent: 0.0,

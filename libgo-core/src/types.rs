@@ -67,6 +67,12 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
+    /// Running or paused: the instance holds its host's memory (what admission and
+    /// placement count).
+    pub fn holds_memory(self) -> bool {
+        matches!(self, InstanceState::Running | InstanceState::Paused)
+    }
+
     /// The lowercase name, as in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
