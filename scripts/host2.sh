@@ -6,6 +6,9 @@
 #   scripts/host2.sh start NAME   starts it; prints `export LIBGO_HOST2_…=…` lines for eval
 #   scripts/host2.sh stop NAME    stops what `start` started (by pid) and deletes it all
 #   scripts/host2.sh docker-kill|docker-start NAME   kills (as a crash would) or starts its dockerd
+#   scripts/host2.sh libvirt-kill|libvirt-start NAME kills (as a crash would) or starts its
+#                                                    libvirtd; its guests run on
+#   scripts/host2.sh crash NAME   kills its libvirtd and its guests' QEMU (the machine died)
 #
 # NAME is unique per run (the tests pass one). Each host takes the first free /30 of
 # 10.250.0.0/16; the machine's side is .1, the host's .2. State lives in
@@ -15,8 +18,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cmd=${1:-}
 name=${2:-}
-[[ "$cmd" =~ ^(start|stop|docker-kill|docker-start)$ && "$name" =~ ^[a-z][a-z0-9]{0,9}$ ]] || {
-  echo "usage: $0 start|stop|docker-kill|docker-start NAME (NAME: a-z0-9, at most 10 characters)" >&2
+[[ "$cmd" =~ ^(start|stop|docker-kill|docker-start|libvirt-kill|libvirt-start|crash)$ &&
+  "$name" =~ ^[a-z][a-z0-9]{0,9}$ ]] || {
+  echo "usage: $0 start|stop|docker-kill|docker-start|libvirt-kill|libvirt-start|crash NAME" \
+    "(NAME: a-z0-9, at most 10 characters)" >&2
   exit 2
 }
 dir=/var/lib/libgo-hosts/$name
@@ -47,17 +52,45 @@ start_dockerd() {
   wait_for "the second host's dockerd" 60 docker -H "unix://$dir/docker.sock" version
 }
 
-if [ "$cmd" = docker-kill ]; then
-  pid=$(cat "$dir/docker.pid")
+# libvirtd: in a mount namespace where libvirt's directories are this host's own.
+start_libvirtd() {
+  local addr_in
+  addr_in=$(cat "$dir/addr")
+  nsenter --net="/var/run/netns/$ns" unshare -m --propagation private sh -c "
+    mount --bind '$dir/run' /run/libvirt &&
+    mount --bind '$dir/lib' /var/lib/libvirt &&
+    mount --bind '$dir/etc' /etc/libvirt &&
+    mount --bind '$dir/log' /var/log/libvirt &&
+    mount --bind '$dir/cache' /var/cache/libvirt &&
+    exec libvirtd --listen -f /etc/libvirt/libvirtd.conf -p '$dir/libvirtd.pid'
+  " >>"$dir/libvirtd.log" 2>&1 &
+  wait_for "the second host's libvirtd" 60 virsh -c "qemu+tcp://$addr_in/system" version
+}
+
+kill_pidfile() { # kill_pidfile FILE — SIGKILL (as a crash would), and wait until it is gone
+  local pid
+  pid=$(cat "$1")
   kill -9 "$pid"
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  rm -f "$dir/docker.pid"
-  exit 0
-fi
-if [ "$cmd" = docker-start ]; then
-  start_dockerd
-  exit 0
-fi
+  rm -f "$1"
+}
+
+# The QEMU processes of this host's guests: they live in its mount namespace, whose bind
+# mountinfo shows this host's directory bound over /var/lib/libvirt.
+kill_guests() {
+  local p
+  for p in $(pgrep -f "qemu-system.*" 2>/dev/null); do
+    grep -qs " $dir/lib /var/lib/libvirt " "/proc/$p/mountinfo" && kill -9 "$p" 2>/dev/null || true
+  done
+}
+
+case "$cmd" in
+docker-kill) kill_pidfile "$dir/docker.pid"; exit 0 ;;
+docker-start) start_dockerd; exit 0 ;;
+libvirt-kill) kill_pidfile "$dir/libvirtd.pid"; exit 0 ;;
+libvirt-start) start_libvirtd; exit 0 ;;
+crash) kill_pidfile "$dir/libvirtd.pid"; kill_guests; exit 0 ;;
+esac
 
 if [ "$cmd" = stop ]; then
   # Guests first (their QEMU processes are the namespace libvirtd's children), then daemons.
@@ -73,9 +106,7 @@ if [ "$cmd" = stop ]; then
   ip link del "$veth_out" 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   # QEMU processes that libvirtd left behind in the namespace.
-  for p in $(pgrep -f "qemu-system.*" 2>/dev/null); do
-    grep -qs "$dir" "/proc/$p/cmdline" && kill -9 "$p" 2>/dev/null || true
-  done
+  kill_guests
   umount -R "$dir/docker-data" 2>/dev/null || true
   rm -rf "$dir"
   log "host $name stopped"
@@ -85,7 +116,10 @@ fi
 apt_install iproute2 openssl docker.io libvirt-daemon-system util-linux
 mkdir -p /var/lib/libgo-hosts
 
-# The first /30 of 10.250.0.0/16 that no interface uses.
+# The first /30 of 10.250.0.0/16 that no interface uses, taken under a lock (tests start
+# hosts concurrently). The lock's descriptor is closed before any daemon starts.
+exec 9>/var/lib/libgo-hosts/.subnet.lock
+flock 9
 subnet=""
 for i in $(seq 0 16383); do
   base=$((i * 4))
@@ -112,6 +146,7 @@ ip link set "$veth_out" up
 nsenter --net="/var/run/netns/$ns" ip addr add "$addr_in/30" dev "$veth_in"
 nsenter --net="/var/run/netns/$ns" ip link set "$veth_in" up
 nsenter --net="/var/run/netns/$ns" ip link set lo up
+exec 9>&-
 
 # TLS for Docker: a CA of this host's own, a server certificate for its address and a client
 # certificate for LibGo.
@@ -166,15 +201,7 @@ host_uuid = "$(cat /proc/sys/kernel/random/uuid)"
 CONF
 # No virtlogd in this mount namespace: QEMU writes its own logs.
 echo 'stdio_handler = "file"' >>"$dir/etc/qemu.conf"
-nsenter --net="/var/run/netns/$ns" unshare -m --propagation private sh -c "
-  mount --bind '$dir/run' /run/libvirt &&
-  mount --bind '$dir/lib' /var/lib/libvirt &&
-  mount --bind '$dir/etc' /etc/libvirt &&
-  mount --bind '$dir/log' /var/log/libvirt &&
-  mount --bind '$dir/cache' /var/cache/libvirt &&
-  exec libvirtd --listen -f /etc/libvirt/libvirtd.conf -p '$dir/libvirtd.pid'
-" >"$dir/libvirtd.log" 2>&1 &
-wait_for "the second host's libvirtd" 60 virsh -c "qemu+tcp://$addr_in/system" version
+start_libvirtd
 wait_for "the second host's libvirtd over TLS" 30 \
   virsh -c "qemu+tls://$addr_in/system?pkipath=$dir/tls/libvirt-client" version
 

@@ -119,7 +119,7 @@ export interface Host {
 export interface ComputePool {
   /** Whether new instances may be placed in it. */
   enabled: boolean
-  /** Failover (always `false`, see [`ComputePoolSpec::failover`]). */
+  /** Whether its hosts' VMs fail over (see [`ComputePoolSpec::failover`]). */
   failover: boolean
   /** Its hosts, by name. */
   hosts: string[]

@@ -321,6 +321,27 @@ pub trait Compute: Send + Sync {
         let _ = (id, target, spec, progress);
         unsupported("migration")
     }
+    /// The engine's own definition of instance `id` (libvirt's domain XML, secrets
+    /// included), kept while its host answers so that it can be defined again on another
+    /// host of its compute pool when that host dies (failover).
+    async fn definition(&self, id: &str) -> Result<String> {
+        let _ = id;
+        unsupported("failover")
+    }
+    /// Defines instance `id` from `definition` (what [`Backend::definition`] answered on
+    /// another host of the same engine), and starts it when `start`: failover. Its disks must
+    /// be where the definition says (storage the hosts share). Nothing is left defined when
+    /// it fails; an instance `id` defined here already is a conflict.
+    async fn restore(&self, id: &str, definition: &str, start: bool) -> Result<Instance> {
+        let _ = (id, definition, start);
+        unsupported("failover")
+    }
+    /// Removes the definition of instance `id`, leaving its storage (which its copy on
+    /// another host uses since it failed over); one that runs here is a conflict and is left.
+    async fn remove_definition(&self, id: &str) -> Result<()> {
+        let _ = id;
+        unsupported("failover")
+    }
     /// VM templates.
     async fn template_list(&self) -> Result<Vec<Template>> {
         unsupported("templates")

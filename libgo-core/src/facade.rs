@@ -45,6 +45,8 @@ pub struct LibGo {
     /// Taken while one admission or placement decides and claims memory, so that two
     /// decisions never both count on the same free memory.
     pub(crate) admission: tokio::sync::Mutex<()>,
+    /// Kept definitions and dead engines, for failover.
+    pub(crate) failover: Mutex<crate::facade_failover::FailoverState>,
 }
 
 impl std::fmt::Debug for LibGo {
@@ -205,6 +207,10 @@ impl LibGo {
                     failure.get_or_insert(e);
                 }
             }
+        }
+        // A copy failover left on a host that answers again is not the instance.
+        if found.len() > 1 && what == "instance" {
+            found.retain(|(b, _)| !self.left_by_failover(b.name(), id));
         }
         match found.len() {
             1 => Ok(found.remove(0)),
@@ -526,7 +532,10 @@ impl LibGo {
             match answer {
                 Ok(list) => {
                     let host = self.host_of(b.name());
-                    items.extend(list.into_iter().filter(|i| filter.matches(i)).map(|mut i| {
+                    let list = list
+                        .into_iter()
+                        .filter(|i| !self.left_by_failover(b.name(), &i.id));
+                    items.extend(list.filter(|i| filter.matches(i)).map(|mut i| {
                         i.host.clone_from(&host);
                         i
                     }))

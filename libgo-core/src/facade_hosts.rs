@@ -159,10 +159,16 @@ impl LibGo {
 
     /// Forgets a deleted instance of another host.
     pub(crate) fn forget(&self, backend: &str, id: &str) {
+        self.forget_seen(backend, id);
+        self.end_claims(id);
+    }
+
+    /// Forgets what backend `backend` last listed of instance `id` (so that it does not
+    /// read `lost` there).
+    pub(crate) fn forget_seen(&self, backend: &str, id: &str) {
         if let Some(seen) = self.hosts_mut().last_seen.get_mut(backend) {
             seen.retain(|s| s.id != id && s.name != id);
         }
-        self.end_claims(id);
     }
 
     /// Ends the claims of instance `id` (stopped, powered off or deleted through LibGo):
@@ -246,12 +252,6 @@ impl LibGo {
     /// Adds compute pool `spec`, or changes it.
     pub fn pool_set(&self, spec: &ComputePoolSpec) -> Result<()> {
         validate::name("compute pool", &spec.name)?;
-        if spec.failover {
-            return Err(Error::unsupported(
-                "failover needs storage the hosts share, which LibGo does not manage yet",
-            )
-            .with_context("field", "failover"));
-        }
         if let Some(n) = &spec.network {
             validate::name("address pool", n).map_err(|e| e.with_field("network"))?;
         }

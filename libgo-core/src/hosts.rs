@@ -239,8 +239,11 @@ pub struct ComputePoolSpec {
     /// Whether new instances may be placed in it (`true`).
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Restart a failed host's instances elsewhere. Refused for now: it needs storage the
-    /// hosts share, which LibGo does not manage.
+    /// Fail over (`false`): when a host's VM engine has not answered for the server's
+    /// `failover_after_secs`, its VMs are defined again on another host of the pool and
+    /// started if they ran. Their disks must be on storage every host of the pool reaches
+    /// (a storage pool of the same path on each); QEMU's image locks keep a VM whose old
+    /// host still runs it from starting twice. Containers are not failed over.
     #[serde(default)]
     pub failover: bool,
     /// The address pool (Nano's `network`) every instance placed in it that asks for no
@@ -258,7 +261,7 @@ pub struct ComputePool {
     pub name: String,
     /// Whether new instances may be placed in it.
     pub enabled: bool,
-    /// Failover (always `false`, see [`ComputePoolSpec::failover`]).
+    /// Whether its hosts' VMs fail over (see [`ComputePoolSpec::failover`]).
     pub failover: bool,
     /// Its address pool (see [`ComputePoolSpec::network`]).
     pub network: Option<String>,

@@ -31,6 +31,7 @@ pub mod addresses;
 mod backend;
 mod error;
 mod facade;
+mod facade_failover;
 mod facade_hosts;
 pub mod hosts;
 mod inventory;

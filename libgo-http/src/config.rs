@@ -152,6 +152,9 @@ pub struct Config {
     /// Seconds of history kept at every sample; older samples are averaged into
     /// 5-minute buckets.
     pub stats_history_full_secs: u64,
+    /// How long a host's VM engine may not answer before the VMs of a compute pool with
+    /// `failover` are started on another of its hosts (`LIBGO_FAILOVER_AFTER_SECS`, 30).
+    pub failover_after_secs: u64,
     /// Docker backend.
     pub docker: DockerSection,
     /// KVM backend.
@@ -201,6 +204,7 @@ impl Default for Config {
             webhook_retry_secs: 3600,
             stats_history_secs: 86_400,
             stats_history_full_secs: 3600,
+            failover_after_secs: 30,
             docker: DockerSection::default(),
             kvm: KvmSection::default(),
             backends: Vec::new(),
@@ -267,6 +271,7 @@ impl Config {
                 "LIBGO_METRICS_PUBLIC" => self.metrics_public = parse_bool(&k, v)?,
                 "LIBGO_STATS_INTERVAL_SECS" => self.stats_interval_secs = parse(&k, v)?,
                 "LIBGO_ADDRESS_RECLAIM_SECS" => self.address_reclaim_secs = parse(&k, v)?,
+                "LIBGO_FAILOVER_AFTER_SECS" => self.failover_after_secs = parse(&k, v)?,
                 "LIBGO_WEBHOOK_ALLOW_INTERNAL" => self.webhook_allow_internal = parse_bool(&k, v)?,
                 "LIBGO_DOCKER" => self.docker.enabled = parse_bool(&k, v)?,
                 "LIBGO_DOCKER_HOST" => self.docker.host = Some(v.into()),

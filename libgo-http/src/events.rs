@@ -190,7 +190,10 @@ pub fn spawn_host_watch(state: Arc<AppState>) {
                         .await;
                         let mut up = !answers.is_empty();
                         let mut message = Vec::new();
+                        let mut engines = Vec::new();
                         for (b, a) in backends.iter().zip(answers) {
+                            let answered = matches!(&a, Ok(h) if h.up);
+                            engines.push((b.name().to_string(), answered));
                             match a {
                                 Ok(h) if h.up => {}
                                 Ok(h) => {
@@ -203,11 +206,14 @@ pub fn spawn_host_watch(state: Arc<AppState>) {
                                 }
                             }
                         }
-                        (up, message.join("; "))
+                        (up, message.join("; "), engines)
                     }
                 }))
                 .await;
-                for (h, (up, message)) in hosts.iter().zip(checks) {
+                for (h, (up, message, engines)) in hosts.iter().zip(checks) {
+                    for (backend, engine_up) in engines {
+                        state.libgo.note_backend_up(&backend, engine_up);
+                    }
                     if alive.insert(h.name.clone(), up) != Some(up) {
                         if up {
                             tracing::info!(host = %h.name, "host answers");
@@ -221,11 +227,16 @@ pub fn spawn_host_watch(state: Arc<AppState>) {
                         });
                     }
                 }
-                // Keeps what each answering host has fresh (for `lost`).
-                let _ = state
+                // Keeps what each answering host has fresh (for `lost`, and the definitions
+                // failover needs).
+                if let Ok(instances) = state
                     .libgo
                     .list_all(&libgo_core::InstanceFilter::default())
-                    .await;
+                    .await
+                {
+                    state.libgo.failover_keep(&instances).await;
+                }
+                fail_over_dead_hosts(&state).await;
             }
             tokio::select! {
                 _ = state.shutdown.cancelled() => return,
@@ -234,6 +245,50 @@ pub fn spawn_host_watch(state: Arc<AppState>) {
         }
     });
 }
+
+/// Replicas agree through this lease on which one fails hosts over.
+const FAILOVER_LEASE: &str = "failover";
+
+/// Starts a `host.failover` task for each host whose VM engine has not answered for
+/// `failover_after_secs` in a pool with failover (on the replica holding the lease).
+async fn fail_over_dead_hosts(state: &Arc<AppState>) {
+    if !state.libgo.compute_pools().iter().any(|p| p.failover) {
+        return;
+    }
+    let after = Duration::from_secs(state.config.failover_after_secs);
+    let ttl = 3 * HOST_CHECK_EVERY.as_millis() as i64;
+    match crate::webhooks::lease(state, FAILOVER_LEASE, ttl).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take the failover lease");
+            return;
+        }
+    }
+    for host in state.libgo.failover_due(after) {
+        tracing::warn!(%host, "failing the host's VMs over");
+        let libgo = state.libgo.clone();
+        let target = host.clone();
+        let spawned = state
+            .tasks
+            .spawn(
+                "host.failover",
+                Some(host),
+                FAILOVER_BY,
+                move |ctx| async move {
+                    let r = libgo.fail_over(&target, ctx.sink()).await?;
+                    Ok(serde_json::to_value(r).unwrap_or_default())
+                },
+            )
+            .await;
+        if let Err(e) = spawned {
+            tracing::error!(error = ?e, "cannot start the failover task");
+        }
+    }
+}
+
+/// Who a failover task reads as started by: the server itself.
+pub const FAILOVER_BY: &str = "libgo";
 
 /// Forwards the events of backend `name` until the server stops, resubscribing when the
 /// stream ends or fails (an engine restart), while the backend stays registered.

@@ -179,8 +179,7 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         .expect("req");
     assert_error(r, 403, "FORBIDDEN").await;
 
-    // Its pool first: a host cannot join a pool that does not exist; failover is refused
-    // (it needs shared storage).
+    // Its pool first: a host cannot join a pool that does not exist.
     let r = s
         .req(Method::POST, "/api/v1/hosts", &t)
         .json(&json!({"name": "h2", "libvirt": h2.get("LIBGO_HOST2_LIBVIRT"), "pool": "p2"}))
@@ -188,13 +187,6 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         .await
         .expect("req");
     assert_error(r, 404, "NOT_FOUND").await;
-    let r = s
-        .req(Method::POST, "/api/v1/compute-pools", &t)
-        .json(&json!({"name": "p2", "failover": true}))
-        .send()
-        .await
-        .expect("req");
-    assert_error(r, 501, "UNSUPPORTED").await;
     json_of(
         s.req(Method::POST, "/api/v1/compute-pools", &t)
             .json(&json!({"name": "p2"}))
@@ -994,5 +986,281 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
         .await
         .expect("req");
     assert_error(r, 404, "NOT_FOUND").await;
+    s.stop().await;
+}
+
+/// Runs `host2.sh VERB NAME`.
+fn host2(verb: &str, name: &str) {
+    let out = Command::new("bash")
+        .arg(script())
+        .args([verb, name])
+        .output()
+        .expect("host2.sh");
+    assert!(
+        out.status.success(),
+        "host2.sh {verb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits (60 s at most) for the `count`th failover task to end, and answers it.
+async fn failover_task(s: &common::TestServer, token: &str, count: usize) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let page = json_of(
+            s.req(Method::GET, "/api/v1/tasks?kind=host.failover", token)
+                .send()
+                .await
+                .expect("req"),
+            200,
+        )
+        .await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        assert!(items.len() <= count, "more failovers than deaths: {page}");
+        if items.len() == count && items.iter().all(|t| t["status"] != "running") {
+            let newest = items
+                .iter()
+                .max_by_key(|t| t["createdAt"].as_str().unwrap_or_default().to_string())
+                .cloned()
+                .unwrap_or_default();
+            return newest;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no failover task {count} ended: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A compute pool with failover. When h2 dies with its guests, its VMs (disks on storage
+/// both hosts reach) are defined again on the local host by the same id, the one that ran
+/// running again and answering on its console, the stopped one stopped. When only h2's
+/// libvirtd dies and its QEMU runs on, the VM is not started a second time (QEMU's image
+/// lock is the fence). Once h2 answers again, the copies left there are undefined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_hosts_vms_fail_over_within_their_pool() {
+    let h2 = SecondHost::start();
+    let s = start(true, |c| {
+        c.kvm.accelerator = "tcg".into();
+        c.failover_after_secs = 3;
+    })
+    .await;
+    let t = s.admin.clone();
+    let h2uri = h2.get("LIBGO_HOST2_LIBVIRT").to_string();
+    let send = |method: Method, path: String, body: Option<Value>, status: u16| {
+        let s = &s;
+        let t = t.clone();
+        async move {
+            let mut r = s.req(method, &path, &t);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            json_of(r.send().await.expect("req"), status).await
+        }
+    };
+
+    // Pool `fo` fails over; the local host and h2 (libvirt only) are in it.
+    let pool = send(
+        Method::POST,
+        "/api/v1/compute-pools".into(),
+        Some(json!({"name": "fo", "failover": true})),
+        201,
+    )
+    .await;
+    assert_eq!(pool["failover"], true, "{pool}");
+    send(
+        Method::PATCH,
+        "/api/v1/hosts/local".into(),
+        Some(json!({"pool": "fo"})),
+        200,
+    )
+    .await;
+    send(
+        Method::POST,
+        "/api/v1/hosts".into(),
+        Some(json!({"name": "h2", "libvirt": h2uri, "pool": "fo"})),
+        201,
+    )
+    .await;
+    // Storage both hosts reach: a storage pool of the same name and path on each.
+    let shared = PathBuf::from(format!("/var/lib/libgo-hosts/{}/shared", h2.name));
+    std::fs::create_dir_all(&shared).expect("shared dir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let sp = unique("fo-shared");
+    for backend in ["kvm", "h2-kvm"] {
+        send(
+            Method::POST,
+            "/api/v1/storage-pools".into(),
+            Some(json!({"name": sp, "backend": backend, "path": shared})),
+            201,
+        )
+        .await;
+    }
+    // A second pool of one host on the same directory is a conflict, not an engine fault.
+    let r = s
+        .req(Method::POST, "/api/v1/storage-pools", &t)
+        .json(&json!({"name": unique("fo-again"), "backend": "kvm", "path": shared}))
+        .send()
+        .await
+        .expect("req");
+    assert_error(r, 409, "RESOURCE_CONFLICT").await;
+    let g = guest();
+    let vm = |name: &str, start: bool| {
+        json!({"name": name, "kind": "vm", "host": "h2", "memoryBytes": 256u64 << 20,
+               "disks": [{"sizeBytes": 16u64 << 20, "pool": sp}],
+               "kernelBoot": {"kernel": g.join("vmlinuz"), "initrd": g.join("initrd.img"),
+                              "cmdline": "console=ttyS0 panic=-1 quiet libgo.noagent"},
+               "start": start})
+    };
+    // By the list: a lookup of one instance on a host that does not answer is 503.
+    let instance = |name: String| {
+        let send = &send;
+        async move {
+            let page = send(
+                Method::GET,
+                format!("/api/v1/instances?name={name}"),
+                None,
+                200,
+            )
+            .await;
+            assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+            page["items"][0].clone()
+        }
+    };
+    let v1 = unique("fo-v");
+    let made = send(
+        Method::POST,
+        "/api/v1/instances".into(),
+        Some(vm(&v1, true)),
+        201,
+    )
+    .await;
+    assert_eq!(made["host"], "h2", "{made}");
+    let id1 = made["id"].as_str().expect("id").to_string();
+    console_shows(&s.base, &id1, &t, "LIBGO-GUEST-ALIVE").await;
+
+    // Only h2's libvirtd dies; its QEMU runs on and holds the disk. Failover tries, QEMU
+    // refuses the locked image, and nothing is left defined here.
+    host2("libvirt-kill", &h2.name);
+    let task = failover_task(&s, &t, 1).await;
+    assert_eq!(task["status"], "finished", "{task}");
+    assert_eq!(task["target"], "h2", "{task}");
+    assert_eq!(task["createdBy"], "libgo", "{task}");
+    let items = task["result"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(items.len(), 1, "{task}");
+    assert_eq!(items[0]["status"], "failed", "{task}");
+    assert!(
+        items[0]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("another QEMU")),
+        "{task}"
+    );
+    let here = virsh("qemu:///system", &["domstate", &v1]);
+    assert!(
+        here.contains("failed to get domain"),
+        "defined here: {here}"
+    );
+    let got = instance(v1.clone()).await;
+    assert_eq!(got["state"], "lost", "{got}");
+    assert_eq!(got["host"], "h2", "{got}");
+    // Back: the VM never stopped there.
+    host2("libvirt-start", &h2.name);
+    let back = std::time::Instant::now();
+    loop {
+        let got = instance(v1.clone()).await;
+        if got["state"] == "running" {
+            assert_eq!(got["host"], "h2", "{got}");
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(30), "{got}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    console_shows(&s.base, &id1, &t, "LIBGO-GUEST-ALIVE").await;
+
+    // A stopped VM beside it; the host watch reads its definition within two checks.
+    let v2 = unique("fo-s");
+    let made = send(
+        Method::POST,
+        "/api/v1/instances".into(),
+        Some(vm(&v2, false)),
+        201,
+    )
+    .await;
+    let id2 = made["id"].as_str().expect("id").to_string();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    // h2 dies with its guests: both VMs are defined here by the same ids, the running one
+    // running (its console answers), the stopped one stopped.
+    host2("crash", &h2.name);
+    let task = failover_task(&s, &t, 2).await;
+    assert_eq!(task["status"], "finished", "{task}");
+    let items = task["result"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(items.len(), 2, "{task}");
+    assert!(items.iter().all(|i| i["status"] == "moved"), "{task}");
+    for (name, id, state) in [(&v1, &id1, "running"), (&v2, &id2, "stopped")] {
+        let got = instance(name.clone()).await;
+        assert_eq!(got["host"], "local", "{got}");
+        assert_eq!(got["id"], id.as_str(), "the id stays: {got}");
+        assert_eq!(got["state"], state, "{got}");
+    }
+    let here = virsh("qemu:///system", &["domstate", &v1]);
+    assert!(here.contains("running"), "{here}");
+    console_shows(&s.base, &id1, &t, "LIBGO-GUEST-ALIVE").await;
+
+    // h2 answers again: the copies left there are undefined, their disks (which the VMs
+    // use here) kept, and each VM is listed once.
+    host2("libvirt-start", &h2.name);
+    let back = std::time::Instant::now();
+    loop {
+        let there = virsh(&h2uri, &["list", "--all", "--name"]);
+        if !there.contains(&v1) && !there.contains(&v2) && !there.contains("error") {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "left on h2: {there}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for name in [&v1, &v2] {
+        let page = send(
+            Method::GET,
+            format!("/api/v1/instances?name={name}"),
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+        assert_eq!(page["items"][0]["host"], "local", "{page}");
+        let disk = shared.join(format!("{name}-disk0.qcow2"));
+        assert!(disk.exists(), "{} gone", disk.display());
+    }
+    let got = instance(v1.clone()).await;
+    assert_eq!(got["state"], "running", "{got}");
+
+    s.remove_instance(&v1).await;
+    s.remove_instance(&v2).await;
+    for backend in ["kvm", "h2-kvm"] {
+        let r = s
+            .req(
+                Method::DELETE,
+                &format!("/api/v1/storage-pools/{sp}?backend={backend}"),
+                &t,
+            )
+            .send()
+            .await
+            .expect("req");
+        assert_eq!(r.status().as_u16(), 204, "{backend}");
+    }
     s.stop().await;
 }

@@ -570,6 +570,24 @@ fn stop_blocking(d: &Domain, options: StopOptions, default_timeout: u64) -> Resu
     }
 }
 
+/// Undefines `d` with its managed save, snapshot and checkpoint metadata and NVRAM; not its
+/// volumes.
+pub(crate) fn undefine(inner: &Inner, d: &Domain) -> Result<()> {
+    // The flags this driver accepts are learnt once (the test driver refuses some).
+    let flags = inner.undefine_flags.load(Ordering::Relaxed);
+    if flags == 0 {
+        d.undefine().lv()?;
+    } else if let Err(e) = d.undefine_flags(flags).lv() {
+        if e.kind() == ErrorKind::Unsupported || e.kind() == ErrorKind::InvalidInput {
+            inner.undefine_flags.store(0, Ordering::Relaxed);
+            d.undefine().lv()?;
+        } else {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 fn delete_blocking(inner: &Inner, c: &Connect, id: &str, force: bool) -> Result<()> {
     let d = lookup(c, id)?;
     let f = facts(inner, &d)?;
@@ -589,18 +607,7 @@ fn delete_blocking(inner: &Inner, c: &Connect, id: &str, force: bool) -> Result<
             0,
         )?;
     }
-    // The flags this driver accepts are learnt once (the test driver refuses some).
-    let flags = inner.undefine_flags.load(Ordering::Relaxed);
-    if flags == 0 {
-        d.undefine().lv()?;
-    } else if let Err(e) = d.undefine_flags(flags).lv() {
-        if e.kind() == ErrorKind::Unsupported || e.kind() == ErrorKind::InvalidInput {
-            inner.undefine_flags.store(0, Ordering::Relaxed);
-            d.undefine().lv()?;
-        } else {
-            return Err(e);
-        }
-    }
+    undefine(inner, &d)?;
     inner.shared.invalidate(&f.uuid);
     for nic in &f.nics {
         if let (Some(network), Some(mac)) = (&nic.network, &nic.mac)
@@ -1456,6 +1463,29 @@ impl Compute for KvmBackend {
             .downcast_ref::<KvmBackend>()
             .ok_or_else(|| Error::unsupported("a VM can only move to another libvirt host"))?;
         crate::migrate::migrate(self, id, target, spec, progress).await
+    }
+
+    async fn definition(&self, id: &str) -> Result<String> {
+        let id = id.to_string();
+        self.inner
+            .run(move |c| crate::failover::definition(c, &id))
+            .await
+    }
+
+    async fn restore(&self, id: &str, definition: &str, start: bool) -> Result<Instance> {
+        let inner = self.inner.clone();
+        let (id, definition) = (id.to_string(), definition.to_string());
+        self.inner
+            .run(move |c| crate::failover::restore(&inner, c, &id, &definition, start))
+            .await
+    }
+
+    async fn remove_definition(&self, id: &str) -> Result<()> {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        self.inner
+            .run(move |c| crate::failover::remove_definition(&inner, c, &id))
+            .await
     }
 
     async fn events(&self) -> Result<BoxStream<Event>> {

@@ -94,6 +94,15 @@ pub fn map_error(e: virt::error::Error) -> Error {
         .with_field("sizeBytes")
         .with_source(e);
     }
+    // Two pools of one host on one directory: libvirt refuses the second.
+    if kind == ErrorKind::Internal && e.message().contains("Storage source conflict") {
+        return Error::conflict(format!(
+            "another storage pool of this host uses that path ({})",
+            e.message()
+        ))
+        .with_field("path")
+        .with_source(e);
+    }
     Error::new(kind, e.message().to_string()).with_source(e)
 }
 

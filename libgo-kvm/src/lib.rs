@@ -48,6 +48,7 @@ mod create;
 mod disks;
 mod events;
 mod export;
+mod failover;
 mod migrate;
 mod network;
 mod serial;

@@ -407,6 +407,10 @@ impl Volumes for KvmBackend {
         self.blocking(move |_, c| {
             let p = pool_by_name(c, &name)?;
             if p.is_active().lv()? {
+                // Another host sharing the pool's directory may have removed its volumes.
+                if let Err(e) = p.refresh(0) {
+                    tracing::debug!(error = %e, "storage pool refresh failed");
+                }
                 if !p.list_all_volumes(0).lv()?.is_empty() {
                     return Err(Error::conflict(format!(
                         "storage pool {name:?} is not empty"

@@ -2162,7 +2162,7 @@ export interface components {
         ComputePool: {
             /** @description Whether new instances may be placed in it. */
             enabled: boolean;
-            /** @description Failover (always `false`, see [`ComputePoolSpec::failover`]). */
+            /** @description Whether its hosts' VMs fail over (see [`ComputePoolSpec::failover`]). */
             failover: boolean;
             /** @description Its hosts, by name. */
             hosts: string[];
@@ -2185,8 +2185,11 @@ export interface components {
             /** @description Whether new instances may be placed in it (`true`). */
             enabled?: boolean;
             /**
-             * @description Restart a failed host's instances elsewhere. Refused for now: it needs storage the
-             *     hosts share, which LibGo does not manage.
+             * @description Fail over (`false`): when a host's VM engine has not answered for the server's
+             *     `failover_after_secs`, its VMs are defined again on another host of the pool and
+             *     started if they ran. Their disks must be on storage every host of the pool reaches
+             *     (a storage pool of the same path on each); QEMU's image locks keep a VM whose old
+             *     host still runs it from starting twice. Containers are not failed over.
              */
             failover?: boolean;
             /** @description Name, DNS-label-like. */
@@ -3420,7 +3423,7 @@ export interface components {
             items: {
                 /** @description Whether new instances may be placed in it. */
                 enabled: boolean;
-                /** @description Failover (always `false`, see [`ComputePoolSpec::failover`]). */
+                /** @description Whether its hosts' VMs fail over (see [`ComputePoolSpec::failover`]). */
                 failover: boolean;
                 /** @description Its hosts, by name. */
                 hosts: string[];

@@ -273,7 +273,7 @@ class ComputePool(TypedDict):
 
     #: Whether new instances may be placed in it.
     enabled: bool
-    #: Failover (always `false`, see [`ComputePoolSpec::failover`]).
+    #: Whether its hosts' VMs fail over (see [`ComputePoolSpec::failover`]).
     failover: bool
     #: Its hosts, by name.
     hosts: List[str]
