@@ -765,6 +765,85 @@ impl Compute for MemoryBackend {
         Ok(past.chain(new).map(shown).boxed())
     }
 
+    /// An instance and its disks as JSON: this engine's "definition".
+    async fn definition(&self, id: &str) -> Result<String> {
+        let mut state = self.engine()?;
+        let key = state.instance_id(id)?;
+        let held = state.held(&key)?;
+        serde_json::to_string(&(&held.instance, &held.disks))
+            .map_err(|e| Error::internal(format!("definition of {key}: {e}")))
+    }
+
+    async fn restore(&self, id: &str, definition: &str, start: bool) -> Result<Instance> {
+        // An engine answers a moment later: concurrent calls interleave as on a real one.
+        tokio::task::yield_now().await;
+        let (mut instance, disks): (Instance, Vec<AttachedDisk>) = serde_json::from_str(definition)
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "not a definition of a memory engine's instance: {e}"
+                ))
+            })?;
+        if instance.id != id {
+            return Err(Error::invalid(format!(
+                "the definition is of instance {:?}, not {id:?}",
+                instance.id
+            )));
+        }
+        let mut state = self.engine()?;
+        if state.instances.contains_key(id) {
+            return Err(Error::conflict(format!(
+                "instance {id:?} is defined on this engine already"
+            )));
+        }
+        if state
+            .instances
+            .values()
+            .any(|h| h.instance.name == instance.name)
+        {
+            return Err(Error::conflict(format!(
+                "an instance named {:?} exists",
+                instance.name
+            )));
+        }
+        instance.backend.clone_from(&self.0.name);
+        instance.state = InstanceState::Stopped;
+        instance.ip_addresses.clear();
+        let mut held = Held {
+            instance,
+            autostart: false,
+            restart_policy: None,
+            log: Vec::new(),
+            disks,
+            snapshots: Vec::new(),
+            current_snapshot: None,
+        };
+        self.emit(&held.instance, EventAction::Created);
+        if start {
+            self.transition(&mut held, InstanceState::Running, EventAction::Started);
+        }
+        let answer = held.instance.clone();
+        state.instances.insert(id.to_string(), held);
+        state.record(id);
+        Ok(answer)
+    }
+
+    async fn remove_definition(&self, id: &str) -> Result<()> {
+        let mut state = self.engine()?;
+        let Some(held) = state.instances.get(id) else {
+            return Ok(());
+        };
+        if held.instance.state.holds_memory() {
+            return Err(Error::conflict(format!(
+                "instance {id:?} runs on this engine: its definition is left"
+            )));
+        }
+        if let Some(held) = state.instances.remove(id) {
+            self.emit(&held.instance, EventAction::Deleted);
+        }
+        state.record(id);
+        Ok(())
+    }
+
     async fn events(&self) -> Result<BoxStream<Event>> {
         drop(self.engine()?);
         let rx = self.0.events.subscribe();

@@ -2,10 +2,11 @@
 //! wrong moment, on in-memory engines: routing a name held by two backends, a merged list
 //! with a backend down, instances of a lost host, the inventory's patch and overflow paths,
 //! batches with per-item results, prunes over every backend, concurrent admissions and
-//! placements on hosts of a given memory.
+//! placements on hosts of a given memory, failover's bookkeeping.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use libgo_core::memory::MemoryBackend;
 use libgo_core::{
@@ -472,4 +473,103 @@ async fn concurrent_placements_claim_what_they_count_on() {
         .find_map(|o| o.as_ref().err())
         .expect("one refused");
     assert_eq!(refused.kind(), ErrorKind::Conflict, "{refused}");
+}
+
+#[tokio::test]
+async fn a_dead_hosts_vms_fail_over_once_and_the_copies_left_are_hidden_then_removed() {
+    let (near, far) = (engine("near"), engine("far"));
+    let libgo = near_and_far(&near, &far);
+    libgo
+        .pool_set(&libgo_core::ComputePoolSpec {
+            name: "ha".into(),
+            enabled: true,
+            failover: true,
+            network: None,
+        })
+        .expect("pool");
+    for host in ["local", "far"] {
+        let mut m = libgo.host_membership(host).expect("host");
+        m.pool = "ha".into();
+        libgo.host_set(m).expect("join pool");
+    }
+    let mut ran = InstanceSpec::vm("ran");
+    ran.start = true;
+    ran.host = Some("far".into());
+    let ran = libgo.create(&ran).await.expect("ran");
+    let mut idle = InstanceSpec::vm("idle");
+    idle.host = Some("far".into());
+    let idle = libgo.create(&idle).await.expect("idle");
+    let mut box_ = container("box");
+    box_.backend = Some("far".into());
+    libgo.create(&box_).await.expect("container");
+    let all = libgo
+        .list_all(&InstanceFilter::default())
+        .await
+        .expect("list");
+    libgo.failover_keep(&all).await;
+
+    // Not due before the engine has been silent for the time given.
+    far.set_unreachable(true);
+    libgo.note_backend_up("far", false);
+    assert!(libgo.failover_due(Duration::from_secs(3600)).is_empty());
+    let due = libgo.failover_due(Duration::ZERO);
+    assert_eq!(due, ["far"]);
+    assert!(
+        libgo.failover_due(Duration::ZERO).is_empty(),
+        "a death is failed over once"
+    );
+    let report = libgo
+        .fail_over("far", ProgressSink::none())
+        .await
+        .expect("failover");
+    // The VMs only: the container is not failed over.
+    assert_eq!(report.items.len(), 2, "{report:?}");
+    assert!(
+        report.items.iter().all(|i| i.status == BatchStatus::Moved),
+        "{report:?}"
+    );
+    for (id, state) in [
+        (&ran.id, InstanceState::Running),
+        (&idle.id, InstanceState::Stopped),
+    ] {
+        let i = libgo.get(id).await.expect("failed over");
+        assert_eq!(i.host, "local", "{i:?}");
+        assert_eq!(i.state, state, "{i:?}");
+    }
+
+    // The old host answers again with its copies (a memory engine has no image locks to
+    // fence with, so the one that ran still runs): they are not listed, lookups find the
+    // failed-over VM, and the next keep removes the stopped copy and leaves the running one.
+    far.set_unreachable(false);
+    libgo.note_backend_up("far", true);
+    let items = libgo
+        .list_all(&InstanceFilter::default())
+        .await
+        .expect("list");
+    for id in [&ran.id, &idle.id] {
+        let copies: Vec<_> = items.iter().filter(|i| &i.id == id).collect();
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        assert_eq!(copies[0].host, "local");
+    }
+    assert_eq!(libgo.get("ran").await.expect("by name").host, "local");
+    libgo.failover_keep(&items).await;
+    let mut left: Vec<String> = far
+        .list(&InstanceFilter::default())
+        .await
+        .expect("far list")
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["box", "ran"],
+        "the stopped copy is removed, the running one left"
+    );
+    // Still hidden while it is there.
+    let items = libgo
+        .list_all(&InstanceFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(items.iter().filter(|i| i.id == ran.id).count(), 1);
 }
