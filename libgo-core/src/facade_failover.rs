@@ -51,6 +51,15 @@ impl LibGo {
         self.failover.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The names of the compute pools with failover.
+    fn failover_pools(&self) -> HashSet<String> {
+        self.compute_pools()
+            .into_iter()
+            .filter(|p| p.failover)
+            .map(|p| p.name)
+            .collect()
+    }
+
     /// Notes whether backend `backend` (of another host) answered just now; the server's
     /// host watch calls this for each.
     pub fn note_backend_up(&self, backend: &str, up: bool) {
@@ -78,12 +87,7 @@ impl LibGo {
     /// a complete list, as [`LibGo::list_all`] answers), and undefines the copies left on a
     /// host that answers again. The server's host watch calls this after each check.
     pub async fn failover_keep(&self, instances: &[Instance]) {
-        let pools: HashSet<String> = self
-            .compute_pools()
-            .into_iter()
-            .filter(|p| p.failover)
-            .map(|p| p.name)
-            .collect();
+        let pools = self.failover_pools();
         let mut watched = Vec::new();
         for m in self.host_memberships() {
             if m.name == LOCAL_HOST || !pools.contains(&m.pool) {
@@ -191,12 +195,7 @@ impl LibGo {
     /// The hosts whose VM engine has not answered for `after`, in a pool with failover, with
     /// VMs kept: each is answered once per death (until its engine answers again).
     pub fn failover_due(&self, after: Duration) -> Vec<String> {
-        let pools: HashSet<String> = self
-            .compute_pools()
-            .into_iter()
-            .filter(|p| p.failover)
-            .map(|p| p.name)
-            .collect();
+        let pools = self.failover_pools();
         let mut hosts = Vec::new();
         let mut f = self.failover_mut();
         let dead: Vec<String> = f
