@@ -1199,7 +1199,14 @@ async fn a_dead_hosts_vms_fail_over_within_their_pool() {
     // h2 dies with its guests: both VMs are defined here by the same ids, the running one
     // running (its console answers), the stopped one stopped.
     host2("crash", &h2.name);
+    let crashed = std::time::Instant::now();
     let task = failover_task(&s, &t, 2).await;
+    eprintln!(
+        "failover: the task ended {} ms after the crash (failover_after_secs = 3); it ran from {} to {}",
+        crashed.elapsed().as_millis(),
+        task["createdAt"],
+        task["finishedAt"]
+    );
     assert_eq!(task["status"], "finished", "{task}");
     let items = task["result"]["items"]
         .as_array()
