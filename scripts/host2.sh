@@ -64,7 +64,7 @@ start_libvirtd() {
     mount --bind '$dir/cache' /var/cache/libvirt &&
     exec libvirtd --listen -f /etc/libvirt/libvirtd.conf -p '$dir/libvirtd.pid'
   " >>"$dir/libvirtd.log" 2>&1 &
-  wait_for "the second host's libvirtd" 60 virsh -c "qemu+tcp://$addr_in/system" version
+  wait_for "the second host's libvirtd" 60 timeout 10 virsh -c "qemu+tcp://$addr_in/system" version
 }
 
 kill_pidfile() { # kill_pidfile FILE — SIGKILL (as a crash would), and wait until it is gone
@@ -202,8 +202,13 @@ CONF
 # No virtlogd in this mount namespace: QEMU writes its own logs.
 echo 'stdio_handler = "file"' >>"$dir/etc/qemu.conf"
 start_libvirtd
-wait_for "the second host's libvirtd over TLS" 30 \
-  virsh -c "qemu+tls://$addr_in/system?pkipath=$dir/tls/libvirt-client" version
+tls_uri="qemu+tls://$addr_in/system?pkipath=$dir/tls/libvirt-client"
+wait_for "the second host's libvirtd over TLS" 60 timeout 10 virsh -c "$tls_uri" version || {
+  # What the client and the daemon said, for whoever reads the failure.
+  timeout 10 virsh -c "$tls_uri" version >&2 || true
+  tail -n 20 "$dir/libvirtd.log" | grep -v "ethtool ioctl" >&2 || true
+  exit 1
+}
 
 # The busybox test image, from the machine's dockerd.
 if docker image inspect libgo-test/busybox:latest >/dev/null 2>&1; then

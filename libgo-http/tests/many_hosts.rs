@@ -32,11 +32,17 @@ impl SecondHost {
             .args(["start", &name])
             .output()
             .expect("run host2.sh");
-        assert!(
-            out.status.success(),
-            "host2.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            // What it started is stopped: nothing outlives a failed start.
+            let _ = Command::new("bash")
+                .arg(script())
+                .args(["stop", &name])
+                .output();
+            panic!(
+                "host2.sh start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let env = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.strip_prefix("export "))
