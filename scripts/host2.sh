@@ -15,6 +15,10 @@
 # /var/lib/libgo-hosts/NAME. Test-only: libvirt's TCP listener has no authentication (its TLS
 # listener asks for a client certificate of the host's CA).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# The host's directories are its libvirt's, which QEMU (another user) must enter: a caller
+# with a private umask (a test process that runs a LibGo server, which sets 0077) must not
+# make them 0700.
+umask 022
 
 cmd=${1:-}
 name=${2:-}
@@ -206,7 +210,9 @@ tls_uri="qemu+tls://$addr_in/system?pkipath=$dir/tls/libvirt-client"
 wait_for "the second host's libvirtd over TLS" 60 timeout 10 virsh -c "$tls_uri" version || {
   # What the client and the daemon said, for whoever reads the failure.
   timeout 10 virsh -c "$tls_uri" version >&2 || true
-  tail -n 20 "$dir/libvirtd.log" | grep -v "ethtool ioctl" >&2 || true
+  grep -v "ethtool ioctl" "$dir/libvirtd.log" | tail -n 20 >&2 || true
+  openssl verify -CAfile "$dir/tls/ca.pem" "$dir/tls/server-cert.pem" "$dir/tls/cert.pem" >&2 || true
+  ip -o addr show | grep " 10\.250\." >&2 || true
   exit 1
 }
 
