@@ -196,6 +196,19 @@ impl MemoryBackend {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Adds `held`, a new stopped instance, and starts it when `start`; answers it.
+    fn add(&self, state: &mut State, mut held: Held, start: bool) -> Instance {
+        self.emit(&held.instance, EventAction::Created);
+        if start {
+            self.transition(&mut held, InstanceState::Running, EventAction::Started);
+        }
+        let answer = held.instance.clone();
+        let id = answer.id.clone();
+        state.instances.insert(id.clone(), held);
+        state.record(&id);
+        answer
+    }
+
     /// The engine's state, or `Unavailable` while the engine is "down".
     fn engine(&self) -> Result<MutexGuard<'_, State>> {
         if self.0.unreachable.load(Ordering::SeqCst) {
@@ -251,6 +264,16 @@ impl MemoryBackend {
 }
 
 impl State {
+    /// Refuses a name another instance has.
+    fn name_free(&self, name: &str) -> Result<()> {
+        if self.instances.values().any(|h| h.instance.name == name) {
+            return Err(Error::conflict(format!(
+                "an instance named {name:?} exists"
+            )));
+        }
+        Ok(())
+    }
+
     fn record(&mut self, id: &str) {
         self.sequence += 1;
         self.changes.push_back((self.sequence, id.to_string()));
@@ -389,16 +412,7 @@ impl Compute for MemoryBackend {
             );
         }
         let mut state = self.engine()?;
-        if state
-            .instances
-            .values()
-            .any(|h| h.instance.name == spec.name)
-        {
-            return Err(Error::conflict(format!(
-                "an instance named {:?} exists",
-                spec.name
-            )));
-        }
+        state.name_free(&spec.name)?;
         // Everything the spec names must exist before anything is made.
         let images = spec
             .image
@@ -451,8 +465,7 @@ impl Compute for MemoryBackend {
             ip_addresses: Vec::new(),
             exit_code: None,
         };
-        let id = instance.id.clone();
-        let mut held = Held {
+        let held = Held {
             instance,
             autostart: spec.autostart,
             restart_policy: spec.restart_policy,
@@ -461,14 +474,7 @@ impl Compute for MemoryBackend {
             snapshots: Vec::new(),
             current_snapshot: None,
         };
-        self.emit(&held.instance, EventAction::Created);
-        if spec.start {
-            self.transition(&mut held, InstanceState::Running, EventAction::Started);
-        }
-        let answer = held.instance.clone();
-        state.instances.insert(id.clone(), held);
-        state.record(&id);
-        Ok(answer)
+        Ok(self.add(&mut state, held, spec.start))
     }
 
     async fn get(&self, id: &str) -> Result<Instance> {
@@ -795,20 +801,11 @@ impl Compute for MemoryBackend {
                 "instance {id:?} is defined on this engine already"
             )));
         }
-        if state
-            .instances
-            .values()
-            .any(|h| h.instance.name == instance.name)
-        {
-            return Err(Error::conflict(format!(
-                "an instance named {:?} exists",
-                instance.name
-            )));
-        }
+        state.name_free(&instance.name)?;
         instance.backend.clone_from(&self.0.name);
         instance.state = InstanceState::Stopped;
         instance.ip_addresses.clear();
-        let mut held = Held {
+        let held = Held {
             instance,
             autostart: false,
             restart_policy: None,
@@ -817,14 +814,7 @@ impl Compute for MemoryBackend {
             snapshots: Vec::new(),
             current_snapshot: None,
         };
-        self.emit(&held.instance, EventAction::Created);
-        if start {
-            self.transition(&mut held, InstanceState::Running, EventAction::Started);
-        }
-        let answer = held.instance.clone();
-        state.instances.insert(id.to_string(), held);
-        state.record(id);
-        Ok(answer)
+        Ok(self.add(&mut state, held, start))
     }
 
     async fn remove_definition(&self, id: &str) -> Result<()> {

@@ -39,10 +39,7 @@ impl SecondHost {
             .expect("run host2.sh");
         if !out.status.success() {
             // What it started is stopped: nothing outlives a failed start.
-            let _ = Command::new("bash")
-                .arg(script())
-                .args(["stop", &name])
-                .output();
+            stop_host(&name);
             panic!(
                 "host2.sh start failed: {}",
                 String::from_utf8_lossy(&out.stderr)
@@ -67,11 +64,16 @@ impl SecondHost {
 
 impl Drop for SecondHost {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["stop", &self.name])
-            .output();
+        stop_host(&self.name);
     }
+}
+
+/// Stops second host `name` and deletes it, whatever state it is in.
+fn stop_host(name: &str) {
+    let _ = Command::new("bash")
+        .arg(script())
+        .args(["stop", name])
+        .output();
 }
 
 fn script() -> PathBuf {
@@ -352,19 +354,7 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
             .expect("events")
             .0
     };
-    let h2sh = |verb: &str| {
-        let out = Command::new("bash")
-            .arg(script())
-            .args([verb, &h2.name])
-            .output()
-            .expect("host2.sh");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    h2sh("docker-kill");
+    host2("docker-kill", &h2.name);
     let down_at = std::time::Instant::now();
     let state_of = |name: String| {
         let s = &s;
@@ -415,7 +405,7 @@ async fn a_second_host_takes_placed_instances_and_live_migrated_vms() {
     assert_eq!(event["type"], "host", "{event}");
     assert_eq!(event["host"], "h2", "{event}");
     assert_eq!(event["alive"], false, "{event}");
-    h2sh("docker-start");
+    host2("docker-start", &h2.name);
     let up_at = std::time::Instant::now();
     loop {
         let h = json_of(

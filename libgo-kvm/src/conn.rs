@@ -72,10 +72,7 @@ pub fn map_error(e: virt::error::Error) -> Error {
     };
     // A disk image a running QEMU holds (qemu-img's image locking): in use, not a fault.
     if kind == ErrorKind::Internal && is_image_locked(e.message()) {
-        return Error::conflict(
-            "the volume is in use by a running VM; stop the VM first (QEMU holds its lock)",
-        )
-        .with_source(e);
+        return Error::conflict(IMAGE_LOCKED).with_source(e);
     }
     // ENOSPC: the pool's file system is full, a state of the host, not a fault of LibGo.
     if kind == ErrorKind::Internal && e.message().contains("No space left on device") {
@@ -104,6 +101,15 @@ pub fn map_error(e: virt::error::Error) -> Error {
         .with_source(e);
     }
     Error::new(kind, e.message().to_string()).with_source(e)
+}
+
+/// What an image another QEMU holds the lock of reads as, once mapped.
+const IMAGE_LOCKED: &str =
+    "the volume is in use by a running VM; stop the VM first (QEMU holds its lock)";
+
+/// Whether `e` is [`map_error`]'s answer to an image another QEMU holds locked.
+pub(crate) fn is_image_lock_conflict(e: &Error) -> bool {
+    e.kind() == ErrorKind::Conflict && e.message() == IMAGE_LOCKED
 }
 
 /// Whether a libvirt message is qemu-img failing on the image lock QEMU holds.

@@ -73,7 +73,7 @@ fn refresh_pools(c: &Connect) {
 
 /// QEMU refusing an image another QEMU holds is the fence: said as such.
 fn fenced(e: Error) -> Error {
-    if e.message().contains("lock") {
+    if crate::conn::is_image_lock_conflict(&e) {
         Error::conflict(
             "its disks are in use by another QEMU (does it still run on its old host?): not \
              started a second time",
